@@ -1,0 +1,157 @@
+"""Reading the environment into settings, with one clear line for a bad value.
+
+Settings must never start half-configured: every variable is parsed here and a
+bad value raises ConfigError, which `kizuna` prints as a single line.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import dj_database_url
+
+KNOWN_SERVICES = ("crm", "survey")
+
+
+class ConfigError(Exception):
+    """A configuration value that Kizuna cannot start with."""
+
+
+def env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def env_bool(name: str, *, default: bool = False) -> bool:
+    raw = env(name)
+    if not raw:
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean: use 1/0, true/false, yes/no or on/off.")
+
+
+def env_int(name: str, default: int) -> int:
+    raw = env(name)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number.") from None
+
+
+def data_dir() -> Path:
+    path = Path(env("KIZUNA_DATA_DIR", "var")).expanduser().resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(
+            f"KIZUNA_DATA_DIR={str(path)!r} is not a writable directory ({error.strerror})."
+        ) from None
+    return path
+
+
+def services() -> tuple[str, ...]:
+    raw = env("KIZUNA_SERVICES", "crm,survey")
+    names = tuple(name.strip().lower() for name in raw.split(",") if name.strip())
+    unknown = [name for name in names if name not in KNOWN_SERVICES]
+    if unknown or not names:
+        raise ConfigError(
+            f"KIZUNA_SERVICES={raw!r}: unknown service {', '.join(unknown) or '(none)'}; "
+            f"use a comma-separated list of {', '.join(KNOWN_SERVICES)}."
+        )
+    return names
+
+
+@dataclass(frozen=True)
+class Bind:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def bind() -> Bind:
+    raw = env("KIZUNA_BIND", "127.0.0.1:8000")
+    host, _, port = raw.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"KIZUNA_BIND={raw!r} must be HOST:PORT, for example 127.0.0.1:8000.")
+    return Bind(host.strip("[]"), int(port))
+
+
+def base_url(fallback_bind: Bind) -> str:
+    host = "127.0.0.1" if fallback_bind.host in {"0.0.0.0", "::"} else fallback_bind.host  # noqa: S104
+    raw = env("KIZUNA_BASE_URL", f"http://{host}:{fallback_bind.port}")
+    return _checked_url("KIZUNA_BASE_URL", raw)
+
+
+def survey_url(default: str) -> str:
+    return _checked_url("SURVEY_URL", env("SURVEY_URL", default))
+
+
+def _checked_url(name: str, raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ConfigError(f"{name}={raw!r} must be an http:// or https:// URL.")
+    return raw.rstrip("/")
+
+
+def secret_key(directory: Path) -> str:
+    """The configured key, or one generated into the data dir on first start."""
+    configured = env("KIZUNA_SECRET_KEY")
+    if configured:
+        if len(configured) < 32:
+            raise ConfigError("KIZUNA_SECRET_KEY must be at least 32 characters long.")
+        return configured
+    path = directory / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def database(directory: Path) -> dict[str, Any]:
+    raw = env("DATABASE_URL")
+    if not raw:
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(directory / "kizuna.sqlite3"),
+            "CONN_MAX_AGE": 600,
+            "OPTIONS": {
+                # WAL lets readers go on while one writer writes; IMMEDIATE takes the
+                # write lock at BEGIN so two writers queue instead of deadlocking.
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": (
+                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+                    "PRAGMA busy_timeout=20000; PRAGMA foreign_keys=ON;"
+                ),
+            },
+        }
+    try:
+        config = dj_database_url.parse(raw, conn_max_age=600, conn_health_checks=True)
+    except (ValueError, KeyError) as error:
+        raise ConfigError(f"DATABASE_URL cannot be parsed: {error}") from None
+    engine = config.get("ENGINE", "")
+    if engine not in {"django.db.backends.postgresql", "django.db.backends.sqlite3"}:
+        raise ConfigError(
+            "DATABASE_URL must be a postgres:// (or postgresql://) or sqlite:/// URL."
+        )
+    if engine == "django.db.backends.postgresql" and not config.get("NAME"):
+        raise ConfigError("DATABASE_URL names no database: add it after the last '/'.")
+    # Each test run (and each helper running tests side by side) gets its own
+    # test databases, so runs on one server never drop each other's.
+    run = env("KIZUNA_TEST_RUN", "main")
+    config["TEST"] = {"NAME": f"test_kizuna_{run}"}
+    return dict(config)

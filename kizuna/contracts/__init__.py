@@ -1,0 +1,1 @@
+"""Webhook payload schemas and examples that both services test against."""

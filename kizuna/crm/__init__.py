@@ -1,0 +1,1 @@
+"""The CRM: organizations, members, leads, contacts, templates, mail, and the Survey integration."""

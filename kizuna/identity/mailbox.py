@@ -1,0 +1,65 @@
+"""The local mailbox: outgoing mail written to the data dir instead of an SMTP server.
+
+It is the default when no SMTP host is configured, so a demo can follow survey links
+from the browser (/mailbox/) without any mail server.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from email import message_from_bytes, policy
+from email.message import EmailMessage as ParsedMessage
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import EmailMessage
+from django.core.mail.backends.base import BaseEmailBackend
+from django.utils import timezone
+
+
+class MailboxBackend(BaseEmailBackend):
+    def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
+        directory = mailbox_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        sent = 0
+        for message in email_messages:
+            if not message.recipients():
+                continue
+            stamp = timezone.now().strftime("%Y%m%dT%H%M%S%f")
+            name = f"{stamp}-{uuid.uuid4().hex[:12]}.eml"
+            partial = directory / f".{name}.part"
+            partial.write_bytes(message.message().as_bytes(linesep="\n"))
+            partial.rename(directory / name)  # atomic: readers never see half a message
+            sent += 1
+        return sent
+
+
+def mailbox_dir() -> Path:
+    return Path(settings.KIZUNA_MAILBOX_DIR)
+
+
+def list_messages(limit: int = 200) -> list[dict[str, Any]]:
+    paths = sorted(mailbox_dir().glob("*.eml"), reverse=True)[:limit]
+    return [summarize(path) for path in paths]
+
+
+def read_message(name: str) -> ParsedMessage | None:
+    path = mailbox_dir() / name
+    if "/" in name or not name.endswith(".eml") or not path.is_file():
+        return None
+    parsed = message_from_bytes(path.read_bytes(), policy=policy.default)
+    assert isinstance(parsed, ParsedMessage)
+    return parsed
+
+
+def summarize(path: Path) -> dict[str, Any]:
+    parsed = message_from_bytes(path.read_bytes(), policy=policy.default)
+    return {
+        "name": path.name,
+        "subject": str(parsed.get("Subject", "")),
+        "to": str(parsed.get("To", "")),
+        "from": str(parsed.get("From", "")),
+        "date": str(parsed.get("Date", "")),
+    }

@@ -1,0 +1,1 @@
+"""Helpers with no models and no app imports."""

@@ -1,0 +1,193 @@
+"""The one settings module. Every value comes from the environment (README, .env.example)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from django.utils.translation import gettext_lazy as _
+
+from kizuna import config
+
+BASE_DIR = Path(__file__).resolve().parent
+DATA_DIR = config.data_dir()
+
+DEBUG = config.env_bool("KIZUNA_DEBUG")
+SECRET_KEY = config.secret_key(DATA_DIR)
+KIZUNA_SERVICES = config.services()
+KIZUNA_BIND = config.bind()
+KIZUNA_BASE_URL = config.base_url(KIZUNA_BIND)
+# Where the CRM reaches the Survey service; by default the same deployment.
+SURVEY_URL = config.survey_url(KIZUNA_BASE_URL)
+# Shared by CRM and Survey for the "my own account" method (DESIGN.md §2). Derived
+# from the secret key when both run together; set it explicitly when they do not.
+KIZUNA_TRUST_TOKEN = (
+    config.env("KIZUNA_TRUST_TOKEN")
+    or hashlib.sha256(f"kizuna-trust:{SECRET_KEY}".encode()).hexdigest()
+)
+# The Survey service refuses webhook URLs on private addresses, except these
+# (the co-deployed CRM by default). Comma-separated http(s) origins.
+KIZUNA_WEBHOOK_ALLOWED_ORIGINS = tuple(
+    origin.strip().rstrip("/")
+    for origin in config.env("KIZUNA_WEBHOOK_ALLOWED_ORIGINS", KIZUNA_BASE_URL).split(",")
+    if origin.strip()
+)
+
+ALLOWED_HOSTS = [
+    host.strip()
+    for host in config.env("KIZUNA_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",")
+    if host.strip()
+]
+CSRF_TRUSTED_ORIGINS = [KIZUNA_BASE_URL]
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "django_htmx",
+    "template_partials",
+    "csp",
+    "ninja",
+    "django_tasks",
+    "django_tasks_db",
+    "kizuna.identity",
+    "kizuna.work",
+    "kizuna.crm",
+    "kizuna.survey",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "kizuna.identity.middleware.UserLanguageMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "csp.middleware.CSPMiddleware",
+]
+
+ROOT_URLCONF = "kizuna.urls"
+WSGI_APPLICATION = "kizuna.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "kizuna.identity.context_processors.kizuna",
+            ],
+        },
+    }
+]
+
+DATABASES = {"default": config.database(DATA_DIR)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_USER_MODEL = "identity.User"
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+LOGIN_URL = "identity:login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "identity:login"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# Sign-in throttling: this many failures for one email from one address...
+KIZUNA_SIGNIN_MAX_FAILURES = config.env_int("KIZUNA_SIGNIN_MAX_FAILURES", 5)
+# ...within this many seconds locks that pair out for the rest of the window.
+KIZUNA_SIGNIN_WINDOW_SECONDS = config.env_int("KIZUNA_SIGNIN_WINDOW_SECONDS", 900)
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = KIZUNA_BASE_URL.startswith("https://")
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "style-src": ["'self'"],
+        "script-src": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
+
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", _("English")), ("ja", _("Japanese"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+LANGUAGE_COOKIE_NAME = "kizuna_language"
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
+TIME_ZONE = config.env("KIZUNA_TIME_ZONE", "Asia/Tokyo")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "static"
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+MEDIA_ROOT = DATA_DIR / "media"
+
+# Outgoing mail: SMTP when a host is configured, otherwise the local mailbox in
+# the data dir, which signed-in users can read at /mailbox/.
+EMAIL_HOST = config.env("KIZUNA_SMTP_HOST")
+EMAIL_PORT = config.env_int("KIZUNA_SMTP_PORT", 25)
+EMAIL_HOST_USER = config.env("KIZUNA_SMTP_USER")
+EMAIL_HOST_PASSWORD = config.env("KIZUNA_SMTP_PASSWORD")
+_smtp_security = config.env("KIZUNA_SMTP_SECURITY", "none").lower()
+if _smtp_security not in {"none", "starttls", "ssl"}:
+    raise config.ConfigError(
+        f"KIZUNA_SMTP_SECURITY={_smtp_security!r} must be none, starttls or ssl."
+    )
+EMAIL_USE_TLS = _smtp_security == "starttls"
+EMAIL_USE_SSL = _smtp_security == "ssl"
+EMAIL_TIMEOUT = 30
+DEFAULT_FROM_EMAIL = config.env("KIZUNA_MAIL_FROM", "Kizuna <kizuna@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+KIZUNA_MAILBOX_DIR = DATA_DIR / "mailbox"
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "kizuna.identity.mailbox.MailboxBackend"
+)
+
+TASKS = {
+    "default": {
+        "BACKEND": "django_tasks_db.DatabaseBackend",
+        "QUEUES": ["default"],
+    }
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "INFO"},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+NINJA_PAGINATION_PER_PAGE = 50

@@ -1,0 +1,1 @@
+"""The Survey service: accounts, portals, surveys, public pages, responses, webhooks, API."""

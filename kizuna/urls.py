@@ -1,0 +1,19 @@
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.urls import include, path
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    first = settings.KIZUNA_SERVICES[0]
+    return redirect(f"{first}:home")
+
+
+urlpatterns = [
+    path("", home, name="home"),
+    path("", include("kizuna.identity.urls")),
+]
+if "crm" in settings.KIZUNA_SERVICES:
+    urlpatterns += [path("crm/", include("kizuna.crm.urls"))]
+if "survey" in settings.KIZUNA_SERVICES:
+    urlpatterns += [path("survey/", include("kizuna.survey.urls"))]

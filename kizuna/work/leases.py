@@ -1,0 +1,197 @@
+"""Rows as durable work: status, attempts, next attempt time and a lease.
+
+The critical paths (outgoing mail, webhook deliveries) keep each unit of work as a
+row of a model that inherits LeasedWork. A worker claims due rows with
+SELECT ... FOR UPDATE SKIP LOCKED (PostgreSQL; SQLite serializes writers anyway),
+sets a lease, does the work, then marks the row done or schedules a retry with
+exponential back-off and jitter. A row whose worker died keeps status "leased"
+until its lease expires; then any worker may claim it again. Handlers must be
+safe to run twice for the same row (the lease can expire under a slow worker).
+
+    class OutgoingMessage(LeasedWork): ...
+
+    register(OutgoingMessage, send_outgoing_message)   # in AppConfig.ready()
+
+The worker process (`kizuna worker`) calls run_due_work() in its loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, ClassVar, TypeVar
+
+from django.db import models, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+logger = logging.getLogger(__name__)
+
+
+class WorkStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    LEASED = "leased", _("In progress")
+    DONE = "done", _("Done")
+    FAILED = "failed", _("Failed")
+
+
+class LeasedWork(models.Model):
+    """Abstract: one unit of durable work claimed by a worker under a lease."""
+
+    status = models.CharField(
+        _("status"), max_length=16, choices=WorkStatus.choices, default=WorkStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    max_attempts = models.PositiveIntegerField(_("maximum attempts"), default=20)
+    next_attempt_at = models.DateTimeField(_("next attempt at"), default=timezone.now)
+    leased_until = models.DateTimeField(_("leased until"), null=True, blank=True)
+    leased_by = models.CharField(_("leased by"), max_length=100, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    # Back-off: base * factor ** (attempt - 1), capped, with +-jitter_ratio jitter.
+    retry_base_seconds: ClassVar[float] = 30.0
+    retry_factor: ClassVar[float] = 2.0
+    retry_max_seconds: ClassVar[float] = 6 * 3600.0
+    retry_jitter_ratio: ClassVar[float] = 0.2
+    lease_seconds: ClassVar[int] = 300
+
+    class Meta:
+        abstract = True
+
+    def retry_delay(self, attempt: int) -> timedelta:
+        delay = min(
+            self.retry_base_seconds * self.retry_factor ** max(attempt - 1, 0),
+            self.retry_max_seconds,
+        )
+        jitter = delay * self.retry_jitter_ratio
+        return timedelta(seconds=max(0.0, delay + random.uniform(-jitter, jitter)))
+
+
+W = TypeVar("W", bound=LeasedWork)
+
+
+def due(queryset: models.QuerySet[W]) -> models.QuerySet[W]:
+    """Rows a worker may claim now: pending and due, or leased with an expired lease."""
+    now = timezone.now()
+    return queryset.filter(
+        Q(status=WorkStatus.PENDING, next_attempt_at__lte=now)
+        | Q(status=WorkStatus.LEASED, leased_until__lt=now)
+    )
+
+
+def claim(queryset: models.QuerySet[W], *, worker_id: str, limit: int = 10) -> list[W]:
+    """Lease up to `limit` due rows for this worker; no two workers get the same row."""
+    model = queryset.model
+    now = timezone.now()
+    with transaction.atomic(using=queryset.db):
+        rows = list(
+            due(queryset)
+            .select_for_update(skip_locked=True)
+            .order_by("next_attempt_at", "pk")[:limit]
+        )
+        if not rows:
+            return []
+        leased_until = now + timedelta(seconds=model.lease_seconds)
+        model._default_manager.using(queryset.db).filter(pk__in=[row.pk for row in rows]).update(
+            status=WorkStatus.LEASED,
+            leased_until=leased_until,
+            leased_by=worker_id,
+            attempts=models.F("attempts") + 1,
+        )
+    for row in rows:
+        row.status = WorkStatus.LEASED
+        row.leased_until = leased_until
+        row.leased_by = worker_id
+        row.attempts += 1
+    return rows
+
+
+def _still_ours(row: LeasedWork) -> Q:
+    # Only the worker holding the lease may finish the row: a worker whose lease
+    # expired and was re-claimed by another must not overwrite that one's result.
+    return Q(pk=row.pk, status=WorkStatus.LEASED, leased_by=row.leased_by)
+
+
+def mark_done(row: LeasedWork, **fields: Any) -> bool:
+    """Finish the row; False if another worker took it over after our lease expired."""
+    now = timezone.now()
+    updated = (
+        type(row)
+        ._default_manager.filter(_still_ours(row))
+        .update(status=WorkStatus.DONE, finished_at=now, leased_until=None, last_error="", **fields)
+    )
+    if updated:
+        row.status, row.finished_at, row.leased_until, row.last_error = (
+            WorkStatus.DONE,
+            now,
+            None,
+            "",
+        )
+        for name, value in fields.items():
+            setattr(row, name, value)
+    return bool(updated)
+
+
+def mark_failed(row: LeasedWork, *, error: str, retry: bool = True, **fields: Any) -> bool:
+    """Record a failed attempt: retry later with back-off, or give up for good."""
+    now = timezone.now()
+    gives_up = not retry or row.attempts >= row.max_attempts
+    values: dict[str, Any] = {"leased_until": None, "last_error": error[:4000], **fields}
+    if gives_up:
+        values.update(status=WorkStatus.FAILED, finished_at=now)
+    else:
+        values.update(
+            status=WorkStatus.PENDING, next_attempt_at=now + row.retry_delay(row.attempts)
+        )
+    updated = type(row)._default_manager.filter(_still_ours(row)).update(**values)
+    if updated:
+        for name, value in values.items():
+            setattr(row, name, value)
+    return bool(updated)
+
+
+@dataclass(frozen=True)
+class Registration:
+    model: type[LeasedWork]
+    handler: Callable[[Any], None]
+    batch_size: int
+
+
+_registry: dict[str, Registration] = {}
+
+
+def register(model: type[W], handler: Callable[[W], None], *, batch_size: int = 10) -> None:
+    """Have the worker run `handler(row)` for each due row of `model`.
+
+    The handler does the work and calls mark_done() or mark_failed() itself; an
+    exception escaping it is recorded as a failed attempt and retried.
+    """
+    _registry[model._meta.label] = Registration(model, handler, batch_size)
+
+
+def registrations() -> list[Registration]:
+    return list(_registry.values())
+
+
+def run_due_work(*, worker_id: str) -> int:
+    """Claim and run one batch of every registered kind; returns how many rows ran."""
+    ran = 0
+    for registration in registrations():
+        rows = claim(
+            registration.model._default_manager.all(),
+            worker_id=worker_id,
+            limit=registration.batch_size,
+        )
+        for row in rows:
+            try:
+                registration.handler(row)
+            except Exception as error:
+                logger.exception("%s %s failed", registration.model._meta.label, row.pk)
+                mark_failed(row, error=f"{type(error).__name__}: {error}")
+            ran += 1
+    return ran

@@ -191,3 +191,13 @@ LOGGING = {
 }
 
 NINJA_PAGINATION_PER_PAGE = 50
+
+# Shared by every process of a deployment (rate limits, throttles): the database,
+# so several `serve` processes on several machines agree. Created by
+# `kizuna createcachetable` (make run) and by the test runner.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "kizuna_cache",
+    }
+}

@@ -16,4 +16,7 @@ urlpatterns = [
 if "crm" in settings.KIZUNA_SERVICES:
     urlpatterns += [path("crm/", include("kizuna.crm.urls"))]
 if "survey" in settings.KIZUNA_SERVICES:
-    urlpatterns += [path("survey/", include("kizuna.survey.urls"))]
+    urlpatterns += [
+        path("survey/", include("kizuna.survey.urls")),
+        path("s/", include("kizuna.survey.public_urls")),
+    ]

@@ -1,0 +1,258 @@
+from __future__ import annotations
+
+from typing import ClassVar
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class Organization(models.Model):
+    """A tenant of the CRM: a team with its own members, leads and contacts."""
+
+    name = models.CharField(_("name"), max_length=200)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("organization")
+        verbose_name_plural = _("organizations")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Role(models.TextChoices):
+    ADMINISTRATOR = "admin", _("Administrator")
+    STANDARD = "standard", _("Standard")
+
+
+class Membership(models.Model):
+    """A user's place in one organization, with a role."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="memberships"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="crm_memberships"
+    )
+    role = models.CharField(_("role"), max_length=16, choices=Role.choices, default=Role.STANDARD)
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("joined at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("member")
+        verbose_name_plural = _("members")
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["organization", "user"], name="crm_one_membership")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.organization}"
+
+    @property
+    def is_administrator(self) -> bool:
+        return self.is_active and self.role == Role.ADMINISTRATOR
+
+
+class MemberInvitation(models.Model):
+    """An administrator's invitation for an email address to join the organization."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="member_invitations"
+    )
+    email = models.EmailField(_("email address"))
+    role = models.CharField(_("role"), max_length=16, choices=Role.choices, default=Role.STANDARD)
+    token_hash = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(_("invited at"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires at"))
+    accepted_at = models.DateTimeField(_("accepted at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("member invitation")
+        verbose_name_plural = _("member invitations")
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class LeadStatus(models.TextChoices):
+    NEW = "new", _("New")
+    CONTACTED = "contacted", _("Contacted")
+    QUALIFIED = "qualified", _("Qualified")
+    UNQUALIFIED = "unqualified", _("Unqualified")
+    CONVERTED = "converted", _("Converted")
+
+
+class LeadSource(models.TextChoices):
+    NONE = "", _("(none)")
+    WEB = "web", _("Web site")
+    REFERRAL = "referral", _("Referral")
+    EVENT = "event", _("Event")
+    ADVERTISEMENT = "advertisement", _("Advertisement")
+    COLD_CALL = "cold_call", _("Cold call")
+    PARTNER = "partner", _("Partner")
+    OTHER = "other", _("Other")
+
+
+class Person(models.Model):
+    """Abstract: the fields a lead and a contact share."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    family_name = models.CharField(_("family name"), max_length=100)
+    given_name = models.CharField(_("given name"), max_length=100, blank=True)
+    company = models.CharField(_("company"), max_length=200, blank=True)
+    title = models.CharField(_("title"), max_length=100, blank=True)
+    email = models.EmailField(_("email"), blank=True)
+    phone = models.CharField(_("phone"), max_length=40, blank=True)
+    lead_source = models.CharField(
+        _("lead source"), max_length=20, choices=LeadSource.choices, blank=True
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("owner"),
+    )
+    postal_code = models.CharField(_("postal code"), max_length=20, blank=True)
+    region = models.CharField(_("prefecture / state"), max_length=100, blank=True)
+    city = models.CharField(_("city"), max_length=100, blank=True)
+    street = models.CharField(_("street"), max_length=200, blank=True)
+    country = models.CharField(_("country"), max_length=100, blank=True)
+    description = models.TextField(_("description"), blank=True)
+    email_opt_out = models.BooleanField(_("email opt-out"), default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        related_name="+",
+        verbose_name=_("created by"),
+    )
+    modified_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        related_name="+",
+        verbose_name=_("modified by"),
+    )
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    modified_at = models.DateTimeField(_("modified at"), default=timezone.now)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return self.display_name()
+
+    def display_name(self, language: str | None = None) -> str:
+        """Family name first in Japanese, given name first otherwise."""
+        from django.utils.translation import get_language
+
+        language = language or get_language() or "en"
+        parts = (
+            [self.family_name, self.given_name]
+            if language.startswith("ja")
+            else [self.given_name, self.family_name]
+        )
+        return " ".join(part for part in parts if part)
+
+
+class Lead(Person):
+    """A prospective customer not yet qualified into a contact."""
+
+    status = models.CharField(
+        _("lead status"), max_length=20, choices=LeadStatus.choices, default=LeadStatus.NEW
+    )
+    converted_contact = models.ForeignKey(
+        "Contact",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="source_leads",
+        verbose_name=_("converted to"),
+    )
+    converted_at = models.DateTimeField(_("converted at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("lead")
+        verbose_name_plural = _("leads")
+        indexes: ClassVar = [
+            models.Index(fields=["organization", "-created_at", "-id"], name="crm_lead_recent"),
+            models.Index(
+                fields=["organization", "family_name", "given_name", "id"], name="crm_lead_name"
+            ),
+            models.Index(fields=["organization", "email"], name="crm_lead_email"),
+            models.Index(fields=["organization", "status", "-id"], name="crm_lead_status"),
+            models.Index(fields=["organization", "owner", "-id"], name="crm_lead_owner"),
+        ]
+
+
+class Contact(Person):
+    """A person the team does business with."""
+
+    department = models.CharField(_("department"), max_length=100, blank=True)
+
+    class Meta:
+        verbose_name = _("contact")
+        verbose_name_plural = _("contacts")
+        indexes: ClassVar = [
+            models.Index(fields=["organization", "-created_at", "-id"], name="crm_contact_recent"),
+            models.Index(
+                fields=["organization", "family_name", "given_name", "id"], name="crm_contact_name"
+            ),
+            models.Index(fields=["organization", "email"], name="crm_contact_email"),
+            models.Index(fields=["organization", "owner", "-id"], name="crm_contact_owner"),
+        ]
+
+
+class ActivityKind(models.TextChoices):
+    CREATED = "created", _("Created")
+    EDITED = "edited", _("Edited")
+    CONVERTED = "converted", _("Converted")
+    EMAIL_QUEUED = "email_queued", _("Email queued")
+    EMAIL_SENT = "email_sent", _("Email sent")
+    EMAIL_FAILED = "email_failed", _("Email failed")
+    EMAIL_SKIPPED = "email_skipped", _("Email skipped")
+    UNSUBSCRIBED = "unsubscribed", _("Unsubscribed")
+    IMPORTED = "imported", _("Imported")
+    SURVEY_SENT = "survey_sent", _("Survey sent")
+    SURVEY_RESPONDED = "survey_responded", _("Survey responded")
+
+
+class Activity(models.Model):
+    """One event on a lead's or contact's timeline.
+
+    When a lead is converted its activities get the contact too, so the history
+    follows the person.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    lead = models.ForeignKey(
+        Lead, on_delete=models.SET_NULL, null=True, blank=True, related_name="activities"
+    )
+    contact = models.ForeignKey(
+        Contact, on_delete=models.SET_NULL, null=True, blank=True, related_name="activities"
+    )
+    kind = models.CharField(_("kind"), max_length=32, choices=ActivityKind.choices)
+    summary = models.CharField(_("summary"), max_length=500, blank=True)
+    data = models.JSONField(_("data"), default=dict, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(_("at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("activity")
+        verbose_name_plural = _("activities")
+        indexes: ClassVar = [
+            models.Index(fields=["lead", "-created_at"], name="crm_activity_lead"),
+            models.Index(fields=["contact", "-created_at"], name="crm_activity_contact"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.summary}"

@@ -56,7 +56,12 @@ INSTALLED_APPS = [
     "kizuna.identity",
     "kizuna.work",
     "kizuna.crm",
+    "kizuna.crm.mail",
+    "kizuna.crm.imports",
+    "kizuna.crm.api",
     "kizuna.survey",
+    "kizuna.survey.keys",
+    "kizuna.survey.webhooks",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,87 @@
+"""Who may see what in the CRM: every lookup is scoped to the current organization.
+
+An id from another organization is a 404; a standard member on an administrator
+page is a 403. The current organization is kept in the session and switched from
+the header.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest
+
+from kizuna.crm.models import Contact, Lead, Membership, Organization
+
+SESSION_KEY = "crm_organization_id"
+MODULES = ("leads", "contacts")
+
+
+def memberships_of(request: HttpRequest) -> list[Membership]:
+    if not request.user.is_authenticated:
+        return []
+    return list(
+        Membership.objects.filter(user=request.user, is_active=True)
+        .select_related("organization")
+        .order_by("organization__name", "organization_id")
+    )
+
+
+def current_membership(request: HttpRequest) -> Membership:
+    """The signed-in user's active membership of the current organization, or 404."""
+    cached = getattr(request, "_crm_membership", None)
+    if cached is not None:
+        return cached
+    memberships = memberships_of(request)
+    if not memberships:
+        raise Http404("No organization")
+    wanted = request.session.get(SESSION_KEY)
+    membership = next((m for m in memberships if m.organization_id == wanted), memberships[0])
+    request.session[SESSION_KEY] = membership.organization_id
+    request._crm_membership = membership  # type: ignore[attr-defined]
+    return membership
+
+
+def switch_organization(request: HttpRequest, organization_id: int) -> Membership:
+    membership = next(
+        (m for m in memberships_of(request) if m.organization_id == organization_id), None
+    )
+    if membership is None:
+        raise Http404("No such organization")
+    request.session[SESSION_KEY] = organization_id
+    request._crm_membership = membership  # type: ignore[attr-defined]
+    return membership
+
+
+def get_organization_for_member(request: HttpRequest) -> Organization:
+    return current_membership(request).organization
+
+
+def get_organization_for_admin(request: HttpRequest) -> Organization:
+    membership = current_membership(request)
+    if not membership.is_administrator:
+        raise PermissionDenied
+    return membership.organization
+
+
+def get_lead_for_member(request: HttpRequest, pk: int) -> Lead:
+    organization = get_organization_for_member(request)
+    try:
+        return Lead.objects.get(organization=organization, pk=pk)
+    except Lead.DoesNotExist:
+        raise Http404 from None
+
+
+def get_contact_for_member(request: HttpRequest, pk: int) -> Contact:
+    organization = get_organization_for_member(request)
+    try:
+        return Contact.objects.get(organization=organization, pk=pk)
+    except Contact.DoesNotExist:
+        raise Http404 from None
+
+
+def get_record_for_member(request: HttpRequest, module: str, pk: int) -> Lead | Contact:
+    if module == "leads":
+        return get_lead_for_member(request, pk)
+    if module == "contacts":
+        return get_contact_for_member(request, pk)
+    raise Http404

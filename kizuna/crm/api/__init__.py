@@ -1,0 +1,1 @@
+"""The CRM REST API v1 and personal API tokens."""

@@ -1,0 +1,1 @@
+"""Email templates and sending: per-recipient messages as outbox rows."""

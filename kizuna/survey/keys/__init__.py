@@ -1,0 +1,1 @@
+"""SC keys: the services communication key of a Survey account member (K1, K2)."""

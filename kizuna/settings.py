@@ -185,6 +185,8 @@ TASKS = {
         "QUEUES": ["default"],
     }
 }
+# A worker silent (no heartbeat) for this long is dead: others take back its work.
+KIZUNA_WORKER_LEASE_SECONDS = config.env_int("KIZUNA_WORKER_LEASE_SECONDS", 30)
 
 LOGGING = {
     "version": 1,

@@ -6,3 +6,10 @@ class WorkConfig(AppConfig):
     name = "kizuna.work"
     label = "work"
     verbose_name = _("Background work")
+
+    def ready(self) -> None:
+        from kizuna.work import leases
+        from kizuna.work.models import ProbeWork
+        from kizuna.work.services import handle_probe_work
+
+        leases.register(ProbeWork, handle_probe_work)

@@ -5,8 +5,10 @@ row of a model that inherits LeasedWork. A worker claims due rows with
 SELECT ... FOR UPDATE SKIP LOCKED (PostgreSQL; SQLite serializes writers anyway),
 sets a lease, does the work, then marks the row done or schedules a retry with
 exponential back-off and jitter. A row whose worker died keeps status "leased"
-until its lease expires; then any worker may claim it again. Handlers must be
-safe to run twice for the same row (the lease can expire under a slow worker).
+until its lease expires, or until its worker misses its heartbeats for
+KIZUNA_WORKER_LEASE_SECONDS (whichever comes first); then any worker may claim it
+again. Handlers must be safe to run twice for the same row (the lease can expire
+under a slow worker); only the worker holding the current lease can finish it.
 
     class OutgoingMessage(LeasedWork): ...
 
@@ -18,7 +20,6 @@ The worker process (`kizuna worker`) calls run_due_work() in its loop.
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -28,6 +29,8 @@ from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+from kizuna.work.backoff import backoff_delay
 
 logger = logging.getLogger(__name__)
 
@@ -64,23 +67,37 @@ class LeasedWork(models.Model):
         abstract = True
 
     def retry_delay(self, attempt: int) -> timedelta:
-        delay = min(
-            self.retry_base_seconds * self.retry_factor ** max(attempt - 1, 0),
-            self.retry_max_seconds,
+        return timedelta(
+            seconds=backoff_delay(
+                attempt,
+                base_seconds=self.retry_base_seconds,
+                max_seconds=self.retry_max_seconds,
+                factor=self.retry_factor,
+                jitter_ratio=self.retry_jitter_ratio,
+            )
         )
-        jitter = delay * self.retry_jitter_ratio
-        return timedelta(seconds=max(0.0, delay + random.uniform(-jitter, jitter)))
 
 
 W = TypeVar("W", bound=LeasedWork)
 
+ABANDONED_ERROR = (
+    "The worker running the last allowed attempt stopped (lease expired or heartbeat lost)."
+)
+
 
 def due(queryset: models.QuerySet[W]) -> models.QuerySet[W]:
-    """Rows a worker may claim now: pending and due, or leased with an expired lease."""
+    """Rows a worker may claim now: pending and due, or leased by a worker that is gone.
+
+    Gone: the lease expired, or the worker holding it stopped beating its heartbeat.
+    """
+    from kizuna.work.models import WorkerProcess  # models.py imports this module
+
     now = timezone.now()
+    dead_workers = WorkerProcess.objects.stale(now=now).values("worker_id")
     return queryset.filter(
         Q(status=WorkStatus.PENDING, next_attempt_at__lte=now)
         | Q(status=WorkStatus.LEASED, leased_until__lt=now)
+        | Q(status=WorkStatus.LEASED, leased_by__in=dead_workers)
     )
 
 
@@ -94,6 +111,23 @@ def claim(queryset: models.QuerySet[W], *, worker_id: str, limit: int = 10) -> l
             .select_for_update(skip_locked=True)
             .order_by("next_attempt_at", "pk")[:limit]
         )
+        # A worker died during the last allowed attempt: give up instead of running
+        # the row once more than max_attempts.
+        exhausted = [
+            row
+            for row in rows
+            if row.status == WorkStatus.LEASED and row.attempts >= row.max_attempts
+        ]
+        if exhausted:
+            model._default_manager.using(queryset.db).filter(
+                pk__in=[row.pk for row in exhausted]
+            ).update(
+                status=WorkStatus.FAILED,
+                finished_at=now,
+                leased_until=None,
+                last_error=ABANDONED_ERROR,
+            )
+            rows = [row for row in rows if row not in exhausted]
         if not rows:
             return []
         leased_until = now + timedelta(seconds=model.lease_seconds)
@@ -114,15 +148,21 @@ def claim(queryset: models.QuerySet[W], *, worker_id: str, limit: int = 10) -> l
 def _still_ours(row: LeasedWork) -> Q:
     # Only the worker holding the lease may finish the row: a worker whose lease
     # expired and was re-claimed by another must not overwrite that one's result.
-    return Q(pk=row.pk, status=WorkStatus.LEASED, leased_by=row.leased_by)
+    # Each claim increments attempts, so this also tells a re-claim by the same
+    # worker id apart from the claim this row object came from.
+    return Q(pk=row.pk, status=WorkStatus.LEASED, leased_by=row.leased_by, attempts=row.attempts)
+
+
+def _manager(row: LeasedWork) -> models.Manager[Any]:
+    return type(row)._default_manager.db_manager(row._state.db)
 
 
 def mark_done(row: LeasedWork, **fields: Any) -> bool:
     """Finish the row; False if another worker took it over after our lease expired."""
     now = timezone.now()
     updated = (
-        type(row)
-        ._default_manager.filter(_still_ours(row))
+        _manager(row)
+        .filter(_still_ours(row))
         .update(status=WorkStatus.DONE, finished_at=now, leased_until=None, last_error="", **fields)
     )
     if updated:
@@ -148,10 +188,28 @@ def mark_failed(row: LeasedWork, *, error: str, retry: bool = True, **fields: An
         values.update(
             status=WorkStatus.PENDING, next_attempt_at=now + row.retry_delay(row.attempts)
         )
-    updated = type(row)._default_manager.filter(_still_ours(row)).update(**values)
+    updated = _manager(row).filter(_still_ours(row)).update(**values)
     if updated:
         for name, value in values.items():
             setattr(row, name, value)
+    return bool(updated)
+
+
+def release(row: LeasedWork) -> bool:
+    """Give back a claimed row that this worker did not start (it is stopping)."""
+    updated = (
+        _manager(row)
+        .filter(_still_ours(row))
+        .update(
+            status=WorkStatus.PENDING,
+            leased_until=None,
+            leased_by="",
+            attempts=models.F("attempts") - 1,
+        )
+    )
+    if updated:
+        row.status, row.leased_until, row.leased_by = WorkStatus.PENDING, None, ""
+        row.attempts -= 1
     return bool(updated)
 
 
@@ -178,16 +236,26 @@ def registrations() -> list[Registration]:
     return list(_registry.values())
 
 
-def run_due_work(*, worker_id: str) -> int:
-    """Claim and run one batch of every registered kind; returns how many rows ran."""
+def run_due_work(*, worker_id: str, should_stop: Callable[[], bool] | None = None) -> int:
+    """Claim and run one batch of every registered kind; returns how many rows ran.
+
+    When should_stop() turns true (the worker was asked to stop), the row in hand
+    is finished and the rest of the batch is released for other workers.
+    """
     ran = 0
     for registration in registrations():
+        if should_stop is not None and should_stop():
+            break
         rows = claim(
             registration.model._default_manager.all(),
             worker_id=worker_id,
             limit=registration.batch_size,
         )
-        for row in rows:
+        for index, row in enumerate(rows):
+            if should_stop is not None and should_stop():
+                for unstarted in rows[index:]:
+                    release(unstarted)
+                break
             try:
                 registration.handler(row)
             except Exception as error:

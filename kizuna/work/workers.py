@@ -1,0 +1,270 @@
+"""The `kizuna worker` process: heartbeat, recovery, django-tasks tasks and leased work.
+
+One loop, one item at a time:
+
+1. every heartbeat interval, take back work abandoned by dead workers
+   (retry.recover_abandoned_tasks; leased rows are taken back by leases.claim);
+2. claim and run one ready django-tasks-db task;
+3. otherwise run one batch of every registered kind of leased work;
+4. sleep for the interval when there was nothing to do.
+
+A heartbeat thread refreshes this process's WorkerProcess row meanwhile. SIGINT or
+SIGTERM lets the item in hand finish, then the worker deletes its row and exits;
+a second signal exits at once (the task in hand is recorded as failed or retried).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from types import FrameType
+
+from django.db import OperationalError, close_old_connections, connections
+from django.utils import timezone
+from django.utils.crypto import get_random_string
+from django_tasks_db.compat import TaskContext, TaskResultStatus, task_finished, task_started
+from django_tasks_db.management.commands.db_worker import Worker
+from django_tasks_db.models import DBTaskResult
+from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
+
+from kizuna.work import leases, retry
+from kizuna.work.models import WorkerProcess, heartbeat_seconds
+
+logger = logging.getLogger(__name__)
+
+
+def new_worker_id() -> str:
+    """host-pid-random, at most 64 characters (django-tasks-db's limit)."""
+    suffix = f"-{os.getpid()}-{get_random_string(8)}"
+    return socket.gethostname()[: 64 - len(suffix)] + suffix
+
+
+def live_workers() -> list[WorkerProcess]:
+    """Worker processes whose heartbeat is fresh: empty means no work gets done."""
+    return list(WorkerProcess.objects.alive())
+
+
+def register_worker(worker_id: str) -> WorkerProcess:
+    now = timezone.now()
+    process, _ = WorkerProcess.objects.update_or_create(
+        worker_id=worker_id,
+        defaults={
+            "hostname": socket.gethostname()[:255],
+            "pid": os.getpid(),
+            "started_at": now,
+            "heartbeat_at": now,
+        },
+    )
+    return process
+
+
+def beat(worker_id: str) -> None:
+    """Refresh this worker's heartbeat (re-registering if its row was pruned)."""
+    if not WorkerProcess.objects.filter(worker_id=worker_id).update(heartbeat_at=timezone.now()):
+        register_worker(worker_id)
+
+
+def unregister_worker(worker_id: str) -> None:
+    WorkerProcess.objects.filter(worker_id=worker_id).delete()
+
+
+class Heartbeat(threading.Thread):
+    """Beats for one worker every `interval` seconds until stopped."""
+
+    def __init__(self, worker_id: str, *, interval: float) -> None:
+        super().__init__(name=f"heartbeat-{worker_id}", daemon=True)
+        self.worker_id = worker_id
+        self.interval = interval
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self._stopped.wait(self.interval):
+                try:
+                    beat(self.worker_id)
+                except Exception:
+                    # A database hiccup must not kill the thread: the next beat may
+                    # get through before the lease runs out.
+                    logger.exception("Heartbeat of worker %s failed", self.worker_id)
+                    connections.close_all()
+        finally:
+            connections.close_all()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join(timeout=self.interval + 5)
+
+
+class KizunaWorker(Worker):
+    """django-tasks-db's Worker with heartbeats, retries, recovery and leased work."""
+
+    def __init__(
+        self,
+        *,
+        queue_names: list[str],
+        interval: float,
+        batch: bool,
+        backend_name: str = "default",
+        worker_id: str | None = None,
+        startup_delay: bool = False,
+    ) -> None:
+        super().__init__(
+            queue_names=queue_names,
+            interval=interval,
+            batch=batch,
+            backend_name=backend_name,
+            startup_delay=startup_delay,
+            max_tasks=None,
+            worker_id=worker_id or new_worker_id(),
+            excluded_queue_names=[],
+        )
+        self._wake = threading.Event()
+        self._last_recovery = 0.0
+
+    # Signals -----------------------------------------------------------------
+
+    def shutdown(self, signum: int, frame: FrameType | None) -> None:
+        if not self.running:
+            logger.warning("Received %s again: stopping now.", signal.strsignal(signum))
+            self.reset_signals()
+            sys.exit(1)
+        logger.info(
+            "Received %s: stopping after the current item (send it again to stop now).",
+            signal.strsignal(signum),
+        )
+        self.running = False
+        self._wake.set()
+
+    def is_stopping(self) -> bool:
+        return not self.running
+
+    # The loop ------------------------------------------------------------------
+
+    def run(self) -> None:
+        register_worker(self.worker_id)
+        heartbeat = Heartbeat(self.worker_id, interval=heartbeat_seconds())
+        heartbeat.start()
+        logger.info("Worker %s started (queues %s)", self.worker_id, ",".join(self.queue_names))
+        try:
+            while self.running:
+                close_old_connections()
+                self.recover_if_due()
+                did_something = self.run_one_task()
+                if not did_something and self.running:
+                    did_something = (
+                        leases.run_due_work(worker_id=self.worker_id, should_stop=self.is_stopping)
+                        > 0
+                    )
+                if did_something:
+                    continue
+                if self.batch:
+                    logger.info("Worker %s: nothing left to do, exiting.", self.worker_id)
+                    break
+                close_old_connections()
+                self._wake.wait(self.interval)
+        finally:
+            heartbeat.stop()
+            try:
+                unregister_worker(self.worker_id)
+            except Exception:
+                logger.exception("Worker %s could not unregister", self.worker_id)
+            logger.info("Worker %s stopped", self.worker_id)
+
+    def recover_if_due(self) -> None:
+        if time.monotonic() - self._last_recovery < heartbeat_seconds():
+            return
+        self._last_recovery = time.monotonic()
+        retry.recover_abandoned_tasks()
+
+    def claim_task(self) -> DBTaskResult | None:
+        tasks = DBTaskResult.objects.ready().filter(backend_name=self.backend_name)
+        if not self.process_all_queues:
+            tasks = tasks.filter(queue_name__in=self.queue_names)
+        try:
+            with exclusive_transaction(tasks.db):
+                result = tasks.get_locked()
+                if result is not None:
+                    result.claim(self.worker_id)
+                return result
+        except OperationalError as error:
+            if is_locked_database_exception(error):
+                return None  # SQLite is busy; try again on the next round
+            raise
+
+    def run_one_task(self) -> bool:
+        result = self.claim_task()
+        if result is None:
+            return False
+        self.run_task(result)
+        return True
+
+    def run_task(self, db_task_result: DBTaskResult) -> None:
+        """Run a claimed task; record success, a retry or a failure, if it is still ours."""
+        self.running_task = True
+        try:
+            task = db_task_result.task
+            task_result = db_task_result.task_result
+            backend_type = type(task.get_backend())
+            task_started.send(sender=backend_type, task_result=task_result)
+            if task.takes_context:
+                value = task.call(
+                    TaskContext(task_result=task_result), *task_result.args, **task_result.kwargs
+                )
+            else:
+                value = task.call(*task_result.args, **task_result.kwargs)
+            # Inside the try, like django-tasks-db: a return value that cannot be
+            # stored (not JSON) is recorded as the task's failure.
+            if not retry.finish_successfully(db_task_result, value):
+                logger.warning(
+                    "Task %s finished, but it was taken from worker %s meanwhile "
+                    "(its heartbeat was lost): that result is not recorded.",
+                    db_task_result.pk,
+                    self.worker_id,
+                )
+                return
+            task_finished.send(sender=backend_type, task_result=db_task_result.task_result)
+        except BaseException as error:
+            self._record_error(db_task_result, error)
+            if not isinstance(error, Exception):
+                raise  # SystemExit from a second signal: stop now
+        finally:
+            self.running_task = False
+            self._run_tasks += 1
+
+    def _record_error(self, db_task_result: DBTaskResult, error: BaseException) -> None:
+        try:
+            status = retry.finish_with_exception(db_task_result, error)
+        except Exception:
+            logger.exception("Task %s: could not record its failure", db_task_result.pk)
+            return
+        if status is None:
+            logger.warning(
+                "Task %s failed, but it was taken from worker %s meanwhile.",
+                db_task_result.pk,
+                self.worker_id,
+            )
+            return
+        logger.log(
+            logging.WARNING if status == TaskResultStatus.READY else logging.ERROR,
+            "Task %s (%s) failed on attempt %d with %s: %s; now %s",
+            db_task_result.pk,
+            db_task_result.task_path,
+            len(db_task_result.worker_ids),
+            type(error).__name__,
+            error,
+            status,
+        )
+        if status == TaskResultStatus.READY:
+            return  # it will run again: not finished
+        try:
+            task_finished.send(
+                sender=type(db_task_result.task.get_backend()),
+                task_result=db_task_result.task_result,
+            )
+        except Exception:
+            logger.exception("Task %s failed unexpectedly", db_task_result.pk)

@@ -5,3 +5,5 @@ import os
 # Playwright's sync API runs an event loop in the test thread; Django's ORM must
 # still be usable from those tests.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+pytest_plugins = ["kizuna.testing.personas", "kizuna.testing.browser"]

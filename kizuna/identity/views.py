@@ -1,23 +1,138 @@
 from __future__ import annotations
 
+from typing import Any
+
 import nh3
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.http import Http404, HttpRequest, HttpResponse
-from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
+from django.urls import reverse_lazy
 from django.utils import translation
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.utils.translation.trans_real import parse_accept_lang_header
 from django.views.decorators.http import require_POST
 
+from kizuna.identity import forms, services
 from kizuna.identity import mailbox as local_mailbox
+from kizuna.identity.models import User
 
 
-def sign_in(request: HttpRequest) -> HttpResponseBase:
-    return auth_views.LoginView.as_view(
-        template_name="identity/sign_in.html", redirect_authenticated_user=True
-    )(request)
+class SignInView(auth_views.LoginView):
+    """Sign-in by email, throttled per email and client address (see services)."""
+
+    form_class = forms.SignInForm
+    template_name = "identity/sign_in.html"
+    redirect_authenticated_user = True
+
+    def form_valid(self, form: AuthenticationForm) -> HttpResponse:
+        services.clear_sign_in_failures(
+            email=form.cleaned_data["username"], address=services.client_address(self.request)
+        )
+        return super().form_valid(form)
+
+    def form_invalid(self, form: AuthenticationForm) -> HttpResponse:
+        if form.has_error(NON_FIELD_ERRORS, "throttled"):
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        if form.has_error(NON_FIELD_ERRORS, "invalid_login"):
+            services.record_sign_in_failure(
+                email=form.cleaned_data["username"],
+                address=services.client_address(self.request),
+            )
+        return super().form_invalid(form)
+
+
+class SignOutView(auth_views.LogoutView):
+    """Sign-out (POST only, as Django's view): the language cookie outlives the session."""
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = super().post(request, *args, **kwargs)
+        messages.info(request, _("You are signed out."))
+        return response
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    template_name = "identity/password_change.html"
+    success_url = reverse_lazy("identity:profile")
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        response = super().form_valid(form)
+        messages.success(self.request, _("Your password is changed."))
+        return response
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    form_class = forms.PasswordResetForm
+    template_name = "identity/password_reset.html"
+    email_template_name = "identity/password_reset_email.txt"
+    subject_template_name = "identity/password_reset_subject.txt"
+    success_url = reverse_lazy("identity:password-reset-sent")
+
+
+class PasswordResetSentView(auth_views.PasswordResetDoneView):
+    template_name = "identity/password_reset_sent.html"
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    template_name = "identity/password_reset_confirm.html"
+    success_url = reverse_lazy("identity:login")
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        response = super().form_valid(form)
+        messages.success(self.request, _("Your password is set. Sign in with it now."))
+        return response
+
+
+def _browser_language(request: HttpRequest) -> str:
+    """The language Accept-Language asks for, ignoring the cookie (for "follow the browser")."""
+    for code, _quality in parse_accept_lang_header(request.headers.get("Accept-Language", "")):
+        if code == "*":
+            break
+        try:
+            return translation.get_supported_language_variant(code)
+        except LookupError:
+            continue
+    return settings.LANGUAGE_CODE
+
+
+def _set_language_cookie(response: HttpResponse, language: str) -> None:
+    if language:
+        response.set_cookie(
+            settings.LANGUAGE_COOKIE_NAME,
+            language,
+            max_age=settings.LANGUAGE_COOKIE_AGE,
+            samesite="Lax",
+            httponly=True,
+        )
+    else:
+        response.delete_cookie(settings.LANGUAGE_COOKIE_NAME, samesite="Lax")
+
+
+@login_required
+def profile(request: HttpRequest) -> HttpResponse:
+    """The signed-in user's name and language (empty language: follow the browser)."""
+    user = request.user
+    assert isinstance(user, User)
+    form = forms.ProfileForm(
+        request.POST or None, initial={"full_name": user.full_name, "language": user.language}
+    )
+    if request.method == "POST" and form.is_valid():
+        language = form.cleaned_data["language"]
+        services.update_profile(
+            user=user, full_name=form.cleaned_data["full_name"], language=language
+        )
+        # The message below must already speak the language just chosen.
+        translation.activate(language or _browser_language(request))
+        messages.success(request, _("Your profile is saved."))
+        response = redirect("identity:profile")
+        _set_language_cookie(response, language)
+        return response
+    return render(request, "identity/profile.html", {"form": form})
 
 
 @require_POST
@@ -32,17 +147,9 @@ def set_language(request: HttpRequest) -> HttpResponse:
     response = redirect(next_url)
     if language not in dict(settings.LANGUAGES):
         return response
-    if request.user.is_authenticated:
-        request.user.language = language
-        request.user.save(update_fields=["language"])
-    translation.activate(language)
-    response.set_cookie(
-        settings.LANGUAGE_COOKIE_NAME,
-        language,
-        max_age=settings.LANGUAGE_COOKIE_AGE,
-        samesite="Lax",
-        httponly=True,
-    )
+    if isinstance(request.user, User):
+        services.set_user_language(user=request.user, language=language)
+    _set_language_cookie(response, language)
     return response
 
 

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib.auth import forms as auth_forms
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest
+from django.utils import translation
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from kizuna.identity import services
+from kizuna.identity.models import User
+
+
+class SignInForm(auth_forms.AuthenticationForm):
+    """Email and password; a throttled pair is refused before the password is checked."""
+
+    error_messages = {
+        **auth_forms.AuthenticationForm.error_messages,
+        "invalid_login": _("The email address or the password is wrong."),
+    }
+
+    def __init__(self, request: HttpRequest | None = None, *args: Any, **kwargs: Any) -> None:
+        super().__init__(request, *args, **kwargs)
+        self.fields["username"].widget.attrs["autocomplete"] = "email"
+        self.fields["username"].widget.input_type = "email"
+        self.wait_minutes = 0
+
+    def clean(self) -> dict[str, Any]:
+        email = self.cleaned_data.get("username")
+        if email and self.request is not None:
+            self.wait_minutes = services.sign_in_wait_minutes(
+                email=email, address=services.client_address(self.request)
+            )
+            if self.wait_minutes:
+                raise ValidationError(
+                    ngettext(
+                        "Too many failed sign-ins for this email address from your network. "
+                        "Wait %(minutes)d minute, then try again.",
+                        "Too many failed sign-ins for this email address from your network. "
+                        "Wait %(minutes)d minutes, then try again.",
+                        self.wait_minutes,
+                    ),
+                    code="throttled",
+                    params={"minutes": self.wait_minutes},
+                )
+        return super().clean()
+
+
+def _language_choices() -> list[tuple[str, Any]]:
+    return [("", _("Follow the browser")), *settings.LANGUAGES]
+
+
+class ProfileForm(forms.Form):
+    full_name = forms.CharField(label=_("Full name"), max_length=150, required=False)
+    language = forms.ChoiceField(
+        label=_("Language"),
+        choices=_language_choices,
+        required=False,
+        help_text=_("Follow the browser uses the language your browser asks for."),
+    )
+
+
+class PasswordResetForm(auth_forms.PasswordResetForm):
+    """Writes the reset email in the recipient's own language when they chose one."""
+
+    def send_mail(
+        self,
+        subject_template_name: str,
+        email_template_name: str,
+        context: dict[str, Any],
+        from_email: str | None,
+        to_email: str,
+        html_email_template_name: str | None = None,
+    ) -> None:
+        user = context.get("user")
+        language = (
+            user.language
+            if isinstance(user, User) and user.language
+            else translation.get_language()
+        )
+        with translation.override(language):
+            super().send_mail(
+                subject_template_name,
+                email_template_name,
+                context,
+                from_email,
+                to_email,
+                html_email_template_name,
+            )

@@ -1,0 +1,50 @@
+from django.core.exceptions import PermissionDenied
+from django.test import RequestFactory
+from django.utils import translation
+from django.views import defaults
+from django.views.csrf import csrf_failure
+
+
+def test_unknown_page_gets_the_404_page_in_english(client, db):
+    response = client.get("/no-such-page/")
+
+    assert response.status_code == 404
+    assert "<h1>Page not found</h1>" in response.text
+
+
+def test_unknown_page_gets_the_404_page_in_japanese(client, db):
+    response = client.get("/no-such-page/", HTTP_ACCEPT_LANGUAGE="ja")
+
+    assert response.status_code == 404
+    assert "<h1>ページが見つかりません</h1>" in response.text
+
+
+def test_403_page_is_translated(rf: RequestFactory, db):
+    request = rf.get("/somewhere/")
+    from django.contrib.auth.models import AnonymousUser
+
+    request.user = AnonymousUser()
+    with translation.override("ja"):
+        response = defaults.permission_denied(request, PermissionDenied())
+
+    assert response.status_code == 403
+    assert "<h1>アクセスできません</h1>" in response.content.decode()
+
+
+def test_500_page_renders_without_a_request_context_in_both_languages(rf: RequestFactory):
+    request = rf.get("/broken/")
+    with translation.override("en"):
+        english = defaults.server_error(request).content.decode()
+    with translation.override("ja"):
+        japanese = defaults.server_error(request).content.decode()
+
+    assert "<h1>Something went wrong</h1>" in english
+    assert "<h1>エラーが発生しました</h1>" in japanese
+
+
+def test_csrf_failure_page_explains_what_to_do(rf: RequestFactory):
+    with translation.override("en"):
+        response = csrf_failure(rf.post("/"), reason="CSRF token missing.")
+
+    assert response.status_code == 403
+    assert "<h1>The form expired</h1>" in response.content.decode()

@@ -1,0 +1,70 @@
+import pytest
+from django.core.mail import EmailMultiAlternatives
+
+
+@pytest.fixture
+def local_mailbox(settings, tmp_path):
+    settings.EMAIL_BACKEND = "kizuna.identity.mailbox.MailboxBackend"
+    settings.KIZUNA_MAILBOX_DIR = tmp_path / "mailbox"
+    return tmp_path / "mailbox"
+
+
+def send_sample() -> None:
+    message = EmailMultiAlternatives(
+        "Hello Bob", "Plain body https://example.com/x", "k@localhost", ["bob@example.com"]
+    )
+    message.attach_alternative(
+        '<p onclick="x()">Rich <script>alert(1)</script>body</p>', "text/html"
+    )
+    message.send()
+
+
+def test_mailbox_lists_sent_messages(user_client, local_mailbox):
+    send_sample()
+
+    response = user_client.get("/mailbox/")
+
+    assert response.status_code == 200
+    assert "bob@example.com" in response.text
+    assert ">Hello Bob</a>" in response.text
+
+
+def test_mailbox_message_shows_text_and_cleaned_html(user_client, local_mailbox):
+    send_sample()
+    [path] = local_mailbox.glob("*.eml")
+
+    response = user_client.get(f"/mailbox/{path.name}/")
+
+    assert response.status_code == 200
+    assert "<h1>Hello Bob</h1>" in response.text
+    assert "<p>Rich body</p>" in response.text
+    assert "<script>" not in response.text
+    assert 'href="https://example.com/x"' in response.text
+
+
+def test_mailbox_is_empty_at_first(user_client, local_mailbox):
+    response = user_client.get("/mailbox/")
+
+    assert "The mailbox is empty." in response.text
+
+
+def test_mailbox_needs_a_signed_in_user(client, db, local_mailbox):
+    send_sample()
+
+    response = client.get("/mailbox/")
+
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/accounts/sign-in/?next=/mailbox/"
+
+
+def test_mailbox_is_not_found_when_smtp_is_configured(user_client, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+
+    assert user_client.get("/mailbox/").status_code == 404
+
+
+def test_mailbox_message_outside_the_mailbox_is_not_found(user_client, local_mailbox):
+    send_sample()
+
+    assert user_client.get("/mailbox/..%2Fsecret.eml/").status_code == 404
+    assert user_client.get("/mailbox/missing.eml/").status_code == 404

@@ -1,0 +1,114 @@
+import re
+
+import pytest
+from django.core import mail
+
+from kizuna.identity import mailbox
+from kizuna.testing.personas import PASSWORD, make_user
+
+NEW_PASSWORD = "a-brand-new-passphrase-42"
+
+
+def reset_link(body) -> str:
+    match = re.search(r"http://testserver(/accounts/password/reset/[^/\s]+/[^/\s]+/)", body)
+    assert match, body
+    return match.group(1)
+
+
+def test_password_reset_page_asks_for_the_email(client, db):
+    response = client.get("/accounts/password/reset/")
+
+    assert response.status_code == 200
+    assert 'name="email"' in response.text
+
+
+def test_password_reset_sends_one_email_with_a_working_link(client, user):
+    response = client.post("/accounts/password/reset/", {"email": "pat@example.com"})
+
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/accounts/password/reset/sent/"
+    assert len(mail.outbox) == 1
+    message = mail.outbox[0]
+    assert message.to == ["pat@example.com"]
+    assert message.subject == "Set a new Kizuna password"
+    assert message.body.startswith("Hello Pat Example,\n\n")
+
+    form_url = client.get(reset_link(message.body)).headers["Location"]
+    response = client.post(
+        form_url, {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD}, follow=True
+    )
+
+    user.refresh_from_db()
+    assert response.redirect_chain == [("/accounts/sign-in/", 302)]
+    assert "Your password is set. Sign in with it now." in response.text
+    assert user.check_password(NEW_PASSWORD)
+
+
+def test_password_reset_for_an_unknown_email_sends_nothing_and_looks_the_same(client, db):
+    response = client.post("/accounts/password/reset/", {"email": "nobody@example.com"})
+
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/accounts/password/reset/sent/"
+    assert mail.outbox == []
+
+
+def test_password_reset_link_works_only_once(client, user):
+    client.post("/accounts/password/reset/", {"email": user.email})
+    link = reset_link(mail.outbox[0].body)
+    form_url = client.get(link).headers["Location"]
+    client.post(form_url, {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD})
+
+    response = client.get(link, follow=True)
+
+    assert "This link is invalid or has already been used. Ask for a new one." in response.text
+    assert 'name="new_password1"' not in response.text
+
+
+def test_password_reset_with_a_forged_token_changes_nothing(client, user):
+    client.post("/accounts/password/reset/", {"email": user.email})
+    uid = reset_link(mail.outbox[0].body).split("/")[-3]
+
+    response = client.post(
+        f"/accounts/password/reset/{uid}/set-password/",
+        {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD},
+    )
+
+    user.refresh_from_db()
+    assert "This link is invalid or has already been used." in response.text
+    assert user.check_password(PASSWORD)
+
+
+def test_password_reset_email_is_in_the_recipients_language(client, db):
+    make_user("hanako@example.com", full_name="山田花子", language="ja")
+
+    client.post("/accounts/password/reset/", {"email": "hanako@example.com"})
+
+    assert mail.outbox[0].subject == "Kizuna の新しいパスワードを設定"
+    assert mail.outbox[0].body.startswith("山田花子 様\n\n")
+
+
+def test_password_reset_email_follows_the_browser_when_the_user_chose_no_language(client, user):
+    client.post(
+        "/accounts/password/reset/", {"email": user.email}, HTTP_ACCEPT_LANGUAGE="ja,en;q=0.5"
+    )
+
+    assert mail.outbox[0].subject == "Kizuna の新しいパスワードを設定"
+
+
+@pytest.fixture
+def local_mailbox(settings, tmp_path):
+    settings.EMAIL_BACKEND = "kizuna.identity.mailbox.MailboxBackend"
+    settings.KIZUNA_MAILBOX_DIR = tmp_path / "mailbox"
+
+
+def test_password_reset_email_lands_in_the_local_mailbox(client, user, local_mailbox):
+    client.post("/accounts/password/reset/", {"email": user.email})
+
+    [summary] = mailbox.list_messages()
+    message = mailbox.read_message(summary["name"])
+    assert summary["to"] == "pat@example.com"
+    assert summary["subject"] == "Set a new Kizuna password"
+    assert message is not None
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None
+    assert "/accounts/password/reset/" in body.get_content()

@@ -1,0 +1,109 @@
+"""create_account and register_members, the services other Survey parts call."""
+
+from __future__ import annotations
+
+import pytest
+from django.core import mail
+from django.core.exceptions import ValidationError
+from django.test import Client
+
+from kizuna.identity.models import User
+from kizuna.survey.models import AccountMember, MemberRole, Portal, SurveyAccount
+from kizuna.survey.services import (
+    SurveyRuleError,
+    change_member_role,
+    create_account,
+    register_members,
+    remove_member,
+)
+from kizuna.testing.personas import make_user
+
+
+@pytest.mark.django_db
+def test_create_account_makes_the_owner_administrator_with_a_first_portal() -> None:
+    owner = make_user("yui@example.com", language="ja")
+    account = create_account(name="  Yui Lab ", owner=owner)
+    assert account.name == "Yui Lab"
+    assert list(account.members.values_list("user__email", "role")) == [
+        ("yui@example.com", MemberRole.ADMINISTRATOR)
+    ]
+    assert list(Portal.objects.filter(account=account).values_list("name", flat=True)) == [
+        "マイポータル"
+    ]
+
+
+@pytest.mark.django_db
+def test_create_account_names_the_portal_in_english_for_an_english_user() -> None:
+    owner = make_user("ed@example.com", language="en")
+    account = create_account(name="Ed", owner=owner)
+    assert account.portals.get().name == "My portal"
+
+
+def test_register_members_adds_known_users_and_invites_unknown_emails(
+    account: SurveyAccount, ada_user: User, bob_user: User
+) -> None:
+    result = register_members(
+        account=account,
+        emails=["BOB@example.com", "new.person@example.com", "ada@example.com", "bob@example.com"],
+        by=ada_user,
+    )
+    assert result.registered == ["bob@example.com", "new.person@example.com"]
+    assert result.existing == ["ada@example.com"]
+    assert result.invitation_failed == []
+    newcomer = User.objects.get(email="new.person@example.com")
+    assert not newcomer.has_usable_password()
+    assert set(account.members.values_list("user__email", "role")) == {
+        ("ada@example.com", MemberRole.ADMINISTRATOR),
+        ("bob@example.com", MemberRole.MEMBER),
+        ("new.person@example.com", MemberRole.MEMBER),
+    }
+    # Only the unknown email gets an invitation, with a working password-set link.
+    assert [m.to for m in mail.outbox] == [["new.person@example.com"]]
+    assert "Ada's Surveys" in mail.outbox[0].subject
+    link = next(line for line in mail.outbox[0].body.splitlines() if "/reset/" in line)
+    path = link.split("://", 1)[1].split("/", 1)[1]
+    response = Client().get("/" + path, follow=True)
+    assert response.status_code == 200
+    assert b'name="new_password1"' in response.content
+
+
+def test_register_members_again_reports_everyone_as_existing(
+    account: SurveyAccount, ada_user: User
+) -> None:
+    register_members(account=account, emails=["x@example.com"], by=ada_user)
+    again = register_members(account=account, emails=["x@example.com"], by=ada_user)
+    assert (again.registered, again.existing) == ([], ["x@example.com"])
+    assert len(mail.outbox) == 1
+
+
+def test_register_members_with_an_invalid_email_writes_nothing(
+    account: SurveyAccount, ada_user: User
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        register_members(account=account, emails=["ok@example.com", "nope"], by=ada_user)
+    assert caught.value.messages == ["These are not valid email addresses: nope"]
+    assert not User.objects.filter(email="ok@example.com").exists()
+    assert account.members.count() == 1
+    assert mail.outbox == []
+
+
+def test_the_last_administrator_cannot_be_demoted_or_removed(
+    account: SurveyAccount, ada_user: User
+) -> None:
+    ada_member = AccountMember.objects.get(account=account, user=ada_user)
+    with pytest.raises(SurveyRuleError):
+        change_member_role(member=ada_member, role=MemberRole.MEMBER, by=ada_user)
+    with pytest.raises(SurveyRuleError):
+        remove_member(member=ada_member, by=ada_user)
+    ada_member.refresh_from_db()
+    assert ada_member.role == MemberRole.ADMINISTRATOR
+
+
+def test_an_administrator_can_step_down_once_another_exists(
+    account: SurveyAccount, ada_user: User, bob_member: AccountMember
+) -> None:
+    change_member_role(member=bob_member, role=MemberRole.ADMINISTRATOR, by=ada_user)
+    ada_member = AccountMember.objects.get(account=account, user=ada_user)
+    change_member_role(member=ada_member, role=MemberRole.MEMBER, by=ada_user)
+    ada_member.refresh_from_db()
+    assert ada_member.role == MemberRole.MEMBER

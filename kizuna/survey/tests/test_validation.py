@@ -1,0 +1,234 @@
+"""Each question kind's validation, good and bad input (validate_answer, answer_display)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.utils import translation
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kizuna.survey.validation import answer_display, validate_answer
+
+
+@dataclass
+class Q:
+    kind: str
+    is_required: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+CHOICES = {
+    "choices": [
+        {"key": "a", "label": "Apple"},
+        {"key": "b", "label": "Banana"},
+        {"key": "c", "label": "Cherry"},
+        {"key": "old", "label": "Durian", "archived": True},
+    ]
+}
+MATRIX = {
+    "rows": [
+        {"key": "r1", "label": "Speed"},
+        {"key": "r2", "label": "Price"},
+        {"key": "gone", "label": "Taste", "archived": True},
+    ],
+    "columns": [{"key": "c1", "label": "Bad"}, {"key": "c2", "label": "Good"}],
+}
+
+
+def error_code(question: Q, raw: Any) -> str:
+    with pytest.raises(ValidationError) as caught:
+        validate_answer(question, raw)
+    return str(caught.value.code)
+
+
+@pytest.mark.parametrize("kind", ["single_choice", "dropdown", "short_text", "number", "email"])
+def test_empty_optional_answer_is_none(kind: str) -> None:
+    assert validate_answer(Q(kind), []) is None
+    assert validate_answer(Q(kind), ["  "]) is None
+
+
+@pytest.mark.parametrize(
+    "kind", ["single_choice", "multiple_choice", "long_text", "date", "rating", "nps"]
+)
+def test_empty_required_answer_is_refused(kind: str) -> None:
+    assert error_code(Q(kind, is_required=True, options=CHOICES), []) == "required"
+
+
+def test_required_message_is_translated_to_japanese() -> None:
+    with pytest.raises(ValidationError) as caught:
+        validate_answer(Q("short_text", is_required=True), [])
+    with translation.override("ja"):
+        assert caught.value.messages == ["この質問は回答必須です。"]
+
+
+def test_single_choice_accepts_an_active_key() -> None:
+    assert validate_answer(Q("single_choice", options=CHOICES), ["b"]) == "b"
+
+
+def test_single_choice_refuses_unknown_archived_and_several_keys() -> None:
+    question = Q("single_choice", options=CHOICES)
+    assert error_code(question, ["zzz"]) == "invalid_choice"
+    assert error_code(question, ["old"]) == "invalid_choice"
+    assert error_code(question, ["a", "b"]) == "too_many"
+
+
+def test_dropdown_behaves_as_single_choice() -> None:
+    question = Q("dropdown", options=CHOICES)
+    assert validate_answer(question, ["c"]) == "c"
+    assert error_code(question, ["x"]) == "invalid_choice"
+
+
+def test_multiple_choice_keeps_choice_order_and_drops_duplicates() -> None:
+    question = Q("multiple_choice", options=CHOICES)
+    assert validate_answer(question, ["c", "a", "c"]) == ["a", "c"]
+
+
+def test_multiple_choice_enforces_min_and_max_picks() -> None:
+    question = Q("multiple_choice", options={**CHOICES, "min_picks": 2, "max_picks": 2})
+    assert validate_answer(question, ["a", "b"]) == ["a", "b"]
+    assert error_code(question, ["a"]) == "too_few"
+    assert error_code(question, ["a", "b", "c"]) == "too_many"
+    assert error_code(question, ["a", "old"]) == "invalid_choice"
+
+
+def test_short_text_is_stripped_and_limited_to_500_characters() -> None:
+    question = Q("short_text")
+    assert validate_answer(question, ["  hello  "]) == "hello"
+    assert validate_answer(question, ["x" * 500]) == "x" * 500
+    assert error_code(question, ["x" * 501]) == "too_long"
+
+
+def test_long_text_keeps_line_breaks_and_is_limited_to_10000_characters() -> None:
+    question = Q("long_text")
+    assert validate_answer(question, ["one\ntwo"]) == "one\ntwo"
+    assert error_code(question, ["x" * 10_001]) == "too_long"
+
+
+def test_number_accepts_integers_decimals_and_thousands_separators() -> None:
+    question = Q("number")
+    assert validate_answer(question, ["42"]) == 42
+    assert validate_answer(question, ["-1.5"]) == -1.5
+    assert validate_answer(question, ["1,200"]) == 1200
+    assert validate_answer(question, ["3.0"]) == 3
+
+
+def test_number_refuses_text_infinity_and_bounds() -> None:
+    question = Q("number", options={"min": 0, "max": 10})
+    assert validate_answer(question, ["10"]) == 10
+    assert error_code(question, ["ten"]) == "invalid"
+    assert error_code(question, ["Infinity"]) == "invalid"
+    assert error_code(question, ["NaN"]) == "invalid"
+    assert error_code(question, ["-1"]) == "too_small"
+    assert error_code(question, ["10.5"]) == "too_large"
+
+
+def test_email_is_checked_and_its_domain_lower_cased() -> None:
+    question = Q("email")
+    assert validate_answer(question, ["Ada@Example.COM"]) == "Ada@example.com"
+    assert error_code(question, ["not-an-address"]) == "invalid"
+    assert error_code(question, ["a@b@c"]) == "invalid"
+
+
+def test_date_accepts_iso_dates_only() -> None:
+    question = Q("date")
+    assert validate_answer(question, ["2026-02-28"]) == "2026-02-28"
+    assert validate_answer(question, ["2026/03/01"]) == "2026-03-01"
+    assert error_code(question, ["2026-02-30"]) == "invalid"
+    assert error_code(question, ["yesterday"]) == "invalid"
+
+
+@pytest.mark.parametrize(("kind", "low", "high"), [("rating", 1, 5), ("nps", 0, 10)])
+def test_scales_accept_their_range_only(kind: str, low: int, high: int) -> None:
+    question = Q(kind)
+    assert validate_answer(question, [str(low)]) == low
+    assert validate_answer(question, [str(high)]) == high
+    assert error_code(question, [str(low - 1)]) == "out_of_range"
+    assert error_code(question, [str(high + 1)]) == "out_of_range"
+    assert error_code(question, ["2.5"]) == "out_of_range"
+
+
+def test_matrix_maps_rows_to_columns() -> None:
+    question = Q("matrix", options=MATRIX)
+    assert validate_answer(question, {"r1": ["c2"], "r2": "c1"}) == {"r1": "c2", "r2": "c1"}
+    assert validate_answer(question, {"r1": [], "r2": []}) is None
+
+
+def test_matrix_refuses_unknown_columns_archived_rows_and_lists() -> None:
+    question = Q("matrix", options=MATRIX)
+    assert error_code(question, {"r1": ["c9"]}) == "invalid_choice"
+    assert error_code(question, {"gone": ["c1"]}) == "invalid"
+    assert error_code(question, ["c1"]) == "invalid"
+
+
+def test_required_matrix_needs_every_active_row() -> None:
+    question = Q("matrix", is_required=True, options=MATRIX)
+    assert error_code(question, {"r1": ["c1"]}) == "incomplete"
+    assert error_code(question, {}) == "required"
+    assert validate_answer(question, {"r1": ["c1"], "r2": ["c1"]}) == {"r1": "c1", "r2": "c1"}
+
+
+def test_non_matrix_refuses_a_mapping() -> None:
+    assert error_code(Q("short_text"), {"a": "b"}) == "invalid"
+
+
+def test_answer_display_uses_labels_including_archived_ones() -> None:
+    assert answer_display(Q("single_choice", options=CHOICES), "old") == "Durian"
+    assert answer_display(Q("multiple_choice", options=CHOICES), ["a", "c"]) == "Apple, Cherry"
+    assert (
+        answer_display(Q("matrix", options=MATRIX), {"gone": "c2", "r1": "c1"})
+        == "Speed: Bad; Taste: Good"
+    )
+    assert answer_display(Q("number"), 1.5) == "1.5"
+    assert answer_display(Q("nps"), 7) == "7"
+    assert answer_display(Q("short_text"), None) == ""
+
+
+@given(st.integers(min_value=-(10**14), max_value=10**14))
+def test_any_integer_round_trips_through_number(value: int) -> None:
+    assert validate_answer(Q("number"), [str(value)]) == value
+
+
+@given(st.text(max_size=60))
+def test_number_never_raises_anything_but_validation_error(text: str) -> None:
+    try:
+        result = validate_answer(Q("number"), [text])
+    except ValidationError:
+        return
+    assert result is None or isinstance(result, (int, float))
+
+
+@given(st.lists(st.sampled_from(["a", "b", "c"]), max_size=6))
+def test_multiple_choice_result_is_a_sorted_subset(picks: list[str]) -> None:
+    result = validate_answer(Q("multiple_choice", options=CHOICES), picks)
+    if not picks:
+        assert result is None
+    else:
+        assert result == sorted(set(picks))
+
+
+@given(st.text(max_size=600))
+def test_short_text_result_is_stripped_input_or_an_error(text: str) -> None:
+    try:
+        result = validate_answer(Q("short_text"), [text])
+    except ValidationError as error:
+        assert error.code in {"too_long", "invalid"}
+        return
+    assert result == (text.strip() or None)
+
+
+@given(st.integers(min_value=-50, max_value=50))
+def test_nps_accepts_exactly_zero_to_ten(value: int) -> None:
+    question = Q("nps")
+    if 0 <= value <= 10:
+        assert validate_answer(question, [str(value)]) == value
+    else:
+        assert error_code(question, [str(value)]) == "out_of_range"
+
+
+@given(st.dates())
+def test_any_date_round_trips(day: Any) -> None:
+    assert validate_answer(Q("date"), [day.isoformat()]) == day.isoformat()

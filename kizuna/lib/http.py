@@ -1,0 +1,192 @@
+"""The one outbound HTTP client: explicit timeouts and a guard against private addresses.
+
+URLs that users type (webhook endpoints) could point the server at itself or at
+the private network (SSRF). Before connecting, the host is resolved, every
+address is checked, and the connection goes to the checked address (the Host
+header and TLS server name stay the URL's), so a DNS answer that changes between
+check and connect (rebinding) cannot slip through. Origins in `allowed_origins`
+(the co-deployed CRM, a test receiver) skip the address check.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx
+
+__all__ = [
+    "ConnectionFailed",
+    "OutboundError",
+    "PostResult",
+    "RequestTimedOut",
+    "UnsafeURLError",
+    "check_url",
+    "post",
+]
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+# Enough of a response body to show an administrator why a delivery failed.
+MAX_BODY_BYTES = 4096
+USER_AGENT = "Kizuna"
+
+
+class OutboundError(Exception):
+    """A request that did not get an HTTP answer; `code` says why."""
+
+    code = "error"
+
+
+class UnsafeURLError(OutboundError):
+    """A URL that must not be requested.
+
+    code: "invalid_url", "unsupported_scheme", "unresolvable" or "private_address".
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class RequestTimedOut(OutboundError):
+    code = "timeout"
+
+
+class ConnectionFailed(OutboundError):
+    code = "connection_failed"
+
+
+@dataclass(frozen=True)
+class PostResult:
+    status_code: int
+    duration_ms: int
+    body: str
+
+
+@dataclass(frozen=True)
+class _Target:
+    scheme: str
+    host: str
+    port: int
+    addresses: tuple[str, ...]
+
+
+def _origin_key(url: str) -> tuple[str, str, int] | None:
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    try:
+        port = parts.port or DEFAULT_PORTS[scheme]
+    except ValueError:
+        return None
+    return scheme, parts.hostname.lower(), port
+
+
+def _is_public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not (ip.is_multicast or ip.is_reserved)
+
+
+def _resolve(host: str, port: int) -> tuple[str, ...]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as error:
+        raise UnsafeURLError("unresolvable", f"The host {host} cannot be resolved.") from error
+    addresses: list[str] = []
+    for info in infos:
+        address = str(info[4][0])
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise UnsafeURLError("unresolvable", f"The host {host} cannot be resolved.")
+    return tuple(addresses)
+
+
+def _target(url: str, allowed_origins: Iterable[str]) -> _Target:
+    key = _origin_key(url)
+    if key is None:
+        parts = urlsplit(url.strip())
+        if parts.scheme and parts.scheme.lower() not in DEFAULT_PORTS:
+            raise UnsafeURLError("unsupported_scheme", "Only http and https URLs are allowed.")
+        raise UnsafeURLError("invalid_url", "This is not a valid http or https URL.")
+    scheme, host, port = key
+    addresses = _resolve(host, port)
+    allowed = {_origin_key(origin) for origin in allowed_origins}
+    if key not in allowed:
+        private = [address for address in addresses if not _is_public(address)]
+        if private:
+            raise UnsafeURLError(
+                "private_address",
+                f"The host {host} resolves to a private or reserved address ({private[0]}).",
+            )
+    return _Target(scheme=scheme, host=host, port=port, addresses=addresses)
+
+
+def check_url(url: str, *, allowed_origins: Iterable[str] = ()) -> None:
+    """Raise UnsafeURLError unless `url` may be requested now."""
+    _target(url, allowed_origins)
+
+
+def post(
+    url: str,
+    *,
+    content: bytes,
+    headers: Mapping[str, str],
+    allowed_origins: Iterable[str] = (),
+    timeout_seconds: float = 10.0,
+    connect_timeout_seconds: float = 5.0,
+) -> PostResult:
+    """POST `content` to a user-supplied URL; any HTTP answer is a result, not an error.
+
+    Raises UnsafeURLError (refused before connecting), RequestTimedOut (no
+    complete answer within the time limits) or ConnectionFailed. Redirects are
+    not followed: their target was never checked.
+    """
+    target = _target(url, allowed_origins)
+    address = target.addresses[0]
+    request_url = httpx.URL(url).copy_with(host=address)
+    default_port = DEFAULT_PORTS[target.scheme]
+    host_header = target.host if ":" not in target.host else f"[{target.host}]"
+    if target.port != default_port:
+        host_header = f"{host_header}:{target.port}"
+    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    timeout = httpx.Timeout(timeout_seconds, connect=connect_timeout_seconds)
+    deadline = time.monotonic() + timeout_seconds
+    started = time.monotonic()
+    try:
+        with (
+            httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client,
+            client.stream(
+                "POST",
+                request_url,
+                content=content,
+                headers={"User-Agent": USER_AGENT, **headers, "Host": host_header},
+                extensions=extensions,
+            ) as response,
+        ):
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body.extend(chunk)
+                # A server dripping its body must not hold the worker past the limit.
+                if len(body) >= MAX_BODY_BYTES or time.monotonic() > deadline:
+                    break
+            status_code = response.status_code
+    except httpx.TimeoutException as error:
+        raise RequestTimedOut(
+            f"No answer within {timeout_seconds:g} seconds ({type(error).__name__})."
+        ) from error
+    except (httpx.TransportError, httpx.InvalidURL) as error:
+        raise ConnectionFailed(f"{type(error).__name__}: {error}") from error
+    duration_ms = round((time.monotonic() - started) * 1000)
+    return PostResult(
+        status_code=status_code,
+        duration_ms=duration_ms,
+        body=bytes(body[:MAX_BODY_BYTES]).decode("utf-8", errors="replace"),
+    )

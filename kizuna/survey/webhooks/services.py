@@ -1,0 +1,339 @@
+"""Publishing Survey events to webhook endpoints and delivering them (DESIGN.md §3).
+
+publish_event() writes one Delivery row per subscribed endpoint inside the
+caller's transaction (transactional outbox); the worker sends each row with
+deliver(), signed in the Standard Webhooks format, until the endpoint accepts
+it or the retry horizon (more than 3 days) is over.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from standardwebhooks import Webhook
+
+from kizuna.identity.models import User
+from kizuna.lib import crypto
+from kizuna.lib import http as outbound
+from kizuna.survey.models import Invitation, Response, Survey, SurveyAccount
+from kizuna.survey.validation import answer_display
+from kizuna.survey.webhooks.models import (
+    Delivery,
+    DeliveryAttempt,
+    WebhookEndpoint,
+    WebhookEvent,
+    new_signing_secret,
+)
+from kizuna.work import leases
+from kizuna.work.leases import WorkStatus
+
+logger = logging.getLogger(__name__)
+
+EVENT_TYPES = tuple(WebhookEvent.values)
+# Standard Webhooks: 410 Gone means "stop sending to this endpoint".
+GONE = 410
+# Client errors that say "later", not "never".
+RETRYABLE_CLIENT_ERRORS = frozenset({408, 425, 429})
+
+
+def _iso(value: datetime.datetime | None) -> str | None:
+    return value.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
+# --- payloads -------------------------------------------------------------------------------
+
+
+def _survey_payload(survey: Survey) -> dict[str, Any]:
+    return {
+        "id": survey.pk,
+        "public_id": survey.public_id,
+        "title": survey.title,
+        "portal": {"id": survey.portal_id, "name": survey.portal.name},
+    }
+
+
+def response_payload(response: Response) -> dict[str, Any]:
+    """The `data` of response.completed and response.deleted (contracts/schemas/).
+
+    Every answer carries its question (id, kind, text) and both its stored value
+    and its text for people, so the receiver needs no other call to show it.
+    """
+    survey = response.survey
+    answers = (
+        response.answers.select_related("question")
+        .order_by("question__position", "question_id")
+        .all()
+    )
+    return {
+        "response_id": str(response.pk),
+        "account_id": survey.portal.account_id,
+        "survey": _survey_payload(survey),
+        "recipient_reference": response.recipient_reference,
+        "language": response.language,
+        "started_at": _iso(response.started_at),
+        "submitted_at": _iso(response.submitted_at),
+        "answers": [
+            {
+                "question": {
+                    "id": answer.question_id,
+                    "kind": answer.question.kind,
+                    "text": answer.question.text,
+                    "position": answer.question.position,
+                },
+                "value": answer.value,
+                "display": answer_display(answer.question, answer.value),
+            }
+            for answer in answers
+        ],
+    }
+
+
+def invitation_payload(invitation: Invitation) -> dict[str, Any]:
+    """The `data` of invitation.opened: which invitation (by recipient reference) and when."""
+    survey = invitation.survey
+    return {
+        "account_id": survey.portal.account_id,
+        "survey": _survey_payload(survey),
+        "recipient_reference": "" if survey.is_anonymous else invitation.recipient_reference,
+        "opened_at": _iso(invitation.opened_at),
+    }
+
+
+# --- publishing -----------------------------------------------------------------------------
+
+
+def publish_event(
+    *, account: SurveyAccount, event_type: str, payload: dict[str, Any]
+) -> list[Delivery]:
+    """One Delivery per enabled endpoint of `account` subscribed to `event_type`.
+
+    Runs in the caller's transaction: the event is enqueued if and only if the
+    rows it describes are committed.
+    """
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"Unknown webhook event {event_type!r}")
+    endpoints = [
+        endpoint
+        for endpoint in WebhookEndpoint.objects.filter(account=account, is_enabled=True)
+        if endpoint.is_subscribed_to(event_type)
+    ]
+    if not endpoints:
+        return []
+    now = timezone.now()
+    envelope = {"type": event_type, "timestamp": _iso(now), "data": payload}
+    with transaction.atomic():
+        return Delivery.objects.bulk_create(
+            Delivery(
+                endpoint=endpoint,
+                event_type=event_type,
+                payload=envelope,
+                created_at=now,
+                next_attempt_at=now,
+            )
+            for endpoint in endpoints
+        )
+
+
+# --- endpoints ------------------------------------------------------------------------------
+
+
+def url_refusal(url: str) -> str | None:
+    """Why `url` cannot be a webhook endpoint (translated), or None if it can."""
+    try:
+        outbound.check_url(url, allowed_origins=settings.KIZUNA_WEBHOOK_ALLOWED_ORIGINS)
+    except outbound.UnsafeURLError as error:
+        return str(_URL_REFUSALS.get(error.code, _URL_REFUSALS["invalid_url"]))
+    return None
+
+
+_URL_REFUSALS = {
+    "invalid_url": _("Enter a valid http or https URL."),
+    "unsupported_scheme": _("Only http and https URLs are allowed."),
+    "unresolvable": _("The host of this URL cannot be found."),
+    "private_address": _(
+        "This URL points to a private or local network address, which this deployment "
+        "does not allow."
+    ),
+}
+
+
+def clean_events(events: Iterable[str]) -> list[str]:
+    chosen = [event for event in EVENT_TYPES if event in set(events)]
+    unknown = sorted(set(events) - set(EVENT_TYPES))
+    if unknown:
+        raise ValidationError(
+            _("Unknown events: %(events)s."), params={"events": ", ".join(unknown)}
+        )
+    if not chosen:
+        raise ValidationError(_("Choose at least one event."))
+    return chosen
+
+
+def create_endpoint(
+    *,
+    account: SurveyAccount,
+    url: str,
+    events: Iterable[str],
+    by: User | None,
+    description: str = "",
+) -> tuple[WebhookEndpoint, str]:
+    """A new endpoint and its signing secret (whsec_...), after checking the URL (SSRF)."""
+    url = url.strip()
+    errors: dict[str, list[str]] = {}
+    refusal = url_refusal(url)
+    if refusal:
+        errors["url"] = [refusal]
+    try:
+        chosen = clean_events(events)
+    except ValidationError as error:
+        errors["events"] = list(error.messages)
+    if errors:
+        raise ValidationError(errors)
+    secret = new_signing_secret()
+    endpoint = WebhookEndpoint.objects.create(
+        account=account,
+        url=url,
+        events=chosen,
+        encrypted_secret=crypto.encrypt_secret(secret),
+        description=description.strip(),
+        created_by=by,
+    )
+    return endpoint, secret
+
+
+def delete_endpoint(*, endpoint: WebhookEndpoint) -> None:
+    """Remove the endpoint with its deliveries: nothing more is sent to it."""
+    endpoint.delete()
+
+
+def disable_endpoint(*, endpoint: WebhookEndpoint, reason: str) -> None:
+    """Stop sending to the endpoint: it gets no new events, and pending deliveries stop."""
+    now = timezone.now()
+    with transaction.atomic():
+        WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
+            is_enabled=False, disabled_reason=reason[:300], disabled_at=now
+        )
+        Delivery.objects.filter(endpoint=endpoint, status=WorkStatus.PENDING).update(
+            status=WorkStatus.FAILED,
+            finished_at=now,
+            last_error=reason[:4000],
+        )
+    endpoint.is_enabled, endpoint.disabled_reason, endpoint.disabled_at = False, reason, now
+
+
+def enable_endpoint(*, endpoint: WebhookEndpoint) -> None:
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
+        is_enabled=True, disabled_reason="", disabled_at=None
+    )
+    endpoint.is_enabled, endpoint.disabled_reason, endpoint.disabled_at = True, "", None
+
+
+def replay_delivery(*, delivery: Delivery) -> bool:
+    """Send the delivery again now, with the same webhook-id; False while it is in flight."""
+    updated = (
+        Delivery.objects.filter(pk=delivery.pk)
+        .exclude(status=WorkStatus.LEASED)
+        .update(
+            status=WorkStatus.PENDING,
+            next_attempt_at=timezone.now(),
+            finished_at=None,
+            # A replay is a fresh chance: a full retry schedule again.
+            max_attempts=delivery.attempts + Delivery._meta.get_field("max_attempts").default,
+        )
+    )
+    return bool(updated)
+
+
+# --- delivering -----------------------------------------------------------------------------
+
+
+def signed_headers(
+    *, secret: str, message_id: str, timestamp: datetime.datetime, body: str
+) -> dict[str, str]:
+    """The Standard Webhooks headers for one attempt (`timestamp` is made UTC here)."""
+    utc = timestamp.astimezone(datetime.UTC)
+    signature = Webhook(secret).sign(message_id, utc, body)
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(utc.timestamp())),
+        "webhook-signature": signature,
+        "content-type": "application/json",
+    }
+
+
+def _timeouts() -> tuple[float, float]:
+    total = float(getattr(settings, "KIZUNA_WEBHOOK_TIMEOUT_SECONDS", 10.0))
+    connect = float(getattr(settings, "KIZUNA_WEBHOOK_CONNECT_TIMEOUT_SECONDS", 5.0))
+    return total, min(connect, total)
+
+
+def deliver(delivery: Delivery) -> None:
+    """Send one claimed delivery and record the attempt (the worker's handler).
+
+    2xx: done. 410: the endpoint is disabled and nothing more is sent to it.
+    Other 4xx (except 408/425/429): failed without retry, the receiver refused it.
+    5xx, timeouts, connection errors and refused URLs: retried with back-off until
+    max_attempts, then failed (dead-lettered, replayable from Settings > Webhooks).
+    """
+    endpoint = WebhookEndpoint.objects.get(pk=delivery.endpoint_id)
+    if not endpoint.is_enabled:
+        leases.mark_failed(
+            delivery,
+            error=str(
+                _("The endpoint is disabled: %(reason)s") % {"reason": endpoint.disabled_reason}
+            ),
+            retry=False,
+        )
+        return
+    body = json.dumps(delivery.payload, ensure_ascii=False, separators=(",", ":"))
+    headers = signed_headers(
+        secret=endpoint.signing_secret(),
+        message_id=delivery.message_id,
+        timestamp=timezone.now(),
+        body=body,
+    )
+    total, connect = _timeouts()
+    started = timezone.now()
+    try:
+        result = outbound.post(
+            endpoint.url,
+            content=body.encode(),
+            headers=headers,
+            allowed_origins=settings.KIZUNA_WEBHOOK_ALLOWED_ORIGINS,
+            timeout_seconds=total,
+            connect_timeout_seconds=connect,
+        )
+    except outbound.OutboundError as error:
+        duration_ms = round((timezone.now() - started).total_seconds() * 1000)
+        DeliveryAttempt.objects.create(
+            delivery=delivery, attempted_at=started, duration_ms=duration_ms, error=str(error)
+        )
+        leases.mark_failed(delivery, error=str(error), retry=True)
+        return
+    DeliveryAttempt.objects.create(
+        delivery=delivery,
+        attempted_at=started,
+        status_code=result.status_code,
+        duration_ms=result.duration_ms,
+        response_body=result.body[:1000],
+    )
+    status = result.status_code
+    if 200 <= status < 300:
+        leases.mark_done(delivery)
+    elif status == GONE:
+        reason = str(_("The endpoint answered 410 Gone: it asked to receive no more events."))
+        leases.mark_failed(delivery, error=reason, retry=False)
+        disable_endpoint(endpoint=endpoint, reason=reason)
+    elif 400 <= status < 500 and status not in RETRYABLE_CLIENT_ERRORS:
+        leases.mark_failed(delivery, error=f"HTTP {status}", retry=False)
+    else:
+        leases.mark_failed(delivery, error=f"HTTP {status}", retry=True)

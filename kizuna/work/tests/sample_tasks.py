@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 from django_tasks import TaskContext, task
 
 from kizuna.work.retry import retrying
@@ -38,3 +41,9 @@ def succeeds(value: int) -> int:
 @task()
 def returns_something_unstorable() -> object:
     return object()
+
+
+@task()
+def asks_its_worker_to_stop() -> str:
+    os.kill(os.getpid(), signal.SIGTERM)
+    return "finished anyway"

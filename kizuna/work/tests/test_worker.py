@@ -1,0 +1,102 @@
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+from django_tasks import TaskResultStatus
+from django_tasks_db.models import DBTaskResult
+
+from kizuna.work.leases import WorkStatus
+from kizuna.work.models import ProbeEffect, ProbeWork, WorkerProcess
+from kizuna.work.tests import sample_tasks
+from kizuna.work.workers import KizunaWorker, beat, live_workers, new_worker_id, register_worker
+
+pytestmark = pytest.mark.django_db
+
+
+# The worker closes connections between items, as in production: no test transaction.
+@pytest.mark.django_db(transaction=True)
+def test_worker_batch_runs_tasks_and_leased_work_then_unregisters():
+    task = sample_tasks.succeeds.enqueue(2)
+    ProbeWork.objects.create(key="probe")
+
+    call_command("worker", "--batch", "--worker-id", "batch-worker")
+
+    assert DBTaskResult.objects.get(pk=task.id).status == TaskResultStatus.SUCCESSFUL
+    assert DBTaskResult.objects.get(pk=task.id).worker_ids == ["batch-worker"]
+    assert ProbeWork.objects.get().status == WorkStatus.DONE
+    assert ProbeEffect.objects.get().worker_id == "batch-worker"
+    assert not WorkerProcess.objects.filter(worker_id="batch-worker").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_worker_batch_recovers_a_task_of_a_dead_worker(settings):
+    settings.KIZUNA_WORKER_LEASE_SECONDS = 30
+    WorkerProcess.objects.create(
+        worker_id="dead", hostname="h", pid=1, heartbeat_at=timezone.now() - timedelta(minutes=5)
+    )
+    task = sample_tasks.succeeds.enqueue(1)
+    DBTaskResult.objects.filter(pk=task.id).update(
+        status=TaskResultStatus.RUNNING,
+        worker_ids=["dead"],
+        started_at=timezone.now() - timedelta(minutes=5),
+    )
+
+    call_command("worker", "--once")
+
+    result = DBTaskResult.objects.get(pk=task.id)
+    assert result.status == TaskResultStatus.FAILED
+    assert result.exception_class_path == "kizuna.work.retry.WorkerDied"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_signal_during_a_task_lets_it_finish_and_then_stops_the_worker():
+    first = sample_tasks.asks_its_worker_to_stop.enqueue()
+    second = sample_tasks.succeeds.enqueue(1)
+    worker = KizunaWorker(queue_names=["default"], interval=0, batch=False, worker_id="w")
+    worker.configure_signals()
+    try:
+        worker.run()  # returns instead of waiting for more work
+    finally:
+        worker.reset_signals()
+
+    assert DBTaskResult.objects.get(pk=first.id).status == TaskResultStatus.SUCCESSFUL
+    assert DBTaskResult.objects.get(pk=first.id).return_value == "finished anyway"
+    assert DBTaskResult.objects.get(pk=second.id).status == TaskResultStatus.READY
+
+
+def test_beat_refreshes_only_this_workers_row():
+    old = timezone.now() - timedelta(minutes=1)
+    register_worker("mine")
+    WorkerProcess.objects.create(worker_id="other", hostname="h", pid=2, heartbeat_at=old)
+    WorkerProcess.objects.filter(worker_id="mine").update(heartbeat_at=old)
+
+    beat("mine")
+
+    assert WorkerProcess.objects.get(worker_id="mine").heartbeat_at > old
+    assert WorkerProcess.objects.get(worker_id="other").heartbeat_at == old
+
+
+def test_beat_registers_again_a_worker_whose_row_was_removed():
+    beat("pruned")
+
+    assert WorkerProcess.objects.filter(worker_id="pruned").exists()
+
+
+def test_live_workers_lists_only_workers_with_a_fresh_heartbeat(settings):
+    settings.KIZUNA_WORKER_LEASE_SECONDS = 30
+    WorkerProcess.objects.create(worker_id="fresh", hostname="h", pid=1)
+    WorkerProcess.objects.create(
+        worker_id="stale", hostname="h", pid=2, heartbeat_at=timezone.now() - timedelta(seconds=31)
+    )
+
+    assert [worker.worker_id for worker in live_workers()] == ["fresh"]
+    assert WorkerProcess.objects.get(worker_id="fresh").is_alive
+    assert not WorkerProcess.objects.get(worker_id="stale").is_alive
+
+
+def test_worker_ids_fit_django_tasks_db_and_differ():
+    ids = {new_worker_id() for _ in range(20)}
+
+    assert len(ids) == 20
+    assert all(0 < len(worker_id) <= 64 for worker_id in ids)

@@ -1,0 +1,57 @@
+# Kizuna: the two commands are `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA_DIR := $(or $(KIZUNA_DATA_DIR),var)
+
+.PHONY: run test bench check messages install install-dev clean
+
+run: install messages
+	@$(BIN)/kizuna migrate --no-input -v 0
+	@$(BIN)/kizuna createcachetable
+	@if [ ! -f "$(DATA_DIR)/.demo-loaded" ]; then \
+		$(BIN)/kizuna demo && touch "$(DATA_DIR)/.demo-loaded"; \
+	else \
+		$(BIN)/kizuna demo --logins-only; \
+	fi
+	@exec $(BIN)/kizuna serve
+
+test:
+	@bash scripts/test.sh
+
+bench: install-dev messages
+	@bash scripts/bench.sh
+
+check: install-dev messages
+	@bash scripts/test.sh --checks-only
+
+install: $(VENV)/.installed-base
+
+install-dev: $(VENV)/.installed-dev
+
+$(VENV)/bin/python:
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+		echo "python3 -m venv failed: installing Debian's python3-venv"; \
+		rm -rf $(VENV); apt-get install -y -q python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); }
+
+$(VENV)/.installed-base: $(VENV)/bin/python requirements/build.txt requirements/base.txt pyproject.toml
+	@echo "Installing pinned dependencies into $(VENV)"
+	@$(BIN)/pip install -q --disable-pip-version-check --require-hashes -r requirements/build.txt
+	@$(BIN)/pip install -q --disable-pip-version-check --require-hashes -r requirements/base.txt
+	@$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed-base requirements/dev.txt
+	@echo "Installing pinned test dependencies into $(VENV)"
+	@$(BIN)/pip install -q --disable-pip-version-check --require-hashes -r requirements/base.txt -r requirements/dev.txt
+	@touch $@
+
+# Compiled catalogs (.mo) are build output: made from the committed .po files.
+messages: install
+	@command -v msgfmt >/dev/null || bash scripts/debian-packages.sh gettext
+	@$(BIN)/python scripts/compile_messages.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	find kizuna -name '*.mo' -delete

@@ -33,6 +33,7 @@ def test_claim_leases_a_due_row_and_counts_the_attempt():
     stored = ProbeWork.objects.get()
     assert (stored.status, stored.leased_by, stored.attempts) == (WorkStatus.LEASED, "a", 1)
     assert (row.status, row.leased_by, row.attempts) == (WorkStatus.LEASED, "a", 1)
+    assert stored.leased_until is not None
     assert stored.leased_until >= before + timedelta(seconds=ProbeWork.lease_seconds)
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar, TypeVar
 
-from django.db import models, transaction
+from django.db import DatabaseError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -246,11 +246,17 @@ def run_due_work(*, worker_id: str, should_stop: Callable[[], bool] | None = Non
     for registration in registrations():
         if should_stop is not None and should_stop():
             break
-        rows = claim(
-            registration.model._default_manager.all(),
-            worker_id=worker_id,
-            limit=registration.batch_size,
-        )
+        try:
+            rows = claim(
+                registration.model._default_manager.all(),
+                worker_id=worker_id,
+                limit=registration.batch_size,
+            )
+        except DatabaseError:
+            # One kind that cannot be claimed (its table is missing or locked)
+            # must not stop the others; the worker goes on and tries again later.
+            logger.exception("Cannot claim %s", registration.model._meta.label)
+            continue
         for index, row in enumerate(rows):
             if should_stop is not None and should_stop():
                 for unstarted in rows[index:]:

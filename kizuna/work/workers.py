@@ -24,7 +24,7 @@ import threading
 import time
 from types import FrameType
 
-from django.db import OperationalError, close_old_connections, connections
+from django.db import DatabaseError, OperationalError, close_old_connections, connections
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 from django_tasks_db.compat import TaskContext, TaskResultStatus, task_finished, task_started
@@ -36,6 +36,8 @@ from kizuna.work import leases, retry
 from kizuna.work.models import WorkerProcess, heartbeat_seconds
 
 logger = logging.getLogger(__name__)
+
+ERROR_PAUSE_SECONDS = 5.0
 
 
 def new_worker_id() -> str:
@@ -153,13 +155,17 @@ class KizunaWorker(Worker):
         try:
             while self.running:
                 close_old_connections()
-                self.recover_if_due()
-                did_something = self.run_one_task()
-                if not did_something and self.running:
-                    did_something = (
-                        leases.run_due_work(worker_id=self.worker_id, should_stop=self.is_stopping)
-                        > 0
-                    )
+                try:
+                    did_something = self.run_one_round()
+                except DatabaseError:
+                    if self.batch:
+                        raise
+                    # The database went away (restart, failover): keep the process
+                    # and try again shortly, rather than die and lose the heartbeat.
+                    logger.exception("Worker %s: database error, retrying", self.worker_id)
+                    connections.close_all()
+                    self._wake.wait(ERROR_PAUSE_SECONDS)
+                    continue
                 if did_something:
                     continue
                 if self.batch:
@@ -174,6 +180,15 @@ class KizunaWorker(Worker):
             except Exception:
                 logger.exception("Worker %s could not unregister", self.worker_id)
             logger.info("Worker %s stopped", self.worker_id)
+
+    def run_one_round(self) -> bool:
+        """Recover if due, then run one task or one batch of leased work."""
+        self.recover_if_due()
+        if self.run_one_task():
+            return True
+        if not self.running:
+            return False
+        return leases.run_due_work(worker_id=self.worker_id, should_stop=self.is_stopping) > 0
 
     def recover_if_due(self) -> None:
         if time.monotonic() - self._last_recovery < heartbeat_seconds():

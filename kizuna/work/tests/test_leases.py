@@ -1,6 +1,7 @@
 from datetime import timedelta
 
 import pytest
+from django.db import DatabaseError
 from django.utils import timezone
 
 from kizuna.work import leases
@@ -242,3 +243,25 @@ def test_a_late_probe_handler_rolls_back_its_effect_when_the_row_was_taken_over(
 
     assert ProbeEffect.objects.count() == 0
     assert ProbeWork.objects.get().status == WorkStatus.LEASED
+
+
+def test_run_due_work_goes_on_with_other_kinds_when_one_cannot_be_claimed(monkeypatch):
+    class Broken:
+        class _meta:
+            label = "other.Broken"
+
+        class _default_manager:
+            @staticmethod
+            def all():
+                raise DatabaseError("no such table: other_broken")
+
+    monkeypatch.setattr(
+        leases,
+        "_registry",
+        {"other.Broken": leases.Registration(Broken, print, 10), **leases._registry},  # type: ignore[arg-type]
+    )
+    probe()
+
+    assert run_due_work(worker_id="a") == 1
+
+    assert ProbeWork.objects.get().status == WorkStatus.DONE

@@ -108,3 +108,12 @@ def test_demo_skips_services_without_a_demo_module(db, settings):
 
     assert output.startswith("Kizuna demo is ready:")
     assert User.objects.count() == 4
+
+
+def test_demo_logins_only_loads_nothing_and_prints_the_logins(db, crm_demo):
+    output = run_demo("--logins-only")
+
+    assert User.objects.count() == 0
+    assert crm_demo.calls == []
+    assert output.splitlines()[0] == "Kizuna demo is ready: http://127.0.0.1:8000/"
+    assert output.splitlines()[-1] == "Password for all of them: kizuna-demo"

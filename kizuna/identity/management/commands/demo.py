@@ -41,9 +41,24 @@ class Command(BaseCommand):
         parser.add_argument(
             "--quiet", action="store_true", help="Print nothing (errors still go to stderr)."
         )
+        parser.add_argument(
+            "--logins-only",
+            action="store_true",
+            help="Load nothing; only print the URL and the demo logins (make run, later starts).",
+        )
 
-    def handle(self, *args: Any, quiet: bool = False, **options: Any) -> None:
+    def handle(
+        self, *args: Any, quiet: bool = False, logins_only: bool = False, **options: Any
+    ) -> None:
         out = OutputWrapper(io.StringIO()) if quiet else self.stdout
+        if not logins_only:
+            self._load(out)
+        out.write(f"Kizuna demo is ready: {settings.KIZUNA_BASE_URL}/")
+        for _key, email, _name, role in DEMO_PEOPLE:
+            out.write(f"  {email:<22} {role}")
+        out.write(f"Password for all of them: {DEMO_PASSWORD}")
+
+    def _load(self, out: OutputWrapper) -> None:
         with transaction.atomic():
             users = {key: _demo_user(email, full_name) for key, email, full_name, _ in DEMO_PEOPLE}
         for service in settings.KIZUNA_SERVICES:
@@ -54,10 +69,6 @@ class Command(BaseCommand):
             module = importlib.import_module(module_name)
             with transaction.atomic():
                 module.load(users=users, stdout=out)
-        out.write(f"Kizuna demo is ready: {settings.KIZUNA_BASE_URL}/")
-        for _key, email, _name, role in DEMO_PEOPLE:
-            out.write(f"  {email:<22} {role}")
-        out.write(f"Password for all of them: {DEMO_PASSWORD}")
 
 
 def _module_exists(name: str) -> bool:

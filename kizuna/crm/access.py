@@ -10,10 +10,18 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 
-from kizuna.crm.models import Contact, Lead, Membership, Organization
+from kizuna.crm.models import Contact, Lead, MemberInvitation, Membership, Organization
+from kizuna.crm.services import hash_token
+from kizuna.identity.models import User
 
 SESSION_KEY = "crm_organization_id"
 MODULES = ("leads", "contacts")
+
+
+def signed_in_user(request: HttpRequest) -> User:
+    """The user of a view behind login_required."""
+    assert isinstance(request.user, User)
+    return request.user
 
 
 def memberships_of(request: HttpRequest) -> list[Membership]:
@@ -85,3 +93,31 @@ def get_record_for_member(request: HttpRequest, module: str, pk: int) -> Lead | 
     if module == "contacts":
         return get_contact_for_member(request, pk)
     raise Http404
+
+
+def get_membership_for_admin(request: HttpRequest, pk: int) -> Membership:
+    """A membership (active or not) of the current organization, for its administrators."""
+    organization = get_organization_for_admin(request)
+    try:
+        return Membership.objects.select_related("user", "organization").get(
+            organization=organization, pk=pk
+        )
+    except Membership.DoesNotExist:
+        raise Http404 from None
+
+
+def get_invitation_for_admin(request: HttpRequest, pk: int) -> MemberInvitation:
+    organization = get_organization_for_admin(request)
+    try:
+        return MemberInvitation.objects.get(organization=organization, pk=pk)
+    except MemberInvitation.DoesNotExist:
+        raise Http404 from None
+
+
+def find_invitation(token: str) -> MemberInvitation | None:
+    """The invitation a link's token stands for (any state), or None."""
+    return (
+        MemberInvitation.objects.select_related("organization", "invited_by")
+        .filter(token_hash=hash_token(token))
+        .first()
+    )

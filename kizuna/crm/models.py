@@ -187,8 +187,18 @@ class Lead(Person):
                 fields=["organization", "family_name", "given_name", "id"], name="crm_lead_name"
             ),
             models.Index(fields=["organization", "email"], name="crm_lead_email"),
-            models.Index(fields=["organization", "status", "-id"], name="crm_lead_status"),
-            models.Index(fields=["organization", "owner", "-id"], name="crm_lead_owner"),
+            # Filters keep the default "most recent first" order on an index.
+            models.Index(
+                fields=["organization", "status", "-created_at", "-id"], name="crm_lead_status"
+            ),
+            models.Index(
+                fields=["organization", "owner", "-created_at", "-id"], name="crm_lead_owner"
+            ),
+            models.Index(
+                fields=["organization", "lead_source", "-created_at", "-id"],
+                name="crm_lead_source",
+            ),
+            models.Index(fields=["organization", "company", "id"], name="crm_lead_company"),
         ]
 
 
@@ -206,7 +216,14 @@ class Contact(Person):
                 fields=["organization", "family_name", "given_name", "id"], name="crm_contact_name"
             ),
             models.Index(fields=["organization", "email"], name="crm_contact_email"),
-            models.Index(fields=["organization", "owner", "-id"], name="crm_contact_owner"),
+            models.Index(
+                fields=["organization", "owner", "-created_at", "-id"], name="crm_contact_owner"
+            ),
+            models.Index(
+                fields=["organization", "lead_source", "-created_at", "-id"],
+                name="crm_contact_source",
+            ),
+            models.Index(fields=["organization", "company", "id"], name="crm_contact_company"),
         ]
 
 

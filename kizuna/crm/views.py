@@ -1,8 +1,346 @@
+"""CRM core pages: dashboard, organizations, leads and contacts.
+
+Settings and invitations are in settings_views.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.urls import NoReverseMatch, reverse
+from django.utils.http import urlencode
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+from django.views.decorators.http import require_POST
+
+from kizuna.crm import extensions, listing, services
+from kizuna.crm.access import (
+    current_membership,
+    get_lead_for_member,
+    get_organization_for_member,
+    get_record_for_member,
+    memberships_of,
+    signed_in_user,
+    switch_organization,
+)
+from kizuna.crm.forms import BulkForm, ListForm, OrganizationForm, form_class_for
+from kizuna.crm.models import Activity, Contact, Lead, LeadStatus
+
+SINGULAR = {"leads": "lead", "contacts": "contact"}
+RECENT_ON_DASHBOARD = 8
+# What a list page keeps in its paging and sorting links (the cursor changes).
+LIST_PARAMETERS = ("q", "status", "owner", "source", "sort")
+
+
+def url_for(module: str, action: str, *args: Any) -> str:
+    """crm:lead-detail, crm:contact-list, ... for a module."""
+    return reverse(f"crm:{SINGULAR[module]}-{action}", args=args)
+
+
+def compose_url() -> str | None:
+    """The mail composer, when the mail app provides one."""
+    try:
+        return reverse("crm_mail:compose")
+    except NoReverseMatch:
+        return None
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "crm/home.html")
+    if not memberships_of(request):
+        return render(request, "crm/welcome.html", {"form": OrganizationForm()})
+    membership = current_membership(request)
+    organization = membership.organization
+    leads = Lead.objects.filter(organization=organization)
+    contacts = Contact.objects.filter(organization=organization)
+
+    def capped(queryset: Any) -> tuple[int, bool]:
+        count = queryset.order_by()[: listing.COUNT_LIMIT + 1].count()
+        return min(count, listing.COUNT_LIMIT), count > listing.COUNT_LIMIT
+
+    statuses = [
+        (value, label, *capped(leads.filter(status=value))) for value, label in LeadStatus.choices
+    ]
+    return render(
+        request,
+        "crm/home.html",
+        {
+            "organization": organization,
+            "lead_count": capped(leads),
+            "contact_count": capped(contacts),
+            "my_lead_count": capped(leads.filter(owner=signed_in_user(request))),
+            "statuses": statuses,
+            "recent_leads": leads.select_related("owner").order_by("-created_at", "-id")[
+                :RECENT_ON_DASHBOARD
+            ],
+            "recent_contacts": contacts.select_related("owner").order_by("-created_at", "-id")[
+                :RECENT_ON_DASHBOARD
+            ],
+        },
+    )
+
+
+@login_required
+def organization_create(request: HttpRequest) -> HttpResponse:
+    form = OrganizationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        organization = services.create_organization(
+            name=form.cleaned_data["name"], by=signed_in_user(request)
+        )
+        switch_organization(request, organization.pk)
+        messages.success(request, _("The organization is ready. You are its administrator."))
+        return redirect("crm:home")
+    return render(request, "crm/organization_form.html", {"form": form})
+
+
+@require_POST
+@login_required
+def organization_switch(request: HttpRequest) -> HttpResponse:
+    try:
+        organization_id = int(request.POST.get("organization", ""))
+    except ValueError:
+        raise Http404 from None
+    membership = switch_organization(request, organization_id)
+    messages.success(
+        request,
+        _("You are now working in %(organization)s.")
+        % {"organization": membership.organization.name},
+    )
+    # Records of the previous organization are 404 here: start from the dashboard.
+    return redirect("crm:home")
+
+
+def _list_context(
+    request: HttpRequest, module: str, bulk_form: BulkForm | None = None
+) -> dict[str, Any]:
+    organization = get_organization_for_member(request)
+    model = listing.model_for(module)
+    form = ListForm(
+        request.GET, module=module, organization=organization, user=signed_in_user(request)
+    )
+    query = form.list_query()
+    queryset = query.filter(model.objects.filter(organization=organization))
+    page = listing.paginate(
+        queryset.select_related("owner"), sort=query.sort, after=query.after, before=query.before
+    )
+    kept = {key: request.GET[key] for key in LIST_PARAMETERS if request.GET.get(key)}
+    selected = set(bulk_form.cleaned_data.get("ids", [])) if bulk_form is not None else set()
+    return {
+        "module": module,
+        "model_meta": model._meta,
+        "form": form,
+        "page": page,
+        "rows": [(row, row.pk in selected) for row in page.rows],
+        "is_filtered": bool(query.search or query.statuses or query.owner or query.source),
+        "query_string": urlencode(kept),
+        "next_url": f"?{urlencode({**kept, 'after': page.next_cursor})}"
+        if page.next_cursor
+        else "",
+        "previous_url": f"?{urlencode({**kept, 'before': page.previous_cursor})}"
+        if page.previous_cursor
+        else (f"?{urlencode(kept)}" if not page.is_first else ""),
+        "first_url": f"?{urlencode(kept)}",
+        "bulk_form": bulk_form or BulkForm(module=module, organization=organization),
+        "can_send_email": compose_url() is not None,
+        "bulk_extensions": extensions.bulk_actions(request, module),
+    }
+
+
+@login_required
+def record_list(request: HttpRequest, module: str) -> HttpResponse:
+    return render(request, "crm/record_list.html", _list_context(request, module))
+
+
+def _back_to_list(request: HttpRequest, module: str) -> HttpResponseRedirect:
+    return redirect(f"{url_for(module, 'list')}?{request.GET.urlencode()}")
+
+
+@require_POST
+@login_required
+def record_bulk(request: HttpRequest, module: str) -> HttpResponse:
+    """The list's bulk actions; the list's query string rides along to come back to it."""
+    organization = get_organization_for_member(request)
+    form = BulkForm(request.POST, module=module, organization=organization)
+    if not form.is_valid():
+        context = _list_context(request, module, bulk_form=form)
+        return render(request, "crm/record_list.html", context, status=400)
+    ids = form.cleaned_data["ids"]
+    action = form.cleaned_data["action"]
+    if action == "owner":
+        count = services.change_owner(
+            organization=organization,
+            module=module,
+            ids=ids,
+            owner=form.new_owner(),
+            by=signed_in_user(request),
+        )
+        messages.success(
+            request,
+            ngettext(
+                "The owner of %(count)d record was changed.",
+                "The owner of %(count)d records was changed.",
+                count,
+            )
+            % {"count": count},
+        )
+    elif action == "status":
+        count = services.change_status(
+            organization=organization,
+            ids=ids,
+            status=form.cleaned_data["status"],
+            by=signed_in_user(request),
+        )
+        messages.success(
+            request,
+            ngettext(
+                "The status of %(count)d lead was changed.",
+                "The status of %(count)d leads was changed.",
+                count,
+            )
+            % {"count": count},
+        )
+    elif action == "delete":
+        if request.POST.get("confirm") != "yes":
+            records = services.records_of(organization, module, ids).order_by(
+                "family_name", "given_name", "id"
+            )
+            return render(
+                request,
+                "crm/bulk_confirm_delete.html",
+                {
+                    "module": module,
+                    "records": records,
+                    "ids": ",".join(str(record.pk) for record in records),
+                    "query_string": request.GET.urlencode(),
+                },
+            )
+        count = services.delete_records(
+            organization=organization, module=module, ids=ids, by=signed_in_user(request)
+        )
+        messages.success(
+            request,
+            ngettext("%(count)d record was deleted.", "%(count)d records were deleted.", count)
+            % {"count": count},
+        )
+    elif action == "send_email":
+        url = compose_url()
+        if url is None:
+            raise Http404
+        own_ids = services.records_of(organization, module, ids).values_list("pk", flat=True)
+        return redirect(
+            f"{url}?{urlencode({'module': module, 'ids': ','.join(map(str, own_ids))})}"
+        )
+    return _back_to_list(request, module)
+
+
+def _timeline(record: Lead | Contact) -> list[Activity]:
+    activities = Activity.objects.select_related("actor")
+    if isinstance(record, Lead):
+        activities = activities.filter(lead=record)
+    else:
+        activities = activities.filter(contact=record)
+    return list(activities.order_by("-created_at", "-id")[:200])
+
+
+@login_required
+def record_detail(request: HttpRequest, module: str, pk: int) -> HttpResponse:
+    record = get_record_for_member(request, module, pk)
+    return render(
+        request,
+        "crm/record_detail.html",
+        {
+            "module": module,
+            "record": record,
+            "timeline": _timeline(record),
+            "source_leads": (
+                record.source_leads.order_by("-converted_at") if isinstance(record, Contact) else []
+            ),
+            "extension_actions": extensions.detail_actions(request, record),
+            "extension_panels": extensions.detail_panels(request, record),
+            "compose_url": compose_url(),
+        },
+    )
+
+
+def _values(form: Any) -> dict[str, Any]:
+    return {
+        name: form.cleaned_data[name]
+        for name in form.Meta.fields
+        if name in form.cleaned_data and not form.fields[name].disabled
+    }
+
+
+@login_required
+def record_create(request: HttpRequest, module: str) -> HttpResponse:
+    organization = get_organization_for_member(request)
+    form_class = form_class_for(module)
+    form = form_class(
+        request.POST or None, organization=organization, initial={"owner": request.user.pk}
+    )
+    if request.method == "POST" and form.is_valid():
+        create = services.create_lead if module == "leads" else services.create_contact
+        record = create(organization=organization, by=signed_in_user(request), values=_values(form))
+        messages.success(request, _("%(name)s was added.") % {"name": record.display_name()})
+        if "save_and_new" in request.POST:
+            return redirect(url_for(module, "create"))
+        return redirect(url_for(module, "detail", record.pk))
+    return render(request, "crm/record_form.html", {"module": module, "form": form})
+
+
+@login_required
+def record_edit(request: HttpRequest, module: str, pk: int) -> HttpResponse:
+    record = get_record_for_member(request, module, pk)
+    organization = get_organization_for_member(request)
+    form = form_class_for(module)(request.POST or None, instance=record, organization=organization)
+    if request.method == "POST" and form.is_valid():
+        changed = services.update_record(
+            record=record, by=signed_in_user(request), values=_values(form)
+        )
+        if changed:
+            messages.success(request, _("Your changes were saved."))
+        else:
+            messages.info(request, _("Nothing was changed."))
+        return redirect(url_for(module, "detail", record.pk))
+    return render(
+        request, "crm/record_form.html", {"module": module, "form": form, "record": record}
+    )
+
+
+@login_required
+def record_delete(request: HttpRequest, module: str, pk: int) -> HttpResponse:
+    record = get_record_for_member(request, module, pk)
+    if request.method == "POST":
+        services.delete_records(
+            organization=get_organization_for_member(request),
+            module=module,
+            ids=[record.pk],
+            by=signed_in_user(request),
+        )
+        messages.success(request, _("%(name)s was deleted.") % {"name": record.display_name()})
+        return redirect(url_for(module, "list"))
+    return render(request, "crm/record_confirm_delete.html", {"module": module, "record": record})
+
+
+@login_required
+def lead_convert(request: HttpRequest, pk: int) -> HttpResponse:
+    lead = get_lead_for_member(request, pk)
+    if lead.status == LeadStatus.CONVERTED:
+        messages.info(request, _("This lead has already been converted."))
+        return redirect("crm:lead-detail", lead.pk)
+    if request.method == "POST":
+        try:
+            contact = services.convert_lead(lead=lead, by=signed_in_user(request))
+        except services.ConversionError as error:
+            messages.error(request, str(error))
+            return redirect("crm:lead-detail", lead.pk)
+        messages.success(
+            request,
+            _("%(name)s is now a contact, with the lead's history.")
+            % {"name": contact.display_name()},
+        )
+        return redirect("crm:contact-detail", contact.pk)
+    return render(request, "crm/lead_convert.html", {"module": "leads", "record": lead})

@@ -8,4 +8,5 @@ urlpatterns = [
     path("results/", include("kizuna.survey.results_urls")),
     path("settings/sc-key/", include("kizuna.survey.keys.urls")),
     path("settings/webhooks/", include("kizuna.survey.webhooks.urls")),
+    path("api/v1/", include("kizuna.survey.api_urls")),
 ]

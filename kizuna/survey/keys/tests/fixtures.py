@@ -114,3 +114,21 @@ def make_response(survey: Survey, *, reference: str = "lead:42", **fields: Any) 
     for question in survey.questions.all():
         Answer.objects.create(response=response, question=question, value=values[question.kind])
     return response
+
+
+def sc_headers(member: AccountMember) -> dict[str, Any]:
+    """Test client headers authenticating as `member` with their SC key (created if needed)."""
+    from kizuna.survey.keys.services import get_or_create_key
+
+    key = get_or_create_key(member=member)
+    return {"HTTP_X_SC_EMAIL": member.user.email, "HTTP_X_SC_KEY": key.reveal()}
+
+
+@pytest.fixture
+def ada_api(ada: AccountMember) -> dict[str, Any]:
+    return sc_headers(ada)
+
+
+@pytest.fixture
+def carol_api(carol: AccountMember) -> dict[str, Any]:
+    return sc_headers(carol)

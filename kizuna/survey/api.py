@@ -1,0 +1,521 @@
+"""Survey REST API v1, mounted at /survey/api/v1/ (OpenAPI at /survey/api/v1/openapi.json).
+
+Every call is authenticated by the headers X-SC-Email and X-SC-Key (an SC key of
+an account administrator) and acts on that key's account; ids of other accounts
+are 404. Errors are JSON: {"error": {"code", "message", "fields"?}}. The one
+deployment-internal route (/internal/accounts-for-email) takes the trust token
+(X-Kizuna-Trust) instead, and never an SC key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import json
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Prefetch, Q
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError
+from ninja.errors import ValidationError as NinjaValidationError
+from ninja.security import APIKeyHeader
+
+from kizuna.lib import crypto
+from kizuna.survey import api_schemas as schemas
+from kizuna.survey import api_services
+from kizuna.survey import services as survey_services
+from kizuna.survey.keys.models import ServiceKey
+from kizuna.survey.keys.services import KeyAuthenticationError, authenticate_key
+from kizuna.survey.models import AccountMember, Answer, Invitation, Portal, Response, Survey
+from kizuna.survey.webhooks import services as webhook_services
+from kizuna.survey.webhooks.models import WebhookEndpoint
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 500
+
+
+class APIError(Exception):
+    """An error answered as {"error": {"code", "message", "fields"}} with `status`."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str | Promise,
+        *,
+        status: int = 400,
+        fields: dict[str, list[str]] | None = None,
+    ) -> None:
+        super().__init__(str(message))
+        self.code = code
+        self.message = message
+        self.status = status
+        self.fields = fields
+
+
+class SCKeyAuth(APIKeyHeader):
+    """X-SC-Email + X-SC-Key: an SC key of an administrator of the account (K1)."""
+
+    param_name = "X-SC-Key"
+
+    def __call__(self, request: HttpRequest) -> ServiceKey:
+        try:
+            return authenticate_key(
+                email=request.headers.get("X-SC-Email", ""),
+                key=request.headers.get("X-SC-Key", ""),
+                address=request.META.get("REMOTE_ADDR", ""),
+            )
+        except KeyAuthenticationError as error:
+            raise APIError(error.code, error.message, status=error.status) from None
+
+    def authenticate(self, request: HttpRequest, key: str | None) -> Any:  # pragma: no cover
+        raise NotImplementedError  # __call__ needs both headers
+
+
+class TrustTokenAuth(APIKeyHeader):
+    """X-Kizuna-Trust: the deployment's trust token, shared with the co-deployed CRM only."""
+
+    param_name = "X-Kizuna-Trust"
+
+    def authenticate(self, request: HttpRequest, key: str | None) -> bool:
+        expected = settings.KIZUNA_TRUST_TOKEN
+        if not key or not expected or not crypto.constant_time_equals(key, expected):
+            raise APIError(
+                "invalid_trust_token",
+                _("This route needs the deployment's trust token (X-Kizuna-Trust)."),
+                status=401,
+            )
+        return True
+
+
+api = NinjaAPI(
+    title="Kizuna Survey API",
+    version="1",
+    description=(
+        "Authenticate every call with the headers X-SC-Email (the email address of the "
+        "key's owner) and X-SC-Key (Survey > Settings > SC key). Errors: "
+        '{"error": {"code": ..., "message": ...}}.'
+    ),
+    urls_namespace="survey:survey_api_v1",
+    auth=SCKeyAuth(),
+)
+
+
+def _error(request: HttpRequest, error: APIError) -> HttpResponse:
+    body: dict[str, Any] = {"code": error.code, "message": str(error.message)}
+    if error.fields:
+        body["fields"] = error.fields
+    response = api.create_response(request, {"error": body}, status=error.status)
+    if error.status == 429:
+        response["Retry-After"] = str(int(getattr(settings, "KIZUNA_SC_KEY_WINDOW_SECONDS", 900)))
+    return response
+
+
+@api.exception_handler(APIError)
+def _api_error(request: HttpRequest, error: APIError) -> HttpResponse:
+    return _error(request, error)
+
+
+@api.exception_handler(AuthenticationError)
+def _authentication_error(request: HttpRequest, error: AuthenticationError) -> HttpResponse:
+    return _error(
+        request,
+        APIError("missing_credentials", _("Send the headers X-SC-Email and X-SC-Key."), status=401),
+    )
+
+
+@api.exception_handler(Http404)
+def _not_found(request: HttpRequest, error: Http404) -> HttpResponse:
+    return _error(
+        request, APIError("not_found", _("Nothing with this id in this account."), status=404)
+    )
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, error: HttpError) -> HttpResponse:
+    return _error(request, APIError("error", str(error), status=error.status_code))
+
+
+def _field_name(location: list[Any]) -> str:
+    parts = [str(part) for part in location]
+    # ("body", "payload", "invitations", 3, "email") -> "invitations.3.email"
+    if parts[:1] == ["body"]:
+        parts = parts[2:] if len(parts) > 1 and parts[1] == "payload" else parts[1:]
+    elif parts[:1] in (["query"], ["path"], ["header"]):
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+@api.exception_handler(NinjaValidationError)
+def _validation_error(request: HttpRequest, error: NinjaValidationError) -> HttpResponse:
+    fields: dict[str, list[str]] = {}
+    for item in error.errors:
+        fields.setdefault(_field_name(list(item.get("loc", []))), []).append(str(item["msg"]))
+    return _error(
+        request,
+        APIError("invalid", _("Some values are not valid."), status=422, fields=fields),
+    )
+
+
+@api.exception_handler(DjangoValidationError)
+def _django_validation_error(request: HttpRequest, error: DjangoValidationError) -> HttpResponse:
+    fields = (
+        {name: [str(m) for m in messages] for name, messages in error.message_dict.items()}
+        if hasattr(error, "error_dict")
+        else {"body": [str(m) for m in error.messages]}
+    )
+    return _error(
+        request,
+        APIError("invalid", _("Some values are not valid."), status=422, fields=fields),
+    )
+
+
+def _member(request: HttpRequest) -> AccountMember:
+    service_key: ServiceKey = request.auth  # type: ignore[attr-defined]
+    return service_key.member
+
+
+# --- cursors --------------------------------------------------------------------------------
+
+
+def _encode_cursor(at: datetime.datetime, pk: Any) -> str:
+    raw = json.dumps([at.isoformat(), str(pk)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime.datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, pk = json.loads(raw)
+        moment = datetime.datetime.fromisoformat(at)
+        if timezone.is_naive(moment) or not isinstance(pk, str):
+            raise ValueError
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise APIError(
+            "invalid",
+            _("Some values are not valid."),
+            status=422,
+            fields={"cursor": [str(_("Use the next_cursor of a previous answer."))]},
+        ) from None
+    return moment, pk
+
+
+def _limit(limit: int) -> int:
+    if limit < 1 or limit > MAX_PAGE_SIZE:
+        raise APIError(
+            "invalid",
+            _("Some values are not valid."),
+            status=422,
+            fields={"limit": [str(_("Use a number from 1 to %(max)d.") % {"max": MAX_PAGE_SIZE})]},
+        )
+    return limit
+
+
+# --- account, portals, surveys, members -----------------------------------------------------
+
+
+@api.get("/account", response=schemas.AccountOut, tags=["account"])
+def get_account(request: HttpRequest) -> dict[str, Any]:
+    """The account of the SC key, and the email address the key belongs to."""
+    member = _member(request)
+    return {"id": member.account_id, "name": member.account.name, "email": member.user.email}
+
+
+@api.get("/portals", response=list[schemas.PortalOut], tags=["account"])
+def list_portals(request: HttpRequest) -> list[Portal]:
+    return list(
+        Portal.objects.filter(account_id=_member(request).account_id).order_by("name", "id")
+    )
+
+
+def _survey_out(survey: Survey) -> dict[str, Any]:
+    return {
+        "id": survey.pk,
+        "portal": survey.portal_id,
+        "title": survey.title,
+        "state": "open" if survey.accepts_responses() else "closed",
+        "public_link": f"{settings.KIZUNA_BASE_URL}/s/{survey.public_id}/",
+    }
+
+
+@api.get("/surveys", response=list[schemas.SurveyOut], tags=["surveys"])
+def list_surveys(request: HttpRequest, portal: int | None = None) -> list[dict[str, Any]]:
+    """The surveys of one portal (`portal`), or of every portal of the account."""
+    account_id = _member(request).account_id
+    surveys = Survey.objects.filter(portal__account_id=account_id)
+    if portal is not None:
+        get_object_or_404(Portal, account_id=account_id, pk=portal)
+        surveys = surveys.filter(portal_id=portal)
+    return [_survey_out(survey) for survey in surveys.order_by("portal_id", "title", "id")]
+
+
+@api.get("/members", response=list[schemas.MemberOut], tags=["members"])
+def list_members(request: HttpRequest) -> list[dict[str, Any]]:
+    members = (
+        AccountMember.objects.filter(account_id=_member(request).account_id)
+        .select_related("user")
+        .order_by("user__email")
+    )
+    return [{"email": m.user.email, "name": m.user.full_name, "role": m.role} for m in members]
+
+
+@api.post("/members", response=schemas.RegisterMembersOut, tags=["members"])
+def register_members(
+    request: HttpRequest, payload: schemas.RegisterMembersIn
+) -> dict[str, list[str]]:
+    """Register emails as members: which were registered now and which were already members."""
+    member = _member(request)
+    try:
+        result = survey_services.register_members(
+            account=member.account, emails=payload.emails, by=member.user
+        )
+    except DjangoValidationError as error:
+        raise APIError(
+            "invalid",
+            _("Some values are not valid."),
+            status=422,
+            fields={"emails": [str(m) for m in error.messages]},
+        ) from None
+    return {"registered": result.registered, "existing": result.existing}
+
+
+# --- invitations ----------------------------------------------------------------------------
+
+
+def _invitation_out(invitation: Invitation, *, created: bool | None = None) -> dict[str, Any]:
+    response = getattr(invitation, "response", None)
+    return {
+        "survey": invitation.survey_id,
+        "recipient_reference": invitation.recipient_reference,
+        "email": invitation.email,
+        "name": invitation.name,
+        "token": invitation.token,
+        "link": api_services.invitation_link(invitation),
+        "state": api_services.invitation_state(invitation),
+        "created": created,
+        "created_at": invitation.created_at,
+        "expires_at": invitation.expires_at,
+        "opened_at": invitation.opened_at,
+        "started_at": invitation.started_at,
+        "completed_at": invitation.completed_at,
+        "response_id": str(response.pk) if response is not None else None,
+    }
+
+
+@api.post(
+    "/surveys/{survey_id}/invitations",
+    response={200: schemas.InvitationBatchOut, 422: schemas.ErrorOut},
+    tags=["invitations"],
+)
+def create_invitations(
+    request: HttpRequest, survey_id: int, payload: schemas.InvitationBatchIn
+) -> dict[str, Any]:
+    """Create up to 1,000 invitations; an existing (survey, reference) is returned as is."""
+    survey = get_object_or_404(Survey, portal__account_id=_member(request).account_id, pk=survey_id)
+    if len(payload.invitations) > api_services.MAX_INVITATIONS_PER_BATCH:
+        raise APIError(
+            "batch_too_large",
+            _("Send at most %(limit)d invitations at once (this batch has %(count)d).")
+            % {"limit": api_services.MAX_INVITATIONS_PER_BATCH, "count": len(payload.invitations)},
+            status=422,
+            fields={"invitations": [str(_("Split the batch."))]},
+        )
+    results = api_services.create_invitations(
+        survey=survey,
+        recipients=[
+            api_services.Recipient(
+                recipient_reference=item.recipient_reference,
+                email=item.email,
+                name=item.name,
+                expires_at=item.expires_at,
+            )
+            for item in payload.invitations
+        ],
+    )
+    return {
+        "invitations": [
+            _invitation_out(invitation, created=created) for invitation, created in results
+        ]
+    }
+
+
+@api.get("/invitations", response=schemas.InvitationPage, tags=["invitations"])
+def list_invitations(
+    request: HttpRequest,
+    survey: int | None = None,
+    recipient_reference: str | None = None,
+    cursor: str | None = None,
+    limit: int = DEFAULT_PAGE_SIZE,
+) -> dict[str, Any]:
+    """Invitations by survey and/or recipient reference, oldest first, with their state."""
+    account_id = _member(request).account_id
+    invitations = Invitation.objects.filter(survey__portal__account_id=account_id).select_related(
+        "response"
+    )
+    if survey is not None:
+        get_object_or_404(Survey, portal__account_id=account_id, pk=survey)
+        invitations = invitations.filter(survey_id=survey)
+    if recipient_reference is not None:
+        invitations = invitations.filter(recipient_reference=recipient_reference)
+    if cursor:
+        at, pk = _decode_cursor(cursor)
+        if not pk.isdigit():
+            raise APIError("invalid", _("Some values are not valid."), status=422)
+        invitations = invitations.filter(Q(created_at__gt=at) | Q(created_at=at, pk__gt=int(pk)))
+    size = _limit(limit)
+    page = list(invitations.order_by("created_at", "pk")[: size + 1])
+    next_cursor = (
+        _encode_cursor(page[size - 1].created_at, page[size - 1].pk) if len(page) > size else None
+    )
+    return {"items": [_invitation_out(i) for i in page[:size]], "next_cursor": next_cursor}
+
+
+# --- responses ------------------------------------------------------------------------------
+
+
+@api.get("/responses", response=schemas.ResponsePage, tags=["responses"])
+def list_responses(
+    request: HttpRequest,
+    survey: int | None = None,
+    since: datetime.datetime | None = None,
+    cursor: str | None = None,
+    limit: int = DEFAULT_PAGE_SIZE,
+) -> dict[str, Any]:
+    """Responses in submission order, each as the `data` of a response.completed event.
+
+    `since` keeps those submitted at or after that time; follow `next_cursor`
+    until it is null.
+    """
+    account_id = _member(request).account_id
+    responses = Response.objects.filter(survey__portal__account_id=account_id).select_related(
+        "survey__portal"
+    )
+    if survey is not None:
+        get_object_or_404(Survey, portal__account_id=account_id, pk=survey)
+        responses = responses.filter(survey_id=survey)
+    if since is not None:
+        if timezone.is_naive(since):
+            raise APIError(
+                "invalid",
+                _("Some values are not valid."),
+                status=422,
+                fields={"since": [str(_("Give the time with its time zone."))]},
+            )
+        responses = responses.filter(submitted_at__gte=since)
+    if cursor:
+        at, pk = _decode_cursor(cursor)
+        responses = responses.filter(Q(submitted_at__gt=at) | Q(submitted_at=at, pk__gt=pk))
+    size = _limit(limit)
+    page = list(
+        responses.order_by("submitted_at", "pk").prefetch_related(
+            Prefetch("answers", queryset=Answer.objects.select_related("question"))
+        )[: size + 1]
+    )
+    next_cursor = (
+        _encode_cursor(page[size - 1].submitted_at, page[size - 1].pk) if len(page) > size else None
+    )
+    return {
+        "items": [webhook_services.response_payload(r) for r in page[:size]],
+        "next_cursor": next_cursor,
+    }
+
+
+# --- webhook endpoints ----------------------------------------------------------------------
+
+
+def _endpoint_out(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    return {
+        "id": endpoint.pk,
+        "url": endpoint.url,
+        "events": endpoint.events,
+        "description": endpoint.description,
+        "is_enabled": endpoint.is_enabled,
+        "disabled_reason": endpoint.disabled_reason,
+        "created_at": endpoint.created_at,
+    }
+
+
+@api.get("/webhooks", response=list[schemas.WebhookEndpointOut], tags=["webhooks"])
+def list_webhook_endpoints(request: HttpRequest) -> list[dict[str, Any]]:
+    endpoints = WebhookEndpoint.objects.filter(account_id=_member(request).account_id)
+    return [_endpoint_out(endpoint) for endpoint in endpoints]
+
+
+@api.post(
+    "/webhooks",
+    response={201: schemas.WebhookEndpointCreatedOut, 422: schemas.ErrorOut},
+    tags=["webhooks"],
+)
+def create_webhook_endpoint(
+    request: HttpRequest, payload: schemas.WebhookEndpointIn
+) -> tuple[int, dict[str, Any]]:
+    """Subscribe a URL to events; the answer holds the signing secret (also shown in Settings)."""
+    member = _member(request)
+    endpoint, secret = webhook_services.create_endpoint(
+        account=member.account,
+        url=payload.url,
+        events=payload.events,
+        description=payload.description,
+        by=member.user,
+    )
+    return 201, {**_endpoint_out(endpoint), "secret": secret}
+
+
+@api.delete("/webhooks/{endpoint_id}", response={204: None}, tags=["webhooks"])
+def delete_webhook_endpoint(request: HttpRequest, endpoint_id: int) -> tuple[int, None]:
+    endpoint = get_object_or_404(
+        WebhookEndpoint, account_id=_member(request).account_id, pk=endpoint_id
+    )
+    webhook_services.delete_endpoint(endpoint=endpoint)
+    return 204, None
+
+
+# --- deployment-internal --------------------------------------------------------------------
+
+
+@api.post(
+    "/internal/accounts-for-email",
+    auth=TrustTokenAuth(),
+    response=schemas.AccountsForEmailOut,
+    tags=["internal"],
+)
+def accounts_for_email(request: HttpRequest, payload: schemas.AccountsForEmailIn) -> dict[str, Any]:
+    """For the co-deployed CRM's "my own account" method (S7); needs X-Kizuna-Trust.
+
+    The accounts this email administers, each with that member's SC key, or a new
+    account (with a first portal) when there is none.
+    """
+    try:
+        found = api_services.find_or_create_accounts_for_email(
+            email=payload.email,
+            name=payload.name,
+            account_name=payload.account_name,
+            language=payload.language,
+        )
+    except DjangoValidationError:
+        raise APIError(
+            "invalid",
+            _("Some values are not valid."),
+            status=422,
+            fields={"email": [str(_("Enter a valid email address."))]},
+        ) from None
+    return {
+        "email": found.user.email,
+        "created": found.created,
+        "accounts": [
+            {
+                "id": item.account.pk,
+                "name": item.account.name,
+                "portals": list(item.account.portals.order_by("name", "id")),
+                "sc_key": item.key.reveal(),
+            }
+            for item in found.accounts
+        ],
+    }

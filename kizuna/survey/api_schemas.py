@@ -1,0 +1,152 @@
+"""Request and response bodies of the Survey REST API v1 (see /survey/api/v1/openapi.json)."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, Literal
+
+from ninja import Field, Schema
+
+
+class ErrorDetail(Schema):
+    code: str = Field(
+        description=(
+            "missing_credentials, unknown_email, wrong_key, revoked_key, insufficient_role, "
+            "throttled, invalid_trust_token, not_found, invalid, batch_too_large"
+        )
+    )
+    message: str
+    fields: dict[str, list[str]] | None = None
+
+
+class ErrorOut(Schema):
+    error: ErrorDetail
+
+
+class AccountOut(Schema):
+    id: int
+    name: str
+    email: str = Field(description="The email address the SC key belongs to.")
+
+
+class PortalOut(Schema):
+    id: int
+    name: str
+
+
+class SurveyOut(Schema):
+    id: int
+    portal: int
+    title: str
+    state: Literal["open", "closed"]
+    public_link: str
+
+
+class MemberOut(Schema):
+    email: str
+    name: str
+    role: Literal["admin", "member"]
+
+
+class RegisterMembersIn(Schema):
+    emails: list[str] = Field(min_length=1, max_length=1000)
+
+
+class RegisterMembersOut(Schema):
+    registered: list[str]
+    existing: list[str]
+
+
+class InvitationIn(Schema):
+    recipient_reference: str = Field(
+        description="Your id for the person (e.g. a CRM lead); one invitation per survey and "
+        "reference."
+    )
+    email: str = ""
+    name: str = ""
+    expires_at: datetime.datetime | None = None
+
+
+class InvitationBatchIn(Schema):
+    invitations: list[InvitationIn]
+
+
+InvitationState = Literal["sent", "opened", "started", "completed", "expired"]
+
+
+class InvitationOut(Schema):
+    survey: int
+    recipient_reference: str
+    email: str
+    name: str
+    token: str
+    link: str
+    state: InvitationState
+    created: bool | None = Field(
+        None, description="In a batch answer: whether this call created it."
+    )
+    created_at: datetime.datetime
+    expires_at: datetime.datetime | None
+    opened_at: datetime.datetime | None
+    started_at: datetime.datetime | None
+    completed_at: datetime.datetime | None
+    response_id: str | None
+
+
+class InvitationBatchOut(Schema):
+    invitations: list[InvitationOut]
+
+
+class InvitationPage(Schema):
+    items: list[InvitationOut]
+    next_cursor: str | None
+
+
+class ResponsePage(Schema):
+    items: list[dict[str, Any]] = Field(
+        description="Each item is the `data` of a response.completed event "
+        "(kizuna/contracts/schemas/response.completed.json)."
+    )
+    next_cursor: str | None
+
+
+class WebhookEndpointIn(Schema):
+    url: str
+    events: list[str] = Field(
+        min_length=1, description="invitation.opened, response.completed, response.deleted"
+    )
+    description: str = ""
+
+
+class WebhookEndpointOut(Schema):
+    id: int
+    url: str
+    events: list[str]
+    description: str
+    is_enabled: bool
+    disabled_reason: str
+    created_at: datetime.datetime
+
+
+class WebhookEndpointCreatedOut(WebhookEndpointOut):
+    secret: str = Field(description="The Standard Webhooks signing secret (whsec_...).")
+
+
+class AccountsForEmailIn(Schema):
+    email: str
+    name: str = ""
+    account_name: str = ""
+    language: str = ""
+
+
+class AccountWithKeyOut(Schema):
+    id: int
+    name: str
+    portals: list[PortalOut]
+    sc_key: str
+
+
+class AccountsForEmailOut(Schema):
+    email: str
+    created: bool
+    accounts: list[AccountWithKeyOut]

@@ -1,0 +1,199 @@
+"""Writes behind the Survey REST API: invitation batches and the trust-token account lookup.
+
+Account creation and member registration are the Survey core's
+(survey.services.create_account / register_members); SC keys are survey.keys'.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from kizuna.identity.models import User
+from kizuna.survey import services as survey_services
+from kizuna.survey.keys import services as key_services
+from kizuna.survey.keys.models import ServiceKey
+from kizuna.survey.models import AccountMember, Invitation, MemberRole, Survey, SurveyAccount
+
+MAX_INVITATIONS_PER_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Recipient:
+    recipient_reference: str
+    email: str = ""
+    name: str = ""
+    expires_at: datetime.datetime | None = None
+
+
+def invitation_link(invitation: Invitation) -> str:
+    """The invited person's own link (DESIGN.md §5: /s/i/<token>/)."""
+    return f"{settings.KIZUNA_BASE_URL}/s/i/{invitation.token}/"
+
+
+def invitation_state(invitation: Invitation, *, now: datetime.datetime | None = None) -> str:
+    """sent, opened, started, completed or expired (an unfinished invitation past its expiry)."""
+    now = now or timezone.now()
+    if invitation.completed_at:
+        return "completed"
+    if invitation.expires_at and invitation.expires_at <= now:
+        return "expired"
+    if invitation.started_at:
+        return "started"
+    if invitation.opened_at:
+        return "opened"
+    return "sent"
+
+
+def _validate_recipients(recipients: Sequence[Recipient]) -> None:
+    errors: dict[str, list[str]] = {}
+    if not recipients:
+        errors["invitations"] = [str(_("Send at least one invitation."))]
+    if len(recipients) > MAX_INVITATIONS_PER_BATCH:
+        errors["invitations"] = [
+            str(
+                _("Send at most %(limit)d invitations at once (this batch has %(count)d).")
+                % {"limit": MAX_INVITATIONS_PER_BATCH, "count": len(recipients)}
+            )
+        ]
+        raise ValidationError(errors)
+    seen: dict[str, int] = {}
+    now = timezone.now()
+    for index, recipient in enumerate(recipients):
+        prefix = f"invitations[{index}]"
+        reference = recipient.recipient_reference.strip()
+        if not reference:
+            errors[f"{prefix}.recipient_reference"] = [str(_("A recipient reference is required."))]
+        elif reference in seen:
+            errors[f"{prefix}.recipient_reference"] = [
+                str(
+                    _("This recipient reference is already in this batch (item %(index)d).")
+                    % {"index": seen[reference]}
+                )
+            ]
+        else:
+            seen[reference] = index
+        if len(reference) > 200:
+            errors[f"{prefix}.recipient_reference"] = [str(_("Use at most 200 characters."))]
+        if recipient.email:
+            try:
+                validate_email(recipient.email.strip())
+            except ValidationError:
+                errors[f"{prefix}.email"] = [str(_("Enter a valid email address."))]
+        if len(recipient.name) > 200:
+            errors[f"{prefix}.name"] = [str(_("Use at most 200 characters."))]
+        if recipient.expires_at is not None:
+            if timezone.is_naive(recipient.expires_at):
+                errors[f"{prefix}.expires_at"] = [
+                    str(_("Give the time with its time zone, e.g. 2026-12-31T23:59:00+09:00."))
+                ]
+            elif recipient.expires_at <= now:
+                errors[f"{prefix}.expires_at"] = [str(_("The expiry must be in the future."))]
+    if errors:
+        raise ValidationError(errors)
+
+
+def create_invitations(
+    *, survey: Survey, recipients: Sequence[Recipient]
+) -> list[tuple[Invitation, bool]]:
+    """One invitation per recipient, in order, with whether it was created now.
+
+    Idempotent per survey and recipient reference: an invitation that exists is
+    returned unchanged (same token), so a CRM may safely retry a batch.
+    Raises ValidationError naming each bad item; nothing is written then.
+    """
+    _validate_recipients(recipients)
+    references = [r.recipient_reference.strip() for r in recipients]
+    with transaction.atomic():
+        existing = set(
+            Invitation.objects.filter(
+                survey=survey, recipient_reference__in=references
+            ).values_list("recipient_reference", flat=True)
+        )
+        # ignore_conflicts: a concurrent batch with the same references wins quietly,
+        # and both callers read back the same rows below.
+        Invitation.objects.bulk_create(
+            [
+                Invitation(
+                    survey=survey,
+                    recipient_reference=recipient.recipient_reference.strip(),
+                    email=recipient.email.strip(),
+                    name=recipient.name.strip(),
+                    expires_at=recipient.expires_at,
+                )
+                for recipient in recipients
+                if recipient.recipient_reference.strip() not in existing
+            ],
+            ignore_conflicts=True,
+        )
+        by_reference = {
+            invitation.recipient_reference: invitation
+            for invitation in Invitation.objects.filter(
+                survey=survey, recipient_reference__in=references
+            )
+        }
+    return [(by_reference[ref], ref not in existing) for ref in references]
+
+
+@dataclass(frozen=True)
+class AccountKey:
+    account: SurveyAccount
+    key: ServiceKey
+
+
+@dataclass(frozen=True)
+class AccountsForEmail:
+    user: User
+    created: bool
+    accounts: list[AccountKey]
+
+
+def find_or_create_accounts_for_email(
+    *, email: str, name: str = "", account_name: str = "", language: str = ""
+) -> AccountsForEmail:
+    """The accounts `email` administers, each with that member's SC key; a new account if none.
+
+    Used only by the deployment-internal "my own account" endpoint (DESIGN.md §2,
+    S7). A user unknown to this deployment is created without a password: they
+    set one through "forgot password" if they ever sign in to the Survey service.
+    """
+    address = email.strip().lower()
+    validate_email(address)
+    with transaction.atomic():
+        user = User.objects.filter(email__iexact=address).first()
+        if user is None:
+            user = User.objects.create_user(
+                address, None, full_name=name.strip()[:150], language=language[:8]
+            )
+        members = list(
+            AccountMember.objects.filter(user=user, role=MemberRole.ADMINISTRATOR)
+            .select_related("account", "user")
+            .order_by("account__created_at", "account_id")
+        )
+        created = False
+        if not members:
+            account = survey_services.create_account(
+                name=account_name.strip() or user.get_full_name(), owner=user
+            )
+            members = [
+                AccountMember.objects.select_related("account", "user").get(
+                    account=account, user=user
+                )
+            ]
+            created = True
+        accounts = [
+            AccountKey(
+                account=member.account,
+                key=key_services.get_or_create_key(member=member, by=user),
+            )
+            for member in members
+        ]
+    return AccountsForEmail(user=user, created=created, accounts=accounts)

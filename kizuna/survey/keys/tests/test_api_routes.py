@@ -1,0 +1,540 @@
+"""Every REST API route as the account administrator's key, and refused for every other caller."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.core import mail
+from django.test import Client, override_settings
+from django.utils import timezone
+
+from kizuna.survey.keys import services
+from kizuna.survey.keys.tests.fixtures import make_response
+from kizuna.survey.models import AccountMember, Invitation, MemberRole, Portal, Survey
+from kizuna.survey.webhooks.models import WebhookEndpoint
+
+pytestmark = pytest.mark.django_db
+
+API = "/survey/api/v1"
+
+
+def call(client: Client, method: str, path: str, headers: dict[str, Any], body: Any = None):
+    if method == "get":
+        return client.get(API + path, **headers)
+    return getattr(client, method)(
+        API + path,
+        data=json.dumps(body) if body is not None else None,
+        content_type="application/json",
+        **headers,
+    )
+
+
+@pytest.fixture
+def world(account, ada, bob, carol, portal, survey) -> dict[str, Any]:
+    """Ada's account with a survey, an invitation, a response and a webhook endpoint."""
+    response = make_response(survey, reference="lead:1")
+    endpoint = WebhookEndpoint.objects.create(
+        account=account, url="https://crm.example.com/hook", events=["response.completed"]
+    )
+    return {"survey": survey, "portal": portal, "response": response, "endpoint": endpoint}
+
+
+ROUTES: list[tuple[str, Callable[[dict[str, Any]], str], Any]] = [
+    ("get", lambda w: "/account", None),
+    ("get", lambda w: "/portals", None),
+    ("get", lambda w: "/surveys", None),
+    ("get", lambda w: f"/surveys?portal={w['portal'].pk}", None),
+    ("get", lambda w: "/members", None),
+    ("post", lambda w: "/members", {"emails": ["dan@example.com"]}),
+    (
+        "post",
+        lambda w: f"/surveys/{w['survey'].pk}/invitations",
+        {"invitations": [{"recipient_reference": "lead:2"}]},
+    ),
+    ("get", lambda w: f"/invitations?survey={w['survey'].pk}", None),
+    ("get", lambda w: f"/responses?survey={w['survey'].pk}", None),
+    ("get", lambda w: "/webhooks", None),
+    (
+        "post",
+        lambda w: "/webhooks",
+        {"url": "https://93.184.215.14/hook", "events": ["response.completed"]},
+    ),
+    ("delete", lambda w: f"/webhooks/{w['endpoint'].pk}", None),
+]
+ROUTE_IDS = [
+    "account",
+    "portals",
+    "surveys",
+    "surveys of a portal",
+    "members",
+    "register members",
+    "create invitations",
+    "list invitations",
+    "list responses",
+    "list webhooks",
+    "create webhook",
+    "delete webhook",
+]
+
+
+def snapshot() -> tuple[int, int, int]:
+    return (
+        AccountMember.objects.count(),
+        Invitation.objects.count(),
+        WebhookEndpoint.objects.count(),
+    )
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ROUTES, ids=ROUTE_IDS)
+def test_administrators_key_may_call_it(client: Client, world, ada, method, path, body):
+    response = call(client, method, path(world), services_headers(ada), body)
+    assert response.status_code in {200, 201, 204}, response.content
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ROUTES, ids=ROUTE_IDS)
+def test_caller_without_key_gets_401_and_changes_nothing(client: Client, world, method, path, body):
+    before = snapshot()
+    response = call(client, method, path(world), {}, body)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "missing_credentials"
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ROUTES, ids=ROUTE_IDS)
+def test_signed_in_member_without_key_gets_401(bob_client: Client, world, method, path, body):
+    before = snapshot()
+    response = call(bob_client, method, path(world), {}, body)
+    assert response.status_code == 401
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ROUTES, ids=ROUTE_IDS)
+def test_wrong_key_gets_401_and_changes_nothing(client: Client, world, method, path, body):
+    before = snapshot()
+    headers = {"HTTP_X_SC_EMAIL": "ada@example.com", "HTTP_X_SC_KEY": "sck_wrong"}
+    response = call(client, method, path(world), headers, body)
+    assert (response.status_code, response.json()["error"]["code"]) == (401, "wrong_key")
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ROUTES, ids=ROUTE_IDS)
+def test_revoked_key_gets_401_and_changes_nothing(client: Client, world, ada, method, path, body):
+    old = services_headers(ada)
+    services.regenerate_key(member=ada, by=ada.user)
+    before = snapshot()
+    response = call(client, method, path(world), old, body)
+    assert (response.status_code, response.json()["error"]["code"]) == (401, "revoked_key")
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ROUTES, ids=ROUTE_IDS)
+def test_key_of_a_demoted_member_gets_403_and_changes_nothing(
+    client: Client, world, ada, method, path, body
+):
+    headers = services_headers(ada)
+    AccountMember.objects.filter(pk=ada.pk).update(role=MemberRole.MEMBER)
+    before = snapshot()
+    response = call(client, method, path(world), headers, body)
+    assert (response.status_code, response.json()["error"]["code"]) == (403, "insufficient_role")
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("get", lambda w: f"/surveys?portal={w['portal'].pk}", None),
+        (
+            "post",
+            lambda w: f"/surveys/{w['survey'].pk}/invitations",
+            {"invitations": [{"recipient_reference": "lead:2"}]},
+        ),
+        ("get", lambda w: f"/invitations?survey={w['survey'].pk}", None),
+        ("get", lambda w: f"/responses?survey={w['survey'].pk}", None),
+        ("delete", lambda w: f"/webhooks/{w['endpoint'].pk}", None),
+    ],
+    ids=["surveys of portal", "create invitations", "invitations", "responses", "delete webhook"],
+)
+def test_other_accounts_key_gets_404_for_this_accounts_objects(
+    client: Client, world, carol, method, path, body
+):
+    before = snapshot()
+    response = call(client, method, path(world), services_headers(carol), body)
+    assert (response.status_code, response.json()["error"]["code"]) == (404, "not_found")
+    assert snapshot() == before
+
+
+def test_other_accounts_key_lists_only_its_own_account(client: Client, world, carol):
+    headers = services_headers(carol)
+    assert call(client, "get", "/account", headers).json()["name"] == "Carol Research"
+    assert call(client, "get", "/portals", headers).json() == []
+    assert call(client, "get", "/surveys", headers).json() == []
+    assert call(client, "get", "/invitations", headers).json()["items"] == []
+    assert call(client, "get", "/responses", headers).json()["items"] == []
+    assert call(client, "get", "/webhooks", headers).json() == []
+    assert [m["email"] for m in call(client, "get", "/members", headers).json()] == [
+        "carol@example.com"
+    ]
+
+
+def services_headers(member: AccountMember) -> dict[str, str]:
+    from kizuna.survey.keys.tests.fixtures import sc_headers
+
+    return sc_headers(member)
+
+
+# --- what each route answers ----------------------------------------------------------------
+
+
+def test_portals_and_surveys_of_the_account(client: Client, world, ada, account):
+    second = Portal.objects.create(account=account, name="Staff")
+    closed = Survey.objects.create(
+        portal=second, title="Lunch", public_id="lunch0001", is_open=False
+    )
+    headers = services_headers(ada)
+
+    assert call(client, "get", "/portals", headers).json() == [
+        {"id": world["portal"].pk, "name": "Customers"},
+        {"id": second.pk, "name": "Staff"},
+    ]
+    assert call(client, "get", f"/surveys?portal={second.pk}", headers).json() == [
+        {
+            "id": closed.pk,
+            "portal": second.pk,
+            "title": "Lunch",
+            "state": "closed",
+            "public_link": "http://127.0.0.1:8000/s/lunch0001/",
+        }
+    ]
+    assert [s["title"] for s in call(client, "get", "/surveys", headers).json()] == [
+        "Satisfaction",
+        "Lunch",
+    ]
+    assert call(client, "get", "/surveys", headers).json()[0]["state"] == "open"
+
+
+def test_members_are_listed_with_their_roles(client: Client, world, ada):
+    assert call(client, "get", "/members", services_headers(ada)).json() == [
+        {"email": "ada@example.com", "name": "Ada Lovelace", "role": "admin"},
+        {"email": "bob@example.com", "name": "Bob Smith", "role": "member"},
+    ]
+
+
+def test_registering_members_answers_which_were_new_and_which_existed(
+    client: Client, world, ada, account
+):
+    response = call(
+        client,
+        "post",
+        "/members",
+        services_headers(ada),
+        {"emails": ["bob@example.com", "Dan@Example.com", "erin@example.com"]},
+    )
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "registered": ["dan@example.com", "erin@example.com"],
+        "existing": ["bob@example.com"],
+    }
+    assert set(
+        AccountMember.objects.filter(account=account).values_list("user__email", flat=True)
+    ) == {"ada@example.com", "bob@example.com", "dan@example.com", "erin@example.com"}
+    assert len(mail.outbox) == 2
+
+
+def test_registering_an_invalid_email_names_it_and_registers_nobody(client: Client, world, ada):
+    before = AccountMember.objects.count()
+    response = call(
+        client, "post", "/members", services_headers(ada), {"emails": ["ok@example.com", "nope"]}
+    )
+
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid"
+    assert "nope" in error["fields"]["emails"][0]
+    assert AccountMember.objects.count() == before
+
+
+# --- invitations ----------------------------------------------------------------------------
+
+
+@override_settings(KIZUNA_BASE_URL="https://kizuna.example.com")
+def test_invitation_batch_returns_each_token_and_link(client: Client, world, ada):
+    survey = world["survey"]
+    expiry = (timezone.now() + datetime.timedelta(days=7)).isoformat()
+    response = call(
+        client,
+        "post",
+        f"/surveys/{survey.pk}/invitations",
+        services_headers(ada),
+        {
+            "invitations": [
+                {"recipient_reference": "lead:2", "email": "dan@example.com", "name": "Dan"},
+                {"recipient_reference": "contact:3", "expires_at": expiry},
+            ]
+        },
+    )
+
+    assert response.status_code == 200
+    items = response.json()["invitations"]
+    invitations = {i.recipient_reference: i for i in Invitation.objects.filter(survey=survey)}
+    assert [(i["recipient_reference"], i["created"], i["state"]) for i in items] == [
+        ("lead:2", True, "sent"),
+        ("contact:3", True, "sent"),
+    ]
+    assert items[0]["token"] == invitations["lead:2"].token
+    assert items[0]["link"] == f"https://kizuna.example.com/s/i/{invitations['lead:2'].token}/"
+    assert items[0]["email"] == "dan@example.com"
+    assert invitations["contact:3"].expires_at is not None
+
+
+def test_invitation_batch_is_idempotent_per_survey_and_recipient_reference(
+    client: Client, world, ada
+):
+    survey = world["survey"]
+    path = f"/surveys/{survey.pk}/invitations"
+    body = {"invitations": [{"recipient_reference": "lead:2"}, {"recipient_reference": "lead:1"}]}
+    first = call(client, "post", path, services_headers(ada), body).json()["invitations"]
+    again = call(client, "post", path, services_headers(ada), body).json()["invitations"]
+
+    assert [i["created"] for i in first] == [True, False]  # lead:1 was invited by the fixture
+    assert [i["created"] for i in again] == [False, False]
+    assert [i["token"] for i in again] == [i["token"] for i in first]
+    assert Invitation.objects.filter(survey=survey).count() == 2
+
+
+def test_invitation_batch_of_more_than_1000_is_refused_whole(client: Client, world, ada):
+    body = {"invitations": [{"recipient_reference": f"lead:{n}"} for n in range(1001)]}
+    before = Invitation.objects.count()
+
+    response = call(
+        client, "post", f"/surveys/{world['survey'].pk}/invitations", services_headers(ada), body
+    )
+
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "batch_too_large"
+    assert "1000" in response.json()["error"]["message"]
+    assert Invitation.objects.count() == before
+
+
+def test_invitation_batch_of_exactly_1000_is_accepted(client: Client, world, ada):
+    body = {"invitations": [{"recipient_reference": f"lead:{n + 10}"} for n in range(1000)]}
+    response = call(
+        client, "post", f"/surveys/{world['survey'].pk}/invitations", services_headers(ada), body
+    )
+    assert response.status_code == 200
+    assert len(response.json()["invitations"]) == 1000
+    assert Invitation.objects.filter(survey=world["survey"]).count() == 1001
+
+
+def test_invitation_batch_names_each_bad_item_and_writes_nothing(client: Client, world, ada):
+    before = Invitation.objects.count()
+    response = call(
+        client,
+        "post",
+        f"/surveys/{world['survey'].pk}/invitations",
+        services_headers(ada),
+        {
+            "invitations": [
+                {"recipient_reference": "lead:7", "email": "not-an-email"},
+                {"recipient_reference": ""},
+                {"recipient_reference": "lead:7"},
+                {"recipient_reference": "lead:8", "expires_at": "2020-01-01T00:00:00+00:00"},
+            ]
+        },
+    )
+
+    assert response.status_code == 422
+    fields = response.json()["error"]["fields"]
+    assert set(fields) == {
+        "invitations[0].email",
+        "invitations[1].recipient_reference",
+        "invitations[2].recipient_reference",
+        "invitations[3].expires_at",
+    }
+    assert Invitation.objects.count() == before
+
+
+def test_invitation_batch_with_a_missing_field_answers_a_json_field_error(
+    client: Client, world, ada
+):
+    response = call(
+        client,
+        "post",
+        f"/surveys/{world['survey'].pk}/invitations",
+        services_headers(ada),
+        {"invitations": [{"email": "dan@example.com"}]},
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid"
+    assert list(response.json()["error"]["fields"]) == ["invitations.0.recipient_reference"]
+
+
+def test_invitations_are_listed_with_their_state_and_times(client: Client, world, ada):
+    survey = world["survey"]
+    now = timezone.now()
+    Invitation.objects.create(survey=survey, recipient_reference="opened", opened_at=now)
+    Invitation.objects.create(
+        survey=survey, recipient_reference="started", opened_at=now, started_at=now
+    )
+    Invitation.objects.create(
+        survey=survey, recipient_reference="expired", expires_at=now - datetime.timedelta(hours=1)
+    )
+    Invitation.objects.create(survey=survey, recipient_reference="sent")
+    Invitation.objects.filter(recipient_reference="lead:1").update(completed_at=now)
+
+    items = call(client, "get", f"/invitations?survey={survey.pk}", services_headers(ada)).json()[
+        "items"
+    ]
+
+    assert [(i["recipient_reference"], i["state"]) for i in items] == [
+        ("lead:1", "completed"),
+        ("opened", "opened"),
+        ("started", "started"),
+        ("expired", "expired"),
+        ("sent", "sent"),
+    ]
+    assert items[0]["response_id"] == str(world["response"].pk)
+    assert items[1]["opened_at"] is not None
+
+
+def test_invitations_can_be_looked_up_by_recipient_reference_across_surveys(
+    client: Client, world, ada, portal
+):
+    other = Survey.objects.create(portal=portal, title="Second", public_id="second0001")
+    Invitation.objects.create(survey=other, recipient_reference="lead:1")
+
+    items = call(
+        client, "get", "/invitations?recipient_reference=lead:1", services_headers(ada)
+    ).json()["items"]
+
+    assert sorted(i["survey"] for i in items) == sorted([world["survey"].pk, other.pk])
+
+
+def test_invitation_pages_follow_the_cursor(client: Client, world, ada):
+    survey = world["survey"]
+    for n in range(4):
+        Invitation.objects.create(survey=survey, recipient_reference=f"p{n}")
+    headers = services_headers(ada)
+
+    first = call(client, "get", f"/invitations?survey={survey.pk}&limit=3", headers).json()
+    second = call(
+        client,
+        "get",
+        f"/invitations?survey={survey.pk}&limit=3&cursor={first['next_cursor']}",
+        headers,
+    ).json()
+
+    assert [i["recipient_reference"] for i in first["items"]] == ["lead:1", "p0", "p1"]
+    assert [i["recipient_reference"] for i in second["items"]] == ["p2", "p3"]
+    assert second["next_cursor"] is None
+
+
+# --- responses ------------------------------------------------------------------------------
+
+
+def test_responses_are_listed_with_a_cursor_since_a_time(client: Client, world, ada):
+    survey = world["survey"]
+    base = datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC)
+    world["response"].submitted_at = base
+    world["response"].save(update_fields=["submitted_at"])
+    later = [
+        make_response(
+            survey, reference=f"lead:{n + 10}", submitted_at=base + datetime.timedelta(days=n + 1)
+        )
+        for n in range(3)
+    ]
+    headers = services_headers(ada)
+    since = (base + datetime.timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+
+    first = call(
+        client, "get", f"/responses?survey={survey.pk}&since={since}&limit=2", headers
+    ).json()
+    second = call(
+        client,
+        "get",
+        f"/responses?survey={survey.pk}&limit=2&cursor={first['next_cursor']}",
+        headers,
+    ).json()
+
+    assert [r["response_id"] for r in first["items"]] == [str(r.pk) for r in later[:2]]
+    assert [r["response_id"] for r in second["items"]] == [str(later[2].pk)]
+    assert second["next_cursor"] is None
+    item = first["items"][0]
+    assert item["recipient_reference"] == "lead:10"
+    assert [a["display"] for a in item["answers"]] == ["Good", "素晴らしい", "9"]
+
+
+def test_a_bad_cursor_is_a_field_error(client: Client, world, ada):
+    response = call(client, "get", "/responses?cursor=garbage", services_headers(ada))
+    assert response.status_code == 422
+    assert list(response.json()["error"]["fields"]) == ["cursor"]
+
+
+def test_a_page_size_over_the_limit_is_a_field_error(client: Client, world, ada):
+    response = call(client, "get", "/responses?limit=501", services_headers(ada))
+    assert response.status_code == 422
+    assert list(response.json()["error"]["fields"]) == ["limit"]
+
+
+# --- webhook endpoints ----------------------------------------------------------------------
+
+
+def test_creating_a_webhook_endpoint_returns_its_signing_secret(client: Client, world, ada):
+    response = call(
+        client,
+        "post",
+        "/webhooks",
+        services_headers(ada),
+        {"url": "https://93.184.215.14/hook", "events": ["response.completed", "response.deleted"]},
+    )
+
+    assert response.status_code == 201
+    body = response.json()
+    endpoint = WebhookEndpoint.objects.get(pk=body["id"])
+    assert body["secret"].startswith("whsec_")
+    assert body["secret"] == endpoint.signing_secret()
+    assert body["events"] == ["response.completed", "response.deleted"]
+    assert body["is_enabled"] is True
+    assert "secret" not in call(client, "get", "/webhooks", services_headers(ada)).json()[0]
+
+
+def test_webhook_endpoint_on_a_private_address_is_refused(client: Client, world, ada):
+    before = WebhookEndpoint.objects.count()
+    response = call(
+        client,
+        "post",
+        "/webhooks",
+        services_headers(ada),
+        {"url": "http://10.1.2.3/hook", "events": ["response.completed"]},
+    )
+
+    assert response.status_code == 422
+    assert response.json()["error"]["fields"]["url"] == [
+        "This URL points to a private or local network address, which this deployment "
+        "does not allow."
+    ]
+    assert WebhookEndpoint.objects.count() == before
+
+
+def test_webhook_endpoint_with_unknown_events_is_refused(client: Client, world, ada):
+    response = call(
+        client,
+        "post",
+        "/webhooks",
+        services_headers(ada),
+        {"url": "https://93.184.215.14/hook", "events": ["response.created"]},
+    )
+    assert response.status_code == 422
+    assert list(response.json()["error"]["fields"]) == ["events"]
+
+
+def test_deleting_a_webhook_endpoint(client: Client, world, ada):
+    endpoint = world["endpoint"]
+    response = call(client, "delete", f"/webhooks/{endpoint.pk}", services_headers(ada))
+
+    assert response.status_code == 204
+    assert not WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()

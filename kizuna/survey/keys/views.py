@@ -1,0 +1,41 @@
+"""Settings > SC key: an administrator sees, copies and regenerates their key (K1, K2)."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_http_methods
+
+from kizuna.survey.access import get_admin_member
+from kizuna.survey.keys import services
+
+
+@login_required
+def sc_key(request: HttpRequest) -> HttpResponse:
+    member = get_admin_member(request)
+    service_key = services.get_or_create_key(member=member, by=request.user)  # type: ignore[arg-type]
+    return render(
+        request,
+        "survey_keys/sc_key.html",
+        {"member": member, "service_key": service_key, "key": service_key.reveal()},
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def regenerate(request: HttpRequest) -> HttpResponse:
+    member = get_admin_member(request)
+    if request.method == "POST":
+        services.regenerate_key(member=member, by=request.user)  # type: ignore[arg-type]
+        messages.success(
+            request,
+            _(
+                "A new SC key was generated. The old key no longer works: reconnect the CRM with "
+                "the new key."
+            ),
+        )
+        return redirect("survey:survey_keys:sc-key")
+    return render(request, "survey_keys/regenerate.html", {"member": member})

@@ -117,6 +117,8 @@ AUTH_PASSWORD_VALIDATORS = [
 KIZUNA_SIGNIN_MAX_FAILURES = config.env_int("KIZUNA_SIGNIN_MAX_FAILURES", 5)
 # ...within this many seconds locks that pair out for the rest of the window.
 KIZUNA_SIGNIN_WINDOW_SECONDS = config.env_int("KIZUNA_SIGNIN_WINDOW_SECONDS", 900)
+# Public survey submissions per client address: "<count>/<seconds>".
+KIZUNA_SURVEY_SUBMIT_RATE = config.env("KIZUNA_SURVEY_SUBMIT_RATE", "30/600")
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

@@ -1,0 +1,370 @@
+"""The pages respondents see: /s/<public id>/ (anyone) and /s/i/<token>/ (one invitation).
+
+A survey's sections are its pages. Answers typed on earlier pages are kept in the
+session while the respondent moves Next/Back; the final Submit validates every
+page again and stores the response through `responses.submit_response`. The
+page chrome follows the respondent's language; the survey's own text is shown
+as its author wrote it, escaped, in the survey's language.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.core import signing
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone, translation
+from django.views.decorators.http import require_http_methods
+
+from kizuna.survey import responses, validation
+from kizuna.survey.models import Invitation, Question, QuestionKind, Section, Survey
+
+STARTED_SALT = "kizuna.survey.started"
+PROGRESS_PREFIX = "survey_progress"
+
+
+@dataclass
+class Page:
+    """One page of the form: a section (or the questions outside any section)."""
+
+    section: Section | None
+    questions: list[Question]
+
+
+@dataclass
+class QuestionField:
+    """What the template needs to draw one question with the respondent's input."""
+
+    question: Question
+    name: str
+    raw: Any
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def values(self) -> list[str]:
+        return [str(v) for v in self.raw] if isinstance(self.raw, list) else []
+
+    @property
+    def text(self) -> str:
+        return self.values[0] if self.values else ""
+
+    @property
+    def choices(self) -> list[dict[str, Any]]:
+        picked = set(self.values)
+        return [
+            {**choice, "checked": str(choice["key"]) in picked, "index": index}
+            for index, choice in enumerate(validation.active_choices(self.question))
+        ]
+
+    @property
+    def scale(self) -> list[dict[str, Any]]:
+        low, high = (0, 10) if self.question.kind == QuestionKind.NPS else (1, 5)
+        return [{"value": str(n), "checked": str(n) in self.values} for n in range(low, high + 1)]
+
+    @property
+    def columns(self) -> list[dict[str, Any]]:
+        return validation.active_columns(self.question)
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        raw = self.raw if isinstance(self.raw, dict) else {}
+        columns = self.columns
+        result = []
+        for index, row in enumerate(validation.active_rows(self.question)):
+            picked = set(raw.get(row["key"], []))
+            result.append(
+                {
+                    **row,
+                    "index": index,
+                    "name": f"{self.name}-{row['key']}",
+                    "cells": [
+                        {**column, "checked": str(column["key"]) in picked} for column in columns
+                    ],
+                }
+            )
+        return result
+
+
+def survey_pages(survey: Survey) -> list[Page]:
+    """The pages of a survey in order; archived questions are no longer asked."""
+    questions = list(survey.questions.filter(is_archived=False).order_by("position", "id"))
+    sections = list(survey.sections.order_by("position", "id"))
+    by_section: dict[int | None, list[Question]] = {}
+    section_ids = {section.pk for section in sections}
+    for question in questions:
+        key = question.section_id if question.section_id in section_ids else None
+        by_section.setdefault(key, []).append(question)
+    pages = []
+    if None in by_section:
+        pages.append(Page(section=None, questions=by_section[None]))
+    for section in sections:
+        if by_section.get(section.pk) or section.title or section.description:
+            pages.append(Page(section=section, questions=by_section.get(section.pk, [])))
+    return pages or [Page(section=None, questions=[])]
+
+
+def raw_answer(question: Question, data: QueryDict) -> list[str] | dict[str, list[str]]:
+    """The respondent's input for one question, in the shape validation expects."""
+    name = f"q{question.pk}"
+    if question.kind == QuestionKind.MATRIX:
+        return {
+            row["key"]: data.getlist(f"{name}-{row['key']}")
+            for row in validation.active_rows(question)
+        }
+    return data.getlist(name)
+
+
+def _validate(
+    questions: list[Question], raw_answers: Mapping[str, Any]
+) -> tuple[dict[Question, Any], dict[str, list[str]]]:
+    values: dict[Question, Any] = {}
+    errors: dict[str, list[str]] = {}
+    for question in questions:
+        raw = raw_answers.get(str(question.pk))
+        if raw is None:
+            raw = {} if question.kind == QuestionKind.MATRIX else []
+        try:
+            values[question] = validation.validate_answer(question, raw)
+        except ValidationError as error:
+            errors[str(question.pk)] = list(error.messages)
+    return values, errors
+
+
+def _client_address(request: HttpRequest) -> str:
+    return request.META.get("REMOTE_ADDR", "") or "unknown"
+
+
+def _submit_rate() -> tuple[int, int]:
+    raw = str(getattr(settings, "KIZUNA_SURVEY_SUBMIT_RATE", "30/600"))
+    count, _slash, seconds = raw.partition("/")
+    return max(int(count), 1), max(int(seconds or 600), 1)
+
+
+def _take_submission_slot(request: HttpRequest) -> bool:
+    """Count one submission from this address; False once the window's limit is reached.
+
+    A fixed window in the shared database cache, so every server process counts
+    together.
+    """
+    limit, window = _submit_rate()
+    key = f"survey-submit:{_client_address(request)}:{int(time.time()) // window}"
+    cache.add(key, 0, timeout=window)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=window)
+        count = 1
+    return count <= limit
+
+
+def _progress_key(survey: Survey, invitation: Invitation | None) -> str:
+    owner = f"i{invitation.pk}" if invitation else "anon"
+    return f"{PROGRESS_PREFIX}:{survey.pk}:{owner}"
+
+
+def _new_started() -> str:
+    return signing.dumps(timezone.now().isoformat(), salt=STARTED_SALT)
+
+
+def _started_at(started: str) -> datetime.datetime | None:
+    """When the respondent first saw the form (a value we signed, so it cannot be forged)."""
+    try:
+        return datetime.datetime.fromisoformat(signing.loads(started, salt=STARTED_SALT))
+    except (signing.BadSignature, TypeError, ValueError):
+        return None
+
+
+def _page_number(raw: str | None, count: int) -> int:
+    try:
+        number = int(raw or 1)
+    except ValueError:
+        number = 1
+    return min(max(number, 1), count)
+
+
+def _render_page(
+    request: HttpRequest,
+    *,
+    survey: Survey,
+    invitation: Invitation | None,
+    pages: list[Page],
+    number: int,
+    raw_answers: Mapping[str, Any],
+    errors: Mapping[str, list[str]],
+    started: str,
+    status: int = 200,
+) -> HttpResponse:
+    page = pages[number - 1]
+    fields = [
+        QuestionField(
+            question=question,
+            name=f"q{question.pk}",
+            raw=raw_answers.get(str(question.pk), []),
+            errors=errors.get(str(question.pk), []),
+        )
+        for question in page.questions
+    ]
+    context = {
+        "survey": survey,
+        "invitation": invitation,
+        "page": page,
+        "number": number,
+        "page_count": len(pages),
+        "fields": fields,
+        "error_count": len(errors),
+        "started": started,
+    }
+    return render(request, "survey/public/form.html", context, status=status)
+
+
+def _refusal(request: HttpRequest, survey: Survey, reason: str, *, status: int) -> HttpResponse:
+    return render(
+        request, "survey/public/refused.html", {"survey": survey, "reason": reason}, status=status
+    )
+
+
+def _respond(
+    request: HttpRequest, *, survey: Survey, invitation: Invitation | None, done_url: str
+) -> HttpResponse:
+    pages = survey_pages(survey)
+    key = _progress_key(survey, invitation)
+    progress: dict[str, Any] = request.session.get(key) or {}
+    saved: dict[str, Any] = dict(progress.get("answers") or {})
+
+    if request.method != "POST":
+        number = _page_number(request.GET.get("page"), len(pages))
+        started = progress.get("started") or _new_started()
+        return _render_page(
+            request,
+            survey=survey,
+            invitation=invitation,
+            pages=pages,
+            number=number,
+            raw_answers=saved,
+            errors={},
+            started=started,
+        )
+
+    number = _page_number(request.POST.get("page"), len(pages))
+    action = request.POST.get("action", "")
+    started = request.POST.get("started", "")
+    if _started_at(started) is None:
+        started = progress.get("started") or _new_started()
+    typed = {str(q.pk): raw_answer(q, request.POST) for q in pages[number - 1].questions}
+    raw_answers = {**saved, **typed}
+    if invitation is not None and invitation.started_at is None:
+        responses.record_invitation_started(invitation=invitation)
+
+    def keep_progress() -> None:
+        request.session[key] = {"answers": raw_answers, "started": started}
+
+    if action == "back" and number > 1:
+        keep_progress()
+        return redirect(f"{request.path}?page={number - 1}")
+
+    _values, errors = _validate(pages[number - 1].questions, typed)
+    if errors:
+        return _render_page(
+            request,
+            survey=survey,
+            invitation=invitation,
+            pages=pages,
+            number=number,
+            raw_answers=raw_answers,
+            errors=errors,
+            started=started,
+        )
+    if number < len(pages):
+        keep_progress()
+        return redirect(f"{request.path}?page={number + 1}")
+
+    if not _take_submission_slot(request):
+        keep_progress()  # reloading the link later finds every answer still typed in
+        return render(request, "survey/public/rate_limited.html", {"survey": survey}, status=429)
+
+    for page_number, page in enumerate(pages, start=1):
+        _values, errors = _validate(page.questions, raw_answers)
+        if errors:
+            keep_progress()
+            return _render_page(
+                request,
+                survey=survey,
+                invitation=invitation,
+                pages=pages,
+                number=page_number,
+                raw_answers=raw_answers,
+                errors=errors,
+                started=started,
+            )
+    values, _errors = _validate([q for page in pages for q in page.questions], raw_answers)
+    try:
+        responses.submit_response(
+            survey=survey,
+            invitation=invitation,
+            answers=values,
+            language=translation.get_language() or "",
+            started_at=_started_at(started),
+        )
+    except responses.SurveyClosed:
+        keep_progress()
+        return _refusal(request, survey, "closed", status=410)
+    except responses.InvitationExpired:
+        return _refusal(request, survey, "expired", status=410)
+    except responses.AlreadyAnswered:
+        request.session.pop(key, None)
+        return _refusal(request, survey, "answered", status=409)
+    request.session.pop(key, None)
+    return HttpResponseRedirect(done_url)
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def respond(request: HttpRequest, public_id: str) -> HttpResponse:
+    """The survey's shared link: anyone may answer, as often as they like."""
+    survey = get_object_or_404(
+        Survey.objects.select_related("portal__account"), public_id=public_id
+    )
+    if not survey.accepts_responses():
+        return _refusal(request, survey, "closed", status=410)
+    done_url = reverse("survey_public:done", args=[survey.public_id])
+    return _respond(request, survey=survey, invitation=None, done_url=done_url)
+
+
+def done(request: HttpRequest, public_id: str) -> HttpResponse:
+    survey = get_object_or_404(Survey, public_id=public_id)
+    return render(request, "survey/public/done.html", {"survey": survey})
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def respond_to_invitation(request: HttpRequest, token: str) -> HttpResponse:
+    """One person's link: one completed response, until the invitation expires."""
+    invitation = get_object_or_404(
+        Invitation.objects.select_related("survey__portal__account"), token=token
+    )
+    survey = invitation.survey
+    if invitation.completed_at is not None:
+        status = 409 if request.method == "POST" else 200
+        return _refusal(request, survey, "answered", status=status)
+    if not survey.accepts_responses():
+        return _refusal(request, survey, "closed", status=410)
+    if responses.invitation_is_expired(invitation):
+        return _refusal(request, survey, "expired", status=410)
+    if request.method == "GET" and invitation.opened_at is None:
+        responses.record_invitation_opened(invitation=invitation)
+    done_url = reverse("survey_public:invitation-done", args=[invitation.token])
+    return _respond(request, survey=survey, invitation=invitation, done_url=done_url)
+
+
+def invitation_done(request: HttpRequest, token: str) -> HttpResponse:
+    invitation = get_object_or_404(Invitation.objects.select_related("survey"), token=token)
+    if invitation.completed_at is None:
+        return redirect("survey_public:invitation", token=token)
+    return render(request, "survey/public/done.html", {"survey": invitation.survey})

@@ -1,0 +1,146 @@
+"""Writing responses: the invitation lifecycle, submitting, deleting.
+
+Every write that other systems must hear about publishes its webhook event in
+the same transaction as the rows it describes (DESIGN.md §3, transactional
+outbox): a response is never stored without its delivery being enqueued.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from kizuna.survey.models import Answer, Invitation, Question, Response, Survey
+from kizuna.survey.webhooks.services import (
+    invitation_payload,
+    publish_event,
+    response_payload,
+)
+
+
+class SubmissionRefused(Exception):
+    """The survey or invitation does not accept this submission; nothing was stored."""
+
+
+class SurveyClosed(SubmissionRefused):
+    pass
+
+
+class InvitationExpired(SubmissionRefused):
+    pass
+
+
+class AlreadyAnswered(SubmissionRefused):
+    pass
+
+
+def invitation_is_expired(invitation: Invitation) -> bool:
+    return invitation.expires_at is not None and invitation.expires_at <= timezone.now()
+
+
+def record_invitation_opened(*, invitation: Invitation) -> bool:
+    """Stamp the first opening of an invitation link and tell subscribers, once.
+
+    A conditional UPDATE decides who was first, so two tabs opened together
+    publish one event.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        first = bool(
+            Invitation.objects.filter(pk=invitation.pk, opened_at__isnull=True).update(
+                opened_at=now
+            )
+        )
+        if first:
+            invitation.opened_at = now
+            publish_event(
+                account=invitation.survey.portal.account,
+                event_type="invitation.opened",
+                payload=invitation_payload(invitation),
+            )
+    return first
+
+
+def record_invitation_started(*, invitation: Invitation) -> None:
+    """Stamp when the invited person first moved past a page of the survey."""
+    now = timezone.now()
+    if Invitation.objects.filter(pk=invitation.pk, started_at__isnull=True).update(started_at=now):
+        invitation.started_at = now
+
+
+def submit_response(
+    *,
+    survey: Survey,
+    invitation: Invitation | None,
+    answers: Mapping[Question, Any],
+    language: str,
+    started_at: datetime.datetime | None = None,
+) -> Response:
+    """Store one completed response with its answers and enqueue `response.completed`.
+
+    `answers` holds already validated values (validation.validate_answer), None
+    or missing for an unanswered optional question. An invitation is claimed
+    with a conditional UPDATE of its `completed_at`: under concurrent submits
+    the database lets exactly one transaction set it, whatever the survey's
+    anonymity (an anonymous response keeps no link to the invitation, so the
+    one-to-one column cannot be what guards it).
+    """
+    now = timezone.now()
+    if not survey.accepts_responses():
+        raise SurveyClosed
+    if invitation is not None:
+        if invitation.survey_id != survey.pk:
+            raise ValueError("invitation of another survey")
+        if invitation_is_expired(invitation):
+            raise InvitationExpired
+    try:
+        with transaction.atomic():
+            if invitation is not None:
+                claimed = Invitation.objects.filter(
+                    pk=invitation.pk, completed_at__isnull=True
+                ).update(completed_at=now)
+                if not claimed:
+                    raise AlreadyAnswered
+                invitation.completed_at = now
+                if started_at is None:
+                    started_at = invitation.started_at
+            linked = invitation is not None and not survey.is_anonymous
+            response = Response.objects.create(
+                survey=survey,
+                invitation=invitation if linked else None,
+                recipient_reference=invitation.recipient_reference if linked and invitation else "",
+                language=language[:8],
+                started_at=started_at,
+                submitted_at=now,
+            )
+            Answer.objects.bulk_create(
+                Answer(response=response, question=question, value=value)
+                for question, value in answers.items()
+                if value is not None
+            )
+            publish_event(
+                account=survey.portal.account,
+                event_type="response.completed",
+                payload=response_payload(response),
+            )
+    except IntegrityError:
+        # The one-to-one invitation column is the last line of defence.
+        raise AlreadyAnswered from None
+    return response
+
+
+def delete_response(*, response: Response) -> None:
+    """Delete a response and its answers, and tell subscribers (`response.deleted`).
+
+    The invitation stays completed: deleting is moderation, not an invitation
+    to answer again.
+    """
+    survey = response.survey
+    with transaction.atomic():
+        payload = response_payload(response)
+        publish_event(account=survey.portal.account, event_type="response.deleted", payload=payload)
+        response.delete()

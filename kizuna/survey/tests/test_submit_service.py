@@ -1,0 +1,134 @@
+"""responses.py: a response and its webhook deliveries are written in one transaction."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import IntegrityError
+from django.test import Client
+from django.urls import reverse
+
+from kizuna.survey import responses
+from kizuna.survey.models import Answer, Invitation, Question, Response, Survey, SurveyAccount
+from kizuna.survey.tests.respondent import add_question, post
+from kizuna.survey.webhooks.models import Delivery, WebhookEndpoint
+from kizuna.survey.webhooks.services import create_endpoint
+
+
+@pytest.fixture
+def endpoint(account: SurveyAccount) -> WebhookEndpoint:
+    endpoint, _secret = create_endpoint(
+        account=account,
+        url="http://127.0.0.1:8000/crm/webhooks/survey/",
+        events=["response.completed", "response.deleted", "invitation.opened"],
+        by=None,
+    )
+    return endpoint
+
+
+@pytest.fixture
+def question(survey: Survey) -> Question:
+    return add_question(survey, "single_choice", "Favourite fruit?", is_required=True)
+
+
+def test_submitting_enqueues_response_completed_with_the_answers(
+    survey: Survey, question: Question, endpoint: WebhookEndpoint, anonymous: Client
+) -> None:
+    invitation = Invitation.objects.create(survey=survey, recipient_reference="crm:contact:7")
+
+    post(
+        anonymous,
+        reverse("survey_public:invitation", args=[invitation.token]),
+        {f"q{question.pk}": "b"},
+    )
+
+    response = Response.objects.get()
+    delivery = Delivery.objects.get(event_type="response.completed")
+    assert delivery.endpoint == endpoint
+    data = delivery.payload["data"]
+    assert data["response_id"] == str(response.pk)
+    assert data["recipient_reference"] == "crm:contact:7"
+    assert [(a["value"], a["display"]) for a in data["answers"]] == [("b", "Banana")]
+
+
+def test_opening_an_invitation_enqueues_invitation_opened_once(
+    survey: Survey, question: Question, endpoint: WebhookEndpoint, anonymous: Client
+) -> None:
+    invitation = Invitation.objects.create(survey=survey, recipient_reference="crm:lead:1")
+    url = reverse("survey_public:invitation", args=[invitation.token])
+
+    anonymous.get(url)
+    anonymous.get(url)
+    Client().get(url)
+
+    deliveries = Delivery.objects.filter(event_type="invitation.opened")
+    assert deliveries.count() == 1
+    assert deliveries.get().payload["data"]["recipient_reference"] == "crm:lead:1"
+
+
+def test_a_failed_insert_stores_neither_the_response_nor_its_delivery(
+    survey: Survey, question: Question, endpoint: WebhookEndpoint
+) -> None:
+    other_survey = Survey.objects.create(portal=survey.portal, title="Other")
+    invitation = Invitation.objects.create(survey=survey)
+    # Claim the invitation's one-to-one slot with a response of another survey: the
+    # insert of the real response then breaks the unique constraint mid-transaction.
+    Response.objects.create(survey=other_survey, invitation=invitation)
+
+    with pytest.raises(responses.AlreadyAnswered):
+        responses.submit_response(
+            survey=survey, invitation=invitation, answers={question: "a"}, language="en"
+        )
+
+    assert Response.objects.filter(survey=survey).count() == 0
+    assert Answer.objects.count() == 0
+    assert Delivery.objects.count() == 0
+    invitation.refresh_from_db()
+    assert invitation.completed_at is None
+
+
+def test_a_closed_survey_refuses_the_service_call_and_writes_nothing(
+    survey: Survey, question: Question, endpoint: WebhookEndpoint
+) -> None:
+    survey.is_open = False
+    survey.save(update_fields=["is_open"])
+
+    with pytest.raises(responses.SurveyClosed):
+        responses.submit_response(
+            survey=survey, invitation=None, answers={question: "a"}, language="ja"
+        )
+
+    assert Response.objects.count() == 0
+    assert Delivery.objects.count() == 0
+
+
+def test_deleting_a_response_enqueues_response_deleted_and_removes_its_answers(
+    survey: Survey, question: Question, endpoint: WebhookEndpoint
+) -> None:
+    response = responses.submit_response(
+        survey=survey, invitation=None, answers={question: "c"}, language="en"
+    )
+    response_id = str(response.pk)
+
+    responses.delete_response(response=response)
+
+    assert Response.objects.count() == 0
+    assert Answer.objects.count() == 0
+    deleted = Delivery.objects.get(event_type="response.deleted")
+    assert deleted.payload["data"]["response_id"] == response_id
+
+
+def test_without_subscribers_submitting_enqueues_nothing(
+    survey: Survey, question: Question
+) -> None:
+    responses.submit_response(survey=survey, invitation=None, answers={question: "a"}, language="")
+
+    assert Response.objects.count() == 1
+    assert Delivery.objects.count() == 0
+
+
+def test_the_unique_invitation_column_is_the_backstop(survey: Survey) -> None:
+    invitation = Invitation.objects.create(survey=survey)
+    Response.objects.create(survey=survey, invitation=invitation)
+
+    with pytest.raises(IntegrityError):
+        Response.objects.create(survey=survey, invitation=invitation)

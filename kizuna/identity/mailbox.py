@@ -10,6 +10,8 @@ import uuid
 from collections.abc import Sequence
 from email import message_from_bytes, policy
 from email.message import EmailMessage as ParsedMessage
+from email.message import Message
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 
@@ -62,4 +64,11 @@ def summarize(path: Path) -> dict[str, Any]:
         "to": str(parsed.get("To", "")),
         "from": str(parsed.get("From", "")),
         "date": str(parsed.get("Date", "")),
+        "recipients": recipients(parsed),
     }
+
+
+def recipients(message: Message) -> frozenset[str]:
+    """The lowercased addresses in To and Cc."""
+    headers = [str(value) for key in ("To", "Cc") for value in message.get_all(key) or []]
+    return frozenset(address.lower() for _name, address in getaddresses(headers) if address)

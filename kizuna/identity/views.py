@@ -153,12 +153,33 @@ def set_language(request: HttpRequest) -> HttpResponse:
     return response
 
 
+def _readable_in_mailbox(user: User, recipient_sets: list[frozenset[str]]) -> list[bool]:
+    """Mail to a user of this installation is theirs alone (password resets must stay
+    private); mail to anyone else, such as a lead's survey invitation, is for every
+    signed-in user to follow. Staff read everything."""
+    if user.is_staff:
+        return [True for _ in recipient_sets]
+    addresses = set().union(*recipient_sets)
+    user_addresses = {
+        email.lower()
+        for email in User.objects.filter(email__in=addresses).values_list("email", flat=True)
+    }
+    return [
+        user.email.lower() in recipients or not (recipients & user_addresses)
+        for recipients in recipient_sets
+    ]
+
+
 @login_required
 def mailbox(request: HttpRequest) -> HttpResponse:
     """The local mailbox (only when no SMTP server is configured)."""
     if not settings.EMAIL_BACKEND.endswith("MailboxBackend"):
         raise Http404
-    messages_list = local_mailbox.list_messages()
+    user = request.user
+    assert isinstance(user, User)
+    summaries = local_mailbox.list_messages()
+    readable = _readable_in_mailbox(user, [summary["recipients"] for summary in summaries])
+    messages_list = [summary for summary, ok in zip(summaries, readable, strict=True) if ok]
     return render(request, "identity/mailbox.html", {"messages_list": messages_list})
 
 
@@ -166,8 +187,10 @@ def mailbox(request: HttpRequest) -> HttpResponse:
 def mailbox_message(request: HttpRequest, name: str) -> HttpResponse:
     if not settings.EMAIL_BACKEND.endswith("MailboxBackend"):
         raise Http404
+    user = request.user
+    assert isinstance(user, User)
     message = local_mailbox.read_message(name)
-    if message is None:
+    if message is None or not _readable_in_mailbox(user, [local_mailbox.recipients(message)])[0]:
         raise Http404
     text = message.get_body(preferencelist=("plain",))
     html = message.get_body(preferencelist=("html",))

@@ -68,3 +68,41 @@ def test_mailbox_message_outside_the_mailbox_is_not_found(user_client, local_mai
 
     assert user_client.get("/mailbox/..%2Fsecret.eml/").status_code == 404
     assert user_client.get("/mailbox/missing.eml/").status_code == 404
+
+
+def send_to(address: str, subject: str) -> None:
+    EmailMultiAlternatives(subject, "Body", "k@localhost", [address]).send()
+
+
+def test_mailbox_hides_mail_addressed_to_another_user(user_client, bob_user, local_mailbox):
+    send_to("bob@example.com", "Set a new Kizuna password")
+    send_to("pat@example.com", "For Pat")
+    send_to("lead@example.org", "Survey invitation")
+
+    response = user_client.get("/mailbox/")
+
+    assert [item["subject"] for item in response.context["messages_list"]] == [
+        "Survey invitation",
+        "For Pat",
+    ]
+
+
+def test_mailbox_message_of_another_user_is_not_found(user_client, bob_user, local_mailbox):
+    send_to("Bob@Example.com", "Set a new Kizuna password")
+    [path] = local_mailbox.glob("*.eml")
+
+    response = user_client.get(f"/mailbox/{path.name}/")
+
+    assert response.status_code == 404
+    assert b"Set a new Kizuna password" not in response.content
+
+
+def test_staff_read_every_message_in_the_mailbox(client, user, bob_user, local_mailbox):
+    user.is_staff = True
+    user.save(update_fields=["is_staff"])
+    client.force_login(user)
+    send_to("bob@example.com", "Set a new Kizuna password")
+    [path] = local_mailbox.glob("*.eml")
+
+    assert client.get(f"/mailbox/{path.name}/").status_code == 200
+    assert len(client.get("/mailbox/").context["messages_list"]) == 1

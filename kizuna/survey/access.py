@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 
-from kizuna.survey.models import AccountMember, Portal, Survey
+from kizuna.survey.models import AccountMember, Portal, Question, Section, Survey
 
 SESSION_KEY = "survey_account_id"
 
@@ -78,3 +78,42 @@ def get_survey_for_member(request: HttpRequest, pk: int) -> Survey:
         )
     except Survey.DoesNotExist:
         raise Http404 from None
+
+
+def get_account_member_for_admin(request: HttpRequest, pk: int) -> AccountMember:
+    """A membership of the current account, for an administrator's member pages."""
+    admin = get_admin_member(request)
+    try:
+        return AccountMember.objects.select_related("user", "account").get(
+            account_id=admin.account_id, pk=pk
+        )
+    except AccountMember.DoesNotExist:
+        raise Http404 from None
+
+
+def get_portal_for_admin(request: HttpRequest, pk: int) -> Portal:
+    admin = get_admin_member(request)
+    try:
+        return Portal.objects.get(account_id=admin.account_id, pk=pk)
+    except Portal.DoesNotExist:
+        raise Http404 from None
+
+
+def get_question_for_member(request: HttpRequest, survey_pk: int, pk: int) -> Question:
+    survey = get_survey_for_member(request, survey_pk)
+    try:
+        question = Question.objects.select_related("section").get(survey=survey, pk=pk)
+    except Question.DoesNotExist:
+        raise Http404 from None
+    question.survey = survey
+    return question
+
+
+def get_section_for_member(request: HttpRequest, survey_pk: int, pk: int) -> Section:
+    survey = get_survey_for_member(request, survey_pk)
+    try:
+        section = Section.objects.get(survey=survey, pk=pk)
+    except Section.DoesNotExist:
+        raise Http404 from None
+    section.survey = survey
+    return section

@@ -55,26 +55,27 @@ class QuestionLike(Protocol):
 RawAnswer = Sequence[str] | Mapping[str, Sequence[str] | str]
 
 
-def _items(question: QuestionLike, name: str) -> list[dict[str, Any]]:
+def all_items(question: QuestionLike, name: str) -> list[dict[str, Any]]:
+    """Every item of options[name] ("choices", "rows", "columns"), archived ones included."""
     items = (question.options or {}).get(name) or []
     return [item for item in items if isinstance(item, dict) and "key" in item]
 
 
 def active_choices(question: QuestionLike) -> list[dict[str, Any]]:
     """The choices a respondent may pick (archived ones only stay for old answers)."""
-    return [c for c in _items(question, "choices") if not c.get("archived")]
+    return [c for c in all_items(question, "choices") if not c.get("archived")]
 
 
 def active_rows(question: QuestionLike) -> list[dict[str, Any]]:
-    return [r for r in _items(question, "rows") if not r.get("archived")]
+    return [r for r in all_items(question, "rows") if not r.get("archived")]
 
 
 def active_columns(question: QuestionLike) -> list[dict[str, Any]]:
-    return [c for c in _items(question, "columns") if not c.get("archived")]
+    return [c for c in all_items(question, "columns") if not c.get("archived")]
 
 
 def _labels(question: QuestionLike, name: str) -> dict[str, str]:
-    return {str(item["key"]): str(item.get("label", "")) for item in _items(question, name)}
+    return {str(item["key"]): str(item.get("label", "")) for item in all_items(question, name)}
 
 
 def _int_option(question: QuestionLike, name: str) -> int | None:

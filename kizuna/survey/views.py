@@ -1,8 +1,542 @@
+"""Survey core pages: home, accounts, members, portals and the survey builder."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.db.models import Count, Prefetch
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from kizuna.identity.models import User
+from kizuna.survey import access, services
+from kizuna.survey.forms import (
+    AccountForm,
+    MemberAddForm,
+    MemberRoleForm,
+    PortalForm,
+    QuestionForm,
+    SectionForm,
+    SurveyForm,
+)
+from kizuna.survey.models import (
+    AccountMember,
+    Answer,
+    MemberRole,
+    Portal,
+    Question,
+    QuestionKind,
+    Survey,
+)
+from kizuna.survey.templatetags.survey_core import maybe_url
+
+
+def _user(request: HttpRequest) -> User:
+    assert isinstance(request.user, User)  # login_required ran first
+    return request.user
+
+
+def _render(
+    request: HttpRequest, template: str, context: dict[str, Any], **kwargs: Any
+) -> HttpResponse:
+    member = access.current_member(request)
+    context.setdefault("member", member)
+    context.setdefault("nav", "surveys")
+    context.setdefault("memberships", access.memberships_of(request) if member else [])
+    return render(request, template, context, **kwargs)
+
+
+# --- home and accounts --------------------------------------------------------------------
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "survey/home.html")
+    member = access.current_member(request)
+    if member is None:
+        return _render(request, "survey/start.html", {"form": AccountForm()})
+    surveys = Survey.objects.annotate(response_count=Count("responses")).order_by(
+        "-modified_at", "-id"
+    )
+    portals = (
+        Portal.objects.filter(account_id=member.account_id)
+        .prefetch_related(Prefetch("surveys", queryset=surveys))
+        .order_by("name", "id")
+    )
+    return _render(request, "survey/home.html", {"portals": portals})
+
+
+@login_required
+def account_new(request: HttpRequest) -> HttpResponse:
+    form = AccountForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        account = services.create_account(name=form.cleaned_data["name"], owner=_user(request))
+        access.switch_account(request, account.pk)
+        messages.success(request, _("Your Survey account is ready. Build your first survey."))
+        return redirect("survey:home")
+    template = "survey/account_new.html" if access.current_member(request) else "survey/start.html"
+    status = 400 if request.method == "POST" else 200
+    return _render(request, template, {"form": form}, status=status)
+
+
+@require_POST
+@login_required
+def account_switch(request: HttpRequest) -> HttpResponse:
+    try:
+        account_id = int(request.POST.get("account", ""))
+    except ValueError:
+        account_id = 0
+    access.switch_account(request, account_id)
+    return redirect("survey:home")
+
+
+# --- members ------------------------------------------------------------------------------
+
+
+@login_required
+def members(request: HttpRequest) -> HttpResponse:
+    admin = access.get_admin_member(request)
+    form = MemberAddForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            result = services.register_members(
+                account=admin.account,
+                emails=form.cleaned_data["emails"],
+                by=_user(request),
+                role=form.cleaned_data["role"],
+            )
+        except ValidationError as error:
+            form.add_error("emails", error)
+        else:
+            if result.registered:
+                messages.success(
+                    request,
+                    _("Added: %(emails)s") % {"emails": ", ".join(result.registered)},
+                )
+            if result.existing:
+                messages.info(
+                    request,
+                    _("Already members: %(emails)s") % {"emails": ", ".join(result.existing)},
+                )
+            if result.invitation_failed:
+                messages.error(
+                    request,
+                    _("The invitation email could not be sent to: %(emails)s. Send it again later.")
+                    % {"emails": ", ".join(result.invitation_failed)},
+                )
+            return redirect("survey:members")
+    rows = (
+        AccountMember.objects.filter(account_id=admin.account_id)
+        .select_related("user")
+        .order_by("user__email")
+    )
+    return _render(
+        request,
+        "survey/members.html",
+        {"form": form, "rows": rows, "roles": MemberRole.choices, "nav": "members"},
+        status=400 if form.is_bound and form.errors else 200,
+    )
+
+
+@require_POST
+@login_required
+def member_role(request: HttpRequest, pk: int) -> HttpResponse:
+    target = access.get_account_member_for_admin(request, pk)
+    form = MemberRoleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("Choose a role."))
+        return redirect("survey:members")
+    try:
+        services.change_member_role(
+            member=target, role=form.cleaned_data["role"], by=_user(request)
+        )
+    except services.SurveyRuleError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(
+            request,
+            _("%(email)s is now: %(role)s")
+            % {"email": target.user.email, "role": target.get_role_display()},
+        )
+    return redirect("survey:members")
+
+
+@require_POST
+@login_required
+def member_remove(request: HttpRequest, pk: int) -> HttpResponse:
+    target = access.get_account_member_for_admin(request, pk)
+    try:
+        services.remove_member(member=target, by=_user(request))
+    except services.SurveyRuleError as error:
+        messages.error(request, str(error))
+        return redirect("survey:members")
+    messages.success(
+        request, _("%(email)s was removed from the account.") % {"email": target.user.email}
+    )
+    if target.user_id == request.user.pk:
+        return redirect("survey:home")
+    return redirect("survey:members")
+
+
+@require_POST
+@login_required
+def member_resend(request: HttpRequest, pk: int) -> HttpResponse:
+    target = access.get_account_member_for_admin(request, pk)
+    if target.user.has_usable_password():
+        messages.info(
+            request, _("%(email)s has already set a password.") % {"email": target.user.email}
+        )
+    elif services.send_invitation(user=target.user, account=target.account, by=_user(request)):
+        messages.success(
+            request, _("The invitation was sent again to %(email)s.") % {"email": target.user.email}
+        )
+    else:
+        messages.error(request, _("The invitation email could not be sent. Try again later."))
+    return redirect("survey:members")
+
+
+# --- portals ------------------------------------------------------------------------------
+
+
+@login_required
+def portals(request: HttpRequest) -> HttpResponse:
+    admin = access.get_admin_member(request)
+    form = PortalForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        portal = form.save(commit=False)
+        portal.account = admin.account
+        portal.save()
+        messages.success(request, _("Portal “%(name)s” created.") % {"name": portal.name})
+        return redirect("survey:portals")
+    rows = (
+        Portal.objects.filter(account_id=admin.account_id)
+        .annotate(survey_count=Count("surveys"))
+        .order_by("name", "id")
+    )
+    return _render(
+        request,
+        "survey/portals.html",
+        {"form": form, "rows": rows, "nav": "portals"},
+        status=400 if form.is_bound and form.errors else 200,
+    )
+
+
+@login_required
+def portal_rename(request: HttpRequest, pk: int) -> HttpResponse:
+    portal = access.get_portal_for_admin(request, pk)
+    form = PortalForm(request.POST or None, instance=portal)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, _("Portal renamed to “%(name)s”.") % {"name": portal.name})
+        return redirect("survey:portals")
+    return _render(
+        request,
+        "survey/portal_rename.html",
+        {"form": form, "portal": portal, "nav": "portals"},
+        status=400 if form.is_bound and form.errors else 200,
+    )
+
+
+@require_POST
+@login_required
+def portal_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    portal = access.get_portal_for_admin(request, pk)
+    try:
+        services.delete_portal(portal=portal, by=_user(request))
+    except services.SurveyRuleError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, _("Portal “%(name)s” deleted.") % {"name": portal.name})
+    return redirect("survey:portals")
+
+
+# --- surveys ------------------------------------------------------------------------------
+
+
+@login_required
+def survey_new(request: HttpRequest) -> HttpResponse:
+    member = access.get_member(request)
+    initial: dict[str, Any] = {"language": request.LANGUAGE_CODE}
+    portal_id = request.GET.get("portal", "")
+    if portal_id.isdigit():
+        initial["portal"] = access.get_portal_for_member(request, int(portal_id))
+    form = SurveyForm(request.POST or None, initial=initial, account_id=member.account_id)
+    if request.method == "POST" and form.is_valid():
+        survey = form.save(commit=False)
+        survey.created_by = _user(request)
+        survey.save()
+        messages.success(request, _("Survey created. Now add its questions."))
+        return redirect("survey:survey", pk=survey.pk)
+    return _render(
+        request,
+        "survey/survey_form.html",
+        {"form": form, "survey": None},
+        status=400 if form.is_bound and form.errors else 200,
+    )
+
+
+def _builder_context(survey: Survey) -> dict[str, Any]:
+    questions = list(
+        survey.questions.annotate(answer_count=Count("answers")).order_by("position", "id")
+    )
+    sections = list(survey.sections.order_by("position", "id"))
+    active = [q for q in questions if not q.is_archived]
+    pages: list[dict[str, Any]] = []
+    section_ids = {s.pk for s in sections}
+    loose = [q for q in active if q.section_id not in section_ids]
+    if loose or not sections:
+        pages.append({"section": None, "questions": loose})
+    for section in sections:
+        pages.append(
+            {"section": section, "questions": [q for q in active if q.section_id == section.pk]}
+        )
+    return {
+        "survey": survey,
+        "pages": pages,
+        "sections": sections,
+        "archived": [q for q in questions if q.is_archived],
+        "kinds": QuestionKind.choices,
+        "response_count": survey.responses.count(),
+        "section_form": SectionForm(),
+    }
+
+
+@login_required
+def survey_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    survey = access.get_survey_for_member(request, pk)
+    context = _builder_context(survey)
+    context["public_url"] = _public_url(request, survey)
+    return _render(request, "survey/builder.html", context)
+
+
+def _public_url(request: HttpRequest, survey: Survey) -> str:
+    path = maybe_url("survey_public:survey", survey.public_id)
+    return request.build_absolute_uri(path) if path else ""
+
+
+@login_required
+def survey_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    survey = access.get_survey_for_member(request, pk)
+    form = SurveyForm(request.POST or None, instance=survey, account_id=survey.portal.account_id)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        services.touch_survey(survey)
+        messages.success(request, _("Survey settings saved."))
+        return redirect("survey:survey", pk=survey.pk)
+    return _render(
+        request,
+        "survey/survey_form.html",
+        {"form": form, "survey": survey},
+        status=400 if form.is_bound and form.errors else 200,
+    )
+
+
+@login_required
+def survey_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    survey = access.get_survey_for_member(request, pk)
+    response_count = survey.responses.count()
+    if request.method == "POST":
+        try:
+            services.delete_survey(survey=survey, by=_user(request))
+        except services.SurveyRuleError as error:
+            messages.error(request, str(error))
+            return redirect("survey:survey", pk=survey.pk)
+        messages.success(request, _("Survey “%(title)s” deleted.") % {"title": survey.title})
+        return redirect("survey:home")
+    return _render(
+        request, "survey/survey_delete.html", {"survey": survey, "response_count": response_count}
+    )
+
+
+# --- questions ----------------------------------------------------------------------------
+
+
+def _question_saved_messages(request: HttpRequest, saved: services.QuestionSaved) -> None:
+    messages.success(request, _("Question saved."))
+    if saved.archived_labels:
+        messages.warning(
+            request,
+            _(
+                "These already have answers, so they were archived instead of deleted: "
+                "%(labels)s. Respondents no longer see them; results still show them."
+            )
+            % {"labels": ", ".join(saved.archived_labels)},
+        )
+
+
+@login_required
+def question_new(request: HttpRequest, pk: int) -> HttpResponse:
+    survey = access.get_survey_for_member(request, pk)
+    kind = request.GET.get("kind", "")
+    initial: dict[str, Any] = {"kind": kind if kind in QuestionKind.values else "single_choice"}
+    section_id = request.GET.get("section", "")
+    if section_id.isdigit() and survey.sections.filter(pk=int(section_id)).exists():
+        initial["section"] = int(section_id)
+    form = QuestionForm(request.POST or None, survey=survey, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            saved = services.save_question(
+                survey=survey, question=None, data=form.cleaned_data, by=_user(request)
+            )
+        except services.SurveyRuleError as error:
+            form.add_error(None, str(error))
+        else:
+            _question_saved_messages(request, saved)
+            return redirect(_builder_url(survey, saved.question))
+    return _render(
+        request,
+        "survey/question_form.html",
+        {"form": form, "survey": survey, "question": None},
+        status=400 if form.is_bound and form.errors else 200,
+    )
+
+
+def _builder_url(survey: Survey, question: Question | None = None) -> str:
+    url = reverse("survey:survey", kwargs={"pk": survey.pk})
+    return f"{url}#question-{question.pk}" if question else url
+
+
+@login_required
+def question_edit(request: HttpRequest, pk: int, question_pk: int) -> HttpResponse:
+    question = access.get_question_for_member(request, pk, question_pk)
+    survey = question.survey
+    answer_count = Answer.objects.filter(question=question).count()
+    form = QuestionForm(
+        request.POST or None, survey=survey, question=question, kind_locked=answer_count > 0
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            saved = services.save_question(
+                survey=survey, question=question, data=form.cleaned_data, by=_user(request)
+            )
+        except services.SurveyRuleError as error:
+            form.add_error("kind", str(error))
+        else:
+            _question_saved_messages(request, saved)
+            return redirect(_builder_url(survey, saved.question))
+    archived_items = [
+        item
+        for name in ("choices", "rows", "columns")
+        for item in (question.options or {}).get(name) or []
+        if item.get("archived")
+    ]
+    return _render(
+        request,
+        "survey/question_form.html",
+        {
+            "form": form,
+            "survey": survey,
+            "question": question,
+            "answer_count": answer_count,
+            "archived_items": archived_items,
+        },
+        status=400 if form.is_bound and form.errors else 200,
+    )
+
+
+@require_POST
+@login_required
+def question_delete(request: HttpRequest, pk: int, question_pk: int) -> HttpResponse:
+    question = access.get_question_for_member(request, pk, question_pk)
+    if services.delete_question(question=question, by=_user(request)):
+        messages.warning(
+            request,
+            _(
+                "The question already has answers, so it was archived instead of deleted: "
+                "respondents no longer see it, and results still show its answers."
+            ),
+        )
+    else:
+        messages.success(request, _("Question deleted."))
+    return redirect("survey:survey", pk=question.survey.pk)
+
+
+@require_POST
+@login_required
+def question_restore(request: HttpRequest, pk: int, question_pk: int) -> HttpResponse:
+    question = access.get_question_for_member(request, pk, question_pk)
+    services.restore_question(question=question, by=_user(request))
+    messages.success(request, _("Question restored: it is shown to respondents again."))
+    return redirect(_builder_url(question.survey, question))
+
+
+@require_POST
+@login_required
+def question_move(request: HttpRequest, pk: int, question_pk: int) -> HttpResponse:
+    question = access.get_question_for_member(request, pk, question_pk)
+    offset = -1 if request.POST.get("direction") == "up" else 1
+    services.move_question(question=question, offset=offset, by=_user(request))
+    if request.htmx:  # type: ignore[attr-defined]
+        context = _builder_context(question.survey)
+        return _render(request, "survey/builder_pages.html", context)
+    return redirect(_builder_url(question.survey, question))
+
+
+# --- sections -----------------------------------------------------------------------------
+
+
+@require_POST
+@login_required
+def section_new(request: HttpRequest, pk: int) -> HttpResponse:
+    survey = access.get_survey_for_member(request, pk)
+    form = SectionForm(request.POST)
+    if form.is_valid():
+        services.add_section(
+            survey=survey,
+            title=form.cleaned_data["title"],
+            description=form.cleaned_data["description"],
+            by=_user(request),
+        )
+        messages.success(request, _("Section added: it starts a new page."))
+        return redirect("survey:survey", pk=survey.pk)
+    context = _builder_context(survey)
+    context["section_form"] = form
+    context["public_url"] = _public_url(request, survey)
+    return _render(request, "survey/builder.html", context, status=400)
+
+
+@login_required
+def section_edit(request: HttpRequest, pk: int, section_pk: int) -> HttpResponse:
+    section = access.get_section_for_member(request, pk, section_pk)
+    form = SectionForm(request.POST or None, instance=section)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        services.touch_survey(section.survey)
+        messages.success(request, _("Section saved."))
+        return redirect("survey:survey", pk=section.survey.pk)
+    return _render(
+        request,
+        "survey/section_form.html",
+        {"form": form, "survey": section.survey, "section": section},
+        status=400 if form.is_bound and form.errors else 200,
+    )
+
+
+@require_POST
+@login_required
+def section_move(request: HttpRequest, pk: int, section_pk: int) -> HttpResponse:
+    section = access.get_section_for_member(request, pk, section_pk)
+    offset = -1 if request.POST.get("direction") == "up" else 1
+    services.move_section(section=section, offset=offset, by=_user(request))
+    return redirect("survey:survey", pk=section.survey.pk)
+
+
+@require_POST
+@login_required
+def section_delete(request: HttpRequest, pk: int, section_pk: int) -> HttpResponse:
+    section = access.get_section_for_member(request, pk, section_pk)
+    moved = services.delete_section(section=section, by=_user(request))
+    if moved:
+        messages.success(
+            request,
+            _("Section deleted; the questions in it (%(count)d) moved to the first page.")
+            % {"count": moved},
+        )
+    else:
+        messages.success(request, _("Section deleted."))
+    return redirect("survey:survey", pk=section.survey.pk)

@@ -67,5 +67,5 @@ def carol(carol_account: SurveyAccount, carol_user: User) -> Client:
 
 
 @pytest.fixture
-def anonymous() -> Client:
+def anonymous(db: None) -> Client:
     return Client()

@@ -1,0 +1,270 @@
+"""Survey home, account creation and switching, member management (persona matrix)."""
+
+from __future__ import annotations
+
+import pytest
+from django.core import mail
+from django.test import Client
+from django.urls import reverse
+
+from kizuna.identity.models import User
+from kizuna.survey.models import AccountMember, MemberRole, Portal, Survey, SurveyAccount
+from kizuna.survey.services import create_account
+from kizuna.testing.personas import client_for, make_user
+
+# --- home -------------------------------------------------------------------------------------
+
+
+def test_home_shows_the_administrators_portals_surveys_and_counts(
+    ada: Client, survey: Survey
+) -> None:
+    response = ada.get(reverse("survey:home"))
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "My portal" in body
+    assert "Customer satisfaction" in body
+    assert reverse("survey:members") in body  # admin-only links
+    assert reverse("survey:portals") in body
+
+
+def test_home_for_a_member_hides_administrator_links(bob: Client, survey: Survey) -> None:
+    response = bob.get(reverse("survey:home"))
+    assert response.status_code == 200
+    assert "Customer satisfaction" in response.content.decode()
+    assert reverse("survey:members") not in response.content.decode()
+
+
+def test_home_for_an_outsider_shows_only_their_own_account(carol: Client, survey: Survey) -> None:
+    response = carol.get(reverse("survey:home"))
+    assert response.status_code == 200
+    assert "Customer satisfaction" not in response.content.decode()
+    assert "Carol&#x27;s Research" in response.content.decode()
+
+
+def test_home_for_a_user_without_account_offers_to_create_one(user_client: Client) -> None:
+    response = user_client.get(reverse("survey:home"))
+    assert response.status_code == 200
+    assert "Create a Survey account" in response.content.decode()
+
+
+def test_home_signed_out_redirects_to_sign_in(anonymous: Client) -> None:
+    response = anonymous.get(reverse("survey:home"))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("identity:login"))
+
+
+def test_home_is_in_japanese_for_a_japanese_browser(ada: Client, survey: Survey) -> None:
+    response = ada.get(reverse("survey:home"), headers={"accept-language": "ja"})
+    assert "アンケート" in response.content.decode()
+    assert "回答" in response.content.decode()
+
+
+# --- creating and switching accounts ----------------------------------------------------------
+
+
+def test_any_signed_in_user_can_create_an_account_with_a_first_portal(
+    user: User, user_client: Client
+) -> None:
+    response = user_client.post(reverse("survey:account-new"), {"name": "Pat's Polls"})
+    assert response.status_code == 302
+    account = SurveyAccount.objects.get(name="Pat's Polls")
+    member = AccountMember.objects.get(account=account)
+    assert (member.user, member.role) == (user, MemberRole.ADMINISTRATOR)
+    assert list(account.portals.values_list("name", flat=True)) == ["My portal"]
+
+
+def test_first_portal_is_named_in_japanese_for_a_japanese_user(db: None) -> None:
+    client = client_for(make_user("hana@example.com", language="ja"))
+    client.post(reverse("survey:account-new"), {"name": "花の調査"})
+    assert Portal.objects.get(account__name="花の調査").name == "マイポータル"
+
+
+def test_creating_an_account_without_a_name_re_renders_with_an_error(
+    user_client: Client,
+) -> None:
+    response = user_client.post(reverse("survey:account-new"), {"name": "   "})
+    assert response.status_code == 400
+    assert SurveyAccount.objects.count() == 0
+
+
+def test_creating_an_account_signed_out_creates_nothing(anonymous: Client) -> None:
+    response = anonymous.post(reverse("survey:account-new"), {"name": "Sneaky"})
+    assert response.status_code == 302
+    assert not SurveyAccount.objects.filter(name="Sneaky").exists()
+
+
+def test_a_user_with_two_accounts_can_switch_between_them(
+    ada: Client, ada_user: User, survey: Survey
+) -> None:
+    other = create_account(name="Ada's Second", owner=ada_user)
+    response = ada.post(reverse("survey:account-switch"), {"account": other.pk})
+    assert response.status_code == 302
+    page = ada.get(reverse("survey:home")).content.decode()
+    assert "Customer satisfaction" not in page
+    assert 'name="account"' in page  # the switcher shows with several accounts
+
+
+def test_switching_to_someone_elses_account_is_404(
+    bob: Client, carol_account: SurveyAccount
+) -> None:
+    response = bob.post(reverse("survey:account-switch"), {"account": carol_account.pk})
+    assert response.status_code == 404
+
+
+# --- members: persona matrix ---------------------------------------------------------------
+
+
+def test_members_page_as_administrator_lists_members(
+    ada: Client, bob_member: AccountMember
+) -> None:
+    response = ada.get(reverse("survey:members"))
+    assert response.status_code == 200
+    assert "bob@example.com" in response.content.decode()
+
+
+def test_members_page_as_member_is_403(bob: Client) -> None:
+    assert bob.get(reverse("survey:members")).status_code == 403
+
+
+def test_members_page_as_outsider_shows_only_their_account(
+    carol: Client, bob_member: AccountMember
+) -> None:
+    response = carol.get(reverse("survey:members"))
+    assert response.status_code == 200
+    assert "bob@example.com" not in response.content.decode()
+
+
+def test_members_page_without_an_account_is_404(user_client: Client) -> None:
+    assert user_client.get(reverse("survey:members")).status_code == 404
+
+
+def test_members_page_signed_out_redirects(anonymous: Client) -> None:
+    assert anonymous.get(reverse("survey:members")).status_code == 302
+
+
+def test_administrator_adds_members_by_email_and_unknown_ones_are_invited(
+    ada: Client, account: SurveyAccount, bob_user: User
+) -> None:
+    response = ada.post(
+        reverse("survey:members"),
+        {"emails": "bob@example.com, newbie@example.com\nada@example.com", "role": "member"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "Added: bob@example.com, newbie@example.com" in body
+    assert "Already members: ada@example.com" in body
+    assert set(account.members.values_list("user__email", flat=True)) == {
+        "ada@example.com",
+        "bob@example.com",
+        "newbie@example.com",
+    }
+    assert [m.to for m in mail.outbox] == [["newbie@example.com"]]
+
+
+def test_adding_an_invalid_email_keeps_what_was_typed_and_adds_nobody(
+    ada: Client, account: SurveyAccount
+) -> None:
+    response = ada.post(
+        reverse("survey:members"), {"emails": "fine@example.com\nbroken", "role": "member"}
+    )
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert "These are not valid email addresses: broken" in body
+    assert "fine@example.com" in body
+    assert account.members.count() == 1
+
+
+def test_a_member_cannot_add_members(bob: Client, account: SurveyAccount) -> None:
+    response = bob.post(reverse("survey:members"), {"emails": "x@example.com", "role": "admin"})
+    assert response.status_code == 403
+    assert not User.objects.filter(email="x@example.com").exists()
+
+
+def test_administrator_changes_a_role(ada: Client, bob_member: AccountMember) -> None:
+    response = ada.post(reverse("survey:member-role", args=[bob_member.pk]), {"role": "admin"})
+    assert response.status_code == 302
+    bob_member.refresh_from_db()
+    assert bob_member.role == MemberRole.ADMINISTRATOR
+
+
+def test_the_last_administrator_cannot_demote_themselves(
+    ada: Client, account: SurveyAccount, ada_user: User
+) -> None:
+    ada_member = AccountMember.objects.get(account=account, user=ada_user)
+    response = ada.post(
+        reverse("survey:member-role", args=[ada_member.pk]), {"role": "member"}, follow=True
+    )
+    assert "at least one administrator" in response.content.decode()
+    ada_member.refresh_from_db()
+    assert ada_member.role == MemberRole.ADMINISTRATOR
+
+
+def test_a_member_cannot_change_roles(bob: Client, bob_member: AccountMember) -> None:
+    response = bob.post(reverse("survey:member-role", args=[bob_member.pk]), {"role": "admin"})
+    assert response.status_code == 403
+    bob_member.refresh_from_db()
+    assert bob_member.role == MemberRole.MEMBER
+
+
+def test_an_outsider_cannot_change_roles_of_another_account(
+    carol: Client, bob_member: AccountMember
+) -> None:
+    response = carol.post(reverse("survey:member-role", args=[bob_member.pk]), {"role": "admin"})
+    assert response.status_code == 404
+    bob_member.refresh_from_db()
+    assert bob_member.role == MemberRole.MEMBER
+
+
+def test_signed_out_cannot_change_roles(anonymous: Client, bob_member: AccountMember) -> None:
+    response = anonymous.post(
+        reverse("survey:member-role", args=[bob_member.pk]), {"role": "admin"}
+    )
+    assert response.status_code == 302
+    bob_member.refresh_from_db()
+    assert bob_member.role == MemberRole.MEMBER
+
+
+def test_administrator_removes_a_member(ada: Client, bob_member: AccountMember) -> None:
+    response = ada.post(reverse("survey:member-remove", args=[bob_member.pk]))
+    assert response.status_code == 302
+    assert not AccountMember.objects.filter(pk=bob_member.pk).exists()
+    assert User.objects.filter(email="bob@example.com").exists()  # the user stays
+
+
+def test_the_last_administrator_cannot_be_removed(
+    ada: Client, account: SurveyAccount, ada_user: User
+) -> None:
+    ada_member = AccountMember.objects.get(account=account, user=ada_user)
+    response = ada.post(reverse("survey:member-remove", args=[ada_member.pk]), follow=True)
+    assert "The last administrator cannot be removed" in response.content.decode()
+    assert AccountMember.objects.filter(pk=ada_member.pk).exists()
+
+
+@pytest.mark.parametrize(("persona", "status"), [("bob", 403), ("carol", 404), ("anonymous", 302)])
+def test_only_an_administrator_of_the_account_can_remove_members(
+    request: pytest.FixtureRequest, persona: str, status: int, bob_member: AccountMember
+) -> None:
+    client: Client = request.getfixturevalue(persona)
+    response = client.post(reverse("survey:member-remove", args=[bob_member.pk]))
+    assert response.status_code == status
+    assert AccountMember.objects.filter(pk=bob_member.pk).exists()
+
+
+def test_administrator_resends_an_invitation_to_someone_without_a_password(
+    ada: Client, account: SurveyAccount, ada_user: User
+) -> None:
+    ada.post(reverse("survey:members"), {"emails": "late@example.com", "role": "member"})
+    member = AccountMember.objects.get(account=account, user__email="late@example.com")
+    response = ada.post(reverse("survey:member-resend", args=[member.pk]))
+    assert response.status_code == 302
+    assert [m.to for m in mail.outbox] == [["late@example.com"], ["late@example.com"]]
+
+
+@pytest.mark.parametrize(("persona", "status"), [("bob", 403), ("carol", 404), ("anonymous", 302)])
+def test_only_an_administrator_of_the_account_can_resend_invitations(
+    request: pytest.FixtureRequest, persona: str, status: int, bob_member: AccountMember
+) -> None:
+    client: Client = request.getfixturevalue(persona)
+    assert client.post(reverse("survey:member-resend", args=[bob_member.pk])).status_code == status
+    assert mail.outbox == []

@@ -14,7 +14,13 @@ urlpatterns = [
     path("", include("kizuna.identity.urls")),
 ]
 if "crm" in settings.KIZUNA_SERVICES:
-    urlpatterns += [path("crm/", include("kizuna.crm.urls"))]
+    urlpatterns += [
+        # Before crm/ so that /crm/mail/ reverses as crm_mail:<name> (top-level namespace).
+        path("crm/mail/", include("kizuna.crm.mail.urls")),
+        path("crm/imports/", include("kizuna.crm.imports.urls")),
+        path("crm/api-tokens/", include("kizuna.crm.api.urls")),
+        path("crm/", include("kizuna.crm.urls")),
+    ]
 if "survey" in settings.KIZUNA_SERVICES:
     urlpatterns += [
         path("survey/", include("kizuna.survey.urls")),

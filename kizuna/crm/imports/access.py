@@ -1,0 +1,20 @@
+"""Who may see an import: its creator, and the organization's administrators."""
+
+from __future__ import annotations
+
+from django.http import Http404, HttpRequest
+
+from kizuna.crm.access import current_membership
+from kizuna.crm.imports.models import ImportJob
+
+
+def get_import_job_for_member(request: HttpRequest, pk: int) -> ImportJob:
+    """The import in the current organization, or 404 (also for other members' imports)."""
+    membership = current_membership(request)
+    jobs = ImportJob.objects.filter(organization=membership.organization)
+    if not membership.is_administrator:
+        jobs = jobs.filter(created_by_id=request.user.pk)
+    try:
+        return jobs.select_related("organization", "created_by").get(pk=pk)
+    except ImportJob.DoesNotExist:
+        raise Http404 from None

@@ -1,0 +1,194 @@
+"""Every write of the CSV import: the job row, the records, their timeline, the background task."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone, translation
+from django.utils.translation import gettext
+
+from kizuna.crm.imports.models import ImportJob, ImportStatus
+from kizuna.crm.imports.rows import (
+    MAX_UPLOAD_BYTES,
+    ImportFileError,
+    analyze,
+    decode_upload,
+    guess_mapping,
+    model_for,
+    read_table,
+)
+from kizuna.crm.models import Activity, ActivityKind, Contact, Lead, Organization
+from kizuna.identity.models import User
+
+BATCH_SIZE = 1000
+PROBLEMS_KEPT = 1000
+
+
+def background_threshold() -> int:
+    """Files with more rows than this are imported by the worker, with a progress bar."""
+    return int(getattr(settings, "KIZUNA_IMPORT_BACKGROUND_ROWS", 2000))
+
+
+def create_import_job(
+    *, organization: Organization, by: User, module: str, filename: str, data: bytes
+) -> ImportJob:
+    """Store an uploaded file, decoded, with the column mapping guessed from its headers."""
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise ImportFileError(
+            gettext("The file is larger than %(size)s MB.")
+            % {"size": MAX_UPLOAD_BYTES // 1024 // 1024}
+        )
+    text, encoding = decode_upload(data)
+    headers, rows = read_table(text)
+    return ImportJob.objects.create(
+        organization=organization,
+        created_by=by,
+        module=module,
+        filename=filename[:255],
+        encoding=encoding,
+        content=text,
+        headers=headers,
+        row_count=len(rows),
+        mapping=guess_mapping(headers, module),
+    )
+
+
+def save_import_mapping(*, job: ImportJob, mapping: dict[str, str]) -> None:
+    job.mapping = mapping
+    job.save(update_fields=["mapping"])
+
+
+def start_import(*, job: ImportJob, skip_bad_rows: bool, allow_duplicates: bool) -> ImportJob:
+    """Queue the import; small files run now, large ones in the worker."""
+    # A job that failed on bad rows may be started again, for example to skip them.
+    updated = ImportJob.objects.filter(
+        pk=job.pk, status__in=[ImportStatus.UPLOADED, ImportStatus.FAILED], created_count=0
+    ).update(
+        status=ImportStatus.QUEUED,
+        failure="",
+        problems=[],
+        skip_bad_rows=skip_bad_rows,
+        allow_duplicates=allow_duplicates,
+        processed=0,
+    )
+    if not updated:
+        job.refresh_from_db()
+        return job
+    if job.row_count > background_threshold():
+        from kizuna.crm.imports.tasks import run_import_task
+
+        transaction.on_commit(lambda: run_import_task.enqueue(job.pk))
+        job.refresh_from_db()
+        return job
+    return run_import(job_id=job.pk)
+
+
+def run_import(*, job_id: int) -> ImportJob:
+    """Validate again and create the records; all of them or none unless bad rows are skipped.
+
+    Safe to run twice: only the run that moves the job from queued to running acts.
+    """
+    claimed = ImportJob.objects.filter(pk=job_id, status=ImportStatus.QUEUED).update(
+        status=ImportStatus.RUNNING, started_at=timezone.now()
+    )
+    job = ImportJob.objects.select_related("organization", "created_by").get(pk=job_id)
+    if not claimed:
+        return job
+    language = job.created_by.language if job.created_by else settings.LANGUAGE_CODE
+    with translation.override(language or settings.LANGUAGE_CODE):
+        try:
+            _run_claimed_import(job)
+        except Exception as error:
+            ImportJob.objects.filter(pk=job.pk).update(
+                status=ImportStatus.FAILED,
+                failure=gettext("The import failed and nothing was imported: %(error)s")
+                % {"error": error},
+                finished_at=timezone.now(),
+            )
+            raise
+    job.refresh_from_db()
+    return job
+
+
+def _run_claimed_import(job: ImportJob) -> None:
+    def report(processed: int) -> None:
+        ImportJob.objects.filter(pk=job.pk).update(processed=processed)
+
+    analysis = analyze(
+        organization=job.organization,
+        module=job.module,
+        text=job.content,
+        mapping=job.mapping,
+        on_progress=report,
+    )
+    problems = [
+        problem.as_json()
+        for problem in analysis.problems(allow_duplicates=job.allow_duplicates)[:PROBLEMS_KEPT]
+    ]
+    bad = analysis.bad_count(allow_duplicates=job.allow_duplicates)
+    if bad and not job.skip_bad_rows:
+        ImportJob.objects.filter(pk=job.pk).update(
+            status=ImportStatus.FAILED,
+            processed=analysis.total,
+            problems=problems,
+            failure=gettext(
+                "%(count)s rows have errors or duplicates, so nothing was imported. Fix the "
+                "file, or choose to skip the bad rows."
+            )
+            % {"count": bad},
+            finished_at=timezone.now(),
+        )
+        return
+    rows = analysis.rows_to_create(allow_duplicates=job.allow_duplicates)
+    ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.SAVING)
+    with transaction.atomic():
+        _create_records(job, rows)
+        ImportJob.objects.filter(pk=job.pk).update(
+            status=ImportStatus.DONE,
+            processed=analysis.total,
+            created_count=len(rows),
+            skipped_count=bad,
+            problems=problems,
+            content="",
+            finished_at=timezone.now(),
+        )
+
+
+def _create_records(job: ImportJob, rows: list[tuple[int, dict[str, Any]]]) -> None:
+    model = model_for(job.module)
+    now = timezone.now()
+    by = job.created_by
+    summary = gettext("Imported from %(filename)s") % {"filename": job.filename}
+    for start in range(0, len(rows), BATCH_SIZE):
+        batch = rows[start : start + BATCH_SIZE]
+        records: list[Lead | Contact] = []
+        for _number, values in batch:
+            record = model(
+                organization=job.organization,
+                created_by=by,
+                modified_by=by,
+                created_at=now,
+                modified_at=now,
+                **values,
+            )
+            if "owner_id" not in values:
+                record.owner = by
+            records.append(record)
+        created = model.objects.bulk_create(records)  # type: ignore[arg-type]
+        link = "lead" if job.module == "leads" else "contact"
+        Activity.objects.bulk_create(
+            [
+                Activity(
+                    organization=job.organization,
+                    kind=ActivityKind.IMPORTED,
+                    summary=summary[:500],
+                    data={"import_job": job.pk, "row": number},
+                    actor=by,
+                    created_at=now,
+                    **{link: record},
+                )
+                for (number, _values), record in zip(batch, created, strict=True)
+            ]
+        )

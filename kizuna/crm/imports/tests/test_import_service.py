@@ -1,0 +1,164 @@
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.test import override_settings
+
+from kizuna.crm.imports import services
+from kizuna.crm.imports.models import ImportJob, ImportStatus
+from kizuna.crm.imports.rows import ImportFileError, RowValidator, decode_upload
+from kizuna.crm.imports.tests.csvfiles import EN_HEADERS, csv_bytes, lead_rows
+from kizuna.crm.models import Activity, ActivityKind, Lead, Membership, Organization
+from kizuna.identity.models import User
+from kizuna.testing.personas import make_user
+
+IMMEDIATE = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+
+
+def _job(organization: Organization, by: User, rows: list[list[str]]) -> ImportJob:
+    return services.create_import_job(
+        organization=organization,
+        by=by,
+        module="leads",
+        filename="people.csv",
+        data=csv_bytes([EN_HEADERS, *rows]),
+    )
+
+
+def test_decoding_prefers_the_bom_then_strict_utf8_then_shift_jis() -> None:
+    assert decode_upload(b"\xef\xbb\xbf\xe5\xa7\x93") == ("姓", "utf-8-sig")
+    assert decode_upload("姓".encode()) == ("姓", "utf-8")
+    assert decode_upload("姓".encode("cp932")) == ("姓", "shift_jis")
+    with pytest.raises(ImportFileError):
+        decode_upload(b"\x81\x20")
+    with pytest.raises(ImportFileError):
+        decode_upload(b"\xff\xfeA\x00")
+
+
+def test_10000_rows_import_in_one_transaction_quickly(
+    ada: User, organization: Organization
+) -> None:
+    job = _job(organization, ada, lead_rows(10_000))
+    assert job.row_count == 10_000
+    began = time.monotonic()
+    queued = services.start_import(job=job, skip_bad_rows=False, allow_duplicates=False)
+    assert queued.status == ImportStatus.QUEUED  # more than 2,000 rows: the worker's job
+    services.run_import(job_id=job.pk)
+    elapsed = time.monotonic() - began
+    job.refresh_from_db()
+    assert (job.status, job.processed, job.created_count) == (ImportStatus.DONE, 10_000, 10_000)
+    assert Lead.objects.filter(organization=organization).count() == 10_000
+    assert Activity.objects.filter(kind=ActivityKind.IMPORTED).count() == 10_000
+    assert elapsed < 20
+
+
+def test_one_error_deep_in_a_large_file_imports_nothing(
+    ada: User, organization: Organization
+) -> None:
+    rows = lead_rows(3000)
+    rows[2500][3] = "broken@"
+    job = _job(organization, ada, rows)
+    services.start_import(job=job, skip_bad_rows=False, allow_duplicates=False)
+    job = services.run_import(job_id=job.pk)
+    assert job.status == ImportStatus.FAILED
+    assert job.problems == [
+        {"row": 2502, "fields": {"email": ["Enter a valid email address."]}, "duplicate": ""}
+    ]
+    assert Lead.objects.count() == 0
+
+
+@override_settings(KIZUNA_IMPORT_BACKGROUND_ROWS=2)
+def test_large_files_go_to_the_worker_and_report_progress(
+    ada: User, organization: Organization, django_capture_on_commit_callbacks
+) -> None:
+    from django_tasks_db.models import DBTaskResult
+
+    job = _job(organization, ada, lead_rows(3))
+    with django_capture_on_commit_callbacks(execute=True):
+        job = services.start_import(job=job, skip_bad_rows=False, allow_duplicates=False)
+    assert job.status == ImportStatus.QUEUED
+    assert Lead.objects.count() == 0
+    task_row = DBTaskResult.objects.get()
+    assert task_row.task_path == "kizuna.crm.imports.tasks.run_import_task"
+    assert task_row.args_kwargs == {"args": [job.pk], "kwargs": {}}
+    # What the worker does with that row:
+    from kizuna.crm.imports.tasks import run_import_task
+
+    assert run_import_task.call(job.pk) == 3
+    job.refresh_from_db()
+    assert (job.status, job.processed, job.created_count) == (ImportStatus.DONE, 3, 3)
+
+
+@override_settings(KIZUNA_IMPORT_BACKGROUND_ROWS=2, TASKS=IMMEDIATE)
+def test_the_background_task_runs_the_import_once(
+    ada: User, organization: Organization, django_capture_on_commit_callbacks
+) -> None:
+    job = _job(organization, ada, lead_rows(3))
+    with django_capture_on_commit_callbacks(execute=True):
+        services.start_import(job=job, skip_bad_rows=False, allow_duplicates=False)
+    job.refresh_from_db()
+    assert (job.status, job.created_count) == (ImportStatus.DONE, 3)
+    # A second delivery of the same task creates nothing more.
+    services.run_import(job_id=job.pk)
+    assert Lead.objects.count() == 3
+
+
+def test_validation_uses_the_record_rules_and_maps_labels_in_both_languages(
+    ada: User, bob: User, charlie: User, organization: Organization
+) -> None:
+    mapping = {
+        "0": "family_name",
+        "1": "status",
+        "2": "lead_source",
+        "3": "owner",
+        "4": "email_opt_out",
+        "5": "email",
+    }
+    validator = RowValidator(organization=organization, module="leads", mapping=mapping)
+    values, errors = validator.clean(
+        ["鈴木", "見込みあり", "紹介", "BOB@example.com", "はい", "A@B.JP"]
+    )
+    assert errors == {}
+    assert values == {
+        "family_name": "鈴木",
+        "status": "qualified",
+        "lead_source": "referral",
+        "owner_id": bob.pk,
+        "email_opt_out": True,
+        "email": "a@b.jp",
+    }
+    values, errors = validator.clean(
+        ["x" * 101, "Maybe", "", "charlie@example.com", "perhaps", "a@@b"]
+    )
+    assert errors == {
+        "family_name": ["Ensure this value has at most 100 characters (it has 101)."],
+        "status": ["“Maybe” is not one of: New, Contacted, Qualified, Unqualified, Converted."],
+        "owner": [
+            "No active member of this organization has the email address charlie@example.com."
+        ],
+        "email_opt_out": ["Write yes or no (or 1 or 0)."],
+        "email": ["Enter a valid email address."],
+    }
+
+
+def test_an_inactive_member_cannot_own_imported_records(
+    ada: User, organization: Organization
+) -> None:
+    former = make_user("former@example.com")
+    Membership.objects.create(organization=organization, user=former, is_active=False)
+    validator = RowValidator(
+        organization=organization, module="leads", mapping={"0": "family_name", "1": "owner"}
+    )
+    _values, errors = validator.clean(["Sato", "former@example.com"])
+    assert list(errors) == ["owner"]
+
+
+def test_a_formula_quote_from_our_export_is_taken_off(
+    ada: User, organization: Organization
+) -> None:
+    validator = RowValidator(
+        organization=organization, module="leads", mapping={"0": "family_name", "1": "phone"}
+    )
+    values, errors = validator.clean(["Sato", "'+81 3 1234 5678"])
+    assert (values["phone"], errors) == ("+81 3 1234 5678", {})

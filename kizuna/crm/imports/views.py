@@ -1,0 +1,213 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.translation import get_language
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from kizuna.crm.access import MODULES, current_membership, signed_in_user
+from kizuna.crm.forms import ListForm
+from kizuna.crm.imports import services
+from kizuna.crm.imports.access import get_import_job_for_member
+from kizuna.crm.imports.exporting import csv_lines, export_queryset
+from kizuna.crm.imports.forms import MappingForm, StartForm, UploadForm
+from kizuna.crm.imports.models import ImportJob, ImportModule, ImportStatus
+from kizuna.crm.imports.rows import (
+    MAX_UPLOAD_BYTES,
+    ImportFileError,
+    analyze,
+    field_label,
+    read_table,
+)
+from kizuna.crm.models import LeadSource, LeadStatus, Membership
+
+PROBLEMS_SHOWN = 200
+SAMPLE_ROWS = 5
+
+
+@login_required
+def start(request: HttpRequest) -> HttpResponse:
+    membership = current_membership(request)
+    if request.method == "POST":
+        form = UploadForm(request.POST, request.FILES)
+        if form.is_valid():
+            upload = form.cleaned_data["file"]
+            try:
+                job = services.create_import_job(
+                    organization=membership.organization,
+                    by=signed_in_user(request),
+                    module=form.cleaned_data["module"],
+                    filename=upload.name or "import.csv",
+                    data=upload.read(MAX_UPLOAD_BYTES + 1),
+                )
+            except ImportFileError as error:
+                form.add_error("file", str(error))
+            else:
+                return redirect("crm_imports:mapping", pk=job.pk)
+    else:
+        module = request.GET.get("module", ImportModule.LEADS)
+        form = UploadForm(initial={"module": module})
+    jobs = ImportJob.objects.filter(organization=membership.organization)
+    if not membership.is_administrator:
+        jobs = jobs.filter(created_by_id=request.user.pk)
+    recent = jobs.select_related("created_by").order_by("-created_at")[:20]
+    return render(
+        request,
+        "crm_imports/start.html",
+        {"form": form, "jobs": recent, "modules": ImportModule.choices},
+    )
+
+
+def _editable(job: ImportJob) -> bool:
+    return (
+        job.status in {ImportStatus.UPLOADED, ImportStatus.FAILED}
+        and job.created_count == 0
+        and bool(job.content)
+    )
+
+
+@login_required
+def mapping(request: HttpRequest, pk: int) -> HttpResponse:
+    job = get_import_job_for_member(request, pk)
+    if not _editable(job):
+        return redirect("crm_imports:detail", pk=job.pk)
+    _headers, rows = read_table(job.content)
+    samples = rows[0][1] if rows else []
+    form = MappingForm(
+        request.POST or None,
+        module=job.module,
+        headers=list(job.headers),
+        samples=samples,
+        mapping=job.mapping,
+    )
+    if request.method == "POST" and form.is_valid():
+        services.save_import_mapping(job=job, mapping=form.mapping())
+        return redirect("crm_imports:preview", pk=job.pk)
+    return render(request, "crm_imports/mapping.html", {"job": job, "form": form})
+
+
+@login_required
+def preview(request: HttpRequest, pk: int) -> HttpResponse:
+    job = get_import_job_for_member(request, pk)
+    if not _editable(job):
+        return redirect("crm_imports:detail", pk=job.pk)
+    analysis = analyze(
+        organization=job.organization, module=job.module, text=job.content, mapping=job.mapping
+    )
+    columns = [name for _index, name in sorted((int(i), n) for i, n in job.mapping.items())]
+    owners = dict(
+        Membership.objects.filter(organization=job.organization).values_list(
+            "user_id", "user__email"
+        )
+    )
+    sample = [
+        (number, [_display(name, values, owners) for name in columns])
+        for number, values in analysis.valid[:SAMPLE_ROWS]
+    ]
+    problems = [
+        {
+            "row": problem.row,
+            "fields": [
+                (field_label(job.module, name), messages_)
+                for name, messages_ in problem.fields.items()
+            ],
+            "duplicate": problem.duplicate,
+        }
+        for problem in analysis.problems()[:PROBLEMS_SHOWN]
+    ]
+    return render(
+        request,
+        "crm_imports/preview.html",
+        {
+            "job": job,
+            "analysis": analysis,
+            "error_count": len(analysis.errors),
+            "duplicate_count": len(analysis.duplicates),
+            "valid_count": len(analysis.valid),
+            "problems": problems,
+            "problems_hidden": max(0, len(analysis.problems()) - PROBLEMS_SHOWN),
+            "column_labels": [field_label(job.module, name) for name in columns],
+            "sample": sample,
+            "form": StartForm(),
+            "background": job.row_count > services.background_threshold(),
+        },
+    )
+
+
+def _display(name: str, values: dict[str, Any], owners: dict[int, str]) -> str:
+    if name == "owner":
+        return owners.get(values.get("owner_id", 0), "")
+    value = values.get(name, "")
+    if name == "status" and value:
+        return str(LeadStatus(value).label)
+    if name == "lead_source" and value:
+        return str(LeadSource(value).label)
+    if name == "email_opt_out":
+        return _("Yes") if value else _("No")
+    return str(value)
+
+
+@require_POST
+@login_required
+def run(request: HttpRequest, pk: int) -> HttpResponse:
+    job = get_import_job_for_member(request, pk)
+    if not _editable(job):
+        return redirect("crm_imports:detail", pk=job.pk)
+    form = StartForm(request.POST)
+    form.is_valid()  # two optional checkboxes: always valid
+    job = services.start_import(
+        job=job,
+        skip_bad_rows=form.cleaned_data["skip_bad_rows"],
+        allow_duplicates=form.cleaned_data["allow_duplicates"],
+    )
+    if job.status == ImportStatus.DONE:
+        messages.success(
+            request,
+            _("%(count)s records were imported.") % {"count": job.created_count},
+        )
+    return redirect("crm_imports:detail", pk=job.pk)
+
+
+@login_required
+def detail(request: HttpRequest, pk: int) -> HttpResponse:
+    job = get_import_job_for_member(request, pk)
+    problems = [
+        {
+            "row": problem["row"],
+            "fields": [
+                (field_label(job.module, name), messages_)
+                for name, messages_ in problem["fields"].items()
+            ],
+            "duplicate": problem["duplicate"],
+        }
+        for problem in job.problems[:PROBLEMS_SHOWN]
+    ]
+    context = {"job": job, "problems": problems, "can_retry": _editable(job)}
+    if request.htmx:  # type: ignore[attr-defined]
+        return render(request, "crm_imports/detail.html#progress", context)
+    return render(request, "crm_imports/detail.html", context)
+
+
+@login_required
+def export(request: HttpRequest, module: str) -> StreamingHttpResponse:
+    if module not in MODULES:
+        raise Http404
+    organization = current_membership(request).organization
+    # The list page's own form reads the filters, so the file holds what the list shows.
+    query = ListForm(
+        request.GET, module=module, organization=organization, user=signed_in_user(request)
+    ).list_query()
+    queryset = export_queryset(organization=organization, module=module, query=query)
+    response = StreamingHttpResponse(
+        csv_lines(queryset, module, get_language() or "en"),
+        content_type="text/csv; charset=utf-8",
+    )
+    stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
+    response["Content-Disposition"] = f'attachment; filename="{module}-{stamp}.csv"'
+    return response

@@ -1,3 +1,4 @@
+from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.test import RequestFactory
 from django.utils import translation
@@ -21,8 +22,6 @@ def test_unknown_page_gets_the_404_page_in_japanese(client, db):
 
 def test_403_page_is_translated(rf: RequestFactory, db):
     request = rf.get("/somewhere/")
-    from django.contrib.auth.models import AnonymousUser
-
     request.user = AnonymousUser()
     with translation.override("ja"):
         response = defaults.permission_denied(request, PermissionDenied())

@@ -6,3 +6,12 @@ class CrmMailConfig(AppConfig):
     name = "kizuna.crm.mail"
     label = "crm_mail"
     verbose_name = _("CRM mail")
+
+    def ready(self) -> None:
+        from kizuna.crm.mail import hooks
+        from kizuna.crm.mail.models import OutgoingMessage
+        from kizuna.crm.mail.services import send_outgoing_message
+        from kizuna.work import leases
+
+        leases.register(OutgoingMessage, send_outgoing_message, batch_size=50)
+        hooks.register()

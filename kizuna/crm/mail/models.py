@@ -1,1 +1,198 @@
+"""Email templates, send batches and the outbox of per-recipient messages."""
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from kizuna.crm.models import Contact, Lead, Organization
+from kizuna.work.leases import LeasedWork, WorkStatus
+
+
+class Module(models.TextChoices):
+    LEADS = "leads", _("Leads")
+    CONTACTS = "contacts", _("Contacts")
+
+
+class EmailTemplate(models.Model):
+    """A reusable email of one organization for one module, with merge fields.
+
+    body_html is always stored sanitized (nh3); body_text may be empty, then the
+    plain-text part is derived from the HTML when a message is rendered.
+    """
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="email_templates"
+    )
+    module = models.CharField(_("module"), max_length=16, choices=Module.choices)
+    name = models.CharField(_("template name"), max_length=200)
+    subject = models.CharField(_("subject"), max_length=500)
+    body_html = models.TextField(_("body (HTML)"), blank=True)
+    body_text = models.TextField(_("body (plain text)"), blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("created by"),
+    )
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    modified_at = models.DateTimeField(_("modified at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("email template")
+        verbose_name_plural = _("email templates")
+        indexes: ClassVar = [
+            models.Index(fields=["organization", "module", "name"], name="crm_mail_template_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        from kizuna.crm.mail.rendering import sanitize_html
+
+        self.body_html = sanitize_html(self.body_html)
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+
+class SendBatch(models.Model):
+    """One "Send email" action: what was sent, by whom, to which records.
+
+    The subject and bodies are a snapshot taken at send time; the template may
+    change or disappear later. Records skipped at send time (opted out, no
+    email address) are listed in `skipped`; counts of the others come from the
+    batch's OutgoingMessage rows.
+    """
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="email_batches"
+    )
+    sender = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        related_name="+",
+        verbose_name=_("sender"),
+    )
+    module = models.CharField(_("module"), max_length=16, choices=Module.choices)
+    template = models.ForeignKey(
+        EmailTemplate,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="batches",
+        verbose_name=_("template"),
+    )
+    subject = models.CharField(_("subject"), max_length=500)
+    body_html = models.TextField(_("body (HTML)"), blank=True)
+    body_text = models.TextField(_("body (plain text)"), blank=True)
+    total = models.PositiveIntegerField(_("recipients"), default=0)
+    skipped = models.JSONField(_("skipped"), default=list, blank=True)
+    created_at = models.DateTimeField(_("sent at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("email batch")
+        verbose_name_plural = _("email batches")
+        indexes: ClassVar = [
+            models.Index(fields=["organization", "-created_at"], name="crm_mail_batch_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return self.subject
+
+    def progress(self) -> BatchProgress:
+        counts = dict(
+            self.messages.order_by()
+            .values_list("status")
+            .annotate(count=models.Count("pk"))
+            .values_list("status", "count")
+        )
+        return BatchProgress(
+            total=self.total,
+            waiting=counts.get(WorkStatus.PENDING, 0) + counts.get(WorkStatus.LEASED, 0),
+            sent=counts.get(WorkStatus.DONE, 0),
+            failed=counts.get(WorkStatus.FAILED, 0),
+            skipped=len(self.skipped),
+        )
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    """Where a batch stands: every recipient is waiting, sent, failed or skipped."""
+
+    total: int
+    waiting: int
+    sent: int
+    failed: int
+    skipped: int
+
+    @property
+    def is_finished(self) -> bool:
+        return self.waiting == 0
+
+    @property
+    def finished(self) -> int:
+        return self.total - self.waiting
+
+    @property
+    def percent(self) -> int:
+        return 100 if not self.total else round(100 * self.finished / self.total)
+
+
+class OutgoingMessage(LeasedWork):
+    """One rendered email to one lead or contact, waiting in (or gone from) the outbox.
+
+    The worker sends it and marks it done under its lease. message_id is fixed
+    when the row is queued, so every attempt carries the same Message-ID.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    batch = models.ForeignKey(SendBatch, on_delete=models.CASCADE, related_name="messages")
+    lead = models.ForeignKey(
+        Lead, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    contact = models.ForeignKey(
+        Contact, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    sender = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    recipient_name = models.CharField(_("recipient"), max_length=250, blank=True)
+    to_address = models.EmailField(_("to"))
+    from_address = models.CharField(_("from"), max_length=300)
+    reply_to = models.CharField(_("reply to"), max_length=300, blank=True)
+    subject = models.CharField(_("subject"), max_length=1000)
+    body_html = models.TextField(_("body (HTML)"), blank=True)
+    body_text = models.TextField(_("body (plain text)"))
+    message_id = models.CharField(_("Message-ID"), max_length=250, unique=True)
+    unsubscribe_token = models.CharField(max_length=64, unique=True)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+
+    retry_base_seconds: ClassVar[float] = 60.0
+    lease_seconds: ClassVar[int] = 120
+
+    class Meta:
+        verbose_name = _("outgoing email")
+        verbose_name_plural = _("outgoing emails")
+        indexes: ClassVar = [
+            models.Index(fields=["status", "next_attempt_at"], name="crm_mail_outbox_due"),
+            models.Index(fields=["batch", "status"], name="crm_mail_outbox_batch"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.to_address}: {self.subject}"
+
+    @property
+    def record(self) -> Lead | Contact | None:
+        return self.lead or self.contact
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (WorkStatus.DONE, WorkStatus.FAILED)

@@ -1,0 +1,238 @@
+"""Merge fields and message rendering, with our own small renderer.
+
+Templates are written by users, so they never go through the Django template
+engine. A placeholder is `{{ namespace.key }}` (spaces optional):
+
+    {{ lead.family_name }}  {{ contact.company }}  {{ sender.name }}  {{ unsubscribe_url }}
+
+plus namespaces registered by extensions (`{{ survey.<id> }}`). Values are
+HTML-escaped in the HTML part and inserted as they are in the subject and the
+plain-text part.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from html import escape
+from html.parser import HTMLParser
+
+import nh3
+from django.db.models import Field
+from django.utils import translation
+from django.utils.translation import gettext_lazy as _
+
+from kizuna.crm.mail.extensions import MergeContext, placeholder_namespace
+from kizuna.crm.models import Contact, Lead
+
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z0-9_\-]+))?\s*\}\}")
+
+RECORD_NAMESPACE = {"leads": "lead", "contacts": "contact"}
+RECORD_MODEL: dict[str, type[Lead] | type[Contact]] = {"leads": Lead, "contacts": Contact}
+
+_COMMON_FIELDS = (
+    "family_name",
+    "given_name",
+    "company",
+    "title",
+    "email",
+    "phone",
+    "lead_source",
+    "postal_code",
+    "region",
+    "city",
+    "street",
+    "country",
+)
+_MODULE_FIELDS = {"leads": ("status",), "contacts": ("department",)}
+SENDER_FIELDS = {"name": _("Sender name"), "email": _("Sender email")}
+
+
+@dataclass(frozen=True)
+class MergeField:
+    placeholder: str
+    label: str
+
+
+def record_field_names(module: str) -> tuple[str, ...]:
+    return ("full_name", *_COMMON_FIELDS, *_MODULE_FIELDS[module])
+
+
+def merge_fields(module: str) -> list[MergeField]:
+    """The placeholders a template of this module may use, labelled in the current language."""
+    model = RECORD_MODEL[module]
+    namespace = RECORD_NAMESPACE[module]
+    record_label = model._meta.verbose_name
+    fields = []
+    for name in record_field_names(module):
+        field = None if name == "full_name" else model._meta.get_field(name)
+        field_label = field.verbose_name if isinstance(field, Field) else _("full name")
+        fields.append(
+            MergeField(
+                f"{{{{ {namespace}.{name} }}}}", f"{record_label}: {field_label}".capitalize()
+            )
+        )
+    fields += [
+        MergeField(f"{{{{ sender.{name} }}}}", str(label)) for name, label in SENDER_FIELDS.items()
+    ]
+    fields.append(MergeField("{{ unsubscribe_url }}", str(_("Unsubscribe link"))))
+    return fields
+
+
+def unknown_placeholders(text: str, module: str) -> list[str]:
+    """Placeholders in `text` that a template of `module` cannot render."""
+    known_record = set(record_field_names(module))
+    unknown = []
+    for match in PLACEHOLDER.finditer(text):
+        namespace, key = match.group(1), match.group(2)
+        if namespace == RECORD_NAMESPACE[module] and key in known_record:
+            continue
+        if namespace == "sender" and key in SENDER_FIELDS:
+            continue
+        if namespace == "unsubscribe_url" and key is None:
+            continue
+        if key is not None and placeholder_namespace(namespace) is not None:
+            continue
+        unknown.append(match.group(0))
+    return list(dict.fromkeys(unknown))
+
+
+def _value(namespace: str, key: str | None, context: MergeContext) -> str:
+    if namespace == RECORD_NAMESPACE[context.module] and key is not None:
+        record = context.record
+        if key == "full_name":
+            return record.display_name(context.language)
+        if key in ("lead_source", "status"):
+            with translation.override(context.language):
+                return str(getattr(record, f"get_{key}_display")())
+        if key in record_field_names(context.module):
+            return str(getattr(record, key) or "")
+        return ""
+    if namespace == "sender" and key is not None:
+        sender = context.sender
+        if sender is None:
+            return ""
+        return sender.get_full_name() if key == "name" else sender.email
+    if namespace == "unsubscribe_url" and key is None:
+        return context.unsubscribe_url
+    extension = placeholder_namespace(namespace)
+    if extension is not None and key is not None:
+        return extension.resolve(context, key)
+    return ""
+
+
+def render_string(text: str, context: MergeContext, *, html: bool) -> str:
+    def replace(match: re.Match[str]) -> str:
+        value = _value(match.group(1), match.group(2), context)
+        return escape(value) if html else value
+
+    return PLACEHOLDER.sub(replace, text)
+
+
+def sanitize_html(html: str) -> str:
+    """The HTML we keep from users: nh3's allow-list (no scripts, styles or event handlers)."""
+    if not html.strip():
+        return ""
+    return nh3.clean(html)
+
+
+_BLOCK_TAGS = frozenset(
+    {
+        "p",
+        "div",
+        "br",
+        "li",
+        "ul",
+        "ol",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "tr",
+        "table",
+        "blockquote",
+        "pre",
+        "hr",
+        "section",
+        "article",
+    }
+)
+
+
+class _TextExtractor(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.links: list[str | None] = []
+        self.skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style"):
+            self.skip += 1
+        elif tag == "li":
+            self.parts.append("\n- ")
+        elif tag == "br":
+            self.parts.append("\n")
+        elif tag in _BLOCK_TAGS:
+            self.parts.append("\n\n")
+        if tag == "a":
+            self.links.append(dict(attrs).get("href"))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style"):
+            self.skip = max(0, self.skip - 1)
+        elif tag == "a" and self.links:
+            href = self.links.pop()
+            if href and not href.startswith("#"):
+                self.parts.append(f" ({href})")
+        elif tag in _BLOCK_TAGS and tag != "br":
+            self.parts.append("\n\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip:
+            self.parts.append(re.sub(r"\s+", " ", data))
+
+
+def html_to_text(html: str) -> str:
+    """A readable plain-text version of an HTML body (the text part when none was written)."""
+    extractor = _TextExtractor()
+    extractor.feed(html)
+    extractor.close()
+    text = "".join(extractor.parts)
+    lines = [line.strip() for line in text.split("\n")]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+@dataclass(frozen=True)
+class RenderedMessage:
+    subject: str
+    html: str
+    text: str
+
+
+def render_message(
+    *, subject: str, body_html: str, body_text: str, context: MergeContext
+) -> RenderedMessage:
+    """One recipient's message, with the unsubscribe footer every message carries."""
+    text_source = body_text if body_text.strip() else html_to_text(body_html)
+    rendered_subject = " ".join(render_string(subject, context, html=False).split())
+    html = render_string(body_html, context, html=True) if body_html.strip() else ""
+    text = render_string(text_source, context, html=False).strip()
+    with translation.override(context.language):
+        note = str(
+            _(
+                "You receive this email from %(organization)s. "
+                "To stop receiving emails, unsubscribe:"
+            )
+            % {"organization": context.organization.name}
+        )
+        link_label = str(_("Unsubscribe"))
+    if html:
+        html += (
+            f"\n<hr>\n<p>{escape(note)} "
+            f'<a href="{escape(context.unsubscribe_url)}">{escape(link_label)}</a></p>\n'
+        )
+    text += f"\n\n-- \n{note}\n{context.unsubscribe_url}\n"
+    return RenderedMessage(subject=rendered_subject, html=html, text=text)

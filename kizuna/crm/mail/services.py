@@ -1,0 +1,381 @@
+"""Every write of CRM mail: templates, queueing a send, the worker's handler, unsubscribing."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Sequence
+from email.utils import formataddr, make_msgid, parseaddr
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.mail import EmailMessage, EmailMultiAlternatives
+from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext, override
+
+from kizuna.crm.mail import transport
+from kizuna.crm.mail.extensions import MergeContext
+from kizuna.crm.mail.models import EmailTemplate, OutgoingMessage, SendBatch
+from kizuna.crm.mail.rendering import render_message, sanitize_html
+from kizuna.crm.models import Activity, ActivityKind, Contact, Lead, Organization
+from kizuna.identity.models import User
+from kizuna.work import leases
+from kizuna.work.leases import WorkStatus
+
+logger = logging.getLogger(__name__)
+
+SKIP_OPTED_OUT = "opted_out"
+SKIP_NO_EMAIL = "no_email"
+
+
+# Templates ------------------------------------------------------------------
+
+
+def create_template(
+    *,
+    organization: Organization,
+    by: User,
+    module: str,
+    name: str,
+    subject: str,
+    body_html: str,
+    body_text: str,
+) -> EmailTemplate:
+    now = timezone.now()
+    return EmailTemplate.objects.create(
+        organization=organization,
+        module=module,
+        name=name,
+        subject=subject,
+        body_html=body_html,
+        body_text=body_text,
+        created_by=by,
+        created_at=now,
+        modified_at=now,
+    )
+
+
+def update_template(
+    *, template: EmailTemplate, name: str, subject: str, body_html: str, body_text: str
+) -> EmailTemplate:
+    template.name, template.subject = name, subject
+    template.body_html, template.body_text = body_html, body_text
+    template.modified_at = timezone.now()
+    template.save(update_fields=["name", "subject", "body_html", "body_text", "modified_at"])
+    return template
+
+
+def clone_template(*, template: EmailTemplate, by: User) -> EmailTemplate:
+    with override(by.language or settings.LANGUAGE_CODE):
+        name = gettext("Copy of %(name)s") % {"name": template.name}
+    return create_template(
+        organization=template.organization,
+        by=by,
+        module=template.module,
+        name=name[:200],
+        subject=template.subject,
+        body_html=template.body_html,
+        body_text=template.body_text,
+    )
+
+
+def delete_template(*, template: EmailTemplate) -> None:
+    # Batches keep their own snapshot of subject and bodies.
+    template.delete()
+
+
+# Sending --------------------------------------------------------------------
+
+
+def unsubscribe_url(token: str) -> str:
+    return settings.KIZUNA_BASE_URL + reverse("crm_mail:unsubscribe", args=[token])
+
+
+def _language_of(user: User | None) -> str:
+    return (user.language if user is not None else "") or settings.LANGUAGE_CODE
+
+
+def _from_address(sender: User) -> str:
+    _, address = parseaddr(settings.DEFAULT_FROM_EMAIL)
+    return formataddr((sender.get_full_name(), address))
+
+
+def _message_id() -> str:
+    _, address = parseaddr(settings.DEFAULT_FROM_EMAIL)
+    domain = address.rpartition("@")[2] or urlsplit(settings.KIZUNA_BASE_URL).hostname or "kizuna"
+    return make_msgid(idstring="kizuna", domain=domain)
+
+
+def _record_fields(record: Lead | Contact) -> dict[str, Any]:
+    return {"lead": record} if isinstance(record, Lead) else {"contact": record}
+
+
+def queue_emails(
+    *,
+    organization: Organization,
+    sender: User,
+    module: str,
+    records: Sequence[Lead | Contact],
+    subject: str,
+    body_html: str,
+    body_text: str,
+    template: EmailTemplate | None = None,
+) -> SendBatch:
+    """Render one message per recipient and queue them all in one transaction.
+
+    Records that opted out or have no email address are skipped and reported in
+    the batch and on their timelines. Placeholders of extensions are resolved
+    before the transaction; a PlaceholderError from one of them queues nothing.
+    """
+    body_html = sanitize_html(body_html)
+    language = _language_of(sender)
+    from_address = _from_address(sender)
+    prepared: list[tuple[Lead | Contact, str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    for record in records:
+        reason = (
+            SKIP_OPTED_OUT if record.email_opt_out else SKIP_NO_EMAIL if not record.email else ""
+        )
+        if reason:
+            skipped.append(
+                {"id": record.pk, "name": record.display_name(language), "reason": reason}
+            )
+            continue
+        token = secrets.token_urlsafe(24)
+        context = MergeContext(
+            organization=organization,
+            module=module,
+            record=record,
+            sender=sender,
+            language=language,
+            unsubscribe_url=unsubscribe_url(token),
+        )
+        rendered = render_message(
+            subject=subject, body_html=body_html, body_text=body_text, context=context
+        )
+        prepared.append((record, token, rendered))
+
+    now = timezone.now()
+    by_pk = {record.pk: record for record in records}
+    with transaction.atomic():
+        batch = SendBatch.objects.create(
+            organization=organization,
+            sender=sender,
+            module=module,
+            template=template,
+            subject=subject,
+            body_html=body_html,
+            body_text=body_text,
+            total=len(records),
+            skipped=skipped,
+            created_at=now,
+        )
+        messages = OutgoingMessage.objects.bulk_create(
+            [
+                OutgoingMessage(
+                    organization=organization,
+                    batch=batch,
+                    sender=sender,
+                    recipient_name=record.display_name(language),
+                    to_address=record.email,
+                    from_address=from_address,
+                    reply_to=sender.email,
+                    subject=rendered.subject,
+                    body_html=rendered.html,
+                    body_text=rendered.text,
+                    message_id=_message_id(),
+                    unsubscribe_token=token,
+                    next_attempt_at=now,
+                    **_record_fields(record),
+                )
+                for record, token, rendered in prepared
+            ],
+            batch_size=500,
+        )
+        activities = [
+            Activity(
+                organization=organization,
+                kind=ActivityKind.EMAIL_QUEUED,
+                summary=message.subject[:500],
+                data={"batch": batch.pk, "to": message.to_address},
+                actor=sender,
+                created_at=now,
+                **_record_fields(by_pk[record.pk]),
+            )
+            for message, (record, _token, _rendered) in zip(messages, prepared, strict=True)
+        ]
+        activities += [
+            Activity(
+                organization=organization,
+                kind=ActivityKind.EMAIL_SKIPPED,
+                summary=subject[:500],
+                data={"batch": batch.pk, "reason": item["reason"]},
+                actor=sender,
+                created_at=now,
+                **_record_fields(by_pk[item["id"]]),
+            )
+            for item in skipped
+        ]
+        Activity.objects.bulk_create(activities, batch_size=500)
+    return batch
+
+
+def build_email(message: OutgoingMessage) -> EmailMessage:
+    """The MIME message for one outbox row, with RFC 8058 one-click unsubscribe headers."""
+    email = EmailMultiAlternatives(
+        subject=message.subject,
+        body=message.body_text,
+        from_email=message.from_address,
+        to=[formataddr((message.recipient_name, message.to_address))],
+        reply_to=[message.reply_to] if message.reply_to else None,
+        headers={
+            "Message-ID": message.message_id,
+            "List-Unsubscribe": f"<{unsubscribe_url(message.unsubscribe_token)}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
+    )
+    if message.body_html:
+        email.attach_alternative(message.body_html, "text/html")
+    return email
+
+
+def _activity(message: OutgoingMessage, kind: str, summary: str, **data: Any) -> Activity:
+    return Activity.objects.create(
+        organization_id=message.organization_id,
+        lead_id=message.lead_id,
+        contact_id=message.contact_id,
+        kind=kind,
+        summary=summary[:500],
+        data={"batch": message.batch_id, "message": message.pk, "to": message.to_address, **data},
+        actor_id=message.sender_id,
+    )
+
+
+def _fail(message: OutgoingMessage, *, error: str, retry: bool) -> None:
+    with transaction.atomic():
+        leases.mark_failed(message, error=error, retry=retry)
+        if message.status == WorkStatus.FAILED:
+            _activity(message, ActivityKind.EMAIL_FAILED, message.subject, error=error)
+
+
+def _mark_sent(message: OutgoingMessage) -> Activity | None:
+    """Commit "sent" (only the lease holder can) with the timeline entry, in one transaction."""
+    with transaction.atomic():
+        if not leases.mark_done(message, sent_at=timezone.now()):
+            return None
+        return _activity(message, ActivityKind.EMAIL_SENT, message.subject)
+
+
+def _reopen(message: OutgoingMessage, sent: Activity, *, error: str, retry: bool) -> None:
+    """The server refused the message after we had committed it as sent: undo that."""
+    now = timezone.now()
+    gives_up = not retry or message.attempts >= message.max_attempts
+    values: dict[str, Any] = {"last_error": error[:4000], "sent_at": None, "finished_at": None}
+    if gives_up:
+        values.update(status=WorkStatus.FAILED, finished_at=now)
+    else:
+        values.update(
+            status=WorkStatus.PENDING, next_attempt_at=now + message.retry_delay(message.attempts)
+        )
+    with transaction.atomic():
+        reopened = OutgoingMessage.objects.filter(
+            pk=message.pk,
+            status=WorkStatus.DONE,
+            leased_by=message.leased_by,
+            attempts=message.attempts,
+        ).update(**values)
+        if not reopened:
+            return
+        for name, value in values.items():
+            setattr(message, name, value)
+        sent.delete()
+        if gives_up:
+            _activity(message, ActivityKind.EMAIL_FAILED, message.subject, error=error)
+
+
+def send_outgoing_message(message: OutgoingMessage) -> None:
+    """The worker's handler for one outbox row (see transport.py for the ordering)."""
+    email = build_email(message)
+    connection = transport.backend()
+    if not isinstance(connection, SmtpBackend):
+        _send_through_backend(message, email, connection)
+        return
+    delivery = transport.SmtpDelivery(connection, email)
+    try:
+        delivery.begin()
+    except transport.PermanentSendError as error:
+        _fail(message, error=str(error), retry=False)
+        return
+    except transport.TemporarySendError as error:
+        _fail(message, error=str(error), retry=True)
+        return
+    try:
+        sent = _mark_sent(message)
+    except BaseException:
+        delivery.abandon()
+        raise
+    if sent is None:
+        # Another worker holds this row now: it sends the message, we must not.
+        delivery.abandon()
+        return
+    try:
+        delivery.finish()
+    except transport.PermanentSendError as error:
+        _reopen(message, sent, error=str(error), retry=False)
+    except transport.TemporarySendError as error:
+        _reopen(message, sent, error=str(error), retry=True)
+
+
+def _send_through_backend(message: OutgoingMessage, email: EmailMessage, connection: Any) -> None:
+    # Non-SMTP backends (the local mailbox, tests' locmem) accept a message in one
+    # call; the database transaction around it rolls "sent" back if it raises.
+    try:
+        with transaction.atomic():
+            if _mark_sent(message) is None:
+                return
+            connection.send_messages([email])
+    except Exception as error:
+        transport.reset()
+        message.status = WorkStatus.LEASED  # the rollback undid mark_done
+        _fail(message, error=f"{type(error).__name__}: {error}", retry=True)
+
+
+# Unsubscribing --------------------------------------------------------------
+
+
+def find_message_by_token(token: str) -> OutgoingMessage | None:
+    return (
+        OutgoingMessage.objects.select_related("organization", "lead", "contact")
+        .filter(unsubscribe_token=token)
+        .first()
+    )
+
+
+def unsubscribe(*, message: OutgoingMessage, one_click: bool) -> bool:
+    """Set the recipient's email opt-out; False if it was already set (or the record is gone)."""
+    record = message.record
+    if record is None:
+        return False
+    now = timezone.now()
+    with transaction.atomic():
+        updated = (
+            type(record)
+            .objects.filter(pk=record.pk, email_opt_out=False)
+            .update(email_opt_out=True, modified_at=now)
+        )
+        if updated:
+            Activity.objects.create(
+                organization_id=message.organization_id,
+                lead_id=message.lead_id,
+                contact_id=message.contact_id,
+                kind=ActivityKind.UNSUBSCRIBED,
+                summary=message.to_address,
+                data={"message": message.pk, "batch": message.batch_id, "one_click": one_click},
+                created_at=now,
+            )
+    record.email_opt_out = True
+    return bool(updated)

@@ -1,0 +1,154 @@
+"""CRM mail fixtures: the personas in their organizations, records, and a real SMTP server."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage as ParsedMessage
+
+import pytest
+from aiosmtpd.controller import Controller
+from django.test import Client, override_settings
+
+from kizuna.crm.mail import transport
+from kizuna.crm.models import Contact, Lead, Membership, Organization, Role
+from kizuna.testing.personas import client_for
+
+
+@pytest.fixture
+def organization(db: None) -> Organization:
+    return Organization.objects.create(name="Kizuna Demo")
+
+
+@pytest.fixture
+def other_organization(db: None) -> Organization:
+    return Organization.objects.create(name="Other Co")
+
+
+@pytest.fixture
+def ada(ada_user, organization):
+    Membership.objects.create(organization=organization, user=ada_user, role=Role.ADMINISTRATOR)
+    return ada_user
+
+
+@pytest.fixture
+def bob(bob_user, organization):
+    Membership.objects.create(organization=organization, user=bob_user, role=Role.STANDARD)
+    return bob_user
+
+
+@pytest.fixture
+def charlie(charlie_user, other_organization):
+    Membership.objects.create(
+        organization=other_organization, user=charlie_user, role=Role.ADMINISTRATOR
+    )
+    return charlie_user
+
+
+@pytest.fixture
+def ada_client(ada) -> Client:
+    return client_for(ada)
+
+
+@pytest.fixture
+def bob_client(bob) -> Client:
+    return client_for(bob)
+
+
+@pytest.fixture
+def charlie_client(charlie) -> Client:
+    return client_for(charlie)
+
+
+@pytest.fixture
+def lead(organization) -> Lead:
+    return Lead.objects.create(
+        organization=organization,
+        family_name="山田",
+        given_name="太郎",
+        company="山田商事",
+        email="taro@example.jp",
+    )
+
+
+@pytest.fixture
+def contact(organization) -> Contact:
+    return Contact.objects.create(
+        organization=organization,
+        family_name="Hopper",
+        given_name="Grace",
+        company="Navy",
+        email="grace@example.com",
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Received:
+    """One message as the SMTP server got it."""
+
+    envelope_to: list[str]
+    raw: bytes
+
+    @property
+    def message(self) -> ParsedMessage:
+        parsed = message_from_bytes(self.raw, policy=policy.default)
+        assert isinstance(parsed, ParsedMessage)
+        return parsed
+
+
+@dataclass
+class Inbox:
+    """What aiosmtpd received; `refuse` makes it answer DATA with that reply instead."""
+
+    messages: list[Received] = field(default_factory=list)
+    refuse: dict[str, str] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        for address in envelope.rcpt_tos:
+            if address in self.refuse:
+                return self.refuse[address]
+        with self.lock:
+            self.messages.append(Received(list(envelope.rcpt_tos), bytes(envelope.content)))
+        return "250 Message accepted for delivery"
+
+    def to(self, address: str) -> list[ParsedMessage]:
+        with self.lock:
+            return [r.message for r in self.messages if address in r.envelope_to]
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[Inbox, int]]:
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield inbox, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def smtp(smtp_server) -> Iterator[Inbox]:
+    """Django sends through SMTP to the aiosmtpd server on loopback."""
+    inbox, port = smtp_server
+    transport.reset()
+    with override_settings(
+        EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+        EMAIL_HOST="127.0.0.1",
+        EMAIL_PORT=port,
+        EMAIL_USE_TLS=False,
+        EMAIL_USE_SSL=False,
+    ):
+        yield inbox
+    transport.reset()

@@ -1,0 +1,188 @@
+"""Composing from a record or a list selection, and the batch progress page."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from kizuna.crm.mail import extensions
+from kizuna.crm.mail.models import EmailTemplate, OutgoingMessage, SendBatch
+from kizuna.crm.models import Activity, ActivityKind, Contact, Lead
+from kizuna.work import leases
+
+
+def compose(module: str, *records) -> str:
+    ids = ",".join(str(record.pk) for record in records)
+    return reverse("crm_mail:compose") + f"?module={module}&ids={ids}"
+
+
+def test_compose_from_a_template_prefills_subject_and_body(ada_client, organization, contact):
+    template = EmailTemplate.objects.create(
+        organization=organization,
+        module="contacts",
+        name="Thanks",
+        subject="Thanks {{ contact.given_name }}",
+        body_html="<p>Thank you</p>",
+    )
+    page = ada_client.get(compose("contacts", contact) + f"&template={template.pk}")
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert 'value="Thanks {{ contact.given_name }}"' in html
+    assert "&lt;p&gt;Thank you&lt;/p&gt;" in html
+    assert "Grace Hopper" in html
+    assert "Send to 1 recipient" in html
+
+
+def test_a_member_sends_to_one_contact_and_sees_the_queued_email(bob, bob_client, contact):
+    response = bob_client.post(
+        reverse("crm_mail:compose"),
+        {
+            "module": "contacts",
+            "ids": str(contact.pk),
+            "subject": "Hi {{ contact.company }}",
+            "body_text": "Hello",
+        },
+    )
+    batch = SendBatch.objects.get()
+    assert response["Location"] == reverse("crm_mail:batch", args=[batch.pk])
+    assert (batch.sender, batch.module, batch.total) == (bob, "contacts", 1)
+    message = OutgoingMessage.objects.get()
+    assert (message.contact, message.to_address, message.subject) == (
+        contact,
+        "grace@example.com",
+        "Hi Navy",
+    )
+    assert Activity.objects.get(contact=contact).kind == ActivityKind.EMAIL_QUEUED
+
+
+def test_the_batch_page_shows_progress_and_htmx_polls_it(ada, ada_client, organization, lead):
+    ada_client.post(
+        reverse("crm_mail:compose"),
+        {"module": "leads", "ids": str(lead.pk), "subject": "S", "body_text": "B"},
+    )
+    batch = SendBatch.objects.get()
+    url = reverse("crm_mail:batch", args=[batch.pk])
+    html = ada_client.get(url).content.decode()
+    assert f'hx-get="{url}" hx-trigger="every 1s"' in html
+    assert '<progress class="mail-progress" max="100" value="0">' in html
+    assert '<dd data-count="waiting">1</dd>' in html
+
+    from django.test import override_settings
+
+    with override_settings(EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend"):
+        from kizuna.crm.mail import transport
+
+        transport.reset()
+        leases.run_due_work(worker_id="test")
+        transport.reset()
+    part = ada_client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert part.lstrip().startswith('<section class="card" id="batch-progress"')
+    assert "hx-trigger" not in part  # finished: polling stops
+    assert '<progress class="mail-progress" max="100" value="100">' in part
+    assert '<dd data-count="sent">1</dd>' in part
+    assert "<h1>" not in part
+
+
+def test_a_placeholder_error_of_an_extension_queues_nothing(ada_client, lead):
+    def refuse(context, key):
+        raise extensions.PlaceholderError("The Survey service is unreachable.")
+
+    extensions.register_placeholder_namespace("survey", resolve=refuse)
+    try:
+        response = ada_client.post(
+            reverse("crm_mail:compose"),
+            {
+                "module": "leads",
+                "ids": str(lead.pk),
+                "subject": "S",
+                "body_text": "Answer: {{ survey.x1 }}",
+            },
+        )
+    finally:
+        extensions.unregister("survey")
+    assert response.status_code == 200
+    assert "The Survey service is unreachable." in response.content.decode()
+    assert "Answer: {{ survey.x1 }}" in response.content.decode()
+    assert (
+        SendBatch.objects.count()
+        == OutgoingMessage.objects.count()
+        == Activity.objects.count()
+        == 0
+    )
+
+
+def test_the_record_page_links_to_compose(ada_client, lead):
+    html = ada_client.get(reverse("crm:lead-detail", args=[lead.pk])).content.decode()
+    assert f'href="{reverse("crm_mail:compose")}?module=leads&amp;ids={lead.pk}"' in html
+
+
+def test_the_list_bulk_action_arrives_at_compose(ada_client, organization):
+    leads = [
+        Lead.objects.create(organization=organization, family_name=f"L{i}", email=f"l{i}@x.test")
+        for i in range(2)
+    ]
+    response = ada_client.post(
+        reverse("crm:lead-bulk"),
+        {"module": "leads", "action": "send_email", "ids": [str(lead.pk) for lead in leads]},
+    )
+    assert response.status_code == 302
+    page = ada_client.get(response["Location"])
+    assert page.status_code == 200
+    assert "Send to 2 recipients" in page.content.decode()
+
+
+def test_records_of_another_organization_cannot_be_emailed(
+    ada_client, charlie_client, lead, organization, other_organization
+):
+    stranger = Contact.objects.create(
+        organization=other_organization, family_name="X", email="x@x.test"
+    )
+    assert ada_client.get(compose("contacts", stranger)).status_code == 404
+    assert charlie_client.get(compose("leads", lead)).status_code == 404
+    response = charlie_client.post(
+        reverse("crm_mail:compose"),
+        {"module": "leads", "ids": str(lead.pk), "subject": "S", "body_text": "B"},
+    )
+    assert response.status_code == 404
+    assert SendBatch.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "query", ["?module=deals&ids=1", "?module=leads&ids=", "?module=leads&ids=a"]
+)
+def test_bad_compose_parameters_are_404(ada_client, lead, query):
+    assert ada_client.get(reverse("crm_mail:compose") + query).status_code == 404
+
+
+def test_batches_of_another_organization_are_404(ada, charlie_client, organization, lead):
+    from kizuna.crm.mail import services
+
+    batch = services.queue_emails(
+        organization=organization,
+        sender=ada,
+        module="leads",
+        records=[lead],
+        subject="Secret",
+        body_html="",
+        body_text="B",
+    )
+    assert charlie_client.get(reverse("crm_mail:batch", args=[batch.pk])).status_code == 404
+    assert "Secret" not in charlie_client.get(reverse("crm_mail:batches")).content.decode()
+
+
+def test_standard_members_see_the_organizations_sent_emails(ada, bob_client, organization, lead):
+    from kizuna.crm.mail import services
+
+    batch = services.queue_emails(
+        organization=organization,
+        sender=ada,
+        module="leads",
+        records=[lead],
+        subject="Launch news",
+        body_html="",
+        body_text="B",
+    )
+    assert "Launch news" in bob_client.get(reverse("crm_mail:batches")).content.decode()
+    page = bob_client.get(reverse("crm_mail:batch", args=[batch.pk]))
+    assert page.status_code == 200
+    assert "taro@example.jp" in page.content.decode()

@@ -1,0 +1,171 @@
+"""Handing one message to the mail server in two steps, so the outbox can fence it.
+
+SMTP has no two-phase commit: a server accepts a message when it reads the final
+"." of DATA. `SmtpDelivery.begin()` sends the envelope and the whole message but
+that final dot; the caller then commits "sent" in the database (only the worker
+holding the row's lease can) and only after that calls `finish()`, which sends
+the dot. So:
+
+- a worker killed before the commit leaves the server with an unterminated DATA
+  it discards when the connection drops; the row is sent again later, once;
+- a worker that lost its lease (it was too slow and another worker took the row)
+  fails the commit and drops the connection instead of sending the dot;
+- the one window left is between the commit and the kernel taking the three bytes
+  ".\r\n" (microseconds): a kill exactly there loses that message;
+- a connection lost after the dot without a reply is retried (RFC 1047): the copy
+  carries the same Message-ID.
+
+The SMTP connection is kept open between messages of one process (a worker sends
+batches), and reopened after an error or a quiet minute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import smtplib
+import threading
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import get_connection
+from django.core.mail.backends.base import BaseEmailBackend
+from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
+from django.core.mail.message import EmailMessage, sanitize_address
+
+IDLE_SECONDS = 60.0
+_local = threading.local()
+
+
+class PermanentSendError(Exception):
+    """The server refused the message for good (5xx): retrying will not help."""
+
+
+class TemporarySendError(Exception):
+    """The message was not accepted this time (4xx, network): retry later."""
+
+
+def backend() -> BaseEmailBackend:
+    """This thread's email backend, kept open between messages."""
+    current: BaseEmailBackend | None = getattr(_local, "backend", None)
+    now = time.monotonic()
+    if current is not None and now - getattr(_local, "used_at", 0.0) > IDLE_SECONDS:
+        reset()
+        current = None
+    if current is None:
+        current = get_connection(fail_silently=False)
+        _local.backend = current
+    _local.used_at = now
+    return current
+
+
+def reset() -> None:
+    """Drop this thread's connection (after an error, or to abandon a half-sent message)."""
+    current: BaseEmailBackend | None = getattr(_local, "backend", None)
+    _local.backend = None
+    if isinstance(current, SmtpBackend) and current.connection is not None:
+        # close() would QUIT politely; mid-DATA the server must see a dropped connection.
+        with contextlib.suppress(OSError):
+            current.connection.close()
+        current.connection = None
+    elif current is not None:
+        with contextlib.suppress(Exception):  # closing a broken connection
+            current.close()
+
+
+def _classify(code: int, response: Any) -> Exception:
+    text = response.decode(errors="replace") if isinstance(response, bytes) else str(response)
+    message = f"{code} {text}"
+    if 500 <= code < 600:
+        return PermanentSendError(message)
+    return TemporarySendError(message)
+
+
+class SmtpDelivery:
+    """One message on the shared SMTP connection: begin() up to the final dot, then finish()."""
+
+    def __init__(self, smtp_backend: SmtpBackend, message: EmailMessage) -> None:
+        self.smtp_backend = smtp_backend
+        self.message = message
+
+    def begin(self) -> None:
+        encoding = self.message.encoding or settings.DEFAULT_CHARSET
+        sender = sanitize_address(self.message.from_email, encoding)
+        recipients = [sanitize_address(a, encoding) for a in self.message.recipients()]
+        data = self.message.message().as_bytes(linesep="\r\n")
+        for attempt in (1, 2):
+            try:
+                self._open()
+                self._envelope(sender, recipients, len(data))
+                break
+            except smtplib.SMTPServerDisconnected as error:
+                # A kept-open connection the server closed meanwhile: reconnect once.
+                reset_backend(self.smtp_backend)
+                if attempt == 2:
+                    raise TemporarySendError(str(error) or "server disconnected") from error
+            except OSError as error:
+                reset_backend(self.smtp_backend)
+                raise TemporarySendError(f"{type(error).__name__}: {error}") from error
+        connection = self.smtp_backend.connection
+        assert connection is not None
+        try:
+            connection.putcmd("data")
+            code, response = connection.getreply()
+            if code != 354:
+                connection.rset()
+                raise _classify(code, response)
+            quoted = re.sub(rb"(?m)^\.", b"..", data)
+            if not quoted.endswith(b"\r\n"):
+                quoted += b"\r\n"
+            connection.send(quoted)
+        except (smtplib.SMTPException, OSError) as error:
+            reset_backend(self.smtp_backend)
+            raise TemporarySendError(f"{type(error).__name__}: {error}") from error
+
+    def _open(self) -> None:
+        if self.smtp_backend.connection is None:
+            self.smtp_backend.open()
+
+    def _envelope(self, sender: str, recipients: list[str], size: int) -> None:
+        connection = self.smtp_backend.connection
+        assert connection is not None
+        connection.ehlo_or_helo_if_needed()
+        options = []
+        if connection.does_esmtp and connection.has_extn("size"):
+            options.append(f"size={size}")
+        code, response = connection.mail(sender, options)
+        if code != 250:
+            connection.rset()
+            raise _classify(code, response)
+        for recipient in recipients:
+            code, response = connection.rcpt(recipient)
+            if code not in (250, 251):
+                connection.rset()
+                raise _classify(code, response)
+
+    def finish(self) -> None:
+        """Send the final dot: from here on the server has the message."""
+        connection = self.smtp_backend.connection
+        assert connection is not None
+        try:
+            connection.send(b".\r\n")
+            code, response = connection.getreply()
+        except (smtplib.SMTPException, OSError) as error:
+            reset_backend(self.smtp_backend)
+            raise TemporarySendError(f"{type(error).__name__}: {error}") from error
+        if code != 250:
+            raise _classify(code, response)
+
+    def abandon(self) -> None:
+        """Drop the connection mid-DATA: the server discards the unterminated message."""
+        reset_backend(self.smtp_backend)
+
+
+def reset_backend(smtp_backend: SmtpBackend) -> None:
+    if getattr(_local, "backend", None) is smtp_backend:
+        reset()
+    elif smtp_backend.connection is not None:
+        with contextlib.suppress(OSError):
+            smtp_backend.connection.close()
+        smtp_backend.connection = None

@@ -1,0 +1,356 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import get_language
+from django.utils.translation import gettext as _
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods, require_POST
+
+from kizuna.crm.access import current_membership, get_organization_for_member
+from kizuna.crm.mail import services
+from kizuna.crm.mail.access import (
+    can_change_template,
+    get_batch_for_member,
+    get_module,
+    get_template_for_editor,
+    get_template_for_member,
+)
+from kizuna.crm.mail.extensions import EditorContext, MergeContext, PlaceholderError, editor_buttons
+from kizuna.crm.mail.forms import ComposeForm, TemplateForm
+from kizuna.crm.mail.models import EmailTemplate, Module
+from kizuna.crm.mail.rendering import RECORD_MODEL, merge_fields, render_message
+from kizuna.crm.models import Contact, Lead, Organization
+
+MAX_RECIPIENTS = 1000
+
+
+def _editor_context(request: HttpRequest, organization: Organization, module: str) -> dict:
+    context = EditorContext(organization=organization, user=request.user, module=module)  # type: ignore[arg-type]
+    return {"merge_fields": merge_fields(module), "extension_buttons": editor_buttons(context)}
+
+
+@login_required
+def mail_home(request: HttpRequest) -> HttpResponse:
+    get_organization_for_member(request)
+    return redirect("crm_mail:templates")
+
+
+# Templates ------------------------------------------------------------------
+
+
+@login_required
+def template_list(request: HttpRequest) -> HttpResponse:
+    organization = get_organization_for_member(request)
+    module = request.GET.get("module") or ""
+    templates = EmailTemplate.objects.filter(organization=organization).select_related("created_by")
+    if module:
+        templates = templates.filter(module=get_module(module))
+    rows = [
+        (template, can_change_template(request, template))
+        for template in templates.order_by("module", "name", "pk")
+    ]
+    return render(
+        request,
+        "crm_mail/template_list.html",
+        {"rows": rows, "module": module, "modules": Module.choices},
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def template_create(request: HttpRequest) -> HttpResponse:
+    organization = get_organization_for_member(request)
+    module = request.POST.get("module") or request.GET.get("module") or Module.LEADS
+    module = get_module(module)
+    if request.method == "POST":
+        form = TemplateForm(request.POST)
+        if form.is_valid():
+            template = services.create_template(
+                organization=organization,
+                by=request.user,  # type: ignore[arg-type]
+                module=form.cleaned_data["module"],
+                name=form.cleaned_data["name"],
+                subject=form.cleaned_data["subject"],
+                body_html=form.cleaned_data["body_html"],
+                body_text=form.cleaned_data["body_text"],
+            )
+            messages.success(request, _("The email template was created."))
+            return redirect("crm_mail:template", pk=template.pk)
+    else:
+        form = TemplateForm(initial={"module": module})
+    return render(
+        request,
+        "crm_mail/template_form.html",
+        {"form": form, "template": None, **_editor_context(request, organization, module)},
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def template_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    template = get_template_for_editor(request, pk)
+    if request.method == "POST":
+        form = TemplateForm(request.POST, fixed_module=template.module)
+        if form.is_valid():
+            services.update_template(
+                template=template,
+                name=form.cleaned_data["name"],
+                subject=form.cleaned_data["subject"],
+                body_html=form.cleaned_data["body_html"],
+                body_text=form.cleaned_data["body_text"],
+            )
+            messages.success(request, _("The email template was saved."))
+            return redirect("crm_mail:template", pk=template.pk)
+    else:
+        form = TemplateForm(
+            initial=TemplateForm.initial_from(template), fixed_module=template.module
+        )
+    return render(
+        request,
+        "crm_mail/template_form.html",
+        {
+            "form": form,
+            "template": template,
+            **_editor_context(request, template.organization, template.module),
+        },
+    )
+
+
+def _preview_records(organization: Organization, module: str) -> list[Lead | Contact]:
+    model = RECORD_MODEL[module]
+    return list(model.objects.filter(organization=organization).order_by("-created_at", "-id")[:50])
+
+
+@login_required
+def template_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """The template with a preview rendered for a real record of the organization."""
+    template = get_template_for_member(request, pk)
+    organization = template.organization
+    records = _preview_records(organization, template.module)
+    record: Lead | Contact | None = None
+    wanted = request.GET.get("record")
+    if wanted:
+        try:
+            record = RECORD_MODEL[template.module].objects.get(
+                organization=organization, pk=int(wanted)
+            )
+        except (ValueError, Lead.DoesNotExist, Contact.DoesNotExist):
+            raise Http404 from None
+        if record not in records:
+            records.insert(0, record)
+    elif records:
+        record = records[0]
+    preview = None
+    preview_error = ""
+    if record is not None:
+        context = MergeContext(
+            organization=organization,
+            module=template.module,
+            record=record,
+            sender=request.user,  # type: ignore[arg-type]
+            language=get_language() or "en",
+            unsubscribe_url=request.build_absolute_uri(
+                reverse("crm_mail:unsubscribe", args=["preview"])
+            ),
+            preview=True,
+        )
+        try:
+            preview = render_message(
+                subject=template.subject,
+                body_html=template.body_html,
+                body_text=template.body_text,
+                context=context,
+            )
+        except PlaceholderError as error:
+            preview_error = str(error)
+    return render(
+        request,
+        "crm_mail/template_detail.html",
+        {
+            "template": template,
+            "can_change": can_change_template(request, template),
+            "records": records,
+            "record": record,
+            "preview": preview,
+            "preview_error": preview_error,
+        },
+    )
+
+
+@login_required
+@require_POST
+def template_clone(request: HttpRequest, pk: int) -> HttpResponse:
+    template = get_template_for_member(request, pk)
+    copy = services.clone_template(template=template, by=request.user)  # type: ignore[arg-type]
+    messages.success(request, _("The email template was copied. You are editing the copy."))
+    return redirect("crm_mail:template-edit", pk=copy.pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def template_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    template = get_template_for_editor(request, pk)
+    if request.method == "POST":
+        services.delete_template(template=template)
+        messages.success(request, _("The email template was deleted."))
+        return redirect("crm_mail:templates")
+    return render(request, "crm_mail/template_delete.html", {"template": template})
+
+
+# Sending --------------------------------------------------------------------
+
+
+def _requested_records(
+    organization: Organization, module: str, raw_ids: str
+) -> list[Lead | Contact]:
+    """The records named by `ids` (comma-separated), in that order; 404 if any is not ours."""
+    try:
+        ids = list(dict.fromkeys(int(part) for part in raw_ids.split(",") if part.strip()))
+    except ValueError:
+        raise Http404 from None
+    if not ids or len(ids) > MAX_RECIPIENTS:
+        raise Http404
+    model = RECORD_MODEL[module]
+    found = {
+        record.pk: record for record in model.objects.filter(organization=organization, pk__in=ids)
+    }
+    if len(found) != len(ids):
+        raise Http404
+    return [found[pk] for pk in ids]
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def compose(request: HttpRequest) -> HttpResponse:
+    """Write one email to the selected leads or contacts (?module=leads&ids=1,2,3)."""
+    organization = get_organization_for_member(request)
+    source = request.POST if request.method == "POST" else request.GET
+    module = get_module(source.get("module"))
+    raw_ids = ",".join(source.getlist("ids"))
+    records = _requested_records(organization, module, raw_ids)
+    if request.method == "POST":
+        form = ComposeForm(request.POST, organization=organization, module=module)
+        if form.is_valid():
+            try:
+                batch = services.queue_emails(
+                    organization=organization,
+                    sender=request.user,  # type: ignore[arg-type]
+                    module=module,
+                    records=records,
+                    subject=form.cleaned_data["subject"],
+                    body_html=form.cleaned_data["body_html"],
+                    body_text=form.cleaned_data["body_text"],
+                    template=form.cleaned_data["template"],
+                )
+            except PlaceholderError as error:
+                form.add_error(None, str(error))
+            else:
+                messages.success(request, _("Your email is being sent."))
+                return redirect("crm_mail:batch", pk=batch.pk)
+    else:
+        initial: dict[str, object] = {}
+        chosen = request.GET.get("template")
+        if chosen:
+            try:
+                template = EmailTemplate.objects.get(
+                    organization=organization, module=module, pk=int(chosen)
+                )
+            except (ValueError, EmailTemplate.DoesNotExist):
+                raise Http404 from None
+            initial = {"template": template, **TemplateForm.initial_from(template)}
+            initial.pop("name")
+        form = ComposeForm(initial=initial, organization=organization, module=module)
+    language = get_language() or "en"
+    recipients = [
+        {
+            "record": record,
+            "name": record.display_name(language),
+            "skip": services.SKIP_OPTED_OUT
+            if record.email_opt_out
+            else services.SKIP_NO_EMAIL
+            if not record.email
+            else "",
+        }
+        for record in records
+    ]
+    return render(
+        request,
+        "crm_mail/compose.html",
+        {
+            "form": form,
+            "module": module,
+            "ids": ",".join(str(record.pk) for record in records),
+            "recipients": recipients,
+            "sendable": sum(1 for recipient in recipients if not recipient["skip"]),
+            **_editor_context(request, organization, module),
+        },
+    )
+
+
+@login_required
+def batch_list(request: HttpRequest) -> HttpResponse:
+    organization = get_organization_for_member(request)
+    batches = organization.email_batches.select_related("sender", "template").order_by(  # type: ignore[attr-defined]
+        "-created_at", "-pk"
+    )
+    page = Paginator(batches, 25).get_page(request.GET.get("page"))
+    rows = [(batch, batch.progress()) for batch in page]
+    return render(request, "crm_mail/batch_list.html", {"page": page, "rows": rows})
+
+
+@login_required
+def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """Progress and summary of one send; htmx polls the progress part every second."""
+    batch = get_batch_for_member(request, pk)
+    progress = batch.progress()
+    context = {"batch": batch, "progress": progress}
+    if request.htmx:  # type: ignore[attr-defined]
+        return render(request, "crm_mail/batch_detail.html#progress", context)
+    current_membership(request)
+    outgoing = batch.messages.order_by("pk").only(
+        "pk",
+        "status",
+        "recipient_name",
+        "to_address",
+        "sent_at",
+        "last_error",
+        "attempts",
+        "lead_id",
+        "contact_id",
+        "subject",
+    )
+    return render(request, "crm_mail/batch_detail.html", {**context, "outgoing": outgoing})
+
+
+# Unsubscribing (public: the token in the URL is the authority) ------------------
+
+
+@csrf_exempt  # RFC 8058 one-click POSTs come from mail providers, without our CSRF token
+@require_http_methods(["GET", "POST"])
+def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
+    message = services.find_message_by_token(token)
+    if message is None:
+        raise Http404
+    if request.method == "POST":
+        one_click = request.POST.get("List-Unsubscribe") == "One-Click"
+        services.unsubscribe(message=message, one_click=one_click)
+        return render(
+            request,
+            "crm_mail/unsubscribe.html",
+            {"message": message, "done": True},
+        )
+    record = message.record
+    return render(
+        request,
+        "crm_mail/unsubscribe.html",
+        {
+            "message": message,
+            "done": record is not None and record.email_opt_out,
+            "gone": record is None,
+        },
+    )

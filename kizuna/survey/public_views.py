@@ -152,18 +152,20 @@ def _submit_rate() -> tuple[int, int]:
 def _take_submission_slot(request: HttpRequest) -> bool:
     """Count one submission from this address; False once the window's limit is reached.
 
-    A fixed window in the shared database cache, so every server process counts
-    together.
+    The window opens at the address's first submission and lives in the shared
+    database cache, so every server process counts together. The count is
+    read-modify-write: a burst of simultaneous requests may slip a few past the
+    limit, which a rate limit can afford.
     """
     limit, window = _submit_rate()
-    key = f"survey-submit:{_client_address(request)}:{int(time.time()) // window}"
-    cache.add(key, 0, timeout=window)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.set(key, 1, timeout=window)
-        count = 1
-    return count <= limit
+    key = f"survey-submit:{_client_address(request)}"
+    now = time.time()
+    entry = cache.get(key)
+    if not isinstance(entry, dict) or entry.get("reset", 0) <= now:
+        entry = {"count": 0, "reset": now + window}
+    entry["count"] += 1
+    cache.set(key, entry, timeout=max(int(entry["reset"] - now), 1))
+    return bool(entry["count"] <= limit)
 
 
 def _progress_key(survey: Survey, invitation: Invitation | None) -> str:

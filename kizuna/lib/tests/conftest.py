@@ -1,0 +1,1 @@
+from kizuna.lib.tests.receiver import receiver  # noqa: F401

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from kizuna.lib import http
+from kizuna.lib.tests.receiver import Answer, Receiver
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/hook",
+        "http://127.8.9.10:8000/hook",
+        "http://localhost:8000/hook",
+        "http://10.0.0.5/hook",
+        "http://172.16.3.4/hook",
+        "http://192.168.1.10/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://100.64.0.1/hook",
+        "http://0.0.0.0/hook",
+        "http://[::1]/hook",
+        "http://[fe80::1]/hook",
+        "http://[fd00::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://224.0.0.1/hook",
+        "http://2130706433/hook",
+    ],
+)
+def test_private_loopback_and_link_local_addresses_are_refused(url):
+    with pytest.raises(http.UnsafeURLError) as refused:
+        http.check_url(url)
+    assert refused.value.code == "private_address"
+
+
+def test_public_address_is_allowed():
+    http.check_url("https://93.184.215.14/hook")
+
+
+@pytest.mark.parametrize("url", ["ftp://93.184.215.14/x", "file:///etc/passwd", "gopher://a/"])
+def test_other_schemes_are_refused(url):
+    with pytest.raises(http.UnsafeURLError) as refused:
+        http.check_url(url)
+    assert refused.value.code == "unsupported_scheme"
+
+
+@pytest.mark.parametrize("url", ["", "not a url", "http://", "https://:80/x"])
+def test_malformed_urls_are_refused(url):
+    with pytest.raises(http.UnsafeURLError) as refused:
+        http.check_url(url)
+    assert refused.value.code == "invalid_url"
+
+
+def test_unresolvable_host_is_refused():
+    with pytest.raises(http.UnsafeURLError) as refused:
+        http.check_url("https://no-such-host.invalid/hook")
+    assert refused.value.code == "unresolvable"
+
+
+def test_allowed_origin_may_be_private_but_only_that_origin():
+    http.check_url("http://127.0.0.1:8000/crm/hook", allowed_origins=["http://127.0.0.1:8000/"])
+    with pytest.raises(http.UnsafeURLError):
+        http.check_url("http://127.0.0.1:8001/crm/hook", allowed_origins=["http://127.0.0.1:8000"])
+    with pytest.raises(http.UnsafeURLError):
+        http.check_url("https://127.0.0.1:8000/", allowed_origins=["http://127.0.0.1:8000"])
+
+
+def test_post_to_a_private_address_never_connects(receiver: Receiver):
+    with pytest.raises(http.UnsafeURLError):
+        http.post(receiver.url(), content=b"{}", headers={})
+    assert receiver.requests == []
+
+
+def test_post_reaches_an_allowed_origin_with_the_urls_host_header(receiver: Receiver):
+    receiver.answer(Answer(status=202, body=b"accepted"))
+    url = f"http://localhost:{receiver.port}/hook?x=1"
+
+    result = http.post(
+        url,
+        content=b'{"a": 1}',
+        headers={"content-type": "application/json"},
+        allowed_origins=[f"http://localhost:{receiver.port}"],
+    )
+
+    assert (result.status_code, result.body) == (202, "accepted")
+    assert result.duration_ms >= 0
+    [request] = receiver.requests
+    assert request.path == "/hook?x=1"
+    assert request.headers["host"] == f"localhost:{receiver.port}"
+    assert request.body == b'{"a": 1}'
+
+
+def test_post_answers_errors_as_results_and_follows_no_redirect(receiver: Receiver):
+    receiver.answer(
+        Answer(status=302, headers=(("Location", "http://169.254.169.254/"),)), Answer(status=503)
+    )
+    first = http.post(receiver.url(), content=b"", headers={}, allowed_origins=[receiver.origin])
+    second = http.post(receiver.url(), content=b"", headers={}, allowed_origins=[receiver.origin])
+
+    assert (first.status_code, second.status_code) == (302, 503)
+    assert len(receiver.requests) == 2
+
+
+def test_post_times_out(receiver: Receiver):
+    receiver.answer(Answer(delay_seconds=1.5))
+    with pytest.raises(http.RequestTimedOut):
+        http.post(
+            receiver.url(),
+            content=b"",
+            headers={},
+            allowed_origins=[receiver.origin],
+            timeout_seconds=0.3,
+        )
+
+
+def test_post_to_a_closed_port_is_a_connection_failure():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    origin = f"http://127.0.0.1:{port}"
+    with pytest.raises(http.ConnectionFailed):
+        http.post(origin + "/hook", content=b"", headers={}, allowed_origins=[origin])

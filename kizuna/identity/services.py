@@ -12,6 +12,7 @@ proxy's address and the throttle becomes per email only.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from datetime import datetime, timedelta
 
@@ -23,11 +24,19 @@ from kizuna.identity.models import SignInFailure, User
 
 # SignInFailure.email is a CharField(max_length=254); anything longer is noise.
 _EMAIL_LENGTH = 254
+_NO_ADDRESS = "0.0.0.0"  # noqa: S104 - stored, never bound
 
 
 def client_address(request: HttpRequest) -> str:
-    """The address throttling counts against (see the module docstring for proxies)."""
-    return request.META.get("REMOTE_ADDR") or "0.0.0.0"  # noqa: S104 - a placeholder, never bound
+    """The address throttling counts against (see the module docstring for proxies).
+
+    A server on a Unix socket has no peer address: those requests share one placeholder.
+    """
+    address = request.META.get("REMOTE_ADDR", "")
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return _NO_ADDRESS
 
 
 def normalize_sign_in_email(email: str | None) -> str:

@@ -34,7 +34,12 @@ class SignInView(auth_views.LoginView):
         services.clear_sign_in_failures(
             email=form.cleaned_data["username"], address=services.client_address(self.request)
         )
-        return super().form_valid(form)
+        response = super().form_valid(form)
+        language = getattr(form.get_user(), "language", "")
+        if language:
+            # So the pages after signing out keep the language the user chose.
+            _set_language_cookie(response, language)
+        return response
 
     def form_invalid(self, form: AuthenticationForm) -> HttpResponse:
         if form.has_error(NON_FIELD_ERRORS, "throttled"):

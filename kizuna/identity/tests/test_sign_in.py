@@ -246,3 +246,31 @@ def test_users_are_created_with_lowercase_email(db):
     user = User.objects.create_user("Mixed@Example.COM", PASSWORD)
 
     assert user.email == "mixed@example.com"
+
+
+def test_sign_in_sets_the_language_cookie_to_the_users_language(client, user):
+    user.language = "ja"
+    user.save(update_fields=["language"])
+    client.cookies["kizuna_language"] = "en"
+
+    sign_in(client, user.email, PASSWORD)
+
+    assert client.cookies["kizuna_language"].value == "ja"
+
+
+def test_sign_in_leaves_the_language_cookie_alone_for_a_user_following_the_browser(client, user):
+    client.cookies["kizuna_language"] = "ja"
+
+    response = sign_in(client, user.email, PASSWORD)
+
+    assert "kizuna_language" not in response.cookies
+    assert client.cookies["kizuna_language"].value == "ja"
+
+
+def test_a_request_without_a_peer_address_is_throttled_under_a_placeholder(client, user):
+    fail(client, user.email, 5, address="")
+
+    response = sign_in(client, user.email, PASSWORD, address="")
+
+    assert response.status_code == 429
+    assert set(SignInFailure.objects.values_list("address", flat=True)) == {"0.0.0.0"}  # noqa: S104

@@ -1,4 +1,13 @@
-"""Shared pytest plugins: personas (users) and the Playwright browser.
+"""Shared pytest plugins, registered in the root conftest.py for every test module.
 
-Registered in the root conftest.py, so every test module can use their fixtures.
+kizuna.testing.personas
+    make_user(email, password=PASSWORD, **fields) -> User    client_for(user) -> Client
+    fixtures: user (pat@example.com, "Pat Example"), user_client (signed in as user),
+    ada_user, bob_user, carol_user, charlie_user: plain users with the personas' emails and
+    names; give them their CRM/Survey roles in your app's fixtures.
+    Passwords are hashed with MD5 during tests (speed); PASSWORD signs in any of them.
+kizuna.testing.browser
+    fixtures: browser (session Chromium), page (en-US), new_page(locale="ja-JP");
+    use with pytest-django's live_server. Tests using them are marked `browser` and are
+    skipped, loudly, when /usr/bin/chromium is missing.
 """

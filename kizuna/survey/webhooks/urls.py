@@ -1,4 +1,16 @@
-from django.urls import URLPattern
+from django.urls import path
+
+from kizuna.survey.webhooks import views
 
 app_name = "survey_webhooks"
-urlpatterns: list[URLPattern] = []
+urlpatterns = [
+    path("", views.endpoint_list, name="endpoints"),
+    path("<int:pk>/", views.endpoint_detail, name="endpoint"),
+    path("<int:pk>/enable/", views.endpoint_enable, name="endpoint-enable"),
+    path("<int:pk>/delete/", views.endpoint_delete, name="endpoint-delete"),
+    path(
+        "<int:pk>/deliveries/<int:delivery_pk>/replay/",
+        views.delivery_replay,
+        name="delivery-replay",
+    ),
+]

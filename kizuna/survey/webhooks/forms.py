@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from kizuna.survey.webhooks.models import WebhookEvent
+from kizuna.survey.webhooks.services import url_refusal
+
+
+class WebhookEndpointForm(forms.Form):
+    url = forms.URLField(
+        label=_("URL"),
+        max_length=1000,
+        assume_scheme="https",
+        help_text=_("Where the events are sent, signed in the Standard Webhooks format."),
+    )
+    events = forms.MultipleChoiceField(
+        label=_("Events"),
+        choices=WebhookEvent.choices,
+        widget=forms.CheckboxSelectMultiple,
+        initial=[WebhookEvent.RESPONSE_COMPLETED],
+    )
+    description = forms.CharField(label=_("Description"), max_length=200, required=False)
+
+    def clean_url(self) -> str:
+        url: str = self.cleaned_data["url"]
+        refusal = url_refusal(url)
+        if refusal:
+            raise forms.ValidationError(refusal)
+        return url
+
+    def clean(self) -> dict[str, Any]:
+        return super().clean() or {}

@@ -1,0 +1,249 @@
+"""Settings > Webhooks: endpoints, deliveries with attempts, replay (administrators only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client, override_settings
+from django.urls import reverse
+from django.utils import timezone
+
+from kizuna.survey.webhooks import services
+from kizuna.survey.webhooks.models import Delivery, DeliveryAttempt, WebhookEndpoint
+from kizuna.work.leases import WorkStatus
+
+pytestmark = pytest.mark.django_db
+
+LIST = reverse("survey:survey_webhooks:endpoints")
+
+
+@pytest.fixture
+def endpoint(account, ada) -> WebhookEndpoint:
+    endpoint, _ = services.create_endpoint(
+        account=account,
+        url="https://93.184.215.14/hook",
+        events=["response.completed"],
+        by=ada.user,
+    )
+    return endpoint
+
+
+@pytest.fixture
+def dead_delivery(endpoint) -> Delivery:
+    delivery = Delivery.objects.create(
+        endpoint=endpoint,
+        event_type="response.completed",
+        payload={"type": "response.completed", "data": {}},
+        status=WorkStatus.FAILED,
+        attempts=26,
+        finished_at=timezone.now(),
+        last_error="HTTP 503",
+    )
+    DeliveryAttempt.objects.create(
+        delivery=delivery, status_code=503, duration_ms=120, error="", response_body="down"
+    )
+    DeliveryAttempt.objects.create(
+        delivery=delivery, status_code=None, duration_ms=10000, error="No answer within 10 seconds"
+    )
+    return delivery
+
+
+def urls(endpoint: WebhookEndpoint, delivery: Delivery) -> dict[str, str]:
+    return {
+        "detail": reverse("survey:survey_webhooks:endpoint", args=[endpoint.pk]),
+        "enable": reverse("survey:survey_webhooks:endpoint-enable", args=[endpoint.pk]),
+        "delete": reverse("survey:survey_webhooks:endpoint-delete", args=[endpoint.pk]),
+        "replay": reverse(
+            "survey:survey_webhooks:delivery-replay", args=[endpoint.pk, delivery.pk]
+        ),
+    }
+
+
+CREATE = {"url": "https://93.184.215.14/other", "events": ["response.completed"]}
+
+
+def state(delivery: Delivery) -> tuple[Any, ...]:
+    delivery.refresh_from_db()
+    return (
+        WebhookEndpoint.objects.count(),
+        WebhookEndpoint.objects.filter(is_enabled=True).count(),
+        delivery.status,
+    )
+
+
+# --- persona matrix -------------------------------------------------------------------------
+
+
+def test_administrator_sees_endpoints_deliveries_and_attempts(
+    ada_client: Client, endpoint, dead_delivery
+):
+    page = ada_client.get(LIST)
+    assert page.status_code == 200
+    assert list(page.context["endpoints"]) == [endpoint]
+
+    detail = ada_client.get(urls(endpoint, dead_delivery)["detail"])
+    assert detail.status_code == 200
+    html = detail.content.decode()
+    assert dead_delivery.message_id in html
+    assert "503" in html
+    assert "No answer within 10 seconds" in html
+    assert "10000 ms" in html
+    assert "Failed (dead letter)" in html
+    assert endpoint.signing_secret() in html
+
+
+@pytest.mark.parametrize("persona", ["bob_client"])
+def test_standard_member_gets_403_everywhere_and_changes_nothing(
+    request, persona, endpoint, dead_delivery
+):
+    client = request.getfixturevalue(persona)
+    before = state(dead_delivery)
+    paths = urls(endpoint, dead_delivery)
+
+    assert client.get(LIST).status_code == 403
+    assert client.post(LIST, CREATE).status_code == 403
+    assert client.get(paths["detail"]).status_code == 403
+    assert client.post(paths["enable"]).status_code == 403
+    assert client.post(paths["replay"]).status_code == 403
+    assert client.post(paths["delete"]).status_code == 403
+    assert state(dead_delivery) == before
+
+
+def test_administrator_of_another_account_gets_404_for_this_accounts_endpoint(
+    carol_client: Client, endpoint, dead_delivery
+):
+    before = state(dead_delivery)
+    paths = urls(endpoint, dead_delivery)
+
+    assert carol_client.get(LIST).context["endpoints"].count() == 0
+    for name in ("detail", "delete"):
+        assert carol_client.get(paths[name]).status_code == 404
+    for name in ("enable", "replay", "delete"):
+        assert carol_client.post(paths[name]).status_code == 404
+    assert state(dead_delivery) == before
+
+
+def test_user_without_a_survey_account_gets_404(charlie_client: Client, endpoint, dead_delivery):
+    before = state(dead_delivery)
+    paths = urls(endpoint, dead_delivery)
+    assert charlie_client.get(LIST).status_code == 404
+    assert charlie_client.post(LIST, CREATE).status_code == 404
+    assert charlie_client.post(paths["replay"]).status_code == 404
+    assert state(dead_delivery) == before
+
+
+def test_signed_out_visitor_is_sent_to_sign_in(client: Client, endpoint, dead_delivery):
+    before = state(dead_delivery)
+    paths = urls(endpoint, dead_delivery)
+    for path in (LIST, paths["detail"]):
+        response = client.get(path)
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("identity:login"))
+    for path in (LIST, paths["enable"], paths["replay"], paths["delete"]):
+        assert client.post(path, CREATE).status_code == 302
+    assert state(dead_delivery) == before
+
+
+# --- what administrators can do -------------------------------------------------------------
+
+
+def test_adding_an_endpoint_shows_its_signing_secret(ada_client: Client, account):
+    response = ada_client.post(
+        LIST,
+        {
+            "url": "https://93.184.215.14/new",
+            "events": ["response.completed", "invitation.opened"],
+            "description": "Staging CRM",
+        },
+    )
+
+    endpoint = WebhookEndpoint.objects.get(url="https://93.184.215.14/new")
+    assert response.status_code == 302
+    assert response["Location"] == reverse("survey:survey_webhooks:endpoint", args=[endpoint.pk])
+    assert endpoint.account == account
+    assert endpoint.events == ["invitation.opened", "response.completed"]
+    assert endpoint.description == "Staging CRM"
+    page = ada_client.get(response["Location"])
+    assert endpoint.signing_secret().startswith("whsec_")
+    assert endpoint.signing_secret() in page.content.decode()
+
+
+@override_settings(KIZUNA_WEBHOOK_ALLOWED_ORIGINS=("http://127.0.0.1:8000",))
+def test_a_private_url_is_refused_with_a_clear_error_and_the_form_keeps_what_was_typed(
+    ada_client: Client, ada
+):
+    response = ada_client.post(
+        LIST, {"url": "http://192.168.0.10/hook", "events": ["response.deleted"]}
+    )
+
+    assert response.status_code == 200
+    assert response.context["form"].errors["url"] == [
+        "This URL points to a private or local network address, which this deployment "
+        "does not allow."
+    ]
+    assert 'value="http://192.168.0.10/hook"' in response.content.decode()
+    assert WebhookEndpoint.objects.count() == 0
+
+
+def test_choosing_no_event_is_a_form_error(ada_client: Client, ada):
+    response = ada_client.post(LIST, {"url": "https://93.184.215.14/hook"})
+    assert response.status_code == 200
+    assert "events" in response.context["form"].errors
+    assert WebhookEndpoint.objects.count() == 0
+
+
+def test_replaying_a_dead_delivery_queues_it_now(ada_client: Client, endpoint, dead_delivery):
+    response = ada_client.post(urls(endpoint, dead_delivery)["replay"])
+
+    assert response.status_code == 302
+    dead_delivery.refresh_from_db()
+    assert dead_delivery.status == WorkStatus.PENDING
+    assert dead_delivery.next_attempt_at <= timezone.now()
+    assert dead_delivery.finished_at is None
+    assert dead_delivery.max_attempts == 52
+
+
+def test_deliveries_can_be_filtered_by_status(ada_client: Client, endpoint, dead_delivery):
+    done = Delivery.objects.create(
+        endpoint=endpoint, event_type="response.completed", payload={}, status=WorkStatus.DONE
+    )
+    detail = urls(endpoint, dead_delivery)["detail"]
+
+    assert list(ada_client.get(detail + "?status=done").context["deliveries"]) == [done]
+    assert list(ada_client.get(detail + "?status=failed").context["deliveries"]) == [dead_delivery]
+
+
+def test_a_disabled_endpoint_shows_why_and_can_be_enabled_again(
+    ada_client: Client, endpoint, dead_delivery
+):
+    services.disable_endpoint(endpoint=endpoint, reason="The endpoint answered 410 Gone.")
+    paths = urls(endpoint, dead_delivery)
+
+    assert "The endpoint answered 410 Gone." in ada_client.get(paths["detail"]).content.decode()
+    assert ada_client.post(paths["replay"]).status_code == 302
+    dead_delivery.refresh_from_db()
+    assert dead_delivery.status == WorkStatus.FAILED  # not replayed while disabled
+
+    ada_client.post(paths["enable"])
+    endpoint.refresh_from_db()
+    assert (endpoint.is_enabled, endpoint.disabled_reason) == (True, "")
+
+
+def test_deleting_an_endpoint_asks_first_then_deletes_it_with_its_deliveries(
+    ada_client: Client, endpoint, dead_delivery
+):
+    paths = urls(endpoint, dead_delivery)
+    assert ada_client.get(paths["delete"]).status_code == 200
+    assert WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
+
+    response = ada_client.post(paths["delete"])
+
+    assert response["Location"] == LIST
+    assert not WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
+    assert not Delivery.objects.filter(pk=dead_delivery.pk).exists()
+
+
+def test_webhooks_page_is_in_japanese_for_japanese_users(ada_client: Client, endpoint):
+    response = ada_client.get(LIST, HTTP_ACCEPT_LANGUAGE="ja")
+    assert "エンドポイントを追加" in response.content.decode()

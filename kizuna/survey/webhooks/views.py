@@ -1,0 +1,113 @@
+"""Settings > Webhooks: endpoints, their deliveries and attempts, replay (administrators only)."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.db.models import Prefetch
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_http_methods, require_POST
+
+from kizuna.survey.access import get_admin_member
+from kizuna.survey.webhooks import services
+from kizuna.survey.webhooks.forms import WebhookEndpointForm
+from kizuna.survey.webhooks.models import Delivery, DeliveryAttempt, WebhookEndpoint
+
+DELIVERIES_PER_PAGE = 50
+
+
+def get_endpoint_for_admin(request: HttpRequest, pk: int) -> WebhookEndpoint:
+    """The endpoint of the current account: 403 for plain members, 404 for other accounts."""
+    member = get_admin_member(request)
+    return get_object_or_404(WebhookEndpoint, account_id=member.account_id, pk=pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def endpoint_list(request: HttpRequest) -> HttpResponse:
+    member = get_admin_member(request)
+    form = WebhookEndpointForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            endpoint, _secret = services.create_endpoint(
+                account=member.account,
+                url=form.cleaned_data["url"],
+                events=form.cleaned_data["events"],
+                description=form.cleaned_data["description"],
+                by=request.user,  # type: ignore[arg-type]
+            )
+        except ValidationError as error:
+            for field, field_errors in error.message_dict.items():
+                for message in field_errors:
+                    form.add_error(field if field in form.fields else None, message)
+        else:
+            messages.success(
+                request,
+                _("The endpoint was added. Give its signing secret to the receiving service."),
+            )
+            return redirect("survey:survey_webhooks:endpoint", pk=endpoint.pk)
+    endpoints = WebhookEndpoint.objects.filter(account_id=member.account_id)
+    return render(
+        request,
+        "survey_webhooks/endpoint_list.html",
+        {"member": member, "endpoints": endpoints, "form": form},
+    )
+
+
+@login_required
+def endpoint_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    endpoint = get_endpoint_for_admin(request, pk)
+    status = request.GET.get("status", "")
+    deliveries = endpoint.deliveries.prefetch_related(
+        Prefetch("attempts_made", queryset=DeliveryAttempt.objects.order_by("-attempted_at", "-id"))
+    ).order_by("-created_at", "-id")
+    if status in {"pending", "leased", "done", "failed"}:
+        deliveries = deliveries.filter(status=status)
+    return render(
+        request,
+        "survey_webhooks/endpoint_detail.html",
+        {
+            "endpoint": endpoint,
+            "secret": endpoint.signing_secret(),
+            "deliveries": deliveries[:DELIVERIES_PER_PAGE],
+            "status": status,
+            "statuses": [("", _("All")), *Delivery._meta.get_field("status").choices],  # type: ignore[misc]
+        },
+    )
+
+
+@login_required
+@require_POST
+def delivery_replay(request: HttpRequest, pk: int, delivery_pk: int) -> HttpResponse:
+    endpoint = get_endpoint_for_admin(request, pk)
+    delivery = get_object_or_404(Delivery, endpoint=endpoint, pk=delivery_pk)
+    if not endpoint.is_enabled:
+        messages.error(request, _("Enable the endpoint before replaying its deliveries."))
+    elif services.replay_delivery(delivery=delivery):
+        messages.success(request, _("The delivery will be sent again in a moment."))
+    else:
+        messages.error(request, _("This delivery is being sent right now; try again shortly."))
+    return redirect("survey:survey_webhooks:endpoint", pk=endpoint.pk)
+
+
+@login_required
+@require_POST
+def endpoint_enable(request: HttpRequest, pk: int) -> HttpResponse:
+    endpoint = get_endpoint_for_admin(request, pk)
+    services.enable_endpoint(endpoint=endpoint)
+    messages.success(request, _("The endpoint is enabled again and receives new events."))
+    return redirect("survey:survey_webhooks:endpoint", pk=endpoint.pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def endpoint_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    endpoint = get_endpoint_for_admin(request, pk)
+    if request.method == "POST":
+        services.delete_endpoint(endpoint=endpoint)
+        messages.success(request, _("The endpoint was deleted."))
+        return redirect("survey:survey_webhooks:endpoints")
+    return render(request, "survey_webhooks/endpoint_delete.html", {"endpoint": endpoint})

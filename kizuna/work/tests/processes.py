@@ -10,9 +10,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import quote
 
 from django.db import connection
+
+T = TypeVar("T")
 
 
 def database_url() -> str:
@@ -41,7 +44,7 @@ def start_kizuna(args: list[str], env: dict[str, str], log: Path) -> subprocess.
         )
 
 
-def wait_for(condition: Callable[[], object], *, timeout: float, message: str) -> object:
+def wait_for(condition: Callable[[], T], *, timeout: float, message: str) -> T:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
@@ -90,3 +93,10 @@ def descendants(pid: int) -> list[int]:
     for child in children(pid):
         found += [child, *descendants(child)]
     return found
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except FileNotFoundError:
+        return ""

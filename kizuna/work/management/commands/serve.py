@@ -89,7 +89,9 @@ class Supervisor:
         bind: str,
         on_ready: Callable[[], None],
         log: Callable[[str], None],
+        worker_restart_delay: float = WORKER_RESTART_DELAY_SECONDS,
     ) -> None:
+        self.worker_restart_delay = worker_restart_delay
         self.web_command = web
         self.worker_command = worker
         self.bind = bind
@@ -141,15 +143,15 @@ class Supervisor:
                     _("The web server stopped (exit code %(code)s): stopping.")
                     % {"code": web_status}
                 )
-                exit_code = web_status or 1
+                exit_code = web_status if web_status > 0 else 1
                 break
             if self.worker is not None and self.worker.poll() is not None:
                 if restart_worker_at is None:
                     self.log(
                         _("The worker stopped (exit code %(code)s): restarting it in %(delay)s s.")
-                        % {"code": self.worker.returncode, "delay": WORKER_RESTART_DELAY_SECONDS}
+                        % {"code": self.worker.returncode, "delay": self.worker_restart_delay}
                     )
-                    restart_worker_at = time.monotonic() + WORKER_RESTART_DELAY_SECONDS
+                    restart_worker_at = time.monotonic() + self.worker_restart_delay
                 elif time.monotonic() >= restart_worker_at and self.worker_command is not None:
                     self.worker = self._start(self.worker_command)
                     restart_worker_at = None
@@ -211,6 +213,13 @@ class Command(BaseCommand):
             help=_("Seconds the worker waits when idle (default: %(default)s)."),
         )
 
+        parser.add_argument(
+            "--worker-restart-delay",
+            type=float,
+            default=WORKER_RESTART_DELAY_SECONDS,
+            help=_("Seconds to wait before restarting a worker that died (default: %(default)s)."),
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
         if options["processes"] < 1 or options["threads"] < 1:
             raise CommandError(_("--processes and --threads must be at least 1."))
@@ -228,6 +237,7 @@ class Command(BaseCommand):
             if options["worker"]
             else None,
             bind=options["bind"],
+            worker_restart_delay=options["worker_restart_delay"],
             on_ready=lambda: self.announce(url),
             log=lambda message: self.stderr.write(message),
         )

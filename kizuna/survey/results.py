@@ -7,6 +7,7 @@ that the date filter applies to everything on the page and in the export.
 from __future__ import annotations
 
 import datetime
+import math
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -240,8 +241,14 @@ def responses_over_time(responses: QuerySet[Response]) -> SafeString | None:
     if (last - first).days < DAILY_SPAN_LIMIT:
         day = first
         while day <= last:
-            label = formats.date_format(day, "SHORT_DATE_FORMAT")
-            columns.append(charts.Column(label=label, count=per_day.get(day, 0), title=label))
+            # month/day reads the same in Japanese and English and fits under a column
+            columns.append(
+                charts.Column(
+                    label=f"{day.month}/{day.day}",
+                    count=per_day.get(day, 0),
+                    title=formats.date_format(day, "SHORT_DATE_FORMAT"),
+                )
+            )
             day += datetime.timedelta(days=1)
         title = _("Responses per day")
     else:
@@ -254,7 +261,7 @@ def responses_over_time(responses: QuerySet[Response]) -> SafeString | None:
             columns.append(charts.Column(label=label, count=per_month[(year, month)], title=label))
             year, month = (year + 1, 1) if month == 12 else (year, month + 1)
         title = _("Responses per month")
-    label_every = max(len(columns) // 8, 1)
+    label_every = max(math.ceil(len(columns) / 15), 1)
     return charts.column_chart(columns, title=title, label_every=label_every)
 
 

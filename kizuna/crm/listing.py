@@ -137,9 +137,10 @@ def paginate(
     sort: Sort,
     after: str = "",
     before: str = "",
-    page_size: int = PAGE_SIZE,
+    page_size: int | None = None,
 ) -> Page:
     """One page of `queryset` in `sort` order, after or before a cursor."""
+    page_size = page_size or PAGE_SIZE
     columns = Tuple(*(F(column) for column in sort.columns))
     forward = [f"-{c}" if sort.descending else c for c in sort.columns]
     backward = [c if sort.descending else f"-{c}" for c in sort.columns]

@@ -155,6 +155,8 @@ def test_detail_shows_fields_in_japanese_name_order(ada_client: Client, lead: Le
     japanese = ada_client.get(reverse("crm:lead-detail", args=[lead.pk]), HTTP_ACCEPT_LANGUAGE="ja")
     content = japanese.content.decode()
     assert "<h1>佐藤 花子</h1>" in content
+    assert "<h2>タイムライン</h2>" in content
+    assert "<dt>リードのステータス</dt><dd>新規</dd>" in content
 
 
 @pytest.mark.parametrize("persona,status", [("ada", 302), ("bob", 302), ("charlie", 404)])

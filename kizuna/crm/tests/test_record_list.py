@@ -1,0 +1,177 @@
+"""The lead and contact lists: search, filters, sorting, keyset pages."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from kizuna.crm import listing
+from kizuna.crm.models import Lead, LeadStatus, Organization
+from kizuna.crm.tests.conftest import make_contact, make_lead
+
+pytestmark = pytest.mark.django_db
+
+
+def _names(response: Any) -> list[str]:
+    return [row.family_name for row in response.context["page"].rows]
+
+
+@pytest.fixture
+def people(organization: Organization, ada: Any, bob: Any) -> dict[str, Lead]:
+    rows = [
+        ("佐藤", "花子", "さくら食品", "hanako@sakura.example", ada.user, "web", "new"),
+        ("鈴木", "一郎", "Suzuki Motors", "ichiro@suzuki.example", bob.user, "event", "contacted"),
+        ("Lovelace", "Ada", "Analytical Engines", "ada@engines.example", None, "", "qualified"),
+        ("Hopper", "Grace", "Navy", "grace@navy.example", bob.user, "web", "unqualified"),
+    ]
+    leads = {}
+    for family, given, company, email, owner, source, status in rows:
+        leads[family] = make_lead(
+            organization,
+            ada.user,
+            family_name=family,
+            given_name=given,
+            company=company,
+            email=email,
+            owner=owner,
+            lead_source=source,
+            status=status,
+        )
+    return leads
+
+
+@pytest.mark.parametrize(
+    "query,expected",
+    [
+        ("佐藤", ["佐藤"]),
+        ("花子 佐藤", ["佐藤"]),
+        ("suzuki", ["鈴木"]),
+        ("ENGINES", ["Lovelace"]),
+        ("grace@navy", ["Hopper"]),
+        ("ada lovelace", ["Lovelace"]),
+        ("さくら", ["佐藤"]),
+        ("nobody", []),
+        ("100%", []),
+    ],
+)
+def test_it_searches_name_company_and_email(
+    ada_client: Client, people: dict[str, Lead], query: str, expected: list[str]
+) -> None:
+    response = ada_client.get(reverse("crm:lead-list"), {"q": query})
+    assert response.status_code == 200
+    assert _names(response) == expected
+
+
+def test_it_filters_by_status_owner_and_source(
+    ada_client: Client, bob: Any, people: dict[str, Lead]
+) -> None:
+    url = reverse("crm:lead-list")
+    assert _names(ada_client.get(url, {"status": "contacted"})) == ["鈴木"]
+    assert _names(ada_client.get(url, {"owner": bob.user.pk, "sort": "name"})) == ["Hopper", "鈴木"]
+    assert _names(ada_client.get(url, {"owner": "me"})) == ["佐藤"]
+    assert _names(ada_client.get(url, {"owner": "none"})) == ["Lovelace"]
+    assert _names(ada_client.get(url, {"source": "web", "sort": "name"})) == ["Hopper", "佐藤"]
+    assert _names(ada_client.get(url, {"source": "none"})) == ["Lovelace"]
+    assert _names(ada_client.get(url, {"source": "web", "owner": bob.user.pk})) == ["Hopper"]
+
+
+def test_it_ignores_invalid_filters_instead_of_failing(
+    ada_client: Client, people: dict[str, Lead]
+) -> None:
+    response = ada_client.get(
+        reverse("crm:lead-list"),
+        {"status": "bogus", "owner": "999999", "sort": "drop table", "after": "!!!"},
+    )
+    assert response.status_code == 200
+    assert len(_names(response)) == 4
+
+
+def test_it_sorts_by_name_and_company(ada_client: Client, people: dict[str, Lead]) -> None:
+    url = reverse("crm:lead-list")
+    assert _names(ada_client.get(url, {"sort": "name"})) == ["Hopper", "Lovelace", "佐藤", "鈴木"]
+    assert _names(ada_client.get(url, {"sort": "-name"})) == ["鈴木", "佐藤", "Lovelace", "Hopper"]
+    assert _names(ada_client.get(url, {"sort": "company"})) == [
+        "Lovelace",
+        "Hopper",
+        "鈴木",
+        "佐藤",
+    ]
+    assert _names(ada_client.get(url)) == ["Hopper", "Lovelace", "鈴木", "佐藤"]
+    assert _names(ada_client.get(url, {"sort": "oldest"})) == ["佐藤", "鈴木", "Lovelace", "Hopper"]
+
+
+@pytest.mark.parametrize("sort", list(listing.SORTS))
+def test_keyset_pages_cover_every_row_once_even_with_ties(
+    ada_client: Client, organization: Organization, ada: Any, sort: str, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(listing, "PAGE_SIZE", 3)
+    same_time = timezone.now() - timedelta(days=1)
+    expected = set()
+    for index in range(8):
+        # Same name, company and creation time for several rows: only the id tells them apart.
+        contact = make_contact(
+            organization, ada.user, family_name=f"Kato{index // 3}", company=f"C{index % 2}"
+        )
+        contact.created_at = same_time
+        contact.save(update_fields=["created_at"])
+        expected.add(contact.pk)
+
+    url = reverse("crm:contact-list")
+    seen: list[int] = []
+    pages: list[list[int]] = []
+    response = ada_client.get(url, {"sort": sort})
+    while True:
+        ids = [row.pk for row in response.context["page"].rows]
+        pages.append(ids)
+        seen += ids
+        next_url = response.context["next_url"]
+        if not next_url:
+            break
+        response = ada_client.get(url + next_url)
+    assert sorted(seen) == sorted(expected)
+    assert len(seen) == len(expected)
+    assert [len(page) for page in pages] == [3, 3, 2]
+
+    # Going back from the last page shows the page before it, in the same order.
+    previous = ada_client.get(url + response.context["previous_url"])
+    assert [row.pk for row in previous.context["page"].rows] == pages[1]
+
+
+def test_the_count_stops_at_the_limit(
+    ada_client: Client, organization: Organization, ada: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(listing, "COUNT_LIMIT", 2)
+    for index in range(3):
+        make_lead(organization, ada.user, family_name=f"N{index}")
+    response = ada_client.get(reverse("crm:lead-list"))
+    assert (response.context["page"].count, response.context["page"].count_is_capped) == (2, True)
+    assert "More than 2 records" in response.content.decode()
+
+
+def test_a_cursor_is_plain_row_values(organization: Organization, ada: Any) -> None:
+    sort = listing.SORTS["recent"]
+    at = timezone.now()
+    cursor = listing.encode_cursor([at, 42])
+    assert listing.decode_cursor(cursor, sort) == [at, 42]
+    assert listing.decode_cursor(cursor, listing.SORTS["name"]) is None
+    assert listing.decode_cursor(listing.encode_cursor(["2020-01-01", 1]), sort) is None
+    assert listing.decode_cursor("not base64 at all", sort) is None
+
+
+def test_the_empty_list_invites_to_add_a_record(bob_client: Client) -> None:
+    response = bob_client.get(reverse("crm:lead-list"))
+    assert "No leads yet." in response.content.decode()
+    assert response.context["page"].rows == []
+
+
+def test_a_status_filter_on_contacts_is_ignored(
+    ada_client: Client, organization: Organization, ada: Any
+) -> None:
+    make_contact(organization, ada.user, family_name="Abe")
+    response = ada_client.get(reverse("crm:contact-list"), {"status": LeadStatus.NEW})
+    assert _names(response) == ["Abe"]

@@ -111,7 +111,7 @@ def make_response(survey: Survey, *, reference: str = "lead:42", **fields: Any) 
         **fields,
     )
     values = {"single_choice": "good", "long_text": "素晴らしい", "nps": 9}
-    for question in survey.questions.all():
+    for question in survey.questions.filter(kind__in=values):
         Answer.objects.create(response=response, question=question, value=values[question.kind])
     return response
 

@@ -1,0 +1,81 @@
+"""The payloads the Survey service really publishes match kizuna/contracts/."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from django.utils import timezone
+
+from kizuna import contracts
+from kizuna.survey.keys.tests.fixtures import make_response
+from kizuna.survey.models import Question, Survey
+from kizuna.survey.webhooks import services
+from kizuna.survey.webhooks.models import Delivery, WebhookEndpoint
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def subscribed(account) -> WebhookEndpoint:
+    endpoint, _ = services.create_endpoint(
+        account=account,
+        url="https://93.184.215.14/hook",
+        events=list(contracts.EVENT_TYPES),
+        by=None,
+    )
+    return endpoint
+
+
+def published(event_type: str) -> dict:
+    return Delivery.objects.get(event_type=event_type).payload
+
+
+@pytest.mark.parametrize("event_type", ["response.completed", "response.deleted"])
+def test_response_events_match_their_schema(subscribed, survey: Survey, event_type):
+    Question.objects.create(
+        survey=survey,
+        position=3,
+        kind="matrix",
+        text="Rate each",
+        options={
+            "rows": [{"key": "price", "label": "Price"}],
+            "columns": [{"key": "good", "label": "Good"}],
+        },
+    )
+    response = make_response(survey, started_at=timezone.now() - datetime.timedelta(minutes=3))
+    response.answers.create(question=survey.questions.get(kind="matrix"), value={"price": "good"})
+
+    services.publish_event(
+        account=survey.portal.account,
+        event_type=event_type,
+        payload=services.response_payload(response),
+    )
+
+    body = published(event_type)
+    assert contracts.errors(body, contracts.schema(event_type)) == []
+    assert body["data"]["answers"][-1]["display"] == "Price: Good"
+
+
+def test_response_of_an_anonymous_link_matches_the_schema(subscribed, survey: Survey):
+    response = survey.responses.create(language="en")
+    services.publish_event(
+        account=survey.portal.account,
+        event_type="response.completed",
+        payload=services.response_payload(response),
+    )
+    body = published("response.completed")
+    assert contracts.errors(body, contracts.schema("response.completed")) == []
+    assert body["data"]["recipient_reference"] == ""
+    assert body["data"]["answers"] == []
+
+
+def test_invitation_opened_matches_its_schema(subscribed, survey: Survey):
+    invitation = survey.invitations.create(recipient_reference="lead:9", opened_at=timezone.now())
+    services.publish_event(
+        account=survey.portal.account,
+        event_type="invitation.opened",
+        payload=services.invitation_payload(invitation),
+    )
+    body = published("invitation.opened")
+    assert contracts.errors(body, contracts.schema("invitation.opened")) == []

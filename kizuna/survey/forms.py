@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from kizuna.survey import validation
 from kizuna.survey.models import MemberRole, Portal, Question, QuestionKind, Section, Survey
@@ -178,7 +179,7 @@ class QuestionForm(forms.Form):
     min = forms.DecimalField(label=_("Minimum value"), required=False, max_digits=18)
     max = forms.DecimalField(label=_("Maximum value"), required=False, max_digits=18)
     rows = forms.CharField(
-        label=_("Rows"),
+        label=pgettext_lazy("matrix question", "Rows"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 4}),
         help_text=_("One row (statement to rate) per line."),

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 def new_public_id() -> str:
@@ -141,7 +142,7 @@ class QuestionKind(models.TextChoices):
     LONG_TEXT = "long_text", _("Long text")
     NUMBER = "number", _("Number")
     EMAIL = "email", _("Email")
-    DATE = "date", _("Date")
+    DATE = "date", pgettext_lazy("question type", "Date")
     RATING = "rating", _("Rating (1–5)")
     NPS = "nps", _("Net Promoter Score (0–10)")
     MATRIX = "matrix", _("Matrix")

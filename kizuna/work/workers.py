@@ -22,6 +22,7 @@ import socket
 import sys
 import threading
 import time
+from datetime import timedelta
 from types import FrameType
 
 from django.db import DatabaseError, OperationalError, close_old_connections, connections
@@ -38,6 +39,8 @@ from kizuna.work.models import WorkerProcess, heartbeat_seconds
 logger = logging.getLogger(__name__)
 
 ERROR_PAUSE_SECONDS = 5.0
+# Rows of killed workers stay this long, for whoever investigates what happened.
+FORGET_DEAD_WORKERS_AFTER = timedelta(days=7)
 
 
 def new_worker_id() -> str:
@@ -73,6 +76,12 @@ def beat(worker_id: str) -> None:
 
 def unregister_worker(worker_id: str) -> None:
     WorkerProcess.objects.filter(worker_id=worker_id).delete()
+
+
+def forget_dead_workers(*, older_than: timedelta = FORGET_DEAD_WORKERS_AFTER) -> int:
+    """Delete rows of workers silent for long: their leases and tasks are long recovered."""
+    deleted, _ = WorkerProcess.objects.filter(heartbeat_at__lt=timezone.now() - older_than).delete()
+    return deleted
 
 
 class Heartbeat(threading.Thread):
@@ -195,6 +204,7 @@ class KizunaWorker(Worker):
             return
         self._last_recovery = time.monotonic()
         retry.recover_abandoned_tasks()
+        forget_dead_workers()
 
     def claim_task(self) -> DBTaskResult | None:
         tasks = DBTaskResult.objects.ready().filter(backend_name=self.backend_name)

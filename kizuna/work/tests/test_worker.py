@@ -9,7 +9,14 @@ from django_tasks_db.models import DBTaskResult
 from kizuna.work.leases import WorkStatus
 from kizuna.work.models import ProbeEffect, ProbeWork, WorkerProcess
 from kizuna.work.tests import sample_tasks
-from kizuna.work.workers import KizunaWorker, beat, live_workers, new_worker_id, register_worker
+from kizuna.work.workers import (
+    KizunaWorker,
+    beat,
+    forget_dead_workers,
+    live_workers,
+    new_worker_id,
+    register_worker,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -100,3 +107,19 @@ def test_worker_ids_fit_django_tasks_db_and_differ():
 
     assert len(ids) == 20
     assert all(0 < len(worker_id) <= 64 for worker_id in ids)
+
+
+def test_rows_of_workers_silent_for_a_week_are_forgotten():
+    WorkerProcess.objects.create(
+        worker_id="long-dead", hostname="h", pid=1, heartbeat_at=timezone.now() - timedelta(days=8)
+    )
+    WorkerProcess.objects.create(
+        worker_id="recently-dead",
+        hostname="h",
+        pid=2,
+        heartbeat_at=timezone.now() - timedelta(days=1),
+    )
+
+    assert forget_dead_workers() == 1
+
+    assert list(WorkerProcess.objects.values_list("worker_id", flat=True)) == ["recently-dead"]

@@ -161,6 +161,7 @@ class KizunaWorker(Worker):
         heartbeat = Heartbeat(self.worker_id, interval=heartbeat_seconds())
         heartbeat.start()
         logger.info("Worker %s started (queues %s)", self.worker_id, ",".join(self.queue_names))
+        stopped_cleanly = False
         try:
             while self.running:
                 close_old_connections()
@@ -182,12 +183,16 @@ class KizunaWorker(Worker):
                     break
                 close_old_connections()
                 self._wake.wait(self.interval)
+            stopped_cleanly = True
         finally:
             heartbeat.stop()
-            try:
-                unregister_worker(self.worker_id)
-            except Exception:
-                logger.exception("Worker %s could not unregister", self.worker_id)
+            if stopped_cleanly:
+                try:
+                    unregister_worker(self.worker_id)
+                except Exception:
+                    logger.exception("Worker %s could not unregister", self.worker_id)
+            # Otherwise (forced stop, crash) the row stays and goes stale: whatever
+            # this worker still holds is then taken back by the others.
             logger.info("Worker %s stopped", self.worker_id)
 
     def run_one_round(self) -> bool:

@@ -123,3 +123,17 @@ def test_rows_of_workers_silent_for_a_week_are_forgotten():
     assert forget_dead_workers() == 1
 
     assert list(WorkerProcess.objects.values_list("worker_id", flat=True)) == ["recently-dead"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_forced_to_stop_keeps_its_row_so_that_its_work_is_taken_back(monkeypatch):
+    def forced_stop(**kwargs):
+        raise SystemExit(1)  # what a second SIGTERM does in the middle of an item
+
+    monkeypatch.setattr("kizuna.work.leases.run_due_work", forced_stop)
+    worker = KizunaWorker(queue_names=["default"], interval=0, batch=True, worker_id="forced")
+
+    with pytest.raises(SystemExit):
+        worker.run()
+
+    assert WorkerProcess.objects.filter(worker_id="forced").exists()

@@ -48,4 +48,5 @@ urlpatterns = [
     path("mail/", include("kizuna.crm.mail.urls")),
     path("imports/", include("kizuna.crm.imports.urls")),
     path("api-tokens/", include("kizuna.crm.api.urls")),
+    path("api/v1/", include("kizuna.crm.api.v1_urls")),
 ]

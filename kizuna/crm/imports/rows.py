@@ -336,7 +336,11 @@ class RowValidator:
         if name == "status":
             if not raw:
                 return {name: LeadStatus.NEW.value}
-            return {name: self._choice(raw, self.statuses, LeadStatus)}
+            status = self._choice(raw, self.statuses, LeadStatus)
+            if status == LeadStatus.CONVERTED:
+                # As in the lead form: only converting a lead (into a contact) makes it converted.
+                raise ValidationError(_("A lead becomes converted only by converting it."))
+            return {name: status}
         if name == "email_opt_out":
             word = normalize(raw)
             if word in TRUE_WORDS:

@@ -100,7 +100,7 @@ def test_export_headers_and_labels_follow_the_language(
         from kizuna.crm.imports.exporting import header_row
 
         assert rows[0] == header_row("leads")
-    assert rows[0][9] == "所有者"
+    assert rows[0][9] == "担当者"
     assert len(rows) == 2
     assert rows[1][1] == "山田"
 

@@ -162,3 +162,11 @@ def test_a_formula_quote_from_our_export_is_taken_off(
     )
     values, errors = validator.clean(["Sato", "'+81 3 1234 5678"])
     assert (values["phone"], errors) == ("+81 3 1234 5678", {})
+
+
+def test_a_lead_cannot_be_imported_as_converted(ada: User, organization: Organization) -> None:
+    validator = RowValidator(
+        organization=organization, module="leads", mapping={"0": "family_name", "1": "status"}
+    )
+    _values, errors = validator.clean(["Sato", "Converted"])
+    assert errors == {"status": ["A lead becomes converted only by converting it."]}

@@ -1,0 +1,40 @@
+"""Bearer-token authentication of the CRM API."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest
+from ninja.security import HttpBearer
+
+from kizuna.crm.api.models import ApiToken
+from kizuna.crm.api.services import hash_api_token, note_api_token_use
+from kizuna.crm.models import Membership
+
+
+class TokenAuth(HttpBearer):
+    """`Authorization: Bearer <token>`: the caller is the token's member in its organization.
+
+    A revoked token, a deactivated user or a membership that is no longer active
+    authenticates nobody (401).
+    """
+
+    openapi_description = (
+        "A personal API token from /crm/api-tokens/, sent as `Authorization: Bearer <token>`."
+    )
+
+    def authenticate(self, request: HttpRequest, token: str) -> Membership | None:
+        api_token = (
+            ApiToken.objects.select_related("user", "organization")
+            .filter(token_hash=hash_api_token(token), revoked_at__isnull=True)
+            .first()
+        )
+        if api_token is None or not api_token.user.is_active:
+            return None
+        membership = (
+            Membership.objects.select_related("organization", "user")
+            .filter(organization=api_token.organization, user=api_token.user, is_active=True)
+            .first()
+        )
+        if membership is None:
+            return None
+        note_api_token_use(api_token=api_token)
+        return membership

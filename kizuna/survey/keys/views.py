@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -9,15 +11,32 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_http_methods
 
-from kizuna.survey.access import get_admin_member
+from kizuna.identity.models import User
+from kizuna.survey.access import get_admin_member, memberships_of
 from kizuna.survey.keys import services
+
+
+def _user(request: HttpRequest) -> User:
+    assert isinstance(request.user, User)  # login_required ran first
+    return request.user
+
+
+def _render(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
+    """Render inside the Survey layout (its subnav needs the member and their accounts)."""
+    context = {
+        "member": get_admin_member(request),
+        "memberships": memberships_of(request),
+        "nav": "sc-key",
+        **context,
+    }
+    return render(request, template, context)
 
 
 @login_required
 def sc_key(request: HttpRequest) -> HttpResponse:
     member = get_admin_member(request)
-    service_key = services.get_or_create_key(member=member, by=request.user)  # type: ignore[arg-type]
-    return render(
+    service_key = services.get_or_create_key(member=member, by=_user(request))
+    return _render(
         request,
         "survey_keys/sc_key.html",
         {"member": member, "service_key": service_key, "key": service_key.reveal()},
@@ -29,7 +48,7 @@ def sc_key(request: HttpRequest) -> HttpResponse:
 def regenerate(request: HttpRequest) -> HttpResponse:
     member = get_admin_member(request)
     if request.method == "POST":
-        services.regenerate_key(member=member, by=request.user)  # type: ignore[arg-type]
+        services.regenerate_key(member=member, by=_user(request))
         messages.success(
             request,
             _(
@@ -38,4 +57,4 @@ def regenerate(request: HttpRequest) -> HttpResponse:
             ),
         )
         return redirect("survey:survey_keys:sc-key")
-    return render(request, "survey_keys/regenerate.html", {"member": member})
+    return _render(request, "survey_keys/regenerate.html", {"member": member})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -11,12 +13,29 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_http_methods, require_POST
 
-from kizuna.survey.access import get_admin_member
+from kizuna.identity.models import User
+from kizuna.survey.access import get_admin_member, memberships_of
 from kizuna.survey.webhooks import services
 from kizuna.survey.webhooks.forms import WebhookEndpointForm
 from kizuna.survey.webhooks.models import Delivery, DeliveryAttempt, WebhookEndpoint
 
 DELIVERIES_PER_PAGE = 50
+
+
+def _user(request: HttpRequest) -> User:
+    assert isinstance(request.user, User)  # login_required ran first
+    return request.user
+
+
+def _render(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
+    """Render inside the Survey layout (its subnav needs the member and their accounts)."""
+    context = {
+        "member": get_admin_member(request),
+        "memberships": memberships_of(request),
+        "nav": "webhooks",
+        **context,
+    }
+    return render(request, template, context)
 
 
 def get_endpoint_for_admin(request: HttpRequest, pk: int) -> WebhookEndpoint:
@@ -37,7 +56,7 @@ def endpoint_list(request: HttpRequest) -> HttpResponse:
                 url=form.cleaned_data["url"],
                 events=form.cleaned_data["events"],
                 description=form.cleaned_data["description"],
-                by=request.user,  # type: ignore[arg-type]
+                by=_user(request),
             )
         except ValidationError as error:
             for field, field_errors in error.message_dict.items():
@@ -50,7 +69,7 @@ def endpoint_list(request: HttpRequest) -> HttpResponse:
             )
             return redirect("survey:survey_webhooks:endpoint", pk=endpoint.pk)
     endpoints = WebhookEndpoint.objects.filter(account_id=member.account_id)
-    return render(
+    return _render(
         request,
         "survey_webhooks/endpoint_list.html",
         {"member": member, "endpoints": endpoints, "form": form},
@@ -66,7 +85,7 @@ def endpoint_detail(request: HttpRequest, pk: int) -> HttpResponse:
     ).order_by("-created_at", "-id")
     if status in {"pending", "leased", "done", "failed"}:
         deliveries = deliveries.filter(status=status)
-    return render(
+    return _render(
         request,
         "survey_webhooks/endpoint_detail.html",
         {
@@ -110,4 +129,4 @@ def endpoint_delete(request: HttpRequest, pk: int) -> HttpResponse:
         services.delete_endpoint(endpoint=endpoint)
         messages.success(request, _("The endpoint was deleted."))
         return redirect("survey:survey_webhooks:endpoints")
-    return render(request, "survey_webhooks/endpoint_delete.html", {"endpoint": endpoint})
+    return _render(request, "survey_webhooks/endpoint_delete.html", {"endpoint": endpoint})

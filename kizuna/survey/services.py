@@ -18,7 +18,7 @@ from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
@@ -119,29 +119,44 @@ def register_members(
     existing: list[str] = []
     new_users: list[User] = []
     with transaction.atomic():
-        users = {u.email.lower(): u for u in User.objects.filter(email__in=addresses)}
-        members = {
-            email.lower()
-            for email in AccountMember.objects.filter(
-                account=account, user__email__in=addresses
-            ).values_list("user__email", flat=True)
-        }
         for address in addresses:
-            if address in members:
-                existing.append(address)
-                continue
-            user = users.get(address)
-            if user is None:
-                user = User(email=address, language=by.language if by else "")
-                user.set_unusable_password()
-                user.save()
-                new_users.append(user)
-            AccountMember.objects.create(account=account, user=user, role=role)
-            registered.append(address)
+            added, new_user = _register_member(account=account, address=address, by=by, role=role)
+            (registered if added else existing).append(address)
+            if new_user is not None:
+                new_users.append(new_user)
     failed = [
         user.email for user in new_users if not send_invitation(user=user, account=account, by=by)
     ]
     return RegistrationResult(registered=registered, existing=existing, invitation_failed=failed)
+
+
+def _register_member(
+    *, account: SurveyAccount, address: str, by: User | None, role: str
+) -> tuple[bool, User | None]:
+    """(whether a membership was created, the user created for it if any).
+
+    Savepoints make a concurrent registration of the same email count as "existing"
+    instead of failing the whole batch.
+    """
+    created: User | None = None
+    user = User.objects.filter(email__iexact=address).first()
+    if user is None:
+        try:
+            with transaction.atomic():
+                user = User(email=address, language=by.language if by else "")
+                user.set_unusable_password()
+                user.save()
+                created = user
+        except IntegrityError:
+            user = User.objects.get(email__iexact=address)
+    if AccountMember.objects.filter(account=account, user=user).exists():
+        return False, created
+    try:
+        with transaction.atomic():
+            AccountMember.objects.create(account=account, user=user, role=role)
+    except IntegrityError:
+        return False, created
+    return True, created
 
 
 def password_set_url(user: User) -> str:

@@ -112,3 +112,20 @@ def test_password_reset_email_lands_in_the_local_mailbox(client, user, local_mai
     body = message.get_body(preferencelist=("plain",))
     assert body is not None
     assert "/accounts/password/reset/" in body.get_content()
+
+
+def test_password_reset_sent_page_points_to_the_local_mailbox(client, db, local_mailbox):
+    response = client.get("/accounts/password/reset/sent/")
+
+    assert response.status_code == 200
+    assert "<h1>Check your email</h1>" in response.text
+    assert "the email is in the local mailbox of this installation." in response.text
+
+
+def test_password_reset_sent_page_says_nothing_of_a_mailbox_when_smtp_is_set(client, settings, db):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+
+    response = client.get("/accounts/password/reset/sent/")
+
+    assert "<h1>Check your email</h1>" in response.text
+    assert "local mailbox" not in response.text

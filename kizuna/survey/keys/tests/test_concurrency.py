@@ -1,0 +1,80 @@
+"""SC keys and invitation batches racing each other on PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pytest
+from django.db import connection, connections
+
+from kizuna.survey import api_services
+from kizuna.survey.keys import services
+from kizuna.survey.keys.models import ServiceKey
+from kizuna.survey.models import AccountMember, Invitation, Survey
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def _postgresql_only() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL row locks and concurrent transactions")
+
+
+def run_together(*actions: Callable[[], None]) -> list[BaseException]:
+    barrier = threading.Barrier(len(actions))
+    errors: list[BaseException] = []
+
+    def run(action: Callable[[], None]) -> None:
+        try:
+            barrier.wait(timeout=10)
+            action()
+        except BaseException as error:  # reported to the test below
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(action,)) for action in actions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return errors
+
+
+def test_k2_regenerations_at_once_leave_exactly_one_active_key(ada: AccountMember):
+    original = services.get_or_create_key(member=ada)
+
+    def regenerate() -> None:
+        services.regenerate_key(member=AccountMember.objects.get(pk=ada.pk), by=ada.user)
+
+    assert run_together(regenerate, regenerate, regenerate) == []
+    assert ServiceKey.objects.filter(member=ada).count() == 4
+    assert ServiceKey.objects.filter(member=ada, revoked_at__isnull=True).count() == 1
+    original.refresh_from_db()
+    assert original.revoked_at is not None
+
+
+def test_k1_first_views_at_once_create_one_key(ada: AccountMember):
+    keys: list[str] = []
+
+    def first_view() -> None:
+        keys.append(services.get_or_create_key(member=ada).reveal())
+
+    assert run_together(first_view, first_view, first_view) == []
+    assert ServiceKey.objects.filter(member=ada).count() == 1
+    assert len(set(keys)) == 1
+
+
+def test_same_invitation_batch_sent_twice_at_once_creates_each_invitation_once(survey: Survey):
+    recipients = [api_services.Recipient(recipient_reference=f"lead:{n}") for n in range(50)]
+    tokens: list[list[str]] = []
+
+    def send() -> None:
+        results = api_services.create_invitations(survey=survey, recipients=recipients)
+        tokens.append([invitation.token for invitation, _ in results])
+
+    assert run_together(send, send) == []
+    assert Invitation.objects.filter(survey=survey).count() == 50
+    assert tokens[0] == tokens[1]

@@ -114,6 +114,17 @@ def _record_fields(record: Lead | Contact) -> dict[str, Any]:
     return {"lead": record} if isinstance(record, Lead) else {"contact": record}
 
 
+def _skip_summary(subject: str, reason: str, language: str) -> str:
+    # The timeline shows the summary as it is: write the reason in the sender's language.
+    with override(language):
+        why = (
+            gettext("opted out of email")
+            if reason == SKIP_OPTED_OUT
+            else gettext("no email address")
+        )
+    return f"{subject} ({why})"[:500]
+
+
 def queue_emails(
     *,
     organization: Organization,
@@ -212,7 +223,7 @@ def queue_emails(
             Activity(
                 organization=organization,
                 kind=ActivityKind.EMAIL_SKIPPED,
-                summary=subject[:500],
+                summary=_skip_summary(subject, item["reason"], language),
                 data={"batch": batch.pk, "reason": item["reason"]},
                 actor=sender,
                 created_at=now,
@@ -259,7 +270,9 @@ def _fail(message: OutgoingMessage, *, error: str, retry: bool) -> None:
     with transaction.atomic():
         leases.mark_failed(message, error=error, retry=retry)
         if message.status == WorkStatus.FAILED:
-            _activity(message, ActivityKind.EMAIL_FAILED, message.subject, error=error)
+            _activity(
+                message, ActivityKind.EMAIL_FAILED, f"{message.subject} ({error})", error=error
+            )
 
 
 def _mark_sent(message: OutgoingMessage) -> Activity | None:
@@ -294,7 +307,9 @@ def _reopen(message: OutgoingMessage, sent: Activity, *, error: str, retry: bool
             setattr(message, name, value)
         sent.delete()
         if gives_up:
-            _activity(message, ActivityKind.EMAIL_FAILED, message.subject, error=error)
+            _activity(
+                message, ActivityKind.EMAIL_FAILED, f"{message.subject} ({error})", error=error
+            )
 
 
 def send_outgoing_message(message: OutgoingMessage) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import re
 import smtplib
+import socket
 import threading
 import time
 from typing import Any
@@ -126,6 +127,11 @@ class SmtpDelivery:
     def _open(self) -> None:
         if self.smtp_backend.connection is None:
             self.smtp_backend.open()
+            sock = getattr(self.smtp_backend.connection, "sock", None)
+            if sock is not None:
+                # The final dot goes out as a separate small write: without NODELAY,
+                # Nagle holds it until the server's delayed ACK (~40 ms a message).
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _envelope(self, sender: str, recipients: list[str], size: int) -> None:
         connection = self.smtp_backend.connection

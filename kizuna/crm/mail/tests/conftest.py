@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage as ParsedMessage
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -111,6 +113,18 @@ class Inbox:
 
     messages: list[Received] = field(default_factory=list)
     refuse: dict[str, str] = field(default_factory=dict)
+    # Seconds between taking the message and answering 250: a slow server.
+    delay: float = 0.0
+    # Called with the session at RCPT and after a message is taken (before the 250).
+    on_rcpt: Callable[[Any], None] | None = None
+    on_message: Callable[[Any], None] | None = None
+
+    async def handle_RCPT(self, server, session, envelope, address, options) -> str:
+        if self.on_rcpt is not None:
+            self.on_rcpt(session)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_DATA(self, server, session, envelope) -> str:
@@ -119,6 +133,10 @@ class Inbox:
                 return self.refuse[address]
         with self.lock:
             self.messages.append(Received(list(envelope.rcpt_tos), bytes(envelope.content)))
+        if self.on_message is not None:
+            self.on_message(session)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         return "250 Message accepted for delivery"
 
     def to(self, address: str) -> list[ParsedMessage]:

@@ -127,8 +127,12 @@ def test_opted_out_and_addressless_records_are_skipped_and_reported(
         {"id": no_email.pk, "name": "Nomail", "reason": "no_email"},
     ]
     assert OutgoingMessage.objects.filter(lead__in=[opted_out, no_email]).count() == 0
-    assert list(Activity.objects.filter(lead=opted_out).values_list("kind", "data")) == [
-        (ActivityKind.EMAIL_SKIPPED, {"batch": batch.pk, "reason": "opted_out"})
+    assert list(Activity.objects.filter(lead=opted_out).values_list("kind", "summary", "data")) == [
+        (
+            ActivityKind.EMAIL_SKIPPED,
+            "News (opted out of email)",
+            {"batch": batch.pk, "reason": "opted_out"},
+        )
     ]
     progress = batch.progress()
     assert (progress.sent, progress.skipped, progress.waiting) == (1, 2, 0)
@@ -158,9 +162,9 @@ def test_a_refused_recipient_fails_with_the_reason_on_the_timeline(ada, organiza
     assert failed.sent_at is None
     kinds = list(Activity.objects.filter(lead=bad).order_by("pk").values_list("kind", flat=True))
     assert kinds == [ActivityKind.EMAIL_QUEUED, ActivityKind.EMAIL_FAILED]
-    assert Activity.objects.get(lead=bad, kind=ActivityKind.EMAIL_FAILED).data["error"] == (
-        "550 5.1.1 Mailbox unavailable"
-    )
+    failure = Activity.objects.get(lead=bad, kind=ActivityKind.EMAIL_FAILED)
+    assert failure.summary == "S (550 5.1.1 Mailbox unavailable)"
+    assert failure.data["error"] == "550 5.1.1 Mailbox unavailable"
 
 
 def test_a_temporary_refusal_is_retried_later_with_the_same_message_id(ada, organization, smtp):

@@ -1,0 +1,157 @@
+"""A `kizuna worker` killed -9 in the middle of a bulk send: every message arrives exactly once.
+
+Two real worker processes send through a real SMTP server (aiosmtpd on loopback,
+in this process). Once the victim worker has sent a few messages, the server
+itself kills it with SIGKILL at a chosen point of an SMTP transaction on the
+victim's connection:
+
+- "before_data": while the server handles RCPT TO, before the worker has
+  committed anything for that message;
+- "after_dot": after the server took the message and before it answers 250,
+  when the worker has committed it as sent and waits for the reply.
+
+The victim also holds the rest of its claimed batch. The survivor takes those
+rows over once the victim's heartbeat is older than the lease. The SMTP server
+must end with each recipient's message exactly once, counted by Message-ID.
+
+The kill is placed by the server rather than by a timer because aiosmtpd drops a
+complete message whose final dot it has not yet processed when the connection
+closes (it cancels its handler on EOF); transport.py documents the remaining
+microsecond window between the commit and the final dot.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from kizuna.crm.mail import services
+from kizuna.crm.mail.models import OutgoingMessage
+from kizuna.crm.models import Lead, Membership, Organization, Role
+from kizuna.testing.personas import make_user
+from kizuna.work.leases import WorkStatus
+from kizuna.work.tests.processes import database_url, kizuna_env, start_kizuna, stop, wait_for
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+LEASE_SECONDS = 2
+RECIPIENTS = 150
+SENT_BEFORE_KILL = 10
+
+
+@pytest.fixture(autouse=True)
+def _postgresql_only():
+    if connection.vendor != "postgresql":
+        pytest.skip("two workers claiming with SKIP LOCKED need PostgreSQL")
+
+
+def local_ports(pid: int) -> set[int]:
+    """The local TCP ports of a process's sockets (to tell its SMTP connection apart)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = str(fd.readlink())
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+@pytest.mark.parametrize("moment", ["before_data", "after_dot"])
+def test_a_worker_killed_mid_batch_leaves_every_message_delivered_exactly_once(
+    tmp_path, smtp_server, settings, moment
+):
+    inbox, port = smtp_server
+    inbox.delay = 0.01
+    settings.KIZUNA_WORKER_LEASE_SECONDS = LEASE_SECONDS
+    organization = Organization.objects.create(name="Kizuna Demo")
+    ada = make_user("ada@example.com", full_name="Ada Lovelace")
+    Membership.objects.create(organization=organization, user=ada, role=Role.ADMINISTRATOR)
+    leads = Lead.objects.bulk_create(
+        Lead(organization=organization, family_name=f"F{i}", email=f"r{i}@example.com")
+        for i in range(RECIPIENTS)
+    )
+    services.queue_emails(
+        organization=organization,
+        sender=ada,
+        module="leads",
+        records=leads,
+        subject="Hello {{ lead.family_name }}",
+        body_html="",
+        body_text="Hi {{ lead.family_name }}",
+    )
+
+    env = kizuna_env(
+        tmp_path,
+        DATABASE_URL=database_url(),
+        KIZUNA_WORKER_LEASE_SECONDS=str(LEASE_SECONDS),
+        KIZUNA_SMTP_HOST="127.0.0.1",
+        KIZUNA_SMTP_PORT=str(port),
+    )
+    log = tmp_path / "workers.log"
+    victim = start_kizuna(["worker", "--interval", "0.1", "--worker-id", "victim"], env, log)
+    killed = threading.Event()
+    from_victim: list[int] = []
+
+    def maybe_kill(session) -> None:
+        if killed.is_set() or session.peer[1] not in local_ports(victim.pid):
+            return
+        if len(from_victim) >= SENT_BEFORE_KILL:
+            os.kill(victim.pid, signal.SIGKILL)
+            killed.set()
+
+    def count_victims_message(session) -> None:
+        if not killed.is_set() and session.peer[1] in local_ports(victim.pid):
+            from_victim.append(1)
+
+    if moment == "before_data":
+        inbox.on_rcpt = maybe_kill
+        inbox.on_message = count_victims_message
+    else:
+
+        def after_dot(session) -> None:
+            maybe_kill(session)
+            count_victims_message(session)
+
+        inbox.on_message = after_dot
+
+    survivor = start_kizuna(["worker", "--interval", "0.1", "--worker-id", "survivor"], env, log)
+    try:
+        wait_for(killed.is_set, timeout=60, message="the victim to be killed mid-batch")
+        victim.wait(timeout=10)
+        held_when_killed = OutgoingMessage.objects.filter(
+            leased_by="victim", status=WorkStatus.LEASED
+        ).count()
+        wait_for(
+            lambda: not OutgoingMessage.objects.exclude(status=WorkStatus.DONE).exists(),
+            timeout=120,
+            message="the survivor to send everything",
+        )
+    finally:
+        stop(victim, signal.SIGKILL)
+        stop(survivor)
+
+    assert held_when_killed > 0  # the victim died holding claimed messages
+    rows = {row.message_id: row for row in OutgoingMessage.objects.all()}
+    received = Counter(message.message["Message-ID"] for message in inbox.messages)
+    assert len(rows) == RECIPIENTS
+    assert {mid: count for mid, count in received.items() if count != 1} == {}
+    assert set(received) == set(rows)
+    for message in inbox.messages:
+        row = rows[message.message["Message-ID"]]
+        assert message.envelope_to == [row.to_address]
+        assert message.message["Subject"] == f"Hello {row.recipient_name}"
+    assert OutgoingMessage.objects.filter(leased_by="survivor").count() >= held_when_killed

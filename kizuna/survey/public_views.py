@@ -359,7 +359,9 @@ def respond_to_invitation(request: HttpRequest, token: str) -> HttpResponse:
         return _refusal(request, survey, "closed", status=410)
     if responses.invitation_is_expired(invitation):
         return _refusal(request, survey, "expired", status=410)
-    if request.method == "GET" and invitation.opened_at is None:
+    # HEAD is what link checkers send; a person's first GET (or a POST straight
+    # from a cached page) is the opening.
+    if request.method != "HEAD" and invitation.opened_at is None:
         responses.record_invitation_opened(invitation=invitation)
     done_url = reverse("survey_public:invitation-done", args=[invitation.token])
     return _respond(request, survey=survey, invitation=invitation, done_url=done_url)

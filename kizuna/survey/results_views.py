@@ -16,6 +16,7 @@ from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import translation
 from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
@@ -165,10 +166,14 @@ def export_csv(request: HttpRequest, survey_pk: int) -> StreamingHttpResponse:
     _form, responses, _query = _filtered(request, survey)
     writer = csv.writer(_Echo())
 
+    language = translation.get_language()
+
     def lines() -> Any:
-        yield "\ufeff"
-        for row in results.csv_rows(survey, responses):
-            yield writer.writerow(row)
+        # Streaming runs after the view returns: keep the user's language for the header.
+        with translation.override(language):
+            yield "\ufeff"
+            for row in results.csv_rows(survey, responses):
+                yield writer.writerow(row)
 
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
     filename = f"survey-{survey.pk}-responses.csv"

@@ -74,6 +74,22 @@ def test_submitting_records_started_and_completed_and_links_the_response(
     assert response.answers.get().value == 9
 
 
+def test_a_submit_without_an_earlier_visit_still_records_the_opening(
+    invitation: Invitation, question: Question, anonymous: Client
+) -> None:
+    head = anonymous.head(url_of(invitation))
+    invitation.refresh_from_db()
+    assert head.status_code == 200
+    assert invitation.opened_at is None
+
+    post(anonymous, url_of(invitation), {f"q{question.pk}": "3"})
+
+    invitation.refresh_from_db()
+    assert invitation.opened_at is not None
+    assert invitation.completed_at is not None
+    assert invitation.opened_at <= invitation.completed_at
+
+
 def test_started_is_recorded_on_the_first_page_submit(
     survey: Survey, invitation: Invitation, anonymous: Client
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime
 import io
+import re
 from typing import Any
 
 import pytest
@@ -307,7 +308,9 @@ def test_the_list_is_paginated(ada: Client, survey: Survey, questions: Any) -> N
     first = ada.get(list_url(survey)).content.decode()
     second = ada.get(list_url(survey), {"page": 2}).content.decode()
 
-    assert first.count("/responses/") - first.count('/responses/"') >= 50
+    detail_link = re.compile(rf'href="/survey/results/{survey.pk}/responses/[0-9a-f-]{{36}}/"')
+    assert len(detail_link.findall(first)) == 50
+    assert len(detail_link.findall(second)) == 1
     assert "Page 1 of 2" in first
     assert "Page 2 of 2" in second
 
@@ -366,6 +369,29 @@ def test_csv_export_is_utf8_with_bom_one_column_per_question_labels_and_guarded(
     ]
     assert rows[2][9] == "とても良かったです"
     assert len(rows) == 4
+
+
+def test_csv_export_of_an_anonymous_survey_has_no_recipient_column(
+    ada: Client, survey: Survey, three_responses: list[Response]
+) -> None:
+    survey.is_anonymous = True
+    survey.save(update_fields=["is_anonymous"])
+
+    rows = list(csv.reader(io.StringIO(csv_body(ada.get(export_url(survey))).decode("utf-8-sig"))))
+
+    assert rows[0][:4] == ["Response ID", "Submitted at", "Language", "Favourite fruit?"]
+    assert len(rows[1]) == 10
+
+
+def test_csv_export_is_in_the_users_language(
+    ada: Client, ada_user: Any, three_responses: list[Response]
+) -> None:
+    ada_user.language = "ja"
+    ada_user.save(update_fields=["language"])
+
+    body = csv_body(ada.get(export_url(three_responses[0].survey))).decode("utf-8-sig")
+
+    assert body.splitlines()[0].startswith("回答 ID,送信日時,言語,")
 
 
 def test_csv_export_follows_the_date_filter(ada: Client, three_responses: list[Response]) -> None:

@@ -85,23 +85,32 @@ def _window_seconds() -> int:
     return int(getattr(settings, "KIZUNA_SC_KEY_WINDOW_SECONDS", 900))
 
 
-def _throttle_key(address: str, email: str) -> str:
-    digest = hashlib.sha256(f"{address}|{email.strip().lower()}".encode()).hexdigest()
-    return f"survey_keys:failures:{digest}"
+def _throttle_keys(address: str, email: str) -> list[tuple[str, int]]:
+    """Cache keys counting failures, with their limits: per address and email, per address.
+
+    The per-address limit (five times larger) stops one client from guessing keys
+    across many emails.
+    """
+    pair = hashlib.sha256(f"{address}|{email.strip().lower()}".encode()).hexdigest()
+    single = hashlib.sha256(address.encode()).hexdigest()
+    return [
+        (f"survey_keys:failures:{pair}", _max_failures()),
+        (f"survey_keys:failures:address:{single}", _max_failures() * 5),
+    ]
 
 
 def _record_failure(address: str, email: str) -> None:
-    key = _throttle_key(address, email)
-    # add() starts the window; later failures count within it without extending it.
-    if not cache.add(key, 1, timeout=_window_seconds()):
-        try:
-            cache.incr(key)
-        except ValueError:
-            cache.add(key, 1, timeout=_window_seconds())
+    for key, _limit in _throttle_keys(address, email):
+        # add() starts the window; later failures count within it without extending it.
+        if not cache.add(key, 1, timeout=_window_seconds()):
+            try:
+                cache.incr(key)
+            except ValueError:  # expired between add() and incr()
+                cache.add(key, 1, timeout=_window_seconds())
 
 
 def is_throttled(*, address: str, email: str) -> bool:
-    return int(cache.get(_throttle_key(address, email), 0)) >= _max_failures()
+    return any(int(cache.get(key, 0)) >= limit for key, limit in _throttle_keys(address, email))
 
 
 def authenticate_key(*, email: str, key: str, address: str) -> ServiceKey:

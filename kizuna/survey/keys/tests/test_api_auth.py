@@ -134,6 +134,16 @@ def test_failed_key_authentications_are_throttled_per_address_and_email(
 
 
 @override_settings(KIZUNA_SC_KEY_MAX_FAILURES=2)
+def test_one_address_guessing_across_many_emails_is_throttled_too(client: Client, ada, ada_api):
+    for n in range(10):  # five times the per-email limit
+        wrong = {"HTTP_X_SC_EMAIL": f"guess{n}@example.com", "HTTP_X_SC_KEY": "sck_guess"}
+        assert error_of(client.get(ACCOUNT, **wrong)) == (401, "unknown_email")
+
+    assert error_of(client.get(ACCOUNT, **ada_api)) == (429, "throttled")
+    assert client.get(ACCOUNT, REMOTE_ADDR="192.0.2.8", **ada_api).status_code == 200
+
+
+@override_settings(KIZUNA_SC_KEY_MAX_FAILURES=2)
 def test_successful_calls_do_not_count_towards_the_throttle(client: Client, ada, ada_api):
     for _ in range(5):
         assert client.get(ACCOUNT, **ada_api).status_code == 200
@@ -165,6 +175,15 @@ def test_openapi_document_is_public_and_lists_the_routes(client: Client):
         "/survey/api/v1/webhooks/{endpoint_id}",
         "/survey/api/v1/internal/accounts-for-email",
     } <= set(paths)
+
+
+def test_api_docs_page_is_served_without_a_cdn(client: Client):
+    response = client.get("/survey/api/v1/docs")
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "/static/ninja/swagger-ui-bundle.js" in html
+    assert "cdn" not in html.lower()
 
 
 def test_sc_headers_helper_uses_the_members_active_key(ada):

@@ -136,7 +136,10 @@ def test_failed_key_authentications_are_throttled_per_address_and_email(
 @override_settings(KIZUNA_SC_KEY_MAX_FAILURES=2)
 def test_one_address_guessing_across_many_emails_is_throttled_too(client: Client, ada, ada_api):
     for n in range(10):  # five times the per-email limit
-        wrong = {"HTTP_X_SC_EMAIL": f"guess{n}@example.com", "HTTP_X_SC_KEY": "sck_guess"}
+        wrong: dict[str, Any] = {
+            "HTTP_X_SC_EMAIL": f"guess{n}@example.com",
+            "HTTP_X_SC_KEY": "sck_guess",
+        }
         assert error_of(client.get(ACCOUNT, **wrong)) == (401, "unknown_email")
 
     assert error_of(client.get(ACCOUNT, **ada_api)) == (429, "throttled")

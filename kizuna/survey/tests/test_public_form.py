@@ -332,3 +332,16 @@ def test_archived_questions_are_no_longer_asked(survey: Survey, anonymous: Clien
 
     assert "Retired question" not in html
     assert sent.status_code == 302
+
+
+def test_the_respondent_can_switch_the_page_language(survey: Survey, anonymous: Client) -> None:
+    one_page_survey(survey, "short_text")
+    url = url_of(survey)
+
+    switched = anonymous.post(reverse("identity:set-language"), {"language": "ja", "next": url})
+    html = anonymous.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+
+    assert switched.status_code == 302
+    assert switched["Location"] == url
+    assert '<html lang="ja">' in html
+    assert ">送信<" in html

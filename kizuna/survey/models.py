@@ -37,8 +37,8 @@ class SurveyAccount(models.Model):
 
 
 class MemberRole(models.TextChoices):
-    ADMINISTRATOR = "admin", _("Administrator")
-    MEMBER = "member", _("Member")
+    ADMINISTRATOR = "admin", pgettext_lazy("survey role", "Administrator")
+    MEMBER = "member", pgettext_lazy("survey role", "Member")
 
 
 class AccountMember(models.Model):
@@ -89,8 +89,8 @@ class Survey(models.Model):
 
     portal = models.ForeignKey(Portal, on_delete=models.PROTECT, related_name="surveys")
     public_id = models.CharField(max_length=32, unique=True, default=new_public_id)
-    title = models.CharField(_("title"), max_length=300)
-    description = models.TextField(_("description"), blank=True)
+    title = models.CharField(pgettext_lazy("survey", "title"), max_length=300)
+    description = models.TextField(pgettext_lazy("survey", "description"), blank=True)
     language = models.CharField(
         _("language"), max_length=8, choices=settings.LANGUAGES, default="ja"
     )
@@ -123,8 +123,8 @@ class Section(models.Model):
     """A page of a survey: questions are shown one section at a time."""
 
     survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="sections")
-    title = models.CharField(_("title"), max_length=300, blank=True)
-    description = models.TextField(_("description"), blank=True)
+    title = models.CharField(pgettext_lazy("survey", "title"), max_length=300, blank=True)
+    description = models.TextField(pgettext_lazy("survey", "description"), blank=True)
     position = models.PositiveIntegerField(default=0)
 
     class Meta:
@@ -140,8 +140,8 @@ class QuestionKind(models.TextChoices):
     DROPDOWN = "dropdown", _("Dropdown")
     SHORT_TEXT = "short_text", _("Short text")
     LONG_TEXT = "long_text", _("Long text")
-    NUMBER = "number", _("Number")
-    EMAIL = "email", _("Email")
+    NUMBER = "number", pgettext_lazy("question type", "Number")
+    EMAIL = "email", pgettext_lazy("question type", "Email")
     DATE = "date", pgettext_lazy("question type", "Date")
     RATING = "rating", _("Rating (1–5)")
     NPS = "nps", _("Net Promoter Score (0–10)")

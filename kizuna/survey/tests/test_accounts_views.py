@@ -268,3 +268,13 @@ def test_only_an_administrator_of_the_account_can_resend_invitations(
     client: Client = request.getfixturevalue(persona)
     assert client.post(reverse("survey:member-resend", args=[bob_member.pk])).status_code == status
     assert mail.outbox == []
+
+
+def test_new_account_page_for_a_member_of_an_account(bob: Client) -> None:
+    response = bob.get(reverse("survey:account-new"))
+    assert response.status_code == 200
+    assert "New Survey account" in response.content.decode()
+
+
+def test_new_account_page_signed_out_redirects(anonymous: Client) -> None:
+    assert anonymous.get(reverse("survey:account-new")).status_code == 302

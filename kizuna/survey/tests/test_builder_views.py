@@ -511,3 +511,21 @@ def test_a_member_manages_sections_too(bob: Client, survey: Survey) -> None:
     response = bob.post(reverse("survey:section-new", args=[survey.pk]), {"title": "Bob's"})
     assert response.status_code == 302
     assert list(survey.sections.values_list("title", flat=True)) == ["Bob's"]
+
+
+def test_new_survey_form_offers_only_the_current_accounts_portals(
+    carol: Client, portal: Portal
+) -> None:
+    response = carol.get(reverse("survey:survey-new"))
+    assert response.status_code == 200
+    offered = list(response.context["form"].fields["portal"].queryset)
+    assert [p.name for p in offered] == ["My portal"]
+    assert portal not in offered
+
+
+def test_new_survey_form_without_an_account_is_404(user_client: Client) -> None:
+    assert user_client.get(reverse("survey:survey-new")).status_code == 404
+
+
+def test_new_survey_form_signed_out_redirects(anonymous: Client) -> None:
+    assert anonymous.get(reverse("survey:survey-new")).status_code == 302

@@ -358,8 +358,6 @@ class RowValidator:
                     params={"email": raw},
                 )
             return {"owner_id": user_id}
-        if name == "email":
-            return {name: raw.lower() if raw.isascii() else raw}
         return {name: raw}
 
     @staticmethod

@@ -85,13 +85,19 @@ def start_import(*, job: ImportJob, skip_bad_rows: bool, allow_duplicates: bool)
     return run_import(job_id=job.pk)
 
 
-def run_import(*, job_id: int) -> ImportJob:
+def run_import(*, job_id: int, take_over: bool = False) -> ImportJob:
     """Validate again and create the records; all of them or none unless bad rows are skipped.
 
     Safe to run twice: only the run that moves the job from queued to running acts.
+    `take_over` is for the worker's retry of an attempt whose worker died: the
+    records are written in one transaction, so a dead attempt wrote none of them
+    and its running job can be run again from the start.
     """
-    claimed = ImportJob.objects.filter(pk=job_id, status=ImportStatus.QUEUED).update(
-        status=ImportStatus.RUNNING, started_at=timezone.now()
+    claimable = [ImportStatus.QUEUED]
+    if take_over:
+        claimable += [ImportStatus.RUNNING, ImportStatus.SAVING]
+    claimed = ImportJob.objects.filter(pk=job_id, status__in=claimable).update(
+        status=ImportStatus.RUNNING, started_at=timezone.now(), processed=0
     )
     job = ImportJob.objects.select_related("organization", "created_by").get(pk=job_id)
     if not claimed:

@@ -126,7 +126,7 @@ def test_validation_uses_the_record_rules_and_maps_labels_in_both_languages(
         "lead_source": "referral",
         "owner_id": bob.pk,
         "email_opt_out": True,
-        "email": "a@b.jp",
+        "email": "A@B.JP",
     }
     values, errors = validator.clean(
         ["x" * 101, "Maybe", "", "charlie@example.com", "perhaps", "a@@b"]
@@ -170,3 +170,21 @@ def test_a_lead_cannot_be_imported_as_converted(ada: User, organization: Organiz
     )
     _values, errors = validator.clean(["Sato", "Converted"])
     assert errors == {"status": ["A lead becomes converted only by converting it."]}
+
+
+def test_the_task_takes_over_an_import_whose_worker_died(
+    ada: User, organization: Organization
+) -> None:
+    from kizuna.crm.imports.tasks import run_import_task
+
+    job = _job(organization, ada, lead_rows(3))
+    # What a killed worker leaves behind: the job running, nothing written.
+    ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.RUNNING, processed=2)
+    assert services.run_import(job_id=job.pk).created_count == 0  # an ordinary run leaves it
+    assert run_import_task.call(job.pk) == 3
+    job.refresh_from_db()
+    assert (job.status, job.processed, job.created_count) == (ImportStatus.DONE, 3, 3)
+    assert Lead.objects.count() == 3
+    # A late duplicate of the task finds the job done and creates nothing.
+    assert run_import_task.call(job.pk) == 3
+    assert Lead.objects.count() == 3

@@ -283,6 +283,7 @@ def test_an_empty_survey_says_there_is_nothing_yet(ada: Client, survey: Survey) 
 
     assert "No responses in this period yet." in html
     assert "This survey has no questions yet." in html
+    assert f'href="{reverse("survey:survey", args=[survey.pk])}"' in html  # back to the survey
 
 
 # --- responses list and detail ------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections.abc import Sequence
 from email.utils import formataddr, make_msgid, parseaddr
@@ -114,6 +115,20 @@ def _record_fields(record: Lead | Contact) -> dict[str, Any]:
     return {"lead": record} if isinstance(record, Lead) else {"contact": record}
 
 
+_JAPANESE_SCRIPT = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uff66-\uff9f]")
+
+
+def recipient_language(record: Lead | Contact, default: str) -> str:
+    """The language of one recipient's message: Japanese for a name written in Japanese.
+
+    The CRM stores no language per person; a name in kana or kanji is the best
+    hint we have (and such a name must read family name first anyway).
+    """
+    if _JAPANESE_SCRIPT.search(f"{record.family_name}{record.given_name}"):
+        return "ja"
+    return default
+
+
 def _skip_summary(subject: str, reason: str, language: str) -> str:
     # The timeline shows the summary as it is: write the reason in the sender's language.
     with override(language):
@@ -153,7 +168,11 @@ def queue_emails(
         )
         if reason:
             skipped.append(
-                {"id": record.pk, "name": record.display_name(language), "reason": reason}
+                {
+                    "id": record.pk,
+                    "name": record.display_name(recipient_language(record, language)),
+                    "reason": reason,
+                }
             )
             continue
         token = secrets.token_urlsafe(24)
@@ -162,7 +181,7 @@ def queue_emails(
             module=module,
             record=record,
             sender=sender,
-            language=language,
+            language=recipient_language(record, language),
             unsubscribe_url=unsubscribe_url(token),
         )
         rendered = render_message(
@@ -191,7 +210,7 @@ def queue_emails(
                     organization=organization,
                     batch=batch,
                     sender=sender,
-                    recipient_name=record.display_name(language),
+                    recipient_name=record.display_name(recipient_language(record, language)),
                     to_address=record.email,
                     from_address=from_address,
                     reply_to=sender.email,

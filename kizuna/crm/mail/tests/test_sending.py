@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
@@ -244,3 +245,29 @@ def test_without_smtp_settings_mail_goes_to_the_local_mailbox(ada, organization,
     (path,) = tmp_path.glob("*.eml")
     assert b"Subject: Hi Family0" in path.read_bytes()
     assert OutgoingMessage.objects.get().status == WorkStatus.DONE
+
+
+def test_a_recipient_with_a_japanese_name_gets_family_name_first_and_a_japanese_footer(
+    ada, organization, lead, smtp
+):
+    services.queue_emails(
+        organization=organization,
+        sender=ada,
+        module="leads",
+        records=[lead],
+        subject="{{ lead.full_name }}様",
+        body_html="",
+        body_text="{{ lead.company }}",
+    )
+    run_worker()
+    (received,) = smtp.to("taro@example.jp")
+    row = OutgoingMessage.objects.get()
+    assert received["Subject"].strip() == "山田 太郎様"
+    assert received["To"] == "山田 太郎 <taro@example.jp>"
+    text = received.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert text == (
+        "山田商事\n\n-- \n"
+        "このメールはKizuna Demoから送信されています。"
+        "今後の受信を希望されない場合は、配信を停止してください:\n"
+        f"{settings.KIZUNA_BASE_URL}/crm/mail/unsubscribe/{row.unsubscribe_token}/\n"
+    )

@@ -84,5 +84,5 @@ def test_an_unsubscribed_record_is_skipped_next_time(ada, organization, lead):
         body_html="",
         body_text="B",
     )
-    assert batch.skipped == [{"id": lead.pk, "name": "太郎 山田", "reason": "opted_out"}]
+    assert batch.skipped == [{"id": lead.pk, "name": "山田 太郎", "reason": "opted_out"}]
     assert OutgoingMessage.objects.filter(batch=batch).count() == 0

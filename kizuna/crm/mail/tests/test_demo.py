@@ -1,0 +1,51 @@
+"""The demo data of CRM mail: templates in both languages and sent emails, loaded once."""
+
+from __future__ import annotations
+
+from django.core.management.base import OutputWrapper
+from django.test import override_settings
+
+from kizuna.crm.mail import demo, transport
+from kizuna.crm.mail.models import EmailTemplate, OutgoingMessage, SendBatch
+from kizuna.crm.models import Lead
+from kizuna.work.leases import WorkStatus
+
+
+class Output(OutputWrapper):
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def write(self, msg="", style_func=None, ending=None) -> None:
+        self.lines.append(msg)
+
+
+def test_demo_loads_templates_and_sent_emails_once(ada, bob, organization, lead, contact, tmp_path):
+    Lead.objects.create(
+        organization=organization, family_name="Out", email="out@x.test", email_opt_out=True
+    )
+    users = {"ada": ada, "bob": bob}
+    output = Output()
+    transport.reset()
+    with override_settings(
+        EMAIL_BACKEND="kizuna.identity.mailbox.MailboxBackend", KIZUNA_MAILBOX_DIR=tmp_path
+    ):
+        demo.load(users=users, stdout=output)
+        demo.load(users=users, stdout=output)
+    transport.reset()
+
+    assert sorted(EmailTemplate.objects.values_list("module", "name")) == [
+        ("contacts", "Quarterly update"),
+        ("contacts", "年末のご挨拶"),
+        ("leads", "Webinar invitation"),
+        ("leads", "資料請求のお礼"),
+    ]
+    assert SendBatch.objects.count() == 2
+    assert [batch.skipped[0]["reason"] for batch in SendBatch.objects.filter(module="leads")] == [
+        "opted_out"
+    ]
+    assert set(OutgoingMessage.objects.values_list("status", flat=True)) == {WorkStatus.DONE}
+    assert len(list(tmp_path.glob("*.eml"))) == 2
+    assert output.lines == [
+        "CRM mail: 4 email templates and 2 sent emails (2 messages) in Kizuna Demo.",
+        "CRM mail: demo templates already loaded.",
+    ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 from django.core.management.base import OutputWrapper
 from django.test import override_settings
 
@@ -11,20 +13,13 @@ from kizuna.crm.models import Lead
 from kizuna.work.leases import WorkStatus
 
 
-class Output(OutputWrapper):
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def write(self, msg="", style_func=None, ending=None) -> None:
-        self.lines.append(msg)
-
-
 def test_demo_loads_templates_and_sent_emails_once(ada, bob, organization, lead, contact, tmp_path):
     Lead.objects.create(
         organization=organization, family_name="Out", email="out@x.test", email_opt_out=True
     )
     users = {"ada": ada, "bob": bob}
-    output = Output()
+    buffer = io.StringIO()
+    output = OutputWrapper(buffer)
     transport.reset()
     with override_settings(
         EMAIL_BACKEND="kizuna.identity.mailbox.MailboxBackend", KIZUNA_MAILBOX_DIR=tmp_path
@@ -45,7 +40,7 @@ def test_demo_loads_templates_and_sent_emails_once(ada, bob, organization, lead,
     ]
     assert set(OutgoingMessage.objects.values_list("status", flat=True)) == {WorkStatus.DONE}
     assert len(list(tmp_path.glob("*.eml"))) == 2
-    assert output.lines == [
+    assert buffer.getvalue().splitlines() == [
         "CRM mail: 4 email templates and 2 sent emails (2 messages) in Kizuna Demo.",
         "CRM mail: demo templates already loaded.",
     ]

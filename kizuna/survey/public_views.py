@@ -293,8 +293,10 @@ def _respond(
         keep_progress()  # reloading the link later finds every answer still typed in
         return render(request, "survey/public/rate_limited.html", {"survey": survey}, status=429)
 
+    values: dict[Question, Any] = {}
     for page_number, page in enumerate(pages, start=1):
-        _values, errors = _validate(page.questions, raw_answers)
+        page_values, errors = _validate(page.questions, raw_answers)
+        values.update(page_values)
         if errors:
             keep_progress()
             return _render_page(
@@ -307,7 +309,6 @@ def _respond(
                 errors=errors,
                 started=started,
             )
-    values, _errors = _validate([q for page in pages for q in page.questions], raw_answers)
     try:
         responses.submit_response(
             survey=survey,

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from django.test import Client
+from django.utils import translation
 
 from kizuna.testing.personas import client_for
 
@@ -19,7 +20,8 @@ if TYPE_CHECKING:
 def account(ada_user: User) -> SurveyAccount:
     from kizuna.survey.services import create_account
 
-    return create_account(name="Ada's Surveys", owner=ada_user)
+    with translation.override("en"):  # users without a language get the active one's portal name
+        return create_account(name="Ada's Surveys", owner=ada_user)
 
 
 @pytest.fixture
@@ -38,7 +40,8 @@ def bob_member(account: SurveyAccount, bob_user: User) -> AccountMember:
 def carol_account(carol_user: User) -> SurveyAccount:
     from kizuna.survey.services import create_account
 
-    return create_account(name="Carol's Research", owner=carol_user)
+    with translation.override("en"):
+        return create_account(name="Carol's Research", owner=carol_user)
 
 
 @pytest.fixture

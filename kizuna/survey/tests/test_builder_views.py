@@ -529,3 +529,39 @@ def test_new_survey_form_without_an_account_is_404(user_client: Client) -> None:
 
 def test_new_survey_form_signed_out_redirects(anonymous: Client) -> None:
     assert anonymous.get(reverse("survey:survey-new")).status_code == 302
+
+
+@pytest.mark.parametrize(
+    ("url_name", "heading"),
+    [
+        ("survey:home", "<h1>アンケート</h1>"),
+        ("survey:members", "<h1>メンバー</h1>"),
+        ("survey:portals", "<h1>ポータル</h1>"),
+        ("survey:survey-new", "<h1>新しいアンケート</h1>"),
+        ("survey:account-new", "<h1>新しいアンケートアカウント</h1>"),
+    ],
+)
+def test_account_pages_are_in_japanese(ada: Client, url_name: str, heading: str) -> None:
+    response = ada.get(reverse(url_name), headers={"accept-language": "ja"})
+    assert heading in response.content.decode()
+
+
+def test_builder_pages_are_in_japanese(ada: Client, survey: Survey) -> None:
+    section = Section.objects.create(survey=survey, title="基本情報")
+    question = Question.objects.create(
+        survey=survey, section=section, kind="nps", text="おすすめ度", is_required=True
+    )
+    pages = {
+        reverse("survey:survey", args=[survey.pk]): ["ページ 1: 基本情報", "質問を追加", "必須"],
+        reverse("survey:survey-edit", args=[survey.pk]): ["アンケートの設定", "締め切り日時"],
+        reverse("survey:question-edit", args=[survey.pk, question.pk]): [
+            "質問を編集",
+            "ネットプロモータースコア（0〜10）",
+        ],
+        reverse("survey:section-edit", args=[survey.pk, section.pk]): ["セクションを編集"],
+        reverse("survey:survey-delete", args=[survey.pk]): ["アンケートを削除"],
+    }
+    for url, texts in pages.items():
+        body = ada.get(url, headers={"accept-language": "ja"}).content.decode()
+        for text in texts:
+            assert text in body, (url, text)

@@ -105,3 +105,18 @@ def test_only_the_accounts_administrators_delete_portals(
     client: Client = request.getfixturevalue(persona)
     assert client.post(reverse("survey:portal-delete", args=[events.pk])).status_code == status
     assert Portal.objects.filter(pk=events.pk).exists()
+
+
+def test_a_portal_emptied_by_moving_its_surveys_can_be_deleted(
+    ada: Client, account: SurveyAccount, portal: Portal, survey: Survey
+) -> None:
+    events = Portal.objects.create(account=account, name="Events")
+    response = ada.post(
+        reverse("survey:survey-edit", args=[survey.pk]),
+        {"title": survey.title, "portal": events.pk, "language": "en", "is_open": "on"},
+    )
+    assert response.status_code == 302
+    survey.refresh_from_db()
+    assert survey.portal == events
+    ada.post(reverse("survey:portal-delete", args=[portal.pk]))
+    assert list(account.portals.values_list("name", flat=True)) == ["Events"]

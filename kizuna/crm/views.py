@@ -156,7 +156,8 @@ def record_list(request: HttpRequest, module: str) -> HttpResponse:
 
 
 def _back_to_list(request: HttpRequest, module: str) -> HttpResponseRedirect:
-    return redirect(f"{url_for(module, 'list')}?{request.GET.urlencode()}")
+    query = request.GET.urlencode()
+    return redirect(f"{url_for(module, 'list')}?{query}" if query else url_for(module, "list"))
 
 
 @require_POST

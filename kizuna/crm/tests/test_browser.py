@@ -1,0 +1,59 @@
+"""The lead list in a real browser: "select all" (static JS, strict CSP) and a bulk action."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kizuna.crm.models import Lead, Organization
+from kizuna.crm.tests.conftest import make_lead
+from kizuna.testing.personas import PASSWORD
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_select_all_then_change_owner(
+    live_server: Any, page: Any, organization: Organization, ada: Any, bob: Any
+) -> None:
+    for index in range(3):
+        make_lead(organization, ada.user, family_name=f"Browser{index}")
+    errors: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            errors.append(message.text)
+            if message.type == "error" and "Failed to load resource" not in message.text
+            else None
+        ),
+    )
+    failed: list[str] = []
+    page.on(
+        "response",
+        lambda response: (
+            failed.append(response.url)
+            if response.status >= 400 and not response.url.endswith("/favicon.ico")
+            else None
+        ),
+    )
+
+    page.goto(live_server.url + "/accounts/sign-in/?next=/crm/leads/")
+    page.fill("input[name=username]", "ada@example.com")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("main button[type=submit]")
+    page.wait_for_url("**/crm/leads/")
+
+    select_all = page.locator("#select-all")
+    assert select_all.is_visible()
+    select_all.check()
+    assert page.locator('input[name="ids"]:checked').count() == 3
+    page.locator('input[name="ids"]').first.uncheck()
+    assert page.evaluate("document.getElementById('select-all').indeterminate") is True
+    select_all.check()
+
+    page.select_option("#bulk-owner", str(bob.user.pk))
+    page.click('button[name="action"][value="owner"]')
+    page.wait_for_url("**/crm/leads/")
+    assert "The owner of 3 records was changed." in page.content()
+    assert set(Lead.objects.values_list("owner", flat=True)) == {bob.user.pk}
+    assert (errors, failed) == ([], [])

@@ -565,3 +565,13 @@ def test_builder_pages_are_in_japanese(ada: Client, survey: Survey) -> None:
         body = ada.get(url, headers={"accept-language": "ja"}).content.decode()
         for text in texts:
             assert text in body, (url, text)
+
+
+def test_builder_lists_each_questions_choices_range_or_grid(ada: Client, survey: Survey) -> None:
+    add_question(ada, survey, kind="multiple_choice", text="Pick", choices="A\nB", max_picks="2")
+    add_question(ada, survey, kind="number", text="Age", min="18")
+    add_question(ada, survey, kind="matrix", text="Grid", rows="R1\nR2", columns="C1\nC2")
+    body = ada.get(reverse("survey:survey", args=[survey.pk])).content.decode()
+    assert "A · B (picks: 0–2)" in body
+    assert "range: 18–∞" in body
+    assert "R1 · R2 × C1 · C2" in body

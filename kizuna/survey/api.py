@@ -450,22 +450,30 @@ def list_webhook_endpoints(request: HttpRequest) -> list[dict[str, Any]]:
 
 @api.post(
     "/webhooks",
-    response={201: schemas.WebhookEndpointCreatedOut, 422: schemas.ErrorOut},
+    response={
+        200: schemas.WebhookEndpointCreatedOut,
+        201: schemas.WebhookEndpointCreatedOut,
+        422: schemas.ErrorOut,
+    },
     tags=["webhooks"],
 )
 def create_webhook_endpoint(
     request: HttpRequest, payload: schemas.WebhookEndpointIn
 ) -> tuple[int, dict[str, Any]]:
-    """Subscribe a URL to events; the answer holds the signing secret (also shown in Settings)."""
+    """Subscribe a URL to events; the answer holds the signing secret (also shown in Settings).
+
+    201 for a new endpoint. The same URL again answers 200 with the existing
+    endpoint and secret, now subscribed to these events and enabled again.
+    """
     member = _member(request)
-    endpoint, secret = webhook_services.create_endpoint(
+    endpoint, secret, created = webhook_services.register_endpoint(
         account=member.account,
         url=payload.url,
         events=payload.events,
         description=payload.description,
         by=member.user,
     )
-    return 201, {**_endpoint_out(endpoint), "secret": secret}
+    return (201 if created else 200), {**_endpoint_out(endpoint), "secret": secret}
 
 
 @api.delete("/webhooks/{endpoint_id}", response={204: None}, tags=["webhooks"])

@@ -5,11 +5,14 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from kizuna.survey.webhooks.models import WebhookEvent
+from kizuna.survey.models import SurveyAccount
+from kizuna.survey.webhooks.models import WebhookEndpoint, WebhookEvent
 from kizuna.survey.webhooks.services import url_refusal
 
 
 class WebhookEndpointForm(forms.Form):
+    """A new endpoint of the current account (Settings > Webhooks)."""
+
     url = forms.URLField(
         label=_("URL"),
         max_length=1000,
@@ -24,12 +27,15 @@ class WebhookEndpointForm(forms.Form):
     )
     description = forms.CharField(label=_("Description"), max_length=200, required=False)
 
+    def __init__(self, *args: Any, account: SurveyAccount, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.account = account
+
     def clean_url(self) -> str:
         url: str = self.cleaned_data["url"]
         refusal = url_refusal(url)
         if refusal:
             raise forms.ValidationError(refusal)
+        if WebhookEndpoint.objects.filter(account=self.account, url=url.strip()).exists():
+            raise forms.ValidationError(_("This URL already has an endpoint."))
         return url
-
-    def clean(self) -> dict[str, Any]:
-        return super().clean() or {}

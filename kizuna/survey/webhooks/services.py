@@ -178,6 +178,22 @@ def clean_events(events: Iterable[str]) -> list[str]:
     return chosen
 
 
+def _validated(url: str, events: Iterable[str]) -> list[str]:
+    """The chosen events in canonical order; ValidationError naming the url and events fields."""
+    errors: dict[str, list[str]] = {}
+    refusal = url_refusal(url)
+    if refusal:
+        errors["url"] = [refusal]
+    chosen: list[str] = []
+    try:
+        chosen = clean_events(events)
+    except ValidationError as error:
+        errors["events"] = list(error.messages)
+    if errors:
+        raise ValidationError(errors)
+    return chosen
+
+
 def create_endpoint(
     *,
     account: SurveyAccount,
@@ -188,16 +204,7 @@ def create_endpoint(
 ) -> tuple[WebhookEndpoint, str]:
     """A new endpoint and its signing secret (whsec_...), after checking the URL (SSRF)."""
     url = url.strip()
-    errors: dict[str, list[str]] = {}
-    refusal = url_refusal(url)
-    if refusal:
-        errors["url"] = [refusal]
-    try:
-        chosen = clean_events(events)
-    except ValidationError as error:
-        errors["events"] = list(error.messages)
-    if errors:
-        raise ValidationError(errors)
+    chosen = _validated(url, events)
     secret = new_signing_secret()
     endpoint = WebhookEndpoint.objects.create(
         account=account,
@@ -208,6 +215,37 @@ def create_endpoint(
         created_by=by,
     )
     return endpoint, secret
+
+
+def register_endpoint(
+    *,
+    account: SurveyAccount,
+    url: str,
+    events: Iterable[str],
+    by: User | None,
+    description: str = "",
+) -> tuple[WebhookEndpoint, str, bool]:
+    """create_endpoint(), or update the account's endpoint of that URL; (endpoint, secret, created).
+
+    A service registering its URL again (e.g. a CRM re-enabling its integration)
+    gets the same endpoint and secret, with the events it asks for now, and the
+    endpoint enabled again if it had answered 410. Pending deliveries it stopped
+    stay stopped: they can be replayed from Settings > Webhooks.
+    """
+    url = url.strip()
+    existing = WebhookEndpoint.objects.filter(account=account, url=url).order_by("pk").first()
+    if existing is None:
+        endpoint, secret = create_endpoint(
+            account=account, url=url, events=events, by=by, description=description
+        )
+        return endpoint, secret, True
+    existing.events = _validated(url, events)
+    existing.description = description.strip() or existing.description
+    existing.is_enabled, existing.disabled_reason, existing.disabled_at = True, "", None
+    existing.save(
+        update_fields=["events", "description", "is_enabled", "disabled_reason", "disabled_at"]
+    )
+    return existing, existing.signing_secret(), False
 
 
 def delete_endpoint(*, endpoint: WebhookEndpoint) -> None:

@@ -48,7 +48,7 @@ def get_endpoint_for_admin(request: HttpRequest, pk: int) -> WebhookEndpoint:
 @require_http_methods(["GET", "POST"])
 def endpoint_list(request: HttpRequest) -> HttpResponse:
     member = get_admin_member(request)
-    form = WebhookEndpointForm(request.POST or None)
+    form = WebhookEndpointForm(request.POST or None, account=member.account)
     if request.method == "POST" and form.is_valid():
         try:
             endpoint, _secret = services.create_endpoint(

@@ -502,6 +502,33 @@ def test_creating_a_webhook_endpoint_returns_its_signing_secret(client: Client, 
     assert "secret" not in call(client, "get", "/webhooks", services_headers(ada)).json()[0]
 
 
+def test_registering_the_same_url_again_returns_the_same_endpoint_enabled_again(
+    client: Client, world, ada
+):
+    from kizuna.survey.webhooks.services import disable_endpoint
+
+    headers = services_headers(ada)
+    body = {"url": "https://93.184.215.14/hook", "events": ["response.completed"]}
+    first = call(client, "post", "/webhooks", headers, body).json()
+    disable_endpoint(
+        endpoint=WebhookEndpoint.objects.get(pk=first["id"]), reason="The endpoint answered 410."
+    )
+
+    again = call(
+        client,
+        "post",
+        "/webhooks",
+        headers,
+        {**body, "events": ["response.completed", "response.deleted"]},
+    )
+
+    assert again.status_code == 200
+    assert (again.json()["id"], again.json()["secret"]) == (first["id"], first["secret"])
+    assert again.json()["is_enabled"] is True
+    assert again.json()["events"] == ["response.completed", "response.deleted"]
+    assert WebhookEndpoint.objects.filter(url="https://93.184.215.14/hook").count() == 1
+
+
 def test_webhook_endpoint_on_a_private_address_is_refused(client: Client, world, ada):
     before = WebhookEndpoint.objects.count()
     response = call(

@@ -186,6 +186,15 @@ def test_a_private_url_is_refused_with_a_clear_error_and_the_form_keeps_what_was
     assert WebhookEndpoint.objects.count() == 0
 
 
+def test_adding_a_url_that_already_has_an_endpoint_is_a_form_error(ada_client: Client, endpoint):
+    response = ada_client.post(
+        LIST, {"url": "https://93.184.215.14/hook", "events": ["response.deleted"]}
+    )
+    assert response.status_code == 200
+    assert response.context["form"].errors["url"] == ["This URL already has an endpoint."]
+    assert WebhookEndpoint.objects.count() == 1
+
+
 def test_choosing_no_event_is_a_form_error(ada_client: Client, ada):
     response = ada_client.post(LIST, {"url": "https://93.184.215.14/hook"})
     assert response.status_code == 200

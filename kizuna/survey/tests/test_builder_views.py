@@ -575,3 +575,40 @@ def test_builder_lists_each_questions_choices_range_or_grid(ada: Client, survey:
     assert "A · B (picks: 0–2)" in body
     assert "range: 18–∞" in body
     assert "R1 · R2 × C1 · C2" in body
+
+
+def test_a_plain_member_uses_every_builder_action(
+    bob: Client, survey: Survey, portal: Portal
+) -> None:
+    edited = bob.post(
+        reverse("survey:survey-edit", args=[survey.pk]),
+        {"title": "Bob's title", "portal": portal.pk, "language": "ja", "is_open": "on"},
+    )
+    assert edited.status_code == 302
+    first = Section.objects.create(survey=survey, title="One", position=0)
+    second = Section.objects.create(survey=survey, title="Two", position=1)
+    question = Question.objects.create(survey=survey, kind="email", text="Mail?", is_archived=True)
+    args = [survey.pk, question.pk]
+    assert bob.post(reverse("survey:question-restore", args=args)).status_code == 302
+    assert bob.get(reverse("survey:question-edit", args=args)).status_code == 200
+    section_args = [survey.pk, second.pk]
+    assert bob.get(reverse("survey:section-edit", args=section_args)).status_code == 200
+    assert (
+        bob.post(reverse("survey:section-edit", args=section_args), {"title": "Zwei"}).status_code
+        == 302
+    )
+    assert (
+        bob.post(reverse("survey:section-move", args=section_args), {"direction": "up"}).status_code
+        == 302
+    )
+    assert bob.post(reverse("survey:section-delete", args=[survey.pk, first.pk])).status_code == 302
+    survey.refresh_from_db()
+    question.refresh_from_db()
+    assert (survey.title, survey.language, question.is_archived) == ("Bob's title", "ja", False)
+    assert list(survey.sections.values_list("title", flat=True)) == ["Zwei"]
+
+
+def test_switching_accounts_signed_out_redirects(anonymous: Client, account: Any) -> None:
+    response = anonymous.post(reverse("survey:account-switch"), {"account": account.pk})
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("identity:login"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -142,12 +143,14 @@ def post(
     allowed_origins: Iterable[str] = (),
     timeout_seconds: float = 10.0,
     connect_timeout_seconds: float = 5.0,
+    verify: ssl.SSLContext | bool = True,
 ) -> PostResult:
     """POST `content` to a user-supplied URL; any HTTP answer is a result, not an error.
 
     Raises UnsafeURLError (refused before connecting), RequestTimedOut (no
     complete answer within the time limits) or ConnectionFailed. Redirects are
-    not followed: their target was never checked.
+    not followed: their target was never checked. TLS certificates are verified
+    against the URL's host name (`verify`: the system's CAs, or a given context).
     """
     target = _target(url, allowed_origins)
     address = target.addresses[0]
@@ -162,7 +165,9 @@ def post(
     started = time.monotonic()
     try:
         with (
-            httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client,
+            httpx.Client(
+                timeout=timeout, follow_redirects=False, trust_env=False, verify=verify
+            ) as client,
             client.stream(
                 "POST",
                 request_url,

@@ -6,13 +6,21 @@ delay before answering (to make the client time out). Requests are recorded.
 
 from __future__ import annotations
 
+import datetime
+import ssl
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 
 @dataclass(frozen=True)
@@ -38,9 +46,11 @@ class Receiver:
     default: Answer = field(default_factory=Answer)
     requests: list[ReceivedRequest] = field(default_factory=list)
 
+    scheme: str = "http"
+
     @property
     def origin(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def url(self, path: str = "/hook") -> str:
         return self.origin + path
@@ -89,6 +99,55 @@ def receiver() -> Iterator[Receiver]:
     thread.start()
     try:
         yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def self_signed_certificate(host: str, directory: Path) -> tuple[Path, Path]:
+    """A certificate for `host` (and its key) in `directory`, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@contextmanager
+def tls_receiver(host: str, directory: Path) -> Iterator[tuple[Receiver, Path]]:
+    """A Receiver on 127.0.0.1 speaking HTTPS with a certificate for `host`; yields it and the cert."""
+    cert_path, key_path = self_signed_certificate(host, directory)
+    state = Receiver(host=host, scheme="https")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(state))
+    server.daemon_threads = True
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    state.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state, cert_path
     finally:
         server.shutdown()
         server.server_close()

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import socket
+import ssl
 
 import pytest
 
 from kizuna.lib import http
-from kizuna.lib.tests.receiver import Answer, Receiver
+from kizuna.lib.tests.receiver import Answer, Receiver, tls_receiver
 
 
 @pytest.mark.parametrize(
@@ -121,3 +122,40 @@ def test_post_to_a_closed_port_is_a_connection_failure():
     origin = f"http://127.0.0.1:{port}"
     with pytest.raises(http.ConnectionFailed):
         http.post(origin + "/hook", content=b"", headers={}, allowed_origins=[origin])
+
+
+def test_https_connects_to_the_checked_address_but_verifies_the_urls_host_name(tmp_path):
+    with tls_receiver("localhost", tmp_path) as (receiver, cert_path):
+        trusted = ssl.create_default_context(cafile=str(cert_path))
+        result = http.post(
+            receiver.url(),
+            content=b"{}",
+            headers={},
+            allowed_origins=[receiver.origin],
+            verify=trusted,
+        )
+
+    assert result.status_code == 200
+    assert receiver.requests[0].headers["host"] == f"localhost:{receiver.port}"
+
+
+def test_https_certificate_of_another_host_is_refused(tmp_path):
+    with tls_receiver("crm.example.com", tmp_path) as (receiver, cert_path):
+        trusted = ssl.create_default_context(cafile=str(cert_path))
+        url = f"https://localhost:{receiver.port}/hook"
+        with pytest.raises(http.ConnectionFailed):
+            http.post(
+                url,
+                content=b"{}",
+                headers={},
+                allowed_origins=[f"https://localhost:{receiver.port}"],
+                verify=trusted,
+            )
+    assert receiver.requests == []
+
+
+def test_https_with_an_untrusted_certificate_is_refused_by_default(tmp_path):
+    with tls_receiver("localhost", tmp_path) as (receiver, _):
+        with pytest.raises(http.ConnectionFailed):
+            http.post(receiver.url(), content=b"{}", headers={}, allowed_origins=[receiver.origin])
+    assert receiver.requests == []

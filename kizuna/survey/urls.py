@@ -17,6 +17,7 @@ urlpatterns = [
     path("surveys/new/", views.survey_new, name="survey-new"),
     path("surveys/<int:pk>/", views.survey_detail, name="survey"),
     path("surveys/<int:pk>/edit/", views.survey_edit, name="survey-edit"),
+    path("surveys/<int:pk>/open/", views.survey_open, name="survey-open"),
     path("surveys/<int:pk>/delete/", views.survey_delete, name="survey-delete"),
     path("surveys/<int:pk>/questions/new/", views.question_new, name="question-new"),
     path(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import pytest
@@ -612,3 +613,39 @@ def test_switching_accounts_signed_out_redirects(anonymous: Client, account: Any
     response = anonymous.post(reverse("survey:account-switch"), {"account": account.pk})
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("identity:login"))
+
+
+def test_a_member_closes_and_reopens_a_survey_in_one_click(bob: Client, survey: Survey) -> None:
+    url = reverse("survey:survey-open", args=[survey.pk])
+    response = bob.post(url, {"is_open": "0"}, follow=True)
+    assert "The survey is closed: it accepts no more responses." in response.content.decode()
+    survey.refresh_from_db()
+    assert not survey.is_open
+    survey.closes_at = timezone.now() - datetime.timedelta(days=1)
+    survey.save(update_fields=["closes_at"])
+    bob.post(url, {"is_open": "1"})
+    survey.refresh_from_db()
+    assert (survey.is_open, survey.closes_at) == (True, None)
+    assert survey.accepts_responses()
+
+
+@pytest.mark.parametrize(("persona", "status"), [("carol", 404), ("anonymous", 302)])
+def test_outsiders_cannot_close_a_survey(
+    request: pytest.FixtureRequest, persona: str, status: int, survey: Survey
+) -> None:
+    client: Client = request.getfixturevalue(persona)
+    url = reverse("survey:survey-open", args=[survey.pk])
+    assert client.post(url, {"is_open": "0"}).status_code == status
+    survey.refresh_from_db()
+    assert survey.is_open
+
+
+def test_an_administrator_closes_a_survey_from_the_builder(ada: Client, survey: Survey) -> None:
+    page = ada.get(reverse("survey:survey", args=[survey.pk])).content.decode()
+    assert reverse("survey:survey-open", args=[survey.pk]) in page
+    assert (
+        ada.post(reverse("survey:survey-open", args=[survey.pk]), {"is_open": "0"}).status_code
+        == 302
+    )
+    survey.refresh_from_db()
+    assert not survey.is_open

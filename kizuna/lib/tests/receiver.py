@@ -135,7 +135,7 @@ def self_signed_certificate(host: str, directory: Path) -> tuple[Path, Path]:
 
 @contextmanager
 def tls_receiver(host: str, directory: Path) -> Iterator[tuple[Receiver, Path]]:
-    """A Receiver on 127.0.0.1 speaking HTTPS with a certificate for `host`; yields it and the cert."""
+    """A Receiver on 127.0.0.1 speaking HTTPS for `host`; yields it and its certificate."""
     cert_path, key_path = self_signed_certificate(host, directory)
     state = Receiver(host=host, scheme="https")
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(state))

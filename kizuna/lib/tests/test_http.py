@@ -155,7 +155,9 @@ def test_https_certificate_of_another_host_is_refused(tmp_path):
 
 
 def test_https_with_an_untrusted_certificate_is_refused_by_default(tmp_path):
-    with tls_receiver("localhost", tmp_path) as (receiver, _):
-        with pytest.raises(http.ConnectionFailed):
-            http.post(receiver.url(), content=b"{}", headers={}, allowed_origins=[receiver.origin])
+    with (
+        tls_receiver("localhost", tmp_path) as (receiver, _),
+        pytest.raises(http.ConnectionFailed),
+    ):
+        http.post(receiver.url(), content=b"{}", headers={}, allowed_origins=[receiver.origin])
     assert receiver.requests == []

@@ -61,6 +61,22 @@ class EmailTemplate(models.Model):
         self.body_html = sanitize_html(self.body_html)
         super().save(*args, **kwargs)  # type: ignore[arg-type]
 
+    @classmethod
+    def using_namespace(cls, organization: Organization, namespace: str) -> list[EmailTemplate]:
+        """Templates of the organization with `{{ namespace.<key> }}` placeholders.
+
+        The Survey integration lists these when it is disabled (they are kept as they are).
+        """
+        from kizuna.crm.mail.rendering import uses_namespace
+
+        return [
+            template
+            for template in cls.objects.filter(organization=organization).order_by("name", "pk")
+            if uses_namespace(
+                f"{template.subject}\n{template.body_html}\n{template.body_text}", namespace
+            )
+        ]
+
 
 class SendBatch(models.Model):
     """One "Send email" action: what was sent, by whom, to which records.

@@ -52,6 +52,7 @@ SENDER_FIELDS = {"name": _("Sender name"), "email": _("Sender email")}
 class MergeField:
     placeholder: str
     label: str
+    module: str = ""  # "" when the field exists in every module (sender, unsubscribe link)
 
 
 def record_field_names(module: str) -> tuple[str, ...]:
@@ -69,7 +70,9 @@ def merge_fields(module: str) -> list[MergeField]:
         field_label = field.verbose_name if isinstance(field, Field) else _("full name")
         fields.append(
             MergeField(
-                f"{{{{ {namespace}.{name} }}}}", f"{record_label}: {field_label}".capitalize()
+                f"{{{{ {namespace}.{name} }}}}",
+                f"{record_label}: {field_label}".capitalize(),
+                module,
             )
         )
     fields += [
@@ -77,6 +80,18 @@ def merge_fields(module: str) -> list[MergeField]:
     ]
     fields.append(MergeField("{{ unsubscribe_url }}", str(_("Unsubscribe link"))))
     return fields
+
+
+def all_merge_fields() -> list[MergeField]:
+    """Merge fields of every module (the editor of a new template, before a module is chosen)."""
+    leads, contacts = merge_fields("leads"), merge_fields("contacts")
+    return [field for field in leads if field.module] + contacts
+
+
+def uses_namespace(text: str, namespace: str) -> bool:
+    return any(
+        match.group(1) == namespace and match.group(2) for match in PLACEHOLDER.finditer(text)
+    )
 
 
 def unknown_placeholders(text: str, module: str) -> list[str]:

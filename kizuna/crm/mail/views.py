@@ -23,15 +23,25 @@ from kizuna.crm.mail.access import (
 from kizuna.crm.mail.extensions import EditorContext, MergeContext, PlaceholderError, editor_buttons
 from kizuna.crm.mail.forms import ComposeForm, TemplateForm
 from kizuna.crm.mail.models import EmailTemplate, Module
-from kizuna.crm.mail.rendering import RECORD_MODEL, merge_fields, render_message
+from kizuna.crm.mail.rendering import (
+    RECORD_MODEL,
+    all_merge_fields,
+    merge_fields,
+    render_message,
+)
 from kizuna.crm.models import Contact, Lead, Organization
 
 MAX_RECIPIENTS = 1000
 
 
-def _editor_context(request: HttpRequest, organization: Organization, module: str) -> dict:
+def _editor_context(
+    request: HttpRequest, organization: Organization, module: str, *, any_module: bool = False
+) -> dict[str, object]:
     context = EditorContext(organization=organization, user=request.user, module=module)  # type: ignore[arg-type]
-    return {"merge_fields": merge_fields(module), "extension_buttons": editor_buttons(context)}
+    return {
+        "merge_fields": all_merge_fields() if any_module else merge_fields(module),
+        "extension_buttons": editor_buttons(context),
+    }
 
 
 @login_required
@@ -86,7 +96,11 @@ def template_create(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "crm_mail/template_form.html",
-        {"form": form, "template": None, **_editor_context(request, organization, module)},
+        {
+            "form": form,
+            "template": None,
+            **_editor_context(request, organization, module, any_module=True),
+        },
     )
 
 

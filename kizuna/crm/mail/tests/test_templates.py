@@ -81,16 +81,31 @@ def test_a_template_needs_a_body(ada_client):
     assert EmailTemplate.objects.count() == 0
 
 
-def test_the_editor_offers_merge_fields_of_the_module_and_the_sender(ada_client):
-    page = ada_client.get(reverse("crm_mail:template-create") + "?module=contacts")
+def test_the_editor_offers_merge_fields_of_the_module_and_the_sender(ada_client, adas_template):
+    page = ada_client.get(reverse("crm_mail:template-edit", args=[adas_template.pk]))
     html = page.content.decode()
     assert page.status_code == 200
-    assert '<option value="{{ contact.family_name }}">Contact: family name</option>' in html
-    assert '<option value="{{ contact.department }}">Contact: department</option>' in html
+    assert (
+        '<option value="{{ contact.family_name }}" data-module="contacts">'
+        "Contact: family name</option>" in html
+    )
+    assert (
+        '<option value="{{ contact.department }}" data-module="contacts">'
+        "Contact: department</option>" in html
+    )
     assert '<option value="{{ sender.name }}">Sender name</option>' in html
-    assert "{{ lead.status }}" not in html
+    assert "{{ lead." not in html
     assert 'data-insert-from="merge-field-select"' in html
     assert "crm_mail/editor.js" in html
+
+
+def test_a_new_template_offers_the_fields_of_both_modules_for_the_script_to_filter(
+    ada_client,
+):
+    html = ada_client.get(reverse("crm_mail:template-create")).content.decode()
+    assert '<option value="{{ lead.status }}" data-module="leads">' in html
+    assert '<option value="{{ contact.department }}" data-module="contacts">' in html
+    assert html.count('<option value="{{ sender.email }}">') == 1
 
 
 def test_extension_buttons_appear_in_the_editor_slot_only_when_they_offer_something(
@@ -278,3 +293,17 @@ def test_signed_out_visitors_are_sent_to_sign_in(db, name, args, method):
 
 def test_a_user_without_organization_gets_404(user_client):
     assert user_client.get(reverse("crm_mail:templates")).status_code == 404
+
+
+def test_templates_using_an_extension_namespace_are_found(organization, other_organization):
+    def make(org, name, **fields):
+        defaults = {"subject": "S", "body_text": "", "body_html": ""}
+        return EmailTemplate.objects.create(
+            organization=org, module="leads", name=name, **{**defaults, **fields}
+        )
+
+    with_link = make(organization, "B with link", body_html='<a href="{{survey.k1}}">x</a>')
+    in_text = make(organization, "A in text", body_text="Answer: {{ survey.k2 }}")
+    make(organization, "Plain", body_text="{{ lead.family_name }} survey.k3")
+    make(other_organization, "Elsewhere", body_text="{{ survey.k4 }}")
+    assert EmailTemplate.using_namespace(organization, "survey") == [in_text, with_link]

@@ -34,6 +34,25 @@
         if (select && select.value) insert(select.value);
       }
     });
+    // A new template: offer only the merge fields of the module chosen in the form.
+    var moduleSelect = editor.querySelector("select[name=module]");
+    var mergeSelect = toolbar.querySelector("#merge-field-select");
+    function followModule() {
+      if (!moduleSelect || !mergeSelect) return;
+      var firstVisible = null;
+      Array.prototype.forEach.call(mergeSelect.options, function (option) {
+        var module = option.getAttribute("data-module");
+        var shown = !module || module === moduleSelect.value;
+        option.hidden = !shown;
+        option.disabled = !shown;
+        if (shown && firstVisible === null) firstVisible = option;
+      });
+      if (mergeSelect.selectedOptions.length && mergeSelect.selectedOptions[0].disabled && firstVisible) {
+        mergeSelect.value = firstVisible.value;
+      }
+    }
+    if (moduleSelect) moduleSelect.addEventListener("change", followModule);
+    followModule();
     toolbar.hidden = false;
   }
 

@@ -1,0 +1,126 @@
+"""The template editor and the progress page in a real browser (static JS under the strict CSP)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from kizuna.crm.mail import extensions, services, transport
+from kizuna.crm.mail.models import EmailTemplate
+from kizuna.testing.personas import PASSWORD
+from kizuna.work import leases
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def watch_for_errors(page: Any) -> tuple[list[str], list[str]]:
+    errors: list[str] = []
+    failed: list[str] = []
+    # 4xx/5xx responses are checked below (all but the favicon), CSP and script errors here.
+    page.on(
+        "console",
+        lambda message: (
+            errors.append(message.text)
+            if message.type == "error" and "Failed to load resource" not in message.text
+            else None
+        ),
+    )
+    page.on(
+        "response",
+        lambda response: (
+            failed.append(response.url)
+            if response.status >= 400 and not response.url.endswith("/favicon.ico")
+            else None
+        ),
+    )
+    return errors, failed
+
+
+def sign_in(page: Any, live_server: Any, next_path: str) -> None:
+    page.goto(f"{live_server.url}/accounts/sign-in/?next={next_path}")
+    page.fill("input[name=username]", "ada@example.com")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("main button[type=submit]")
+    page.wait_for_url(f"**{next_path}")
+
+
+def test_merge_fields_and_extension_buttons_insert_at_the_cursor(
+    live_server: Any, page: Any, ada: Any, organization: Any
+) -> None:
+    extensions.register_editor_button(
+        "survey-link",
+        label="Insert survey link",
+        insertions=lambda context: [extensions.Insertion("NPS", "{{ survey.nps }}")],
+    )
+    extensions.register_placeholder_namespace("survey", resolve=lambda context, key: key)
+    errors, failed = watch_for_errors(page)
+    try:
+        sign_in(page, live_server, "/crm/mail/templates/new/?module=leads")
+        assert page.locator("[data-editor-toolbar]").is_visible()
+        assert not page.locator(".mail-placeholders").is_visible()
+
+        page.fill("#id_name", "Browser template")
+        page.fill("#id_subject", "Hello !")
+        page.focus("#id_subject")
+        page.evaluate("document.getElementById('id_subject').setSelectionRange(6, 6)")
+        page.select_option("#merge-field-select", "{{ lead.given_name }}")
+        page.click('button[data-insert-from="merge-field-select"]')
+        assert page.input_value("#id_subject") == "Hello {{ lead.given_name }}!"
+
+        page.fill("#id_body_html", "<p>Answer: </p>")
+        page.focus("#id_body_html")
+        page.evaluate("document.getElementById('id_body_html').setSelectionRange(11, 11)")
+        page.click('[data-extension="survey-link"] button')
+        assert page.input_value("#id_body_html") == "<p>Answer: {{ survey.nps }}</p>"
+
+        page.select_option("#id_module", "contacts")
+        hidden = page.evaluate(
+            "Array.from(document.querySelectorAll('#merge-field-select option'))"
+            ".filter(o => !o.hidden).map(o => o.value)"
+        )
+        assert "{{ lead.given_name }}" not in hidden
+        assert "{{ contact.department }}" in hidden
+        assert "{{ sender.name }}" in hidden
+        page.select_option("#id_module", "leads")
+
+        page.click("main button.primary")
+        page.wait_for_url("**/crm/mail/templates/*/")
+        template = EmailTemplate.objects.get()
+        assert (template.subject, template.body_html) == (
+            "Hello {{ lead.given_name }}!",
+            "<p>Answer: {{ survey.nps }}</p>",
+        )
+    finally:
+        extensions.unregister("survey-link")
+        extensions.unregister("survey")
+    assert (errors, failed) == ([], [])
+
+
+def test_the_progress_bar_updates_without_reloading(
+    live_server: Any, page: Any, ada: Any, organization: Any, lead: Any
+) -> None:
+    batch = services.queue_emails(
+        organization=organization,
+        sender=ada,
+        module="leads",
+        records=[lead],
+        subject="S",
+        body_html="",
+        body_text="B",
+    )
+    errors, failed = watch_for_errors(page)
+    sign_in(page, live_server, f"/crm/mail/sent/{batch.pk}/")
+    assert page.text_content('[data-count="waiting"]') == "1"
+    page.evaluate("window.notReloaded = true")
+
+    with override_settings(EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend"):
+        transport.reset()
+        leases.run_due_work(worker_id="test")
+        transport.reset()
+
+    page.wait_for_selector('[data-count="sent"]:text-is("1")', timeout=10_000)
+    assert page.text_content('[data-count="waiting"]') == "0"
+    assert page.evaluate("window.notReloaded") is True
+    assert (errors, failed) == ([], [])

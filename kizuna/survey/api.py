@@ -39,6 +39,8 @@ from kizuna.survey.webhooks import services as webhook_services
 from kizuna.survey.webhooks.models import WebhookEndpoint
 
 DEFAULT_PAGE_SIZE = 100
+# Documented on every route: {"error": {"code", "message", "fields"?}}.
+ERRORS: dict[int, Any] = {code: schemas.ErrorOut for code in (401, 403, 404, 422, 429)}
 MAX_PAGE_SIZE = 500
 
 
@@ -221,14 +223,14 @@ def _limit(limit: int) -> int:
 # --- account, portals, surveys, members -----------------------------------------------------
 
 
-@api.get("/account", response=schemas.AccountOut, tags=["account"])
+@api.get("/account", response={200: schemas.AccountOut, **ERRORS}, tags=["account"])
 def get_account(request: HttpRequest) -> dict[str, Any]:
     """The account of the SC key, and the email address the key belongs to."""
     member = _member(request)
     return {"id": member.account_id, "name": member.account.name, "email": member.user.email}
 
 
-@api.get("/portals", response=list[schemas.PortalOut], tags=["account"])
+@api.get("/portals", response={200: list[schemas.PortalOut], **ERRORS}, tags=["account"])
 def list_portals(request: HttpRequest) -> list[Portal]:
     return list(
         Portal.objects.filter(account_id=_member(request).account_id).order_by("name", "id")
@@ -245,7 +247,7 @@ def _survey_out(survey: Survey) -> dict[str, Any]:
     }
 
 
-@api.get("/surveys", response=list[schemas.SurveyOut], tags=["surveys"])
+@api.get("/surveys", response={200: list[schemas.SurveyOut], **ERRORS}, tags=["surveys"])
 def list_surveys(request: HttpRequest, portal: int | None = None) -> list[dict[str, Any]]:
     """The surveys of one portal (`portal`), or of every portal of the account."""
     account_id = _member(request).account_id
@@ -256,7 +258,7 @@ def list_surveys(request: HttpRequest, portal: int | None = None) -> list[dict[s
     return [_survey_out(survey) for survey in surveys.order_by("portal_id", "title", "id")]
 
 
-@api.get("/members", response=list[schemas.MemberOut], tags=["members"])
+@api.get("/members", response={200: list[schemas.MemberOut], **ERRORS}, tags=["members"])
 def list_members(request: HttpRequest) -> list[dict[str, Any]]:
     members = (
         AccountMember.objects.filter(account_id=_member(request).account_id)
@@ -266,7 +268,7 @@ def list_members(request: HttpRequest) -> list[dict[str, Any]]:
     return [{"email": m.user.email, "name": m.user.full_name, "role": m.role} for m in members]
 
 
-@api.post("/members", response=schemas.RegisterMembersOut, tags=["members"])
+@api.post("/members", response={200: schemas.RegisterMembersOut, **ERRORS}, tags=["members"])
 def register_members(
     request: HttpRequest, payload: schemas.RegisterMembersIn
 ) -> dict[str, list[str]]:
@@ -311,7 +313,7 @@ def _invitation_out(invitation: Invitation, *, created: bool | None = None) -> d
 
 @api.post(
     "/surveys/{survey_id}/invitations",
-    response={200: schemas.InvitationBatchOut, 422: schemas.ErrorOut},
+    response={200: schemas.InvitationBatchOut, **ERRORS},
     tags=["invitations"],
 )
 def create_invitations(
@@ -346,7 +348,7 @@ def create_invitations(
     }
 
 
-@api.get("/invitations", response=schemas.InvitationPage, tags=["invitations"])
+@api.get("/invitations", response={200: schemas.InvitationPage, **ERRORS}, tags=["invitations"])
 def list_invitations(
     request: HttpRequest,
     survey: int | None = None,
@@ -380,7 +382,7 @@ def list_invitations(
 # --- responses ------------------------------------------------------------------------------
 
 
-@api.get("/responses", response=schemas.ResponsePage, tags=["responses"])
+@api.get("/responses", response={200: schemas.ResponsePage, **ERRORS}, tags=["responses"])
 def list_responses(
     request: HttpRequest,
     survey: int | None = None,
@@ -442,7 +444,7 @@ def _endpoint_out(endpoint: WebhookEndpoint) -> dict[str, Any]:
     }
 
 
-@api.get("/webhooks", response=list[schemas.WebhookEndpointOut], tags=["webhooks"])
+@api.get("/webhooks", response={200: list[schemas.WebhookEndpointOut], **ERRORS}, tags=["webhooks"])
 def list_webhook_endpoints(request: HttpRequest) -> list[dict[str, Any]]:
     endpoints = WebhookEndpoint.objects.filter(account_id=_member(request).account_id)
     return [_endpoint_out(endpoint) for endpoint in endpoints]
@@ -453,7 +455,7 @@ def list_webhook_endpoints(request: HttpRequest) -> list[dict[str, Any]]:
     response={
         200: schemas.WebhookEndpointCreatedOut,
         201: schemas.WebhookEndpointCreatedOut,
-        422: schemas.ErrorOut,
+        **ERRORS,
     },
     tags=["webhooks"],
 )
@@ -476,7 +478,7 @@ def create_webhook_endpoint(
     return (201 if created else 200), {**_endpoint_out(endpoint), "secret": secret}
 
 
-@api.delete("/webhooks/{endpoint_id}", response={204: None}, tags=["webhooks"])
+@api.delete("/webhooks/{endpoint_id}", response={204: None, **ERRORS}, tags=["webhooks"])
 def delete_webhook_endpoint(request: HttpRequest, endpoint_id: int) -> tuple[int, None]:
     endpoint = get_object_or_404(
         WebhookEndpoint, account_id=_member(request).account_id, pk=endpoint_id
@@ -491,7 +493,7 @@ def delete_webhook_endpoint(request: HttpRequest, endpoint_id: int) -> tuple[int
 @api.post(
     "/internal/accounts-for-email",
     auth=TrustTokenAuth(),
-    response=schemas.AccountsForEmailOut,
+    response={200: schemas.AccountsForEmailOut, **ERRORS},
     tags=["internal"],
 )
 def accounts_for_email(request: HttpRequest, payload: schemas.AccountsForEmailIn) -> dict[str, Any]:

@@ -178,6 +178,8 @@ def test_openapi_document_is_public_and_lists_the_routes(client: Client):
         "/survey/api/v1/webhooks/{endpoint_id}",
         "/survey/api/v1/internal/accounts-for-email",
     } <= set(paths)
+    account_responses = paths["/survey/api/v1/account"]["get"]["responses"]
+    assert {"200", "401", "403", "429"} <= set(account_responses)
 
 
 def test_api_docs_page_is_served_without_a_cdn(client: Client):

@@ -8,11 +8,9 @@ lease, and everything must end done exactly once.
 
 import signal
 import time
-from datetime import timedelta
 
 import pytest
 from django.db import connection
-from django.utils import timezone
 from django_tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
@@ -25,7 +23,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 LEASE_SECONDS = 3
 HOLD_SECONDS = 1.0
-ITEMS = 6
+ITEMS = 4
 
 
 @pytest.fixture(autouse=True)
@@ -37,18 +35,22 @@ def _postgresql_only():
 @pytest.fixture
 def two_workers(tmp_path, settings):
     settings.KIZUNA_WORKER_LEASE_SECONDS = LEASE_SECONDS
-    env = kizuna_env(
-        tmp_path, DATABASE_URL=database_url(), KIZUNA_WORKER_LEASE_SECONDS=str(LEASE_SECONDS)
-    )
     log = tmp_path / "workers.log"
-    processes = {
-        name: start_kizuna(["worker", "--interval", "0.1", "--worker-id", name], env, log)
-        for name in ("victim", "survivor")
-    }
+    processes = {}
+    for name in ("victim", "survivor"):
+        env = kizuna_env(
+            tmp_path,
+            # The name lets the test see the worker's transactions in pg_stat_activity.
+            DATABASE_URL=f"{database_url()}?application_name={name}",
+            KIZUNA_WORKER_LEASE_SECONDS=str(LEASE_SECONDS),
+        )
+        processes[name] = start_kizuna(
+            ["worker", "--interval", "0.1", "--worker-id", name], env, log
+        )
     try:
         wait_for(
             lambda: WorkerProcess.objects.filter(worker_id__in=processes).count() == 2,
-            timeout=30,
+            timeout=60,
             message="both workers registered",
         )
         yield processes
@@ -60,9 +62,29 @@ def two_workers(tmp_path, settings):
         print(log.read_text())
 
 
+def victim_is_inside_a_transaction():
+    """True while the victim holds a transaction open for longer than a claim takes.
+
+    The only such transaction is a probe's effect waiting out its hold, so a kill
+    now is certain to land before that effect commits.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'victim'"
+            " AND state = 'idle in transaction'"
+            " AND xact_start < now() - interval '200 milliseconds'"
+        )
+        (count,) = cursor.fetchone()
+    return count == 1
+
+
 def kill_victim_while_it_holds(processes, holds_work):
     """Wait until the victim is inside a piece of work, then kill -9 it."""
-    wait_for(holds_work, timeout=20, message="the victim started a piece of work")
+    wait_for(
+        lambda: holds_work() and victim_is_inside_a_transaction(),
+        timeout=30,
+        message="the victim started a piece of work",
+    )
     processes["victim"].send_signal(signal.SIGKILL)
     assert processes["victim"].wait(timeout=5) == -signal.SIGKILL
 
@@ -70,16 +92,12 @@ def kill_victim_while_it_holds(processes, holds_work):
 def test_tasks_survive_a_worker_killed_mid_task_and_complete_exactly_once(two_workers):
     results = [tasks.probe.enqueue(f"task-{n}", HOLD_SECONDS) for n in range(ITEMS)]
 
-    def victim_just_started_a_task():
-        # Just started: the kill lands inside the hold, before the effect commits.
-        recent = timezone.now() - timedelta(seconds=HOLD_SECONDS / 2)
+    def victim_runs_a_task():
         return DBTaskResult.objects.filter(
-            status=TaskResultStatus.RUNNING,
-            started_at__gte=recent,
-            worker_ids__contains=["victim"],
-        ).first()
+            status=TaskResultStatus.RUNNING, worker_ids__contains=["victim"]
+        ).exists()
 
-    kill_victim_while_it_holds(two_workers, victim_just_started_a_task)
+    kill_victim_while_it_holds(two_workers, victim_runs_a_task)
     wait_for(
         lambda: DBTaskResult.objects.filter(status=TaskResultStatus.SUCCESSFUL).count() == ITEMS,
         timeout=30,
@@ -107,7 +125,7 @@ def test_leased_work_survives_a_worker_killed_mid_item_and_is_done_exactly_once(
         ProbeWork.objects.create(key=f"row-{n}", hold_seconds=HOLD_SECONDS)
 
     def victim_holds_a_row():
-        return ProbeWork.objects.filter(status=WorkStatus.LEASED, leased_by="victim").first()
+        return ProbeWork.objects.filter(status=WorkStatus.LEASED, leased_by="victim").exists()
 
     kill_victim_while_it_holds(two_workers, victim_holds_a_row)
     wait_for(

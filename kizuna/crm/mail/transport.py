@@ -62,14 +62,11 @@ def backend() -> BaseEmailBackend:
 
 
 def reset() -> None:
-    """Drop this thread's connection (after an error, or to abandon a half-sent message)."""
+    """Forget this thread's backend (settings changed, or a non-SMTP backend failed)."""
     current: BaseEmailBackend | None = getattr(_local, "backend", None)
     _local.backend = None
-    if isinstance(current, SmtpBackend) and current.connection is not None:
-        # close() would QUIT politely; mid-DATA the server must see a dropped connection.
-        with contextlib.suppress(OSError):
-            current.connection.close()
-        current.connection = None
+    if isinstance(current, SmtpBackend):
+        reset_backend(current)
     elif current is not None:
         with contextlib.suppress(Exception):  # closing a broken connection
             current.close()
@@ -169,9 +166,8 @@ class SmtpDelivery:
 
 
 def reset_backend(smtp_backend: SmtpBackend) -> None:
-    if getattr(_local, "backend", None) is smtp_backend:
-        reset()
-    elif smtp_backend.connection is not None:
+    """Drop the backend's connection without QUIT; the next message opens a new one."""
+    if smtp_backend.connection is not None:
         with contextlib.suppress(OSError):
             smtp_backend.connection.close()
         smtp_backend.connection = None

@@ -271,3 +271,47 @@ def test_a_recipient_with_a_japanese_name_gets_family_name_first_and_a_japanese_
         "今後の受信を希望されない場合は、配信を停止してください:\n"
         f"{settings.KIZUNA_BASE_URL}/crm/mail/unsubscribe/{row.unsubscribe_token}/\n"
     )
+
+
+def test_a_connection_the_server_closed_meanwhile_is_reopened(ada, organization):
+    from aiosmtpd.controller import Controller
+
+    from kizuna.crm.mail import transport
+    from kizuna.crm.mail.tests.conftest import Inbox, free_port
+
+    inbox, port = Inbox(), free_port()
+    first, second = make_leads(organization, 2)
+    transport.reset()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        with override_settings(
+            EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+            EMAIL_HOST="127.0.0.1",
+            EMAIL_PORT=port,
+        ):
+            for lead in (first, second):
+                services.queue_emails(
+                    organization=organization,
+                    sender=ada,
+                    module="leads",
+                    records=[lead],
+                    subject="S",
+                    body_html="",
+                    body_text="T",
+                )
+                run_worker()
+                if lead is first:
+                    # The server restarts: the connection kept open for the next message is dead.
+                    controller.stop()
+                    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+                    controller.start()
+    finally:
+        transport.reset()
+        controller.stop()
+    assert [r.envelope_to for r in inbox.messages] == [
+        ["lead0@example.com"],
+        ["lead1@example.com"],
+    ]
+    assert set(OutgoingMessage.objects.values_list("status", flat=True)) == {WorkStatus.DONE}
+    assert set(OutgoingMessage.objects.values_list("attempts", flat=True)) == {1}

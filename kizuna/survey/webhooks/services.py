@@ -68,11 +68,15 @@ def response_payload(response: Response) -> dict[str, Any]:
     and its text for people, so the receiver needs no other call to show it.
     """
     survey = response.survey
-    answers = (
-        response.answers.select_related("question")
-        .order_by("question__position", "question_id")
-        .all()
-    )
+    if "answers" in getattr(response, "_prefetched_objects_cache", {}):
+        # Listing many responses (the API) prefetches answers with their questions.
+        answers = sorted(response.answers.all(), key=lambda a: (a.question.position, a.question_id))
+    else:
+        answers = list(
+            response.answers.select_related("question").order_by(
+                "question__position", "question_id"
+            )
+        )
     return {
         "response_id": str(response.pk),
         "account_id": survey.portal.account_id,

@@ -468,6 +468,19 @@ def test_responses_are_listed_with_a_cursor_since_a_time(client: Client, world, 
     assert [a["display"] for a in item["answers"]] == ["Good", "素晴らしい", "9"]
 
 
+def test_listing_responses_takes_the_same_number_of_queries_for_many(
+    client: Client, world, ada, django_assert_max_num_queries
+):
+    for n in range(20):
+        make_response(world["survey"], reference=f"many:{n}")
+    headers = services_headers(ada)
+    client.get(API + "/responses", **headers)  # the key's last use is written once
+
+    with django_assert_max_num_queries(8):
+        response = client.get(API + "/responses", **headers)
+    assert len(response.json()["items"]) == 21
+
+
 def test_a_bad_cursor_is_a_field_error(client: Client, world, ada):
     response = call(client, "get", "/responses?cursor=garbage", services_headers(ada))
     assert response.status_code == 422

@@ -87,6 +87,27 @@ def _field_errors(request: HttpRequest, exc: FieldErrors) -> HttpResponse:
     )
 
 
+def _schema_message(error: dict[str, Any]) -> str:
+    """Pydantic's message in the user's language for the usual kinds of mistake."""
+    kind = error.get("type", "")
+    context = error.get("ctx") or {}
+    if kind == "missing":
+        return _("This field is required.")
+    if kind == "extra_forbidden":
+        return _("There is no such field.")
+    if kind in ("string_type", "string_too_long"):
+        return _("Send a text string.")
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return _("Send a whole number.")
+    if kind in ("bool_type", "bool_parsing"):
+        return _("Send true or false.")
+    if kind == "enum":
+        return _("Use one of: %(values)s.") % {"values": context.get("expected", "")}
+    if kind in ("greater_than_equal", "less_than_equal"):  # only `limit` has bounds
+        return _("Use a number from %(min)s to %(max)s.") % {"min": 1, "max": MAX_LIMIT}
+    return str(error.get("msg", ""))
+
+
 @api.exception_handler(ValidationError)
 def _schema_errors(request: HttpRequest, exc: ValidationError) -> HttpResponse:
     fields: dict[str, list[str]] = {}
@@ -97,7 +118,7 @@ def _schema_errors(request: HttpRequest, exc: ValidationError) -> HttpResponse:
         if location and location[0] == "payload":
             location = location[1:]
         name = location[0] if location else "non_field_errors"
-        fields.setdefault(name, []).append(str(error.get("msg", "")))
+        fields.setdefault(name, []).append(_schema_message(error))
     return _error(request, 422, "validation_error", _("Some fields are not valid."), fields=fields)
 
 

@@ -154,9 +154,34 @@ def test_schema_errors_name_their_fields_too(ada_api: ApiClient) -> None:
         "/leads", {"given_name": "No family", "status": "maybe", "colour": "blue"}
     )
     assert response.status_code == 422
-    fields = response.json()["error"]["fields"]
-    assert sorted(fields) == ["colour", "family_name", "status"]
+    assert response.json()["error"]["fields"] == {
+        "family_name": ["This field is required."],
+        "status": ["Use one of: 'new', 'contacted', 'qualified', 'unqualified' or 'converted'."],
+        "colour": ["There is no such field."],
+    }
     assert Lead.objects.count() == 0
+
+
+def test_schema_errors_are_in_japanese_too(ada_api: ApiClient) -> None:
+    response = ada_api.client.post(
+        "/crm/api/v1/leads",
+        '{"family_name": 7, "email_opt_out": "maybe", "owner_id": "x"}',
+        content_type="application/json",
+        headers={**ada_api.headers, "Accept-Language": "ja"},
+    )
+    assert response.status_code == 422
+    assert response.json()["error"] == {
+        "code": "validation_error",
+        "message": "入力内容に誤りがある項目があります。",
+        "fields": {
+            "family_name": ["文字列を送信してください。"],
+            "owner_id": ["整数を送信してください。"],
+            "email_opt_out": ["true か false を送信してください。"],
+        },
+    }
+    assert ada_api.get("/leads", limit="500").json()["error"]["fields"] == {
+        "limit": ["Use a number from 1 to 100."]
+    }
 
 
 def test_converted_is_not_a_status_you_can_set(ada_api: ApiClient) -> None:

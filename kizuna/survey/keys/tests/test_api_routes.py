@@ -180,7 +180,7 @@ def test_other_accounts_key_lists_only_its_own_account(client: Client, world, ca
     ]
 
 
-def services_headers(member: AccountMember) -> dict[str, str]:
+def services_headers(member: AccountMember) -> dict[str, Any]:
     from kizuna.survey.keys.tests.fixtures import sc_headers
 
     return sc_headers(member)

@@ -1,4 +1,4 @@
-"""Worker processes and their heartbeats, plus the probe work the health check and tests use."""
+"""Worker processes and their heartbeats, plus the probe work a health check and the tests use."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ class WorkerProcess(models.Model):
 class ProbeWork(LeasedWork):
     """A unit of leased work that does nothing but leave a ProbeEffect behind.
 
-    The health check enqueues one to prove that a worker picks up and finishes
+    A health check can enqueue one to prove that a worker picks up and finishes
     leased work; the crash tests enqueue many with a hold time and kill a worker
     in the middle of one.
     """

@@ -19,7 +19,7 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import F, Max
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone, translation
@@ -516,3 +516,70 @@ def delete_survey(*, survey: Survey, by: User) -> None:
         )
     Answer.objects.filter(question__survey=survey).delete()
     survey.delete()
+
+
+@transaction.atomic
+def copy_question(*, question: Question, by: User) -> Question:
+    """A copy of `question` right after it on the same page, with no answers of its own."""
+    later = Question.objects.filter(survey_id=question.survey_id, position__gt=question.position)
+    later.update(position=F("position") + 1)
+    copy = Question.objects.create(
+        survey_id=question.survey_id,
+        section_id=question.section_id,
+        position=question.position + 1,
+        kind=question.kind,
+        text=question.text,
+        help_text=question.help_text,
+        is_required=question.is_required,
+        options=_active_options(question.options or {}),
+    )
+    touch_survey(question.survey)
+    return copy
+
+
+def _active_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Options without archived items: those exist only for answers the copy does not have."""
+    return {
+        name: [item for item in value if not item.get("archived")]
+        if name in {"choices", "rows", "columns"} and isinstance(value, list)
+        else value
+        for name, value in options.items()
+    }
+
+
+@transaction.atomic
+def copy_survey(*, survey: Survey, by: User, title: str) -> Survey:
+    """A closed copy of `survey` in the same portal: settings, sections, current questions."""
+    copy = Survey.objects.create(
+        portal_id=survey.portal_id,
+        title=title,
+        description=survey.description,
+        language=survey.language,
+        thank_you_message=survey.thank_you_message,
+        is_open=False,
+        is_anonymous=survey.is_anonymous,
+        created_by=by,
+    )
+    sections = {
+        section.pk: Section.objects.create(
+            survey=copy,
+            title=section.title,
+            description=section.description,
+            position=section.position,
+        )
+        for section in survey.sections.all()
+    }
+    Question.objects.bulk_create(
+        Question(
+            survey=copy,
+            section=sections.get(question.section_id) if question.section_id else None,
+            position=question.position,
+            kind=question.kind,
+            text=question.text,
+            help_text=question.help_text,
+            is_required=question.is_required,
+            options=_active_options(question.options or {}),
+        )
+        for question in survey.questions.filter(is_archived=False)
+    )
+    return copy

@@ -18,6 +18,7 @@ urlpatterns = [
     path("surveys/<int:pk>/", views.survey_detail, name="survey"),
     path("surveys/<int:pk>/edit/", views.survey_edit, name="survey-edit"),
     path("surveys/<int:pk>/open/", views.survey_open, name="survey-open"),
+    path("surveys/<int:pk>/copy/", views.survey_copy, name="survey-copy"),
     path("surveys/<int:pk>/delete/", views.survey_delete, name="survey-delete"),
     path("surveys/<int:pk>/questions/new/", views.question_new, name="question-new"),
     path(
@@ -29,6 +30,11 @@ urlpatterns = [
         "surveys/<int:pk>/questions/<int:question_pk>/delete/",
         views.question_delete,
         name="question-delete",
+    ),
+    path(
+        "surveys/<int:pk>/questions/<int:question_pk>/copy/",
+        views.question_copy,
+        name="question-copy",
     ),
     path(
         "surveys/<int:pk>/questions/<int:question_pk>/restore/",

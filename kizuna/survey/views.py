@@ -339,6 +339,18 @@ def survey_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 @login_required
+def survey_copy(request: HttpRequest, pk: int) -> HttpResponse:
+    survey = access.get_survey_for_member(request, pk)
+    title = _("Copy of %(title)s") % {"title": survey.title}
+    copy = services.copy_survey(survey=survey, by=_user(request), title=title[:300])
+    messages.success(
+        request, _("This is a closed copy: edit it, then open it for responses when ready.")
+    )
+    return redirect("survey:survey", pk=copy.pk)
+
+
+@require_POST
+@login_required
 def survey_open(request: HttpRequest, pk: int) -> HttpResponse:
     """Open or close a survey for responses in one click (POST is_open=1 or 0)."""
     survey = access.get_survey_for_member(request, pk)
@@ -472,6 +484,15 @@ def question_delete(request: HttpRequest, pk: int, question_pk: int) -> HttpResp
     else:
         messages.success(request, _("Question deleted."))
     return redirect("survey:survey", pk=question.survey.pk)
+
+
+@require_POST
+@login_required
+def question_copy(request: HttpRequest, pk: int, question_pk: int) -> HttpResponse:
+    question = access.get_question_for_member(request, pk, question_pk)
+    copy = services.copy_question(question=question, by=_user(request))
+    messages.success(request, _("Question copied: the copy is right below the original."))
+    return redirect(_builder_url(question.survey, copy))
 
 
 @require_POST

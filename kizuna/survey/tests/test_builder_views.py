@@ -649,3 +649,56 @@ def test_an_administrator_closes_a_survey_from_the_builder(ada: Client, survey: 
     )
     survey.refresh_from_db()
     assert not survey.is_open
+
+
+# --- copies -----------------------------------------------------------------------------------
+
+
+def test_copying_a_question_puts_it_right_after_the_original_without_archived_choices(
+    bob: Client, choice_question: Question, survey: Survey
+) -> None:
+    add_question(bob, survey, text="Last")
+    answer(choice_question, choice_question.options["choices"][2]["key"])
+    edit_question(bob, choice_question, choices="Apple\nBanana")  # Cherry is archived
+    url = reverse("survey:question-copy", args=[survey.pk, choice_question.pk])
+    assert bob.post(url).status_code == 302
+    assert texts(survey) == ["Fruit?", "Fruit?", "Last"]
+    copy = survey.questions.exclude(pk=choice_question.pk).get(text="Fruit?")
+    assert [c["label"] for c in copy.options["choices"]] == ["Apple", "Banana"]
+    assert copy.answers.count() == 0
+
+
+def test_copying_a_survey_makes_a_closed_copy_with_sections_and_current_questions(
+    ada: Client, survey: Survey
+) -> None:
+    section = Section.objects.create(survey=survey, title="Part 2", position=0)
+    Question.objects.create(survey=survey, kind="nps", text="NPS", is_required=True)
+    Question.objects.create(survey=survey, section=section, kind="long_text", text="Why?")
+    Question.objects.create(survey=survey, kind="email", text="Old", is_archived=True)
+    response = ada.post(reverse("survey:survey-copy", args=[survey.pk]))
+    copy = Survey.objects.exclude(pk=survey.pk).get()
+    assert response["Location"] == reverse("survey:survey", args=[copy.pk])
+    assert (copy.title, copy.is_open, copy.portal_id) == (
+        "Copy of Customer satisfaction",
+        False,
+        survey.portal_id,
+    )
+    assert copy.public_id != survey.public_id
+    assert sorted(
+        (q.text, q.kind, q.is_required, q.section.title if q.section else "")
+        for q in copy.questions.all()
+    ) == [("NPS", "nps", True, ""), ("Why?", "long_text", False, "Part 2")]
+    assert copy.sections.get().pk != section.pk
+
+
+@pytest.mark.parametrize(("persona", "status"), [("carol", 404), ("anonymous", 302)])
+def test_outsiders_cannot_copy_surveys_or_questions(
+    request: pytest.FixtureRequest, persona: str, status: int, choice_question: Question
+) -> None:
+    client: Client = request.getfixturevalue(persona)
+    survey_pk = choice_question.survey_id
+    assert client.post(reverse("survey:survey-copy", args=[survey_pk])).status_code == status
+    url = reverse("survey:question-copy", args=[survey_pk, choice_question.pk])
+    assert client.post(url).status_code == status
+    assert Survey.objects.count() == 1
+    assert Question.objects.count() == 1

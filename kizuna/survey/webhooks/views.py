@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.db.models import Prefetch
+from django.db.models import Count, Prefetch, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext_lazy as _
@@ -18,8 +18,10 @@ from kizuna.survey.access import get_admin_member, memberships_of
 from kizuna.survey.webhooks import services
 from kizuna.survey.webhooks.forms import WebhookEndpointForm
 from kizuna.survey.webhooks.models import Delivery, DeliveryAttempt, WebhookEndpoint
+from kizuna.work.leases import WorkStatus
 
 DELIVERIES_PER_PAGE = 50
+UNFINISHED = (WorkStatus.PENDING, WorkStatus.LEASED)
 
 
 def _user(request: HttpRequest) -> User:
@@ -68,7 +70,10 @@ def endpoint_list(request: HttpRequest) -> HttpResponse:
                 _("The endpoint was added. Give its signing secret to the receiving service."),
             )
             return redirect("survey:survey_webhooks:endpoint", pk=endpoint.pk)
-    endpoints = WebhookEndpoint.objects.filter(account_id=member.account_id)
+    endpoints = WebhookEndpoint.objects.filter(account_id=member.account_id).annotate(
+        pending_count=Count("deliveries", filter=Q(deliveries__status__in=UNFINISHED)),
+        failed_count=Count("deliveries", filter=Q(deliveries__status=WorkStatus.FAILED)),
+    )
     return _render(
         request,
         "survey_webhooks/endpoint_list.html",
@@ -92,6 +97,7 @@ def endpoint_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "endpoint": endpoint,
             "secret": endpoint.signing_secret(),
             "deliveries": deliveries[:DELIVERIES_PER_PAGE],
+            "has_more": deliveries[DELIVERIES_PER_PAGE : DELIVERIES_PER_PAGE + 1].exists(),
             "status": status,
             "statuses": [("", _("All")), *Delivery._meta.get_field("status").choices],  # type: ignore[misc]
         },

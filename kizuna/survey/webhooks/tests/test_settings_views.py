@@ -78,9 +78,13 @@ def state(delivery: Delivery) -> tuple[Any, ...]:
 def test_administrator_sees_endpoints_deliveries_and_attempts(
     ada_client: Client, endpoint, dead_delivery
 ):
+    Delivery.objects.create(endpoint=endpoint, event_type="response.completed", payload={})
     page = ada_client.get(LIST)
     assert page.status_code == 200
     assert list(page.context["endpoints"]) == [endpoint]
+    listed = page.context["endpoints"][0]
+    assert (listed.pending_count, listed.failed_count) == (1, 1)
+    assert "?status=failed" in page.content.decode()
 
     detail = ada_client.get(urls(endpoint, dead_delivery)["detail"])
     assert detail.status_code == 200
@@ -256,3 +260,14 @@ def test_deleting_an_endpoint_asks_first_then_deletes_it_with_its_deliveries(
 def test_webhooks_page_is_in_japanese_for_japanese_users(ada_client: Client, endpoint):
     response = ada_client.get(LIST, HTTP_ACCEPT_LANGUAGE="ja")
     assert "エンドポイントを追加" in response.content.decode()
+
+
+def test_only_the_latest_deliveries_are_listed_with_a_hint(ada_client: Client, endpoint):
+    Delivery.objects.bulk_create(
+        Delivery(endpoint=endpoint, event_type="response.completed", payload={})
+        for _ in range(51)
+    )
+    response = ada_client.get(reverse("survey:survey_webhooks:endpoint", args=[endpoint.pk]))
+
+    assert len(response.context["deliveries"]) == 50
+    assert "Showing the latest 50 deliveries." in response.content.decode()

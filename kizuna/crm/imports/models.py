@@ -22,6 +22,7 @@ class ImportStatus(models.TextChoices):
     SAVING = "saving", _("Saving")
     DONE = "done", _("Done")
     FAILED = "failed", _("Failed")
+    DISCARDED = "discarded", _("Discarded")
 
 
 class ImportJob(models.Model):
@@ -76,7 +77,7 @@ class ImportJob(models.Model):
 
     @property
     def is_finished(self) -> bool:
-        return self.status in {ImportStatus.DONE, ImportStatus.FAILED}
+        return self.status in {ImportStatus.DONE, ImportStatus.FAILED, ImportStatus.DISCARDED}
 
     @property
     def is_in_progress(self) -> bool:

@@ -60,6 +60,15 @@ def save_import_mapping(*, job: ImportJob, mapping: dict[str, str]) -> None:
     job.save(update_fields=["mapping"])
 
 
+def discard_import(*, job: ImportJob) -> bool:
+    """Drop an upload that will not be imported, and the personal data in its file."""
+    discarded = ImportJob.objects.filter(
+        pk=job.pk, status__in=[ImportStatus.UPLOADED, ImportStatus.FAILED], created_count=0
+    ).update(status=ImportStatus.DISCARDED, content="", finished_at=timezone.now())
+    job.refresh_from_db()
+    return bool(discarded)
+
+
 def start_import(*, job: ImportJob, skip_bad_rows: bool, allow_duplicates: bool) -> ImportJob:
     """Queue the import; small files run now, large ones in the worker."""
     # A job that failed on bad rows may be started again, for example to skip them.

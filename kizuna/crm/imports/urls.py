@@ -9,5 +9,6 @@ urlpatterns = [
     path("<int:pk>/mapping/", views.mapping, name="mapping"),
     path("<int:pk>/preview/", views.preview, name="preview"),
     path("<int:pk>/run/", views.run, name="run"),
+    path("<int:pk>/discard/", views.discard, name="discard"),
     path("export/<str:module>/", views.export, name="export"),
 ]

@@ -174,6 +174,17 @@ def run(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("crm_imports:detail", pk=job.pk)
 
 
+@require_POST
+@login_required
+def discard(request: HttpRequest, pk: int) -> HttpResponse:
+    job = get_import_job_for_member(request, pk)
+    if services.discard_import(job=job):
+        messages.success(
+            request, _("The file %(filename)s was discarded.") % {"filename": job.filename}
+        )
+    return redirect("crm_imports:start")
+
+
 @login_required
 def detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_import_job_for_member(request, pk)

@@ -14,6 +14,7 @@ from kizuna.identity.models import User
 
 START = reverse("crm_imports:start")
 JOB_PAGES = ["detail", "mapping", "preview"]
+JOB_ACTIONS = ["run", "discard"]
 
 
 @pytest.fixture
@@ -41,9 +42,13 @@ def test_signed_out_visitors_are_sent_to_sign_in(client: Client, ada_job: Import
         response = client.get(url)
         assert response.status_code == 302
         assert response["Location"].startswith(reverse("identity:login"))
-    response = client.post(reverse("crm_imports:run", args=[ada_job.pk]), {})
-    assert response.status_code == 302
+    for action in JOB_ACTIONS:
+        response = client.post(reverse(f"crm_imports:{action}", args=[ada_job.pk]), {})
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("identity:login"))
     assert Lead.objects.count() == 0
+    ada_job.refresh_from_db()
+    assert ada_job.status == ImportStatus.UPLOADED
 
 
 def test_a_user_without_organization_gets_404(user_client: Client) -> None:
@@ -112,3 +117,37 @@ def test_charlie_imports_only_into_his_own_organization(
 
 def test_run_only_accepts_post(ada_client: Client, ada_job: ImportJob) -> None:
     assert ada_client.get(reverse("crm_imports:run", args=[ada_job.pk])).status_code == 405
+
+
+def test_ada_discards_her_upload_and_its_rows_are_dropped(
+    ada_client: Client, ada_job: ImportJob
+) -> None:
+    response = ada_client.post(reverse("crm_imports:discard", args=[ada_job.pk]))
+    assert response.status_code == 302
+    ada_job.refresh_from_db()
+    assert (ada_job.status, ada_job.content) == (ImportStatus.DISCARDED, "")
+    # A discarded file can no longer be imported.
+    ada_client.post(reverse("crm_imports:run", args=[ada_job.pk]), {})
+    assert Lead.objects.count() == 0
+    assert ada_client.get(reverse("crm_imports:preview", args=[ada_job.pk])).status_code == 302
+
+
+@pytest.mark.parametrize("persona", ["bob_client", "charlie_client"])
+def test_others_cannot_discard_adas_upload(
+    persona: str, request: pytest.FixtureRequest, ada_job: ImportJob
+) -> None:
+    response = request.getfixturevalue(persona).post(
+        reverse("crm_imports:discard", args=[ada_job.pk])
+    )
+    assert response.status_code == 404
+    ada_job.refresh_from_db()
+    assert ada_job.status == ImportStatus.UPLOADED
+    assert ada_job.content != ""
+
+
+def test_a_finished_import_is_not_discarded(ada_client: Client, ada_job: ImportJob) -> None:
+    ada_client.post(reverse("crm_imports:run", args=[ada_job.pk]), {})
+    ada_client.post(reverse("crm_imports:discard", args=[ada_job.pk]))
+    ada_job.refresh_from_db()
+    assert (ada_job.status, ada_job.created_count) == (ImportStatus.DONE, 2)
+    assert Lead.objects.count() == 2

@@ -34,6 +34,7 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 # Enough of a response body to show an administrator why a delivery failed.
 MAX_BODY_BYTES = 4096
 USER_AGENT = "Kizuna"
+MAX_ADDRESSES_TRIED = 3
 
 
 class OutboundError(Exception):
@@ -153,45 +154,73 @@ def post(
     against the URL's host name (`verify`: the system's CAs, or a given context).
     """
     target = _target(url, allowed_origins)
-    address = target.addresses[0]
-    request_url = httpx.URL(url).copy_with(host=address)
     default_port = DEFAULT_PORTS[target.scheme]
     host_header = target.host if ":" not in target.host else f"[{target.host}]"
     if target.port != default_port:
         host_header = f"{host_header}:{target.port}"
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
     timeout = httpx.Timeout(timeout_seconds, connect=connect_timeout_seconds)
-    deadline = time.monotonic() + timeout_seconds
     started = time.monotonic()
-    try:
-        with (
-            httpx.Client(
-                timeout=timeout, follow_redirects=False, trust_env=False, verify=verify
-            ) as client,
-            client.stream(
-                "POST",
-                request_url,
+    deadline = started + timeout_seconds
+    unreachable: httpx.TransportError | None = None
+    # A host with several checked addresses (IPv6 and IPv4) is tried address by
+    # address until one accepts the connection.
+    for address in target.addresses[:MAX_ADDRESSES_TRIED]:
+        try:
+            status_code, body = _send(
+                httpx.URL(url).copy_with(host=address),
                 content=content,
                 headers={"User-Agent": USER_AGENT, **headers, "Host": host_header},
                 extensions=extensions,
-            ) as response,
-        ):
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body.extend(chunk)
-                # A server dripping its body must not hold the worker past the limit.
-                if len(body) >= MAX_BODY_BYTES or time.monotonic() > deadline:
-                    break
-            status_code = response.status_code
-    except httpx.TimeoutException as error:
-        raise RequestTimedOut(
-            f"No answer within {timeout_seconds:g} seconds ({type(error).__name__})."
-        ) from error
-    except (httpx.TransportError, httpx.InvalidURL) as error:
-        raise ConnectionFailed(f"{type(error).__name__}: {error}") from error
+                timeout=timeout,
+                verify=verify,
+                deadline=deadline,
+            )
+            break
+        except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+            unreachable = error
+        except httpx.TimeoutException as error:
+            raise RequestTimedOut(
+                f"No answer within {timeout_seconds:g} seconds ({type(error).__name__})."
+            ) from error
+        except (httpx.TransportError, httpx.InvalidURL) as error:
+            raise ConnectionFailed(f"{type(error).__name__}: {error}") from error
+    else:
+        if isinstance(unreachable, httpx.ConnectTimeout):
+            raise RequestTimedOut(
+                f"No connection within {connect_timeout_seconds:g} seconds."
+            ) from unreachable
+        raise ConnectionFailed(f"{type(unreachable).__name__}: {unreachable}") from unreachable
     duration_ms = round((time.monotonic() - started) * 1000)
     return PostResult(
         status_code=status_code,
         duration_ms=duration_ms,
         body=bytes(body[:MAX_BODY_BYTES]).decode("utf-8", errors="replace"),
     )
+
+
+def _send(
+    request_url: httpx.URL,
+    *,
+    content: bytes,
+    headers: dict[str, str],
+    extensions: dict[str, str],
+    timeout: httpx.Timeout,
+    verify: ssl.SSLContext | bool,
+    deadline: float,
+) -> tuple[int, bytearray]:
+    with (
+        httpx.Client(
+            timeout=timeout, follow_redirects=False, trust_env=False, verify=verify
+        ) as client,
+        client.stream(
+            "POST", request_url, content=content, headers=headers, extensions=extensions
+        ) as response,
+    ):
+        body = bytearray()
+        for chunk in response.iter_bytes():
+            body.extend(chunk)
+            # A server dripping its body must not hold the worker past the limit.
+            if len(body) >= MAX_BODY_BYTES or time.monotonic() > deadline:
+                break
+        return response.status_code, body

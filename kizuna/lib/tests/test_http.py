@@ -161,3 +161,33 @@ def test_https_with_an_untrusted_certificate_is_refused_by_default(tmp_path):
     ):
         http.post(receiver.url(), content=b"{}", headers={}, allowed_origins=[receiver.origin])
     assert receiver.requests == []
+
+
+def test_post_tries_the_next_checked_address_when_one_refuses(receiver: Receiver, monkeypatch):
+    def resolve(host, port, *args, **kwargs):
+        assert host == "crm.internal"
+        return [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.2", port)),
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
+        ]
+
+    monkeypatch.setattr(http.socket, "getaddrinfo", resolve)
+    origin = f"http://crm.internal:{receiver.port}"
+
+    result = http.post(origin + "/hook", content=b"{}", headers={}, allowed_origins=[origin])
+
+    assert result.status_code == 200
+    assert receiver.requests[0].headers["host"] == f"crm.internal:{receiver.port}"
+
+
+def test_a_host_with_one_private_address_among_public_ones_is_refused(monkeypatch):
+    def resolve(host, port, *args, **kwargs):
+        return [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", port)),
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.7", port)),
+        ]
+
+    monkeypatch.setattr(http.socket, "getaddrinfo", resolve)
+    with pytest.raises(http.UnsafeURLError) as refused:
+        http.check_url("https://rebinding.example/hook")
+    assert refused.value.code == "private_address"

@@ -17,6 +17,7 @@ class ImportModule(models.TextChoices):
 
 class ImportStatus(models.TextChoices):
     UPLOADED = "uploaded", _("Uploaded")
+    CHECKING = "checking", _("Checking")
     QUEUED = "queued", _("Queued")
     RUNNING = "running", _("Running")
     SAVING = "saving", _("Saving")
@@ -50,6 +51,9 @@ class ImportJob(models.Model):
     row_count = models.PositiveIntegerField(_("rows"), default=0)
     # Column index (as a string) -> field name; unmapped columns are absent.
     mapping = models.JSONField(default=dict)
+    # The dry run of a large file, made by the worker (checks.summarize()); empty
+    # until then, and again when the mapping changes.
+    check_summary = models.JSONField(default=dict, blank=True)
     skip_bad_rows = models.BooleanField(_("skip bad rows"), default=False)
     allow_duplicates = models.BooleanField(_("import duplicates"), default=False)
     status = models.CharField(
@@ -81,7 +85,12 @@ class ImportJob(models.Model):
 
     @property
     def is_in_progress(self) -> bool:
-        return self.status in {ImportStatus.QUEUED, ImportStatus.RUNNING, ImportStatus.SAVING}
+        return self.status in {
+            ImportStatus.CHECKING,
+            ImportStatus.QUEUED,
+            ImportStatus.RUNNING,
+            ImportStatus.SAVING,
+        }
 
     @property
     def percent(self) -> int:

@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext
 
+from kizuna.crm.imports.checks import summarize
 from kizuna.crm.imports.models import ImportJob, ImportStatus
 from kizuna.crm.imports.rows import (
     MAX_UPLOAD_BYTES,
@@ -55,9 +56,52 @@ def create_import_job(
     )
 
 
-def save_import_mapping(*, job: ImportJob, mapping: dict[str, str]) -> None:
-    job.mapping = mapping
-    job.save(update_fields=["mapping"])
+def save_import_mapping(*, job: ImportJob, mapping: dict[str, str]) -> ImportJob:
+    """Keep the column mapping; a large file is then checked by the worker."""
+    background = job.row_count > background_threshold()
+    ImportJob.objects.filter(pk=job.pk).update(
+        mapping=mapping,
+        check_summary={},
+        status=ImportStatus.CHECKING if background else ImportStatus.UPLOADED,
+        processed=0,
+    )
+    if background:
+        from kizuna.crm.imports.tasks import check_import_task
+
+        transaction.on_commit(lambda: check_import_task.enqueue(job.pk))
+    job.refresh_from_db()
+    return job
+
+
+def check_import(*, job_id: int) -> ImportJob:
+    """The worker's dry run of a large file: store what the preview page shows.
+
+    It writes no record, so running it twice, or again after a worker died, is harmless.
+    """
+    job = ImportJob.objects.select_related("organization", "created_by").get(pk=job_id)
+    if job.status != ImportStatus.CHECKING:
+        return job
+
+    def report(processed: int) -> None:
+        ImportJob.objects.filter(pk=job.pk, status=ImportStatus.CHECKING).update(
+            processed=processed
+        )
+
+    language = job.created_by.language if job.created_by else settings.LANGUAGE_CODE
+    with translation.override(language or settings.LANGUAGE_CODE):
+        analysis = analyze(
+            organization=job.organization,
+            module=job.module,
+            text=job.content,
+            mapping=job.mapping,
+            on_progress=report,
+        )
+        summary = summarize(job, analysis)
+    ImportJob.objects.filter(pk=job.pk, status=ImportStatus.CHECKING).update(
+        status=ImportStatus.UPLOADED, check_summary=summary
+    )
+    job.refresh_from_db()
+    return job
 
 
 def discard_import(*, job: ImportJob) -> bool:

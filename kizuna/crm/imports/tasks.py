@@ -15,3 +15,10 @@ from kizuna.work.retry import retrying
 def run_import_task(job_id: int) -> int:
     """Import a large file in the worker; returns how many records were created."""
     return services.run_import(job_id=job_id, take_over=True).created_count
+
+
+@retrying(max_attempts=3, base_seconds=5, max_seconds=60)
+@task()
+def check_import_task(job_id: int) -> str:
+    """Check a large file in the worker (a dry run: nothing is written but the summary)."""
+    return services.check_import(job_id=job_id).status

@@ -6,29 +6,22 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from kizuna.crm.access import MODULES, current_membership, signed_in_user
 from kizuna.crm.forms import ListForm
 from kizuna.crm.imports import services
 from kizuna.crm.imports.access import get_import_job_for_member
+from kizuna.crm.imports.checks import PROBLEMS_SHOWN, check_rows
 from kizuna.crm.imports.exporting import csv_lines, export_queryset
 from kizuna.crm.imports.forms import MappingForm, StartForm, UploadForm
 from kizuna.crm.imports.models import ImportJob, ImportModule, ImportStatus
-from kizuna.crm.imports.rows import (
-    MAX_UPLOAD_BYTES,
-    ImportFileError,
-    analyze,
-    field_label,
-    read_table,
-)
-from kizuna.crm.models import LeadSource, LeadStatus, Membership
-
-PROBLEMS_SHOWN = 200
-SAMPLE_ROWS = 5
+from kizuna.crm.imports.rows import MAX_UPLOAD_BYTES, ImportFileError, field_label, read_table
 
 
 @login_required
@@ -87,7 +80,9 @@ def mapping(request: HttpRequest, pk: int) -> HttpResponse:
         mapping=job.mapping,
     )
     if request.method == "POST" and form.is_valid():
-        services.save_import_mapping(job=job, mapping=form.mapping())
+        job = services.save_import_mapping(job=job, mapping=form.mapping())
+        if job.status == ImportStatus.CHECKING:
+            return redirect("crm_imports:detail", pk=job.pk)
         return redirect("crm_imports:preview", pk=job.pk)
     return render(request, "crm_imports/mapping.html", {"job": job, "form": form})
 
@@ -97,60 +92,35 @@ def preview(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_import_job_for_member(request, pk)
     if not _editable(job):
         return redirect("crm_imports:detail", pk=job.pk)
-    analysis = analyze(
-        organization=job.organization, module=job.module, text=job.content, mapping=job.mapping
-    )
-    columns = [name for _index, name in sorted((int(i), n) for i, n in job.mapping.items())]
-    owners = dict(
-        Membership.objects.filter(organization=job.organization).values_list(
-            "user_id", "user__email"
-        )
-    )
-    sample = [
-        (number, [_display(name, values, owners) for name in columns])
-        for number, values in analysis.valid[:SAMPLE_ROWS]
-    ]
-    problems = [
-        {
-            "row": problem.row,
-            "fields": [
-                (field_label(job.module, name), messages_)
-                for name, messages_ in problem.fields.items()
-            ],
-            "duplicate": problem.duplicate,
-        }
-        for problem in analysis.problems()[:PROBLEMS_SHOWN]
-    ]
+    # Large files were checked by the worker; small ones are checked now.
+    summary = job.check_summary or check_rows(job)
     return render(
         request,
         "crm_imports/preview.html",
         {
             "job": job,
-            "analysis": analysis,
-            "error_count": len(analysis.errors),
-            "duplicate_count": len(analysis.duplicates),
-            "valid_count": len(analysis.valid),
-            "problems": problems,
-            "problems_hidden": max(0, len(analysis.problems()) - PROBLEMS_SHOWN),
-            "column_labels": [field_label(job.module, name) for name in columns],
-            "sample": sample,
+            "summary": summary,
+            "problems": _problems_for_display(job, summary["problems"]),
+            "problems_hidden": summary["problems_total"] - len(summary["problems"]),
+            "column_labels": [field_label(job.module, name) for name in summary["columns"]],
             "form": StartForm(),
             "background": job.row_count > services.background_threshold(),
         },
     )
 
 
-def _display(name: str, values: dict[str, Any], owners: dict[int, str]) -> str:
-    if name == "owner":
-        return owners.get(values.get("owner_id", 0), "")
-    value = values.get(name, "")
-    if name == "status" and value:
-        return str(LeadStatus(value).label)
-    if name == "lead_source" and value:
-        return str(LeadSource(value).label)
-    if name == "email_opt_out":
-        return _("Yes") if value else _("No")
-    return str(value)
+def _problems_for_display(job: ImportJob, problems: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "row": problem["row"],
+            "fields": [
+                (field_label(job.module, name), messages_)
+                for name, messages_ in problem["fields"].items()
+            ],
+            "duplicate": problem["duplicate"],
+        }
+        for problem in problems
+    ]
 
 
 @require_POST
@@ -188,19 +158,12 @@ def discard(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_import_job_for_member(request, pk)
-    problems = [
-        {
-            "row": problem["row"],
-            "fields": [
-                (field_label(job.module, name), messages_)
-                for name, messages_ in problem["fields"].items()
-            ],
-            "duplicate": problem["duplicate"],
-        }
-        for problem in job.problems[:PROBLEMS_SHOWN]
-    ]
+    problems = _problems_for_display(job, job.problems[:PROBLEMS_SHOWN])
     context = {"job": job, "problems": problems, "can_retry": _editable(job)}
     if request.htmx:  # type: ignore[attr-defined]
+        if job.status == ImportStatus.UPLOADED and job.check_summary:
+            # The worker finished checking the file: on to its preview.
+            return HttpResponseClientRedirect(reverse("crm_imports:preview", args=[job.pk]))
         return render(request, "crm_imports/detail.html#progress", context)
     return render(request, "crm_imports/detail.html", context)
 

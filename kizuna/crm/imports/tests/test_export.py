@@ -166,8 +166,8 @@ def test_an_exported_file_imports_back_with_every_column_mapped(
         ]
     )
     preview = ada_client.get(reverse("crm_imports:preview", args=[job.pk]))
-    assert preview.context["error_count"] == 0
-    assert preview.context["duplicate_count"] == 2
+    assert preview.context["summary"]["errors"] == 0
+    assert preview.context["summary"]["duplicates"] == 2
 
 
 def test_guard_cell_quotes_only_formula_starts() -> None:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from django.test import Client
+from typing import Any
+
+from django.test import Client, override_settings
 from django.urls import reverse
 
 from kizuna.crm.imports.models import ImportJob, ImportStatus
@@ -55,7 +57,7 @@ def test_shift_jis_file_is_uploaded_mapped_previewed_and_imported(
     }
     response = ada_client.get(reverse("crm_imports:preview", args=[job.pk]))
     assert response.status_code == 200
-    assert response.context["valid_count"] == 1
+    assert response.context["summary"]["valid"] == 1
     response = ada_client.post(reverse("crm_imports:run", args=[job.pk]), {})
     assert response.status_code == 302
     lead = Lead.objects.get()
@@ -178,9 +180,9 @@ def test_preview_reports_each_bad_row_with_its_row_number_and_field_messages(
     job = _upload_with_bad_rows(ada_client)
     response = ada_client.get(reverse("crm_imports:preview", args=[job.pk]))
     assert (
-        response.context["valid_count"],
-        response.context["error_count"],
-        response.context["duplicate_count"],
+        response.context["summary"]["valid"],
+        response.context["summary"]["errors"],
+        response.context["summary"]["duplicates"],
     ) == (2, 3, 0)
     assert response.context["problems"] == [
         {"row": 4, "fields": [("Email", ["Enter a valid email address."])], "duplicate": ""},
@@ -247,7 +249,10 @@ def test_duplicates_by_email_in_the_file_and_in_the_organization_are_reported(
     ada_client.post(START, {"module": "leads", "file": upload(csv_bytes(rows))})
     job = ImportJob.objects.get()
     response = ada_client.get(reverse("crm_imports:preview", args=[job.pk]))
-    assert (response.context["valid_count"], response.context["duplicate_count"]) == (2, 2)
+    assert (response.context["summary"]["valid"], response.context["summary"]["duplicates"]) == (
+        2,
+        2,
+    )
     assert [(p["row"], p["duplicate"]) for p in response.context["problems"]] == [
         (3, "A lead with the email address person1@example.com already exists."),
         (5, "Same email address as row 2."),
@@ -325,3 +330,43 @@ def test_the_import_pages_and_row_messages_are_in_japanese(ada_client: Client, a
         "2行にエラーまたは重複があるため、何もインポートされませんでした。"
         "ファイルを修正するか、問題のある行をスキップするよう選択してください。"
     )
+
+
+@override_settings(KIZUNA_IMPORT_BACKGROUND_ROWS=2)
+def test_a_large_file_is_checked_by_the_worker_before_its_preview(
+    ada_client: Client, django_capture_on_commit_callbacks: Any
+) -> None:
+    from django_tasks_db.models import DBTaskResult
+
+    from kizuna.crm.imports.tasks import check_import_task
+
+    rows = [EN_HEADERS, *lead_rows(3), ["Bad", "", "", "bad@", "", "", "", ""]]
+    ada_client.post(START, {"module": "leads", "file": upload(csv_bytes(rows))})
+    job = ImportJob.objects.get()
+    mapping = {f"column_{index}": name for index, name in job.mapping.items()}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = ada_client.post(reverse("crm_imports:mapping", args=[job.pk]), mapping)
+    assert response["Location"] == reverse("crm_imports:detail", args=[job.pk])
+    job.refresh_from_db()
+    assert (job.status, job.check_summary) == (ImportStatus.CHECKING, {})
+    assert DBTaskResult.objects.get().task_path == "kizuna.crm.imports.tasks.check_import_task"
+    # While the worker checks, the preview waits on the progress page.
+    preview_url = reverse("crm_imports:preview", args=[job.pk])
+    assert ada_client.get(preview_url)["Location"] == reverse("crm_imports:detail", args=[job.pk])
+    detail = reverse("crm_imports:detail", args=[job.pk])
+    assert (
+        'hx-trigger="every 1s"'
+        in ada_client.get(detail, headers={"HX-Request": "true"}).content.decode()
+    )
+
+    assert check_import_task.call(job.pk) == ImportStatus.UPLOADED
+    job.refresh_from_db()
+    assert (job.processed, job.check_summary["valid"], job.check_summary["errors"]) == (4, 3, 1)
+    # A second delivery of the task finds the job checked and changes nothing.
+    assert check_import_task.call(job.pk) == ImportStatus.UPLOADED
+    poll = ada_client.get(detail, headers={"HX-Request": "true"})
+    assert poll["HX-Redirect"] == preview_url
+    page = ada_client.get(preview_url)
+    assert page.context["summary"] == job.check_summary
+    assert [problem["row"] for problem in page.context["problems"]] == [5]
+    assert Lead.objects.count() == 0

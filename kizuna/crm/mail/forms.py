@@ -88,7 +88,8 @@ class ComposeForm(MessageFields):
         label=_("Template"),
         queryset=EmailTemplate.objects.none(),
         required=False,
-        empty_label=_("(blank email)"),
+        # Chosen with "Start from a template" above the form; kept to link the batch to it.
+        widget=forms.HiddenInput,
     )
     field_order = ("template", "subject", "body_html", "body_text")
 

@@ -11,7 +11,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from kizuna.crm.access import current_membership, get_organization_for_member
+from kizuna.crm.access import get_organization_for_member
 from kizuna.crm.mail import services
 from kizuna.crm.mail.access import (
     can_change_template,
@@ -321,11 +321,6 @@ def batch_list(request: HttpRequest) -> HttpResponse:
 def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """Progress and summary of one send; htmx polls the progress part every second."""
     batch = get_batch_for_member(request, pk)
-    progress = batch.progress()
-    context = {"batch": batch, "progress": progress}
-    if request.htmx:  # type: ignore[attr-defined]
-        return render(request, "crm_mail/batch_detail.html#progress", context)
-    current_membership(request)
     outgoing = batch.messages.order_by("pk").only(
         "pk",
         "status",
@@ -334,11 +329,15 @@ def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "sent_at",
         "last_error",
         "attempts",
-        "lead_id",
-        "contact_id",
-        "subject",
     )
-    return render(request, "crm_mail/batch_detail.html", {**context, "outgoing": outgoing})
+    context = {
+        "batch": batch,
+        "progress": batch.progress(),
+        "page": Paginator(outgoing, 100).get_page(request.GET.get("page")),
+    }
+    if request.htmx:  # type: ignore[attr-defined]
+        return render(request, "crm_mail/batch_detail.html#progress", context)
+    return render(request, "crm_mail/batch_detail.html", context)
 
 
 # Unsubscribing (public: the token in the URL is the authority) ------------------

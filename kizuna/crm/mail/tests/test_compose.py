@@ -31,6 +31,7 @@ def test_compose_from_a_template_prefills_subject_and_body(ada_client, organizat
     assert "&lt;p&gt;Thank you&lt;/p&gt;" in html
     assert "Grace Hopper" in html
     assert "Send to 1 recipient" in html
+    assert f'<input type="hidden" name="template" value="{template.pk}"' in html
 
 
 def test_a_member_sends_to_one_contact_and_sees_the_queued_email(bob, bob_client, contact):
@@ -76,10 +77,11 @@ def test_the_batch_page_shows_progress_and_htmx_polls_it(ada, ada_client, organi
         leases.run_due_work(worker_id="test")
         transport.reset()
     part = ada_client.get(url, HTTP_HX_REQUEST="true").content.decode()
-    assert part.lstrip().startswith('<section class="card" id="batch-progress"')
+    assert part.lstrip().startswith('<div id="batch-progress">')
     assert "hx-trigger" not in part  # finished: polling stops
     assert '<progress class="mail-progress" max="100" value="100">' in part
     assert '<dd data-count="sent">1</dd>' in part
+    assert '<span class="badge ok">Sent</span>' in part  # the recipients table is refreshed too
     assert "<h1>" not in part
 
 

@@ -202,6 +202,7 @@ def _validated_values(
     for key, value in sent.items():
         data["owner" if key == "owner_id" else key] = value
     data = {name: ("" if value is None else value) for name, value in data.items()}
+    # The form writes the values onto `record`; update_record() reads the row again.
     form = form_class(data=data, instance=record, organization=membership.organization)
     if not form.is_valid():
         fields: dict[str, list[str]] = {}
@@ -332,9 +333,7 @@ def get_lead(request: HttpRequest, lead_id: int) -> dict[str, Any]:
 def update_lead(request: HttpRequest, lead_id: int, payload: LeadPatch) -> dict[str, Any]:
     membership = _membership(request)
     record = _record(request, "leads", lead_id)
-    values = _validated_values(
-        "leads", membership, payload.dict(exclude_unset=True), _record(request, "leads", lead_id)
-    )
+    values = _validated_values("leads", membership, payload.dict(exclude_unset=True), record)
     services.update_record(record=record, by=membership.user, values=values)
     return _out(_record(request, "leads", lead_id))
 
@@ -398,12 +397,7 @@ def get_contact(request: HttpRequest, contact_id: int) -> dict[str, Any]:
 def update_contact(request: HttpRequest, contact_id: int, payload: ContactPatch) -> dict[str, Any]:
     membership = _membership(request)
     record = _record(request, "contacts", contact_id)
-    values = _validated_values(
-        "contacts",
-        membership,
-        payload.dict(exclude_unset=True),
-        _record(request, "contacts", contact_id),
-    )
+    values = _validated_values("contacts", membership, payload.dict(exclude_unset=True), record)
     services.update_record(record=record, by=membership.user, values=values)
     return _out(_record(request, "contacts", contact_id))
 

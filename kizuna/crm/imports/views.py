@@ -53,7 +53,7 @@ def start(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "crm_imports/start.html",
-        {"form": form, "jobs": recent, "modules": ImportModule.choices},
+        {"form": form, "jobs": recent},
     )
 
 

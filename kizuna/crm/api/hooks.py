@@ -18,5 +18,16 @@ def api_tokens_extension(request: HttpRequest, organization: Organization) -> ex
     )
 
 
+def api_tokens_nav_item(request: HttpRequest) -> extensions.NavItem:
+    # Every member may have tokens, and only administrators see Settings.
+    match = request.resolver_match
+    return extensions.NavItem(
+        label=_("API tokens"),
+        url=reverse("crm_api:tokens"),
+        is_current=bool(match and match.namespace == "crm_api"),
+    )
+
+
 def register() -> None:
     extensions.register_extension(api_tokens_extension)
+    extensions.register_nav_item(api_tokens_nav_item)

@@ -122,3 +122,10 @@ def test_the_page_is_in_japanese(ada_client: Client, ada: User) -> None:
     ada.save(update_fields=["language"])
     html = ada_client.get(TOKENS).content.decode()
     assert "APIトークン" in html
+
+
+def test_every_member_finds_the_page_in_the_crm_navigation(bob_client: Client) -> None:
+    html = bob_client.get(reverse("crm:lead-list")).content.decode()
+    assert f'<a href="{TOKENS}">API tokens</a>' in html
+    html = bob_client.get(TOKENS).content.decode()
+    assert f'<a href="{TOKENS}" aria-current="page">API tokens</a>' in html

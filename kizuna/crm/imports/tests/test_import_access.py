@@ -151,3 +151,10 @@ def test_a_finished_import_is_not_discarded(ada_client: Client, ada_job: ImportJ
     ada_job.refresh_from_db()
     assert (ada_job.status, ada_job.created_count) == (ImportStatus.DONE, 2)
     assert Lead.objects.count() == 2
+
+
+def test_every_member_finds_import_and_export_in_the_crm_navigation(bob_client: Client) -> None:
+    html = bob_client.get(reverse("crm:contact-list")).content.decode()
+    assert f'<a href="{START}">Import and export</a>' in html
+    html = bob_client.get(START).content.decode()
+    assert f'<a href="{START}" aria-current="page">Import and export</a>' in html

@@ -38,6 +38,7 @@ from kizuna.survey.models import AccountMember, Answer, Invitation, Portal, Resp
 from kizuna.survey.webhooks import services as webhook_services
 from kizuna.survey.webhooks.models import WebhookEndpoint
 
+NO_STORE = "no-store"  # answers holding secrets
 DEFAULT_PAGE_SIZE = 100
 # Documented on every route: {"error": {"code", "message", "fields"?}}.
 ERRORS: dict[int, Any] = {code: schemas.ErrorOut for code in (401, 403, 404, 422, 429)}
@@ -460,13 +461,14 @@ def list_webhook_endpoints(request: HttpRequest) -> list[dict[str, Any]]:
     tags=["webhooks"],
 )
 def create_webhook_endpoint(
-    request: HttpRequest, payload: schemas.WebhookEndpointIn
+    request: HttpRequest, response: HttpResponse, payload: schemas.WebhookEndpointIn
 ) -> tuple[int, dict[str, Any]]:
     """Subscribe a URL to events; the answer holds the signing secret (also shown in Settings).
 
     201 for a new endpoint. The same URL again answers 200 with the existing
     endpoint and secret, now subscribed to these events and enabled again.
     """
+    response["Cache-Control"] = NO_STORE
     member = _member(request)
     endpoint, secret, created = webhook_services.register_endpoint(
         account=member.account,
@@ -496,12 +498,15 @@ def delete_webhook_endpoint(request: HttpRequest, endpoint_id: int) -> tuple[int
     response={200: schemas.AccountsForEmailOut, **ERRORS},
     tags=["internal"],
 )
-def accounts_for_email(request: HttpRequest, payload: schemas.AccountsForEmailIn) -> dict[str, Any]:
+def accounts_for_email(
+    request: HttpRequest, response: HttpResponse, payload: schemas.AccountsForEmailIn
+) -> dict[str, Any]:
     """For the co-deployed CRM's "my own account" method (S7); needs X-Kizuna-Trust.
 
     The accounts this email administers, each with that member's SC key, or a new
     account (with a first portal) when there is none.
     """
+    response["Cache-Control"] = NO_STORE
     try:
         found = api_services.find_or_create_accounts_for_email(
             email=payload.email,

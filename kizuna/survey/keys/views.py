@@ -9,6 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from kizuna.identity.models import User
@@ -32,6 +33,7 @@ def _render(request: HttpRequest, template: str, context: dict[str, Any]) -> Htt
     return render(request, template, context)
 
 
+@never_cache  # the page shows a secret: keep it out of every cache
 @login_required
 def sc_key(request: HttpRequest) -> HttpResponse:
     member = get_admin_member(request)

@@ -11,6 +11,7 @@ from django.db.models import Count, Prefetch, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from kizuna.identity.models import User
@@ -81,6 +82,7 @@ def endpoint_list(request: HttpRequest) -> HttpResponse:
     )
 
 
+@never_cache  # the page shows the signing secret
 @login_required
 def endpoint_detail(request: HttpRequest, pk: int) -> HttpResponse:
     endpoint = get_endpoint_for_admin(request, pk)

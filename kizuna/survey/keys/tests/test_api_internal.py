@@ -31,6 +31,7 @@ def test_existing_administrator_gets_each_of_their_accounts_with_a_key(client: C
     response = post(client, {"email": "ADA@example.com"}, **trusted())
 
     assert response.status_code == 200
+    assert response["Cache-Control"] == "no-store"
     body = response.json()
     key = ServiceKey.objects.get(member=ada, revoked_at__isnull=True)
     assert body == {

@@ -506,6 +506,7 @@ def test_creating_a_webhook_endpoint_returns_its_signing_secret(client: Client, 
     )
 
     assert response.status_code == 201
+    assert response["Cache-Control"] == "no-store"
     body = response.json()
     endpoint = WebhookEndpoint.objects.get(pk=body["id"])
     assert body["secret"].startswith("whsec_")

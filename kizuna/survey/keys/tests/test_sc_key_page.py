@@ -26,6 +26,7 @@ def test_k1_administrator_sees_their_key_and_its_email(ada_client: Client, ada):
     assert 'data-copy-target="sc-key-value"' in html
     assert "survey_keys/copy.js" in html
     assert f'href="{reverse("survey:survey_webhooks:endpoints")}"' in html  # Survey subnav
+    assert "no-store" in response["Cache-Control"]
 
 
 def test_k1_key_is_stored_encrypted_and_shown_the_same_on_every_visit(ada_client: Client, ada):

@@ -264,8 +264,7 @@ def test_webhooks_page_is_in_japanese_for_japanese_users(ada_client: Client, end
 
 def test_only_the_latest_deliveries_are_listed_with_a_hint(ada_client: Client, endpoint):
     Delivery.objects.bulk_create(
-        Delivery(endpoint=endpoint, event_type="response.completed", payload={})
-        for _ in range(51)
+        Delivery(endpoint=endpoint, event_type="response.completed", payload={}) for _ in range(51)
     )
     response = ada_client.get(reverse("survey:survey_webhooks:endpoint", args=[endpoint.pk]))
 

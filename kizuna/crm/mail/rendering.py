@@ -136,10 +136,23 @@ def _value(namespace: str, key: str | None, context: MergeContext) -> str:
     return ""
 
 
-def render_string(text: str, context: MergeContext, *, html: bool) -> str:
+def render_string(
+    text: str,
+    context: MergeContext,
+    *,
+    html: bool,
+    values: dict[tuple[str, str | None], str] | None = None,
+) -> str:
+    """Replace the placeholders of `text`; `values` caches them across the parts of a message."""
+    cache = values if values is not None else {}
+
     def replace(match: re.Match[str]) -> str:
-        value = _value(match.group(1), match.group(2), context)
-        return escape(value) if html else value
+        name = (match.group(1), match.group(2))
+        if name not in cache:
+            # An extension's placeholder may create something per recipient (a survey
+            # invitation): resolve it once per message, however often it appears.
+            cache[name] = _value(name[0], name[1], context)
+        return escape(cache[name]) if html else cache[name]
 
     return PLACEHOLDER.sub(replace, text)
 
@@ -202,7 +215,7 @@ class _TextExtractor(HTMLParser):
             href = self.links.pop()
             if href and not href.startswith("#"):
                 self.parts.append(f" ({href})")
-        elif tag in _BLOCK_TAGS and tag != "br":
+        elif tag in _BLOCK_TAGS and tag not in ("br", "li"):
             self.parts.append("\n\n")
 
     def handle_data(self, data: str) -> None:
@@ -232,9 +245,10 @@ def render_message(
 ) -> RenderedMessage:
     """One recipient's message, with the unsubscribe footer every message carries."""
     text_source = body_text if body_text.strip() else html_to_text(body_html)
-    rendered_subject = " ".join(render_string(subject, context, html=False).split())
-    html = render_string(body_html, context, html=True) if body_html.strip() else ""
-    text = render_string(text_source, context, html=False).strip()
+    values: dict[tuple[str, str | None], str] = {}
+    rendered_subject = " ".join(render_string(subject, context, html=False, values=values).split())
+    html = render_string(body_html, context, html=True, values=values) if body_html.strip() else ""
+    text = render_string(text_source, context, html=False, values=values).strip()
     with translation.override(context.language):
         note = str(
             _(

@@ -5,6 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from kizuna.crm.access import current_membership, signed_in_user
@@ -17,6 +18,7 @@ from kizuna.crm.api.models import ApiToken
 NEW_TOKEN_KEY = "crm_api_new_token"  # noqa: S105 - a session key name
 
 
+@never_cache  # the page shows a new token once: keep it out of every cache
 @login_required
 def token_list(request: HttpRequest) -> HttpResponse:
     membership = current_membership(request)

@@ -51,6 +51,7 @@ def test_a_member_creates_a_token_shown_once_and_stored_hashed(
     api_token = ApiToken.objects.get()
     page = client.get(TOKENS)
     token = page.context["new_token"]["token"]
+    assert "no-store" in page["Cache-Control"]
     assert token.startswith("kzc_")
     assert token in page.content.decode()
     assert api_token.token_hash == hashlib.sha256(token.encode()).hexdigest()

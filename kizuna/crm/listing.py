@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db.models import F, Func, QuerySet, TextField
+from django.db.models import F, Func, Q, QuerySet, TextField
 from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan, TupleLessThan
+from django.db.models.functions import Upper
 from django.utils.dateparse import parse_datetime
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
@@ -29,6 +30,8 @@ PAGE_SIZE = 50
 # show "10,000+" beyond.
 COUNT_LIMIT = 10_000
 MAX_SEARCH_TERMS = 5
+# Shorter words cannot use a trigram index: they match the start of a name instead.
+SUBSTRING_MIN_LENGTH = 3
 
 
 @dataclass(frozen=True)
@@ -73,13 +76,30 @@ def search_terms(query: str) -> list[str]:
 
 
 def apply_search(queryset: QuerySet[Any], query: str) -> QuerySet[Any]:
+    """Every word must match: a word of three characters or more anywhere in
+    "family given company email" (trigram index); a shorter one, which no trigram
+    can find, at the start of the family name, given name or company, like a
+    phone book (btree indexes on UPPER(column) text_pattern_ops, migration 0003).
+    """
     terms = search_terms(query)
     if not terms:
         return queryset
     table = queryset.model._meta.db_table
-    queryset = queryset.alias(search_text=SearchText(table))
+    queryset = queryset.alias(
+        search_text=SearchText(table),
+        family_upper=Upper("family_name"),
+        given_upper=Upper("given_name"),
+        company_upper=Upper("company"),
+    )
     for term in terms:
-        queryset = queryset.filter(search_text__contains=term)
+        if len(term) >= SUBSTRING_MIN_LENGTH:
+            queryset = queryset.filter(search_text__contains=term)
+        else:
+            queryset = queryset.filter(
+                Q(family_upper__startswith=term)
+                | Q(given_upper__startswith=term)
+                | Q(company_upper__startswith=term)
+            )
     return queryset
 
 
@@ -206,7 +226,7 @@ class ListQuery:
             queryset = queryset.filter(status__in=self.statuses)
         if self.owner == "none":
             queryset = queryset.filter(owner__isnull=True)
-        elif self.owner:
+        elif self.owner.isdigit():
             queryset = queryset.filter(owner_id=int(self.owner))
         if self.source == "none":
             queryset = queryset.filter(lead_source="")

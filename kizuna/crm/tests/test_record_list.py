@@ -56,6 +56,11 @@ def people(organization: Organization, ada: Any, bob: Any) -> dict[str, Lead]:
         ("ada lovelace", ["Lovelace"]),
         ("さくら", ["佐藤"]),
         ("nobody", []),
+        # One or two characters match the start of a name or company only.
+        ("ho", ["Hopper"]),
+        ("藤", []),
+        ("su", ["鈴木"]),
+        ("さく", ["佐藤"]),
         ("100%", []),
     ],
 )

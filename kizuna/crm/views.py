@@ -131,7 +131,6 @@ def _list_context(
     selected = set(bulk_form.cleaned_data.get("ids", [])) if bulk_form is not None else set()
     return {
         "module": module,
-        "model_meta": model._meta,
         "form": form,
         "page": page,
         "rows": [(row, row.pk in selected) for row in page.rows],

@@ -168,7 +168,14 @@ def record_bulk(request: HttpRequest, module: str) -> HttpResponse:
     if not form.is_valid():
         context = _list_context(request, module, bulk_form=form)
         return render(request, "crm/record_list.html", context, status=400)
-    ids = form.cleaned_data["ids"]
+    ids = list(
+        services.records_of(organization, module, form.cleaned_data["ids"]).values_list(
+            "pk", flat=True
+        )
+    )
+    if not ids:
+        # Only ids of other organizations (or deleted since): as for one record, 404.
+        raise Http404
     action = form.cleaned_data["action"]
     if action == "owner":
         count = services.change_owner(
@@ -230,9 +237,8 @@ def record_bulk(request: HttpRequest, module: str) -> HttpResponse:
         url = compose_url()
         if url is None:
             raise Http404
-        own_ids = services.records_of(organization, module, ids).values_list("pk", flat=True)
         return redirect(
-            f"{url}?{urlencode({'module': module, 'ids': ','.join(map(str, own_ids))})}"
+            f"{url}?{urlencode({'module': module, 'ids': ','.join(map(str, sorted(ids)))})}"
         )
     return _back_to_list(request, module)
 

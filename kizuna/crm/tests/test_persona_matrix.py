@@ -23,16 +23,17 @@ PERSONAS = ("ada", "bob", "charlie", "anonymous")
 SIGN_IN = "sign-in"  # a redirect to the sign-in page
 
 # Pages of the current organization: Charlie sees his own.
-OWN = {"ada": 200, "bob": 200, "charlie": 200, "anonymous": SIGN_IN}
+Expected = dict[str, int | str]
+OWN: Expected = {"ada": 200, "bob": 200, "charlie": 200, "anonymous": SIGN_IN}
 # A record of Kizuna Demo.
-RECORD = {"ada": 200, "bob": 200, "charlie": 404, "anonymous": SIGN_IN}
+RECORD: Expected = {"ada": 200, "bob": 200, "charlie": 404, "anonymous": SIGN_IN}
 # Administrator pages of the current organization.
-ADMIN = {"ada": 200, "bob": 403, "charlie": 200, "anonymous": SIGN_IN}
+ADMIN: Expected = {"ada": 200, "bob": 403, "charlie": 200, "anonymous": SIGN_IN}
 # Administrator actions on a membership or invitation of Kizuna Demo.
-ADMIN_ACTION = {"ada": 302, "bob": 403, "charlie": 404, "anonymous": SIGN_IN}
+ADMIN_ACTION: Expected = {"ada": 302, "bob": 403, "charlie": 404, "anonymous": SIGN_IN}
 
 # name: (method, what the URL needs, data, {persona: status})
-MATRIX: dict[str, tuple[str, str, dict[str, Any], dict[str, int | str]]] = {
+MATRIX: dict[str, tuple[str, str, dict[str, Any], Expected]] = {
     "home": ("get", "", {}, OWN),
     "organization-create": ("get", "", {}, OWN),
     "organization-switch": (

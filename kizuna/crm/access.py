@@ -44,7 +44,8 @@ def current_membership(request: HttpRequest) -> Membership:
         raise Http404("No organization")
     wanted = request.session.get(SESSION_KEY)
     membership = next((m for m in memberships if m.organization_id == wanted), memberships[0])
-    request.session[SESSION_KEY] = membership.organization_id
+    if wanted != membership.organization_id:  # write the session only when it changes
+        request.session[SESSION_KEY] = membership.organization_id
     request._crm_membership = membership  # type: ignore[attr-defined]
     return membership
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from kizuna.crm.models import Lead, Organization
 from kizuna.crm.tests.conftest import make_lead
@@ -57,3 +58,26 @@ def test_select_all_then_change_owner(
     assert "The owner of 3 records was changed." in page.content()
     assert set(Lead.objects.values_list("owner", flat=True)) == {bob.user.pk}
     assert (errors, failed) == ([], [])
+
+
+def test_typing_a_search_updates_the_list_in_place(
+    live_server: Any, page: Any, organization: Organization, ada: Any
+) -> None:
+    for name in ("Yamada", "Yamamoto", "Kato"):
+        make_lead(organization, ada.user, family_name=name)
+    page.goto(live_server.url + "/accounts/sign-in/?next=/crm/leads/")
+    page.fill("input[name=username]", "ada@example.com")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("main button[type=submit]")
+    page.wait_for_url("**/crm/leads/")
+    page.evaluate("window.stayedOnThePage = true")
+
+    page.locator("input[type=search]").press_sequentially("yama")
+
+    expect(page.locator('input[name="ids"]')).to_have_count(2)
+    assert page.evaluate("window.stayedOnThePage") is True  # no full page load
+    assert page.locator("#record-count").inner_text() == "2 records"
+    assert "q=yama" in page.url
+    # "Select all" works on the new rows too.
+    page.locator("#select-all").check()
+    assert page.locator('input[name="ids"]:checked').count() == 2

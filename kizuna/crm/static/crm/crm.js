@@ -1,7 +1,10 @@
 // "Select all on this page" for the lead and contact lists. Without JavaScript
-// the box stays hidden and each row is ticked by hand.
-document.addEventListener("DOMContentLoaded", function () {
-  document.querySelectorAll("input[data-select-all]").forEach(function (box) {
+// the box stays hidden and each row is ticked by hand. The list is replaced by
+// htmx while searching, so new content is wired up again on htmx:load.
+(function () {
+  function wire(box) {
+    if (box.dataset.wired) { return; }
+    box.dataset.wired = "1";
     var form = box.form;
     var name = box.getAttribute("data-select-all");
     var rows = function () {
@@ -22,6 +25,10 @@ document.addEventListener("DOMContentLoaded", function () {
       if (event.target !== box) { sync(); }
     });
     sync();
-  });
-  // Deleting asks again on its own page; nothing to confirm here.
-});
+  }
+  function wireAll(root) {
+    root.querySelectorAll("input[data-select-all]").forEach(wire);
+  }
+  document.addEventListener("DOMContentLoaded", function () { wireAll(document); });
+  document.addEventListener("htmx:load", function (event) { wireAll(event.target); });
+})();

@@ -143,10 +143,31 @@ def _list_context(
         if page.previous_cursor
         else (f"?{urlencode(kept)}" if not page.is_first else ""),
         "first_url": f"?{urlencode(kept)}",
+        "column_sorts": _column_sorts(kept, query.sort.key),
         "bulk_form": bulk_form or BulkForm(module=module, organization=organization),
         "can_send_email": compose_url() is not None,
         "bulk_extensions": extensions.bulk_actions(request, module),
     }
+
+
+# Sortable columns: the sort a click asks for, ascending first, then the reverse.
+COLUMN_SORTS = {
+    "name": ("name", "-name"),
+    "company": ("company", "-company"),
+    "created": ("oldest", "recent"),
+}
+
+
+def _column_sorts(kept: dict[str, str], current: str) -> dict[str, dict[str, str]]:
+    """For each sortable column: the link that sorts by it and its aria-sort state."""
+    columns = {}
+    for column, (ascending, descending) in COLUMN_SORTS.items():
+        state = {ascending: "ascending", descending: "descending"}.get(current, "none")
+        wanted = ascending if state != "ascending" else descending
+        if column == "created" and state == "none":
+            wanted = descending  # dates: newest first on the first click
+        columns[column] = {"url": f"?{urlencode({**kept, 'sort': wanted})}", "state": state}
+    return columns
 
 
 @login_required

@@ -180,3 +180,18 @@ def test_a_status_filter_on_contacts_is_ignored(
     make_contact(organization, ada.user, family_name="Abe")
     response = ada_client.get(reverse("crm:contact-list"), {"status": LeadStatus.NEW})
     assert _names(response) == ["Abe"]
+
+
+def test_column_headers_sort_and_say_how(ada_client: Client, people: dict[str, Lead]) -> None:
+    response = ada_client.get(reverse("crm:lead-list"), {"q": "a", "sort": "name"})
+    sorts = response.context["column_sorts"]
+    assert sorts["name"] == {"url": "?q=a&sort=-name", "state": "ascending"}
+    assert sorts["company"] == {"url": "?q=a&sort=company", "state": "none"}
+    assert sorts["created"] == {"url": "?q=a&sort=recent", "state": "none"}
+    content = response.content.decode()
+    assert (
+        '<th scope="col" aria-sort="ascending"><a class="sort-link" href="?q=a&amp;sort=-name">'
+        in content
+    )
+    default = ada_client.get(reverse("crm:lead-list")).context["column_sorts"]
+    assert default["created"] == {"url": "?sort=oldest", "state": "descending"}

@@ -298,6 +298,7 @@ def main() -> None:
     if existing < args.rows:
         print(f"Filling {args.rows - existing:,} leads...")
         load = fill(args.rows - existing, organization, owners)
+        print("Loading: " + ", ".join(f"{name} {sec:.0f} s" for name, sec in load.items()))
     with connection.cursor() as cursor:
         # Statistics of the expression indexes (search) exist only after an ANALYZE.
         cursor.execute("ANALYZE crm_lead")

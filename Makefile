@@ -1,6 +1,8 @@
 # Kizuna: the two commands are `make run` and `make test` (see README.md).
 SHELL := /bin/bash
 PYTHON ?= python3
+# pip, quiet; this machine's pip configuration may warn about find-links folders that do not exist.
+PIP = bash scripts/pip.sh
 VENV := .venv
 BIN := $(VENV)/bin
 DATA_DIR := $(or $(KIZUNA_DATA_DIR),var)
@@ -37,14 +39,14 @@ $(VENV)/bin/python:
 
 $(VENV)/.installed-base: $(VENV)/bin/python requirements/build.txt requirements/base.txt pyproject.toml
 	@echo "Installing pinned dependencies into $(VENV)"
-	@$(BIN)/pip install -q --disable-pip-version-check --require-hashes -r requirements/build.txt
-	@$(BIN)/pip install -q --disable-pip-version-check --require-hashes -r requirements/base.txt
-	@$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@$(PIP) --require-hashes -r requirements/build.txt
+	@$(PIP) --require-hashes -r requirements/base.txt
+	@$(PIP) --no-deps --no-build-isolation -e .
 	@touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed-base requirements/dev.txt
 	@echo "Installing pinned test dependencies into $(VENV)"
-	@$(BIN)/pip install -q --disable-pip-version-check --require-hashes -r requirements/base.txt -r requirements/dev.txt
+	@$(PIP) --require-hashes -r requirements/base.txt -r requirements/dev.txt
 	@touch $@
 
 # Compiled catalogs (.mo) are build output: made from the committed .po files.

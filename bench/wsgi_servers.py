@@ -153,8 +153,8 @@ def run(
         server.wait(timeout=20)
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", result).group(1))
     total = int(re.search(r"(\d+) requests in", result).group(1))
-    p50 = re.search(r"50%\s+(\S+)", result).group(1)
-    p99 = re.search(r"99%\s+(\S+)", result).group(1)
+    p50 = re.search(r"^\s+50%\s+(\S+)", result, re.MULTILINE).group(1)
+    p99 = re.search(r"^\s+99%\s+(\S+)", result, re.MULTILINE).group(1)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", result)
     return (
         f"| {name} | {rate:,.0f} | {p50} | {p99} | {1000 * cpu / max(total, 1):.2f} | "

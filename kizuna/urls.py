@@ -15,7 +15,8 @@ urlpatterns = [
 ]
 if "crm" in settings.KIZUNA_SERVICES:
     urlpatterns += [
-        # Before crm/ so that /crm/mail/ reverses as crm_mail:<name> (top-level namespace).
+        # Mounted here, not inside crm/urls.py, so their namespaces are top-level
+        # (crm_mail:compose rather than crm:crm_mail:compose).
         path("crm/mail/", include("kizuna.crm.mail.urls")),
         path("crm/imports/", include("kizuna.crm.imports.urls")),
         path("crm/api-tokens/", include("kizuna.crm.api.urls")),

@@ -45,8 +45,5 @@ urlpatterns = [
     ),
     path("settings/extensions/", settings_views.settings_extensions, name="settings-extensions"),
     path("invitations/<str:token>/", settings_views.invitation, name="invitation"),
-    path("mail/", include("kizuna.crm.mail.urls")),
-    path("imports/", include("kizuna.crm.imports.urls")),
-    path("api-tokens/", include("kizuna.crm.api.urls")),
     path("api/v1/", include("kizuna.crm.api.v1_urls")),
 ]

@@ -22,7 +22,7 @@ from kizuna.crm.mail.access import (
 )
 from kizuna.crm.mail.extensions import EditorContext, MergeContext, PlaceholderError, editor_buttons
 from kizuna.crm.mail.forms import ComposeForm, TemplateForm
-from kizuna.crm.mail.models import EmailTemplate, Module
+from kizuna.crm.mail.models import EmailTemplate, Module, SendBatch
 from kizuna.crm.mail.rendering import (
     RECORD_MODEL,
     all_merge_fields,
@@ -309,8 +309,10 @@ def compose(request: HttpRequest) -> HttpResponse:
 @login_required
 def batch_list(request: HttpRequest) -> HttpResponse:
     organization = get_organization_for_member(request)
-    batches = organization.email_batches.select_related("sender", "template").order_by(  # type: ignore[attr-defined]
-        "-created_at", "-pk"
+    batches = (
+        SendBatch.objects.filter(organization=organization)
+        .select_related("sender", "template")
+        .order_by("-created_at", "-pk")
     )
     page = Paginator(batches, 25).get_page(request.GET.get("page"))
     rows = [(batch, batch.progress()) for batch in page]

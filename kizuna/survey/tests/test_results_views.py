@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from kizuna.survey import responses
-from kizuna.survey.models import Answer, Question, Response, Survey, SurveyAccount
+from kizuna.survey.models import Answer, Invitation, Question, Response, Survey, SurveyAccount
 from kizuna.survey.tests.respondent import add_question
 from kizuna.survey.webhooks.models import Delivery
 from kizuna.survey.webhooks.services import create_endpoint
@@ -325,6 +325,114 @@ def test_the_detail_shows_every_answer_with_labels(
     assert "Apple, Banana" in html
     assert "Speed: Good; Price: Bad" in html
     assert "Delete" not in html  # Bob is not an administrator
+
+
+def answer_through_invitation(survey: Survey) -> Response:
+    """Ada's customer opens her invitation, moves past a page and submits; times pinned."""
+    invitation = Invitation.objects.create(
+        survey=survey,
+        recipient_reference="crm:contact:42",
+        email="hanako@example.com",
+        name="Yamada Hanako",
+    )
+    responses.record_invitation_opened(invitation=invitation)
+    responses.record_invitation_started(invitation=invitation)
+    response = responses.submit_response(
+        survey=survey, invitation=invitation, answers={}, language="ja"
+    )
+    Invitation.objects.filter(pk=invitation.pk).update(
+        created_at=datetime.datetime(2026, 11, 1, 9, 0, tzinfo=TOKYO),
+        opened_at=datetime.datetime(2026, 11, 1, 9, 15, tzinfo=TOKYO),
+        started_at=datetime.datetime(2026, 11, 1, 9, 20, tzinfo=TOKYO),
+        completed_at=datetime.datetime(2026, 11, 1, 9, 30, tzinfo=TOKYO),
+    )
+    return response
+
+
+def test_the_detail_shows_the_invitations_recipient_and_times(
+    bob: Client, survey: Survey, questions: Any
+) -> None:
+    response = answer_through_invitation(survey)
+
+    html = bob.get(detail_url(response)).content.decode()
+
+    assert '<h2 id="invitation-heading">Invitation</h2>' in html
+    assert "<dt>Name</dt><dd>Yamada Hanako</dd>" in html
+    assert "<dt>Email</dt><dd>hanako@example.com</dd>" in html
+    assert "<dt>Recipient reference</dt><dd><code>crm:contact:42</code></dd>" in html
+    assert "<dt>Invitation created</dt><dd>Nov. 1, 2026, 9 a.m.</dd>" in html
+    assert "<dt>Opened</dt><dd>Nov. 1, 2026, 9:15 a.m.</dd>" in html
+    assert "<dt>Started</dt><dd>Nov. 1, 2026, 9:20 a.m.</dd>" in html
+    assert "<dt>Completed</dt><dd>Nov. 1, 2026, 9:30 a.m.</dd>" in html
+    assert "Shared link" not in html
+
+
+def test_the_invitation_times_are_localized_in_japanese(
+    ada: Client, ada_user: Any, survey: Survey, questions: Any
+) -> None:
+    ada_user.language = "ja"
+    ada_user.save(update_fields=["language"])
+    response = answer_through_invitation(survey)
+
+    html = ada.get(detail_url(response)).content.decode()
+
+    assert "<dt>招待の作成日時</dt><dd>2026年11月1日9:00</dd>" in html
+    assert "<dt>開封日時</dt><dd>2026年11月1日9:15</dd>" in html
+    assert "<dt>回答開始日時</dt><dd>2026年11月1日9:20</dd>" in html
+    assert "<dt>回答完了日時</dt><dd>2026年11月1日9:30</dd>" in html
+
+
+def test_an_invitation_time_not_yet_recorded_says_so(
+    ada: Client, survey: Survey, questions: Any
+) -> None:
+    response = answer_through_invitation(survey)
+    assert response.invitation is not None
+    Invitation.objects.filter(pk=response.invitation.pk).update(opened_at=None, started_at=None)
+
+    html = ada.get(detail_url(response)).content.decode()
+
+    assert '<dt>Opened</dt><dd><span class="muted">Not recorded</span></dd>' in html
+    assert '<dt>Started</dt><dd><span class="muted">Not recorded</span></dd>' in html
+
+
+def test_a_response_through_the_shared_link_shows_no_invitation(
+    ada: Client, three_responses: list[Response]
+) -> None:
+    html = ada.get(detail_url(three_responses[0])).content.decode()
+
+    assert "<dt>Respondent</dt><dd>Shared link</dd>" in html
+    assert "invitation-heading" not in html
+
+
+def test_an_anonymous_survey_shows_nothing_of_the_invitation(
+    ada: Client, survey: Survey, questions: Any
+) -> None:
+    survey.is_anonymous = True
+    survey.save(update_fields=["is_anonymous"])
+    response = answer_through_invitation(survey)
+
+    html = ada.get(detail_url(response)).content.decode()
+
+    assert response.invitation_id is None
+    assert "invitation-heading" not in html
+    assert "Yamada Hanako" not in html and "hanako@example.com" not in html
+    assert "crm:contact:42" not in html
+    assert "Respondent" not in html
+
+
+def test_a_survey_made_anonymous_later_hides_the_invitation_it_still_links(
+    ada: Client, survey: Survey, questions: Any
+) -> None:
+    response = answer_through_invitation(survey)
+    survey.is_anonymous = True
+    survey.save(update_fields=["is_anonymous"])
+
+    html = ada.get(detail_url(response)).content.decode()
+
+    assert Response.objects.get(pk=response.pk).invitation_id is not None
+    assert "invitation-heading" not in html
+    assert "Yamada Hanako" not in html and "hanako@example.com" not in html
+    assert "crm:contact:42" not in html
 
 
 # --- CSV export --------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
+from django.utils.translation import gettext_lazy as _
 
 from kizuna.crm.models import Contact, Lead, MemberInvitation, Membership, Organization
 from kizuna.crm.services import hash_token
@@ -94,6 +95,10 @@ def get_record_for_member(request: HttpRequest, module: str, pk: int) -> Lead | 
     if module == "contacts":
         return get_contact_for_member(request, pk)
     raise Http404
+
+
+# Why a delete was refused (Membership.may_delete holds the rule), on the pages and in the API.
+DELETE_DENIED = _("Only administrators and the record's owner can delete it.")
 
 
 def get_membership_for_admin(request: HttpRequest, pk: int) -> Membership:

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from django.conf import settings
 from django.db import models
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+RecordT = TypeVar("RecordT", bound="Person")
 
 
 class Organization(models.Model):
@@ -53,6 +56,22 @@ class Membership(models.Model):
     @property
     def is_administrator(self) -> bool:
         return self.is_active and self.role == Role.ADMINISTRATOR
+
+    # The delete rule, for the pages, the bulk action and the API alike: administrators
+    # delete any record of their organization, a standard member only the records they own.
+    def may_delete(self, record: Lead | Contact) -> bool:
+        if not self.is_active or record.organization_id != self.organization_id:
+            return False
+        return self.is_administrator or record.owner_id == self.user_id
+
+    def deletable(self, records: QuerySet[RecordT]) -> QuerySet[RecordT]:
+        """The records among `records` that may_delete() allows, as one query."""
+        records = records.filter(organization_id=self.organization_id)
+        if not self.is_active:
+            return records.none()
+        if self.is_administrator:
+            return records
+        return records.filter(owner_id=self.user_id)
 
 
 class MemberInvitation(models.Model):

@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 
 from kizuna.crm import extensions, listing, services
 from kizuna.crm.access import (
+    DELETE_DENIED,
     current_membership,
     get_lead_for_member,
     get_organization_for_member,
@@ -232,28 +233,7 @@ def record_bulk(request: HttpRequest, module: str) -> HttpResponse:
             % {"count": count},
         )
     elif action == "delete":
-        if request.POST.get("confirm") != "yes":
-            records = services.records_of(organization, module, ids).order_by(
-                "family_name", "given_name", "id"
-            )
-            return render(
-                request,
-                "crm/bulk_confirm_delete.html",
-                {
-                    "module": module,
-                    "records": records,
-                    "ids": ",".join(str(record.pk) for record in records),
-                    "query_string": request.GET.urlencode(),
-                },
-            )
-        count = services.delete_records(
-            organization=organization, module=module, ids=ids, by=signed_in_user(request)
-        )
-        messages.success(
-            request,
-            ngettext("%(count)d record was deleted.", "%(count)d records were deleted.", count)
-            % {"count": count},
-        )
+        return _bulk_delete(request, module, form, ids)
     elif action == "send_email":
         url = compose_url()
         if url is None:
@@ -262,6 +242,55 @@ def record_bulk(request: HttpRequest, module: str) -> HttpResponse:
             f"{url}?{urlencode({'module': module, 'ids': ','.join(map(str, sorted(ids)))})}"
         )
     return _back_to_list(request, module)
+
+
+def _bulk_delete(request: HttpRequest, module: str, form: BulkForm, ids: list[int]) -> HttpResponse:
+    """Delete the selected records the member may delete (see Membership.may_delete)."""
+    membership = current_membership(request)
+    organization = membership.organization
+    allowed = membership.deletable(services.records_of(organization, module, ids))
+    records = list(allowed.order_by("family_name", "given_name", "id"))
+    left = len(ids) - len(records)
+    if not records:
+        form.add_error(None, DELETE_DENIED)
+        context = _list_context(request, module, bulk_form=form)
+        return render(request, "crm/record_list.html", context, status=403)
+    if request.POST.get("confirm") != "yes":
+        return render(
+            request,
+            "crm/bulk_confirm_delete.html",
+            {
+                "module": module,
+                "records": records,
+                "left": left,
+                # All of the selection: the confirmed delete counts again what is left.
+                "ids": ",".join(map(str, ids)),
+                "query_string": request.GET.urlencode(),
+            },
+        )
+    count = services.delete_records(
+        organization=organization,
+        module=module,
+        ids=[record.pk for record in records],
+        by=signed_in_user(request),
+    )
+    messages.success(
+        request,
+        ngettext("%(count)d record was deleted.", "%(count)d records were deleted.", count)
+        % {"count": count},
+    )
+    if left:
+        messages.warning(request, _left_message(left))
+    return _back_to_list(request, module)
+
+
+def _left_message(left: int) -> str:
+    return ngettext(
+        "%(count)d selected record was left: only administrators and its owner can delete it.",
+        "%(count)d selected records were left: only administrators and their owners can delete "
+        "them.",
+        left,
+    ) % {"count": left}
 
 
 def _timeline(record: Lead | Contact) -> list[Activity]:
@@ -289,6 +318,7 @@ def record_detail(request: HttpRequest, module: str, pk: int) -> HttpResponse:
             "extension_actions": extensions.detail_actions(request, record),
             "extension_panels": extensions.detail_panels(request, record),
             "compose_url": compose_url(),
+            "may_delete": current_membership(request).may_delete(record),
         },
     )
 
@@ -340,6 +370,13 @@ def record_edit(request: HttpRequest, module: str, pk: int) -> HttpResponse:
 @login_required
 def record_delete(request: HttpRequest, module: str, pk: int) -> HttpResponse:
     record = get_record_for_member(request, module, pk)
+    if not current_membership(request).may_delete(record):
+        return render(
+            request,
+            "crm/record_delete_denied.html",
+            {"module": module, "record": record, "message": DELETE_DENIED},
+            status=403,
+        )
     if request.method == "POST":
         services.delete_records(
             organization=get_organization_for_member(request),

@@ -13,6 +13,7 @@ from ninja import NinjaAPI, Query
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from kizuna.crm import listing, services
+from kizuna.crm.access import DELETE_DENIED
 from kizuna.crm.api.auth import TokenAuth
 from kizuna.crm.api.schemas import (
     ContactIn,
@@ -269,8 +270,8 @@ def _page(
 def _delete(request: HttpRequest, module: str, pk: int) -> HttpResponse:
     membership = _membership(request)
     record = _record(request, module, pk)
-    if not membership.is_administrator and record.owner_id != membership.user_id:
-        raise PermissionDenied(_("Only administrators and the record's owner can delete it."))
+    if not membership.may_delete(record):
+        raise PermissionDenied(DELETE_DENIED)
     services.delete_records(
         organization=membership.organization, module=module, ids=[record.pk], by=membership.user
     )

@@ -86,14 +86,14 @@ def test_status_change_leaves_converted_leads_alone(
     }
 
 
-def test_delete_asks_for_confirmation_first(bob_client: Client, three_leads: list[Lead]) -> None:
+def test_delete_asks_for_confirmation_first(ada_client: Client, three_leads: list[Lead]) -> None:
     ids = [three_leads[0].pk, three_leads[2].pk]
-    response = bob_client.post(reverse("crm:lead-bulk"), {"action": "delete", "ids": ids})
+    response = ada_client.post(reverse("crm:lead-bulk"), {"action": "delete", "ids": ids})
     assert response.status_code == 200
     assert "Delete 2 records?" in response.content.decode()
     assert Lead.objects.count() == 3
 
-    response = bob_client.post(
+    response = ada_client.post(
         reverse("crm:lead-bulk"),
         {"action": "delete", "confirm": "yes", "ids": ",".join(map(str, ids))},
     )

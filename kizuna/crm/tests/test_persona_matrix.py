@@ -27,6 +27,8 @@ Expected = dict[str, int | str]
 OWN: Expected = {"ada": 200, "bob": 200, "charlie": 200, "anonymous": SIGN_IN}
 # A record of Kizuna Demo.
 RECORD: Expected = {"ada": 200, "bob": 200, "charlie": 404, "anonymous": SIGN_IN}
+# Deleting a record of Kizuna Demo owned by Ada (or nobody): Membership.may_delete.
+DELETE: Expected = {"ada": 200, "bob": 403, "charlie": 404, "anonymous": SIGN_IN}
 # Administrator pages of the current organization.
 ADMIN: Expected = {"ada": 200, "bob": 403, "charlie": 200, "anonymous": SIGN_IN}
 # Administrator actions on a membership or invitation of Kizuna Demo.
@@ -42,10 +44,10 @@ MATRIX: dict[str, tuple[str, str, dict[str, Any], Expected]] = {
     ),
     "lead-list": ("get", "", {}, OWN),
     "lead-create": ("get", "", {}, OWN),
-    "lead-bulk": ("post", "", {"action": "delete", "ids": "{lead}"}, RECORD),
+    "lead-bulk": ("post", "", {"action": "delete", "ids": "{lead}"}, DELETE),
     "lead-detail": ("get", "lead", {}, RECORD),
     "lead-edit": ("get", "lead", {}, RECORD),
-    "lead-delete": ("get", "lead", {}, RECORD),
+    "lead-delete": ("get", "lead", {}, DELETE),
     "lead-convert": ("get", "lead", {}, RECORD),
     "contact-list": ("get", "", {}, OWN),
     "contact-create": ("get", "", {}, OWN),
@@ -55,7 +57,7 @@ MATRIX: dict[str, tuple[str, str, dict[str, Any], Expected]] = {
     ),
     "contact-detail": ("get", "contact", {}, RECORD),
     "contact-edit": ("get", "contact", {}, RECORD),
-    "contact-delete": ("get", "contact", {}, RECORD),
+    "contact-delete": ("get", "contact", {}, DELETE),
     "settings": ("get", "", {}, ADMIN),
     "settings-members": ("get", "", {}, ADMIN),
     "settings-extensions": ("get", "", {}, ADMIN),

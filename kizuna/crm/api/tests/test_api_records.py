@@ -239,14 +239,16 @@ def test_patch_can_clear_the_owner_and_refuses_bad_values(
     assert (contact.owner, contact.department) == (None, "営業部")
 
 
-def test_administrators_delete_any_record(ada_api: ApiClient, records: dict[str, Any]) -> None:
+def test_delete_rule_administrators_delete_any_record(
+    ada_api: ApiClient, records: dict[str, Any]
+) -> None:
     lead = records["bob_lead"]
     response = ada_api.delete(f"/leads/{lead.pk}")
     assert response.status_code == 204
     assert not Lead.objects.filter(pk=lead.pk).exists()
 
 
-def test_standard_members_delete_only_records_they_own(
+def test_delete_rule_standard_members_delete_only_records_they_own(
     bob_api: ApiClient, records: dict[str, Any]
 ) -> None:
     adas = records["ada_lead"]

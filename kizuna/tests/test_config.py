@@ -72,7 +72,11 @@ def test_the_default_database_is_sqlite_in_wal_mode_inside_the_data_dir(tmp_path
         assert sqlite.execute("pragma journal_mode").fetchone()[0] == "wal"
 
 
-def test_a_secret_key_is_generated_on_first_start_and_kept(tmp_path: Path) -> None:
+def test_a_secret_key_is_generated_on_first_start_and_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KIZUNA_SECRET_KEY", raising=False)
+
     first = config.secret_key(tmp_path)
     second = config.secret_key(tmp_path)
 

@@ -9,10 +9,7 @@ deployment-internal route (/internal/accounts-for-email) takes the trust token
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime
-import json
 from typing import Any
 
 from django.conf import settings
@@ -28,7 +25,7 @@ from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import APIKeyHeader
 
-from kizuna.lib import crypto
+from kizuna.lib import crypto, cursors
 from kizuna.survey import api_schemas as schemas
 from kizuna.survey import api_services
 from kizuna.survey import services as survey_services
@@ -188,26 +185,16 @@ def _member(request: HttpRequest) -> AccountMember:
 # --- cursors --------------------------------------------------------------------------------
 
 
-def _encode_cursor(at: datetime.datetime, pk: Any) -> str:
-    raw = json.dumps([at.isoformat(), str(pk)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
 def _decode_cursor(cursor: str) -> tuple[datetime.datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        at, pk = json.loads(raw)
-        moment = datetime.datetime.fromisoformat(at)
-        if timezone.is_naive(moment) or not isinstance(pk, str):
-            raise ValueError
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+    decoded = cursors.decode_cursor(cursor)
+    if decoded is None:
         raise APIError(
             "invalid",
             _("Some values are not valid."),
             status=422,
             fields={"cursor": [str(_("Use the next_cursor of a previous answer."))]},
-        ) from None
-    return moment, pk
+        )
+    return decoded
 
 
 def _limit(limit: int) -> int:
@@ -375,7 +362,9 @@ def list_invitations(
     size = _limit(limit)
     page = list(invitations.order_by("created_at", "pk")[: size + 1])
     next_cursor = (
-        _encode_cursor(page[size - 1].created_at, page[size - 1].pk) if len(page) > size else None
+        cursors.encode_cursor(page[size - 1].created_at, page[size - 1].pk)
+        if len(page) > size
+        else None
     )
     return {"items": [_invitation_out(i) for i in page[:size]], "next_cursor": next_cursor}
 
@@ -422,7 +411,9 @@ def list_responses(
         )[: size + 1]
     )
     next_cursor = (
-        _encode_cursor(page[size - 1].submitted_at, page[size - 1].pk) if len(page) > size else None
+        cursors.encode_cursor(page[size - 1].submitted_at, page[size - 1].pk)
+        if len(page) > size
+        else None
     )
     return {
         "items": [webhook_services.response_payload(r) for r in page[:size]],

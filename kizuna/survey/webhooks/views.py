@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import datetime
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Prefetch, Q
+from django.db.models import Count, Prefetch, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from kizuna.identity.models import User
+from kizuna.lib import cursors
 from kizuna.survey.access import get_admin_member, memberships_of
 from kizuna.survey.webhooks import services
 from kizuna.survey.webhooks.forms import WebhookEndpointForm
@@ -23,6 +27,7 @@ from kizuna.work.leases import WorkStatus
 
 DELIVERIES_PER_PAGE = 50
 UNFINISHED = (WorkStatus.PENDING, WorkStatus.LEASED)
+DELIVERY_STATUSES = frozenset(WorkStatus.values)
 
 
 def _user(request: HttpRequest) -> User:
@@ -82,6 +87,64 @@ def endpoint_list(request: HttpRequest) -> HttpResponse:
     )
 
 
+@dataclass(frozen=True)
+class DeliveryPage:
+    """One page of an endpoint's deliveries, newest first, cut by cursors (never OFFSET)."""
+
+    deliveries: list[Delivery]
+    newer_cursor: str | None
+    older_cursor: str | None
+
+
+def _cursor(delivery: Delivery) -> str:
+    return cursors.encode_cursor(delivery.created_at, delivery.pk)
+
+
+def _position(cursor: str) -> tuple[datetime.datetime, int] | None:
+    decoded = cursors.decode_cursor(cursor) if cursor else None
+    # A bigint has at most 19 digits: a longer number would be a database error, not a page.
+    if decoded is None or not decoded[1].isdigit() or len(decoded[1]) > 18:
+        return None
+    return decoded[0], int(decoded[1])
+
+
+def page_of_deliveries(
+    deliveries: QuerySet[Delivery], *, before: str = "", after: str = ""
+) -> DeliveryPage:
+    """The deliveries older than `before`, or newer than `after`, or else the newest ones.
+
+    A cursor that is not one of ours, or a newer page that would not be full,
+    starts again from the newest deliveries.
+    """
+    size = DELIVERIES_PER_PAGE
+    older_than = _position(before)
+    newer_than = _position(after) if older_than is None else None
+    if newer_than is not None:
+        at, pk = newer_than
+        rows = list(
+            deliveries.filter(Q(created_at__gt=at) | Q(created_at=at, pk__gt=pk)).order_by(
+                "created_at", "id"
+            )[: size + 1]
+        )
+        if len(rows) > size:
+            rows = rows[:size][::-1]
+            return DeliveryPage(rows, newer_cursor=_cursor(rows[0]), older_cursor=_cursor(rows[-1]))
+    newest = deliveries.order_by("-created_at", "-id")
+    is_first = True
+    if older_than is not None:
+        at, pk = older_than
+        newest = newest.filter(Q(created_at__lt=at) | Q(created_at=at, pk__lt=pk))
+        is_first = False
+    rows = list(newest[: size + 1])
+    has_older = len(rows) > size
+    rows = rows[:size]
+    return DeliveryPage(
+        rows,
+        newer_cursor=_cursor(rows[0]) if rows and not is_first else None,
+        older_cursor=_cursor(rows[-1]) if has_older else None,
+    )
+
+
 @never_cache  # the page shows the signing secret
 @login_required
 def endpoint_detail(request: HttpRequest, pk: int) -> HttpResponse:
@@ -89,21 +152,34 @@ def endpoint_detail(request: HttpRequest, pk: int) -> HttpResponse:
     status = request.GET.get("status", "")
     deliveries = endpoint.deliveries.prefetch_related(
         Prefetch("attempts_made", queryset=DeliveryAttempt.objects.order_by("-attempted_at", "-id"))
-    ).order_by("-created_at", "-id")
-    if status in {"pending", "leased", "done", "failed"}:
+    )
+    if status in DELIVERY_STATUSES:
         deliveries = deliveries.filter(status=status)
+    else:
+        status = ""
+    page = page_of_deliveries(
+        deliveries, before=request.GET.get("before", ""), after=request.GET.get("after", "")
+    )
     return _render(
         request,
         "survey_webhooks/endpoint_detail.html",
         {
             "endpoint": endpoint,
             "secret": endpoint.signing_secret(),
-            "deliveries": deliveries[:DELIVERIES_PER_PAGE],
-            "has_more": deliveries[DELIVERIES_PER_PAGE : DELIVERIES_PER_PAGE + 1].exists(),
+            "deliveries": page.deliveries,
+            "newer_query": _page_query(status, "after", page.newer_cursor),
+            "older_query": _page_query(status, "before", page.older_cursor),
             "status": status,
             "statuses": [("", _("All")), *Delivery._meta.get_field("status").choices],  # type: ignore[misc]
         },
     )
+
+
+def _page_query(status: str, key: str, cursor: str | None) -> str:
+    """The query string of a neighbouring page, keeping the status filter; "" when there is none."""
+    if cursor is None:
+        return ""
+    return urlencode({**({"status": status} if status else {}), key: cursor})
 
 
 @login_required

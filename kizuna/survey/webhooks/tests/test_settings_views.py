@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import re
 from typing import Any
 
 import pytest
@@ -9,6 +11,7 @@ from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
+from kizuna.lib import cursors
 from kizuna.survey.webhooks import services
 from kizuna.survey.webhooks.models import Delivery, DeliveryAttempt, WebhookEndpoint
 from kizuna.work.leases import WorkStatus
@@ -262,11 +265,103 @@ def test_webhooks_page_is_in_japanese_for_japanese_users(ada_client: Client, end
     assert "エンドポイントを追加" in response.content.decode()
 
 
-def test_only_the_latest_deliveries_are_listed_with_a_hint(ada_client: Client, endpoint):
-    Delivery.objects.bulk_create(
-        Delivery(endpoint=endpoint, event_type="response.completed", payload={}) for _ in range(51)
+def make_deliveries(endpoint: WebhookEndpoint, count: int, **fields: Any) -> list[Delivery]:
+    """`count` deliveries one minute apart, returned newest first (the page's order)."""
+    start = timezone.now() - datetime.timedelta(days=1)
+    rows = Delivery.objects.bulk_create(
+        Delivery(
+            endpoint=endpoint,
+            event_type="response.completed",
+            payload={},
+            created_at=start + datetime.timedelta(minutes=minute),
+            **fields,
+        )
+        for minute in range(count)
     )
-    response = ada_client.get(reverse("survey:survey_webhooks:endpoint", args=[endpoint.pk]))
+    return rows[::-1]
 
-    assert len(response.context["deliveries"]) == 50
-    assert "Showing the latest 50 deliveries." in response.content.decode()
+
+def link(html: str, rel: str) -> str | None:
+    found = re.search(rf'<a href="\?([^"]*)" rel="{rel}">', html)
+    return found.group(1).replace("&amp;", "&") if found else None
+
+
+def test_deliveries_are_paged_newest_first_both_ways(ada_client: Client, endpoint):
+    deliveries = make_deliveries(endpoint, 120)
+    detail = reverse("survey:survey_webhooks:endpoint", args=[endpoint.pk])
+
+    first = ada_client.get(detail)
+    second = ada_client.get(f"{detail}?{link(first.content.decode(), 'next')}")
+    third = ada_client.get(f"{detail}?{link(second.content.decode(), 'next')}")
+    back = ada_client.get(f"{detail}?{link(third.content.decode(), 'prev')}")
+    newest = ada_client.get(f"{detail}?{link(back.content.decode(), 'prev')}")
+
+    assert list(first.context["deliveries"]) == deliveries[:50]
+    assert link(first.content.decode(), "prev") is None
+    assert '<span class="disabled">Newer</span>' in first.content.decode()
+    assert list(second.context["deliveries"]) == deliveries[50:100]
+    assert list(third.context["deliveries"]) == deliveries[100:]
+    assert link(third.content.decode(), "next") is None
+    assert list(back.context["deliveries"]) == deliveries[50:100]
+    assert list(newest.context["deliveries"]) == deliveries[:50]
+    assert link(newest.content.decode(), "prev") is None
+
+
+def test_deliveries_of_one_moment_are_neither_skipped_nor_repeated(ada_client: Client, endpoint):
+    moment = timezone.now()
+    Delivery.objects.bulk_create(
+        Delivery(endpoint=endpoint, event_type="response.completed", payload={}, created_at=moment)
+        for _ in range(60)
+    )
+    detail = reverse("survey:survey_webhooks:endpoint", args=[endpoint.pk])
+
+    first = ada_client.get(detail)
+    second = ada_client.get(f"{detail}?{link(first.content.decode(), 'next')}")
+
+    shown = [d.pk for d in first.context["deliveries"]] + [
+        d.pk for d in second.context["deliveries"]
+    ]
+    assert sorted(shown) == sorted(Delivery.objects.values_list("pk", flat=True))
+    assert len(shown) == 60
+
+
+def test_paging_keeps_the_status_filter(ada_client: Client, endpoint):
+    failed = make_deliveries(endpoint, 55, status=WorkStatus.FAILED)
+    make_deliveries(endpoint, 30, status=WorkStatus.DONE)
+    detail = reverse("survey:survey_webhooks:endpoint", args=[endpoint.pk])
+
+    first = ada_client.get(detail, {"status": "failed"})
+    older = link(first.content.decode(), "next")
+    second = ada_client.get(f"{detail}?{older}")
+
+    assert older is not None and older.startswith("status=failed&before=")
+    assert list(first.context["deliveries"]) == failed[:50]
+    assert list(second.context["deliveries"]) == failed[50:]
+    assert second.context["status"] == "failed"
+    assert 'value="failed" selected' in second.content.decode()
+    assert (link(second.content.decode(), "prev") or "").startswith("status=failed&after=")
+
+
+def test_a_cursor_that_is_not_ours_shows_the_newest_deliveries(ada_client: Client, endpoint):
+    deliveries = make_deliveries(endpoint, 51)
+    detail = reverse("survey:survey_webhooks:endpoint", args=[endpoint.pk])
+
+    huge_key = cursors.encode_cursor(timezone.now(), "9" * 40)
+    for query in (
+        {"before": "garbage"},
+        {"after": "%%%"},
+        {"before": huge_key},
+        {"after": huge_key},
+        {"status": "nonsense"},
+    ):
+        response = ada_client.get(detail, query)
+
+        assert response.status_code == 200
+        assert list(response.context["deliveries"]) == deliveries[:50]
+
+
+def test_one_page_of_deliveries_has_no_pager(ada_client: Client, endpoint):
+    make_deliveries(endpoint, 50)
+    html = ada_client.get(reverse("survey:survey_webhooks:endpoint", args=[endpoint.pk])).content
+
+    assert b'class="pagination"' not in html

@@ -11,7 +11,9 @@ import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import OutputWrapper
+from django.urls import reverse
 from django.utils import timezone
 
 from kizuna.identity.models import User
@@ -53,6 +55,16 @@ def load(*, users: Mapping[str, User], stdout: OutputWrapper | Any = None) -> No
             stdout.write(f"Survey: created {', '.join(created)} with {responses} sample responses.")
         else:
             stdout.write("Survey: demo accounts already present.")
+        # Where to find the key, never the key: demo output ends up in logs and terminals.
+        stdout.write(
+            "Survey: for the CRM's \"another user's account\" method, sign in as "
+            f"{carol.email} and copy her SC key from Survey > SC key ({sc_key_url()})."
+        )
+
+
+def sc_key_url() -> str:
+    """The SC key page of the signed-in administrator's account, as a full URL."""
+    return f"{settings.SURVEY_URL}{reverse('survey:survey_keys:sc-key')}"
 
 
 # --- answer makers ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from kizuna.identity.models import User
 from kizuna.survey import demo
+from kizuna.survey.keys.services import KEY_PREFIX, get_or_create_key
 from kizuna.survey.models import (
     AccountMember,
     Answer,
@@ -44,8 +45,8 @@ def test_demo_loads_ada_and_carol_accounts_once(
     users = demo_users(ada=ada_user, bob=bob_user, carol=carol_user, charlie=charlie_user)
     out = io.StringIO()
     demo.load(users=users, stdout=OutputWrapper(out))
-    assert "Survey: created Kizuna Demo Surveys, Carol's Research with 469 sample responses." in (
-        out.getvalue()
+    assert out.getvalue().splitlines()[0] == (
+        "Survey: created Kizuna Demo Surveys, Carol's Research with 469 sample responses."
     )
 
     ada_member = AccountMember.objects.get(user=ada_user)
@@ -80,7 +81,7 @@ def test_demo_loads_ada_and_carol_accounts_once(
 
     again = io.StringIO()
     demo.load(users=users, stdout=OutputWrapper(again))
-    assert again.getvalue().strip() == "Survey: demo accounts already present."
+    assert again.getvalue().splitlines()[0] == "Survey: demo accounts already present."
     assert Response.objects.count() == 469
     assert AccountMember.objects.filter(user=ada_user).count() == 1
 
@@ -99,6 +100,31 @@ def test_every_demo_answer_is_one_a_respondent_could_have_given(
             answers__question=question
         )
         assert not unanswered.exists(), question.text
+
+
+@pytest.mark.parametrize("run", ["first", "second"])
+def test_demo_says_where_carols_sc_key_is_without_printing_it(
+    settings: Any, ada_user: User, bob_user: User, carol_user: User, charlie_user: User, run: str
+) -> None:
+    settings.SURVEY_URL = "http://127.0.0.1:8000"
+    users = demo_users(ada=ada_user, bob=bob_user, carol=carol_user, charlie=charlie_user)
+    keys: list[str] = []
+    if run == "second":
+        demo.load(users=users)
+        members = AccountMember.objects.filter(user__in=[ada_user, carol_user])
+        keys = [get_or_create_key(member=member).reveal() for member in members]
+    out = io.StringIO()
+
+    demo.load(users=users, stdout=OutputWrapper(out))
+
+    assert out.getvalue().splitlines()[1] == (
+        "Survey: for the CRM's \"another user's account\" method, sign in as carol@example.com"
+        " and copy her SC key from Survey > SC key (http://127.0.0.1:8000/survey/settings/sc-key/)."
+    )
+    assert len(out.getvalue().splitlines()) == 2
+    assert KEY_PREFIX not in out.getvalue()
+    assert len(keys) == (2 if run == "second" else 0)
+    assert not any(key in out.getvalue() for key in keys)
 
 
 @pytest.mark.django_db

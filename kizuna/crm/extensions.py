@@ -14,7 +14,8 @@ may answer None to show nothing (for example while an integration is disabled).
 - register_bulk_action(BulkAction(...)): a button of the list's bulk action
   bar, shown when `is_available(request, module)` says so; the list form is
   POSTed to `url_name` (button formaction) with `module` ("leads" or
-  "contacts") and one `ids` field per selected row.
+  "contacts"), `bulk_action` (the key) and one `ids` field per selected row
+  (mail: "Send email").
 - register_nav_item(func): func(request) -> NavItem | None. A link in the CRM
   sub-navigation (mail: "Email templates").
 

@@ -169,7 +169,6 @@ class BulkForm(forms.Form):
         ("owner", _("Change owner")),
         ("status", _("Change status")),
         ("delete", _("Delete")),
-        ("send_email", _("Send email")),
     )
     ids = IdsField(label=_("Selected records"))
     action = forms.ChoiceField(choices=ACTIONS)

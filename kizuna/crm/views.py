@@ -11,7 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
@@ -40,14 +40,6 @@ LIST_PARAMETERS = ("q", "status", "owner", "source", "sort")
 def url_for(module: str, action: str, *args: Any) -> str:
     """crm:lead-detail, crm:contact-list, ... for a module."""
     return reverse(f"crm:{SINGULAR[module]}-{action}", args=args)
-
-
-def compose_url() -> str | None:
-    """The mail composer, when the mail app provides one."""
-    try:
-        return reverse("crm_mail:compose")
-    except NoReverseMatch:
-        return None
 
 
 @login_required
@@ -146,7 +138,6 @@ def _list_context(
         "first_url": f"?{urlencode(kept)}",
         "column_sorts": _column_sorts(kept, query.sort.key),
         "bulk_form": bulk_form or BulkForm(module=module, organization=organization),
-        "can_send_email": compose_url() is not None,
         "bulk_extensions": extensions.bulk_actions(request, module),
     }
 
@@ -234,13 +225,6 @@ def record_bulk(request: HttpRequest, module: str) -> HttpResponse:
         )
     elif action == "delete":
         return _bulk_delete(request, module, form, ids)
-    elif action == "send_email":
-        url = compose_url()
-        if url is None:
-            raise Http404
-        return redirect(
-            f"{url}?{urlencode({'module': module, 'ids': ','.join(map(str, sorted(ids)))})}"
-        )
     return _back_to_list(request, module)
 
 
@@ -317,7 +301,6 @@ def record_detail(request: HttpRequest, module: str, pk: int) -> HttpResponse:
             ),
             "extension_actions": extensions.detail_actions(request, record),
             "extension_panels": extensions.detail_panels(request, record),
-            "compose_url": compose_url(),
             "may_delete": current_membership(request).may_delete(record),
         },
     )

@@ -22,6 +22,7 @@ from kizuna.crm.mail.access import (
 )
 from kizuna.crm.mail.extensions import EditorContext, MergeContext, PlaceholderError, editor_buttons
 from kizuna.crm.mail.forms import ComposeForm, TemplateForm
+from kizuna.crm.mail.hooks import SEND_EMAIL_BULK_ACTION
 from kizuna.crm.mail.models import EmailTemplate, Module, SendBatch
 from kizuna.crm.mail.rendering import (
     RECORD_MODEL,
@@ -32,6 +33,7 @@ from kizuna.crm.mail.rendering import (
 from kizuna.crm.models import Contact, Lead, Organization
 
 MAX_RECIPIENTS = 1000
+LIST_URL_NAMES = {"leads": "crm:lead-list", "contacts": "crm:contact-list"}
 
 
 def _editor_context(
@@ -219,16 +221,32 @@ def template_delete(request: HttpRequest, pk: int) -> HttpResponse:
 # Sending --------------------------------------------------------------------
 
 
-def _requested_records(
-    organization: Organization, module: str, raw_ids: str
-) -> list[Lead | Contact]:
-    """The records named by `ids` (comma-separated), in that order; 404 if any is not ours."""
+class SelectionError(Exception):
+    """A list selection the composer cannot take, with the reason for the user."""
+
+
+def _parse_ids(raw_ids: list[str]) -> list[int]:
+    """Ids from repeated `ids` fields (the list's checkboxes) or comma-separated ones."""
     try:
-        ids = list(dict.fromkeys(int(part) for part in raw_ids.split(",") if part.strip()))
+        return list(
+            dict.fromkeys(
+                int(part) for value in raw_ids for part in value.split(",") if part.strip()
+            )
+        )
     except ValueError:
         raise Http404 from None
-    if not ids or len(ids) > MAX_RECIPIENTS:
-        raise Http404
+
+
+def _requested_records(
+    organization: Organization, module: str, ids: list[int]
+) -> list[Lead | Contact]:
+    """The records named by `ids`, in that order; 404 if any is not ours."""
+    if not ids:
+        raise SelectionError(_("Select at least one record."))
+    if len(ids) > MAX_RECIPIENTS:
+        raise SelectionError(
+            _("Select at most %(max)d records for one email.") % {"max": MAX_RECIPIENTS}
+        )
     model = RECORD_MODEL[module]
     found = {
         record.pk: record for record in model.objects.filter(organization=organization, pk__in=ids)
@@ -238,16 +256,49 @@ def _requested_records(
     return [found[pk] for pk in ids]
 
 
+def _initial_from_template(
+    organization: Organization, module: str, chosen: str | None
+) -> dict[str, object]:
+    """The composer's first values: those of the chosen template, if any."""
+    if not chosen:
+        return {}
+    try:
+        template = EmailTemplate.objects.get(
+            organization=organization, module=module, pk=int(chosen)
+        )
+    except (ValueError, EmailTemplate.DoesNotExist):
+        raise Http404 from None
+    initial: dict[str, object] = {"template": template, **TemplateForm.initial_from(template)}
+    initial.pop("name")
+    return initial
+
+
+def _is_selection(request: HttpRequest) -> bool:
+    """A POST that opens the composer (from a list's selection, or choosing a template)
+    rather than one that sends: selections can be too long for a URL."""
+    return (
+        request.POST.get("bulk_action") == SEND_EMAIL_BULK_ACTION.key
+        or "choose_template" in request.POST
+    )
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def compose(request: HttpRequest) -> HttpResponse:
-    """Write one email to the selected leads or contacts (?module=leads&ids=1,2,3)."""
+    """Write one email to the selected leads or contacts.
+
+    GET ?module=leads&ids=1 opens it for one record; a list's selection is POSTed
+    (`bulk_action=send_email`, one `ids` field per row), as is the template choice.
+    """
     organization = get_organization_for_member(request)
     source = request.POST if request.method == "POST" else request.GET
     module = get_module(source.get("module"))
-    raw_ids = ",".join(source.getlist("ids"))
-    records = _requested_records(organization, module, raw_ids)
-    if request.method == "POST":
+    try:
+        records = _requested_records(organization, module, _parse_ids(source.getlist("ids")))
+    except SelectionError as error:
+        messages.error(request, str(error))
+        return redirect(LIST_URL_NAMES[module])
+    if request.method == "POST" and not _is_selection(request):
         form = ComposeForm(request.POST, organization=organization, module=module)
         if form.is_valid():
             try:
@@ -267,17 +318,7 @@ def compose(request: HttpRequest) -> HttpResponse:
                 messages.success(request, _("Your email is being sent."))
                 return redirect("crm_mail:batch", pk=batch.pk)
     else:
-        initial: dict[str, object] = {}
-        chosen = request.GET.get("template")
-        if chosen:
-            try:
-                template = EmailTemplate.objects.get(
-                    organization=organization, module=module, pk=int(chosen)
-                )
-            except (ValueError, EmailTemplate.DoesNotExist):
-                raise Http404 from None
-            initial = {"template": template, **TemplateForm.initial_from(template)}
-            initial.pop("name")
+        initial = _initial_from_template(organization, module, source.get("template"))
         form = ComposeForm(initial=initial, organization=organization, module=module)
     language = get_language() or "en"
     recipients = [

@@ -1,4 +1,4 @@
-"""Bulk actions on the selected rows of a list: owner, status, delete, send email."""
+"""Bulk actions on the selected rows of a list: owner, status, delete (mail adds "Send email")."""
 
 from __future__ import annotations
 
@@ -133,27 +133,6 @@ def test_a_missing_owner_keeps_the_selection(ada_client: Client, three_leads: li
     assert "Choose the new owner." in response.content.decode()
     selected = [row.pk for row, is_selected in response.context["rows"] if is_selected]
     assert selected == [three_leads[1].pk]
-
-
-def test_send_email_goes_to_the_mail_composer_when_there_is_one(
-    ada_client: Client, three_leads: list[Lead], charlie: Any
-) -> None:
-    from kizuna.crm import views
-
-    url = views.compose_url()
-    other = make_lead(charlie.organization, charlie.user, family_name="Other")
-    response = ada_client.post(
-        reverse("crm:lead-bulk"),
-        {"action": "send_email", "ids": [three_leads[0].pk, other.pk, three_leads[2].pk]},
-    )
-    if url is None:
-        assert response.status_code == 404
-        assert 'value="send_email"' not in ada_client.get(reverse("crm:lead-list")).content.decode()
-    else:
-        assert response.status_code == 302
-        assert response["Location"] == (
-            f"{url}?module=leads&ids={three_leads[0].pk}%2C{three_leads[2].pk}"
-        )
 
 
 def test_registered_bulk_actions_appear_as_buttons(

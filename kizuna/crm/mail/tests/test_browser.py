@@ -9,6 +9,7 @@ from django.test import override_settings
 
 from kizuna.crm.mail import extensions, services, transport
 from kizuna.crm.mail.models import EmailTemplate
+from kizuna.crm.models import Lead
 from kizuna.testing.personas import PASSWORD
 from kizuna.work import leases
 
@@ -123,4 +124,22 @@ def test_the_progress_bar_updates_without_reloading(
     page.wait_for_selector('[data-count="sent"]:text-is("1")', timeout=10_000)
     assert page.text_content('[data-count="waiting"]') == "0"
     assert page.evaluate("window.notReloaded") is True
+    assert (errors, failed) == ([], [])
+
+
+def test_send_email_posts_a_whole_list_page_to_compose(
+    live_server: Any, page: Any, ada: Any, organization: Any
+) -> None:
+    Lead.objects.bulk_create(
+        Lead(organization=organization, family_name=f"B{i:02}", email=f"b{i}@x.test")
+        for i in range(55)
+    )
+    errors, failed = watch_for_errors(page)
+    sign_in(page, live_server, "/crm/leads/")
+    page.locator("#select-all").check()
+    assert page.locator('input[name="ids"]:checked').count() == 50
+    page.click('button[name="bulk_action"][value="send_email"]')
+    page.wait_for_url("**/crm/mail/compose/")
+    assert "Send to 50 recipients" in page.content()
+    assert page.locator("span.badge.ok", has_text="Will receive it").count() == 50
     assert (errors, failed) == ([], [])

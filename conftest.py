@@ -1,9 +1,29 @@
 """Test configuration shared by every app's tests."""
 
 import os
+from collections.abc import Iterator
+
+import pytest
 
 # Playwright's sync API runs an event loop in the test thread; Django's ORM must
 # still be usable from those tests.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 pytest_plugins = ["kizuna.testing.personas", "kizuna.testing.browser"]
+
+
+@pytest.fixture(autouse=True)
+def _empty_shared_cache(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Rate limits and throttles live in the database cache table, which Django's
+    flush after a transactional test does not empty: without this, counters a
+    concurrency test left behind would throttle the tests that follow it."""
+    yield
+    marker = request.node.get_closest_marker("django_db")
+    transactional = (marker is not None and marker.kwargs.get("transaction")) or (
+        {"transactional_db", "live_server"} & set(request.fixturenames)
+    )
+    if transactional:
+        from django.core.cache import cache
+
+        with request.getfixturevalue("django_db_blocker").unblock():
+            cache.clear()

@@ -54,7 +54,7 @@ except Exception as error:
 PY
 then
     step "pytest on PostgreSQL ($POSTGRES_URL)"
-    DATABASE_URL="$POSTGRES_URL" KIZUNA_TEST_RUN="${KIZUNA_TEST_RUN:-ci$$}" "${PYTEST[@]}" \
+    DATABASE_URL="$POSTGRES_URL" KIZUNA_TEST_RUN="${KIZUNA_TEST_RUN:-ci}" "${PYTEST[@]}" \
         || fail "pytest on PostgreSQL"
     tested+=("PostgreSQL $($BIN/python - "$POSTGRES_URL" <<'PY'
 import sys, psycopg

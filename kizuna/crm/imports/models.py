@@ -26,6 +26,14 @@ class ImportStatus(models.TextChoices):
     DISCARDED = "discarded", _("Discarded")
 
 
+IN_PROGRESS = (
+    ImportStatus.CHECKING,
+    ImportStatus.QUEUED,
+    ImportStatus.RUNNING,
+    ImportStatus.SAVING,
+)
+
+
 class ImportJob(models.Model):
     """One CSV file a member uploaded to import leads or contacts, and how its import went.
 
@@ -65,6 +73,10 @@ class ImportJob(models.Model):
     # [{"row": 3, "fields": {"email": ["..."]}}, ...] in the importer's language.
     problems = models.JSONField(default=list, blank=True)
     failure = models.TextField(_("failure"), blank=True)
+    # The django-tasks result of the job's latest background check or import: when
+    # that task has failed for good (WorkerDied after its last attempt, too), the
+    # job is marked failed (services.fail_abandoned_imports).
+    task_id = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(_("uploaded at"), default=timezone.now)
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
@@ -85,12 +97,7 @@ class ImportJob(models.Model):
 
     @property
     def is_in_progress(self) -> bool:
-        return self.status in {
-            ImportStatus.CHECKING,
-            ImportStatus.QUEUED,
-            ImportStatus.RUNNING,
-            ImportStatus.SAVING,
-        }
+        return self.status in IN_PROGRESS
 
     @property
     def percent(self) -> int:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext
+from django_tasks import TaskResultStatus, default_task_backend
+from django_tasks.base import Task
+from django_tasks.exceptions import TaskResultDoesNotExist
 
 from kizuna.crm.imports.checks import summarize
-from kizuna.crm.imports.models import ImportJob, ImportStatus
+from kizuna.crm.imports.models import IN_PROGRESS, ImportJob, ImportStatus
 from kizuna.crm.imports.rows import (
     MAX_UPLOAD_BYTES,
     ImportFileError,
@@ -22,6 +26,7 @@ from kizuna.crm.imports.rows import (
 )
 from kizuna.crm.models import Activity, ActivityKind, Contact, Lead, Organization
 from kizuna.identity.models import User
+from kizuna.work.retry import WorkerDied
 
 BATCH_SIZE = 1000
 PROBLEMS_KEPT = 1000
@@ -64,13 +69,88 @@ def save_import_mapping(*, job: ImportJob, mapping: dict[str, str]) -> ImportJob
         check_summary={},
         status=ImportStatus.CHECKING if background else ImportStatus.UPLOADED,
         processed=0,
+        task_id="",
     )
     if background:
         from kizuna.crm.imports.tasks import check_import_task
 
-        transaction.on_commit(lambda: check_import_task.enqueue(job.pk))
+        transaction.on_commit(lambda: _enqueue(check_import_task, job.pk))
     job.refresh_from_db()
     return job
+
+
+def _enqueue(task: Task[[int], Any], job_id: int) -> None:
+    result = task.enqueue(job_id)
+    ImportJob.objects.filter(pk=job_id).update(task_id=str(result.id))
+
+
+def _failed_task(task_id: str) -> Any:
+    """The task's result if it has failed for good (no retry left), else None."""
+    if not default_task_backend.supports_get_result:
+        return None
+    try:
+        result = default_task_backend.get_result(task_id)
+    except TaskResultDoesNotExist:
+        return None
+    return result if result.status == TaskResultStatus.FAILED else None
+
+
+def _abandoned_message(job: ImportJob, result: Any) -> str:
+    last_error = result.errors[-1].exception_class_path if result.errors else ""
+    worker_died = last_error == f"{WorkerDied.__module__}.{WorkerDied.__qualname__}"
+    attempts = {"attempts": len(result.worker_ids)}
+    if job.status == ImportStatus.CHECKING:
+        if worker_died:
+            return (
+                gettext(
+                    "Checking the file was given up after %(attempts)d attempts: the background "
+                    "worker stopped each time (for example, it ran out of memory). Try again, or "
+                    "split the file into smaller ones."
+                )
+                % attempts
+            )
+        return gettext(
+            "Checking the file failed in the background. Try again; if it keeps failing, ask "
+            "an administrator to look at the worker's log."
+        )
+    if worker_died:
+        return (
+            gettext(
+                "The import was given up after %(attempts)d attempts: the background worker "
+                "stopped each time (for example, it ran out of memory). Nothing was imported. Try "
+                "again, or split the file into smaller ones."
+            )
+            % attempts
+        )
+    return gettext(
+        "The import failed in the background and nothing was imported. Try again; if it keeps "
+        "failing, ask an administrator to look at the worker's log."
+    )
+
+
+def fail_abandoned_imports(*, jobs: Iterable[ImportJob]) -> list[int]:
+    """Mark failed the jobs in progress whose background task has failed for good.
+
+    The worker records a task's final failure only on the task's result (for example
+    WorkerDied when its worker was killed on every attempt), so the job's pages ask.
+    Returns the ids of the jobs marked failed.
+    """
+    failed = []
+    for job in jobs:
+        if not job.is_in_progress or not job.task_id:
+            continue
+        result = _failed_task(job.task_id)
+        if result is None:
+            continue
+        language = job.created_by.language if job.created_by else settings.LANGUAGE_CODE
+        with translation.override(language or settings.LANGUAGE_CODE):
+            failure = _abandoned_message(job, result)
+        # Only while the job is still where that task left it.
+        if ImportJob.objects.filter(pk=job.pk, task_id=job.task_id, status__in=IN_PROGRESS).update(
+            status=ImportStatus.FAILED, failure=failure, finished_at=timezone.now()
+        ):
+            failed.append(job.pk)
+    return failed
 
 
 def check_import(*, job_id: int) -> ImportJob:
@@ -125,6 +205,7 @@ def start_import(*, job: ImportJob, skip_bad_rows: bool, allow_duplicates: bool)
         skip_bad_rows=skip_bad_rows,
         allow_duplicates=allow_duplicates,
         processed=0,
+        task_id="",
     )
     if not updated:
         job.refresh_from_db()
@@ -132,7 +213,7 @@ def start_import(*, job: ImportJob, skip_bad_rows: bool, allow_duplicates: bool)
     if job.row_count > background_threshold():
         from kizuna.crm.imports.tasks import run_import_task
 
-        transaction.on_commit(lambda: run_import_task.enqueue(job.pk))
+        transaction.on_commit(lambda: _enqueue(run_import_task, job.pk))
         job.refresh_from_db()
         return job
     return run_import(job_id=job.pk)

@@ -49,7 +49,11 @@ def start(request: HttpRequest) -> HttpResponse:
     jobs = ImportJob.objects.filter(organization=membership.organization)
     if not membership.is_administrator:
         jobs = jobs.filter(created_by_id=request.user.pk)
-    recent = jobs.select_related("created_by").order_by("-created_at")[:20]
+    recent = list(jobs.select_related("created_by").order_by("-created_at")[:20])
+    failed = services.fail_abandoned_imports(jobs=recent)
+    for job in recent:
+        if job.pk in failed:
+            job.refresh_from_db()
     return render(
         request,
         "crm_imports/start.html",
@@ -158,6 +162,8 @@ def discard(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_import_job_for_member(request, pk)
+    if services.fail_abandoned_imports(jobs=[job]):
+        job.refresh_from_db()  # failed: the progress part stops polling
     problems = _problems_for_display(job, job.problems[:PROBLEMS_SHOWN])
     context = {"job": job, "problems": problems, "can_retry": _editable(job)}
     if request.htmx:  # type: ignore[attr-defined]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
+from django.shortcuts import get_object_or_404
 
 from kizuna.survey.models import AccountMember, Portal, Question, Section, Survey
 
@@ -63,57 +64,37 @@ def get_admin_member(request: HttpRequest) -> AccountMember:
 
 
 def get_portal_for_member(request: HttpRequest, pk: int) -> Portal:
-    member = get_member(request)
-    try:
-        return Portal.objects.get(account_id=member.account_id, pk=pk)
-    except Portal.DoesNotExist:
-        raise Http404 from None
+    return get_object_or_404(Portal, account_id=get_member(request).account_id, pk=pk)
 
 
 def get_survey_for_member(request: HttpRequest, pk: int) -> Survey:
-    member = get_member(request)
-    try:
-        return Survey.objects.select_related("portal").get(
-            portal__account_id=member.account_id, pk=pk
-        )
-    except Survey.DoesNotExist:
-        raise Http404 from None
+    account_id = get_member(request).account_id
+    return get_object_or_404(
+        Survey.objects.select_related("portal"), portal__account_id=account_id, pk=pk
+    )
 
 
 def get_account_member_for_admin(request: HttpRequest, pk: int) -> AccountMember:
     """A membership of the current account, for an administrator's member pages."""
-    admin = get_admin_member(request)
-    try:
-        return AccountMember.objects.select_related("user", "account").get(
-            account_id=admin.account_id, pk=pk
-        )
-    except AccountMember.DoesNotExist:
-        raise Http404 from None
+    account_id = get_admin_member(request).account_id
+    return get_object_or_404(
+        AccountMember.objects.select_related("user", "account"), account_id=account_id, pk=pk
+    )
 
 
 def get_portal_for_admin(request: HttpRequest, pk: int) -> Portal:
-    admin = get_admin_member(request)
-    try:
-        return Portal.objects.get(account_id=admin.account_id, pk=pk)
-    except Portal.DoesNotExist:
-        raise Http404 from None
+    return get_object_or_404(Portal, account_id=get_admin_member(request).account_id, pk=pk)
 
 
 def get_question_for_member(request: HttpRequest, survey_pk: int, pk: int) -> Question:
     survey = get_survey_for_member(request, survey_pk)
-    try:
-        question = Question.objects.select_related("section").get(survey=survey, pk=pk)
-    except Question.DoesNotExist:
-        raise Http404 from None
+    question = get_object_or_404(Question.objects.select_related("section"), survey=survey, pk=pk)
     question.survey = survey
     return question
 
 
 def get_section_for_member(request: HttpRequest, survey_pk: int, pk: int) -> Section:
     survey = get_survey_for_member(request, survey_pk)
-    try:
-        section = Section.objects.get(survey=survey, pk=pk)
-    except Section.DoesNotExist:
-        raise Http404 from None
+    section = get_object_or_404(Section, survey=survey, pk=pk)
     section.survey = survey
     return section

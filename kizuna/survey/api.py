@@ -10,11 +10,13 @@ deployment-internal route (/internal/accounts-for-email) takes the trust token
 from __future__ import annotations
 
 import datetime
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Prefetch, Q
+from django.db.models import Prefetch, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -185,16 +187,57 @@ def _member(request: HttpRequest) -> AccountMember:
 # --- cursors --------------------------------------------------------------------------------
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime.datetime, str]:
-    decoded = cursors.decode_cursor(cursor)
-    if decoded is None:
-        raise APIError(
-            "invalid",
-            _("Some values are not valid."),
-            status=422,
-            fields={"cursor": [str(_("Use the next_cursor of a previous answer."))]},
-        )
-    return decoded
+def _invalid_cursor() -> APIError:
+    return APIError(
+        "invalid",
+        _("Some values are not valid."),
+        status=422,
+        fields={"cursor": [str(_("Use the next_cursor of a previous answer."))]},
+    )
+
+
+def _integer_key(text: str) -> int:
+    if not text.isdigit() or len(text) > 18:  # beyond a bigint would be a database error
+        raise _invalid_cursor()
+    return int(text)
+
+
+def _uuid_key(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise _invalid_cursor() from None
+
+
+def _page_after(
+    rows: QuerySet[Any],
+    *,
+    moment: str,
+    cursor: str | None,
+    limit: int,
+    key: Callable[[str], Any],
+) -> tuple[list[Any], str | None]:
+    """One page of `rows` in (`moment`, pk) order after `cursor`, and the next page's cursor."""
+    size = _limit(limit)
+    if cursor:
+        decoded = cursors.decode_cursor(cursor)
+        if decoded is None:
+            raise _invalid_cursor()
+        at, pk = decoded[0], key(decoded[1])
+        rows = rows.filter(Q(**{f"{moment}__gt": at}) | Q(**{moment: at, "pk__gt": pk}))
+    page = list(rows.order_by(moment, "pk")[: size + 1])
+    if len(page) <= size:
+        return page, None
+    last = page[size - 1]
+    return page[:size], cursors.encode_cursor(getattr(last, moment), last.pk)
+
+
+def _of_survey(rows: QuerySet[Any], *, account_id: int, survey: int | None) -> QuerySet[Any]:
+    """`rows` of one survey when a survey id is given (404 for a survey of another account)."""
+    if survey is None:
+        return rows
+    get_object_or_404(Survey, portal__account_id=account_id, pk=survey)
+    return rows.filter(survey_id=survey)
 
 
 def _limit(limit: int) -> int:
@@ -349,24 +392,13 @@ def list_invitations(
     invitations = Invitation.objects.filter(survey__portal__account_id=account_id).select_related(
         "response"
     )
-    if survey is not None:
-        get_object_or_404(Survey, portal__account_id=account_id, pk=survey)
-        invitations = invitations.filter(survey_id=survey)
+    invitations = _of_survey(invitations, account_id=account_id, survey=survey)
     if recipient_reference is not None:
         invitations = invitations.filter(recipient_reference=recipient_reference)
-    if cursor:
-        at, pk = _decode_cursor(cursor)
-        if not pk.isdigit():
-            raise APIError("invalid", _("Some values are not valid."), status=422)
-        invitations = invitations.filter(Q(created_at__gt=at) | Q(created_at=at, pk__gt=int(pk)))
-    size = _limit(limit)
-    page = list(invitations.order_by("created_at", "pk")[: size + 1])
-    next_cursor = (
-        cursors.encode_cursor(page[size - 1].created_at, page[size - 1].pk)
-        if len(page) > size
-        else None
+    page, next_cursor = _page_after(
+        invitations, moment="created_at", cursor=cursor, limit=limit, key=_integer_key
     )
-    return {"items": [_invitation_out(i) for i in page[:size]], "next_cursor": next_cursor}
+    return {"items": [_invitation_out(i) for i in page], "next_cursor": next_cursor}
 
 
 # --- responses ------------------------------------------------------------------------------
@@ -389,9 +421,7 @@ def list_responses(
     responses = Response.objects.filter(survey__portal__account_id=account_id).select_related(
         "survey__portal"
     )
-    if survey is not None:
-        get_object_or_404(Survey, portal__account_id=account_id, pk=survey)
-        responses = responses.filter(survey_id=survey)
+    responses = _of_survey(responses, account_id=account_id, survey=survey)
     if since is not None:
         if timezone.is_naive(since):
             raise APIError(
@@ -401,22 +431,17 @@ def list_responses(
                 fields={"since": [str(_("Give the time with its time zone."))]},
             )
         responses = responses.filter(submitted_at__gte=since)
-    if cursor:
-        at, pk = _decode_cursor(cursor)
-        responses = responses.filter(Q(submitted_at__gt=at) | Q(submitted_at=at, pk__gt=pk))
-    size = _limit(limit)
-    page = list(
-        responses.order_by("submitted_at", "pk").prefetch_related(
+    page, next_cursor = _page_after(
+        responses.prefetch_related(
             Prefetch("answers", queryset=Answer.objects.select_related("question"))
-        )[: size + 1]
-    )
-    next_cursor = (
-        cursors.encode_cursor(page[size - 1].submitted_at, page[size - 1].pk)
-        if len(page) > size
-        else None
+        ),
+        moment="submitted_at",
+        cursor=cursor,
+        limit=limit,
+        key=_uuid_key,
     )
     return {
-        "items": [webhook_services.response_payload(r) for r in page[:size]],
+        "items": [webhook_services.response_payload(r) for r in page],
         "next_cursor": next_cursor,
     }
 

@@ -9,13 +9,12 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Prefetch
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from kizuna.identity.models import User
 from kizuna.survey import access, services
 from kizuna.survey.forms import (
     AccountForm,
@@ -35,23 +34,8 @@ from kizuna.survey.models import (
     QuestionKind,
     Survey,
 )
+from kizuna.survey.pages import render_form_page, render_page, signed_in_user
 from kizuna.survey.templatetags.survey_core import maybe_url
-
-
-def _user(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)  # login_required ran first
-    return request.user
-
-
-def _render(
-    request: HttpRequest, template: str, context: dict[str, Any], **kwargs: Any
-) -> HttpResponse:
-    member = access.current_member(request)
-    context.setdefault("member", member)
-    context.setdefault("nav", "surveys")
-    context.setdefault("memberships", access.memberships_of(request) if member else [])
-    return render(request, template, context, **kwargs)
-
 
 # --- home and accounts --------------------------------------------------------------------
 
@@ -60,7 +44,7 @@ def _render(
 def home(request: HttpRequest) -> HttpResponse:
     member = access.current_member(request)
     if member is None:
-        return _render(request, "survey/start.html", {"form": AccountForm()})
+        return render_page(request, "survey/start.html", {"form": AccountForm()})
     surveys = Survey.objects.annotate(response_count=Count("responses")).order_by(
         "-modified_at", "-id"
     )
@@ -69,20 +53,21 @@ def home(request: HttpRequest) -> HttpResponse:
         .prefetch_related(Prefetch("surveys", queryset=surveys))
         .order_by("name", "id")
     )
-    return _render(request, "survey/home.html", {"portals": portals})
+    return render_page(request, "survey/home.html", {"portals": portals})
 
 
 @login_required
 def account_new(request: HttpRequest) -> HttpResponse:
     form = AccountForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        account = services.create_account(name=form.cleaned_data["name"], owner=_user(request))
+        account = services.create_account(
+            name=form.cleaned_data["name"], owner=signed_in_user(request)
+        )
         access.switch_account(request, account.pk)
         messages.success(request, _("Your Survey account is ready. Build your first survey."))
         return redirect("survey:home")
     template = "survey/account_new.html" if access.current_member(request) else "survey/start.html"
-    status = 400 if request.method == "POST" else 200
-    return _render(request, template, {"form": form}, status=status)
+    return render_form_page(request, template, form, {})
 
 
 @require_POST
@@ -108,7 +93,7 @@ def members(request: HttpRequest) -> HttpResponse:
             result = services.register_members(
                 account=admin.account,
                 emails=form.cleaned_data["emails"],
-                by=_user(request),
+                by=signed_in_user(request),
                 role=form.cleaned_data["role"],
             )
         except ValidationError as error:
@@ -136,11 +121,11 @@ def members(request: HttpRequest) -> HttpResponse:
         .select_related("user")
         .order_by("user__email")
     )
-    return _render(
+    return render_form_page(
         request,
         "survey/members.html",
-        {"form": form, "rows": rows, "roles": MemberRole.choices, "nav": "members"},
-        status=400 if form.is_bound and form.errors else 200,
+        form,
+        {"rows": rows, "roles": MemberRole.choices, "nav": "members"},
     )
 
 
@@ -154,7 +139,7 @@ def member_role(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("survey:members")
     try:
         services.change_member_role(
-            member=target, role=form.cleaned_data["role"], by=_user(request)
+            member=target, role=form.cleaned_data["role"], by=signed_in_user(request)
         )
     except services.SurveyRuleError as error:
         messages.error(request, str(error))
@@ -172,7 +157,7 @@ def member_role(request: HttpRequest, pk: int) -> HttpResponse:
 def member_remove(request: HttpRequest, pk: int) -> HttpResponse:
     target = access.get_account_member_for_admin(request, pk)
     try:
-        services.remove_member(member=target, by=_user(request))
+        services.remove_member(member=target, by=signed_in_user(request))
     except services.SurveyRuleError as error:
         messages.error(request, str(error))
         return redirect("survey:members")
@@ -192,7 +177,9 @@ def member_resend(request: HttpRequest, pk: int) -> HttpResponse:
         messages.info(
             request, _("%(email)s has already set a password.") % {"email": target.user.email}
         )
-    elif services.send_invitation(user=target.user, account=target.account, by=_user(request)):
+    elif services.send_invitation(
+        user=target.user, account=target.account, by=signed_in_user(request)
+    ):
         messages.success(
             request, _("The invitation was sent again to %(email)s.") % {"email": target.user.email}
         )
@@ -219,11 +206,11 @@ def portals(request: HttpRequest) -> HttpResponse:
         .annotate(survey_count=Count("surveys"))
         .order_by("name", "id")
     )
-    return _render(
+    return render_form_page(
         request,
         "survey/portals.html",
-        {"form": form, "rows": rows, "nav": "portals"},
-        status=400 if form.is_bound and form.errors else 200,
+        form,
+        {"rows": rows, "nav": "portals"},
     )
 
 
@@ -235,11 +222,11 @@ def portal_rename(request: HttpRequest, pk: int) -> HttpResponse:
         form.save()
         messages.success(request, _("Portal renamed to “%(name)s”.") % {"name": portal.name})
         return redirect("survey:portals")
-    return _render(
+    return render_form_page(
         request,
         "survey/portal_rename.html",
-        {"form": form, "portal": portal, "nav": "portals"},
-        status=400 if form.is_bound and form.errors else 200,
+        form,
+        {"portal": portal, "nav": "portals"},
     )
 
 
@@ -248,7 +235,7 @@ def portal_rename(request: HttpRequest, pk: int) -> HttpResponse:
 def portal_delete(request: HttpRequest, pk: int) -> HttpResponse:
     portal = access.get_portal_for_admin(request, pk)
     try:
-        services.delete_portal(portal=portal, by=_user(request))
+        services.delete_portal(portal=portal, by=signed_in_user(request))
     except services.SurveyRuleError as error:
         messages.error(request, str(error))
     else:
@@ -269,15 +256,15 @@ def survey_new(request: HttpRequest) -> HttpResponse:
     form = SurveyForm(request.POST or None, initial=initial, account_id=member.account_id)
     if request.method == "POST" and form.is_valid():
         survey = form.save(commit=False)
-        survey.created_by = _user(request)
+        survey.created_by = signed_in_user(request)
         survey.save()
         messages.success(request, _("Survey created. Now add its questions."))
         return redirect("survey:survey", pk=survey.pk)
-    return _render(
+    return render_form_page(
         request,
         "survey/survey_form.html",
-        {"form": form, "survey": None},
-        status=400 if form.is_bound and form.errors else 200,
+        form,
+        {"survey": None},
     )
 
 
@@ -312,7 +299,7 @@ def survey_detail(request: HttpRequest, pk: int) -> HttpResponse:
     survey = access.get_survey_for_member(request, pk)
     context = _builder_context(survey)
     context["public_url"] = _public_url(request, survey)
-    return _render(request, "survey/builder.html", context)
+    return render_page(request, "survey/builder.html", context)
 
 
 def _public_url(request: HttpRequest, survey: Survey) -> str:
@@ -329,11 +316,11 @@ def survey_edit(request: HttpRequest, pk: int) -> HttpResponse:
         services.touch_survey(survey)
         messages.success(request, _("Survey settings saved."))
         return redirect("survey:survey", pk=survey.pk)
-    return _render(
+    return render_form_page(
         request,
         "survey/survey_form.html",
-        {"form": form, "survey": survey},
-        status=400 if form.is_bound and form.errors else 200,
+        form,
+        {"survey": survey},
     )
 
 
@@ -342,7 +329,7 @@ def survey_edit(request: HttpRequest, pk: int) -> HttpResponse:
 def survey_copy(request: HttpRequest, pk: int) -> HttpResponse:
     survey = access.get_survey_for_member(request, pk)
     title = _("Copy of %(title)s") % {"title": survey.title}
-    copy = services.copy_survey(survey=survey, by=_user(request), title=title[:300])
+    copy = services.copy_survey(survey=survey, by=signed_in_user(request), title=title[:300])
     messages.success(
         request, _("This is a closed copy: edit it, then open it for responses when ready.")
     )
@@ -372,13 +359,13 @@ def survey_delete(request: HttpRequest, pk: int) -> HttpResponse:
     response_count = survey.responses.count()
     if request.method == "POST":
         try:
-            services.delete_survey(survey=survey, by=_user(request))
+            services.delete_survey(survey=survey, by=signed_in_user(request))
         except services.SurveyRuleError as error:
             messages.error(request, str(error))
             return redirect("survey:survey", pk=survey.pk)
         messages.success(request, _("Survey “%(title)s” deleted.") % {"title": survey.title})
         return redirect("survey:home")
-    return _render(
+    return render_page(
         request, "survey/survey_delete.html", {"survey": survey, "response_count": response_count}
     )
 
@@ -411,18 +398,18 @@ def question_new(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             saved = services.save_question(
-                survey=survey, question=None, data=form.cleaned_data, by=_user(request)
+                survey=survey, question=None, data=form.cleaned_data, by=signed_in_user(request)
             )
         except services.SurveyRuleError as error:
             form.add_error(None, str(error))
         else:
             _question_saved_messages(request, saved)
             return redirect(_builder_url(survey, saved.question))
-    return _render(
+    return render_form_page(
         request,
         "survey/question_form.html",
-        {"form": form, "survey": survey, "question": None},
-        status=400 if form.is_bound and form.errors else 200,
+        form,
+        {"survey": survey, "question": None},
     )
 
 
@@ -442,7 +429,7 @@ def question_edit(request: HttpRequest, pk: int, question_pk: int) -> HttpRespon
     if request.method == "POST" and form.is_valid():
         try:
             saved = services.save_question(
-                survey=survey, question=question, data=form.cleaned_data, by=_user(request)
+                survey=survey, question=question, data=form.cleaned_data, by=signed_in_user(request)
             )
         except services.SurveyRuleError as error:
             form.add_error("kind", str(error))
@@ -455,17 +442,16 @@ def question_edit(request: HttpRequest, pk: int, question_pk: int) -> HttpRespon
         for item in (question.options or {}).get(name) or []
         if item.get("archived")
     ]
-    return _render(
+    return render_form_page(
         request,
         "survey/question_form.html",
+        form,
         {
-            "form": form,
             "survey": survey,
             "question": question,
             "answer_count": answer_count,
             "archived_items": archived_items,
         },
-        status=400 if form.is_bound and form.errors else 200,
     )
 
 
@@ -473,7 +459,7 @@ def question_edit(request: HttpRequest, pk: int, question_pk: int) -> HttpRespon
 @login_required
 def question_delete(request: HttpRequest, pk: int, question_pk: int) -> HttpResponse:
     question = access.get_question_for_member(request, pk, question_pk)
-    if services.delete_question(question=question, by=_user(request)):
+    if services.delete_question(question=question, by=signed_in_user(request)):
         messages.warning(
             request,
             _(
@@ -490,7 +476,7 @@ def question_delete(request: HttpRequest, pk: int, question_pk: int) -> HttpResp
 @login_required
 def question_copy(request: HttpRequest, pk: int, question_pk: int) -> HttpResponse:
     question = access.get_question_for_member(request, pk, question_pk)
-    copy = services.copy_question(question=question, by=_user(request))
+    copy = services.copy_question(question=question, by=signed_in_user(request))
     messages.success(request, _("Question copied: the copy is right below the original."))
     return redirect(_builder_url(question.survey, copy))
 
@@ -499,7 +485,7 @@ def question_copy(request: HttpRequest, pk: int, question_pk: int) -> HttpRespon
 @login_required
 def question_restore(request: HttpRequest, pk: int, question_pk: int) -> HttpResponse:
     question = access.get_question_for_member(request, pk, question_pk)
-    services.restore_question(question=question, by=_user(request))
+    services.restore_question(question=question, by=signed_in_user(request))
     messages.success(request, _("Question restored: it is shown to respondents again."))
     return redirect(_builder_url(question.survey, question))
 
@@ -509,10 +495,10 @@ def question_restore(request: HttpRequest, pk: int, question_pk: int) -> HttpRes
 def question_move(request: HttpRequest, pk: int, question_pk: int) -> HttpResponse:
     question = access.get_question_for_member(request, pk, question_pk)
     offset = -1 if request.POST.get("direction") == "up" else 1
-    services.move_question(question=question, offset=offset, by=_user(request))
+    services.move_question(question=question, offset=offset, by=signed_in_user(request))
     if request.htmx:  # type: ignore[attr-defined]
         context = _builder_context(question.survey)
-        return _render(request, "survey/builder_pages.html", context)
+        return render_page(request, "survey/builder_pages.html", context)
     return redirect(_builder_url(question.survey, question))
 
 
@@ -529,14 +515,14 @@ def section_new(request: HttpRequest, pk: int) -> HttpResponse:
             survey=survey,
             title=form.cleaned_data["title"],
             description=form.cleaned_data["description"],
-            by=_user(request),
+            by=signed_in_user(request),
         )
         messages.success(request, _("Section added: it starts a new page."))
         return redirect("survey:survey", pk=survey.pk)
     context = _builder_context(survey)
     context["section_form"] = form
     context["public_url"] = _public_url(request, survey)
-    return _render(request, "survey/builder.html", context, status=400)
+    return render_page(request, "survey/builder.html", context, status=400)
 
 
 @login_required
@@ -548,11 +534,11 @@ def section_edit(request: HttpRequest, pk: int, section_pk: int) -> HttpResponse
         services.touch_survey(section.survey)
         messages.success(request, _("Section saved."))
         return redirect("survey:survey", pk=section.survey.pk)
-    return _render(
+    return render_form_page(
         request,
         "survey/section_form.html",
-        {"form": form, "survey": section.survey, "section": section},
-        status=400 if form.is_bound and form.errors else 200,
+        form,
+        {"survey": section.survey, "section": section},
     )
 
 
@@ -561,7 +547,7 @@ def section_edit(request: HttpRequest, pk: int, section_pk: int) -> HttpResponse
 def section_move(request: HttpRequest, pk: int, section_pk: int) -> HttpResponse:
     section = access.get_section_for_member(request, pk, section_pk)
     offset = -1 if request.POST.get("direction") == "up" else 1
-    services.move_section(section=section, offset=offset, by=_user(request))
+    services.move_section(section=section, offset=offset, by=signed_in_user(request))
     return redirect("survey:survey", pk=section.survey.pk)
 
 
@@ -569,7 +555,7 @@ def section_move(request: HttpRequest, pk: int, section_pk: int) -> HttpResponse
 @login_required
 def section_delete(request: HttpRequest, pk: int, section_pk: int) -> HttpResponse:
     section = access.get_section_for_member(request, pk, section_pk)
-    moved = services.delete_section(section=section, by=_user(request))
+    moved = services.delete_section(section=section, by=signed_in_user(request))
     if moved:
         messages.success(
             request,

@@ -10,4 +10,7 @@ kizuna.testing.browser
     fixtures: browser (session Chromium), page (en-US), new_page(locale="ja-JP");
     use with pytest-django's live_server. Tests using them are marked `browser` and are
     skipped, loudly, when /usr/bin/chromium is missing.
+kizuna.testing.races (import it; not a plugin)
+    run_together(*actions) -> errors: actions released at once, one thread and connection
+    each; require_postgresql(reason) skips a race test on SQLite.
 """

@@ -7,37 +7,25 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
-from kizuna.identity.models import User
-from kizuna.survey.access import get_admin_member, memberships_of
+from kizuna.survey.access import get_admin_member
 from kizuna.survey.keys import services
-
-
-def _user(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)  # login_required ran first
-    return request.user
+from kizuna.survey.pages import render_page, signed_in_user
 
 
 def _render(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
-    """Render inside the Survey layout (its subnav needs the member and their accounts)."""
-    context = {
-        "member": get_admin_member(request),
-        "memberships": memberships_of(request),
-        "nav": "sc-key",
-        **context,
-    }
-    return render(request, template, context)
+    return render_page(request, template, {"nav": "sc-key", **context})
 
 
 @never_cache  # the page shows a secret: keep it out of every cache
 @login_required
 def sc_key(request: HttpRequest) -> HttpResponse:
     member = get_admin_member(request)
-    service_key = services.get_or_create_key(member=member, by=_user(request))
+    service_key = services.get_or_create_key(member=member, by=signed_in_user(request))
     return _render(
         request,
         "survey_keys/sc_key.html",
@@ -50,7 +38,7 @@ def sc_key(request: HttpRequest) -> HttpResponse:
 def regenerate(request: HttpRequest) -> HttpResponse:
     member = get_admin_member(request)
     if request.method == "POST":
-        services.regenerate_key(member=member, by=_user(request))
+        services.regenerate_key(member=member, by=signed_in_user(request))
         messages.success(
             request,
             _(

@@ -2,45 +2,22 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import pytest
-from django.db import connection, connections
 
 from kizuna.identity.models import User
 from kizuna.survey.models import AccountMember, MemberRole, SurveyAccount
 from kizuna.survey.services import SurveyRuleError, change_member_role, register_members
+from kizuna.testing.races import require_postgresql, run_together
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-def run_together(*actions: Callable[[], None]) -> list[BaseException]:
-    barrier = threading.Barrier(len(actions))
-    errors: list[BaseException] = []
-
-    def run(action: Callable[[], None]) -> None:
-        try:
-            barrier.wait(timeout=10)
-            action()
-        except BaseException as error:  # reported to the test below
-            errors.append(error)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(action,)) for action in actions]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return errors
 
 
 def test_two_administrators_demoting_each_other_at_once_leave_one_administrator(
     account: SurveyAccount, ada_user: User, bob_member: AccountMember
 ) -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL row locks")
+    require_postgresql()
     bob_member.role = MemberRole.ADMINISTRATOR
     bob_member.save(update_fields=["role"])
     ada_member = AccountMember.objects.get(account=account, user=ada_user)
@@ -61,8 +38,7 @@ def test_two_administrators_demoting_each_other_at_once_leave_one_administrator(
 def test_registering_the_same_new_email_twice_at_once_makes_one_user_and_one_member(
     account: SurveyAccount, ada_user: User
 ) -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL unique constraints under concurrency")
+    require_postgresql("needs PostgreSQL unique constraints under concurrency")
     results: list[tuple[list[str], list[str]]] = []
 
     def register() -> None:

@@ -122,6 +122,15 @@ def test_members_page_as_administrator_lists_members(
     assert "bob@example.com" in response.content.decode()
 
 
+def test_the_members_page_ends_with_the_form_to_add_members(ada: Client) -> None:
+    html = ada.get(reverse("survey:members")).content.decode()
+
+    card = html[html.index('<form method="post" class="card narrow">') :]
+    assert '<h2 class="card-title">Add members</h2>' in card
+    assert 'name="emails"' in card
+    assert '<button type="submit" class="button primary">Add</button>' in card
+
+
 def test_members_page_as_member_is_403(bob: Client) -> None:
     assert bob.get(reverse("survey:members")).status_code == 403
 

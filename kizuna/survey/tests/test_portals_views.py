@@ -17,6 +17,15 @@ def test_administrator_lists_portals_with_survey_counts(
     assert [(row.name, row.survey_count) for row in response.context["rows"]] == [("My portal", 1)]
 
 
+def test_the_portals_page_ends_with_the_form_for_a_new_one(ada: Client, portal: Portal) -> None:
+    html = ada.get(reverse("survey:portals")).content.decode()
+
+    card = html[html.index('<form method="post" class="card narrow">') :]
+    assert '<h2 class="card-title">New portal</h2>' in card
+    assert 'name="name"' in card
+    assert '<button type="submit" class="button primary">Create portal</button>' in card
+
+
 def test_portals_page_as_member_is_403(bob: Client) -> None:
     assert bob.get(reverse("survey:portals")).status_code == 403
 

@@ -22,34 +22,28 @@ from kizuna.survey.webhooks.services import create_endpoint
 TOKYO = datetime.timezone(datetime.timedelta(hours=9))
 
 
+QUESTIONS = {
+    "fruit": ("single_choice", "Favourite fruit?"),
+    "toppings": ("multiple_choice", "Toppings?"),
+    "rating": ("rating", "How was it?"),
+    "nps": ("nps", "Would you recommend us?"),
+    "age": ("number", "Age?"),
+    "comment": ("long_text", "Anything else?"),
+    "grid": ("matrix", "Rate us"),
+}
+
+
 @pytest.fixture
 def questions(survey: Survey) -> dict[str, Question]:
-    return {
-        "fruit": add_question(survey, "single_choice", "Favourite fruit?"),
-        "toppings": add_question(survey, "multiple_choice", "Toppings?"),
-        "rating": add_question(survey, "rating", "How was it?"),
-        "nps": add_question(survey, "nps", "Would you recommend us?"),
-        "age": add_question(survey, "number", "Age?"),
-        "comment": add_question(survey, "long_text", "Anything else?"),
-        "grid": add_question(survey, "matrix", "Rate us"),
-    }
+    return {name: add_question(survey, kind, text) for name, (kind, text) in QUESTIONS.items()}
 
 
 def submit(survey: Survey, at: datetime.datetime, **values: Any) -> Response:
     by_text = {q.text: q for q in survey.questions.all()}
-    names = {
-        "fruit": "Favourite fruit?",
-        "toppings": "Toppings?",
-        "rating": "How was it?",
-        "nps": "Would you recommend us?",
-        "age": "Age?",
-        "comment": "Anything else?",
-        "grid": "Rate us",
-    }
     response = responses.submit_response(
         survey=survey,
         invitation=None,
-        answers={by_text[names[key]]: value for key, value in values.items()},
+        answers={by_text[QUESTIONS[name][1]]: value for name, value in values.items()},
         language="ja",
     )
     Response.objects.filter(pk=response.pk).update(submitted_at=at)
@@ -109,6 +103,15 @@ def delete_url(response: Response) -> str:
     return reverse("survey:survey_results:response-delete", args=[response.survey_id, response.pk])
 
 
+def page_url(page: str, response: Response) -> str:
+    """The URL of one results page, about `response` or its survey."""
+    if page == "detail":
+        return detail_url(response)
+    if page == "delete":
+        return delete_url(response)
+    return {"summary": summary_url, "list": list_url, "export": export_url}[page](response.survey)
+
+
 def csv_body(page: Any) -> bytes:
     return b"".join(page.streaming_content)
 
@@ -127,12 +130,7 @@ def test_members_of_the_account_see_every_results_page(
 ) -> None:
     client: Client = request.getfixturevalue(persona)
     response = three_responses[0]
-    url = {
-        "summary": summary_url(response.survey),
-        "list": list_url(response.survey),
-        "detail": detail_url(response),
-        "export": export_url(response.survey),
-    }[page]
+    url = page_url(page, response)
 
     assert client.get(url).status_code == 200
 
@@ -142,13 +140,7 @@ def test_an_outsider_gets_404_on_every_results_page(
     carol: Client, three_responses: list[Response], page: str
 ) -> None:
     response = three_responses[0]
-    url = {
-        "summary": summary_url(response.survey),
-        "list": list_url(response.survey),
-        "detail": detail_url(response),
-        "export": export_url(response.survey),
-        "delete": delete_url(response),
-    }[page]
+    url = page_url(page, response)
 
     assert carol.get(url).status_code == 404
     assert carol.post(delete_url(response)).status_code == 404
@@ -160,13 +152,7 @@ def test_signed_out_visitors_are_sent_to_sign_in(
     anonymous: Client, three_responses: list[Response], page: str
 ) -> None:
     response = three_responses[0]
-    url = {
-        "summary": summary_url(response.survey),
-        "list": list_url(response.survey),
-        "detail": detail_url(response),
-        "export": export_url(response.survey),
-        "delete": delete_url(response),
-    }[page]
+    url = page_url(page, response)
 
     page_response = anonymous.get(url)
 

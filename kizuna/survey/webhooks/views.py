@@ -11,15 +11,15 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, redirect
 from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from kizuna.identity.models import User
 from kizuna.lib import cursors
-from kizuna.survey.access import get_admin_member, memberships_of
+from kizuna.survey.access import get_admin_member
+from kizuna.survey.pages import render_page, signed_in_user
 from kizuna.survey.webhooks import services
 from kizuna.survey.webhooks.forms import WebhookEndpointForm
 from kizuna.survey.webhooks.models import Delivery, DeliveryAttempt, WebhookEndpoint
@@ -30,20 +30,8 @@ UNFINISHED = (WorkStatus.PENDING, WorkStatus.LEASED)
 DELIVERY_STATUSES = frozenset(WorkStatus.values)
 
 
-def _user(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)  # login_required ran first
-    return request.user
-
-
 def _render(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
-    """Render inside the Survey layout (its subnav needs the member and their accounts)."""
-    context = {
-        "member": get_admin_member(request),
-        "memberships": memberships_of(request),
-        "nav": "webhooks",
-        **context,
-    }
-    return render(request, template, context)
+    return render_page(request, template, {"nav": "webhooks", **context})
 
 
 def get_endpoint_for_admin(request: HttpRequest, pk: int) -> WebhookEndpoint:
@@ -64,7 +52,7 @@ def endpoint_list(request: HttpRequest) -> HttpResponse:
                 url=form.cleaned_data["url"],
                 events=form.cleaned_data["events"],
                 description=form.cleaned_data["description"],
-                by=_user(request),
+                by=signed_in_user(request),
             )
         except ValidationError as error:
             for field, field_errors in error.message_dict.items():

@@ -31,16 +31,18 @@ def account(ada_user: User) -> SurveyAccount:
     return SurveyAccount.objects.create(name="Kizuna Demo", created_by=ada_user)
 
 
+def add_member(account: SurveyAccount, user: User, role: str) -> AccountMember:
+    return AccountMember.objects.create(account=account, user=user, role=role)
+
+
 @pytest.fixture
 def ada(account: SurveyAccount, ada_user: User) -> AccountMember:
-    return AccountMember.objects.create(
-        account=account, user=ada_user, role=MemberRole.ADMINISTRATOR
-    )
+    return add_member(account, ada_user, MemberRole.ADMINISTRATOR)
 
 
 @pytest.fixture
 def bob(account: SurveyAccount, bob_user: User) -> AccountMember:
-    return AccountMember.objects.create(account=account, user=bob_user, role=MemberRole.MEMBER)
+    return add_member(account, bob_user, MemberRole.MEMBER)
 
 
 @pytest.fixture
@@ -50,11 +52,10 @@ def other_account(carol_user: User) -> SurveyAccount:
 
 @pytest.fixture
 def carol(other_account: SurveyAccount, carol_user: User) -> AccountMember:
-    return AccountMember.objects.create(
-        account=other_account, user=carol_user, role=MemberRole.ADMINISTRATOR
-    )
+    return add_member(other_account, carol_user, MemberRole.ADMINISTRATOR)
 
 
+# Each persona's signed-in browser; Charlie is a user with no Survey account at all.
 @pytest.fixture
 def ada_client(ada: AccountMember) -> Client:
     return client_for(ada.user)

@@ -12,6 +12,7 @@ from django.core import mail
 from django.test import Client, override_settings
 from django.utils import timezone
 
+from kizuna.lib import cursors
 from kizuna.survey.keys import services
 from kizuna.survey.keys.tests.fixtures import make_response
 from kizuna.survey.models import AccountMember, Invitation, MemberRole, Portal, Survey
@@ -481,10 +482,26 @@ def test_listing_responses_takes_the_same_number_of_queries_for_many(
     assert len(response.json()["items"]) == 21
 
 
-def test_a_bad_cursor_is_a_field_error(client: Client, world, ada):
-    response = call(client, "get", "/responses?cursor=garbage", services_headers(ada))
+@pytest.mark.parametrize(
+    ("route", "key"),
+    [
+        ("/responses", None),
+        ("/invitations", None),
+        ("/responses", "not-a-uuid"),
+        ("/invitations", "abc"),
+        ("/invitations", "9" * 40),  # would overflow a bigint
+    ],
+)
+def test_a_bad_cursor_is_a_field_error(client: Client, world, ada, route, key):
+    cursor = "garbage" if key is None else cursors.encode_cursor(timezone.now(), key)
+
+    response = call(client, "get", f"{route}?cursor={cursor}", services_headers(ada))
+
     assert response.status_code == 422
-    assert list(response.json()["error"]["fields"]) == ["cursor"]
+    assert response.json()["error"]["code"] == "invalid"
+    assert response.json()["error"]["fields"] == {
+        "cursor": ["Use the next_cursor of a previous answer."]
+    }
 
 
 def test_a_page_size_over_the_limit_is_a_field_error(client: Client, world, ada):

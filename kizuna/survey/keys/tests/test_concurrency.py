@@ -2,45 +2,20 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-
 import pytest
-from django.db import connection, connections
 
 from kizuna.survey import api_services
 from kizuna.survey.keys import services
 from kizuna.survey.keys.models import ServiceKey
 from kizuna.survey.models import AccountMember, Invitation, Survey
+from kizuna.testing.races import require_postgresql, run_together
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture(autouse=True)
 def _postgresql_only() -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL row locks and concurrent transactions")
-
-
-def run_together(*actions: Callable[[], None]) -> list[BaseException]:
-    barrier = threading.Barrier(len(actions))
-    errors: list[BaseException] = []
-
-    def run(action: Callable[[], None]) -> None:
-        try:
-            barrier.wait(timeout=10)
-            action()
-        except BaseException as error:  # reported to the test below
-            errors.append(error)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(action,)) for action in actions]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return errors
+    require_postgresql("needs PostgreSQL row locks and concurrent transactions")
 
 
 def test_k2_regenerations_at_once_leave_exactly_one_active_key(ada: AccountMember):

@@ -1,2 +1,22 @@
+from __future__ import annotations
+
+import pytest
+
+from kizuna import contracts
 from kizuna.lib.tests.receiver import receiver  # noqa: F401
 from kizuna.survey.keys.tests.fixtures import *  # noqa: F403
+from kizuna.survey.models import SurveyAccount
+from kizuna.survey.webhooks import services
+from kizuna.survey.webhooks.models import WebhookEndpoint
+
+
+@pytest.fixture
+def subscribed(account: SurveyAccount) -> WebhookEndpoint:
+    """An endpoint of Ada's account that takes every event type."""
+    endpoint, _ = services.create_endpoint(
+        account=account,
+        url="https://93.184.215.14/hook",
+        events=list(contracts.EVENT_TYPES),
+        by=None,
+    )
+    return endpoint

@@ -11,20 +11,9 @@ from kizuna import contracts
 from kizuna.survey.keys.tests.fixtures import make_response
 from kizuna.survey.models import Question, Survey
 from kizuna.survey.webhooks import services
-from kizuna.survey.webhooks.models import Delivery, WebhookEndpoint
+from kizuna.survey.webhooks.models import Delivery
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def subscribed(account) -> WebhookEndpoint:
-    endpoint, _ = services.create_endpoint(
-        account=account,
-        url="https://93.184.215.14/hook",
-        events=list(contracts.EVENT_TYPES),
-        by=None,
-    )
-    return endpoint
 
 
 def published(event_type: str) -> dict:

@@ -8,21 +8,9 @@ from django.db import transaction
 from kizuna import contracts
 from kizuna.survey import responses
 from kizuna.survey.models import Invitation, Response, Survey
-from kizuna.survey.webhooks import services
 from kizuna.survey.webhooks.models import Delivery
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def subscribed(account):
-    endpoint, _ = services.create_endpoint(
-        account=account,
-        url="https://93.184.215.14/hook",
-        events=list(contracts.EVENT_TYPES),
-        by=None,
-    )
-    return endpoint
 
 
 def answers_for(survey: Survey) -> dict:

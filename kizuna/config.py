@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,17 @@ def _checked_url(name: str, raw: str) -> str:
     return raw.rstrip("/")
 
 
+def time_zone() -> str:
+    raw = env("KIZUNA_TIME_ZONE", "Asia/Tokyo")
+    try:
+        zoneinfo.ZoneInfo(raw)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"KIZUNA_TIME_ZONE={raw!r} is not a time zone name, for example Asia/Tokyo or UTC."
+        ) from None
+    return raw
+
+
 def secret_key(directory: Path) -> str:
     """The configured key, or one generated into the data dir on first start."""
     configured = env("KIZUNA_SECRET_KEY")
@@ -139,6 +151,11 @@ def database(directory: Path) -> dict[str, Any]:
                 ),
             },
         }
+    scheme = raw.partition("://")[0].lower()
+    if scheme not in {"postgres", "postgresql", "pgsql", "sqlite"}:
+        raise ConfigError(
+            "DATABASE_URL must be a postgres:// (or postgresql://) or sqlite:/// URL."
+        )
     try:
         config = dj_database_url.parse(raw, conn_max_age=600, conn_health_checks=True)
     except (ValueError, KeyError) as error:

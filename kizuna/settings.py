@@ -144,7 +144,7 @@ LANGUAGES = [("en", _("English")), ("ja", _("Japanese"))]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 LANGUAGE_COOKIE_NAME = "kizuna_language"
 LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
-TIME_ZONE = config.env("KIZUNA_TIME_ZONE", "Asia/Tokyo")
+TIME_ZONE = config.time_zone()
 USE_I18N = True
 USE_TZ = True
 

@@ -35,6 +35,8 @@ def run_kizuna(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
         ({"KIZUNA_DEBUG": "maybe"}, "KIZUNA_DEBUG='maybe' is not a boolean"),
         ({"KIZUNA_SMTP_SECURITY": "tls1"}, "must be none, starttls or ssl"),
         ({"SURVEY_URL": "survey.example.com"}, "SURVEY_URL='survey.example.com' must be an http"),
+        ({"KIZUNA_TIME_ZONE": "Mars/Base"}, "KIZUNA_TIME_ZONE='Mars/Base' is not a time zone"),
+        ({"DATABASE_URL": "nonsense"}, "DATABASE_URL must be a postgres://"),
     ],
 )
 def test_a_bad_value_stops_start_up_with_one_clear_line(

@@ -26,6 +26,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
+from kizuna.work.startup import check_database, check_port_free
+
 WORKER_RESTART_DELAY_SECONDS = 5.0
 GRACE_SECONDS = 20.0
 
@@ -226,6 +228,8 @@ class Command(BaseCommand):
         url = settings.KIZUNA_BASE_URL
         if options["bind"] != str(settings.KIZUNA_BIND):
             url = "http://" + options["bind"].replace("0.0.0.0", "127.0.0.1")  # noqa: S104
+        check_database()
+        check_port_free(options["bind"])
         supervisor = Supervisor(
             web=gunicorn_command(
                 bind=options["bind"],

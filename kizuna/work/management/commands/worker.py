@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand
 from django.utils.translation import gettext as _
 from django_tasks_db.management.commands.db_worker import valid_interval, validate_worker_id
 
+from kizuna.work.startup import check_database
 from kizuna.work.workers import KizunaWorker
 
 
@@ -51,6 +52,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["verbosity"] > 1:
             logging.getLogger("kizuna.work").setLevel(logging.DEBUG)
+        check_database()
         worker = KizunaWorker(
             queue_names=options["queue_name"].split(","),
             interval=options["interval"],

@@ -11,7 +11,7 @@ DATA_DIR := $(or $(KIZUNA_DATA_DIR),var)
 
 run: install messages
 	@$(BIN)/kizuna migrate --no-input -v 0
-	@$(BIN)/kizuna createcachetable
+	@$(BIN)/kizuna createcachetable -v 0
 	@if [ ! -f "$(DATA_DIR)/.demo-loaded" ]; then \
 		$(BIN)/kizuna demo && touch "$(DATA_DIR)/.demo-loaded"; \
 	else \

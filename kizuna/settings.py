@@ -146,6 +146,7 @@ LANGUAGE_COOKIE_NAME = "kizuna_language"
 LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
 TIME_ZONE = config.time_zone()
 USE_I18N = True
+FORMAT_MODULE_PATH = ["kizuna.formats"]
 USE_TZ = True
 
 STATIC_URL = "/static/"

@@ -1,7 +1,9 @@
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -11,6 +13,8 @@ def home(request: HttpRequest) -> HttpResponse:
 
 urlpatterns = [
     path("", home, name="home"),
+    # Browsers ask for /favicon.ico on pages that name no icon (JSON, the API docs).
+    path("favicon.ico", RedirectView.as_view(url=static("kizuna/favicon.svg"), permanent=True)),
     path("", include("kizuna.identity.urls")),
 ]
 if "crm" in settings.KIZUNA_SERVICES:

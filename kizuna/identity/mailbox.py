@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage as ParsedMessage
 from email.message import Message
-from email.utils import getaddresses
+from email.utils import getaddresses, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +64,19 @@ def summarize(path: Path) -> dict[str, Any]:
         "subject": str(parsed.get("Subject", "")),
         "to": str(parsed.get("To", "")),
         "from": str(parsed.get("From", "")),
-        "date": str(parsed.get("Date", "")),
+        "date": sent_at(parsed),
         "recipients": recipients(parsed),
     }
+
+
+def sent_at(message: Message) -> datetime | None:
+    """The Date header as an aware datetime, for the page to show in the user's time zone."""
+    try:
+        sent = parsedate_to_datetime(str(message.get("Date", "")))
+    except (TypeError, ValueError):
+        return None
+    # "-0000" (what Django writes) means UTC of an unknown place: naive here.
+    return sent if sent.tzinfo else sent.replace(tzinfo=UTC)
 
 
 def recipients(message: Message) -> frozenset[str]:

@@ -106,3 +106,27 @@ def test_staff_read_every_message_in_the_mailbox(client, user, bob_user, local_m
 
     assert client.get(f"/mailbox/{path.name}/").status_code == 200
     assert len(client.get("/mailbox/").context["messages_list"]) == 1
+
+
+def test_mailbox_dates_are_shown_in_the_time_zone_and_format_of_the_page(
+    user, user_client, local_mailbox
+):
+    message = EmailMultiAlternatives("Dated", "Body", "k@localhost", ["bob@example.com"])
+    message.extra_headers["Date"] = "Mon, 30 Nov 2026 09:04:22 -0000"
+    message.send()
+
+    english = user_client.get("/mailbox/")
+    user.language = "ja"
+    user.save(update_fields=["language"])
+    japanese = user_client.get("/mailbox/")
+
+    assert "<td>11/30/2026 6:04 PM</td>" in english.text  # Asia/Tokyo is UTC+9
+    assert "<td>2026/11/30 18:04</td>" in japanese.text
+
+
+def test_the_favicon_is_served_for_pages_that_name_none(client):
+    response = client.get("/favicon.ico")
+
+    assert response.status_code == 301
+    assert response.headers["Location"] == "/static/kizuna/favicon.svg"
+    assert client.get("/static/kizuna/favicon.svg").status_code == 200

@@ -346,10 +346,10 @@ def test_the_detail_shows_the_invitations_recipient_and_times(
     assert "<dt>Name</dt><dd>Yamada Hanako</dd>" in html
     assert "<dt>Email</dt><dd>hanako@example.com</dd>" in html
     assert "<dt>Recipient reference</dt><dd><code>crm:contact:42</code></dd>" in html
-    assert "<dt>Invitation created</dt><dd>Nov. 1, 2026, 9 a.m.</dd>" in html
-    assert "<dt>Opened</dt><dd>Nov. 1, 2026, 9:15 a.m.</dd>" in html
-    assert "<dt>Started</dt><dd>Nov. 1, 2026, 9:20 a.m.</dd>" in html
-    assert "<dt>Completed</dt><dd>Nov. 1, 2026, 9:30 a.m.</dd>" in html
+    assert "<dt>Invitation created</dt><dd>Nov. 1, 2026, 9:00 AM</dd>" in html
+    assert "<dt>Opened</dt><dd>Nov. 1, 2026, 9:15 AM</dd>" in html
+    assert "<dt>Started</dt><dd>Nov. 1, 2026, 9:20 AM</dd>" in html
+    assert "<dt>Completed</dt><dd>Nov. 1, 2026, 9:30 AM</dd>" in html
     assert "Shared link" not in html
 
 

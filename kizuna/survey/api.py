@@ -15,10 +15,12 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Prefetch, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
@@ -142,7 +144,32 @@ def _not_found(request: HttpRequest, error: Http404) -> HttpResponse:
 
 @api.exception_handler(HttpError)
 def _http_error(request: HttpRequest, error: HttpError) -> HttpResponse:
-    return _error(request, APIError("error", str(error), status=error.status_code))
+    if isinstance(error.__cause__, ValueError):
+        # django-ninja could not read the body: not JSON, or not UTF-8 (both ValueErrors).
+        return _error(
+            request,
+            APIError(
+                "invalid_json",
+                _("The request body is not valid JSON."),
+                status=400,
+                fields={"body": [str(_("Send a JSON object encoded in UTF-8."))]},
+            ),
+        )
+    return _error(request, APIError("error", str(error.message), status=error.status_code))
+
+
+@api.exception_handler(RequestDataTooBig)
+def _too_large(request: HttpRequest, error: RequestDataTooBig) -> HttpResponse:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0
+    return _error(
+        request,
+        APIError(
+            "too_large",
+            _("The request body is larger than %(size)s: send less at once.")
+            % {"size": filesizeformat(limit)},
+            status=413,
+        ),
+    )
 
 
 def _field_name(location: list[Any]) -> str:
@@ -155,11 +182,44 @@ def _field_name(location: list[Any]) -> str:
     return ".".join(parts) or "body"
 
 
+# Pydantic's messages are English only: the usual ones, in the caller's language.
+_VALIDATION_MESSAGES: dict[str, Any] = {
+    "missing": _("This field is required."),
+    "string_type": _("Enter text."),
+    "string_too_long": _("Use at most %(max_length)s characters."),
+    "string_too_short": _("Use at least %(min_length)s characters."),
+    "too_long": _("Give at most %(max_length)s items."),
+    "too_short": _("Give at least %(min_length)s items."),
+    "int_parsing": _("Enter a whole number."),
+    "int_type": _("Enter a whole number."),
+    "int_from_float": _("Enter a whole number."),
+    "bool_parsing": _("Enter true or false."),
+    "bool_type": _("Enter true or false."),
+    "list_type": _("Enter a list."),
+    "dict_type": _("Enter an object."),
+    "model_type": _("Enter an object."),
+    "model_attributes_type": _("Enter an object."),
+    "datetime_parsing": _("Enter a date and time, e.g. 2026-12-31T23:59:00+09:00."),
+    "datetime_from_date_parsing": _("Enter a date and time, e.g. 2026-12-31T23:59:00+09:00."),
+    "datetime_type": _("Enter a date and time, e.g. 2026-12-31T23:59:00+09:00."),
+}
+
+
+def _validation_message(item: dict[str, Any]) -> str:
+    message = _VALIDATION_MESSAGES.get(str(item.get("type", "")))
+    if message is None:
+        return str(item.get("msg", ""))
+    context = item.get("ctx") or {}
+    return str(message) % {key: context.get(key, "") for key in ("max_length", "min_length")}
+
+
 @api.exception_handler(NinjaValidationError)
 def _validation_error(request: HttpRequest, error: NinjaValidationError) -> HttpResponse:
     fields: dict[str, list[str]] = {}
     for item in error.errors:
-        fields.setdefault(_field_name(list(item.get("loc", []))), []).append(str(item["msg"]))
+        fields.setdefault(_field_name(list(item.get("loc", []))), []).append(
+            _validation_message(item)
+        )
     return _error(
         request,
         APIError("invalid", _("Some values are not valid."), status=422, fields=fields),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from ninja import Field, Schema
 
@@ -49,7 +49,7 @@ class MemberOut(Schema):
 
 
 class RegisterMembersIn(Schema):
-    emails: list[str] = Field(min_length=1, max_length=1000)
+    emails: list[Annotated[str, Field(max_length=254)]] = Field(min_length=1, max_length=1000)
 
 
 class RegisterMembersOut(Schema):
@@ -59,11 +59,12 @@ class RegisterMembersOut(Schema):
 
 class InvitationIn(Schema):
     recipient_reference: str = Field(
+        max_length=200,
         description="Your id for the person (e.g. a CRM lead); one invitation per survey and "
-        "reference."
+        "reference.",
     )
-    email: str = ""
-    name: str = ""
+    email: str = Field("", max_length=254)
+    name: str = Field("", max_length=200)
     expires_at: datetime.datetime | None = None
 
 
@@ -111,11 +112,13 @@ class ResponsePage(Schema):
 
 
 class WebhookEndpointIn(Schema):
-    url: str
+    url: str = Field(max_length=1000)
     events: list[str] = Field(
-        min_length=1, description="invitation.opened, response.completed, response.deleted"
+        min_length=1,
+        max_length=10,
+        description="invitation.opened, response.completed, response.deleted",
     )
-    description: str = ""
+    description: str = Field("", max_length=200)
 
 
 class WebhookEndpointOut(Schema):
@@ -133,10 +136,10 @@ class WebhookEndpointCreatedOut(WebhookEndpointOut):
 
 
 class AccountsForEmailIn(Schema):
-    email: str
-    name: str = ""
-    account_name: str = ""
-    language: str = ""
+    email: str = Field(max_length=254)
+    name: str = Field("", max_length=150)
+    account_name: str = Field("", max_length=200)
+    language: str = Field("", max_length=8)
 
 
 class AccountWithKeyOut(Schema):

@@ -88,6 +88,9 @@ def _validate_recipients(recipients: Sequence[Recipient]) -> None:
                 validate_email(recipient.email.strip())
             except ValidationError:
                 errors[f"{prefix}.email"] = [str(_("Enter a valid email address."))]
+            else:
+                if len(recipient.email.strip()) > survey_services.EMAIL_MAX_LENGTH:
+                    errors[f"{prefix}.email"] = [str(_("Use at most 254 characters."))]
         if len(recipient.name) > 200:
             errors[f"{prefix}.name"] = [str(_("Use at most 200 characters."))]
         if recipient.expires_at is not None:
@@ -167,6 +170,10 @@ def find_or_create_accounts_for_email(
     """
     address = email.strip().lower()
     validate_email(address)
+    if len(address) > survey_services.EMAIL_MAX_LENGTH:
+        raise ValidationError({"email": [_("Use at most 254 characters.")]})
+    if len(account_name.strip()) > 200:
+        raise ValidationError({"account_name": [_("Use at most 200 characters.")]})
     with transaction.atomic():
         user = User.objects.filter(email__iexact=address).first()
         if user is None:

@@ -11,23 +11,27 @@ from __future__ import annotations
 
 import datetime
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import wraps
 from typing import Any
 
 from django.conf import settings
 from django.core import signing
 from django.core.cache import cache
-from django.core.exceptions import ValidationError
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils import timezone, translation
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
 from kizuna.survey import responses, validation
 from kizuna.survey.models import Invitation, Question, QuestionKind, Section, Survey
 
+ViewFunction = Callable[..., HttpResponse]
 STARTED_SALT = "kizuna.survey.started"
 PROGRESS_PREFIX = "survey_progress"
 
@@ -329,7 +333,28 @@ def _respond(
     return HttpResponseRedirect(done_url)
 
 
+def _too_large_is_explained(view: ViewFunction) -> ViewFunction:
+    """Answer a body too large to read (DATA_UPLOAD_MAX_*) with a page that says what to do.
+
+    Django reads the body first in the CSRF check and turns the failure into a bare
+    "Bad Request"; the check runs inside this wrapper instead, with the same
+    protection, so the failure can be caught here.
+    """
+    protected = csrf_protect(view)
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return protected(request, *args, **kwargs)
+        except (RequestDataTooBig, TooManyFieldsSent):
+            limit = filesizeformat(settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0)
+            return render(request, "survey/public/too_large.html", {"limit": limit}, status=413)
+
+    return csrf_exempt(wrapped)
+
+
 @require_http_methods(["GET", "HEAD", "POST"])
+@_too_large_is_explained
 def respond(request: HttpRequest, public_id: str) -> HttpResponse:
     """The survey's shared link: anyone may answer, as often as they like."""
     survey = get_object_or_404(
@@ -347,6 +372,7 @@ def done(request: HttpRequest, public_id: str) -> HttpResponse:
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
+@_too_large_is_explained
 def respond_to_invitation(request: HttpRequest, token: str) -> HttpResponse:
     """One person's link: one completed response, until the invitation expires."""
     invitation = get_object_or_404(

@@ -79,6 +79,9 @@ class RegistrationResult:
     invitation_failed: list[str] = field(default_factory=list)
 
 
+EMAIL_MAX_LENGTH = 254  # User.email and Invitation.email (RFC 5321 path limit)
+
+
 def normalize_emails(emails: Iterable[str]) -> list[str]:
     """Unique, lower-cased, in the order given; ValidationError naming every invalid address."""
     seen: list[str] = []
@@ -89,6 +92,8 @@ def normalize_emails(emails: Iterable[str]) -> list[str]:
             continue
         try:
             validate_email(address)
+            if len(address) > EMAIL_MAX_LENGTH:
+                raise ValidationError("too long")  # more than a user's email column holds
         except ValidationError:
             invalid.append(email.strip())
             continue

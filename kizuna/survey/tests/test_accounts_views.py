@@ -184,6 +184,22 @@ def test_adding_an_invalid_email_keeps_what_was_typed_and_adds_nobody(
     assert account.members.count() == 1
 
 
+def test_an_address_too_long_to_store_is_refused_like_an_invalid_one(
+    ada: Client, account: SurveyAccount
+) -> None:
+    # Valid by RFC 5322 parsing, but longer than the 254 characters an email column holds.
+    long = ".".join(["a" * 60, "b" * 60, "c" * 60]) + "@" + "d" * 60 + ".example.com"
+
+    response = ada.post(
+        reverse("survey:members"), {"emails": f"fine@example.com\n{long}", "role": "member"}
+    )
+
+    assert response.status_code == 400
+    assert f"These are not valid email addresses: {long}" in response.content.decode()
+    assert account.members.count() == 1
+    assert not User.objects.filter(email="fine@example.com").exists()
+
+
 def test_a_member_cannot_add_members(bob: Client, account: SurveyAccount) -> None:
     response = bob.post(reverse("survey:members"), {"emails": "x@example.com", "role": "admin"})
     assert response.status_code == 403

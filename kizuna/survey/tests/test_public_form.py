@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils.html import escape
 
-from kizuna.survey.models import Answer, Question, Response, Survey
+from kizuna.survey.models import Answer, Invitation, Question, Response, Survey
 from kizuna.survey.public_views import raw_answer
 from kizuna.survey.tests.respondent import add_question, one_page_survey, post, two_page_survey
 from kizuna.survey.validation import active_choices, active_columns, validate_answer
@@ -345,3 +345,102 @@ def test_the_respondent_can_switch_the_page_language(survey: Survey, anonymous: 
     assert switched["Location"] == url
     assert '<html lang="ja">' in html
     assert ">送信<" in html
+
+
+# --- input that is too much or malformed ---------------------------------------------------------
+
+
+def test_a_huge_text_answer_is_refused_with_its_limit_and_kept_as_typed(
+    survey: Survey, anonymous: Client
+) -> None:
+    long = one_page_survey(survey, "long_text")
+    short = add_question(survey, "short_text", "Your name")
+    essay, name = "あ" * 50_000, "n" * 600
+
+    page = post(anonymous, url_of(survey), {f"q{long.pk}": essay, f"q{short.pk}": name})
+
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "Write at most 10000 characters (this answer has 50000)." in html
+    assert "Write at most 500 characters (this answer has 600)." in html
+    assert html.count(essay) == 1 and html.count(name) == 1  # nothing typed is lost
+    assert "maxlength" not in html  # a browser would cut a pasted answer short without a word
+    assert Response.objects.count() == 0
+
+
+def anonymous_with_csrf(url: str) -> tuple[Client, str]:
+    """A browser that has the form open: the CSRF check applies as in production."""
+    client = Client(enforce_csrf_checks=True)
+    client.get(url)
+    return client, client.cookies["csrftoken"].value
+
+
+@pytest.mark.parametrize("link", ["shared", "invitation"])
+def test_a_body_too_large_to_read_gets_a_page_that_says_what_to_do(
+    survey: Survey, link: str
+) -> None:
+    question = one_page_survey(survey, "long_text")
+    url = url_of(survey)
+    if link == "invitation":
+        invitation = Invitation.objects.create(survey=survey, recipient_reference="crm:lead:1")
+        url = reverse("survey_public:invitation", args=[invitation.token])
+    client, token = anonymous_with_csrf(url)
+
+    page = post(client, url, {"csrfmiddlewaretoken": token, f"q{question.pk}": "x" * 3_000_000})
+
+    html = page.content.decode()
+    assert page.status_code == 413
+    assert "<h1>Your answers are too long to send</h1>" in html
+    assert "What you sent is larger than 2.5\xa0MB, so none of it was read or stored." in html
+    assert "Use your browser's Back button: your answers are still in the form there." in html
+    assert Response.objects.count() == 0
+
+
+def test_too_many_fields_get_the_same_page_in_the_respondents_language(survey: Survey) -> None:
+    one_page_survey(survey, "short_text")
+    client, token = anonymous_with_csrf(url_of(survey))
+    junk = {f"f{n}": "1" for n in range(1_200)}
+
+    page = post(
+        client, url_of(survey), {"csrfmiddlewaretoken": token, **junk}, HTTP_ACCEPT_LANGUAGE="ja"
+    )
+
+    assert page.status_code == 413
+    assert "回答が長すぎて送信できません" in page.content.decode()
+    assert Response.objects.count() == 0
+
+
+def test_the_csrf_check_still_refuses_a_post_without_its_token(survey: Survey) -> None:
+    question = one_page_survey(survey, "short_text")
+    client, _token = anonymous_with_csrf(url_of(survey))
+
+    page = post(client, url_of(survey), {f"q{question.pk}": "hello"})
+
+    assert page.status_code == 403
+    assert Response.objects.count() == 0
+
+
+def test_an_answer_to_a_question_of_another_survey_is_ignored(
+    survey: Survey, anonymous: Client
+) -> None:
+    mine = one_page_survey(survey, "short_text")
+    other = Survey.objects.create(portal=survey.portal, title="Other")
+    theirs = add_question(other, "short_text", "Not on this form")
+
+    page = post(anonymous, url_of(survey), {f"q{mine.pk}": "mine", f"q{theirs.pk}": "theirs"})
+
+    assert page.status_code == 302
+    assert list(Answer.objects.values_list("question_id", "value")) == [(mine.pk, "mine")]
+    assert not Response.objects.filter(survey=other).exists()
+
+
+def test_bytes_that_are_not_utf8_are_replaced_not_a_crash(
+    survey: Survey, anonymous: Client
+) -> None:
+    question = one_page_survey(survey, "short_text")
+    body = f"page=1&action=submit&q{question.pk}=%FF%FEabc".encode()
+
+    page = anonymous.post(url_of(survey), body, content_type="application/x-www-form-urlencoded")
+
+    assert page.status_code == 302
+    assert Answer.objects.get().value == "\ufffd\ufffdabc"

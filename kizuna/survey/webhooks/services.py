@@ -182,12 +182,16 @@ def clean_events(events: Iterable[str]) -> list[str]:
     return chosen
 
 
-def _validated(url: str, events: Iterable[str]) -> list[str]:
-    """The chosen events in canonical order; ValidationError naming the url and events fields."""
+def _validated(url: str, events: Iterable[str], description: str = "") -> list[str]:
+    """The chosen events in canonical order; ValidationError naming the fields at fault."""
     errors: dict[str, list[str]] = {}
-    refusal = url_refusal(url)
+    url_limit = WebhookEndpoint._meta.get_field("url").max_length or 0
+    description_limit = WebhookEndpoint._meta.get_field("description").max_length or 0
+    refusal = _too_long(url_limit, len(url)) if len(url) > url_limit else url_refusal(url)
     if refusal:
         errors["url"] = [refusal]
+    if len(description) > description_limit:
+        errors["description"] = [_too_long(description_limit, len(description))]
     chosen: list[str] = []
     try:
         chosen = clean_events(events)
@@ -196,6 +200,13 @@ def _validated(url: str, events: Iterable[str]) -> list[str]:
     if errors:
         raise ValidationError(errors)
     return chosen
+
+
+def _too_long(limit: int, length: int) -> str:
+    return str(
+        _("Use at most %(limit)d characters (this has %(length)d).")
+        % {"limit": limit, "length": length}
+    )
 
 
 def create_endpoint(
@@ -207,15 +218,15 @@ def create_endpoint(
     description: str = "",
 ) -> tuple[WebhookEndpoint, str]:
     """A new endpoint and its signing secret (whsec_...), after checking the URL (SSRF)."""
-    url = url.strip()
-    chosen = _validated(url, events)
+    url, description = url.strip(), description.strip()
+    chosen = _validated(url, events, description)
     secret = new_signing_secret()
     endpoint = WebhookEndpoint.objects.create(
         account=account,
         url=url,
         events=chosen,
         encrypted_secret=crypto.encrypt_secret(secret),
-        description=description.strip(),
+        description=description,
         created_by=by,
     )
     return endpoint, secret
@@ -243,7 +254,7 @@ def register_endpoint(
             account=account, url=url, events=events, by=by, description=description
         )
         return endpoint, secret, True
-    existing.events = _validated(url, events)
+    existing.events = _validated(url, events, description.strip())
     existing.description = description.strip() or existing.description
     existing.is_enabled, existing.disabled_reason, existing.disabled_at = True, "", None
     existing.save(

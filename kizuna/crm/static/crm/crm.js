@@ -29,6 +29,15 @@
   function wireAll(root) {
     root.querySelectorAll("input[data-select-all]").forEach(wire);
   }
+  // The search box asks for the list as one types (hx-trigger "input changed"). Its
+  // change event on leaving the box, for example to tick "select all", would ask
+  // again and replace the rows just ticked: the filter form hears change events of
+  // its selects only.
+  document.addEventListener("change", function (event) {
+    if (event.target.matches && event.target.matches('form.list-filters input[type="search"]')) {
+      event.stopPropagation();
+    }
+  }, true);
   document.addEventListener("DOMContentLoaded", function () { wireAll(document); });
   document.addEventListener("htmx:load", function (event) { wireAll(event.target); });
 })();

@@ -7,7 +7,15 @@ from django.contrib.auth import password_validation
 from django.utils.translation import gettext_lazy as _
 
 from kizuna.crm import listing
-from kizuna.crm.models import Contact, Lead, LeadSource, LeadStatus, Organization, Role
+from kizuna.crm.models import (
+    PERSON_FIELDS,
+    Contact,
+    Lead,
+    LeadSource,
+    LeadStatus,
+    Organization,
+    Role,
+)
 
 if TYPE_CHECKING:
     from kizuna.identity.models import User
@@ -26,25 +34,6 @@ class OwnerChoiceField(forms.ModelChoiceField):
         return obj.get_full_name()
 
 
-PERSON_FORM_FIELDS = [
-    "family_name",
-    "given_name",
-    "company",
-    "title",
-    "email",
-    "phone",
-    "lead_source",
-    "owner",
-    "postal_code",
-    "region",
-    "city",
-    "street",
-    "country",
-    "description",
-    "email_opt_out",
-]
-
-
 class _PersonForm(forms.ModelForm):
     def __init__(self, *args: Any, organization: Organization, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -61,7 +50,7 @@ class _PersonForm(forms.ModelForm):
 class LeadForm(_PersonForm):
     class Meta:
         model = Lead
-        fields = [*PERSON_FORM_FIELDS[:7], "status", *PERSON_FORM_FIELDS[7:]]
+        fields = [*PERSON_FIELDS[:7], "status", *PERSON_FIELDS[7:]]
 
     def __init__(self, *args: Any, organization: Organization, **kwargs: Any) -> None:
         super().__init__(*args, organization=organization, **kwargs)
@@ -77,7 +66,7 @@ class LeadForm(_PersonForm):
 class ContactForm(_PersonForm):
     class Meta:
         model = Contact
-        fields = [*PERSON_FORM_FIELDS[:4], "department", *PERSON_FORM_FIELDS[4:]]
+        fields = [*PERSON_FIELDS[:4], "department", *PERSON_FIELDS[4:]]
 
 
 def form_class_for(module: str) -> type[LeadForm] | type[ContactForm]:

@@ -8,7 +8,8 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-RecordT = TypeVar("RecordT", bound="Person")
+# A lead or a contact, kept as the one it is.
+RecordT = TypeVar("RecordT", "Lead", "Contact")
 
 
 class Organization(models.Model):
@@ -115,6 +116,27 @@ class LeadSource(models.TextChoices):
     COLD_CALL = "cold_call", _("Cold call")
     PARTNER = "partner", _("Partner")
     OTHER = "other", _("Other")
+
+
+# The fields of a lead or contact that members fill in, in the form's order; a lead
+# hands them to the contact it becomes.
+PERSON_FIELDS = (
+    "family_name",
+    "given_name",
+    "company",
+    "title",
+    "email",
+    "phone",
+    "lead_source",
+    "owner",
+    "postal_code",
+    "region",
+    "city",
+    "street",
+    "country",
+    "description",
+    "email_opt_out",
+)
 
 
 class Person(models.Model):

@@ -18,6 +18,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
 
 from kizuna.crm.models import (
+    PERSON_FIELDS,
     Activity,
     ActivityKind,
     Contact,
@@ -26,6 +27,7 @@ from kizuna.crm.models import (
     MemberInvitation,
     Membership,
     Organization,
+    RecordT,
     Role,
 )
 
@@ -33,24 +35,6 @@ if TYPE_CHECKING:
     from kizuna.identity.models import User
 
 INVITATION_LIFETIME = timedelta(days=7)
-# The fields a lead hands to the contact it becomes.
-PERSON_FIELDS = (
-    "family_name",
-    "given_name",
-    "company",
-    "title",
-    "email",
-    "phone",
-    "lead_source",
-    "owner",
-    "postal_code",
-    "region",
-    "city",
-    "street",
-    "country",
-    "description",
-    "email_opt_out",
-)
 LEAD_FIELDS = (*PERSON_FIELDS, "status")
 CONTACT_FIELDS = (*PERSON_FIELDS, "department")
 
@@ -287,33 +271,28 @@ def _clean_values(model: type[Lead] | type[Contact], values: Mapping[str, Any]) 
 
 
 @transaction.atomic
+def _create_record(
+    model: type[RecordT], *, organization: Organization, by: User, values: Mapping[str, Any]
+) -> RecordT:
+    now = timezone.now()
+    record = model.objects.create(
+        organization=organization,
+        created_by=by,
+        modified_by=by,
+        created_at=now,
+        modified_at=now,
+        **_clean_values(model, values),
+    )
+    record_activity(record=record, kind=ActivityKind.CREATED, actor=by)
+    return record
+
+
 def create_lead(*, organization: Organization, by: User, values: Mapping[str, Any]) -> Lead:
-    now = timezone.now()
-    lead = Lead.objects.create(
-        organization=organization,
-        created_by=by,
-        modified_by=by,
-        created_at=now,
-        modified_at=now,
-        **_clean_values(Lead, values),
-    )
-    record_activity(record=lead, kind=ActivityKind.CREATED, actor=by)
-    return lead
+    return _create_record(Lead, organization=organization, by=by, values=values)
 
 
-@transaction.atomic
 def create_contact(*, organization: Organization, by: User, values: Mapping[str, Any]) -> Contact:
-    now = timezone.now()
-    contact = Contact.objects.create(
-        organization=organization,
-        created_by=by,
-        modified_by=by,
-        created_at=now,
-        modified_at=now,
-        **_clean_values(Contact, values),
-    )
-    record_activity(record=contact, kind=ActivityKind.CREATED, actor=by)
-    return contact
+    return _create_record(Contact, organization=organization, by=by, values=values)
 
 
 def _comparable(record: Lead | Contact, name: str) -> Any:

@@ -10,6 +10,9 @@ kizuna.testing.browser
     fixtures: browser (session Chromium), page (en-US), new_page(locale="ja-JP");
     use with pytest-django's live_server. Tests using them are marked `browser` and are
     skipped, loudly, when /usr/bin/chromium is missing.
+kizuna.testing.pages (import it; not a plugin)
+    sign_in(page, live_server, user): a browser page with user's session;
+    watch_for_errors(page) -> problems: 4xx/5xx responses and console (CSP) errors.
 kizuna.testing.races (import it; not a plugin)
     run_together(*actions) -> errors: actions released at once, one thread and connection
     each; require_postgresql(reason) skips a race test on SQLite.

@@ -267,6 +267,23 @@ def _page(
     return {"items": [_out(record) for record in page.rows], "next": next_url}
 
 
+def _create(request: HttpRequest, module: str, sent: dict[str, Any]) -> dict[str, Any]:
+    membership = _membership(request)
+    values = _validated_values(module, membership, sent, None)
+    create = services.create_lead if module == "leads" else services.create_contact
+    record = create(organization=membership.organization, by=membership.user, values=values)
+    return _out(record)
+
+
+def _update(request: HttpRequest, module: str, pk: int, sent: dict[str, Any]) -> dict[str, Any]:
+    """Change only the fields sent."""
+    membership = _membership(request)
+    record = _record(request, module, pk)
+    values = _validated_values(module, membership, sent, record)
+    services.update_record(record=record, by=membership.user, values=values)
+    return _out(_record(request, module, pk))
+
+
 def _delete(request: HttpRequest, module: str, pk: int) -> HttpResponse:
     membership = _membership(request)
     record = _record(request, module, pk)
@@ -311,12 +328,7 @@ def list_leads(
 
 @api.post("/leads", response={201: LeadOut, **ERRORS}, operation_id="create_lead", tags=["leads"])
 def create_lead(request: HttpRequest, payload: LeadIn) -> tuple[int, dict[str, Any]]:
-    membership = _membership(request)
-    values = _validated_values("leads", membership, payload.dict(), None)
-    lead = services.create_lead(
-        organization=membership.organization, by=membership.user, values=values
-    )
-    return 201, _out(lead)
+    return 201, _create(request, "leads", payload.dict())
 
 
 @api.get(
@@ -332,11 +344,7 @@ def get_lead(request: HttpRequest, lead_id: int) -> dict[str, Any]:
     tags=["leads"], description="Changes only the fields sent.",
 )  # fmt: skip
 def update_lead(request: HttpRequest, lead_id: int, payload: LeadPatch) -> dict[str, Any]:
-    membership = _membership(request)
-    record = _record(request, "leads", lead_id)
-    values = _validated_values("leads", membership, payload.dict(exclude_unset=True), record)
-    services.update_record(record=record, by=membership.user, values=values)
-    return _out(_record(request, "leads", lead_id))
+    return _update(request, "leads", lead_id, payload.dict(exclude_unset=True))
 
 
 @api.delete(
@@ -375,12 +383,7 @@ def list_contacts(
     tags=["contacts"],
 )  # fmt: skip
 def create_contact(request: HttpRequest, payload: ContactIn) -> tuple[int, dict[str, Any]]:
-    membership = _membership(request)
-    values = _validated_values("contacts", membership, payload.dict(), None)
-    contact = services.create_contact(
-        organization=membership.organization, by=membership.user, values=values
-    )
-    return 201, _out(contact)
+    return 201, _create(request, "contacts", payload.dict())
 
 
 @api.get(
@@ -396,11 +399,7 @@ def get_contact(request: HttpRequest, contact_id: int) -> dict[str, Any]:
     operation_id="update_contact", tags=["contacts"], description="Changes only the fields sent.",
 )  # fmt: skip
 def update_contact(request: HttpRequest, contact_id: int, payload: ContactPatch) -> dict[str, Any]:
-    membership = _membership(request)
-    record = _record(request, "contacts", contact_id)
-    values = _validated_values("contacts", membership, payload.dict(exclude_unset=True), record)
-    services.update_record(record=record, by=membership.user, values=values)
-    return _out(_record(request, "contacts", contact_id))
+    return _update(request, "contacts", contact_id, payload.dict(exclude_unset=True))
 
 
 @api.delete(

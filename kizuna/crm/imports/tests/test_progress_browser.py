@@ -5,23 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.conf import settings
-from django.test import Client
 from playwright.sync_api import expect
 
 from kizuna.crm.imports.models import ImportJob, ImportStatus
 from kizuna.crm.imports.tests.csvfiles import JA_HEADERS, csv_bytes
-from kizuna.crm.models import Membership, Organization, Role
-from kizuna.testing.personas import make_user
+from kizuna.crm.models import Organization
+from kizuna.identity.models import User
+from kizuna.testing.pages import sign_in, watch_for_errors
 
 
 @pytest.mark.django_db(transaction=True)
 def test_the_progress_bar_updates_itself_until_the_import_is_done(
-    live_server: Any, page: Any
+    live_server: Any, page: Any, organization: Organization, ada: User
 ) -> None:
-    organization = Organization.objects.create(name="Kizuna Demo")
-    ada = make_user("ada@example.com", full_name="Ada Lovelace")
-    Membership.objects.create(organization=organization, user=ada, role=Role.ADMINISTRATOR)
     job = ImportJob.objects.create(
         organization=organization,
         created_by=ada,
@@ -33,21 +29,8 @@ def test_the_progress_bar_updates_itself_until_the_import_is_done(
         processed=1000,
         status=ImportStatus.RUNNING,
     )
-    client = Client()
-    client.force_login(ada)
-    page.context.add_cookies(
-        [
-            {
-                "name": settings.SESSION_COOKIE_NAME,
-                "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-                "url": live_server.url,
-            }
-        ]
-    )
-    errors: list[str] = []
-    page.on(
-        "response", lambda response: errors.append(response.url) if response.status >= 400 else None
-    )
+    sign_in(page, live_server, ada)
+    errors = watch_for_errors(page)
     page.goto(f"{live_server.url}/crm/imports/{job.pk}/")
     assert page.locator("#import-bar").get_attribute("value") == "25"
     ImportJob.objects.filter(pk=job.pk).update(processed=3000)
@@ -64,38 +47,13 @@ def test_the_progress_bar_updates_itself_until_the_import_is_done(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_japanese_user_imports_a_shift_jis_file_in_chromium(
-    live_server: Any, new_page: Any
+    live_server: Any, new_page: Any, organization: Organization, ada: User
 ) -> None:
-    organization = Organization.objects.create(name="Kizuna Demo")
-    ada = make_user("ada@example.com", full_name="Ada Lovelace", language="ja")
-    Membership.objects.create(organization=organization, user=ada, role=Role.ADMINISTRATOR)
+    ada.language = "ja"
+    ada.save(update_fields=["language"])
     page = new_page("ja-JP")
-    client = Client()
-    client.force_login(ada)
-    page.context.add_cookies(
-        [
-            {
-                "name": settings.SESSION_COOKIE_NAME,
-                "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-                "url": live_server.url,
-            }
-        ]
-    )
-    failures: list[str] = []
-    page.on(
-        "response",
-        lambda response: failures.append(response.url) if response.status >= 400 else None,
-    )
-    page.on(
-        "console",
-        # CSP violations are console errors; failed loads are checked by status above
-        # (the browser's own /favicon.ico request is not one of the page's).
-        lambda message: (
-            failures.append(message.text)
-            if message.type == "error" and not message.text.startswith("Failed to load resource")
-            else None
-        ),
-    )
+    sign_in(page, live_server, ada)
+    failures = watch_for_errors(page)
     rows = [
         JA_HEADERS,
         ["山田", "太郎", "キズナ", "taro@example.jp", "", "", "紹介", "新規"],

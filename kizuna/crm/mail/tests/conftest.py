@@ -13,56 +13,12 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from django.test import Client, override_settings
+from django.test import override_settings
 
-from kizuna.crm.mail import transport
-from kizuna.crm.models import Contact, Lead, Membership, Organization, Role
-from kizuna.testing.personas import client_for
-
-
-@pytest.fixture
-def organization(db: None) -> Organization:
-    return Organization.objects.create(name="Kizuna Demo")
-
-
-@pytest.fixture
-def other_organization(db: None) -> Organization:
-    return Organization.objects.create(name="Other Co")
-
-
-@pytest.fixture
-def ada(ada_user, organization):
-    Membership.objects.create(organization=organization, user=ada_user, role=Role.ADMINISTRATOR)
-    return ada_user
-
-
-@pytest.fixture
-def bob(bob_user, organization):
-    Membership.objects.create(organization=organization, user=bob_user, role=Role.STANDARD)
-    return bob_user
-
-
-@pytest.fixture
-def charlie(charlie_user, other_organization):
-    Membership.objects.create(
-        organization=other_organization, user=charlie_user, role=Role.ADMINISTRATOR
-    )
-    return charlie_user
-
-
-@pytest.fixture
-def ada_client(ada) -> Client:
-    return client_for(ada)
-
-
-@pytest.fixture
-def bob_client(bob) -> Client:
-    return client_for(bob)
-
-
-@pytest.fixture
-def charlie_client(charlie) -> Client:
-    return client_for(charlie)
+from kizuna.crm.mail import services, transport
+from kizuna.crm.mail.models import SendBatch
+from kizuna.crm.models import Contact, Lead, Organization
+from kizuna.identity.models import User
 
 
 @pytest.fixture
@@ -84,6 +40,26 @@ def contact(organization) -> Contact:
         given_name="Grace",
         company="Navy",
         email="grace@example.com",
+    )
+
+
+def queue_text_email(
+    organization: Organization,
+    sender: User,
+    records: list[Lead],
+    *,
+    subject: str = "S",
+    body_text: str = "T",
+) -> SendBatch:
+    """A plain-text email to leads, queued as the composer queues it."""
+    return services.queue_emails(
+        organization=organization,
+        sender=sender,
+        module="leads",
+        records=records,
+        subject=subject,
+        body_html="",
+        body_text=body_text,
     )
 
 

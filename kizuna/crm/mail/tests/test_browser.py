@@ -7,44 +7,14 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from kizuna.crm.mail import extensions, services, transport
+from kizuna.crm.mail import extensions, transport
 from kizuna.crm.mail.models import EmailTemplate
+from kizuna.crm.mail.tests.conftest import queue_text_email
 from kizuna.crm.models import Lead
-from kizuna.testing.personas import PASSWORD
+from kizuna.testing.pages import sign_in, watch_for_errors
 from kizuna.work import leases
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def watch_for_errors(page: Any) -> tuple[list[str], list[str]]:
-    errors: list[str] = []
-    failed: list[str] = []
-    # 4xx/5xx responses are checked below (all but the favicon), CSP and script errors here.
-    page.on(
-        "console",
-        lambda message: (
-            errors.append(message.text)
-            if message.type == "error" and "Failed to load resource" not in message.text
-            else None
-        ),
-    )
-    page.on(
-        "response",
-        lambda response: (
-            failed.append(response.url)
-            if response.status >= 400 and not response.url.endswith("/favicon.ico")
-            else None
-        ),
-    )
-    return errors, failed
-
-
-def sign_in(page: Any, live_server: Any, next_path: str) -> None:
-    page.goto(f"{live_server.url}/accounts/sign-in/?next={next_path}")
-    page.fill("input[name=username]", "ada@example.com")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("main button[type=submit]")
-    page.wait_for_url(f"**{next_path}")
 
 
 def test_merge_fields_and_extension_buttons_insert_at_the_cursor(
@@ -56,9 +26,10 @@ def test_merge_fields_and_extension_buttons_insert_at_the_cursor(
         insertions=lambda context: [extensions.Insertion("NPS", "{{ survey.nps }}")],
     )
     extensions.register_placeholder_namespace("survey", resolve=lambda context, key: key)
-    errors, failed = watch_for_errors(page)
+    problems = watch_for_errors(page)
     try:
-        sign_in(page, live_server, "/crm/mail/templates/new/?module=leads")
+        sign_in(page, live_server, ada)
+        page.goto(live_server.url + "/crm/mail/templates/new/?module=leads")
         assert page.locator("[data-editor-toolbar]").is_visible()
         assert not page.locator(".mail-placeholders").is_visible()
 
@@ -96,23 +67,16 @@ def test_merge_fields_and_extension_buttons_insert_at_the_cursor(
     finally:
         extensions.unregister("survey-link")
         extensions.unregister("survey")
-    assert (errors, failed) == ([], [])
+    assert problems == []
 
 
 def test_the_progress_bar_updates_without_reloading(
     live_server: Any, page: Any, ada: Any, organization: Any, lead: Any
 ) -> None:
-    batch = services.queue_emails(
-        organization=organization,
-        sender=ada,
-        module="leads",
-        records=[lead],
-        subject="S",
-        body_html="",
-        body_text="B",
-    )
-    errors, failed = watch_for_errors(page)
-    sign_in(page, live_server, f"/crm/mail/sent/{batch.pk}/")
+    batch = queue_text_email(organization, ada, [lead], body_text="B")
+    problems = watch_for_errors(page)
+    sign_in(page, live_server, ada)
+    page.goto(live_server.url + f"/crm/mail/sent/{batch.pk}/")
     assert page.text_content('[data-count="waiting"]') == "1"
     page.evaluate("window.notReloaded = true")
 
@@ -124,7 +88,7 @@ def test_the_progress_bar_updates_without_reloading(
     page.wait_for_selector('[data-count="sent"]:text-is("1")', timeout=10_000)
     assert page.text_content('[data-count="waiting"]') == "0"
     assert page.evaluate("window.notReloaded") is True
-    assert (errors, failed) == ([], [])
+    assert problems == []
 
 
 def test_send_email_posts_a_whole_list_page_to_compose(
@@ -134,12 +98,13 @@ def test_send_email_posts_a_whole_list_page_to_compose(
         Lead(organization=organization, family_name=f"B{i:02}", email=f"b{i}@x.test")
         for i in range(55)
     )
-    errors, failed = watch_for_errors(page)
-    sign_in(page, live_server, "/crm/leads/")
+    problems = watch_for_errors(page)
+    sign_in(page, live_server, ada)
+    page.goto(live_server.url + "/crm/leads/")
     page.locator("#select-all").check()
     assert page.locator('input[name="ids"]:checked').count() == 50
     page.click('button[name="bulk_action"][value="send_email"]')
     page.wait_for_url("**/crm/mail/compose/")
     assert "Send to 50 recipients" in page.content()
     assert page.locator("span.badge.ok", has_text="Will receive it").count() == 50
-    assert (errors, failed) == ([], [])
+    assert problems == []

@@ -10,6 +10,7 @@ from django.urls import reverse
 
 from kizuna.crm.mail import extensions
 from kizuna.crm.mail.models import EmailTemplate, OutgoingMessage, SendBatch
+from kizuna.crm.mail.tests.conftest import queue_text_email
 from kizuna.crm.models import Activity, ActivityKind, Contact, Lead
 from kizuna.work import leases
 
@@ -246,33 +247,15 @@ def test_bad_compose_parameters_are_404(ada_client, lead, query):
 
 
 def test_batches_of_another_organization_are_404(ada, charlie_client, organization, lead):
-    from kizuna.crm.mail import services
 
-    batch = services.queue_emails(
-        organization=organization,
-        sender=ada,
-        module="leads",
-        records=[lead],
-        subject="Secret",
-        body_html="",
-        body_text="B",
-    )
+    batch = queue_text_email(organization, ada, [lead], subject="Secret", body_text="B")
     assert charlie_client.get(reverse("crm_mail:batch", args=[batch.pk])).status_code == 404
     assert "Secret" not in charlie_client.get(reverse("crm_mail:batches")).content.decode()
 
 
 def test_standard_members_see_the_organizations_sent_emails(ada, bob_client, organization, lead):
-    from kizuna.crm.mail import services
 
-    batch = services.queue_emails(
-        organization=organization,
-        sender=ada,
-        module="leads",
-        records=[lead],
-        subject="Launch news",
-        body_html="",
-        body_text="B",
-    )
+    batch = queue_text_email(organization, ada, [lead], subject="Launch news", body_text="B")
     assert "Launch news" in bob_client.get(reverse("crm_mail:batches")).content.decode()
     page = bob_client.get(reverse("crm_mail:batch", args=[batch.pk]))
     assert page.status_code == 200

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from kizuna.crm.mail import services
 from kizuna.crm.mail.models import OutgoingMessage, SendBatch
+from kizuna.crm.mail.tests.conftest import queue_text_email
 from kizuna.crm.models import Activity, ActivityKind, Lead
 from kizuna.work import leases
 from kizuna.work.leases import WorkStatus
@@ -145,15 +146,7 @@ def test_opted_out_and_addressless_records_are_skipped_and_reported(
 def test_a_refused_recipient_fails_with_the_reason_on_the_timeline(ada, organization, smtp):
     good, bad = make_leads(organization, 2)
     smtp.refuse["lead1@example.com"] = "550 5.1.1 Mailbox unavailable"
-    services.queue_emails(
-        organization=organization,
-        sender=ada,
-        module="leads",
-        records=[good, bad],
-        subject="S",
-        body_html="",
-        body_text="T",
-    )
+    queue_text_email(organization, ada, [good, bad])
     run_worker()
 
     assert [r.envelope_to for r in smtp.messages] == [["lead0@example.com"]]
@@ -171,15 +164,7 @@ def test_a_refused_recipient_fails_with_the_reason_on_the_timeline(ada, organiza
 def test_a_temporary_refusal_is_retried_later_with_the_same_message_id(ada, organization, smtp):
     (lead,) = make_leads(organization, 1)
     smtp.refuse["lead0@example.com"] = "451 4.3.0 Try again later"
-    services.queue_emails(
-        organization=organization,
-        sender=ada,
-        module="leads",
-        records=[lead],
-        subject="S",
-        body_html="",
-        body_text="T",
-    )
+    queue_text_email(organization, ada, [lead])
     run_worker()
     row = OutgoingMessage.objects.get()
     assert (row.status, row.attempts, row.last_error) == (
@@ -200,15 +185,7 @@ def test_a_temporary_refusal_is_retried_later_with_the_same_message_id(ada, orga
 
 def test_a_worker_that_lost_its_lease_does_not_send(ada, organization, smtp):
     (lead,) = make_leads(organization, 1)
-    services.queue_emails(
-        organization=organization,
-        sender=ada,
-        module="leads",
-        records=[lead],
-        subject="S",
-        body_html="",
-        body_text="T",
-    )
+    queue_text_email(organization, ada, [lead])
     (slow,) = leases.claim(OutgoingMessage.objects.all(), worker_id="slow")
     # The slow worker's lease ran out and another worker took the row over.
     OutgoingMessage.objects.update(leased_until=timezone.now() - timedelta(seconds=1))
@@ -231,15 +208,7 @@ def test_without_smtp_settings_mail_goes_to_the_local_mailbox(ada, organization,
         from kizuna.crm.mail import transport
 
         transport.reset()
-        services.queue_emails(
-            organization=organization,
-            sender=ada,
-            module="leads",
-            records=[lead],
-            subject="Hi {{ lead.family_name }}",
-            body_html="",
-            body_text="T",
-        )
+        queue_text_email(organization, ada, [lead], subject="Hi {{ lead.family_name }}")
         run_worker()
         transport.reset()
     (path,) = tmp_path.glob("*.eml")
@@ -250,14 +219,8 @@ def test_without_smtp_settings_mail_goes_to_the_local_mailbox(ada, organization,
 def test_a_recipient_with_a_japanese_name_gets_family_name_first_and_a_japanese_footer(
     ada, organization, lead, smtp
 ):
-    services.queue_emails(
-        organization=organization,
-        sender=ada,
-        module="leads",
-        records=[lead],
-        subject="{{ lead.full_name }}様",
-        body_html="",
-        body_text="{{ lead.company }}",
+    queue_text_email(
+        organization, ada, [lead], subject="{{ lead.full_name }}様", body_text="{{ lead.company }}"
     )
     run_worker()
     (received,) = smtp.to("taro@example.jp")
@@ -291,15 +254,7 @@ def test_a_connection_the_server_closed_meanwhile_is_reopened(ada, organization)
             EMAIL_PORT=port,
         ):
             for lead in (first, second):
-                services.queue_emails(
-                    organization=organization,
-                    sender=ada,
-                    module="leads",
-                    records=[lead],
-                    subject="S",
-                    body_html="",
-                    body_text="T",
-                )
+                queue_text_email(organization, ada, [lead])
                 run_worker()
                 if lead is first:
                     # The server restarts: the connection kept open for the next message is dead.

@@ -7,19 +7,12 @@ from django.urls import reverse
 
 from kizuna.crm.mail import services
 from kizuna.crm.mail.models import OutgoingMessage
+from kizuna.crm.mail.tests.conftest import queue_text_email
 from kizuna.crm.models import Activity, ActivityKind
 
 
 def queued_message(ada, organization, record) -> OutgoingMessage:
-    services.queue_emails(
-        organization=organization,
-        sender=ada,
-        module="leads",
-        records=[record],
-        subject="S",
-        body_html="",
-        body_text="B",
-    )
+    queue_text_email(organization, ada, [record], body_text="B")
     return OutgoingMessage.objects.get()
 
 
@@ -75,14 +68,6 @@ def test_an_unsubscribed_record_is_skipped_next_time(ada, organization, lead):
     message = queued_message(ada, organization, lead)
     services.unsubscribe(message=message, one_click=False)
     lead.refresh_from_db()
-    batch = services.queue_emails(
-        organization=organization,
-        sender=ada,
-        module="leads",
-        records=[lead],
-        subject="Again",
-        body_html="",
-        body_text="B",
-    )
+    batch = queue_text_email(organization, ada, [lead], subject="Again", body_text="B")
     assert batch.skipped == [{"id": lead.pk, "name": "山田 太郎", "reason": "opted_out"}]
     assert OutgoingMessage.objects.filter(batch=batch).count() == 0

@@ -31,8 +31,8 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from kizuna.crm.mail import services
 from kizuna.crm.mail.models import OutgoingMessage
+from kizuna.crm.mail.tests.conftest import queue_text_email
 from kizuna.crm.models import Lead, Membership, Organization, Role
 from kizuna.testing.personas import make_user
 from kizuna.work.leases import WorkStatus
@@ -84,13 +84,11 @@ def test_a_worker_killed_mid_batch_leaves_every_message_delivered_exactly_once(
         Lead(organization=organization, family_name=f"F{i}", email=f"r{i}@example.com")
         for i in range(RECIPIENTS)
     )
-    services.queue_emails(
-        organization=organization,
-        sender=ada,
-        module="leads",
-        records=leads,
+    queue_text_email(
+        organization,
+        ada,
+        leads,
         subject="Hello {{ lead.family_name }}",
-        body_html="",
         body_text="Hi {{ lead.family_name }}",
     )
 

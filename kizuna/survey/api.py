@@ -42,7 +42,7 @@ from kizuna.survey.webhooks.models import WebhookEndpoint
 NO_STORE = "no-store"  # answers holding secrets
 DEFAULT_PAGE_SIZE = 100
 # Documented on every route: {"error": {"code", "message", "fields"?}}.
-ERRORS: dict[int, Any] = {code: schemas.ErrorOut for code in (401, 403, 404, 422, 429)}
+ERRORS: dict[int, Any] = {code: schemas.ErrorOut for code in (400, 401, 403, 404, 413, 422, 429)}
 MAX_PAGE_SIZE = 500
 
 

@@ -12,7 +12,8 @@ class ErrorDetail(Schema):
     code: str = Field(
         description=(
             "missing_credentials, unknown_email, wrong_key, revoked_key, insufficient_role, "
-            "throttled, invalid_trust_token, not_found, invalid, batch_too_large"
+            "throttled, invalid_trust_token, not_found, invalid, batch_too_large, "
+            "invalid_json (400: the body is not JSON in UTF-8), too_large (413)"
         )
     )
     message: str

@@ -21,6 +21,16 @@ from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 from django.utils import timezone
 
+# Who asked Kizuna to send a message (an email address). The local mailbox shows a
+# message to its recipients and to its sender only: mail that a member of one
+# organization sends to a lead must not be readable by members of another.
+SENT_BY_HEADER = "X-Kizuna-Sent-By"
+
+
+def sent_by_headers(user: Any) -> dict[str, str]:
+    """Headers to pass to EmailMessage(headers=...) for mail sent on behalf of `user`."""
+    return {SENT_BY_HEADER: user.email}
+
 
 class MailboxBackend(BaseEmailBackend):
     def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
@@ -66,6 +76,7 @@ def summarize(path: Path) -> dict[str, Any]:
         "from": str(parsed.get("From", "")),
         "date": sent_at(parsed),
         "recipients": recipients(parsed),
+        "sent_by": sent_by(parsed),
     }
 
 
@@ -77,6 +88,10 @@ def sent_at(message: Message) -> datetime | None:
         return None
     # "-0000" (what Django writes) means UTC of an unknown place: naive here.
     return sent if sent.tzinfo else sent.replace(tzinfo=UTC)
+
+
+def sent_by(message: Message) -> str:
+    return str(message.get(SENT_BY_HEADER, "")).strip().lower()
 
 
 def recipients(message: Message) -> frozenset[str]:

@@ -158,21 +158,11 @@ def set_language(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def _readable_in_mailbox(user: User, recipient_sets: list[frozenset[str]]) -> list[bool]:
-    """Mail to a user of this installation is theirs alone (password resets must stay
-    private); mail to anyone else, such as a lead's survey invitation, is for every
-    signed-in user to follow. Staff read everything."""
-    if user.is_staff:
-        return [True for _ in recipient_sets]
-    addresses = set().union(*recipient_sets)
-    user_addresses = {
-        email.lower()
-        for email in User.objects.filter(email__in=addresses).values_list("email", flat=True)
-    }
-    return [
-        user.email.lower() in recipients or not (recipients & user_addresses)
-        for recipients in recipient_sets
-    ]
+def _readable_in_mailbox(user: User, recipients: frozenset[str], sent_by: str) -> bool:
+    """A message is its recipients' and its sender's (a survey invitation Ada sent to a
+    lead is Ada's to follow), never another member's; staff read everything."""
+    email = user.email.lower()
+    return user.is_staff or email in recipients or email == sent_by
 
 
 @login_required
@@ -182,9 +172,11 @@ def mailbox(request: HttpRequest) -> HttpResponse:
         raise Http404
     user = request.user
     assert isinstance(user, User)
-    summaries = local_mailbox.list_messages()
-    readable = _readable_in_mailbox(user, [summary["recipients"] for summary in summaries])
-    messages_list = [summary for summary, ok in zip(summaries, readable, strict=True) if ok]
+    messages_list = [
+        summary
+        for summary in local_mailbox.list_messages()
+        if _readable_in_mailbox(user, summary["recipients"], summary["sent_by"])
+    ]
     return render(request, "identity/mailbox.html", {"messages_list": messages_list})
 
 
@@ -195,7 +187,9 @@ def mailbox_message(request: HttpRequest, name: str) -> HttpResponse:
     user = request.user
     assert isinstance(user, User)
     message = local_mailbox.read_message(name)
-    if message is None or not _readable_in_mailbox(user, [local_mailbox.recipients(message)])[0]:
+    if message is None or not _readable_in_mailbox(
+        user, local_mailbox.recipients(message), local_mailbox.sent_by(message)
+    ):
         raise Http404
     text = message.get_body(preferencelist=("plain",))
     html = message.get_body(preferencelist=("html",))

@@ -1,6 +1,8 @@
 import pytest
 from django.core.mail import EmailMultiAlternatives
 
+from kizuna.identity.mailbox import sent_by_headers
+
 
 @pytest.fixture
 def local_mailbox(settings, tmp_path):
@@ -9,9 +11,13 @@ def local_mailbox(settings, tmp_path):
     return tmp_path / "mailbox"
 
 
-def send_sample() -> None:
+def send_sample(sender) -> None:
     message = EmailMultiAlternatives(
-        "Hello Bob", "Plain body https://example.com/x", "k@localhost", ["bob@example.com"]
+        "Hello Bob",
+        "Plain body https://example.com/x",
+        "k@localhost",
+        ["bob@example.com"],
+        headers=sent_by_headers(sender),
     )
     message.attach_alternative(
         '<p onclick="x()">Rich <script>alert(1)</script>body</p>', "text/html"
@@ -19,8 +25,8 @@ def send_sample() -> None:
     message.send()
 
 
-def test_mailbox_lists_sent_messages(user_client, local_mailbox):
-    send_sample()
+def test_mailbox_lists_sent_messages(user, user_client, local_mailbox):
+    send_sample(user)
 
     response = user_client.get("/mailbox/")
 
@@ -29,8 +35,8 @@ def test_mailbox_lists_sent_messages(user_client, local_mailbox):
     assert ">Hello Bob</a>" in response.text
 
 
-def test_mailbox_message_shows_text_and_cleaned_html(user_client, local_mailbox):
-    send_sample()
+def test_mailbox_message_shows_text_and_cleaned_html(user, user_client, local_mailbox):
+    send_sample(user)
     [path] = local_mailbox.glob("*.eml")
 
     response = user_client.get(f"/mailbox/{path.name}/")
@@ -48,8 +54,8 @@ def test_mailbox_is_empty_at_first(user_client, local_mailbox):
     assert "The mailbox is empty." in response.text
 
 
-def test_mailbox_needs_a_signed_in_user(client, db, local_mailbox):
-    send_sample()
+def test_mailbox_needs_a_signed_in_user(client, user, local_mailbox):
+    send_sample(user)
 
     response = client.get("/mailbox/")
 
@@ -63,28 +69,43 @@ def test_mailbox_is_not_found_when_smtp_is_configured(user_client, settings):
     assert user_client.get("/mailbox/").status_code == 404
 
 
-def test_mailbox_message_outside_the_mailbox_is_not_found(user_client, local_mailbox):
-    send_sample()
+def test_mailbox_message_outside_the_mailbox_is_not_found(user, user_client, local_mailbox):
+    send_sample(user)
 
     assert user_client.get("/mailbox/..%2Fsecret.eml/").status_code == 404
     assert user_client.get("/mailbox/missing.eml/").status_code == 404
 
 
-def send_to(address: str, subject: str) -> None:
-    EmailMultiAlternatives(subject, "Body", "k@localhost", [address]).send()
+def send_to(address: str, subject: str, *, sent_by=None) -> None:
+    headers = sent_by_headers(sent_by) if sent_by else None
+    EmailMultiAlternatives(subject, "Body", "k@localhost", [address], headers=headers).send()
 
 
-def test_mailbox_hides_mail_addressed_to_another_user(user_client, bob_user, local_mailbox):
+def test_mailbox_shows_a_user_the_mail_to_them_and_the_mail_they_sent(
+    user, user_client, bob_user, local_mailbox
+):
     send_to("bob@example.com", "Set a new Kizuna password")
-    send_to("pat@example.com", "For Pat")
-    send_to("lead@example.org", "Survey invitation")
+    send_to(user.email, "For the user")
+    send_to("lead@example.org", "Survey invitation the user sent", sent_by=user)
+    send_to("lead@example.org", "Email Bob sent to a lead", sent_by=bob_user)
+    send_to("nobody@example.org", "Sent by nobody in particular")
 
     response = user_client.get("/mailbox/")
 
     assert [item["subject"] for item in response.context["messages_list"]] == [
-        "Survey invitation",
-        "For Pat",
+        "Survey invitation the user sent",
+        "For the user",
     ]
+
+
+def test_mail_another_member_sent_to_a_lead_is_not_found(user_client, bob_user, local_mailbox):
+    send_to("lead@example.org", "Join Bob's organization", sent_by=bob_user)
+    [path] = local_mailbox.glob("*.eml")
+
+    response = user_client.get(f"/mailbox/{path.name}/")
+
+    assert response.status_code == 404
+    assert b"Join Bob" not in response.content
 
 
 def test_mailbox_message_of_another_user_is_not_found(user_client, bob_user, local_mailbox):
@@ -111,7 +132,9 @@ def test_staff_read_every_message_in_the_mailbox(client, user, bob_user, local_m
 def test_mailbox_dates_are_shown_in_the_time_zone_and_format_of_the_page(
     user, user_client, local_mailbox
 ):
-    message = EmailMultiAlternatives("Dated", "Body", "k@localhost", ["bob@example.com"])
+    message = EmailMultiAlternatives(
+        "Dated", "Body", "k@localhost", ["bob@example.com"], headers=sent_by_headers(user)
+    )
     message.extra_headers["Date"] = "Mon, 30 Nov 2026 09:04:22 -0000"
     message.send()
 

@@ -47,3 +47,17 @@ def test_csrf_failure_page_explains_what_to_do(rf: RequestFactory):
 
     assert response.status_code == 403
     assert "<h1>The form expired</h1>" in response.content.decode()
+
+
+def test_a_request_too_large_to_read_gets_a_translated_400_page(client, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 10
+    fields = {f"field{n}": "x" for n in range(20)}
+
+    english = client.post("/language/", fields)
+    japanese = client.post("/language/", fields, headers={"accept-language": "ja"})
+
+    assert english.status_code == 400
+    assert "Request not accepted" in english.text
+    assert "Nothing was changed." in english.text
+    assert japanese.status_code == 400
+    assert "リクエストを受け付けられませんでした" in japanese.text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
+from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext_lazy as _
 
 from kizuna.crm.models import Contact, Lead, MemberInvitation, Membership, Organization
@@ -75,18 +76,12 @@ def get_organization_for_admin(request: HttpRequest) -> Organization:
 
 def get_lead_for_member(request: HttpRequest, pk: int) -> Lead:
     organization = get_organization_for_member(request)
-    try:
-        return Lead.objects.get(organization=organization, pk=pk)
-    except Lead.DoesNotExist:
-        raise Http404 from None
+    return get_object_or_404(Lead, organization=organization, pk=pk)
 
 
 def get_contact_for_member(request: HttpRequest, pk: int) -> Contact:
     organization = get_organization_for_member(request)
-    try:
-        return Contact.objects.get(organization=organization, pk=pk)
-    except Contact.DoesNotExist:
-        raise Http404 from None
+    return get_object_or_404(Contact, organization=organization, pk=pk)
 
 
 def get_record_for_member(request: HttpRequest, module: str, pk: int) -> Lead | Contact:
@@ -104,20 +99,14 @@ DELETE_DENIED = _("Only administrators and the record's owner can delete it.")
 def get_membership_for_admin(request: HttpRequest, pk: int) -> Membership:
     """A membership (active or not) of the current organization, for its administrators."""
     organization = get_organization_for_admin(request)
-    try:
-        return Membership.objects.select_related("user", "organization").get(
-            organization=organization, pk=pk
-        )
-    except Membership.DoesNotExist:
-        raise Http404 from None
+    return get_object_or_404(
+        Membership.objects.select_related("user", "organization"), organization=organization, pk=pk
+    )
 
 
 def get_invitation_for_admin(request: HttpRequest, pk: int) -> MemberInvitation:
     organization = get_organization_for_admin(request)
-    try:
-        return MemberInvitation.objects.get(organization=organization, pk=pk)
-    except MemberInvitation.DoesNotExist:
-        raise Http404 from None
+    return get_object_or_404(MemberInvitation, organization=organization, pk=pk)
 
 
 def find_invitation(token: str) -> MemberInvitation | None:

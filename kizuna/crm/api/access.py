@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from django.http import Http404, HttpRequest
+from django.http import HttpRequest
+from django.shortcuts import get_object_or_404
 
 from kizuna.crm.access import current_membership
 from kizuna.crm.api.models import ApiToken
@@ -14,7 +15,4 @@ def get_api_token_for_member(request: HttpRequest, pk: int) -> ApiToken:
     tokens = ApiToken.objects.filter(organization=membership.organization)
     if not membership.is_administrator:
         tokens = tokens.filter(user_id=membership.user_id)
-    try:
-        return tokens.get(pk=pk)
-    except ApiToken.DoesNotExist:
-        raise Http404 from None
+    return get_object_or_404(tokens, pk=pk)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from django.http import Http404, HttpRequest
+from django.http import HttpRequest
+from django.shortcuts import get_object_or_404
 
 from kizuna.crm.access import current_membership
 from kizuna.crm.imports.models import ImportJob
@@ -14,7 +15,4 @@ def get_import_job_for_member(request: HttpRequest, pk: int) -> ImportJob:
     jobs = ImportJob.objects.filter(organization=membership.organization)
     if not membership.is_administrator:
         jobs = jobs.filter(created_by_id=request.user.pk)
-    try:
-        return jobs.select_related("organization", "created_by").get(pk=pk)
-    except ImportJob.DoesNotExist:
-        raise Http404 from None
+    return get_object_or_404(jobs.select_related("organization", "created_by"), pk=pk)

@@ -79,6 +79,12 @@ def save_import_mapping(*, job: ImportJob, mapping: dict[str, str]) -> ImportJob
     return job
 
 
+def _importers_language(job: ImportJob) -> translation.override:
+    """Messages stored on the job are read by the member who imports, in their language."""
+    language = job.created_by.language if job.created_by else ""
+    return translation.override(language or settings.LANGUAGE_CODE)
+
+
 def _enqueue(task: Task[[int], Any], job_id: int) -> None:
     result = task.enqueue(job_id)
     ImportJob.objects.filter(pk=job_id).update(task_id=str(result.id))
@@ -142,8 +148,7 @@ def fail_abandoned_imports(*, jobs: Iterable[ImportJob]) -> list[int]:
         result = _failed_task(job.task_id)
         if result is None:
             continue
-        language = job.created_by.language if job.created_by else settings.LANGUAGE_CODE
-        with translation.override(language or settings.LANGUAGE_CODE):
+        with _importers_language(job):
             failure = _abandoned_message(job, result)
         # Only while the job is still where that task left it.
         if ImportJob.objects.filter(pk=job.pk, task_id=job.task_id, status__in=IN_PROGRESS).update(
@@ -167,8 +172,7 @@ def check_import(*, job_id: int) -> ImportJob:
             processed=processed
         )
 
-    language = job.created_by.language if job.created_by else settings.LANGUAGE_CODE
-    with translation.override(language or settings.LANGUAGE_CODE):
+    with _importers_language(job):
         analysis = analyze(
             organization=job.organization,
             module=job.module,
@@ -236,8 +240,7 @@ def run_import(*, job_id: int, take_over: bool = False) -> ImportJob:
     job = ImportJob.objects.select_related("organization", "created_by").get(pk=job_id)
     if not claimed:
         return job
-    language = job.created_by.language if job.created_by else settings.LANGUAGE_CODE
-    with translation.override(language or settings.LANGUAGE_CODE):
+    with _importers_language(job):
         try:
             _run_claimed_import(job)
         except Exception as error:

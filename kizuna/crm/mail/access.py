@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
+from django.shortcuts import get_object_or_404
 
 from kizuna.crm.access import current_membership, get_organization_for_member
 from kizuna.crm.mail.models import EmailTemplate, Module, SendBatch
@@ -17,12 +18,9 @@ def get_module(value: str | None) -> str:
 
 def get_template_for_member(request: HttpRequest, pk: int) -> EmailTemplate:
     organization = get_organization_for_member(request)
-    try:
-        return EmailTemplate.objects.select_related("created_by").get(
-            organization=organization, pk=pk
-        )
-    except EmailTemplate.DoesNotExist:
-        raise Http404 from None
+    return get_object_or_404(
+        EmailTemplate.objects.select_related("created_by"), organization=organization, pk=pk
+    )
 
 
 def can_change_template(request: HttpRequest, template: EmailTemplate) -> bool:
@@ -40,9 +38,6 @@ def get_template_for_editor(request: HttpRequest, pk: int) -> EmailTemplate:
 
 def get_batch_for_member(request: HttpRequest, pk: int) -> SendBatch:
     organization = get_organization_for_member(request)
-    try:
-        return SendBatch.objects.select_related("sender", "template").get(
-            organization=organization, pk=pk
-        )
-    except SendBatch.DoesNotExist:
-        raise Http404 from None
+    return get_object_or_404(
+        SendBatch.objects.select_related("sender", "template"), organization=organization, pk=pk
+    )

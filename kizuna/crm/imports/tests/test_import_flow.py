@@ -286,19 +286,9 @@ def test_duplicates_can_be_imported_on_purpose(
 
 
 def test_the_progress_fragment_polls_while_queued_and_stops_when_done(
-    ada_client: Client, ada: User, organization: Organization
+    ada_client: Client, running_job: ImportJob
 ) -> None:
-    job = ImportJob.objects.create(
-        organization=organization,
-        created_by=ada,
-        module="leads",
-        filename="big.csv",
-        encoding="utf-8",
-        content="x",
-        row_count=4000,
-        processed=1000,
-        status=ImportStatus.RUNNING,
-    )
+    job = running_job
     url = reverse("crm_imports:detail", args=[job.pk])
     fragment = ada_client.get(url, headers={"HX-Request": "true"})
     html = fragment.content.decode()

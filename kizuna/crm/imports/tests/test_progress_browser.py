@@ -16,19 +16,9 @@ from kizuna.testing.pages import sign_in, watch_for_errors
 
 @pytest.mark.django_db(transaction=True)
 def test_the_progress_bar_updates_itself_until_the_import_is_done(
-    live_server: Any, page: Any, organization: Organization, ada: User
+    live_server: Any, page: Any, ada: User, running_job: ImportJob
 ) -> None:
-    job = ImportJob.objects.create(
-        organization=organization,
-        created_by=ada,
-        module="leads",
-        filename="big.csv",
-        encoding="utf-8",
-        content="x",
-        row_count=4000,
-        processed=1000,
-        status=ImportStatus.RUNNING,
-    )
+    job = running_job
     sign_in(page, live_server, ada)
     errors = watch_for_errors(page)
     page.goto(f"{live_server.url}/crm/imports/{job.pk}/")

@@ -260,3 +260,14 @@ def test_standard_members_see_the_organizations_sent_emails(ada, bob_client, org
     page = bob_client.get(reverse("crm_mail:batch", args=[batch.pk]))
     assert page.status_code == 200
     assert "taro@example.jp" in page.content.decode()
+
+
+def test_sent_emails_are_listed_25_to_a_page(ada, ada_client, organization, lead):
+    for number in range(26):
+        queue_text_email(organization, ada, [lead], subject=f"News {number}")
+    first = ada_client.get(reverse("crm_mail:batches")).content.decode()
+    assert "Page 1 of 2" in first
+    assert 'href="?page=2"' in first
+    second = ada_client.get(reverse("crm_mail:batches") + "?page=2").content.decode()
+    assert "News 0" in second
+    assert "Page 2 of 2" in second

@@ -86,7 +86,10 @@ class SurveyForm(forms.ModelForm):
         )
         labels = {"portal": _("Portal"), "language": _("Language of the survey")}
         help_texts = {
-            "language": _("The language respondents see the survey's buttons and messages in."),
+            "language": _(
+                "The language of the buttons and messages on the survey's pages. "
+                "Respondents can switch to another language there."
+            ),
             "thank_you_message": _("Shown after a response is sent. Empty: a standard thank-you."),
             "closes_at": _("Optional. From this moment the survey accepts no more responses."),
         }

@@ -3,8 +3,10 @@
 A survey's sections are its pages. Answers typed on earlier pages are kept in the
 session while the respondent moves Next/Back; the final Submit validates every
 page again and stores the response through `responses.submit_response`. The
-page chrome follows the respondent's language; the survey's own text is shown
-as its author wrote it, escaped, in the survey's language.
+page chrome (buttons, hints, errors, notices) speaks the survey's language, so an
+English survey does not come half in Japanese to a Japanese browser; a respondent
+who picks another language with the switcher on the page gets that one. The
+survey's own text is shown as its author wrote it, escaped.
 """
 
 from __future__ import annotations
@@ -141,6 +143,34 @@ def _validate(
         except ValidationError as error:
             errors[str(question.pk)] = list(error.messages)
     return values, errors
+
+
+def _activate_page_language(request: HttpRequest, survey: Survey) -> None:
+    """Speak the survey's language, unless the respondent chose one with the switcher.
+
+    The switcher (identity:set-language, like the profile page) stores the choice
+    in the language cookie; that cookie is the explicit choice. Accept-Language is
+    only the browser's default, so it does not override the author's setting.
+    """
+    supported = dict(settings.LANGUAGES)
+    chosen = request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME, "")
+    if chosen in supported:
+        language = chosen
+    elif survey.language in supported:
+        language = survey.language
+    else:
+        language = settings.LANGUAGE_CODE
+    translation.activate(language)
+    request.LANGUAGE_CODE = language
+
+
+def _survey_of_link(kwargs: Mapping[str, Any]) -> Survey | None:
+    """The survey behind a public URL's arguments, for pages drawn before the view runs."""
+    if "public_id" in kwargs:
+        return Survey.objects.filter(public_id=kwargs["public_id"]).first()
+    if "token" in kwargs:
+        return Survey.objects.filter(invitations__token=kwargs["token"]).first()
+    return None
 
 
 def _client_address(request: HttpRequest) -> str:
@@ -347,6 +377,9 @@ def _too_large_is_explained(view: ViewFunction) -> ViewFunction:
         try:
             return protected(request, *args, **kwargs)
         except (RequestDataTooBig, TooManyFieldsSent):
+            survey = _survey_of_link(kwargs)
+            if survey is not None:
+                _activate_page_language(request, survey)
             limit = filesizeformat(settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0)
             return render(request, "survey/public/too_large.html", {"limit": limit}, status=413)
 
@@ -360,6 +393,7 @@ def respond(request: HttpRequest, public_id: str) -> HttpResponse:
     survey = get_object_or_404(
         Survey.objects.select_related("portal__account"), public_id=public_id
     )
+    _activate_page_language(request, survey)
     if not survey.accepts_responses():
         return _refusal(request, survey, "closed", status=410)
     done_url = reverse("survey_public:done", args=[survey.public_id])
@@ -368,6 +402,7 @@ def respond(request: HttpRequest, public_id: str) -> HttpResponse:
 
 def done(request: HttpRequest, public_id: str) -> HttpResponse:
     survey = get_object_or_404(Survey, public_id=public_id)
+    _activate_page_language(request, survey)
     return render(request, "survey/public/done.html", {"survey": survey})
 
 
@@ -379,6 +414,7 @@ def respond_to_invitation(request: HttpRequest, token: str) -> HttpResponse:
         Invitation.objects.select_related("survey__portal__account"), token=token
     )
     survey = invitation.survey
+    _activate_page_language(request, survey)
     if invitation.completed_at is not None:
         status = 409 if request.method == "POST" else 200
         return _refusal(request, survey, "answered", status=status)
@@ -396,6 +432,7 @@ def respond_to_invitation(request: HttpRequest, token: str) -> HttpResponse:
 
 def invitation_done(request: HttpRequest, token: str) -> HttpResponse:
     invitation = get_object_or_404(Invitation.objects.select_related("survey"), token=token)
+    _activate_page_language(request, invitation.survey)
     if invitation.completed_at is None:
         return redirect("survey_public:invitation", token=token)
     return render(request, "survey/public/done.html", {"survey": invitation.survey})

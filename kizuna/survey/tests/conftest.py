@@ -48,7 +48,9 @@ def carol_account(carol_user: User) -> SurveyAccount:
 def survey(portal: Portal, ada_user: User) -> Survey:
     from kizuna.survey.models import Survey
 
-    return Survey.objects.create(portal=portal, title="Customer satisfaction", created_by=ada_user)
+    return Survey.objects.create(
+        portal=portal, title="Customer satisfaction", language="en", created_by=ada_user
+    )
 
 
 @pytest.fixture

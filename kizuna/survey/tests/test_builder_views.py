@@ -568,6 +568,31 @@ def test_builder_pages_are_in_japanese(ada: Client, survey: Survey) -> None:
             assert text in body, (url, text)
 
 
+@pytest.mark.parametrize(
+    ("language", "help_text"),
+    [
+        (
+            "en",
+            "The language of the buttons and messages on the survey's pages. "
+            "Respondents can switch to another language there.",
+        ),
+        (
+            "ja",
+            "アンケートのページに表示されるボタンやメッセージの言語です。"
+            "回答者はページ上で別の言語に切り替えることもできます。",
+        ),
+    ],
+)
+def test_the_language_setting_says_it_sets_the_public_pages_language_and_respondents_may_switch(
+    ada: Client, survey: Survey, language: str, help_text: str
+) -> None:
+    body = ada.get(
+        reverse("survey:survey-edit", args=[survey.pk]), headers={"accept-language": language}
+    ).content.decode()
+
+    assert help_text in body
+
+
 def test_builder_lists_each_questions_choices_range_or_grid(ada: Client, survey: Survey) -> None:
     add_question(ada, survey, kind="multiple_choice", text="Pick", choices="A\nB", max_picks="2")
     add_question(ada, survey, kind="number", text="Age", min="18")

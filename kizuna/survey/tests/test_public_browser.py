@@ -18,9 +18,12 @@ PHONE = {"width": 390, "height": 844}
 def test_a_respondent_answers_two_pages_on_a_phone_without_javascript(
     browser: Any, live_server: Any, survey: Survey
 ) -> None:
+    survey.language = "ja"
+    survey.save(update_fields=["language"])
     name, rating = two_page_survey(survey)
     nps = add_question(survey, "nps", "Recommend us?", section=rating.section)
-    context = browser.new_context(java_script_enabled=False, viewport=PHONE, locale="ja-JP")
+    # An English phone: the page still speaks the survey's language.
+    context = browser.new_context(java_script_enabled=False, viewport=PHONE, locale="en-US")
     problems: list[str] = []
     page = context.new_page()
     page.on("console", lambda message: problems.append(message.text))

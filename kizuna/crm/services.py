@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.core.mail import send_mail
+from django.core.mail import EmailMessage
 from django.db import transaction
 from django.db.models import QuerySet
 from django.template.loader import render_to_string
@@ -30,6 +30,7 @@ from kizuna.crm.models import (
     RecordT,
     Role,
 )
+from kizuna.identity.mailbox import sent_by_headers
 
 if TYPE_CHECKING:
     from kizuna.identity.models import User
@@ -160,7 +161,7 @@ def invite_member(
         }
         subject = render_to_string("crm/invitation_subject.txt", context).strip()
         body = render_to_string("crm/invitation_email.txt", context)
-    send_mail(subject, body, None, [email])
+    EmailMessage(subject, body, None, [email], headers=sent_by_headers(by)).send()
     return invitation, token
 
 

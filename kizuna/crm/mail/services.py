@@ -23,6 +23,7 @@ from kizuna.crm.mail.extensions import MergeContext
 from kizuna.crm.mail.models import EmailTemplate, OutgoingMessage, SendBatch
 from kizuna.crm.mail.rendering import render_message, sanitize_html
 from kizuna.crm.models import Activity, ActivityKind, Contact, Lead, Organization
+from kizuna.identity.mailbox import sent_by_headers
 from kizuna.identity.models import User
 from kizuna.work import leases
 from kizuna.work.leases import WorkStatus
@@ -254,6 +255,13 @@ def queue_emails(
     return batch
 
 
+def _sent_by(message: OutgoingMessage) -> dict[str, str]:
+    """The header naming the batch's sender; none if that member was deleted since."""
+    batch = SendBatch.objects.filter(pk=message.batch_id).values("sender")
+    user = User.objects.filter(pk__in=batch).only("email").first()
+    return sent_by_headers(user) if user is not None else {}
+
+
 def build_email(message: OutgoingMessage) -> EmailMessage:
     """The MIME message for one outbox row, with RFC 8058 one-click unsubscribe headers."""
     email = EmailMultiAlternatives(
@@ -266,6 +274,8 @@ def build_email(message: OutgoingMessage) -> EmailMessage:
             "Message-ID": message.message_id,
             "List-Unsubscribe": f"<{unsubscribe_url(message.unsubscribe_token)}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            # The member who sent the batch may read it in the local mailbox.
+            **_sent_by(message),
         },
     )
     if message.body_html:

@@ -144,3 +144,12 @@ def test_the_invitation_email_is_in_the_invitees_language(ada: Membership) -> No
         organization=ada.organization, email="kenji@example.com", role=Role.STANDARD, by=ada.user
     )
     assert mail.outbox[0].subject == "Kizuna CRM の組織「Kizuna Demo」への招待"
+
+
+def test_the_invitation_names_the_inviting_member_as_its_sender(ada: Membership) -> None:
+    services.invite_member(
+        organization=ada.organization, email="new@example.com", role=Role.STANDARD, by=ada.user
+    )
+    (sent,) = mail.outbox
+    assert sent.extra_headers == {"X-Kizuna-Sent-By": "ada@example.com"}
+    assert sent.message()["X-Kizuna-Sent-By"] == "ada@example.com"

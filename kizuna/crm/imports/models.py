@@ -70,9 +70,12 @@ class ImportJob(models.Model):
     processed = models.PositiveIntegerField(_("processed"), default=0)
     created_count = models.PositiveIntegerField(_("created"), default=0)
     skipped_count = models.PositiveIntegerField(_("skipped"), default=0)
-    # [{"row": 3, "fields": {"email": ["..."]}}, ...] in the importer's language.
+    # [{"row": 3, "fields": {"email": {"en": ["..."], "ja": ["..."]}}, "duplicate": ""}, ...]
     problems = models.JSONField(default=list, blank=True)
+    # Why the job failed, in the importer's language; failure_texts holds it in
+    # every language for whoever reads the page (see texts.py).
     failure = models.TextField(_("failure"), blank=True)
+    failure_texts = models.JSONField(default=dict, blank=True)
     # The django-tasks result of the job's latest background check or import: when
     # that task has failed for good (WorkerDied after its last attempt, too), the
     # job is marked failed (services.fail_abandoned_imports).
@@ -90,6 +93,13 @@ class ImportJob(models.Model):
 
     def __str__(self) -> str:
         return self.filename
+
+    @property
+    def failure_message(self) -> str:
+        """Why the job failed, in the reader's language."""
+        from kizuna.crm.imports.texts import in_readers_language
+
+        return str(in_readers_language(self.failure_texts) or self.failure)
 
     @property
     def is_finished(self) -> bool:

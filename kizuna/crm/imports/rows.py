@@ -17,9 +17,9 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import translation
-from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from kizuna.crm.imports.texts import in_every_language
 from kizuna.crm.models import (
     Contact,
     Lead,
@@ -258,8 +258,10 @@ class RowProblem:
     """Why one row of the file cannot be imported as it is."""
 
     row: int
-    fields: dict[str, list[str]] = field(default_factory=dict)
-    duplicate: str = ""
+    # Field name -> its messages in every language ({"en": [...], "ja": [...]}).
+    fields: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    # Why the row is a duplicate, in every language; empty if it is not one.
+    duplicate: dict[str, str] | str = ""
 
     def as_json(self) -> dict[str, Any]:
         return {"row": self.row, "fields": self.fields, "duplicate": self.duplicate}
@@ -310,9 +312,10 @@ class RowValidator:
             ).values_list("user_id", "user__email"):
                 self.members[email.casefold()] = user_id
 
-    def clean(self, cells: list[str]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    def clean(self, cells: list[str]) -> tuple[dict[str, Any], dict[str, dict[str, list[str]]]]:
+        """The row's model values, and its error messages per field in every language."""
         values: dict[str, Any] = {}
-        errors: dict[str, list[str]] = {}
+        errors: dict[str, list[ValidationError]] = {}
         for index, name in self.columns:
             raw = cells[index].strip() if index < len(cells) else ""
             if raw[:1] == "'" and raw[1:2] in GUARDED_STARTS:
@@ -321,14 +324,14 @@ class RowValidator:
             try:
                 values.update(self._convert(name, raw))
             except ValidationError as error:
-                errors[name] = list(error.messages)
+                errors[name] = [error]
         instance = self.model(organization=self.organization, **values)
         try:
             instance.clean_fields(exclude=self.exclude | set(errors))
         except ValidationError as error:
-            for name, messages in error.message_dict.items():
-                errors.setdefault(name, []).extend(messages)
-        return values, errors
+            for name, field_errors in error.error_dict.items():
+                errors.setdefault(name, []).extend(field_errors)
+        return values, {name: _messages(field_errors) for name, field_errors in errors.items()}
 
     def _convert(self, name: str, raw: str) -> dict[str, Any]:
         if name == "lead_source":
@@ -374,6 +377,14 @@ class RowValidator:
         return value
 
 
+def _messages(errors: list[ValidationError]) -> dict[str, list[str]]:
+    return in_every_language(lambda: [m for error in errors for m in error.messages])
+
+
+def _translated(message: Any, params: dict[str, Any]) -> dict[str, str]:
+    return in_every_language(lambda: str(message) % params)
+
+
 def existing_emails(organization: Organization, module: str, emails: set[str]) -> set[str]:
     """Which of these (lower-case) emails a record of the organization already has."""
     found: set[str] = set()
@@ -402,7 +413,7 @@ def analyze(
     _headers, rows = read_table(text)
     validator = RowValidator(organization=organization, module=module, mapping=mapping)
     analysis = Analysis(total=len(rows))
-    cleaned: list[tuple[int, dict[str, Any], dict[str, list[str]]]] = []
+    cleaned: list[tuple[int, dict[str, Any], dict[str, dict[str, list[str]]]]] = []
     for position, (number, cells) in enumerate(rows, start=1):
         values, errors = validator.clean(cells)
         cleaned.append((number, values, errors))
@@ -412,20 +423,20 @@ def analyze(
     already = existing_emails(organization, module, emails) if emails else set()
     first_row: dict[str, int] = {}
     exists_message = (
-        gettext("A lead with the email address %(email)s already exists.")
+        _("A lead with the email address %(email)s already exists.")
         if module == "leads"
-        else gettext("A contact with the email address %(email)s already exists.")
+        else _("A contact with the email address %(email)s already exists.")
     )
     for number, values, errors in cleaned:
         email = (values.get("email") or "").casefold()
-        duplicate = ""
+        duplicate: dict[str, str] | str = ""
         if email and "email" not in errors:
             if email in already:
-                duplicate = exists_message % {"email": values["email"]}
+                duplicate = _translated(exists_message, {"email": values["email"]})
             elif email in first_row:
-                duplicate = gettext("Same email address as row %(row)s.") % {
-                    "row": first_row[email]
-                }
+                duplicate = _translated(
+                    _("Same email address as row %(row)s."), {"row": first_row[email]}
+                )
             else:
                 first_row[email] = number
         if errors:

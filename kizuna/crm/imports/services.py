@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone, translation
-from django.utils.translation import gettext
+from django.utils.translation import gettext, ngettext
 from django_tasks import TaskResultStatus, default_task_backend
 from django_tasks.base import Task
 from django_tasks.exceptions import TaskResultDoesNotExist
@@ -24,6 +25,7 @@ from kizuna.crm.imports.rows import (
     model_for,
     read_table,
 )
+from kizuna.crm.imports.texts import in_every_language
 from kizuna.crm.models import Activity, ActivityKind, Contact, Lead, Organization
 from kizuna.identity.models import User
 from kizuna.work.retry import WorkerDied
@@ -101,6 +103,11 @@ def _failed_task(task_id: str) -> Any:
     return result if result.status == TaskResultStatus.FAILED else None
 
 
+def _failure(render: Callable[[], str]) -> dict[str, Any]:
+    """The job's failure fields: in the importer's language (the active one) and in every one."""
+    return {"failure": render(), "failure_texts": in_every_language(render)}
+
+
 def _abandoned_message(job: ImportJob, result: Any) -> str:
     last_error = result.errors[-1].exception_class_path if result.errors else ""
     worker_died = last_error == f"{WorkerDied.__module__}.{WorkerDied.__qualname__}"
@@ -149,10 +156,10 @@ def fail_abandoned_imports(*, jobs: Iterable[ImportJob]) -> list[int]:
         if result is None:
             continue
         with _importers_language(job):
-            failure = _abandoned_message(job, result)
+            failure = _failure(partial(_abandoned_message, job, result))
         # Only while the job is still where that task left it.
         if ImportJob.objects.filter(pk=job.pk, task_id=job.task_id, status__in=IN_PROGRESS).update(
-            status=ImportStatus.FAILED, failure=failure, finished_at=timezone.now()
+            status=ImportStatus.FAILED, finished_at=timezone.now(), **failure
         ):
             failed.append(job.pk)
     return failed
@@ -205,6 +212,7 @@ def start_import(*, job: ImportJob, skip_bad_rows: bool, allow_duplicates: bool)
     ).update(
         status=ImportStatus.QUEUED,
         failure="",
+        failure_texts={},
         problems=[],
         skip_bad_rows=skip_bad_rows,
         allow_duplicates=allow_duplicates,
@@ -244,11 +252,15 @@ def run_import(*, job_id: int, take_over: bool = False) -> ImportJob:
         try:
             _run_claimed_import(job)
         except Exception as error:
+            reason = {"error": error}
             ImportJob.objects.filter(pk=job.pk).update(
                 status=ImportStatus.FAILED,
-                failure=gettext("The import failed and nothing was imported: %(error)s")
-                % {"error": error},
                 finished_at=timezone.now(),
+                **_failure(
+                    lambda: (
+                        gettext("The import failed and nothing was imported: %(error)s") % reason
+                    )
+                ),
             )
             raise
     job.refresh_from_db()
@@ -276,12 +288,19 @@ def _run_claimed_import(job: ImportJob) -> None:
             status=ImportStatus.FAILED,
             processed=analysis.total,
             problems=problems,
-            failure=gettext(
-                "%(count)s rows have errors or duplicates, so nothing was imported. Fix the "
-                "file, or choose to skip the bad rows."
-            )
-            % {"count": bad},
             finished_at=timezone.now(),
+            **_failure(
+                lambda: (
+                    ngettext(
+                        "%(count)s row has errors or is a duplicate, so nothing was imported. Fix "
+                        "the file, or choose to skip the bad row.",
+                        "%(count)s rows have errors or duplicates, so nothing was imported. Fix "
+                        "the file, or choose to skip the bad rows.",
+                        bad,
+                    )
+                    % {"count": bad}
+                )
+            ),
         )
         return
     rows = analysis.rows_to_create(allow_duplicates=job.allow_duplicates)

@@ -22,6 +22,7 @@ from kizuna.crm.imports.exporting import csv_lines, export_queryset
 from kizuna.crm.imports.forms import MappingForm, StartForm, UploadForm
 from kizuna.crm.imports.models import ImportJob, ImportModule, ImportStatus
 from kizuna.crm.imports.rows import MAX_UPLOAD_BYTES, ImportFileError, field_label, read_table
+from kizuna.crm.imports.texts import in_readers_language
 
 
 @login_required
@@ -118,10 +119,10 @@ def _problems_for_display(job: ImportJob, problems: list[dict[str, Any]]) -> lis
         {
             "row": problem["row"],
             "fields": [
-                (field_label(job.module, name), messages_)
+                (field_label(job.module, name), in_readers_language(messages_))
                 for name, messages_ in problem["fields"].items()
             ],
-            "duplicate": problem["duplicate"],
+            "duplicate": in_readers_language(problem["duplicate"]),
         }
         for problem in problems
     ]

@@ -322,6 +322,51 @@ def test_the_import_pages_and_row_messages_are_in_japanese(ada_client: Client, a
     )
 
 
+def test_the_result_page_shows_row_messages_and_summary_in_the_readers_language(
+    ada_client: Client, ada: User
+) -> None:
+    rows = [EN_HEADERS, *lead_rows(2), ["Bad", "", "", "bad@", "", "", "", ""]]
+    ada_client.post(START, {"module": "leads", "file": upload(csv_bytes(rows))})
+    job = ImportJob.objects.get()
+    ada_client.post(reverse("crm_imports:run", args=[job.pk]), {})
+    url = reverse("crm_imports:detail", args=[job.pk])
+    html = ada_client.get(url).content.decode()
+    assert (
+        '<p class="form-errors" id="import-failure">1 row has errors or is a duplicate, so '
+        "nothing was imported. Fix the file, or choose to skip the bad row.</p>"
+    ) in html
+    assert '<p class="error">Email: Enter a valid email address.</p>' in html
+
+    # The same stored result, read by Ada once she has switched to Japanese.
+    ada.language = "ja"
+    ada.save(update_fields=["language"])
+    html = ada_client.get(url).content.decode()
+    assert (
+        '<p class="form-errors" id="import-failure">1行にエラーまたは重複があるため、'
+        "何もインポートされませんでした。"
+        "ファイルを修正するか、問題のある行をスキップするよう選択してください。</p>"
+    ) in html
+    assert '<p class="error">メール: 有効なメールアドレスを入力してください。</p>' in html
+    assert "Enter a valid email address." not in html
+    assert "nothing was imported" not in html
+
+
+def test_duplicates_found_by_the_worker_are_shown_in_the_readers_language(
+    ada_client: Client, ada: User
+) -> None:
+    rows = [EN_HEADERS, *lead_rows(1)]
+    rows.append(["Twin", "", "", rows[1][3], "", "", "", ""])
+    ada_client.post(START, {"module": "leads", "file": upload(csv_bytes(rows))})
+    job = ImportJob.objects.get()
+    ada_client.post(reverse("crm_imports:run", args=[job.pk]), {"skip_bad_rows": "on"})
+    ada.language = "ja"
+    ada.save(update_fields=["language"])
+    page = ada_client.get(reverse("crm_imports:detail", args=[job.pk]))
+    assert [(p["row"], p["duplicate"]) for p in page.context["problems"]] == [
+        (3, "2行目とメールアドレスが同じです。")
+    ]
+
+
 @override_settings(KIZUNA_IMPORT_BACKGROUND_ROWS=2)
 def test_a_large_file_is_checked_by_the_worker_before_its_preview(
     ada_client: Client, django_capture_on_commit_callbacks: Any

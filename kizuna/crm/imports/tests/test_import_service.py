@@ -63,7 +63,16 @@ def test_one_error_deep_in_a_large_file_imports_nothing(
     job = services.run_import(job_id=job.pk)
     assert job.status == ImportStatus.FAILED
     assert job.problems == [
-        {"row": 2502, "fields": {"email": ["Enter a valid email address."]}, "duplicate": ""}
+        {
+            "row": 2502,
+            "fields": {
+                "email": {
+                    "en": ["Enter a valid email address."],
+                    "ja": ["有効なメールアドレスを入力してください。"],
+                }
+            },
+            "duplicate": "",
+        }
     ]
     assert Lead.objects.count() == 0
 
@@ -131,7 +140,7 @@ def test_validation_uses_the_record_rules_and_maps_labels_in_both_languages(
     values, errors = validator.clean(
         ["x" * 101, "Maybe", "", "charlie@example.com", "perhaps", "a@@b"]
     )
-    assert errors == {
+    assert {name: texts["en"] for name, texts in errors.items()} == {
         "family_name": ["Ensure this value has at most 100 characters (it has 101)."],
         "status": ["“Maybe” is not one of: New, Contacted, Qualified, Unqualified, Converted."],
         "owner": [
@@ -140,6 +149,13 @@ def test_validation_uses_the_record_rules_and_maps_labels_in_both_languages(
         "email_opt_out": ["Write yes or no (or 1 or 0)."],
         "email": ["Enter a valid email address."],
     }
+    # Kept in every language, plural forms included, for whoever reads the result.
+    assert errors["family_name"]["ja"] == [
+        "この値は 100 文字以下でなければなりません( 101 文字になっています)。"
+    ]
+    assert errors["owner"]["ja"] == [
+        "メールアドレス charlie@example.com の有効なユーザーがこの組織にいません。"
+    ]
 
 
 def test_an_inactive_member_cannot_own_imported_records(
@@ -169,7 +185,12 @@ def test_a_lead_cannot_be_imported_as_converted(ada: User, organization: Organiz
         organization=organization, module="leads", mapping={"0": "family_name", "1": "status"}
     )
     _values, errors = validator.clean(["Sato", "Converted"])
-    assert errors == {"status": ["A lead becomes converted only by converting it."]}
+    assert errors == {
+        "status": {
+            "en": ["A lead becomes converted only by converting it."],
+            "ja": ["リードを「変換済み」にできるのは、リードの変換だけです。"],
+        }
+    }
 
 
 def test_the_task_takes_over_an_import_whose_worker_died(

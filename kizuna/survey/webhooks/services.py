@@ -39,10 +39,10 @@ from kizuna.work.leases import WorkStatus
 logger = logging.getLogger(__name__)
 
 EVENT_TYPES = tuple(WebhookEvent.values)
-# Standard Webhooks: 410 Gone means "stop sending to this endpoint".
+# Standard Webhooks: 410 Gone means "stop sending to this endpoint". It is the only
+# answer that stops delivery early: a receiver mid-deploy answers 404 or 401 for a
+# while, and giving up then would lose a response (DESIGN §3: at least once, 3 days).
 GONE = 410
-# Client errors that say "later", not "never".
-RETRYABLE_CLIENT_ERRORS = frozenset({408, 425, 429})
 
 
 def _iso(value: datetime.datetime | None) -> str | None:
@@ -333,9 +333,9 @@ def deliver(delivery: Delivery) -> None:
     """Send one claimed delivery and record the attempt (the worker's handler).
 
     2xx: done. 410: the endpoint is disabled and nothing more is sent to it.
-    Other 4xx (except 408/425/429): failed without retry, the receiver refused it.
-    5xx, timeouts, connection errors and refused URLs: retried with back-off until
-    max_attempts, then failed (dead-lettered, replayable from Settings > Webhooks).
+    Any other answer (3xx, 4xx, 5xx), timeouts, connection errors and refused URLs:
+    retried with back-off until max_attempts (more than 3 days), then failed
+    (dead-lettered, replayable from Settings > Webhooks).
     """
     endpoint = WebhookEndpoint.objects.get(pk=delivery.endpoint_id)
     if not endpoint.is_enabled:
@@ -386,7 +386,5 @@ def deliver(delivery: Delivery) -> None:
         reason = str(_("The endpoint answered 410 Gone: it asked to receive no more events."))
         leases.mark_failed(delivery, error=reason, retry=False)
         disable_endpoint(endpoint=endpoint, reason=reason)
-    elif 400 <= status < 500 and status not in RETRYABLE_CLIENT_ERRORS:
-        leases.mark_failed(delivery, error=f"HTTP {status}", retry=False)
     else:
         leases.mark_failed(delivery, error=f"HTTP {status}", retry=True)

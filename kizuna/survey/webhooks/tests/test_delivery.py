@@ -178,11 +178,9 @@ def test_endpoint_answering_410_is_disabled_and_gets_no_more_events(local: Recei
     assert len(local.requests) == 1
 
 
-@pytest.mark.parametrize(
-    ("status", "retried"), [(400, False), (401, False), (429, True), (502, True)]
-)
-def test_client_errors_are_final_but_429_and_5xx_are_retried(local, survey, status, retried):
-    subscribe(survey.portal.account, local.url())
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 408, 422, 429, 500, 502, 503])
+def test_every_answer_but_2xx_and_410_is_retried_later(local, survey, status):
+    endpoint, _ = subscribe(survey.portal.account, local.url())
     [delivery] = services.publish_event(
         account=survey.portal.account, event_type="response.completed", payload={}
     )
@@ -191,8 +189,64 @@ def test_client_errors_are_final_but_429_and_5xx_are_retried(local, survey, stat
     run_due_work(worker_id="test")
 
     delivery.refresh_from_db()
-    assert delivery.status == (WorkStatus.PENDING if retried else WorkStatus.FAILED)
+    endpoint.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == (WorkStatus.PENDING, 1)
     assert delivery.last_error == f"HTTP {status}"
+    assert delivery.finished_at is None
+    assert delivery.next_attempt_at > timezone.now()
+    assert endpoint.is_enabled is True
+
+
+def test_a_receiver_answering_404_mid_deploy_gets_the_response_once_it_is_back(
+    local: Receiver, survey
+):
+    subscribe(survey.portal.account, local.url())
+    response = make_response(survey)
+    [delivery] = services.publish_event(
+        account=survey.portal.account,
+        event_type="response.completed",
+        payload=services.response_payload(response),
+    )
+    local.answer(Answer(status=404), Answer(status=404), Answer(status=200))
+
+    for _ in range(3):
+        make_due()
+        run_due_work(worker_id="test")
+
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == (WorkStatus.DONE, 3)
+    assert [a.status_code for a in delivery.attempts_made.order_by("attempted_at", "id")] == [
+        404,
+        404,
+        200,
+    ]
+    assert len(local.requests) == 3
+    assert {json.loads(r.body)["data"]["response_id"] for r in local.requests} == {str(response.pk)}
+
+
+def test_a_receiver_answering_404_for_three_days_is_dead_lettered_only_then(
+    local: Receiver, survey, monkeypatch
+):
+    subscribe(survey.portal.account, local.url())
+    local.default = Answer(status=404)
+    [delivery] = services.publish_event(
+        account=survey.portal.account, event_type="response.completed", payload={"n": 1}
+    )
+    clock = {"now": delivery.created_at}
+    monkeypatch.setattr(timezone, "now", lambda: clock["now"])
+
+    while True:
+        delivery.refresh_from_db()
+        if delivery.status != WorkStatus.PENDING:
+            break
+        clock["now"] = delivery.next_attempt_at
+        run_due_work(worker_id="test")
+
+    assert delivery.status == WorkStatus.FAILED
+    assert delivery.attempts == delivery.max_attempts == 26
+    assert delivery.finished_at is not None
+    assert delivery.finished_at - delivery.created_at > HORIZON
+    assert len(local.requests) == 26
 
 
 def test_delivery_to_a_url_that_now_resolves_privately_is_refused_at_connect_time(
@@ -243,7 +297,8 @@ def test_replay_sends_a_dead_delivery_again_with_the_same_webhook_id(local: Rece
     [delivery] = services.publish_event(
         account=survey.portal.account, event_type="response.completed", payload={"x": 1}
     )
-    local.answer(Answer(status=400), Answer(status=200))
+    Delivery.objects.filter(pk=delivery.pk).update(max_attempts=1)  # its last chance
+    local.answer(Answer(status=500), Answer(status=200))
     run_due_work(worker_id="test")
     delivery.refresh_from_db()
     assert delivery.status == WorkStatus.FAILED

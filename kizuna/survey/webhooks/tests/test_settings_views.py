@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.test import Client, override_settings
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import formats, timezone, translation
 
 from kizuna.lib import cursors
 from kizuna.survey.webhooks import services
@@ -258,6 +258,63 @@ def test_deleting_an_endpoint_asks_first_then_deletes_it_with_its_deliveries(
     assert response["Location"] == LIST
     assert not WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
     assert not Delivery.objects.filter(pk=dead_delivery.pk).exists()
+
+
+def shown(value: datetime.datetime, language: str) -> str:
+    """A time as the page shows it ({{ value }} in the page's language)."""
+    with translation.override(language):
+        return str(formats.localize(timezone.localtime(value)))
+
+
+def delivery_cells(html: str, delivery: Delivery) -> tuple[str, str]:
+    """The "Next attempt" and "Finished at" cells of the delivery's row."""
+    row = html[html.index(delivery.message_id) :]
+    next_attempt = re.search(r'<td class="next-attempt">(.*?)</td>', row)
+    finished_at = re.search(r'<td class="finished-at">(.*?)</td>', row)
+    assert next_attempt and finished_at
+    return next_attempt.group(1), finished_at.group(1)
+
+
+@pytest.mark.parametrize("language", ["en", "ja"])
+def test_only_a_pending_delivery_shows_a_next_attempt_and_a_finished_one_its_finish_time(
+    ada_client: Client, endpoint, language: str
+):
+    now = timezone.now().replace(microsecond=0)
+    done_at, failed_at = now - datetime.timedelta(hours=1), now - datetime.timedelta(hours=3)
+    pending = Delivery.objects.create(
+        endpoint=endpoint,
+        event_type="response.completed",
+        payload={},
+        attempts=1,
+        next_attempt_at=now + datetime.timedelta(minutes=5),
+        last_error="HTTP 404",
+    )
+    done = Delivery.objects.create(
+        endpoint=endpoint,
+        event_type="response.completed",
+        payload={},
+        status=WorkStatus.DONE,
+        attempts=2,
+        next_attempt_at=now - datetime.timedelta(hours=2),
+        finished_at=done_at,
+    )
+    failed = Delivery.objects.create(
+        endpoint=endpoint,
+        event_type="response.completed",
+        payload={},
+        status=WorkStatus.FAILED,
+        attempts=26,
+        next_attempt_at=now - datetime.timedelta(hours=4),
+        finished_at=failed_at,
+    )
+    detail = reverse("survey:survey_webhooks:endpoint", args=[endpoint.pk])
+
+    html = ada_client.get(detail, HTTP_ACCEPT_LANGUAGE=language).content.decode()
+
+    assert delivery_cells(html, pending) == (shown(pending.next_attempt_at, language), "—")
+    assert delivery_cells(html, done) == ("—", shown(done_at, language))
+    assert delivery_cells(html, failed) == ("—", shown(failed_at, language))
+    assert ("Finished at" if language == "en" else "終了日時") in html
 
 
 def test_webhooks_page_is_in_japanese_for_japanese_users(ada_client: Client, endpoint):

@@ -195,3 +195,29 @@ def test_column_headers_sort_and_say_how(ada_client: Client, people: dict[str, L
     )
     default = ada_client.get(reverse("crm:lead-list")).context["column_sorts"]
     assert default["created"] == {"url": "?sort=oldest", "state": "descending"}
+
+
+def test_the_export_link_carries_the_lists_filters_and_sort(
+    ada_client: Client, people: dict[str, Lead]
+) -> None:
+    url = reverse("crm:lead-list")
+    params = {"q": "example", "source": "web", "sort": "-name"}
+    html = ada_client.get(url, params).content.decode()
+    export = reverse("crm_imports:export", args=["leads"])
+    link = f'id="record-export" href="{export}?q=example&amp;source=web&amp;sort=-name"'
+    assert link in html
+    assert f'href="{reverse("crm_imports:start")}?module=leads">Import</a>' in html
+    # The file holds what the list shows, in the list's order.
+    response: Any = ada_client.get(export, params)
+    exported = b"".join(response.streaming_content).decode("utf-8-sig")
+    rows = [line.split(",") for line in exported.splitlines()]
+    assert [row[1] for row in rows] == ["Family name", "佐藤", "Hopper"]
+    # A search made in place (htmx) updates the link with the list.
+    fragment = ada_client.get(url, {"status": "contacted"}, headers={"HX-Request": "true"})
+    assert f'id="record-export" href="{export}?status=contacted"' in fragment.content.decode()
+
+
+def test_the_contact_list_links_to_export_and_import_contacts(ada_client: Client) -> None:
+    html = ada_client.get(reverse("crm:contact-list")).content.decode()
+    assert f'id="record-export" href="{reverse("crm_imports:export", args=["contacts"])}"' in html
+    assert f'href="{reverse("crm_imports:start")}?module=contacts">Import</a>' in html

@@ -404,14 +404,29 @@ def _invitation_out(invitation: Invitation, *, created: bool | None = None) -> d
 
 @api.post(
     "/surveys/{survey_id}/invitations",
-    response={200: schemas.InvitationBatchOut, **ERRORS},
+    response={200: schemas.InvitationBatchOut, 409: schemas.ErrorOut, **ERRORS},
     tags=["invitations"],
 )
 def create_invitations(
     request: HttpRequest, survey_id: int, payload: schemas.InvitationBatchIn
 ) -> dict[str, Any]:
-    """Create up to 1,000 invitations; an existing (survey, reference) is returned as is."""
+    """Create up to 1,000 invitations; an existing (survey, reference) is returned as is.
+
+    A survey that accepts no responses (closed, or past its closing time) answers
+    409 `survey_closed` and creates nothing. The whole batch is refused, re-posts of
+    recipients invited before the survey closed included: their links would only
+    answer 410.
+    """
     survey = get_object_or_404(Survey, portal__account_id=_member(request).account_id, pk=survey_id)
+    if not survey.accepts_responses():
+        raise APIError(
+            "survey_closed",
+            _(
+                "This survey is closed: it accepts no responses, so no invitations are "
+                "created for it. Open it again in Survey to invite people."
+            ),
+            status=409,
+        )
     if len(payload.invitations) > api_services.MAX_INVITATIONS_PER_BATCH:
         raise APIError(
             "batch_too_large",

@@ -13,7 +13,8 @@ class ErrorDetail(Schema):
         description=(
             "missing_credentials, unknown_email, wrong_key, revoked_key, insufficient_role, "
             "throttled, invalid_trust_token, not_found, invalid, batch_too_large, "
-            "invalid_json (400: the body is not JSON in UTF-8), too_large (413)"
+            "invalid_json (400: the body is not JSON in UTF-8), too_large (413), "
+            "survey_closed (409: the survey accepts no responses, so no invitations)"
         )
     )
     message: str

@@ -307,6 +307,92 @@ def test_invitation_batch_is_idempotent_per_survey_and_recipient_reference(
     assert Invitation.objects.filter(survey=survey).count() == 2
 
 
+CLOSED_MESSAGES = {
+    "en": (
+        "This survey is closed: it accepts no responses, so no invitations are created for it. "
+        "Open it again in Survey to invite people."
+    ),
+    "ja": (
+        "このアンケートは受付を終了しているため回答を受け付けず、招待も作成されません。"
+        "招待するには、Survey でアンケートの受付を再開してください。"
+    ),
+}
+
+
+def close(survey: Survey, how: str) -> None:
+    if how == "closed by hand":
+        survey.is_open = False
+    else:
+        survey.closes_at = timezone.now() - datetime.timedelta(minutes=1)
+    survey.save(update_fields=["is_open", "closes_at"])
+
+
+@pytest.mark.parametrize("how", ["closed by hand", "past its closing time"])
+@pytest.mark.parametrize("language", ["en", "ja"])
+def test_invitations_to_a_closed_survey_are_refused_with_409_and_none_is_created(
+    client: Client, world, ada, how: str, language: str
+):
+    survey = world["survey"]
+    close(survey, how)
+    before = list(Invitation.objects.order_by("pk").values_list("pk", "token"))
+
+    response = call(
+        client,
+        "post",
+        f"/surveys/{survey.pk}/invitations",
+        {**services_headers(ada), "HTTP_ACCEPT_LANGUAGE": language},
+        {"invitations": [{"recipient_reference": "lead:2", "email": "dan@example.com"}]},
+    )
+
+    assert response.status_code == 409
+    assert response.json() == {
+        "error": {"code": "survey_closed", "message": CLOSED_MESSAGES[language]}
+    }
+    assert list(Invitation.objects.order_by("pk").values_list("pk", "token")) == before
+
+
+def test_re_posting_an_earlier_invitation_to_a_survey_closed_since_is_refused_too(
+    client: Client, world, ada
+):
+    survey = world["survey"]
+    path = f"/surveys/{survey.pk}/invitations"
+    body = {"invitations": [{"recipient_reference": "lead:2"}]}
+    first = call(client, "post", path, services_headers(ada), body)
+    close(survey, "closed by hand")
+
+    again = call(client, "post", path, services_headers(ada), body)
+
+    assert first.status_code == 200
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "survey_closed"
+    assert Invitation.objects.filter(survey=survey, recipient_reference="lead:2").count() == 1
+
+
+def test_reopening_a_closed_survey_accepts_invitations_again(client: Client, world, ada):
+    survey = world["survey"]
+    close(survey, "closed by hand")
+    path = f"/surveys/{survey.pk}/invitations"
+    body = {"invitations": [{"recipient_reference": "lead:2"}]}
+    refused = call(client, "post", path, services_headers(ada), body)
+    survey.is_open = True
+    survey.save(update_fields=["is_open"])
+
+    accepted = call(client, "post", path, services_headers(ada), body)
+
+    assert refused.status_code == 409
+    assert accepted.status_code == 200
+    assert [i["created"] for i in accepted.json()["invitations"]] == [True]
+
+
+def test_the_openapi_document_lists_409_survey_closed_for_invitations(client: Client):
+    document = client.get(API + "/openapi.json").json()
+
+    operation = document["paths"][API + "/surveys/{survey_id}/invitations"]["post"]
+    assert "409" in operation["responses"]
+    assert "survey_closed" in operation["description"]
+    assert "re-posts" in operation["description"]
+
+
 def test_invitation_batch_of_more_than_1000_is_refused_whole(client: Client, world, ada):
     body = {"invitations": [{"recipient_reference": f"lead:{n}"} for n in range(1001)]}
     before = Invitation.objects.count()

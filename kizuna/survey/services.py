@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError
-from django.core.mail import send_mail
+from django.core.mail import EmailMessage
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import F, Max
@@ -28,6 +28,7 @@ from django.utils.http import urlsafe_base64_encode
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from kizuna.identity.mailbox import sent_by_headers
 from kizuna.identity.models import User
 from kizuna.survey.models import (
     AccountMember,
@@ -187,8 +188,10 @@ def send_invitation(*, user: User, account: SurveyAccount, by: User | None) -> b
         }
         subject = render_to_string("survey/email/invitation_subject.txt", context).strip()
         body = render_to_string("survey/email/invitation.txt", context)
+    # The sender's header lets the local mailbox show the invitation to the admin who sent it.
+    headers = sent_by_headers(by) if by is not None else None
     try:
-        send_mail(subject, body, None, [user.email])
+        EmailMessage(subject, body, None, [user.email], headers=headers).send()
     except OSError:  # smtplib errors are OSErrors: the member exists, the email can be resent
         logger.exception("Survey invitation to user %s could not be sent", user.pk)
         return False

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 from django.core import mail
 from django.core.exceptions import ValidationError
 from django.test import Client
+from django.urls import reverse
 
+from kizuna.identity.mailbox import SENT_BY_HEADER
 from kizuna.identity.models import User
 from kizuna.survey.models import AccountMember, MemberRole, Portal, SurveyAccount
 from kizuna.survey.services import (
@@ -16,7 +21,7 @@ from kizuna.survey.services import (
     register_members,
     remove_member,
 )
-from kizuna.testing.personas import make_user
+from kizuna.testing.personas import client_for, make_user
 
 
 @pytest.mark.django_db
@@ -65,6 +70,43 @@ def test_register_members_adds_known_users_and_invites_unknown_emails(
     response = Client().get("/" + path, follow=True)
     assert response.status_code == 200
     assert b'name="new_password1"' in response.content
+
+
+def test_a_member_invitation_names_the_inviting_administrator_in_x_kizuna_sent_by(
+    account: SurveyAccount, ada_user: User
+) -> None:
+    register_members(account=account, emails=["new.person@example.com"], by=ada_user)
+
+    [invitation] = mail.outbox
+    assert invitation.to == ["new.person@example.com"]
+    assert invitation.extra_headers == {SENT_BY_HEADER: "ada@example.com"}
+    assert invitation.message()[SENT_BY_HEADER] == "ada@example.com"
+
+
+def test_a_member_invitation_without_an_inviter_carries_no_sent_by_header(
+    account: SurveyAccount,
+) -> None:
+    register_members(account=account, emails=["new.person@example.com"], by=None)
+
+    [invitation] = mail.outbox
+    assert invitation.to == ["new.person@example.com"]
+    assert SENT_BY_HEADER not in invitation.message()
+
+
+@pytest.mark.django_db
+def test_the_inviting_administrator_finds_the_invitation_in_the_local_mailbox(
+    account: SurveyAccount, ada_user: User, bob_user: User, settings: Any, tmp_path: Path
+) -> None:
+    settings.EMAIL_BACKEND = "kizuna.identity.mailbox.MailboxBackend"
+    settings.KIZUNA_MAILBOX_DIR = tmp_path / "mailbox"
+
+    register_members(account=account, emails=["new.person@example.com"], by=ada_user)
+
+    ada_sees = client_for(ada_user).get(reverse("identity:mailbox"))
+    bob_sees = client_for(bob_user).get(reverse("identity:mailbox"))
+    assert [m["to"] for m in ada_sees.context["messages_list"]] == ["new.person@example.com"]
+    assert [m["sent_by"] for m in ada_sees.context["messages_list"]] == ["ada@example.com"]
+    assert list(bob_sees.context["messages_list"]) == []
 
 
 def test_register_members_again_reports_everyone_as_existing(

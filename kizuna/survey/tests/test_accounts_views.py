@@ -7,6 +7,7 @@ from django.core import mail
 from django.test import Client
 from django.urls import reverse
 
+from kizuna.identity.mailbox import SENT_BY_HEADER
 from kizuna.identity.models import User
 from kizuna.survey.models import AccountMember, MemberRole, Portal, Survey, SurveyAccount
 from kizuna.survey.services import create_account
@@ -284,6 +285,21 @@ def test_administrator_resends_an_invitation_to_someone_without_a_password(
     response = ada.post(reverse("survey:member-resend", args=[member.pk]))
     assert response.status_code == 302
     assert [m.to for m in mail.outbox] == [["late@example.com"], ["late@example.com"]]
+
+
+def test_a_resent_invitation_names_the_administrator_who_resent_it(
+    ada: Client, account: SurveyAccount, bob_user: User
+) -> None:
+    AccountMember.objects.create(account=account, user=bob_user, role=MemberRole.ADMINISTRATOR)
+    ada.post(reverse("survey:members"), {"emails": "late@example.com", "role": "member"})
+    member = AccountMember.objects.get(account=account, user__email="late@example.com")
+
+    client_for(bob_user).post(reverse("survey:member-resend", args=[member.pk]))
+
+    assert [m.extra_headers for m in mail.outbox] == [
+        {SENT_BY_HEADER: "ada@example.com"},
+        {SENT_BY_HEADER: "bob@example.com"},
+    ]
 
 
 @pytest.mark.parametrize(("persona", "status"), [("bob", 403), ("carol", 404), ("anonymous", 302)])

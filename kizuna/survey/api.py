@@ -24,7 +24,7 @@ from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
-from ninja import NinjaAPI
+from ninja import NinjaAPI, Status
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import APIKeyHeader
@@ -553,7 +553,7 @@ def list_webhook_endpoints(request: HttpRequest) -> list[dict[str, Any]]:
 )
 def create_webhook_endpoint(
     request: HttpRequest, response: HttpResponse, payload: schemas.WebhookEndpointIn
-) -> tuple[int, dict[str, Any]]:
+) -> Status[dict[str, Any]]:
     """Subscribe a URL to events; the answer holds the signing secret (also shown in Settings).
 
     201 for a new endpoint. The same URL again answers 200 with the existing
@@ -568,16 +568,16 @@ def create_webhook_endpoint(
         description=payload.description,
         by=member.user,
     )
-    return (201 if created else 200), {**_endpoint_out(endpoint), "secret": secret}
+    return Status(201 if created else 200, {**_endpoint_out(endpoint), "secret": secret})
 
 
 @api.delete("/webhooks/{endpoint_id}", response={204: None, **ERRORS}, tags=["webhooks"])
-def delete_webhook_endpoint(request: HttpRequest, endpoint_id: int) -> tuple[int, None]:
+def delete_webhook_endpoint(request: HttpRequest, endpoint_id: int) -> Status[None]:
     endpoint = get_object_or_404(
         WebhookEndpoint, account_id=_member(request).account_id, pk=endpoint_id
     )
     webhook_services.delete_endpoint(endpoint=endpoint)
-    return 204, None
+    return Status(204, None)
 
 
 # --- deployment-internal --------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -682,3 +683,21 @@ def test_deleting_a_webhook_endpoint(client: Client, world, ada):
 
     assert response.status_code == 204
     assert not WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
+
+
+def test_routes_with_their_own_status_answer_201_200_204_without_deprecated_tuples(
+    client: Client, world, ada
+):
+    headers = services_headers(ada)
+    body = {"url": "https://93.184.215.14/hook", "events": ["response.completed"]}
+    with warnings.catch_warnings():
+        # django-ninja deprecates returning (status, body); Status(status, body) is the API.
+        warnings.simplefilter("error", DeprecationWarning)
+        created = call(client, "post", "/webhooks", headers, body)
+        again = call(client, "post", "/webhooks", headers, body)
+        deleted = call(client, "delete", f"/webhooks/{created.json()['id']}", headers)
+
+    assert [created.status_code, again.status_code, deleted.status_code] == [201, 200, 204]
+    assert again.json()["id"] == created.json()["id"]
+    assert deleted.content == b""
+    assert not WebhookEndpoint.objects.filter(pk=created.json()["id"]).exists()

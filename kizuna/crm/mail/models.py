@@ -123,6 +123,12 @@ class SendBatch(models.Model):
     def __str__(self) -> str:
         return self.subject
 
+    def readable_subject(self) -> str:
+        """The subject with its placeholders as field names ("[Given name], join us")."""
+        from kizuna.crm.mail.rendering import readable_placeholders
+
+        return readable_placeholders(self.subject, self.module)
+
     def progress(self) -> BatchProgress:
         counts = dict(
             self.messages.order_by()

@@ -88,6 +88,28 @@ def all_merge_fields() -> list[MergeField]:
     return [field for field in leads if field.module] + contacts
 
 
+def readable_placeholders(text: str, module: str) -> str:
+    """`text` with its placeholders as field names a person reads, in the current language:
+    "{{ lead.given_name }}, join us" -> "[Given name], join us" (lists of sent emails)."""
+    model = RECORD_MODEL[module]
+    record_fields = set(record_field_names(module))
+
+    def label(match: re.Match[str]) -> str:
+        namespace, key = match.group(1), match.group(2)
+        if namespace == RECORD_NAMESPACE[module] and key in record_fields:
+            field = None if key == "full_name" else model._meta.get_field(key)
+            name = field.verbose_name if isinstance(field, Field) else _("full name")
+            return f"[{str(name).capitalize()}]"
+        if namespace == "sender" and key in SENDER_FIELDS:
+            return f"[{SENDER_FIELDS[key]}]"
+        if namespace == "unsubscribe_url" and key is None:
+            return f"[{_('Unsubscribe link')}]"
+        # An extension's placeholder ({{ survey.12 }}) or one the batch could not render.
+        return f"[{namespace}.{key}]" if key else f"[{namespace}]"
+
+    return PLACEHOLDER.sub(label, text)
+
+
 def uses_namespace(text: str, namespace: str) -> bool:
     return any(
         match.group(1) == namespace and match.group(2) for match in PLACEHOLDER.finditer(text)

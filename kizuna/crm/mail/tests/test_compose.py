@@ -271,3 +271,28 @@ def test_sent_emails_are_listed_25_to_a_page(ada, ada_client, organization, lead
     second = ada_client.get(reverse("crm_mail:batches") + "?page=2").content.decode()
     assert "News 0" in second
     assert "Page 2 of 2" in second
+
+
+def test_sent_emails_show_placeholders_as_field_names_in_the_readers_language(
+    ada, ada_client, bob, bob_client, organization, lead
+):
+    batch = queue_text_email(
+        organization,
+        ada,
+        [lead],
+        subject="{{ lead.given_name }}, join our product webinar ({{sender.name}})",
+    )
+    batch_url = reverse("crm_mail:batch", args=[batch.pk])
+    english = "[Given name], join our product webinar ([Sender name])"
+    listing = ada_client.get(reverse("crm_mail:batches")).content.decode()
+    assert f"<td>{english}</td>" in listing
+    assert "{{" not in listing
+    page = ada_client.get(batch_url).content.decode()
+    assert f"<h1>{english}</h1>" in page
+    assert f"<title>{english}" in page
+
+    bob.language = "ja"
+    bob.save(update_fields=["language"])
+    japanese = "[名], join our product webinar ([送信者の名前])"
+    assert f"<td>{japanese}</td>" in bob_client.get(reverse("crm_mail:batches")).content.decode()
+    assert f"<h1>{japanese}</h1>" in bob_client.get(batch_url).content.decode()

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from kizuna.crm.mail import extensions
 from kizuna.crm.mail.extensions import MergeContext
-from kizuna.crm.mail.rendering import html_to_text, render_message, unknown_placeholders
+from kizuna.crm.mail.rendering import (
+    html_to_text,
+    readable_placeholders,
+    render_message,
+    unknown_placeholders,
+)
 
 
 def context(organization, record, sender, **overrides) -> MergeContext:
@@ -84,3 +89,13 @@ def test_unknown_placeholders_are_listed_once(db):
         "{{ lead.family_name }} {{ lead.x }} {{ survey.a }} {{lead.x}} {{ unsubscribe_url }}",
         "leads",
     ) == ["{{ lead.x }}", "{{ survey.a }}", "{{lead.x}}"]
+
+
+def test_readable_placeholders_name_every_kind_of_placeholder() -> None:
+    text = (
+        "{{ contact.full_name }}/{{contact.department}}/{{ sender.email }}/"
+        "{{ unsubscribe_url }}/{{ survey.12 }}/{{ lead.given_name }}"
+    )
+    assert readable_placeholders(text, "contacts") == (
+        "[Full name]/[Department]/[Sender email]/[Unsubscribe link]/[survey.12]/[lead.given_name]"
+    )

@@ -9,7 +9,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils.translation import gettext as _
-from ninja import NinjaAPI, Query
+from ninja import NinjaAPI, Query, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from kizuna.crm import listing, services
@@ -327,8 +327,8 @@ def list_leads(
 
 
 @api.post("/leads", response={201: LeadOut, **ERRORS}, operation_id="create_lead", tags=["leads"])
-def create_lead(request: HttpRequest, payload: LeadIn) -> tuple[int, dict[str, Any]]:
-    return 201, _create(request, "leads", payload.dict())
+def create_lead(request: HttpRequest, payload: LeadIn) -> Status[dict[str, Any]]:
+    return Status(201, _create(request, "leads", payload.dict()))
 
 
 @api.get(
@@ -382,8 +382,8 @@ def list_contacts(
     "/contacts", response={201: ContactOut, **ERRORS}, operation_id="create_contact",
     tags=["contacts"],
 )  # fmt: skip
-def create_contact(request: HttpRequest, payload: ContactIn) -> tuple[int, dict[str, Any]]:
-    return 201, _create(request, "contacts", payload.dict())
+def create_contact(request: HttpRequest, payload: ContactIn) -> Status[dict[str, Any]]:
+    return Status(201, _create(request, "contacts", payload.dict()))
 
 
 @api.get(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from django import forms
@@ -65,7 +66,18 @@ class ProfileForm(forms.Form):
 
 
 class PasswordResetForm(auth_forms.PasswordResetForm):
-    """Writes the reset email in the recipient's own language when they chose one."""
+    """Writes the reset email in the recipient's own language when they chose one.
+
+    People invited to a Survey account or a CRM organization get a user without a
+    password; until their first sign-in "forgot password" must work for them too,
+    where Django's form skips every user without a usable password.
+    """
+
+    def get_users(self, email: str) -> Iterator[Any]:
+        matching = User.objects.filter(email__iexact=email, is_active=True)
+        for user in matching:
+            if user.has_usable_password() or user.last_login is None:
+                yield user
 
     def send_mail(
         self,

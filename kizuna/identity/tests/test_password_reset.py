@@ -129,3 +129,30 @@ def test_password_reset_sent_page_says_nothing_of_a_mailbox_when_smtp_is_set(cli
 
     assert "<h1>Check your email</h1>" in response.text
     assert "local mailbox" not in response.text
+
+
+def test_an_invited_person_without_a_password_can_set_one_through_forgot_password(client, db):
+    invited = make_user("invited@example.com")
+    invited.set_unusable_password()
+    invited.save(update_fields=["password"])
+
+    client.post("/accounts/password/reset/", {"email": "Invited@Example.com"})
+    [message] = mail.outbox
+    form_url = client.get(reset_link(message.body)).headers["Location"]
+    client.post(form_url, {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD})
+
+    invited.refresh_from_db()
+    assert message.to == ["invited@example.com"]
+    assert invited.check_password(NEW_PASSWORD)
+
+
+def test_a_user_whose_password_was_disabled_after_signing_in_gets_no_reset_email(client, db):
+    disabled = make_user("disabled@example.com")
+    disabled.last_login = disabled.date_joined
+    disabled.set_unusable_password()
+    disabled.save(update_fields=["password", "last_login"])
+
+    response = client.post("/accounts/password/reset/", {"email": "disabled@example.com"})
+
+    assert response.status_code == 302
+    assert mail.outbox == []

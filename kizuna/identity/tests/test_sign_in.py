@@ -1,7 +1,7 @@
 from datetime import timedelta
-from unittest import mock
 
 import pytest
+from django.contrib.auth.signals import user_login_failed
 from django.test import Client
 from django.utils import timezone
 
@@ -125,13 +125,23 @@ def test_four_failures_do_not_throttle(client, user):
 
 
 def test_throttled_attempt_never_checks_the_password_nor_counts_as_a_failure(client, user):
-    fail(client, user.email, 5)
+    # Django sends user_login_failed whenever it checks a wrong password.
+    checked: list[str] = []
 
-    with mock.patch("django.contrib.auth.forms.authenticate") as authenticate:
-        response = sign_in(client, user.email, PASSWORD)
+    def on_password_checked(sender, credentials, **kwargs):
+        checked.append(credentials["username"])
+
+    user_login_failed.connect(on_password_checked)
+    try:
+        fail(client, user.email, 5)
+        assert checked == [user.email] * 5
+
+        response = sign_in(client, user.email, "wrong password")
+    finally:
+        user_login_failed.disconnect(on_password_checked)
 
     assert response.status_code == 429
-    authenticate.assert_not_called()
+    assert checked == [user.email] * 5
     assert SignInFailure.objects.count() == 5
 
 

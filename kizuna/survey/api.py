@@ -69,18 +69,15 @@ class SCKeyAuth(APIKeyHeader):
 
     param_name = "X-SC-Key"
 
-    def __call__(self, request: HttpRequest) -> ServiceKey:
+    def authenticate(self, request: HttpRequest, key: str | None) -> ServiceKey:
         try:
             return authenticate_key(
                 email=request.headers.get("X-SC-Email", ""),
-                key=request.headers.get("X-SC-Key", ""),
+                key=key or "",
                 address=request.META.get("REMOTE_ADDR", ""),
             )
         except KeyAuthenticationError as error:
             raise APIError(error.code, error.message, status=error.status) from None
-
-    def authenticate(self, request: HttpRequest, key: str | None) -> Any:  # pragma: no cover
-        raise NotImplementedError  # __call__ needs both headers
 
 
 class TrustTokenAuth(APIKeyHeader):

@@ -6,8 +6,9 @@ from django.http import HttpRequest
 from ninja.security import HttpBearer
 
 from kizuna.crm.api.models import ApiToken
-from kizuna.crm.api.services import hash_api_token, note_api_token_use
+from kizuna.crm.api.services import note_api_token_use
 from kizuna.crm.models import Membership
+from kizuna.crm.services import hash_token
 
 
 class TokenAuth(HttpBearer):
@@ -24,7 +25,7 @@ class TokenAuth(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str) -> Membership | None:
         api_token = (
             ApiToken.objects.select_related("user", "organization")
-            .filter(token_hash=hash_api_token(token), revoked_at__isnull=True)
+            .filter(token_hash=hash_token(token), revoked_at__isnull=True)
             .first()
         )
         if api_token is None or not api_token.user.is_active:

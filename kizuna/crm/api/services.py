@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -12,6 +11,7 @@ from django.utils import timezone
 
 from kizuna.crm.api.models import ApiToken
 from kizuna.crm.models import Organization
+from kizuna.crm.services import hash_token
 
 if TYPE_CHECKING:
     from kizuna.identity.models import User
@@ -22,10 +22,6 @@ PREFIX_SHOWN = 10
 LAST_USED_PRECISION = timedelta(minutes=1)
 
 
-def hash_api_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def create_api_token(*, user: User, organization: Organization, name: str) -> tuple[ApiToken, str]:
     """A new token for `user` in `organization`; the plain token is returned only here."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -34,7 +30,7 @@ def create_api_token(*, user: User, organization: Organization, name: str) -> tu
         organization=organization,
         name=name,
         prefix=token[:PREFIX_SHOWN],
-        token_hash=hash_api_token(token),
+        token_hash=hash_token(token),
     )
     return api_token, token
 

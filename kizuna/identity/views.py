@@ -8,6 +8,7 @@ from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.messages.views import SuccessMessageMixin
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -15,6 +16,7 @@ from django.urls import reverse_lazy
 from django.utils import translation
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.utils.translation.trans_real import parse_accept_lang_header
 from django.views.decorators.http import require_POST
 
@@ -61,14 +63,10 @@ class SignOutView(auth_views.LogoutView):
         return response
 
 
-class PasswordChangeView(auth_views.PasswordChangeView):
+class PasswordChangeView(SuccessMessageMixin, auth_views.PasswordChangeView):
     template_name = "identity/password_change.html"
     success_url = reverse_lazy("identity:profile")
-
-    def form_valid(self, form: Any) -> HttpResponse:
-        response = super().form_valid(form)
-        messages.success(self.request, _("Your password is changed."))
-        return response
+    success_message = gettext_lazy("Your password is changed.")
 
 
 class PasswordResetView(auth_views.PasswordResetView):
@@ -83,14 +81,10 @@ class PasswordResetSentView(auth_views.PasswordResetDoneView):
     template_name = "identity/password_reset_sent.html"
 
 
-class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+class PasswordResetConfirmView(SuccessMessageMixin, auth_views.PasswordResetConfirmView):
     template_name = "identity/password_reset_confirm.html"
     success_url = reverse_lazy("identity:login")
-
-    def form_valid(self, form: Any) -> HttpResponse:
-        response = super().form_valid(form)
-        messages.success(self.request, _("Your password is set. Sign in with it now."))
-        return response
+    success_message = gettext_lazy("Your password is set. Sign in with it now.")
 
 
 def _browser_language(request: HttpRequest) -> str:

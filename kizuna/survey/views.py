@@ -294,17 +294,26 @@ def _builder_context(survey: Survey) -> dict[str, Any]:
     }
 
 
+def _render_builder(
+    request: HttpRequest,
+    survey: Survey,
+    *,
+    section_form: SectionForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    """The builder page; `section_form` re-shows a rejected new section with its errors."""
+    context = _builder_context(survey)
+    if section_form is not None:
+        context["section_form"] = section_form
+    path = maybe_url("survey_public:survey", survey.public_id)
+    context["public_url"] = request.build_absolute_uri(path) if path else ""
+    return render_page(request, "survey/builder.html", context, status=status)
+
+
 @login_required
 def survey_detail(request: HttpRequest, pk: int) -> HttpResponse:
     survey = access.get_survey_for_member(request, pk)
-    context = _builder_context(survey)
-    context["public_url"] = _public_url(request, survey)
-    return render_page(request, "survey/builder.html", context)
-
-
-def _public_url(request: HttpRequest, survey: Survey) -> str:
-    path = maybe_url("survey_public:survey", survey.public_id)
-    return request.build_absolute_uri(path) if path else ""
+    return _render_builder(request, survey)
 
 
 @login_required
@@ -519,10 +528,7 @@ def section_new(request: HttpRequest, pk: int) -> HttpResponse:
         )
         messages.success(request, _("Section added: it starts a new page."))
         return redirect("survey:survey", pk=survey.pk)
-    context = _builder_context(survey)
-    context["section_form"] = form
-    context["public_url"] = _public_url(request, survey)
-    return render_page(request, "survey/builder.html", context, status=400)
+    return _render_builder(request, survey, section_form=form, status=400)
 
 
 @login_required

@@ -295,9 +295,9 @@ def _activity(message: OutgoingMessage, kind: str, summary: str, **data: Any) ->
     )
 
 
-def _fail(message: OutgoingMessage, *, error: str, retry: bool) -> None:
+def _fail(message: OutgoingMessage, *, error: str, retry: bool, **fields: Any) -> None:
     with transaction.atomic():
-        leases.mark_failed(message, error=error, retry=retry)
+        leases.mark_failed(message, error=error, retry=retry, **fields)
         if message.status == WorkStatus.FAILED:
             _activity(
                 message, ActivityKind.EMAIL_FAILED, f"{message.subject} ({error})", error=error
@@ -314,31 +314,19 @@ def _mark_sent(message: OutgoingMessage) -> Activity | None:
 
 def _reopen(message: OutgoingMessage, sent: Activity, *, error: str, retry: bool) -> None:
     """The server refused the message after we had committed it as sent: undo that."""
-    now = timezone.now()
-    gives_up = not retry or message.attempts >= message.max_attempts
-    values: dict[str, Any] = {"last_error": error[:4000], "sent_at": None, "finished_at": None}
-    if gives_up:
-        values.update(status=WorkStatus.FAILED, finished_at=now)
-    else:
-        values.update(
-            status=WorkStatus.PENDING, next_attempt_at=now + message.retry_delay(message.attempts)
-        )
     with transaction.atomic():
+        # Back to "leased" under the same fence, so the failure is recorded like any other.
         reopened = OutgoingMessage.objects.filter(
             pk=message.pk,
             status=WorkStatus.DONE,
             leased_by=message.leased_by,
             attempts=message.attempts,
-        ).update(**values)
+        ).update(status=WorkStatus.LEASED)
         if not reopened:
             return
-        for name, value in values.items():
-            setattr(message, name, value)
+        message.status = WorkStatus.LEASED
         sent.delete()
-        if gives_up:
-            _activity(
-                message, ActivityKind.EMAIL_FAILED, f"{message.subject} ({error})", error=error
-            )
+        _fail(message, error=error, retry=retry, sent_at=None, finished_at=None)
 
 
 def send_outgoing_message(message: OutgoingMessage) -> None:

@@ -23,7 +23,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
-from kizuna.crm.models import Contact, Lead
+from kizuna.crm.models import Lead
 
 PAGE_SIZE = 50
 # Counting a million rows costs more than the page itself: count up to this and
@@ -233,7 +233,3 @@ class ListQuery:
         elif self.source:
             queryset = queryset.filter(lead_source=self.source)
         return queryset
-
-
-def model_for(module: str) -> type[Lead] | type[Contact]:
-    return Lead if module == "leads" else Contact

@@ -268,6 +268,11 @@ class Contact(Person):
         ]
 
 
+def model_for(module: str) -> type[Lead] | type[Contact]:
+    """The model of a module of the pages and the API: "leads" or "contacts"."""
+    return Lead if module == "leads" else Contact
+
+
 class ActivityKind(models.TextChoices):
     CREATED = "created", _("Created")
     EDITED = "edited", _("Edited")

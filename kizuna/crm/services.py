@@ -29,6 +29,7 @@ from kizuna.crm.models import (
     Organization,
     RecordT,
     Role,
+    model_for,
 )
 from kizuna.identity.mailbox import sent_by_headers
 
@@ -331,8 +332,7 @@ def update_record(*, record: Lead | Contact, by: User, values: Mapping[str, Any]
 
 
 def records_of(organization: Organization, module: str, ids: Iterable[int]) -> QuerySet[Any]:
-    model = Lead if module == "leads" else Contact
-    return model.objects.filter(organization=organization, pk__in=list(ids))
+    return model_for(module).objects.filter(organization=organization, pk__in=list(ids))
 
 
 @transaction.atomic

@@ -29,7 +29,7 @@ from kizuna.crm.access import (
     switch_organization,
 )
 from kizuna.crm.forms import BulkForm, ListForm, OrganizationForm, form_class_for
-from kizuna.crm.models import Activity, Contact, Lead, LeadStatus
+from kizuna.crm.models import Activity, Contact, Lead, LeadStatus, model_for
 
 SINGULAR = {"leads": "lead", "contacts": "contact"}
 RECENT_ON_DASHBOARD = 8
@@ -111,7 +111,7 @@ def _list_context(
     request: HttpRequest, module: str, bulk_form: BulkForm | None = None
 ) -> dict[str, Any]:
     organization = get_organization_for_member(request)
-    model = listing.model_for(module)
+    model = model_for(module)
     form = ListForm(
         request.GET, module=module, organization=organization, user=signed_in_user(request)
     )

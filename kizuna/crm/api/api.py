@@ -27,7 +27,7 @@ from kizuna.crm.api.schemas import (
     LeadPatch,
 )
 from kizuna.crm.forms import form_class_for
-from kizuna.crm.models import Contact, Lead, LeadSource, LeadStatus, Membership
+from kizuna.crm.models import Contact, Lead, LeadSource, LeadStatus, Membership, model_for
 
 MAX_LIMIT = 100
 
@@ -159,14 +159,10 @@ def _membership(request: HttpRequest) -> Membership:
     return membership
 
 
-def _model(module: str) -> type[Lead] | type[Contact]:
-    return Lead if module == "leads" else Contact
-
-
 def _record(request: HttpRequest, module: str, pk: int) -> Lead | Contact:
-    organization = _membership(request).organization
+    records = model_for(module).objects.select_related("owner")
     try:
-        return _model(module).objects.select_related("owner").get(organization=organization, pk=pk)
+        return records.get(organization=_membership(request).organization, pk=pk)
     except (Lead.DoesNotExist, Contact.DoesNotExist):
         raise Http404 from None
 
@@ -253,9 +249,8 @@ def _page(
         source=source,
         sort=listing.SORTS[sort],
     )
-    queryset = query.filter(
-        _model(module).objects.filter(organization=membership.organization).select_related("owner")
-    )
+    records = model_for(module).objects.filter(organization=membership.organization)
+    queryset = query.filter(records.select_related("owner"))
     if email:
         queryset = queryset.filter(email__iexact=email)
     page = listing.paginate(queryset, sort=query.sort, after=cursor, page_size=limit)

@@ -17,7 +17,7 @@ from django.utils.translation import gettext
 
 from kizuna.crm.imports.rows import verbose_name
 from kizuna.crm.listing import ListQuery
-from kizuna.crm.models import Contact, Lead, LeadSource, LeadStatus, Organization
+from kizuna.crm.models import LeadSource, LeadStatus, Organization, model_for
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 CHUNK_ROWS = 2000
@@ -41,8 +41,7 @@ CONTACT_COLUMNS = (*NAME_COLUMNS, "department", *CONTACT_DETAILS, *TAIL_COLUMNS)
 
 
 def export_queryset(*, organization: Organization, module: str, query: ListQuery) -> QuerySet[Any]:
-    model = Lead if module == "leads" else Contact
-    queryset = query.filter(model.objects.filter(organization=organization))
+    queryset = query.filter(model_for(module).objects.filter(organization=organization))
     order = [f"-{c}" if query.sort.descending else c for c in query.sort.columns]
     return queryset.order_by(*order)
 
@@ -66,7 +65,7 @@ def export_columns(module: str) -> tuple[str, ...]:
 
 
 def header_row(module: str) -> list[str]:
-    model = Lead if module == "leads" else Contact
+    model = model_for(module)
     labels = []
     for column in export_columns(module):
         if column == "owner__email":

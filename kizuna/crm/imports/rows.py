@@ -21,12 +21,11 @@ from django.utils.translation import gettext_lazy as _
 
 from kizuna.crm.imports.texts import in_every_language
 from kizuna.crm.models import (
-    Contact,
-    Lead,
     LeadSource,
     LeadStatus,
     Membership,
     Organization,
+    model_for,
 )
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -111,10 +110,6 @@ CONTACT_FIELDS = (*COMMON_FIELDS, ImportField("department", ("department", "部�
 REQUIRED_FIELDS = ("family_name",)
 TRUE_WORDS = {"1", "true", "yes", "y", "on", "x", "はい", "○", "◯", "✓"}
 FALSE_WORDS = {"", "0", "false", "no", "n", "off", "いいえ", "×"}
-
-
-def model_for(module: str) -> type[Lead] | type[Contact]:
-    return Lead if module == "leads" else Contact
 
 
 def fields_for(module: str) -> tuple[ImportField, ...]:

@@ -22,11 +22,10 @@ from kizuna.crm.imports.rows import (
     analyze,
     decode_upload,
     guess_mapping,
-    model_for,
     read_table,
 )
 from kizuna.crm.imports.texts import in_every_language
-from kizuna.crm.models import Activity, ActivityKind, Contact, Lead, Organization
+from kizuna.crm.models import Activity, ActivityKind, Contact, Lead, Organization, model_for
 from kizuna.identity.models import User
 from kizuna.work.retry import WorkerDied
 

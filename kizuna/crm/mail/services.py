@@ -130,6 +130,13 @@ def recipient_language(record: Lead | Contact, default: str) -> str:
     return default
 
 
+def skip_reason(record: Lead | Contact) -> str:
+    """Why this record gets no message (SKIP_OPTED_OUT, SKIP_NO_EMAIL), or "" if it gets one."""
+    if record.email_opt_out:
+        return SKIP_OPTED_OUT
+    return "" if record.email else SKIP_NO_EMAIL
+
+
 def _skip_summary(subject: str, reason: str, language: str) -> str:
     # The timeline shows the summary as it is: write the reason in the sender's language.
     with override(language):
@@ -164,9 +171,7 @@ def queue_emails(
     prepared: list[tuple[Lead | Contact, str, Any]] = []
     skipped: list[dict[str, Any]] = []
     for record in records:
-        reason = (
-            SKIP_OPTED_OUT if record.email_opt_out else SKIP_NO_EMAIL if not record.email else ""
-        )
+        reason = skip_reason(record)
         if reason:
             skipped.append(
                 {

@@ -325,11 +325,7 @@ def compose(request: HttpRequest) -> HttpResponse:
         {
             "record": record,
             "name": record.display_name(language),
-            "skip": services.SKIP_OPTED_OUT
-            if record.email_opt_out
-            else services.SKIP_NO_EMAIL
-            if not record.email
-            else "",
+            "skip": services.skip_reason(record),
         }
         for record in records
     ]

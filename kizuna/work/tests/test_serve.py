@@ -8,6 +8,7 @@ import time
 
 import httpx
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import connection
 
 from kizuna.work.models import WorkerProcess
@@ -160,3 +161,9 @@ def test_serve_stops_the_worker_and_fails_when_the_web_server_dies(serve):
     assert serve.process.wait(timeout=15) != 0
     assert not is_running(worker)
     assert "The web server stopped" in serve.output()
+
+
+@pytest.mark.parametrize("interval", ["-1", "nan"])
+def test_serve_refuses_a_worker_interval_the_worker_would_refuse(interval):
+    with pytest.raises(CommandError, match="--worker-interval"):
+        call_command("serve", "--worker-interval", interval)

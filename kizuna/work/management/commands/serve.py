@@ -25,6 +25,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
+from django_tasks_db.management.commands.db_worker import valid_interval
 
 from kizuna.work.startup import check_database, check_port_free
 
@@ -210,11 +211,11 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--worker-interval",
-            type=float,
+            # The worker's own check: a value it refuses would only make it restart forever.
+            type=valid_interval,
             default=1.0,
             help=_("Seconds the worker waits when idle (default: %(default)s)."),
         )
-
         parser.add_argument(
             "--worker-restart-delay",
             type=float,

@@ -411,6 +411,15 @@ def touch_survey(survey: Survey) -> None:
     Survey.objects.filter(pk=survey.pk).update(modified_at=timezone.now())
 
 
+def set_survey_open(*, survey: Survey, is_open: bool) -> None:
+    """Open or close `survey` for responses; reopening it past its close date clears that date."""
+    survey.is_open = is_open
+    if is_open and survey.closes_at and survey.closes_at <= timezone.now():
+        survey.closes_at = None
+    survey.modified_at = timezone.now()
+    survey.save(update_fields=["is_open", "closes_at", "modified_at"])
+
+
 def next_question_position(survey: Survey) -> int:
     top = survey.questions.aggregate(top=Max("position"))["top"]
     return 0 if top is None else top + 1

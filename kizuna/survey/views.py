@@ -11,7 +11,6 @@ from django.db.models import Count, Prefetch
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -350,11 +349,7 @@ def survey_copy(request: HttpRequest, pk: int) -> HttpResponse:
 def survey_open(request: HttpRequest, pk: int) -> HttpResponse:
     """Open or close a survey for responses in one click (POST is_open=1 or 0)."""
     survey = access.get_survey_for_member(request, pk)
-    survey.is_open = request.POST.get("is_open") == "1"
-    if survey.is_open and survey.closes_at and survey.closes_at <= timezone.now():
-        survey.closes_at = None  # reopening a survey past its close date clears that date
-    survey.modified_at = timezone.now()
-    survey.save(update_fields=["is_open", "closes_at", "modified_at"])
+    services.set_survey_open(survey=survey, is_open=request.POST.get("is_open") == "1")
     if survey.is_open:
         messages.success(request, _("The survey is open: it accepts responses."))
     else:

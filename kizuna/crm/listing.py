@@ -147,6 +147,12 @@ class Page:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def capped_count(queryset: QuerySet[Any]) -> tuple[int, bool]:
+    """How many rows, counted up to COUNT_LIMIT, and whether there are more."""
+    count = queryset.order_by()[: COUNT_LIMIT + 1].count()
+    return min(count, COUNT_LIMIT), count > COUNT_LIMIT
+
+
 def _row_values(row: Any, sort: Sort) -> list[Any]:
     return [getattr(row, column) for column in sort.columns]
 
@@ -164,7 +170,7 @@ def paginate(
     columns = Tuple(*(F(column) for column in sort.columns))
     forward = [f"-{c}" if sort.descending else c for c in sort.columns]
     backward = [c if sort.descending else f"-{c}" for c in sort.columns]
-    count = queryset.order_by()[: COUNT_LIMIT + 1].count()
+    count, count_is_capped = capped_count(queryset)
 
     before_values = decode_cursor(before, sort) if before else None
     after_values = decode_cursor(after, sort) if after and before_values is None else None
@@ -184,8 +190,8 @@ def paginate(
             previous_cursor=(
                 encode_cursor(_row_values(rows[0], sort)) if rows and has_more_before else None
             ),
-            count=min(count, COUNT_LIMIT),
-            count_is_capped=count > COUNT_LIMIT,
+            count=count,
+            count_is_capped=count_is_capped,
             is_first=is_first,
         )
 
@@ -202,8 +208,8 @@ def paginate(
         previous_cursor=(
             encode_cursor(_row_values(rows[0], sort)) if after_values is not None and rows else None
         ),
-        count=min(count, COUNT_LIMIT),
-        count_is_capped=count > COUNT_LIMIT,
+        count=count,
+        count_is_capped=count_is_capped,
         is_first=after_values is None,
     )
 

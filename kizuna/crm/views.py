@@ -50,22 +50,18 @@ def home(request: HttpRequest) -> HttpResponse:
     organization = membership.organization
     leads = Lead.objects.filter(organization=organization)
     contacts = Contact.objects.filter(organization=organization)
-
-    def capped(queryset: Any) -> tuple[int, bool]:
-        count = queryset.order_by()[: listing.COUNT_LIMIT + 1].count()
-        return min(count, listing.COUNT_LIMIT), count > listing.COUNT_LIMIT
-
     statuses = [
-        (value, label, *capped(leads.filter(status=value))) for value, label in LeadStatus.choices
+        (value, label, *listing.capped_count(leads.filter(status=value)))
+        for value, label in LeadStatus.choices
     ]
     return render(
         request,
         "crm/home.html",
         {
             "organization": organization,
-            "lead_count": capped(leads),
-            "contact_count": capped(contacts),
-            "my_lead_count": capped(leads.filter(owner=signed_in_user(request))),
+            "lead_count": listing.capped_count(leads),
+            "contact_count": listing.capped_count(contacts),
+            "my_lead_count": listing.capped_count(leads.filter(owner=signed_in_user(request))),
             "statuses": statuses,
             "recent_leads": leads.select_related("owner").order_by("-created_at", "-id")[
                 :RECENT_ON_DASHBOARD

@@ -16,6 +16,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
+from django.utils.crypto import constant_time_compare
 
 __all__ = [
     "DecryptionError",
@@ -81,6 +82,4 @@ def _fingerprint_with(secret_key: str, value: str, *, purpose: str) -> str:
 
 def constant_time_equals(given: str | bytes, expected: str | bytes) -> bool:
     """Compare two secrets in time independent of where they first differ."""
-    given_bytes = given.encode() if isinstance(given, str) else given
-    expected_bytes = expected.encode() if isinstance(expected, str) else expected
-    return hmac.compare_digest(given_bytes, expected_bytes)
+    return constant_time_compare(given, expected)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +18,8 @@ from kizuna.crm.mail import services, transport
 from kizuna.crm.mail.models import SendBatch
 from kizuna.crm.models import Contact, Lead, Organization
 from kizuna.identity.models import User
+from kizuna.work import leases
+from kizuna.work.tests.processes import free_port
 
 
 @pytest.fixture
@@ -63,10 +64,10 @@ def queue_text_email(
     )
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def run_worker() -> None:
+    """Send everything queued, as `kizuna worker` does."""
+    while leases.run_due_work(worker_id="test"):
+        pass
 
 
 @dataclass

@@ -11,14 +11,8 @@ from django.test import override_settings
 
 from kizuna.crm.mail import transport
 from kizuna.crm.mail.models import OutgoingMessage
-from kizuna.crm.mail.tests.conftest import queue_text_email
-from kizuna.work import leases
+from kizuna.crm.mail.tests.conftest import queue_text_email, run_worker
 from kizuna.work.leases import WorkStatus
-
-
-def run_worker() -> None:
-    while leases.run_due_work(worker_id="test"):
-        pass
 
 
 @pytest.fixture

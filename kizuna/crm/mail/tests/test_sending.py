@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from kizuna.crm.mail import services
 from kizuna.crm.mail.models import OutgoingMessage, SendBatch
-from kizuna.crm.mail.tests.conftest import queue_text_email
+from kizuna.crm.mail.tests.conftest import queue_text_email, run_worker
 from kizuna.crm.models import Activity, ActivityKind, Lead
 from kizuna.work import leases
 from kizuna.work.leases import WorkStatus
@@ -31,16 +31,6 @@ def make_leads(organization, count: int, **fields) -> list[Lead]:
         )
         for i in range(count)
     ]
-
-
-def compose_url(module: str, records) -> str:
-    ids = ",".join(str(r.pk) for r in records)
-    return reverse("crm_mail:compose") + f"?module={module}&ids={ids}"
-
-
-def run_worker() -> None:
-    while leases.run_due_work(worker_id="test"):
-        pass
 
 
 @override_settings(KIZUNA_BASE_URL=BASE)
@@ -240,7 +230,8 @@ def test_a_connection_the_server_closed_meanwhile_is_reopened(ada, organization)
     from aiosmtpd.controller import Controller
 
     from kizuna.crm.mail import transport
-    from kizuna.crm.mail.tests.conftest import Inbox, free_port
+    from kizuna.crm.mail.tests.conftest import Inbox
+    from kizuna.work.tests.processes import free_port
 
     inbox, port = Inbox(), free_port()
     first, second = make_leads(organization, 2)

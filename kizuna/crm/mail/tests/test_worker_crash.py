@@ -35,12 +35,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from kizuna.crm.mail.models import OutgoingMessage
 from kizuna.crm.mail.tests.conftest import queue_text_email
-from kizuna.crm.models import Lead, Membership, Organization, Role
-from kizuna.testing.personas import make_user
+from kizuna.crm.models import Lead
+from kizuna.testing.races import require_postgresql
 from kizuna.work.leases import WorkStatus
 from kizuna.work.tests.processes import database_url, kizuna_env, start_kizuna, stop, wait_for
 
@@ -55,8 +54,7 @@ SENT_BEFORE_KILL = 10
 
 @pytest.fixture(autouse=True)
 def _postgresql_only():
-    if connection.vendor != "postgresql":
-        pytest.skip("two workers claiming with SKIP LOCKED need PostgreSQL")
+    require_postgresql("two workers claiming with SKIP LOCKED need PostgreSQL")
 
 
 def local_ports(pid: int) -> set[int]:
@@ -80,14 +78,11 @@ def local_ports(pid: int) -> set[int]:
 
 @pytest.mark.parametrize("moment", ["before_data", "after_dot"])
 def test_a_worker_killed_mid_batch_leaves_every_message_delivered_exactly_once(
-    tmp_path, smtp_server, settings, moment
+    tmp_path, smtp_server, settings, moment, ada, organization
 ):
     inbox, port = smtp_server
     inbox.delay = 0.01
     settings.KIZUNA_WORKER_LEASE_SECONDS = LEASE_SECONDS
-    organization = Organization.objects.create(name="Kizuna Demo")
-    ada = make_user("ada@example.com", full_name="Ada Lovelace")
-    Membership.objects.create(organization=organization, user=ada, role=Role.ADMINISTRATOR)
     leads = Lead.objects.bulk_create(
         Lead(organization=organization, family_name=f"F{i}", email=f"r{i}@example.com")
         for i in range(RECIPIENTS)

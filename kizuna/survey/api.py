@@ -21,6 +21,7 @@ from django.db.models import Prefetch, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.defaultfilters import filesizeformat
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
@@ -331,7 +332,8 @@ def _survey_out(survey: Survey) -> dict[str, Any]:
         "portal": survey.portal_id,
         "title": survey.title,
         "state": "open" if survey.accepts_responses() else "closed",
-        "public_link": f"{settings.KIZUNA_BASE_URL}/s/{survey.public_id}/",
+        "public_link": settings.KIZUNA_BASE_URL
+        + reverse("survey_public:survey", args=[survey.public_id]),
     }
 
 

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -36,7 +37,7 @@ class Recipient:
 
 def invitation_link(invitation: Invitation) -> str:
     """The invited person's own link (DESIGN.md §5: /s/i/<token>/)."""
-    return f"{settings.KIZUNA_BASE_URL}/s/i/{invitation.token}/"
+    return settings.KIZUNA_BASE_URL + reverse("survey_public:invitation", args=[invitation.token])
 
 
 def invitation_state(invitation: Invitation, *, now: datetime.datetime | None = None) -> str:

@@ -35,6 +35,11 @@ class DecryptionError(Exception):
     """The stored value was not encrypted under any current or fallback secret key."""
 
 
+def _secret_keys() -> list[str]:
+    """The current secret key first, then the fallbacks (they only decrypt and look up)."""
+    return [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+
+
 def _derive(secret_key: str, info: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(
         secret_key.encode()
@@ -42,9 +47,8 @@ def _derive(secret_key: str, info: bytes) -> bytes:
 
 
 def _fernet() -> MultiFernet:
-    secret_keys = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
     return MultiFernet(
-        [Fernet(base64.urlsafe_b64encode(_derive(key, _ENCRYPTION_INFO))) for key in secret_keys]
+        [Fernet(base64.urlsafe_b64encode(_derive(key, _ENCRYPTION_INFO))) for key in _secret_keys()]
     )
 
 
@@ -71,8 +75,7 @@ def fingerprint(value: str, *, purpose: str) -> str:
 
 def fingerprint_candidates(value: str, *, purpose: str) -> list[str]:
     """fingerprint() under the current and every fallback secret key (for lookups)."""
-    secret_keys = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
-    return [_fingerprint_with(key, value, purpose=purpose) for key in secret_keys]
+    return [_fingerprint_with(key, value, purpose=purpose) for key in _secret_keys()]
 
 
 def _fingerprint_with(secret_key: str, value: str, *, purpose: str) -> str:

@@ -32,6 +32,11 @@ def sent_by_headers(user: Any) -> dict[str, str]:
     return {SENT_BY_HEADER: user.email}
 
 
+def in_use() -> bool:
+    """True when outgoing mail goes to the local mailbox instead of an SMTP server."""
+    return settings.EMAIL_BACKEND.endswith("MailboxBackend")
+
+
 class MailboxBackend(BaseEmailBackend):
     def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
         directory = mailbox_dir()

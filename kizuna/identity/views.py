@@ -162,7 +162,7 @@ def _readable_in_mailbox(user: User, recipients: frozenset[str], sent_by: str) -
 @login_required
 def mailbox(request: HttpRequest) -> HttpResponse:
     """The local mailbox (only when no SMTP server is configured)."""
-    if not settings.EMAIL_BACKEND.endswith("MailboxBackend"):
+    if not local_mailbox.in_use():
         raise Http404
     user = request.user
     assert isinstance(user, User)
@@ -176,7 +176,7 @@ def mailbox(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def mailbox_message(request: HttpRequest, name: str) -> HttpResponse:
-    if not settings.EMAIL_BACKEND.endswith("MailboxBackend"):
+    if not local_mailbox.in_use():
         raise Http404
     user = request.user
     assert isinstance(user, User)

@@ -319,8 +319,7 @@ def main() -> None:
 
     def cursor_at(sort_key: str, offset: int) -> str:
         sort = listing.SORTS[sort_key]
-        order = [f"-{c}" if sort.descending else c for c in sort.columns]
-        row = leads.order_by(*order).values_list(*sort.columns)[offset]
+        row = leads.order_by(*sort.ordering).values_list(*sort.columns)[offset]
         return listing.encode_cursor(list(row))
 
     def baseline() -> None:
@@ -407,8 +406,7 @@ def main() -> None:
             lookup = TupleLessThan if sort.descending else TupleGreaterThan
             values = listing.decode_cursor(list_query.after, sort)
             queryset = queryset.filter(lookup(Tuple(*(F(c) for c in sort.columns)), values))
-        order = [f"-{c}" if sort.descending else c for c in sort.columns]
-        plans.append((label, explain(queryset.order_by(*order)[:51])))
+        plans.append((label, explain(queryset.order_by(*sort.ordering)[:51])))
     for label, plan in plans:
         print(f"\n{label}:\n{plan}")
 

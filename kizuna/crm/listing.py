@@ -41,6 +41,11 @@ class Sort:
     columns: tuple[str, ...]
     descending: bool
 
+    @property
+    def ordering(self) -> list[str]:
+        """The order_by() of this sort: every column in its direction."""
+        return [f"-{column}" if self.descending else column for column in self.columns]
+
 
 SORTS: dict[str, Sort] = {
     sort.key: sort
@@ -168,7 +173,6 @@ def paginate(
     """One page of `queryset` in `sort` order, after or before a cursor."""
     page_size = page_size or PAGE_SIZE
     columns = Tuple(*(F(column) for column in sort.columns))
-    forward = [f"-{c}" if sort.descending else c for c in sort.columns]
     backward = [c if sort.descending else f"-{c}" for c in sort.columns]
     count, count_is_capped = capped_count(queryset)
 
@@ -199,7 +203,7 @@ def paginate(
     if after_values is not None:
         lookup = TupleLessThan if sort.descending else TupleGreaterThan
         page_queryset = queryset.filter(lookup(columns, after_values))
-    rows = list(page_queryset.order_by(*forward)[: page_size + 1])
+    rows = list(page_queryset.order_by(*sort.ordering)[: page_size + 1])
     has_more = len(rows) > page_size
     rows = rows[:page_size]
     return Page(

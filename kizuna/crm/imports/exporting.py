@@ -42,8 +42,7 @@ CONTACT_COLUMNS = (*NAME_COLUMNS, "department", *CONTACT_DETAILS, *TAIL_COLUMNS)
 
 def export_queryset(*, organization: Organization, module: str, query: ListQuery) -> QuerySet[Any]:
     queryset = query.filter(model_for(module).objects.filter(organization=organization))
-    order = [f"-{c}" if query.sort.descending else c for c in query.sort.columns]
-    return queryset.order_by(*order)
+    return queryset.order_by(*query.sort.ordering)
 
 
 def guard_cell(value: str) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from django.test import override_settings
+from django.test.signals import setting_changed
 
 from kizuna.crm.mail import services, transport
 from kizuna.crm.mail.models import SendBatch
@@ -20,6 +21,22 @@ from kizuna.crm.models import Contact, Lead, Organization
 from kizuna.identity.models import User
 from kizuna.work import leases
 from kizuna.work.tests.processes import free_port
+
+
+@pytest.fixture(autouse=True)
+def _fresh_email_backend() -> Iterator[None]:
+    """transport keeps this thread's email backend open between messages: drop it
+    whenever a test changes settings (override_settings), and after each test."""
+
+    def reset(**kwargs: Any) -> None:
+        transport.reset()
+
+    setting_changed.connect(reset)
+    try:
+        yield
+    finally:
+        setting_changed.disconnect(reset)
+        transport.reset()
 
 
 @pytest.fixture
@@ -137,7 +154,6 @@ def smtp_server() -> Iterator[tuple[Inbox, int]]:
 def smtp(smtp_server) -> Iterator[Inbox]:
     """Django sends through SMTP to the aiosmtpd server on loopback."""
     inbox, port = smtp_server
-    transport.reset()
     with override_settings(
         EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
         EMAIL_HOST="127.0.0.1",
@@ -146,4 +162,3 @@ def smtp(smtp_server) -> Iterator[Inbox]:
         EMAIL_USE_SSL=False,
     ):
         yield inbox
-    transport.reset()

@@ -35,7 +35,7 @@ from kizuna.survey import api_schemas as schemas
 from kizuna.survey import api_services
 from kizuna.survey import services as survey_services
 from kizuna.survey.keys.models import ServiceKey
-from kizuna.survey.keys.services import KeyAuthenticationError, authenticate_key
+from kizuna.survey.keys.services import KeyAuthenticationError, authenticate_key, window_seconds
 from kizuna.survey.models import AccountMember, Answer, Invitation, Portal, Response, Survey
 from kizuna.survey.webhooks import services as webhook_services
 from kizuna.survey.webhooks.models import WebhookEndpoint
@@ -116,7 +116,7 @@ def _error(request: HttpRequest, error: APIError) -> HttpResponse:
         body["fields"] = error.fields
     response = api.create_response(request, {"error": body}, status=error.status)
     if error.status == 429:
-        response["Retry-After"] = str(int(getattr(settings, "KIZUNA_SC_KEY_WINDOW_SECONDS", 900)))
+        response["Retry-After"] = str(window_seconds())
     return response
 
 

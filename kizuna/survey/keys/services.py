@@ -81,7 +81,8 @@ def _max_failures() -> int:
     return int(getattr(settings, "KIZUNA_SC_KEY_MAX_FAILURES", 10))
 
 
-def _window_seconds() -> int:
+def window_seconds() -> int:
+    """How long failed attempts are counted, and a throttled client waits (Retry-After)."""
     return int(getattr(settings, "KIZUNA_SC_KEY_WINDOW_SECONDS", 900))
 
 
@@ -102,11 +103,11 @@ def _throttle_keys(address: str, email: str) -> list[tuple[str, int]]:
 def _record_failure(address: str, email: str) -> None:
     for key, _limit in _throttle_keys(address, email):
         # add() starts the window; later failures count within it without extending it.
-        if not cache.add(key, 1, timeout=_window_seconds()):
+        if not cache.add(key, 1, timeout=window_seconds()):
             try:
                 cache.incr(key)
             except ValueError:  # expired between add() and incr()
-                cache.add(key, 1, timeout=_window_seconds())
+                cache.add(key, 1, timeout=window_seconds())
 
 
 def is_throttled(*, address: str, email: str) -> bool:

@@ -32,6 +32,9 @@ IN_PROGRESS = (
     ImportStatus.RUNNING,
     ImportStatus.SAVING,
 )
+# A job in one of these, with nothing created yet, may be mapped, checked, started
+# (again, after failing on bad rows) or discarded.
+EDITABLE = (ImportStatus.UPLOADED, ImportStatus.FAILED)
 
 
 class ImportJob(models.Model):
@@ -108,6 +111,11 @@ class ImportJob(models.Model):
     @property
     def is_in_progress(self) -> bool:
         return self.status in IN_PROGRESS
+
+    @property
+    def is_editable(self) -> bool:
+        """The file is still here and may be mapped, checked, started or discarded."""
+        return self.status in EDITABLE and self.created_count == 0 and bool(self.content)
 
     @property
     def percent(self) -> int:

@@ -15,7 +15,7 @@ from django_tasks.base import Task
 from django_tasks.exceptions import TaskResultDoesNotExist
 
 from kizuna.crm.imports.checks import summarize
-from kizuna.crm.imports.models import IN_PROGRESS, ImportJob, ImportStatus
+from kizuna.crm.imports.models import EDITABLE, IN_PROGRESS, ImportJob, ImportStatus
 from kizuna.crm.imports.rows import (
     MAX_UPLOAD_BYTES,
     ImportFileError,
@@ -196,9 +196,9 @@ def check_import(*, job_id: int) -> ImportJob:
 
 def discard_import(*, job: ImportJob) -> bool:
     """Drop an upload that will not be imported, and the personal data in its file."""
-    discarded = ImportJob.objects.filter(
-        pk=job.pk, status__in=[ImportStatus.UPLOADED, ImportStatus.FAILED], created_count=0
-    ).update(status=ImportStatus.DISCARDED, content="", finished_at=timezone.now())
+    discarded = ImportJob.objects.filter(pk=job.pk, status__in=EDITABLE, created_count=0).update(
+        status=ImportStatus.DISCARDED, content="", finished_at=timezone.now()
+    )
     job.refresh_from_db()
     return bool(discarded)
 
@@ -206,9 +206,7 @@ def discard_import(*, job: ImportJob) -> bool:
 def start_import(*, job: ImportJob, skip_bad_rows: bool, allow_duplicates: bool) -> ImportJob:
     """Queue the import; small files run now, large ones in the worker."""
     # A job that failed on bad rows may be started again, for example to skip them.
-    updated = ImportJob.objects.filter(
-        pk=job.pk, status__in=[ImportStatus.UPLOADED, ImportStatus.FAILED], created_count=0
-    ).update(
+    updated = ImportJob.objects.filter(pk=job.pk, status__in=EDITABLE, created_count=0).update(
         status=ImportStatus.QUEUED,
         failure="",
         failure_texts={},

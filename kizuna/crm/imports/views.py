@@ -62,18 +62,10 @@ def start(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _editable(job: ImportJob) -> bool:
-    return (
-        job.status in {ImportStatus.UPLOADED, ImportStatus.FAILED}
-        and job.created_count == 0
-        and bool(job.content)
-    )
-
-
 @login_required
 def mapping(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_import_job_for_member(request, pk)
-    if not _editable(job):
+    if not job.is_editable:
         return redirect("crm_imports:detail", pk=job.pk)
     _headers, rows = read_table(job.content)
     samples = rows[0][1] if rows else []
@@ -95,7 +87,7 @@ def mapping(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def preview(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_import_job_for_member(request, pk)
-    if not _editable(job):
+    if not job.is_editable:
         return redirect("crm_imports:detail", pk=job.pk)
     # Large files were checked by the worker; small ones are checked now.
     summary = job.check_summary or check_rows(job)
@@ -132,7 +124,7 @@ def _problems_for_display(job: ImportJob, problems: list[dict[str, Any]]) -> lis
 @login_required
 def run(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_import_job_for_member(request, pk)
-    if not _editable(job):
+    if not job.is_editable:
         return redirect("crm_imports:detail", pk=job.pk)
     form = StartForm(request.POST)
     form.is_valid()  # two optional checkboxes: always valid
@@ -166,7 +158,7 @@ def detail(request: HttpRequest, pk: int) -> HttpResponse:
     if services.fail_abandoned_imports(jobs=[job]):
         job.refresh_from_db()  # failed: the progress part stops polling
     problems = _problems_for_display(job, job.problems[:PROBLEMS_SHOWN])
-    context = {"job": job, "problems": problems, "can_retry": _editable(job)}
+    context = {"job": job, "problems": problems, "can_retry": job.is_editable}
     if request.htmx:  # type: ignore[attr-defined]
         if job.status == ImportStatus.UPLOADED and job.check_summary:
             # The worker finished checking the file: on to its preview.

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage as ParsedMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -148,6 +149,15 @@ def smtp_server() -> Iterator[tuple[Inbox, int]]:
         yield inbox, port
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def local_mailbox(tmp_path: Path) -> Iterator[Path]:
+    """Django writes mail to the local mailbox, in a directory of its own (yielded)."""
+    with override_settings(
+        EMAIL_BACKEND="kizuna.identity.mailbox.MailboxBackend", KIZUNA_MAILBOX_DIR=tmp_path
+    ):
+        yield tmp_path
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 
 from django.core.management.base import OutputWrapper
-from django.test import override_settings
 
 from kizuna.crm.mail import demo
 from kizuna.crm.mail.models import EmailTemplate, OutgoingMessage, SendBatch
@@ -13,18 +12,17 @@ from kizuna.crm.models import Lead
 from kizuna.work.leases import WorkStatus
 
 
-def test_demo_loads_templates_and_sent_emails_once(ada, bob, organization, lead, contact, tmp_path):
+def test_demo_loads_templates_and_sent_emails_once(
+    ada, bob, organization, lead, contact, local_mailbox
+):
     Lead.objects.create(
         organization=organization, family_name="Out", email="out@x.test", email_opt_out=True
     )
     users = {"ada": ada, "bob": bob}
     buffer = io.StringIO()
     output = OutputWrapper(buffer)
-    with override_settings(
-        EMAIL_BACKEND="kizuna.identity.mailbox.MailboxBackend", KIZUNA_MAILBOX_DIR=tmp_path
-    ):
-        demo.load(users=users, stdout=output)
-        demo.load(users=users, stdout=output)
+    demo.load(users=users, stdout=output)
+    demo.load(users=users, stdout=output)
 
     assert sorted(EmailTemplate.objects.values_list("module", "name")) == [
         ("contacts", "Quarterly update"),
@@ -37,7 +35,7 @@ def test_demo_loads_templates_and_sent_emails_once(ada, bob, organization, lead,
         "opted_out"
     ]
     assert set(OutgoingMessage.objects.values_list("status", flat=True)) == {WorkStatus.DONE}
-    assert len(list(tmp_path.glob("*.eml"))) == 2
+    assert len(list(local_mailbox.glob("*.eml"))) == 2
     assert buffer.getvalue().splitlines() == [
         "CRM mail: 4 email templates and 2 sent emails (2 messages) in Kizuna Demo.",
         "CRM mail: demo templates already loaded.",

@@ -3,23 +3,9 @@ local mailbox shows it to them and to its recipients, never to another organizat
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-from django.test import override_settings
-
 from kizuna.crm.mail.models import OutgoingMessage
 from kizuna.crm.mail.tests.conftest import queue_text_email, run_worker
 from kizuna.work.leases import WorkStatus
-
-
-@pytest.fixture
-def local_mailbox(tmp_path: Path) -> Iterator[Path]:
-    with override_settings(
-        EMAIL_BACKEND="kizuna.identity.mailbox.MailboxBackend", KIZUNA_MAILBOX_DIR=tmp_path
-    ):
-        yield tmp_path
 
 
 def test_a_sent_message_names_the_member_who_sent_the_batch(ada, organization, lead, smtp):

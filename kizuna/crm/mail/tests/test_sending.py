@@ -190,14 +190,11 @@ def test_a_worker_that_lost_its_lease_does_not_send(ada, organization, smtp):
     assert Activity.objects.filter(lead=lead, kind=ActivityKind.EMAIL_SENT).count() == 1
 
 
-def test_without_smtp_settings_mail_goes_to_the_local_mailbox(ada, organization, tmp_path):
+def test_without_smtp_settings_mail_goes_to_the_local_mailbox(ada, organization, local_mailbox):
     (lead,) = make_leads(organization, 1)
-    with override_settings(
-        EMAIL_BACKEND="kizuna.identity.mailbox.MailboxBackend", KIZUNA_MAILBOX_DIR=tmp_path
-    ):
-        queue_text_email(organization, ada, [lead], subject="Hi {{ lead.family_name }}")
-        run_worker()
-    (path,) = tmp_path.glob("*.eml")
+    queue_text_email(organization, ada, [lead], subject="Hi {{ lead.family_name }}")
+    run_worker()
+    (path,) = local_mailbox.glob("*.eml")
     assert b"Subject: Hi Family0" in path.read_bytes()
     assert OutgoingMessage.objects.get().status == WorkStatus.DONE
 

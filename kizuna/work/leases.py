@@ -159,20 +159,16 @@ def _manager(row: LeasedWork) -> models.Manager[Any]:
 
 def mark_done(row: LeasedWork, **fields: Any) -> bool:
     """Finish the row; False if another worker took it over after our lease expired."""
-    now = timezone.now()
-    updated = (
-        _manager(row)
-        .filter(_still_ours(row))
-        .update(status=WorkStatus.DONE, finished_at=now, leased_until=None, last_error="", **fields)
-    )
+    values: dict[str, Any] = {
+        "status": WorkStatus.DONE,
+        "finished_at": timezone.now(),
+        "leased_until": None,
+        "last_error": "",
+        **fields,
+    }
+    updated = _manager(row).filter(_still_ours(row)).update(**values)
     if updated:
-        row.status, row.finished_at, row.leased_until, row.last_error = (
-            WorkStatus.DONE,
-            now,
-            None,
-            "",
-        )
-        for name, value in fields.items():
+        for name, value in values.items():
             setattr(row, name, value)
     return bool(updated)
 

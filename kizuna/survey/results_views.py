@@ -13,8 +13,8 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import redirect, render
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import translation
 from django.utils.http import urlencode
@@ -114,10 +114,9 @@ def response_list(request: HttpRequest, survey_pk: int) -> HttpResponse:
 
 
 def _get_response(survey: Survey, response_id: uuid.UUID) -> Response:
-    try:
-        return Response.objects.select_related("invitation").get(survey=survey, pk=response_id)
-    except Response.DoesNotExist:
-        raise Http404 from None
+    return get_object_or_404(
+        Response.objects.select_related("invitation"), survey=survey, pk=response_id
+    )
 
 
 @login_required

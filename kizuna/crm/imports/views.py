@@ -16,7 +16,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from kizuna.crm.access import MODULES, current_membership, signed_in_user
 from kizuna.crm.forms import ListForm
 from kizuna.crm.imports import services
-from kizuna.crm.imports.access import get_import_job_for_member
+from kizuna.crm.imports.access import get_import_job_for_member, import_jobs_for_member
 from kizuna.crm.imports.checks import PROBLEMS_SHOWN, check_rows
 from kizuna.crm.imports.exporting import csv_lines, export_queryset
 from kizuna.crm.imports.forms import MappingForm, StartForm, UploadForm
@@ -47,9 +47,7 @@ def start(request: HttpRequest) -> HttpResponse:
     else:
         module = request.GET.get("module", ImportModule.LEADS)
         form = UploadForm(initial={"module": module})
-    jobs = ImportJob.objects.filter(organization=membership.organization)
-    if not membership.is_administrator:
-        jobs = jobs.filter(created_by_id=request.user.pk)
+    jobs = import_jobs_for_member(request)
     recent = list(jobs.select_related("created_by").order_by("-created_at")[:20])
     failed = services.fail_abandoned_imports(jobs=recent)
     for job in recent:

@@ -59,6 +59,12 @@ def record_field_names(module: str) -> tuple[str, ...]:
     return ("full_name", *_COMMON_FIELDS, *_MODULE_FIELDS[module])
 
 
+def _record_field_label(model: type[Lead] | type[Contact], name: str) -> str:
+    """The verbose name of one record merge field ("full_name" is not a model field)."""
+    field = None if name == "full_name" else model._meta.get_field(name)
+    return str(field.verbose_name if isinstance(field, Field) else _("full name"))
+
+
 def merge_fields(module: str) -> list[MergeField]:
     """The placeholders a template of this module may use, labelled in the current language."""
     model = RECORD_MODEL[module]
@@ -66,12 +72,10 @@ def merge_fields(module: str) -> list[MergeField]:
     record_label = model._meta.verbose_name
     fields = []
     for name in record_field_names(module):
-        field = None if name == "full_name" else model._meta.get_field(name)
-        field_label = field.verbose_name if isinstance(field, Field) else _("full name")
         fields.append(
             MergeField(
                 f"{{{{ {namespace}.{name} }}}}",
-                f"{record_label}: {field_label}".capitalize(),
+                f"{record_label}: {_record_field_label(model, name)}".capitalize(),
                 module,
             )
         )
@@ -97,9 +101,7 @@ def readable_placeholders(text: str, module: str) -> str:
     def label(match: re.Match[str]) -> str:
         namespace, key = match.group(1), match.group(2)
         if namespace == RECORD_NAMESPACE[module] and key in record_fields:
-            field = None if key == "full_name" else model._meta.get_field(key)
-            name = field.verbose_name if isinstance(field, Field) else _("full name")
-            return f"[{str(name).capitalize()}]"
+            return f"[{_record_field_label(model, key).capitalize()}]"
         if namespace == "sender" and key in SENDER_FIELDS:
             return f"[{SENDER_FIELDS[key]}]"
         if namespace == "unsubscribe_url" and key is None:

@@ -46,6 +46,14 @@ class _PersonForm(forms.ModelForm):
         self.fields["description"].widget.attrs["rows"] = 4
         self.fields["email"].widget.attrs["autocomplete"] = "off"
 
+    def record_values(self) -> dict[str, Any]:
+        """The cleaned values for the services, without the fields this form may not change."""
+        return {
+            name: self.cleaned_data[name]
+            for name in self._meta.fields or ()
+            if name in self.cleaned_data and not self.fields[name].disabled
+        }
+
 
 class LeadForm(_PersonForm):
     class Meta:

@@ -302,14 +302,6 @@ def record_detail(request: HttpRequest, module: str, pk: int) -> HttpResponse:
     )
 
 
-def _values(form: Any) -> dict[str, Any]:
-    return {
-        name: form.cleaned_data[name]
-        for name in form.Meta.fields
-        if name in form.cleaned_data and not form.fields[name].disabled
-    }
-
-
 @login_required
 def record_create(request: HttpRequest, module: str) -> HttpResponse:
     organization = get_organization_for_member(request)
@@ -319,7 +311,9 @@ def record_create(request: HttpRequest, module: str) -> HttpResponse:
     )
     if request.method == "POST" and form.is_valid():
         create = services.create_lead if module == "leads" else services.create_contact
-        record = create(organization=organization, by=signed_in_user(request), values=_values(form))
+        record = create(
+            organization=organization, by=signed_in_user(request), values=form.record_values()
+        )
         messages.success(request, _("%(name)s was added.") % {"name": record.display_name()})
         if "save_and_new" in request.POST:
             return redirect(url_for(module, "create"))
@@ -334,7 +328,7 @@ def record_edit(request: HttpRequest, module: str, pk: int) -> HttpResponse:
     form = form_class_for(module)(request.POST or None, instance=record, organization=organization)
     if request.method == "POST" and form.is_valid():
         changed = services.update_record(
-            record=record, by=signed_in_user(request), values=_values(form)
+            record=record, by=signed_in_user(request), values=form.record_values()
         )
         if changed:
             messages.success(request, _("Your changes were saved."))

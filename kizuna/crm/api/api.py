@@ -208,11 +208,7 @@ def _validated_values(
             fields[key] = [str(error["message"]) for error in errors]
         raise FieldErrors(fields)
     changed = {"owner" if key == "owner_id" else key for key in sent}
-    return {
-        name: form.cleaned_data[name]
-        for name in names
-        if name in changed and name in form.cleaned_data and not form.fields[name].disabled
-    }
+    return {name: value for name, value in form.record_values().items() if name in changed}
 
 
 def _page(

@@ -261,9 +261,10 @@ def queue_emails(
 
 
 def _sent_by(message: OutgoingMessage) -> dict[str, str]:
-    """The header naming the batch's sender; none if that member was deleted since."""
-    batch = SendBatch.objects.filter(pk=message.batch_id).values("sender")
-    user = User.objects.filter(pk__in=batch).only("email").first()
+    """The header naming the member who sent it; none if that member was deleted since."""
+    if message.sender_id is None:
+        return {}
+    user = User.objects.filter(pk=message.sender_id).only("email").first()
     return sent_by_headers(user) if user is not None else {}
 
 

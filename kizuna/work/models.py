@@ -19,6 +19,11 @@ def lease_seconds() -> float:
     return float(getattr(settings, "KIZUNA_WORKER_LEASE_SECONDS", DEFAULT_LEASE_SECONDS))
 
 
+def heartbeat_cutoff(now: datetime | None = None) -> datetime:
+    """A worker whose last heartbeat is older than this is dead."""
+    return (now or timezone.now()) - timedelta(seconds=lease_seconds())
+
+
 def heartbeat_seconds() -> float:
     # Five beats per lease: a worker must miss several in a row before it is
     # declared dead, so a short stall (a slow query, a GC pause) is not enough.
@@ -27,12 +32,10 @@ def heartbeat_seconds() -> float:
 
 class WorkerProcessQuerySet(models.QuerySet["WorkerProcess"]):
     def alive(self, *, now: datetime | None = None) -> WorkerProcessQuerySet:
-        cutoff = (now or timezone.now()) - timedelta(seconds=lease_seconds())
-        return self.filter(heartbeat_at__gte=cutoff)
+        return self.filter(heartbeat_at__gte=heartbeat_cutoff(now))
 
     def stale(self, *, now: datetime | None = None) -> WorkerProcessQuerySet:
-        cutoff = (now or timezone.now()) - timedelta(seconds=lease_seconds())
-        return self.filter(heartbeat_at__lt=cutoff)
+        return self.filter(heartbeat_at__lt=heartbeat_cutoff(now))
 
 
 class WorkerProcess(models.Model):
@@ -62,7 +65,7 @@ class WorkerProcess(models.Model):
 
     @property
     def is_alive(self) -> bool:
-        return self.heartbeat_at >= timezone.now() - timedelta(seconds=lease_seconds())
+        return self.heartbeat_at >= heartbeat_cutoff()
 
 
 class ProbeWork(LeasedWork):

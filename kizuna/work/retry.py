@@ -39,7 +39,7 @@ from django_tasks.utils import get_module_path
 from django_tasks_db.models import DBTaskResult
 
 from kizuna.work.backoff import backoff_delay
-from kizuna.work.models import WorkerProcess, lease_seconds
+from kizuna.work.models import WorkerProcess, heartbeat_cutoff
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ class Recovery:
 def recover_abandoned_tasks(*, now: datetime | None = None) -> list[Recovery]:
     """Take back RUNNING tasks whose worker has no live heartbeat."""
     now = now or timezone.now()
-    cutoff = now - timedelta(seconds=lease_seconds())
+    cutoff = heartbeat_cutoff(now)
     live = set(WorkerProcess.objects.alive(now=now).values_list("worker_id", flat=True))
     # started_at guards a task claimed a moment ago by a worker registered a moment
     # ago, and tasks of a worker that never registered (a plain db_worker).

@@ -169,17 +169,11 @@ def queue_emails(
     language = _language_of(sender)
     from_address = _from_address(sender)
     prepared: list[tuple[Lead | Contact, str, Any]] = []
-    skipped: list[dict[str, Any]] = []
+    skipped: list[tuple[Lead | Contact, str]] = []
     for record in records:
         reason = skip_reason(record)
         if reason:
-            skipped.append(
-                {
-                    "id": record.pk,
-                    "name": record.display_name(recipient_language(record, language)),
-                    "reason": reason,
-                }
-            )
+            skipped.append((record, reason))
             continue
         token = secrets.token_urlsafe(24)
         context = MergeContext(
@@ -196,7 +190,6 @@ def queue_emails(
         prepared.append((record, token, rendered))
 
     now = timezone.now()
-    by_pk = {record.pk: record for record in records}
     with transaction.atomic():
         batch = SendBatch.objects.create(
             organization=organization,
@@ -207,7 +200,14 @@ def queue_emails(
             body_html=body_html,
             body_text=body_text,
             total=len(records),
-            skipped=skipped,
+            skipped=[
+                {
+                    "id": record.pk,
+                    "name": record.display_name(recipient_language(record, language)),
+                    "reason": reason,
+                }
+                for record, reason in skipped
+            ],
             created_at=now,
         )
         messages = OutgoingMessage.objects.bulk_create(
@@ -240,7 +240,7 @@ def queue_emails(
                 data={"batch": batch.pk, "to": message.to_address},
                 actor=sender,
                 created_at=now,
-                **_record_fields(by_pk[record.pk]),
+                **_record_fields(record),
             )
             for message, (record, _token, _rendered) in zip(messages, prepared, strict=True)
         ]
@@ -248,13 +248,13 @@ def queue_emails(
             Activity(
                 organization=organization,
                 kind=ActivityKind.EMAIL_SKIPPED,
-                summary=_skip_summary(subject, item["reason"], language),
-                data={"batch": batch.pk, "reason": item["reason"]},
+                summary=_skip_summary(subject, reason, language),
+                data={"batch": batch.pk, "reason": reason},
                 actor=sender,
                 created_at=now,
-                **_record_fields(by_pk[item["id"]]),
+                **_record_fields(record),
             )
-            for item in skipped
+            for record, reason in skipped
         ]
         Activity.objects.bulk_create(activities, batch_size=500)
     return batch

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
@@ -74,9 +75,14 @@ class PasswordResetForm(auth_forms.PasswordResetForm):
     """
 
     def get_users(self, email: str) -> Iterator[Any]:
-        matching = User.objects.filter(email__iexact=email, is_active=True)
-        for user in matching:
-            if user.has_usable_password() or user.last_login is None:
+        yield from super().get_users(email)
+        # Django's own matching rule (NFKC + casefold, as its form compares emails),
+        # for the invited users its form leaves out.
+        wanted = unicodedata.normalize("NFKC", email).casefold()
+        invited = User.objects.filter(email__iexact=email, is_active=True, last_login=None)
+        for user in invited:
+            same = unicodedata.normalize("NFKC", user.email).casefold() == wanted
+            if same and not user.has_usable_password():
                 yield user
 
     def send_mail(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,9 +53,10 @@ def data_dir() -> Path:
     path = Path(env("KIZUNA_DATA_DIR", "var")).expanduser().resolve()
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
+        # A probe of its own: processes starting together (serve and its worker,
+        # several workers) must not remove each other's.
+        with tempfile.TemporaryFile(dir=path):
+            pass
     except OSError as error:
         raise ConfigError(
             f"KIZUNA_DATA_DIR={str(path)!r} is not a writable directory ({error.strerror})."

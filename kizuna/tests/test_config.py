@@ -6,6 +6,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,26 @@ def test_a_survey_only_process_serves_no_crm_pages(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith("/")]
     assert lines == ["/crm/ not served", "/survey/ served", "/s/x/ served"]
+
+
+def test_processes_starting_together_in_one_data_dir_all_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KIZUNA_DATA_DIR", str(tmp_path))
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            for _ in range(200):
+                config.data_dir()
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert list(tmp_path.iterdir()) == []

@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA_DIR := $(or $(KIZUNA_DATA_DIR),var)
 
-.PHONY: run test bench check messages install install-dev clean
+.PHONY: run test bench check messages translations install install-dev clean
 
 run: install messages
 	@$(BIN)/kizuna migrate --no-input -v 0
@@ -53,6 +53,12 @@ $(VENV)/.installed-dev: $(VENV)/.installed-base requirements/dev.txt
 messages: install
 	@command -v msgfmt >/dev/null || bash scripts/debian-packages.sh gettext
 	@$(BIN)/python scripts/compile_messages.py
+
+# After adding or changing translatable strings: update every catalog, then translate the new
+# entries of the Japanese ones (`make test` fails while one is missing).
+translations: install
+	@command -v msgfmt >/dev/null || bash scripts/debian-packages.sh gettext
+	@$(BIN)/python scripts/messages.py update
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

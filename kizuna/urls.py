@@ -29,5 +29,5 @@ if "crm" in settings.KIZUNA_SERVICES:
 if "survey" in settings.KIZUNA_SERVICES:
     urlpatterns += [
         path("survey/", include("kizuna.survey.urls")),
-        path("s/", include("kizuna.survey.public_urls")),
+        path("s/", include("kizuna.survey.public.urls")),
     ]

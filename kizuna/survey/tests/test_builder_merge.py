@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kizuna.survey.services import merge_items
+from kizuna.survey.builder.services import merge_items
 
 labels = st.lists(st.sampled_from(["A", "B", "C", "D", "E", "F"]), unique=True, max_size=6)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from kizuna.survey import charts
-from kizuna.survey.results import nps_score
+from kizuna.survey.results import charts
+from kizuna.survey.results.summaries import nps_score
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from kizuna.survey import responses
 from kizuna.survey.models import Answer, Response, Survey
+from kizuna.survey.public import services as public_services
 from kizuna.survey.tests.respondent import add_question, two_page_survey
 
 PHONE = {"width": 390, "height": 844}
@@ -62,7 +62,7 @@ def test_the_results_charts_render_under_the_csp_and_fit_a_phone(
     fruit = add_question(survey, "single_choice", "Favourite fruit?")
     score = add_question(survey, "nps", "Recommend us?")
     for key, value in [("a", 10), ("b", 3), ("a", 8)]:
-        responses.submit_response(
+        public_services.submit_response(
             survey=survey, invitation=None, answers={fruit: key, score: value}, language="en"
         )
     client = Client()

@@ -13,8 +13,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from kizuna.survey import responses
 from kizuna.survey.models import Answer, Invitation, Question, Response, Survey, SurveyAccount
+from kizuna.survey.public import services as public_services
 from kizuna.survey.tests.respondent import add_question
 from kizuna.survey.webhooks.models import Delivery
 from kizuna.survey.webhooks.services import create_endpoint
@@ -40,7 +40,7 @@ def questions(survey: Survey) -> dict[str, Question]:
 
 def submit(survey: Survey, at: datetime.datetime, **values: Any) -> Response:
     by_text = {q.text: q for q in survey.questions.all()}
-    response = responses.submit_response(
+    response = public_services.submit_response(
         survey=survey,
         invitation=None,
         answers={by_text[QUESTIONS[name][1]]: value for name, value in values.items()},
@@ -321,9 +321,9 @@ def answer_through_invitation(survey: Survey) -> Response:
         email="hanako@example.com",
         name="Yamada Hanako",
     )
-    responses.record_invitation_opened(invitation=invitation)
-    responses.record_invitation_started(invitation=invitation)
-    response = responses.submit_response(
+    public_services.record_invitation_opened(invitation=invitation)
+    public_services.record_invitation_started(invitation=invitation)
+    response = public_services.submit_response(
         survey=survey, invitation=invitation, answers={}, language="ja"
     )
     Invitation.objects.filter(pk=invitation.pk).update(
@@ -498,7 +498,7 @@ def test_csv_export_follows_the_date_filter(ada: Client, three_responses: list[R
 
 
 def test_csv_cells_never_start_a_formula_but_numbers_stay_numbers() -> None:
-    from kizuna.survey.results import csv_cell
+    from kizuna.survey.results.summaries import csv_cell
 
     assert csv_cell("=1+1") == "'=1+1"
     assert csv_cell("+81 3 1234") == "'+81 3 1234"

@@ -1,4 +1,5 @@
-"""responses.py: a response and its webhook deliveries are written in one transaction."""
+"""Submitting and deleting responses: a response and its webhook deliveries are written in one
+transaction."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from django.db import IntegrityError
 from django.test import Client
 from django.urls import reverse
 
-from kizuna.survey import responses
 from kizuna.survey.models import Answer, Invitation, Question, Response, Survey, SurveyAccount
+from kizuna.survey.public import services as public_services
+from kizuna.survey.results import services as results_services
 from kizuna.survey.tests.respondent import add_question, post
 from kizuna.survey.webhooks.models import Delivery, WebhookEndpoint
 from kizuna.survey.webhooks.services import create_endpoint
@@ -74,8 +76,8 @@ def test_a_failed_insert_stores_neither_the_response_nor_its_delivery(
     # insert of the real response then breaks the unique constraint mid-transaction.
     Response.objects.create(survey=other_survey, invitation=invitation)
 
-    with pytest.raises(responses.AlreadyAnswered):
-        responses.submit_response(
+    with pytest.raises(public_services.AlreadyAnswered):
+        public_services.submit_response(
             survey=survey, invitation=invitation, answers={question: "a"}, language="en"
         )
 
@@ -92,8 +94,8 @@ def test_a_closed_survey_refuses_the_service_call_and_writes_nothing(
     survey.is_open = False
     survey.save(update_fields=["is_open"])
 
-    with pytest.raises(responses.SurveyClosed):
-        responses.submit_response(
+    with pytest.raises(public_services.SurveyClosed):
+        public_services.submit_response(
             survey=survey, invitation=None, answers={question: "a"}, language="ja"
         )
 
@@ -104,12 +106,12 @@ def test_a_closed_survey_refuses_the_service_call_and_writes_nothing(
 def test_deleting_a_response_enqueues_response_deleted_and_removes_its_answers(
     survey: Survey, question: Question, endpoint: WebhookEndpoint
 ) -> None:
-    response = responses.submit_response(
+    response = public_services.submit_response(
         survey=survey, invitation=None, answers={question: "c"}, language="en"
     )
     response_id = str(response.pk)
 
-    responses.delete_response(response=response)
+    results_services.delete_response(response=response)
 
     assert Response.objects.count() == 0
     assert Answer.objects.count() == 0
@@ -120,7 +122,9 @@ def test_deleting_a_response_enqueues_response_deleted_and_removes_its_answers(
 def test_without_subscribers_submitting_enqueues_nothing(
     survey: Survey, question: Question
 ) -> None:
-    responses.submit_response(survey=survey, invitation=None, answers={question: "a"}, language="")
+    public_services.submit_response(
+        survey=survey, invitation=None, answers={question: "a"}, language=""
+    )
 
     assert Response.objects.count() == 1
     assert Delivery.objects.count() == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kizuna.survey import api_services
+from kizuna.survey.api import services as api_services
 from kizuna.survey.keys import services
 from kizuna.survey.keys.models import ServiceKey
 from kizuna.survey.models import AccountMember, Invitation, Survey

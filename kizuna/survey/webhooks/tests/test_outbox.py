@@ -6,8 +6,9 @@ import pytest
 from django.db import transaction
 
 from kizuna import contracts
-from kizuna.survey import responses
 from kizuna.survey.models import Invitation, Response, Survey
+from kizuna.survey.public import services as public_services
+from kizuna.survey.results import services as results_services
 from kizuna.survey.webhooks.models import Delivery
 
 pytestmark = pytest.mark.django_db
@@ -21,7 +22,7 @@ def answers_for(survey: Survey) -> dict:
 def test_submitting_a_response_enqueues_response_completed_with_it(subscribed, survey):
     invitation = Invitation.objects.create(survey=survey, recipient_reference="lead:5")
 
-    response = responses.submit_response(
+    response = public_services.submit_response(
         survey=survey, invitation=invitation, answers=answers_for(survey), language="ja"
     )
 
@@ -35,7 +36,7 @@ def test_submitting_a_response_enqueues_response_completed_with_it(subscribed, s
 
 def test_a_response_rolled_back_leaves_no_delivery_behind(subscribed, survey):
     with pytest.raises(RuntimeError), transaction.atomic():
-        responses.submit_response(
+        public_services.submit_response(
             survey=survey, invitation=None, answers=answers_for(survey), language="en"
         )
         raise RuntimeError("the request failed after the insert")
@@ -47,8 +48,8 @@ def test_a_response_rolled_back_leaves_no_delivery_behind(subscribed, survey):
 def test_opening_an_invitation_once_enqueues_one_invitation_opened(subscribed, survey):
     invitation = Invitation.objects.create(survey=survey, recipient_reference="contact:8")
 
-    assert responses.record_invitation_opened(invitation=invitation) is True
-    assert responses.record_invitation_opened(invitation=invitation) is False
+    assert public_services.record_invitation_opened(invitation=invitation) is True
+    assert public_services.record_invitation_opened(invitation=invitation) is False
 
     delivery = Delivery.objects.get(event_type="invitation.opened")
     assert delivery.payload["data"]["recipient_reference"] == "contact:8"
@@ -56,13 +57,13 @@ def test_opening_an_invitation_once_enqueues_one_invitation_opened(subscribed, s
 
 
 def test_deleting_a_response_enqueues_response_deleted_with_its_answers(subscribed, survey):
-    response = responses.submit_response(
+    response = public_services.submit_response(
         survey=survey, invitation=None, answers=answers_for(survey), language="en"
     )
 
     response_id = str(response.pk)
 
-    responses.delete_response(response=response)
+    results_services.delete_response(response=response)
 
     delivery = Delivery.objects.get(event_type="response.deleted")
     assert delivery.payload["data"]["response_id"] == response_id

@@ -23,19 +23,19 @@ from django.shortcuts import get_object_or_404
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 from ninja import NinjaAPI, Status
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
-from ninja.security import APIKeyHeader
 
-from kizuna.lib import crypto, cursors
-from kizuna.survey import api_schemas as schemas
-from kizuna.survey import api_services
+from kizuna.lib import cursors
 from kizuna.survey import services as survey_services
+from kizuna.survey.api import schemas
+from kizuna.survey.api import services as api_services
+from kizuna.survey.api.auth import SCKeyAuth, TrustTokenAuth
+from kizuna.survey.api.errors import APIError
 from kizuna.survey.keys.models import ServiceKey
-from kizuna.survey.keys.services import KeyAuthenticationError, authenticate_key, window_seconds
+from kizuna.survey.keys.services import window_seconds
 from kizuna.survey.models import AccountMember, Answer, Invitation, Portal, Response, Survey
 from kizuna.survey.webhooks import services as webhook_services
 from kizuna.survey.webhooks.models import WebhookEndpoint
@@ -45,56 +45,6 @@ DEFAULT_PAGE_SIZE = 100
 # Documented on every route: {"error": {"code", "message", "fields"?}}.
 ERRORS: dict[int, Any] = {code: schemas.ErrorOut for code in (400, 401, 403, 404, 413, 422, 429)}
 MAX_PAGE_SIZE = 500
-
-
-class APIError(Exception):
-    """An error answered as {"error": {"code", "message", "fields"}} with `status`."""
-
-    def __init__(
-        self,
-        code: str,
-        message: str | Promise,
-        *,
-        status: int = 400,
-        fields: dict[str, list[str]] | None = None,
-    ) -> None:
-        super().__init__(str(message))
-        self.code = code
-        self.message = message
-        self.status = status
-        self.fields = fields
-
-
-class SCKeyAuth(APIKeyHeader):
-    """X-SC-Email + X-SC-Key: an SC key of an administrator of the account (K1)."""
-
-    param_name = "X-SC-Key"
-
-    def authenticate(self, request: HttpRequest, key: str | None) -> ServiceKey:
-        try:
-            return authenticate_key(
-                email=request.headers.get("X-SC-Email", ""),
-                key=key or "",
-                address=request.META.get("REMOTE_ADDR", ""),
-            )
-        except KeyAuthenticationError as error:
-            raise APIError(error.code, error.message, status=error.status) from None
-
-
-class TrustTokenAuth(APIKeyHeader):
-    """X-Kizuna-Trust: the deployment's trust token, shared with the co-deployed CRM only."""
-
-    param_name = "X-Kizuna-Trust"
-
-    def authenticate(self, request: HttpRequest, key: str | None) -> bool:
-        expected = settings.KIZUNA_TRUST_TOKEN
-        if not key or not expected or not crypto.constant_time_equals(key, expected):
-            raise APIError(
-                "invalid_trust_token",
-                _("This route needs the deployment's trust token (X-Kizuna-Trust)."),
-                status=401,
-            )
-        return True
 
 
 api = NinjaAPI(

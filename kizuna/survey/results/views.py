@@ -22,10 +22,10 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 from django.views.decorators.http import require_http_methods
 
-from kizuna.survey import responses as response_services
-from kizuna.survey import results, validation
+from kizuna.survey import validation
 from kizuna.survey.access import get_member, get_survey_for_member
 from kizuna.survey.models import Response, Survey
+from kizuna.survey.results import services, summaries
 
 RESPONSES_PER_PAGE = 50
 
@@ -68,7 +68,7 @@ def _filtered(
             if value
         }
     )
-    return form, results.filter_responses(responses, date_from=date_from, date_to=date_to), query
+    return form, summaries.filter_responses(responses, date_from=date_from, date_to=date_to), query
 
 
 def _context(request: HttpRequest, survey: Survey, **extra: Any) -> dict[str, Any]:
@@ -86,8 +86,8 @@ def summary(request: HttpRequest, survey_pk: int) -> HttpResponse:
         form=form,
         query=query,
         response_count=responses.count(),
-        over_time=results.responses_over_time(responses),
-        summaries=results.summarize(survey, responses),
+        over_time=summaries.responses_over_time(responses),
+        summaries=summaries.summarize(survey, responses),
         section="summary",
     )
     return render(request, "survey/results/summary.html", context)
@@ -130,7 +130,7 @@ def response_detail(request: HttpRequest, survey_pk: int, response_id: uuid.UUID
             "answered": question.pk in answers,
             "display": validation.answer_display(question, answers.get(question.pk)),
         }
-        for question in results.all_questions(survey)
+        for question in summaries.all_questions(survey)
         if question.pk in answers or not question.is_archived
     ]
     context = _context(request, survey, response=response, rows=rows, section="responses")
@@ -146,7 +146,7 @@ def delete_response(request: HttpRequest, survey_pk: int, response_id: uuid.UUID
         raise PermissionDenied
     response = _get_response(survey, response_id)
     if request.method == "POST":
-        response_services.delete_response(response=response)
+        services.delete_response(response=response)
         messages.success(request, _("The response was deleted."))
         return redirect("survey:survey_results:responses", survey_pk=survey.pk)
     context = _context(request, survey, response=response, section="responses")
@@ -171,7 +171,7 @@ def export_csv(request: HttpRequest, survey_pk: int) -> StreamingHttpResponse:
         # Streaming runs after the view returns: keep the user's language for the header.
         with translation.override(language):
             yield "\ufeff"
-            for row in results.csv_rows(survey, responses):
+            for row in summaries.csv_rows(survey, responses):
                 yield writer.writerow(row)
 
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")

@@ -20,8 +20,9 @@ from django.utils import formats, timezone
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 
-from kizuna.survey import charts, validation
+from kizuna.survey import validation
 from kizuna.survey.models import Answer, Question, QuestionKind, Response, Survey
+from kizuna.survey.results import charts
 
 TEXT_KINDS = {
     QuestionKind.SHORT_TEXT,

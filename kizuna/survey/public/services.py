@@ -1,4 +1,4 @@
-"""Writing responses: the invitation lifecycle, submitting, deleting.
+"""Writes of the public survey pages: the invitation lifecycle and submitting a response.
 
 Every write that other systems must hear about publishes its webhook event in
 the same transaction as the rows it describes (DESIGN.md §3, transactional
@@ -131,16 +131,3 @@ def submit_response(
         # The one-to-one invitation column is the last line of defence.
         raise AlreadyAnswered from None
     return response
-
-
-def delete_response(*, response: Response) -> None:
-    """Delete a response and its answers, and tell subscribers (`response.deleted`).
-
-    The invitation stays completed: deleting is moderation, not an invitation
-    to answer again.
-    """
-    survey = response.survey
-    with transaction.atomic():
-        payload = response_payload(response)
-        publish_event(account=survey.portal.account, event_type="response.deleted", payload=payload)
-        response.delete()

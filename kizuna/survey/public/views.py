@@ -2,7 +2,7 @@
 
 A survey's sections are its pages. Answers typed on earlier pages are kept in the
 session while the respondent moves Next/Back; the final Submit validates every
-page again and stores the response through `responses.submit_response`. The
+page again and stores the response through `services.submit_response`. The
 page chrome (buttons, hints, errors, notices) speaks the survey's language, so an
 English survey does not come half in Japanese to a Japanese browser; a respondent
 who picks another language with the switcher on the page gets that one. The
@@ -30,8 +30,9 @@ from django.utils import timezone, translation
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
-from kizuna.survey import responses, validation
+from kizuna.survey import validation
 from kizuna.survey.models import Invitation, Question, QuestionKind, Section, Survey
+from kizuna.survey.public import services
 
 ViewFunction = Callable[..., HttpResponse]
 STARTED_SALT = "kizuna.survey.started"
@@ -298,7 +299,7 @@ def _respond(
     typed = {str(q.pk): raw_answer(q, request.POST) for q in pages[number - 1].questions}
     raw_answers = {**saved, **typed}
     if invitation is not None and invitation.started_at is None:
-        responses.record_invitation_started(invitation=invitation)
+        services.record_invitation_started(invitation=invitation)
 
     def keep_progress() -> None:
         request.session[key] = {"answers": raw_answers, "started": started}
@@ -344,19 +345,19 @@ def _respond(
                 started=started,
             )
     try:
-        responses.submit_response(
+        services.submit_response(
             survey=survey,
             invitation=invitation,
             answers=values,
             language=translation.get_language() or "",
             started_at=_started_at(started),
         )
-    except responses.SurveyClosed:
+    except services.SurveyClosed:
         keep_progress()
         return _refusal(request, survey, "closed", status=410)
-    except responses.InvitationExpired:
+    except services.InvitationExpired:
         return _refusal(request, survey, "expired", status=410)
-    except responses.AlreadyAnswered:
+    except services.AlreadyAnswered:
         request.session.pop(key, None)
         return _refusal(request, survey, "answered", status=409)
     request.session.pop(key, None)
@@ -420,12 +421,12 @@ def respond_to_invitation(request: HttpRequest, token: str) -> HttpResponse:
         return _refusal(request, survey, "answered", status=status)
     if not survey.accepts_responses():
         return _refusal(request, survey, "closed", status=410)
-    if responses.invitation_is_expired(invitation):
+    if services.invitation_is_expired(invitation):
         return _refusal(request, survey, "expired", status=410)
     # HEAD is what link checkers send; a person's first GET (or a POST straight
     # from a cached page) is the opening.
     if request.method != "HEAD" and invitation.opened_at is None:
-        responses.record_invitation_opened(invitation=invitation)
+        services.record_invitation_opened(invitation=invitation)
     done_url = reverse("survey_public:invitation-done", args=[invitation.token])
     return _respond(request, survey=survey, invitation=invitation, done_url=done_url)
 

@@ -1,0 +1,45 @@
+"""Authentication of the Survey API: an SC key with its email, or the deployment's trust token."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+from ninja.security import APIKeyHeader
+
+from kizuna.lib import crypto
+from kizuna.survey.api.errors import APIError
+from kizuna.survey.keys.models import ServiceKey
+from kizuna.survey.keys.services import KeyAuthenticationError, authenticate_key
+
+
+class SCKeyAuth(APIKeyHeader):
+    """X-SC-Email + X-SC-Key: an SC key of an administrator of the account (K1)."""
+
+    param_name = "X-SC-Key"
+
+    def authenticate(self, request: HttpRequest, key: str | None) -> ServiceKey:
+        try:
+            return authenticate_key(
+                email=request.headers.get("X-SC-Email", ""),
+                key=key or "",
+                address=request.META.get("REMOTE_ADDR", ""),
+            )
+        except KeyAuthenticationError as error:
+            raise APIError(error.code, error.message, status=error.status) from None
+
+
+class TrustTokenAuth(APIKeyHeader):
+    """X-Kizuna-Trust: the deployment's trust token, shared with the co-deployed CRM only."""
+
+    param_name = "X-Kizuna-Trust"
+
+    def authenticate(self, request: HttpRequest, key: str | None) -> bool:
+        expected = settings.KIZUNA_TRUST_TOKEN
+        if not key or not expected or not crypto.constant_time_equals(key, expected):
+            raise APIError(
+                "invalid_trust_token",
+                _("This route needs the deployment's trust token (X-Kizuna-Trust)."),
+                status=401,
+            )
+        return True

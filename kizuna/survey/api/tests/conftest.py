@@ -1,0 +1,1 @@
+from kizuna.survey.keys.tests.fixtures import *  # noqa: F403

@@ -1,6 +1,0 @@
-"""Mounts the REST API v1 (kizuna.survey.api) under the survey URLs as namespace survey_api_v1."""
-
-from kizuna.survey.api import api
-
-app_name = "survey_api_v1"
-urlpatterns = api.urls[0]

@@ -1,0 +1,1 @@
+"""The survey builder: surveys, their pages (sections) and questions."""

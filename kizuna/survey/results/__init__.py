@@ -1,0 +1,1 @@
+"""The results pages of a survey: summaries, charts, individual responses, CSV export."""

@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA_DIR := $(or $(KIZUNA_DATA_DIR),var)
 
-.PHONY: run test bench check messages translations install install-dev clean
+.PHONY: run test bench check messages translations contracts install install-dev clean
 
 run: install messages
 	@$(BIN)/kizuna migrate --no-input -v 0
@@ -59,6 +59,15 @@ messages: install
 translations: install
 	@command -v msgfmt >/dev/null || bash scripts/debian-packages.sh gettext
 	@$(BIN)/python scripts/messages.py update
+
+# After changing an API: write its OpenAPI document into kizuna/contracts/openapi/ (a test
+# fails while the served document and the committed one differ); review the diff.
+contracts: install
+	@for api in crm survey; do \
+		$(BIN)/kizuna export_openapi_schema --api kizuna.$$api.api.api.api --indent 2 --sorted \
+			--output kizuna/contracts/openapi/$$api-v1.json || exit 1; \
+		echo >> kizuna/contracts/openapi/$$api-v1.json; \
+	done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

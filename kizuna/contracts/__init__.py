@@ -1,9 +1,11 @@
-"""Webhook payload schemas and examples that both services test against.
+"""Webhook payload schemas and examples, and the APIs' OpenAPI documents, that both services
+test against.
 
     from kizuna import contracts
     contracts.schema("response.completed")    # JSON Schema (draft 2020-12)
     contracts.example("response.completed")   # a complete example body
     contracts.errors(body, contracts.schema("response.completed"))  # [] when valid
+    contracts.openapi("survey-v1")            # the committed OpenAPI document of an API
 
 `errors()` checks the subset of JSON Schema these files use (type, const, enum,
 required, properties, additionalProperties, items, minLength, minimum, format
@@ -21,8 +23,13 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 EVENT_TYPES = ("invitation.opened", "response.completed", "response.deleted")
+# API name -> where the running service serves its document (`make contracts` writes them).
+OPENAPI_DOCUMENTS = {
+    "crm-v1": "/crm/api/v1/openapi.json",
+    "survey-v1": "/survey/api/v1/openapi.json",
+}
 
-__all__ = ["EVENT_TYPES", "errors", "example", "schema"]
+__all__ = ["EVENT_TYPES", "OPENAPI_DOCUMENTS", "errors", "example", "openapi", "schema"]
 
 
 @cache
@@ -51,6 +58,14 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "boolean": (bool,),
     "null": (type(None),),
 }
+
+
+def openapi(name: str) -> dict[str, Any]:
+    """The committed OpenAPI document of one API ("crm-v1" or "survey-v1")."""
+    if name not in OPENAPI_DOCUMENTS:
+        raise ValueError(f"Unknown API {name!r}")
+    loaded: dict[str, Any] = json.loads((HERE / "openapi" / f"{name}.json").read_text("utf-8"))
+    return loaded
 
 
 def _is_type(value: Any, name: str) -> bool:

@@ -9,8 +9,8 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from ninja import NinjaAPI, Query, Status
-from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from kizuna.crm import listing, services
 from kizuna.crm.access import DELETE_DENIED
@@ -20,7 +20,6 @@ from kizuna.crm.api.schemas import (
     ContactOut,
     ContactPage,
     ContactPatch,
-    ErrorOut,
     LeadIn,
     LeadOut,
     LeadPage,
@@ -28,6 +27,8 @@ from kizuna.crm.api.schemas import (
 )
 from kizuna.crm.forms import form_class_for
 from kizuna.crm.models import Contact, Lead, LeadSource, LeadStatus, Membership, model_for
+from kizuna.lib import api_errors
+from kizuna.lib.api_errors import ErrorOut
 
 MAX_LIMIT = 100
 
@@ -43,9 +44,10 @@ when it is revoked or when the user stops being an active member.
 update the organization's leads and contacts. Deleting is allowed to administrators
 and to the record's owner.
 
-**Errors** are JSON: `{"error": {"code": ..., "message": ..., "fields": {...}}}`.
-`fields` maps request fields to messages for `validation_error` (422). Ids of other
-organizations answer 404.
+**Errors** are JSON, the same in every Kizuna API:
+`{"error": {"code": ..., "message": ..., "fields": {...}}}`. `code` is one of the codes
+listed in the ErrorBody schema; `fields` maps request fields to messages for `invalid`
+(422). Ids of other organizations answer 404 `not_found`.
 
 **Pagination**: lists are ordered by `sort` and cut by an opaque `cursor`; follow
 `next` until it is null.
@@ -59,98 +61,15 @@ api = NinjaAPI(
     auth=TokenAuth(),
 )
 
-ERRORS: dict[int, Any] = {401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 422: ErrorOut}
+ERRORS: dict[int, Any] = {code: ErrorOut for code in (400, 401, 403, 404, 413, 422)}
 
 
-class FieldErrors(Exception):
-    """Invalid request values, by request field name."""
-
-    def __init__(self, fields: dict[str, list[str]]) -> None:
-        super().__init__(fields)
-        self.fields = fields
-
-
-def _error(
-    request: HttpRequest,
-    status: int,
-    code: str,
-    message: str,
-    fields: dict[str, list[str]] | None = None,
-) -> HttpResponse:
-    body = {"code": code, "message": message, "fields": fields or {}}
-    return api.create_response(request, {"error": body}, status=status)
-
-
-@api.exception_handler(FieldErrors)
-def _field_errors(request: HttpRequest, exc: FieldErrors) -> HttpResponse:
-    return _error(
-        request, 422, "validation_error", _("Some fields are not valid."), fields=exc.fields
-    )
-
-
-def _schema_message(error: dict[str, Any]) -> str:
-    """Pydantic's message in the user's language for the usual kinds of mistake."""
-    kind = error.get("type", "")
-    context = error.get("ctx") or {}
-    if kind == "missing":
-        return _("This field is required.")
-    if kind == "extra_forbidden":
-        return _("There is no such field.")
-    if kind in ("string_type", "string_too_long"):
-        return _("Send a text string.")
-    if kind in ("int_type", "int_parsing", "int_from_float"):
-        return _("Send a whole number.")
-    if kind in ("bool_type", "bool_parsing"):
-        return _("Send true or false.")
-    if kind == "enum":
-        return _("Use one of: %(values)s.") % {"values": context.get("expected", "")}
-    if kind in ("greater_than_equal", "less_than_equal"):  # only `limit` has bounds
-        return _("Use a number from %(min)s to %(max)s.") % {"min": 1, "max": MAX_LIMIT}
-    return str(error.get("msg", ""))
-
-
-@api.exception_handler(ValidationError)
-def _schema_errors(request: HttpRequest, exc: ValidationError) -> HttpResponse:
-    fields: dict[str, list[str]] = {}
-    for error in exc.errors:
-        location = [part for part in error.get("loc", ()) if isinstance(part, str)]
-        if location and location[0] in ("body", "query", "path"):
-            location = location[1:]
-        if location and location[0] == "payload":
-            location = location[1:]
-        name = location[0] if location else "non_field_errors"
-        fields.setdefault(name, []).append(_schema_message(error))
-    return _error(request, 422, "validation_error", _("Some fields are not valid."), fields=fields)
-
-
-@api.exception_handler(AuthenticationError)
-def _unauthorized(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
-    response = _error(
-        request,
-        401,
-        "unauthorized",
-        _(
-            "Send a valid API token: Authorization: Bearer <token>. Revoked tokens and tokens "
-            "of former members do not work."
-        ),
-    )
-    response["WWW-Authenticate"] = "Bearer"
-    return response
-
-
-@api.exception_handler(PermissionDenied)
-def _forbidden(request: HttpRequest, exc: PermissionDenied) -> HttpResponse:
-    return _error(request, 403, "permission_denied", str(exc) or _("You may not do this."))
-
-
-@api.exception_handler(Http404)
-def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
-    return _error(request, 404, "not_found", _("There is no such record in this organization."))
-
-
-@api.exception_handler(HttpError)
-def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
-    return _error(request, exc.status_code, "bad_request", str(exc))
+api_errors.install(
+    api,
+    missing_credentials=gettext_lazy("Send an API token: Authorization: Bearer <token>."),
+    not_found=gettext_lazy("There is no such record in this organization."),
+    authenticate_header="Bearer",
+)
 
 
 def _membership(request: HttpRequest) -> Membership:
@@ -204,9 +123,9 @@ def _validated_values(
     if not form.is_valid():
         fields: dict[str, list[str]] = {}
         for name, errors in form.errors.get_json_data().items():
-            key = {"owner": "owner_id", "__all__": "non_field_errors"}.get(name, name)
+            key = {"owner": "owner_id", "__all__": api_errors.NON_FIELD_ERRORS}.get(name, name)
             fields[key] = [str(error["message"]) for error in errors]
-        raise FieldErrors(fields)
+        raise api_errors.invalid(fields)
     changed = {"owner" if key == "owner_id" else key for key in sent}
     return {name: value for name, value in form.record_values().items() if name in changed}
 
@@ -237,7 +156,7 @@ def _page(
     elif cursor and listing.decode_cursor(cursor, listing.SORTS[sort]) is None:
         problems["cursor"] = [_("Not a cursor of this list; start again without it.")]
     if problems:
-        raise FieldErrors(problems)
+        raise api_errors.invalid(problems)
     query = listing.ListQuery(
         search=q,
         statuses=tuple(statuses),

@@ -8,18 +8,6 @@ from pydantic import ConfigDict, Field
 from kizuna.crm.models import LeadSource, LeadStatus
 
 
-class ErrorBody(Schema):
-    code: str = Field(description="validation_error, unauthorized, permission_denied, not_found")
-    message: str
-    fields: dict[str, list[str]] = Field(
-        default_factory=dict, description="Messages per request field (validation errors only)."
-    )
-
-
-class ErrorOut(Schema):
-    error: ErrorBody
-
-
 class PersonOut(Schema):
     id: int
     family_name: str

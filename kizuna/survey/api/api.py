@@ -2,7 +2,8 @@
 
 Every call is authenticated by the headers X-SC-Email and X-SC-Key (an SC key of
 an account administrator) and acts on that key's account; ids of other accounts
-are 404. Errors are JSON: {"error": {"code", "message", "fields"?}}. The one
+are 404. Errors speak Kizuna's one error language (kizuna.lib.api_errors):
+{"error": {"code", "message", "fields"}}. The one
 deployment-internal route (/internal/accounts-for-email) takes the trust token
 (X-Kizuna-Trust) instead, and never an SC key.
 """
@@ -15,35 +16,30 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Prefetch, Q, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
-from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
-from ninja import NinjaAPI, Status
-from ninja.errors import AuthenticationError, HttpError
-from ninja.errors import ValidationError as NinjaValidationError
+from ninja import NinjaAPI, Query, Status
 
-from kizuna.lib import cursors
+from kizuna.lib import api_errors, cursors
+from kizuna.lib.api_errors import APIError, ErrorCode, ErrorOut
 from kizuna.survey import services as survey_services
 from kizuna.survey.api import schemas
 from kizuna.survey.api import services as api_services
 from kizuna.survey.api.auth import SCKeyAuth, TrustTokenAuth
-from kizuna.survey.api.errors import APIError
 from kizuna.survey.keys.models import ServiceKey
-from kizuna.survey.keys.services import window_seconds
 from kizuna.survey.models import AccountMember, Answer, Invitation, Portal, Response, Survey
 from kizuna.survey.webhooks import services as webhook_services
 from kizuna.survey.webhooks.models import WebhookEndpoint
 
 NO_STORE = "no-store"  # answers holding secrets
 DEFAULT_PAGE_SIZE = 100
-# Documented on every route: {"error": {"code", "message", "fields"?}}.
-ERRORS: dict[int, Any] = {code: schemas.ErrorOut for code in (400, 401, 403, 404, 413, 422, 429)}
+# Documented on every route: {"error": {"code", "message", "fields"}}.
+ERRORS: dict[int, Any] = {code: ErrorOut for code in (400, 401, 403, 404, 413, 422, 429)}
 MAX_PAGE_SIZE = 500
 
 
@@ -53,138 +49,19 @@ api = NinjaAPI(
     description=(
         "Authenticate every call with the headers X-SC-Email (the email address of the "
         "key's owner) and X-SC-Key (Survey > Settings > SC key). Errors: "
-        '{"error": {"code": ..., "message": ...}}.'
+        '{"error": {"code": ..., "message": ..., "fields": {...}}}: `code` is one of the '
+        "codes listed in the ErrorBody schema, `fields` names the values that are not valid."
     ),
     urls_namespace="survey:survey_api_v1",
     auth=SCKeyAuth(),
 )
 
 
-def _error(request: HttpRequest, error: APIError) -> HttpResponse:
-    body: dict[str, Any] = {"code": error.code, "message": str(error.message)}
-    if error.fields:
-        body["fields"] = error.fields
-    response = api.create_response(request, {"error": body}, status=error.status)
-    if error.status == 429:
-        response["Retry-After"] = str(window_seconds())
-    return response
-
-
-@api.exception_handler(APIError)
-def _api_error(request: HttpRequest, error: APIError) -> HttpResponse:
-    return _error(request, error)
-
-
-@api.exception_handler(AuthenticationError)
-def _authentication_error(request: HttpRequest, error: AuthenticationError) -> HttpResponse:
-    return _error(
-        request,
-        APIError("missing_credentials", _("Send the headers X-SC-Email and X-SC-Key."), status=401),
-    )
-
-
-@api.exception_handler(Http404)
-def _not_found(request: HttpRequest, error: Http404) -> HttpResponse:
-    return _error(
-        request, APIError("not_found", _("Nothing with this id in this account."), status=404)
-    )
-
-
-@api.exception_handler(HttpError)
-def _http_error(request: HttpRequest, error: HttpError) -> HttpResponse:
-    if isinstance(error.__cause__, ValueError):
-        # django-ninja could not read the body: not JSON, or not UTF-8 (both ValueErrors).
-        return _error(
-            request,
-            APIError(
-                "invalid_json",
-                _("The request body is not valid JSON."),
-                status=400,
-                fields={"body": [str(_("Send a JSON object encoded in UTF-8."))]},
-            ),
-        )
-    return _error(request, APIError("error", str(error.message), status=error.status_code))
-
-
-@api.exception_handler(RequestDataTooBig)
-def _too_large(request: HttpRequest, error: RequestDataTooBig) -> HttpResponse:
-    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0
-    return _error(
-        request,
-        APIError(
-            "too_large",
-            _("The request body is larger than %(size)s: send less at once.")
-            % {"size": filesizeformat(limit)},
-            status=413,
-        ),
-    )
-
-
-def _field_name(location: list[Any]) -> str:
-    parts = [str(part) for part in location]
-    # ("body", "payload", "invitations", 3, "email") -> "invitations.3.email"
-    if parts[:1] == ["body"]:
-        parts = parts[2:] if len(parts) > 1 and parts[1] == "payload" else parts[1:]
-    elif parts[:1] in (["query"], ["path"], ["header"]):
-        parts = parts[1:]
-    return ".".join(parts) or "body"
-
-
-# Pydantic's messages are English only: the usual ones, in the caller's language.
-_VALIDATION_MESSAGES: dict[str, Any] = {
-    "missing": _("This field is required."),
-    "string_type": _("Enter text."),
-    "string_too_long": _("Use at most %(max_length)s characters."),
-    "string_too_short": _("Use at least %(min_length)s characters."),
-    "too_long": _("Give at most %(max_length)s items."),
-    "too_short": _("Give at least %(min_length)s items."),
-    "int_parsing": _("Enter a whole number."),
-    "int_type": _("Enter a whole number."),
-    "int_from_float": _("Enter a whole number."),
-    "bool_parsing": _("Enter true or false."),
-    "bool_type": _("Enter true or false."),
-    "list_type": _("Enter a list."),
-    "dict_type": _("Enter an object."),
-    "model_type": _("Enter an object."),
-    "model_attributes_type": _("Enter an object."),
-    "datetime_parsing": _("Enter a date and time, e.g. 2026-12-31T23:59:00+09:00."),
-    "datetime_from_date_parsing": _("Enter a date and time, e.g. 2026-12-31T23:59:00+09:00."),
-    "datetime_type": _("Enter a date and time, e.g. 2026-12-31T23:59:00+09:00."),
-}
-
-
-def _validation_message(item: dict[str, Any]) -> str:
-    message = _VALIDATION_MESSAGES.get(str(item.get("type", "")))
-    if message is None:
-        return str(item.get("msg", ""))
-    context = item.get("ctx") or {}
-    return str(message) % {key: context.get(key, "") for key in ("max_length", "min_length")}
-
-
-@api.exception_handler(NinjaValidationError)
-def _validation_error(request: HttpRequest, error: NinjaValidationError) -> HttpResponse:
-    fields: dict[str, list[str]] = {}
-    for item in error.errors:
-        fields.setdefault(_field_name(list(item.get("loc", []))), []).append(
-            _validation_message(item)
-        )
-    return _error(
-        request,
-        APIError("invalid", _("Some values are not valid."), status=422, fields=fields),
-    )
-
-
-@api.exception_handler(DjangoValidationError)
-def _django_validation_error(request: HttpRequest, error: DjangoValidationError) -> HttpResponse:
-    fields = (
-        {name: [str(m) for m in messages] for name, messages in error.message_dict.items()}
-        if hasattr(error, "error_dict")
-        else {"body": [str(m) for m in error.messages]}
-    )
-    return _error(
-        request,
-        APIError("invalid", _("Some values are not valid."), status=422, fields=fields),
-    )
+api_errors.install(
+    api,
+    missing_credentials=_("Send the headers X-SC-Email and X-SC-Key."),
+    not_found=_("Nothing with this id in this account."),
+)
 
 
 def _member(request: HttpRequest) -> AccountMember:
@@ -196,12 +73,7 @@ def _member(request: HttpRequest) -> AccountMember:
 
 
 def _invalid_cursor() -> APIError:
-    return APIError(
-        "invalid",
-        _("Some values are not valid."),
-        status=422,
-        fields={"cursor": [str(_("Use the next_cursor of a previous answer."))]},
-    )
+    return api_errors.invalid({"cursor": [str(_("Use the next_cursor of a previous answer."))]})
 
 
 def _integer_key(text: str) -> int:
@@ -226,7 +98,7 @@ def _page_after(
     key: Callable[[str], Any],
 ) -> tuple[list[Any], str | None]:
     """One page of `rows` in (`moment`, pk) order after `cursor`, and the next page's cursor."""
-    size = _limit(limit)
+    size = limit
     if cursor:
         decoded = cursors.decode_cursor(cursor)
         if decoded is None:
@@ -246,17 +118,6 @@ def _of_survey(rows: QuerySet[Any], *, account_id: int, survey: int | None) -> Q
         return rows
     get_object_or_404(Survey, portal__account_id=account_id, pk=survey)
     return rows.filter(survey_id=survey)
-
-
-def _limit(limit: int) -> int:
-    if limit < 1 or limit > MAX_PAGE_SIZE:
-        raise APIError(
-            "invalid",
-            _("Some values are not valid."),
-            status=422,
-            fields={"limit": [str(_("Use a number from 1 to %(max)d.") % {"max": MAX_PAGE_SIZE})]},
-        )
-    return limit
 
 
 # --- account, portals, surveys, members -----------------------------------------------------
@@ -319,12 +180,7 @@ def register_members(
             account=member.account, emails=payload.emails, by=member.user
         )
     except DjangoValidationError as error:
-        raise APIError(
-            "invalid",
-            _("Some values are not valid."),
-            status=422,
-            fields={"emails": [str(m) for m in error.messages]},
-        ) from None
+        raise api_errors.invalid({"emails": [str(m) for m in error.messages]}) from None
     return {"registered": result.registered, "existing": result.existing}
 
 
@@ -353,7 +209,7 @@ def _invitation_out(invitation: Invitation, *, created: bool | None = None) -> d
 
 @api.post(
     "/surveys/{survey_id}/invitations",
-    response={200: schemas.InvitationBatchOut, 409: schemas.ErrorOut, **ERRORS},
+    response={200: schemas.InvitationBatchOut, 409: ErrorOut, **ERRORS},
     tags=["invitations"],
 )
 def create_invitations(
@@ -369,7 +225,7 @@ def create_invitations(
     survey = get_object_or_404(Survey, portal__account_id=_member(request).account_id, pk=survey_id)
     if not survey.accepts_responses():
         raise APIError(
-            "survey_closed",
+            ErrorCode.SURVEY_CLOSED,
             _(
                 "This survey is closed: it accepts no responses, so no invitations are "
                 "created for it. Open it again in Survey to invite people."
@@ -378,7 +234,7 @@ def create_invitations(
         )
     if len(payload.invitations) > api_services.MAX_INVITATIONS_PER_BATCH:
         raise APIError(
-            "batch_too_large",
+            ErrorCode.BATCH_TOO_LARGE,
             _("Send at most %(limit)d invitations at once (this batch has %(count)d).")
             % {"limit": api_services.MAX_INVITATIONS_PER_BATCH, "count": len(payload.invitations)},
             status=422,
@@ -409,7 +265,7 @@ def list_invitations(
     survey: int | None = None,
     recipient_reference: str | None = None,
     cursor: str | None = None,
-    limit: int = DEFAULT_PAGE_SIZE,
+    limit: int = Query(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE),
 ) -> dict[str, Any]:
     """Invitations by survey and/or recipient reference, oldest first, with their state."""
     account_id = _member(request).account_id
@@ -434,7 +290,7 @@ def list_responses(
     survey: int | None = None,
     since: datetime.datetime | None = None,
     cursor: str | None = None,
-    limit: int = DEFAULT_PAGE_SIZE,
+    limit: int = Query(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE),
 ) -> dict[str, Any]:
     """Responses in submission order, each as the `data` of a response.completed event.
 
@@ -448,12 +304,7 @@ def list_responses(
     responses = _of_survey(responses, account_id=account_id, survey=survey)
     if since is not None:
         if timezone.is_naive(since):
-            raise APIError(
-                "invalid",
-                _("Some values are not valid."),
-                status=422,
-                fields={"since": [str(_("Give the time with its time zone."))]},
-            )
+            raise api_errors.invalid({"since": [str(_("Give the time with its time zone."))]})
         responses = responses.filter(submitted_at__gte=since)
     page, next_cursor = _page_after(
         responses.prefetch_related(
@@ -555,12 +406,7 @@ def accounts_for_email(
             language=payload.language,
         )
     except DjangoValidationError:
-        raise APIError(
-            "invalid",
-            _("Some values are not valid."),
-            status=422,
-            fields={"email": [str(_("Enter a valid email address."))]},
-        ) from None
+        raise api_errors.invalid({"email": [str(_("Enter a valid email address."))]}) from None
     return {
         "email": found.user.email,
         "created": found.created,

@@ -8,9 +8,9 @@ from django.utils.translation import gettext_lazy as _
 from ninja.security import APIKeyHeader
 
 from kizuna.lib import crypto
-from kizuna.survey.api.errors import APIError
+from kizuna.lib.api_errors import APIError, ErrorCode
 from kizuna.survey.keys.models import ServiceKey
-from kizuna.survey.keys.services import KeyAuthenticationError, authenticate_key
+from kizuna.survey.keys.services import KeyAuthenticationError, authenticate_key, window_seconds
 
 
 class SCKeyAuth(APIKeyHeader):
@@ -26,7 +26,11 @@ class SCKeyAuth(APIKeyHeader):
                 address=request.META.get("REMOTE_ADDR", ""),
             )
         except KeyAuthenticationError as error:
-            raise APIError(error.code, error.message, status=error.status) from None
+            # A throttled caller is told how long to wait: the window of counted failures.
+            headers = {"Retry-After": str(window_seconds())} if error.status == 429 else {}
+            raise APIError(
+                ErrorCode(error.code), error.message, status=error.status, headers=headers
+            ) from None
 
 
 class TrustTokenAuth(APIKeyHeader):
@@ -38,7 +42,7 @@ class TrustTokenAuth(APIKeyHeader):
         expected = settings.KIZUNA_TRUST_TOKEN
         if not key or not expected or not crypto.constant_time_equals(key, expected):
             raise APIError(
-                "invalid_trust_token",
+                ErrorCode.INVALID_TRUST_TOKEN,
                 _("This route needs the deployment's trust token (X-Kizuna-Trust)."),
                 status=401,
             )

@@ -8,23 +8,6 @@ from typing import Annotated, Any, Literal
 from ninja import Field, Schema
 
 
-class ErrorDetail(Schema):
-    code: str = Field(
-        description=(
-            "missing_credentials, unknown_email, wrong_key, revoked_key, insufficient_role, "
-            "throttled, invalid_trust_token, not_found, invalid, batch_too_large, "
-            "invalid_json (400: the body is not JSON in UTF-8), too_large (413), "
-            "survey_closed (409: the survey accepts no responses, so no invitations)"
-        )
-    )
-    message: str
-    fields: dict[str, list[str]] | None = None
-
-
-class ErrorOut(Schema):
-    error: ErrorDetail
-
-
 class AccountOut(Schema):
     id: int
     name: str

@@ -69,7 +69,7 @@ def _validate_recipients(recipients: Sequence[Recipient]) -> None:
     seen: dict[str, int] = {}
     now = timezone.now()
     for index, recipient in enumerate(recipients):
-        prefix = f"invitations[{index}]"
+        prefix = f"invitations.{index}"
         reference = recipient.recipient_reference.strip()
         if not reference:
             errors[f"{prefix}.recipient_reference"] = [str(_("A recipient reference is required."))]

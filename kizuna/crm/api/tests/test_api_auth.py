@@ -12,9 +12,16 @@ from kizuna.crm.api.tests.conftest import ApiClient, token_for
 from kizuna.crm.models import Lead, Membership, Organization
 from kizuna.identity.models import User
 
-UNAUTHORIZED = {
+MISSING_TOKEN = {
     "error": {
-        "code": "unauthorized",
+        "code": "missing_credentials",
+        "message": "Send an API token: Authorization: Bearer <token>.",
+        "fields": {},
+    }
+}
+INVALID_TOKEN = {
+    "error": {
+        "code": "invalid_token",
         "message": "Send a valid API token: Authorization: Bearer <token>. Revoked tokens and "
         "tokens of former members do not work.",
         "fields": {},
@@ -52,7 +59,8 @@ def test_every_route_refuses_a_call_without_token(
 ) -> None:
     response = _call(anonymous_api, method, path, lead.pk)
     assert response.status_code == 401
-    assert response.json() == UNAUTHORIZED
+    assert response.json() == MISSING_TOKEN
+    assert response["WWW-Authenticate"] == "Bearer"
     assert list(Lead.objects.values_list("family_name", flat=True)) == ["Kept"]
 
 
@@ -64,6 +72,8 @@ def test_every_route_refuses_a_revoked_token(
     revoke_api_token(api_token=ApiToken.objects.get())
     response = _call(ApiClient(token), method, path, lead.pk)
     assert response.status_code == 401
+    assert response.json() == INVALID_TOKEN
+    assert response["WWW-Authenticate"] == "Bearer"
     assert list(Lead.objects.values_list("family_name", flat=True)) == ["Kept"]
 
 
@@ -75,6 +85,7 @@ def test_every_route_refuses_the_token_of_an_inactive_member(
     Membership.objects.filter(user=bob).update(is_active=False)
     response = _call(ApiClient(token), method, path, lead.pk)
     assert response.status_code == 401
+    assert response.json() == INVALID_TOKEN
     assert list(Lead.objects.values_list("family_name", flat=True)) == ["Kept"]
 
 
@@ -85,10 +96,10 @@ def test_a_deactivated_user_or_a_made_up_token_is_refused(
     assert ApiClient(token).get("/leads").status_code == 200
     bob.is_active = False
     bob.save(update_fields=["is_active"])
-    assert ApiClient(token).get("/leads").status_code == 401
-    assert ApiClient("kzc_made-up").get("/leads").status_code == 401
+    assert ApiClient(token).get("/leads").json() == INVALID_TOKEN
+    assert ApiClient("kzc_made-up").get("/leads").json() == INVALID_TOKEN
     response = ApiClient(None).client.get("/crm/api/v1/leads", headers={"Authorization": token})
-    assert response.status_code == 401
+    assert (response.status_code, response.json()) == (401, MISSING_TOKEN)
 
 
 def test_a_token_notes_when_it_was_last_used(ada_api: ApiClient) -> None:

@@ -135,8 +135,8 @@ def test_validation_errors_name_their_fields_and_create_nothing(
     assert response.status_code == 422
     assert response.json() == {
         "error": {
-            "code": "validation_error",
-            "message": "Some fields are not valid.",
+            "code": "invalid",
+            "message": "Some values are not valid.",
             "fields": {
                 "family_name": ["This field is required."],
                 "email": ["Enter a valid email address."],
@@ -171,8 +171,8 @@ def test_schema_errors_are_in_japanese_too(ada_api: ApiClient) -> None:
     )
     assert response.status_code == 422
     assert response.json()["error"] == {
-        "code": "validation_error",
-        "message": "入力内容に誤りがある項目があります。",
+        "code": "invalid",
+        "message": "無効な値があります。",
         "fields": {
             "family_name": ["文字列を送信してください。"],
             "owner_id": ["整数を送信してください。"],
@@ -180,7 +180,7 @@ def test_schema_errors_are_in_japanese_too(ada_api: ApiClient) -> None:
         },
     }
     assert ada_api.get("/leads", limit="500").json()["error"]["fields"] == {
-        "limit": ["Use a number from 1 to 100."]
+        "limit": ["Use a number of at most 100."]
     }
 
 

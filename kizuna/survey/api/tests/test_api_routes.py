@@ -347,7 +347,7 @@ def test_invitations_to_a_closed_survey_are_refused_with_409_and_none_is_created
 
     assert response.status_code == 409
     assert response.json() == {
-        "error": {"code": "survey_closed", "message": CLOSED_MESSAGES[language]}
+        "error": {"code": "survey_closed", "message": CLOSED_MESSAGES[language], "fields": {}}
     }
     assert list(Invitation.objects.order_by("pk").values_list("pk", "token")) == before
 
@@ -438,10 +438,10 @@ def test_invitation_batch_names_each_bad_item_and_writes_nothing(client: Client,
     assert response.status_code == 422
     fields = response.json()["error"]["fields"]
     assert set(fields) == {
-        "invitations[0].email",
-        "invitations[1].recipient_reference",
-        "invitations[2].recipient_reference",
-        "invitations[3].expires_at",
+        "invitations.0.email",
+        "invitations.1.recipient_reference",
+        "invitations.2.recipient_reference",
+        "invitations.3.expires_at",
     }
     assert Invitation.objects.count() == before
 

@@ -1,7 +1,8 @@
 """Who may see what in the Survey service: every lookup is scoped to the current account.
 
 An id from another account is a 404; a plain member on an administrator page is
-a 403. The current account is kept in the session.
+a 403. The current account is kept in the session. The twin of kizuna/crm/access.py:
+the same names for the same roles, and a fix in one goes into the other.
 """
 
 from __future__ import annotations
@@ -10,9 +11,16 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 from django.shortcuts import get_object_or_404
 
+from kizuna.identity.models import User
 from kizuna.survey.models import AccountMember, Portal, Question, Section, Survey
 
 SESSION_KEY = "survey_account_id"
+
+
+def signed_in_user(request: HttpRequest) -> User:
+    """The user of a view behind login_required."""
+    assert isinstance(request.user, User)
+    return request.user
 
 
 def memberships_of(request: HttpRequest) -> list[AccountMember]:
@@ -25,50 +33,54 @@ def memberships_of(request: HttpRequest) -> list[AccountMember]:
     )
 
 
-def current_member(request: HttpRequest) -> AccountMember | None:
-    """The user's membership of the current account; None when they have no account yet."""
-    cached = getattr(request, "_survey_member", None)
+def current_membership_or_none(request: HttpRequest) -> AccountMember | None:
+    """The user's membership of the current account; None when they have no account yet
+    (the Survey home page then offers to create one)."""
+    cached = getattr(request, "_survey_membership", None)
     if cached is not None:
         return cached
     memberships = memberships_of(request)
     if not memberships:
         return None
     wanted = request.session.get(SESSION_KEY)
-    member = next((m for m in memberships if m.account_id == wanted), memberships[0])
-    request.session[SESSION_KEY] = member.account_id
-    request._survey_member = member  # type: ignore[attr-defined]
-    return member
+    membership = next((m for m in memberships if m.account_id == wanted), memberships[0])
+    if wanted != membership.account_id:  # write the session only when it changes
+        request.session[SESSION_KEY] = membership.account_id
+    request._survey_membership = membership  # type: ignore[attr-defined]
+    return membership
+
+
+def current_membership(request: HttpRequest) -> AccountMember:
+    """The signed-in user's membership of the current account, or 404."""
+    membership = current_membership_or_none(request)
+    if membership is None:
+        raise Http404("No Survey account")
+    return membership
 
 
 def switch_account(request: HttpRequest, account_id: int) -> AccountMember:
-    member = next((m for m in memberships_of(request) if m.account_id == account_id), None)
-    if member is None:
+    membership = next((m for m in memberships_of(request) if m.account_id == account_id), None)
+    if membership is None:
         raise Http404("No such account")
     request.session[SESSION_KEY] = account_id
-    request._survey_member = member  # type: ignore[attr-defined]
-    return member
+    request._survey_membership = membership  # type: ignore[attr-defined]
+    return membership
 
 
-def get_member(request: HttpRequest) -> AccountMember:
-    member = current_member(request)
-    if member is None:
-        raise Http404("No Survey account")
-    return member
-
-
-def get_admin_member(request: HttpRequest) -> AccountMember:
-    member = get_member(request)
-    if not member.is_administrator:
+def get_admin_membership(request: HttpRequest) -> AccountMember:
+    """The current membership when it is an administrator's, else 403."""
+    membership = current_membership(request)
+    if not membership.is_administrator:
         raise PermissionDenied
-    return member
+    return membership
 
 
 def get_portal_for_member(request: HttpRequest, pk: int) -> Portal:
-    return get_object_or_404(Portal, account_id=get_member(request).account_id, pk=pk)
+    return get_object_or_404(Portal, account_id=current_membership(request).account_id, pk=pk)
 
 
 def get_survey_for_member(request: HttpRequest, pk: int) -> Survey:
-    account_id = get_member(request).account_id
+    account_id = current_membership(request).account_id
     return get_object_or_404(
         Survey.objects.select_related("portal"), portal__account_id=account_id, pk=pk
     )
@@ -76,14 +88,14 @@ def get_survey_for_member(request: HttpRequest, pk: int) -> Survey:
 
 def get_account_member_for_admin(request: HttpRequest, pk: int) -> AccountMember:
     """A membership of the current account, for an administrator's member pages."""
-    account_id = get_admin_member(request).account_id
+    account_id = get_admin_membership(request).account_id
     return get_object_or_404(
         AccountMember.objects.select_related("user", "account"), account_id=account_id, pk=pk
     )
 
 
 def get_portal_for_admin(request: HttpRequest, pk: int) -> Portal:
-    return get_object_or_404(Portal, account_id=get_admin_member(request).account_id, pk=pk)
+    return get_object_or_404(Portal, account_id=get_admin_membership(request).account_id, pk=pk)
 
 
 def get_question_for_member(request: HttpRequest, survey_pk: int, pk: int) -> Question:

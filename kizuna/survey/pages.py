@@ -12,21 +12,14 @@ from django import forms
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from kizuna.identity.models import User
 from kizuna.survey import access
-
-
-def signed_in_user(request: HttpRequest) -> User:
-    """The user of a request that `login_required` already let through."""
-    assert isinstance(request.user, User)
-    return request.user
 
 
 def render_page(
     request: HttpRequest, template: str, context: dict[str, Any], *, status: int = 200
 ) -> HttpResponse:
     """`template` in the Survey layout; `context` may name the subnav entry as "nav"."""
-    member = access.current_member(request)
+    member = access.current_membership_or_none(request)
     context.setdefault("member", member)
     context.setdefault("nav", "surveys")
     context.setdefault("memberships", access.memberships_of(request) if member else [])

@@ -12,16 +12,17 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from kizuna.survey import access, services
+from kizuna.survey.access import signed_in_user
 from kizuna.survey.forms import AccountForm, MemberAddForm, MemberRoleForm, PortalForm
 from kizuna.survey.models import AccountMember, MemberRole, Portal, Survey
-from kizuna.survey.pages import render_form_page, render_page, signed_in_user
+from kizuna.survey.pages import render_form_page, render_page
 
 # --- home and accounts --------------------------------------------------------------------
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    member = access.current_member(request)
+    member = access.current_membership_or_none(request)
     if member is None:
         return render_page(request, "survey/start.html", {"form": AccountForm()})
     surveys = Survey.objects.annotate(response_count=Count("responses")).order_by(
@@ -45,7 +46,8 @@ def account_new(request: HttpRequest) -> HttpResponse:
         access.switch_account(request, account.pk)
         messages.success(request, _("Your Survey account is ready. Build your first survey."))
         return redirect("survey:home")
-    template = "survey/account_new.html" if access.current_member(request) else "survey/start.html"
+    has_account = access.current_membership_or_none(request) is not None
+    template = "survey/account_new.html" if has_account else "survey/start.html"
     return render_form_page(request, template, form, {})
 
 
@@ -65,7 +67,7 @@ def account_switch(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def members(request: HttpRequest) -> HttpResponse:
-    admin = access.get_admin_member(request)
+    admin = access.get_admin_membership(request)
     form = MemberAddForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -172,7 +174,7 @@ def member_resend(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def portals(request: HttpRequest) -> HttpResponse:
-    admin = access.get_admin_member(request)
+    admin = access.get_admin_membership(request)
     form = PortalForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         portal = form.save(commit=False)

@@ -14,10 +14,11 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from kizuna.survey import access
+from kizuna.survey.access import signed_in_user
 from kizuna.survey.builder import services
 from kizuna.survey.builder.forms import QuestionForm, SectionForm, SurveyForm
 from kizuna.survey.models import Answer, Question, QuestionKind, Survey
-from kizuna.survey.pages import render_form_page, render_page, signed_in_user
+from kizuna.survey.pages import render_form_page, render_page
 from kizuna.survey.services import SurveyRuleError
 from kizuna.survey.templatetags.survey_core import maybe_url
 
@@ -26,7 +27,7 @@ from kizuna.survey.templatetags.survey_core import maybe_url
 
 @login_required
 def survey_new(request: HttpRequest) -> HttpResponse:
-    member = access.get_member(request)
+    member = access.current_membership(request)
     initial: dict[str, Any] = {"language": request.LANGUAGE_CODE}
     portal_id = request.GET.get("portal", "")
     if portal_id.isdigit():

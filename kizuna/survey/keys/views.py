@@ -12,9 +12,9 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
-from kizuna.survey.access import get_admin_member
+from kizuna.survey.access import get_admin_membership, signed_in_user
 from kizuna.survey.keys import services
-from kizuna.survey.pages import render_page, signed_in_user
+from kizuna.survey.pages import render_page
 
 
 def _render(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
@@ -24,7 +24,7 @@ def _render(request: HttpRequest, template: str, context: dict[str, Any]) -> Htt
 @never_cache  # the page shows a secret: keep it out of every cache
 @login_required
 def sc_key(request: HttpRequest) -> HttpResponse:
-    member = get_admin_member(request)
+    member = get_admin_membership(request)
     service_key = services.get_or_create_key(member=member, by=signed_in_user(request))
     return _render(
         request,
@@ -36,7 +36,7 @@ def sc_key(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def regenerate(request: HttpRequest) -> HttpResponse:
-    member = get_admin_member(request)
+    member = get_admin_membership(request)
     if request.method == "POST":
         services.regenerate_key(member=member, by=signed_in_user(request))
         messages.success(

@@ -23,7 +23,7 @@ from django.utils.translation import pgettext_lazy
 from django.views.decorators.http import require_http_methods
 
 from kizuna.survey import validation
-from kizuna.survey.access import get_member, get_survey_for_member
+from kizuna.survey.access import current_membership, get_survey_for_member
 from kizuna.survey.models import Response, Survey
 from kizuna.survey.results import services, summaries
 
@@ -72,7 +72,7 @@ def _filtered(
 
 
 def _context(request: HttpRequest, survey: Survey, **extra: Any) -> dict[str, Any]:
-    member = get_member(request)
+    member = current_membership(request)
     return {"survey": survey, "is_administrator": member.is_administrator, **extra}
 
 
@@ -142,7 +142,7 @@ def response_detail(request: HttpRequest, survey_pk: int, response_id: uuid.UUID
 def delete_response(request: HttpRequest, survey_pk: int, response_id: uuid.UUID) -> HttpResponse:
     """Administrators only: a confirmation page, then the deletion (publishes response.deleted)."""
     survey = get_survey_for_member(request, survey_pk)
-    if not get_member(request).is_administrator:
+    if not current_membership(request).is_administrator:
         raise PermissionDenied
     response = _get_response(survey, response_id)
     if request.method == "POST":

@@ -18,8 +18,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from kizuna.lib import cursors
-from kizuna.survey.access import get_admin_member
-from kizuna.survey.pages import render_page, signed_in_user
+from kizuna.survey.access import get_admin_membership, signed_in_user
+from kizuna.survey.pages import render_page
 from kizuna.survey.webhooks import services
 from kizuna.survey.webhooks.forms import WebhookEndpointForm
 from kizuna.survey.webhooks.models import Delivery, DeliveryAttempt, WebhookEndpoint
@@ -36,14 +36,14 @@ def _render(request: HttpRequest, template: str, context: dict[str, Any]) -> Htt
 
 def get_endpoint_for_admin(request: HttpRequest, pk: int) -> WebhookEndpoint:
     """The endpoint of the current account: 403 for plain members, 404 for other accounts."""
-    member = get_admin_member(request)
+    member = get_admin_membership(request)
     return get_object_or_404(WebhookEndpoint, account_id=member.account_id, pk=pk)
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def endpoint_list(request: HttpRequest) -> HttpResponse:
-    member = get_admin_member(request)
+    member = get_admin_membership(request)
     form = WebhookEndpointForm(request.POST or None, account=member.account)
     if request.method == "POST" and form.is_valid():
         try:

@@ -1,8 +1,9 @@
 """The pages respondents see: /s/<public id>/ (anyone) and /s/i/<token>/ (one invitation).
 
-A survey's sections are its pages. Answers typed on earlier pages are kept in the
-session while the respondent moves Next/Back; the final Submit validates every
-page again and stores the response through `services.submit_response`. The
+A survey's sections are its pages. What the respondent typed on earlier pages is
+their ResponseProgress, kept in the session while they move Next/Back; the final
+Submit validates every page again and stores the response through
+`services.submit_response`. The
 page chrome (buttons, hints, errors, notices) speaks the survey's language, so an
 English survey does not come half in Japanese to a Japanese browser; a respondent
 who picks another language with the switcher on the page gets that one. The
@@ -11,40 +12,29 @@ survey's own text is shown as its author wrote it, escaped.
 
 from __future__ import annotations
 
-import datetime
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import wraps
+from functools import partial, wraps
 from typing import Any
 
 from django.conf import settings
-from django.core import signing
 from django.core.cache import cache
-from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, ValidationError
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
-from django.utils import timezone, translation
+from django.utils import translation
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
 from kizuna.survey import validation
-from kizuna.survey.models import Invitation, Question, QuestionKind, Section, Survey
+from kizuna.survey.models import Invitation, Question, QuestionKind, Survey
 from kizuna.survey.public import services
+from kizuna.survey.public.progress import InvalidPage, ResponseProgress
 
 ViewFunction = Callable[..., HttpResponse]
-STARTED_SALT = "kizuna.survey.started"
-PROGRESS_PREFIX = "survey_progress"
-
-
-@dataclass
-class Page:
-    """One page of the form: a section (or the questions outside any section)."""
-
-    section: Section | None
-    questions: list[Question]
 
 
 @dataclass
@@ -99,51 +89,6 @@ class QuestionField:
                 }
             )
         return result
-
-
-def survey_pages(survey: Survey) -> list[Page]:
-    """The pages of a survey in order; archived questions are no longer asked."""
-    questions = list(survey.questions.filter(is_archived=False).order_by("position", "id"))
-    sections = list(survey.sections.order_by("position", "id"))
-    by_section: dict[int | None, list[Question]] = {}
-    section_ids = {section.pk for section in sections}
-    for question in questions:
-        key = question.section_id if question.section_id in section_ids else None
-        by_section.setdefault(key, []).append(question)
-    pages = []
-    if None in by_section:
-        pages.append(Page(section=None, questions=by_section[None]))
-    for section in sections:
-        if by_section.get(section.pk) or section.title or section.description:
-            pages.append(Page(section=section, questions=by_section.get(section.pk, [])))
-    return pages or [Page(section=None, questions=[])]
-
-
-def raw_answer(question: Question, data: QueryDict) -> list[str] | dict[str, list[str]]:
-    """The respondent's input for one question, in the shape validation expects."""
-    name = f"q{question.pk}"
-    if question.kind == QuestionKind.MATRIX:
-        return {
-            row["key"]: data.getlist(f"{name}-{row['key']}")
-            for row in validation.active_rows(question)
-        }
-    return data.getlist(name)
-
-
-def _validate(
-    questions: list[Question], raw_answers: Mapping[str, Any]
-) -> tuple[dict[Question, Any], dict[str, list[str]]]:
-    values: dict[Question, Any] = {}
-    errors: dict[str, list[str]] = {}
-    for question in questions:
-        raw = raw_answers.get(str(question.pk))
-        if raw is None:
-            raw = {} if question.kind == QuestionKind.MATRIX else []
-        try:
-            values[question] = validation.validate_answer(question, raw)
-        except ValidationError as error:
-            errors[str(question.pk)] = list(error.messages)
-    return values, errors
 
 
 def _activate_page_language(request: HttpRequest, survey: Survey) -> None:
@@ -203,49 +148,22 @@ def _take_submission_slot(request: HttpRequest) -> bool:
     return bool(entry["count"] <= limit)
 
 
-def _progress_key(survey: Survey, invitation: Invitation | None) -> str:
-    owner = f"i{invitation.pk}" if invitation else "anon"
-    return f"{PROGRESS_PREFIX}:{survey.pk}:{owner}"
-
-
-def _new_started() -> str:
-    return signing.dumps(timezone.now().isoformat(), salt=STARTED_SALT)
-
-
-def _started_at(started: str) -> datetime.datetime | None:
-    """When the respondent first saw the form (a value we signed, so it cannot be forged)."""
-    try:
-        return datetime.datetime.fromisoformat(signing.loads(started, salt=STARTED_SALT))
-    except (signing.BadSignature, TypeError, ValueError):
-        return None
-
-
-def _page_number(raw: str | None, count: int) -> int:
-    try:
-        number = int(raw or 1)
-    except ValueError:
-        number = 1
-    return min(max(number, 1), count)
-
-
 def _render_page(
     request: HttpRequest,
+    progress: ResponseProgress,
     *,
     survey: Survey,
     invitation: Invitation | None,
-    pages: list[Page],
     number: int,
-    raw_answers: Mapping[str, Any],
     errors: Mapping[str, list[str]],
-    started: str,
     status: int = 200,
 ) -> HttpResponse:
-    page = pages[number - 1]
+    page = progress.pages[number - 1]
     fields = [
         QuestionField(
             question=question,
             name=f"q{question.pk}",
-            raw=raw_answers.get(str(question.pk), []),
+            raw=progress.answers.get(str(question.pk), []),
             errors=errors.get(str(question.pk), []),
         )
         for question in page.questions
@@ -255,10 +173,10 @@ def _render_page(
         "invitation": invitation,
         "page": page,
         "number": number,
-        "page_count": len(pages),
+        "page_count": progress.page_count,
         "fields": fields,
         "error_count": len(errors),
-        "started": started,
+        "started": progress.started,
     }
     return render(request, "survey/public/form.html", context, status=status)
 
@@ -272,95 +190,45 @@ def _refusal(request: HttpRequest, survey: Survey, reason: str, *, status: int) 
 def _respond(
     request: HttpRequest, *, survey: Survey, invitation: Invitation | None, done_url: str
 ) -> HttpResponse:
-    pages = survey_pages(survey)
-    key = _progress_key(survey, invitation)
-    progress: dict[str, Any] = request.session.get(key) or {}
-    saved: dict[str, Any] = dict(progress.get("answers") or {})
-
+    progress = ResponseProgress(request.session, survey=survey, invitation=invitation)
+    show_page = partial(_render_page, request, progress, survey=survey, invitation=invitation)
     if request.method != "POST":
-        number = _page_number(request.GET.get("page"), len(pages))
-        started = progress.get("started") or _new_started()
-        return _render_page(
-            request,
-            survey=survey,
-            invitation=invitation,
-            pages=pages,
-            number=number,
-            raw_answers=saved,
-            errors={},
-            started=started,
-        )
+        return show_page(number=progress.page_number(request.GET.get("page")), errors={})
 
-    number = _page_number(request.POST.get("page"), len(pages))
-    action = request.POST.get("action", "")
-    started = request.POST.get("started", "")
-    if _started_at(started) is None:
-        started = progress.get("started") or _new_started()
-    typed = {str(q.pk): raw_answer(q, request.POST) for q in pages[number - 1].questions}
-    raw_answers = {**saved, **typed}
+    number = progress.page_number(request.POST.get("page"))
+    progress.take(request.POST, number=number)
     if invitation is not None and invitation.started_at is None:
         services.record_invitation_started(invitation=invitation)
-
-    def keep_progress() -> None:
-        request.session[key] = {"answers": raw_answers, "started": started}
-
-    if action == "back" and number > 1:
-        keep_progress()
+    if request.POST.get("action", "") == "back" and number > 1:
+        progress.keep()
         return redirect(f"{request.path}?page={number - 1}")
-
-    _values, errors = _validate(pages[number - 1].questions, typed)
-    if errors:
-        return _render_page(
-            request,
-            survey=survey,
-            invitation=invitation,
-            pages=pages,
-            number=number,
-            raw_answers=raw_answers,
-            errors=errors,
-            started=started,
-        )
-    if number < len(pages):
-        keep_progress()
+    if errors := progress.errors_on(number):
+        return show_page(number=number, errors=errors)
+    if number < progress.page_count:
+        progress.keep()
         return redirect(f"{request.path}?page={number + 1}")
 
+    progress.keep()  # until stored: a refusal or a reload later finds every answer typed in
     if not _take_submission_slot(request):
-        keep_progress()  # reloading the link later finds every answer still typed in
         return render(request, "survey/public/rate_limited.html", {"survey": survey}, status=429)
-
-    values: dict[Question, Any] = {}
-    for page_number, page in enumerate(pages, start=1):
-        page_values, errors = _validate(page.questions, raw_answers)
-        values.update(page_values)
-        if errors:
-            keep_progress()
-            return _render_page(
-                request,
-                survey=survey,
-                invitation=invitation,
-                pages=pages,
-                number=page_number,
-                raw_answers=raw_answers,
-                errors=errors,
-                started=started,
-            )
     try:
         services.submit_response(
             survey=survey,
             invitation=invitation,
-            answers=values,
+            answers=progress.values(),
             language=translation.get_language() or "",
-            started_at=_started_at(started),
+            started_at=progress.started_at,
         )
+    except InvalidPage as invalid:
+        return show_page(number=invalid.number, errors=invalid.errors)
     except services.SurveyClosed:
-        keep_progress()
         return _refusal(request, survey, "closed", status=410)
     except services.InvitationExpired:
         return _refusal(request, survey, "expired", status=410)
     except services.AlreadyAnswered:
-        request.session.pop(key, None)
+        progress.forget()
         return _refusal(request, survey, "answered", status=409)
-    request.session.pop(key, None)
+    progress.forget()
     return HttpResponseRedirect(done_url)
 
 

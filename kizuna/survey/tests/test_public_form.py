@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils.html import escape
 
 from kizuna.survey.models import Answer, Invitation, Question, Response, Survey
-from kizuna.survey.public.views import raw_answer
+from kizuna.survey.public.progress import raw_answer
 from kizuna.survey.tests.respondent import add_question, one_page_survey, post, two_page_survey
 from kizuna.survey.validation import active_choices, active_columns, validate_answer
 

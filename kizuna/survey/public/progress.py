@@ -1,0 +1,166 @@
+"""A respondent's way through the pages of a survey, until the response is submitted.
+
+A survey's sections are its pages. The answers typed on the pages seen so far and
+the moment the respondent first saw the form are kept in the session, one entry per
+survey and invitation (or per survey for the public link), so Next and Back lose
+nothing; Submit validates every page again.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.sessions.backends.base import SessionBase
+from django.core import signing
+from django.core.exceptions import ValidationError
+from django.http import QueryDict
+from django.utils import timezone
+
+from kizuna.survey import validation
+from kizuna.survey.models import Invitation, Question, QuestionKind, Section, Survey
+
+STARTED_SALT = "kizuna.survey.started"
+PROGRESS_PREFIX = "survey_progress"
+
+
+@dataclass
+class Page:
+    """One page of the form: a section (or the questions outside any section)."""
+
+    section: Section | None
+    questions: list[Question]
+
+
+def survey_pages(survey: Survey) -> list[Page]:
+    """The pages of a survey in order; archived questions are no longer asked."""
+    questions = list(survey.questions.filter(is_archived=False).order_by("position", "id"))
+    sections = list(survey.sections.order_by("position", "id"))
+    by_section: dict[int | None, list[Question]] = {}
+    section_ids = {section.pk for section in sections}
+    for question in questions:
+        key = question.section_id if question.section_id in section_ids else None
+        by_section.setdefault(key, []).append(question)
+    pages = []
+    if None in by_section:
+        pages.append(Page(section=None, questions=by_section[None]))
+    for section in sections:
+        if by_section.get(section.pk) or section.title or section.description:
+            pages.append(Page(section=section, questions=by_section.get(section.pk, [])))
+    return pages or [Page(section=None, questions=[])]
+
+
+def raw_answer(question: Question, data: QueryDict) -> list[str] | dict[str, list[str]]:
+    """The respondent's input for one question, in the shape validation expects."""
+    name = f"q{question.pk}"
+    if question.kind == QuestionKind.MATRIX:
+        return {
+            row["key"]: data.getlist(f"{name}-{row['key']}")
+            for row in validation.active_rows(question)
+        }
+    return data.getlist(name)
+
+
+def validate_answers(
+    questions: list[Question], raw_answers: Mapping[str, Any]
+) -> tuple[dict[Question, Any], dict[str, list[str]]]:
+    """The validated value of each question, and the messages of those that are not valid."""
+    values: dict[Question, Any] = {}
+    errors: dict[str, list[str]] = {}
+    for question in questions:
+        raw = raw_answers.get(str(question.pk))
+        if raw is None:
+            raw = {} if question.kind == QuestionKind.MATRIX else []
+        try:
+            values[question] = validation.validate_answer(question, raw)
+        except ValidationError as error:
+            errors[str(question.pk)] = list(error.messages)
+    return values, errors
+
+
+def _new_started() -> str:
+    return signing.dumps(timezone.now().isoformat(), salt=STARTED_SALT)
+
+
+def _started_at(started: str) -> datetime.datetime | None:
+    """When the respondent first saw the form (a value we signed, so it cannot be forged)."""
+    try:
+        return datetime.datetime.fromisoformat(signing.loads(started, salt=STARTED_SALT))
+    except (signing.BadSignature, TypeError, ValueError):
+        return None
+
+
+class InvalidPage(Exception):
+    """A page whose answers are not valid (yet): `number` counts from 1."""
+
+    def __init__(self, number: int, errors: dict[str, list[str]]) -> None:
+        super().__init__(number)
+        self.number = number
+        self.errors = errors
+
+
+class ResponseProgress:
+    """The pages of `survey` and what the respondent typed on them, kept in `session`.
+
+    `answers` maps question ids to raw input; `started` is the signed moment the
+    respondent first saw the form, carried in the form so that it survives a session
+    that expired meanwhile.
+    """
+
+    def __init__(self, session: SessionBase, *, survey: Survey, invitation: Invitation | None):
+        self.session = session
+        self.pages = survey_pages(survey)
+        owner = f"i{invitation.pk}" if invitation else "anon"
+        self.key = f"{PROGRESS_PREFIX}:{survey.pk}:{owner}"
+        saved: dict[str, Any] = session.get(self.key) or {}
+        self.answers: dict[str, Any] = dict(saved.get("answers") or {})
+        self.started: str = saved.get("started") or _new_started()
+
+    @property
+    def page_count(self) -> int:
+        return len(self.pages)
+
+    def page_number(self, raw: str | None) -> int:
+        """A page number from the request, kept within the survey's pages."""
+        try:
+            number = int(raw or 1)
+        except ValueError:
+            number = 1
+        return min(max(number, 1), self.page_count)
+
+    def take(self, data: QueryDict, *, number: int) -> None:
+        """Take what was typed on page `number`, and the form's start time if we signed it."""
+        started = str(data.get("started", ""))
+        if _started_at(started) is not None:
+            self.started = started
+        self.answers.update(
+            {str(q.pk): raw_answer(q, data) for q in self.pages[number - 1].questions}
+        )
+
+    def errors_on(self, number: int) -> dict[str, list[str]]:
+        """The messages of the questions of page `number` whose answers are not valid."""
+        _values, errors = validate_answers(self.pages[number - 1].questions, self.answers)
+        return errors
+
+    def values(self) -> dict[Question, Any]:
+        """Every page's validated answers, or InvalidPage naming the first page in error."""
+        values: dict[Question, Any] = {}
+        for number, page in enumerate(self.pages, start=1):
+            page_values, errors = validate_answers(page.questions, self.answers)
+            if errors:
+                raise InvalidPage(number, errors)
+            values.update(page_values)
+        return values
+
+    @property
+    def started_at(self) -> datetime.datetime | None:
+        return _started_at(self.started)
+
+    def keep(self) -> None:
+        """Save the answers so far, for the next page or a later visit."""
+        self.session[self.key] = {"answers": self.answers, "started": self.started}
+
+    def forget(self) -> None:
+        self.session.pop(self.key, None)

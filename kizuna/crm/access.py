@@ -76,12 +76,12 @@ def get_organization_for_admin(request: HttpRequest) -> Organization:
 
 def get_lead_for_member(request: HttpRequest, pk: int) -> Lead:
     organization = get_organization_for_member(request)
-    return get_object_or_404(Lead, organization=organization, pk=pk)
+    return get_object_or_404(Lead.objects.of(organization), pk=pk)
 
 
 def get_contact_for_member(request: HttpRequest, pk: int) -> Contact:
     organization = get_organization_for_member(request)
-    return get_object_or_404(Contact, organization=organization, pk=pk)
+    return get_object_or_404(Contact.objects.of(organization), pk=pk)
 
 
 def get_record_for_member(request: HttpRequest, module: str, pk: int) -> Lead | Contact:
@@ -99,14 +99,13 @@ DELETE_DENIED = _("Only administrators and the record's owner can delete it.")
 def get_membership_for_admin(request: HttpRequest, pk: int) -> Membership:
     """A membership (active or not) of the current organization, for its administrators."""
     organization = get_organization_for_admin(request)
-    return get_object_or_404(
-        Membership.objects.select_related("user", "organization"), organization=organization, pk=pk
-    )
+    memberships = Membership.objects.of(organization).select_related("user", "organization")
+    return get_object_or_404(memberships, pk=pk)
 
 
 def get_invitation_for_admin(request: HttpRequest, pk: int) -> MemberInvitation:
     organization = get_organization_for_admin(request)
-    return get_object_or_404(MemberInvitation, organization=organization, pk=pk)
+    return get_object_or_404(MemberInvitation.objects.of(organization), pk=pk)
 
 
 def find_invitation(token: str) -> MemberInvitation | None:

@@ -8,8 +8,11 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from kizuna.lib.querysets import TenantQuerySet
+
 # A lead or a contact, kept as the one it is.
 RecordT = TypeVar("RecordT", "Lead", "Contact")
+_M = TypeVar("_M", bound=models.Model)
 
 
 class Organization(models.Model):
@@ -24,6 +27,12 @@ class Organization(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class OrganizationQuerySet(TenantQuerySet[_M]):
+    """Rows of one organization: `Lead.objects.of(organization)`."""
+
+    tenant_lookup = "organization"
 
 
 class Role(models.TextChoices):
@@ -43,6 +52,8 @@ class Membership(models.Model):
     role = models.CharField(_("role"), max_length=16, choices=Role.choices, default=Role.STANDARD)
     is_active = models.BooleanField(_("active"), default=True)
     created_at = models.DateTimeField(_("joined at"), default=timezone.now)
+
+    objects = OrganizationQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("member")
@@ -90,6 +101,8 @@ class MemberInvitation(models.Model):
     created_at = models.DateTimeField(_("invited at"), default=timezone.now)
     expires_at = models.DateTimeField(_("expires at"))
     accepted_at = models.DateTimeField(_("accepted at"), null=True, blank=True)
+
+    objects = OrganizationQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("member invitation")
@@ -183,6 +196,8 @@ class Person(models.Model):
     )
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
     modified_at = models.DateTimeField(_("modified at"), default=timezone.now)
+
+    objects = OrganizationQuerySet.as_manager()
 
     class Meta:
         abstract = True

@@ -48,8 +48,8 @@ def home(request: HttpRequest) -> HttpResponse:
         return render(request, "crm/welcome.html", {"form": OrganizationForm()})
     membership = current_membership(request)
     organization = membership.organization
-    leads = Lead.objects.filter(organization=organization)
-    contacts = Contact.objects.filter(organization=organization)
+    leads = Lead.objects.of(organization)
+    contacts = Contact.objects.of(organization)
     statuses = [
         (value, label, *listing.capped_count(leads.filter(status=value)))
         for value, label in LeadStatus.choices
@@ -112,7 +112,7 @@ def _list_context(
         request.GET, module=module, organization=organization, user=signed_in_user(request)
     )
     query = form.list_query()
-    queryset = query.filter(model.objects.filter(organization=organization))
+    queryset = query.filter(model.objects.of(organization))
     page = listing.paginate(
         queryset.select_related("owner"), sort=query.sort, after=query.after, before=query.before
     )

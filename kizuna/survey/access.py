@@ -76,26 +76,23 @@ def get_admin_membership(request: HttpRequest) -> AccountMember:
 
 
 def get_portal_for_member(request: HttpRequest, pk: int) -> Portal:
-    return get_object_or_404(Portal, account_id=current_membership(request).account_id, pk=pk)
+    return get_object_or_404(Portal.objects.of(current_membership(request).account_id), pk=pk)
 
 
 def get_survey_for_member(request: HttpRequest, pk: int) -> Survey:
     account_id = current_membership(request).account_id
-    return get_object_or_404(
-        Survey.objects.select_related("portal"), portal__account_id=account_id, pk=pk
-    )
+    return get_object_or_404(Survey.objects.of(account_id).select_related("portal"), pk=pk)
 
 
 def get_account_member_for_admin(request: HttpRequest, pk: int) -> AccountMember:
     """A membership of the current account, for an administrator's member pages."""
     account_id = get_admin_membership(request).account_id
-    return get_object_or_404(
-        AccountMember.objects.select_related("user", "account"), account_id=account_id, pk=pk
-    )
+    members = AccountMember.objects.of(account_id).select_related("user", "account")
+    return get_object_or_404(members, pk=pk)
 
 
 def get_portal_for_admin(request: HttpRequest, pk: int) -> Portal:
-    return get_object_or_404(Portal, account_id=get_admin_membership(request).account_id, pk=pk)
+    return get_object_or_404(Portal.objects.of(get_admin_membership(request).account_id), pk=pk)
 
 
 def get_question_for_member(request: HttpRequest, survey_pk: int, pk: int) -> Question:

@@ -2,13 +2,35 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
+
+from kizuna.lib.querysets import TenantQuerySet
+
+_M = TypeVar("_M", bound=models.Model)
+
+
+class AccountQuerySet(TenantQuerySet[_M]):
+    """Rows of one Survey account: `Portal.objects.of(account)`."""
+
+    tenant_lookup = "account"
+
+
+class SurveyQuerySet(TenantQuerySet["Survey"]):
+    """Surveys of one account, through their portal: `Survey.objects.of(account)`."""
+
+    tenant_lookup = "portal__account"
+
+
+class OfSurveyQuerySet(TenantQuerySet[_M]):
+    """Rows of one account through their survey: `Response.objects.of(account)`."""
+
+    tenant_lookup = "survey__portal__account"
 
 
 def new_public_id() -> str:
@@ -53,6 +75,8 @@ class AccountMember(models.Model):
     )
     created_at = models.DateTimeField(_("joined at"), default=timezone.now)
 
+    objects = AccountQuerySet.as_manager()
+
     class Meta:
         verbose_name = _("account member")
         verbose_name_plural = _("account members")
@@ -74,6 +98,8 @@ class Portal(models.Model):
     account = models.ForeignKey(SurveyAccount, on_delete=models.CASCADE, related_name="portals")
     name = models.CharField(_("name"), max_length=200)
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    objects = AccountQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("portal")
@@ -107,6 +133,8 @@ class Survey(models.Model):
     )
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
     modified_at = models.DateTimeField(_("modified at"), default=timezone.now)
+
+    objects = SurveyQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("survey")
@@ -193,6 +221,8 @@ class Invitation(models.Model):
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
     completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
 
+    objects = OfSurveyQuerySet.as_manager()
+
     class Meta:
         verbose_name = _("invitation")
         verbose_name_plural = _("invitations")
@@ -222,6 +252,8 @@ class Response(models.Model):
     language = models.CharField(max_length=8, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     submitted_at = models.DateTimeField(_("submitted at"), default=timezone.now, db_index=True)
+
+    objects = OfSurveyQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("response")

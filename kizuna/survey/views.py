@@ -29,7 +29,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "-modified_at", "-id"
     )
     portals = (
-        Portal.objects.filter(account_id=member.account_id)
+        Portal.objects.of(member.account_id)
         .prefetch_related(Prefetch("surveys", queryset=surveys))
         .order_by("name", "id")
     )
@@ -97,11 +97,7 @@ def members(request: HttpRequest) -> HttpResponse:
                     % {"emails": ", ".join(result.invitation_failed)},
                 )
             return redirect("survey:members")
-    rows = (
-        AccountMember.objects.filter(account_id=admin.account_id)
-        .select_related("user")
-        .order_by("user__email")
-    )
+    rows = AccountMember.objects.of(admin.account_id).select_related("user").order_by("user__email")
     return render_form_page(
         request,
         "survey/members.html",
@@ -183,7 +179,7 @@ def portals(request: HttpRequest) -> HttpResponse:
         messages.success(request, _("Portal “%(name)s” created.") % {"name": portal.name})
         return redirect("survey:portals")
     rows = (
-        Portal.objects.filter(account_id=admin.account_id)
+        Portal.objects.of(admin.account_id)
         .annotate(survey_count=Count("surveys"))
         .order_by("name", "id")
     )

@@ -164,7 +164,7 @@ def _page(
         source=source,
         sort=listing.SORTS[sort],
     )
-    records = model_for(module).objects.filter(organization=membership.organization)
+    records = model_for(module).objects.of(membership.organization)
     queryset = query.filter(records.select_related("owner"))
     if email:
         queryset = queryset.filter(email__iexact=email)

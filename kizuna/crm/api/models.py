@@ -7,7 +7,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from kizuna.crm.models import Organization
+from kizuna.crm.models import Organization, OrganizationQuerySet
 
 
 class ApiToken(models.Model):
@@ -28,6 +28,8 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
     last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True)
     revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
+
+    objects = OrganizationQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("API token")

@@ -32,11 +32,10 @@ def token_list(request: HttpRequest) -> HttpResponse:
         request.session[NEW_TOKEN_KEY] = {"id": api_token.pk, "token": token}
         return redirect("crm_api:tokens")
     new_token = request.session.pop(NEW_TOKEN_KEY, None)
-    own = ApiToken.objects.filter(
-        organization=membership.organization, user_id=membership.user_id
-    ).order_by("-created_at")
+    tokens = ApiToken.objects.of(membership.organization)
+    own = tokens.filter(user_id=membership.user_id).order_by("-created_at")
     others = (
-        ApiToken.objects.filter(organization=membership.organization, revoked_at__isnull=True)
+        tokens.filter(revoked_at__isnull=True)
         .exclude(user_id=membership.user_id)
         .select_related("user")
         .order_by("user__email", "-created_at")

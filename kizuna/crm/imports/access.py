@@ -13,7 +13,7 @@ from kizuna.crm.imports.models import ImportJob
 def import_jobs_for_member(request: HttpRequest) -> QuerySet[ImportJob]:
     """The imports of the current organization the member may see."""
     membership = current_membership(request)
-    jobs = ImportJob.objects.filter(organization=membership.organization)
+    jobs = ImportJob.objects.of(membership.organization)
     if not membership.is_administrator:
         jobs = jobs.filter(created_by_id=membership.user_id)
     return jobs

@@ -7,7 +7,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from kizuna.crm.models import Organization
+from kizuna.crm.models import Organization, OrganizationQuerySet
 
 
 class ImportModule(models.TextChoices):
@@ -86,6 +86,8 @@ class ImportJob(models.Model):
     created_at = models.DateTimeField(_("uploaded at"), default=timezone.now)
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    objects = OrganizationQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("import")

@@ -19,7 +19,7 @@ def get_module(value: str | None) -> str:
 def get_template_for_member(request: HttpRequest, pk: int) -> EmailTemplate:
     organization = get_organization_for_member(request)
     return get_object_or_404(
-        EmailTemplate.objects.select_related("created_by"), organization=organization, pk=pk
+        EmailTemplate.objects.of(organization).select_related("created_by"), pk=pk
     )
 
 
@@ -39,5 +39,5 @@ def get_template_for_editor(request: HttpRequest, pk: int) -> EmailTemplate:
 def get_batch_for_member(request: HttpRequest, pk: int) -> SendBatch:
     organization = get_organization_for_member(request)
     return get_object_or_404(
-        SendBatch.objects.select_related("sender", "template"), organization=organization, pk=pk
+        SendBatch.objects.of(organization).select_related("sender", "template"), pk=pk
     )

@@ -98,9 +98,9 @@ class ComposeForm(MessageFields):
         self.module = module
         template_field = self.fields["template"]
         assert isinstance(template_field, forms.ModelChoiceField)
-        template_field.queryset = EmailTemplate.objects.filter(
-            organization=organization, module=module
-        ).order_by("name", "pk")
+        template_field.queryset = (
+            EmailTemplate.objects.of(organization).filter(module=module).order_by("name", "pk")
+        )
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()

@@ -10,7 +10,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from kizuna.crm.models import Contact, Lead, Organization
+from kizuna.crm.models import Contact, Lead, Organization, OrganizationQuerySet
 from kizuna.work.leases import LeasedWork, WorkStatus
 
 
@@ -45,6 +45,8 @@ class EmailTemplate(models.Model):
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
     modified_at = models.DateTimeField(_("modified at"), default=timezone.now)
 
+    objects = OrganizationQuerySet.as_manager()
+
     class Meta:
         verbose_name = _("email template")
         verbose_name_plural = _("email templates")
@@ -71,7 +73,7 @@ class EmailTemplate(models.Model):
 
         return [
             template
-            for template in cls.objects.filter(organization=organization).order_by("name", "pk")
+            for template in cls.objects.of(organization).order_by("name", "pk")
             if uses_namespace(
                 f"{template.subject}\n{template.body_html}\n{template.body_text}", namespace
             )
@@ -112,6 +114,8 @@ class SendBatch(models.Model):
     total = models.PositiveIntegerField(_("recipients"), default=0)
     skipped = models.JSONField(_("skipped"), default=list, blank=True)
     created_at = models.DateTimeField(_("sent at"), default=timezone.now)
+
+    objects = OrganizationQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("email batch")

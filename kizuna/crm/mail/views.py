@@ -59,7 +59,7 @@ def mail_home(request: HttpRequest) -> HttpResponse:
 def template_list(request: HttpRequest) -> HttpResponse:
     organization = get_organization_for_member(request)
     module = request.GET.get("module") or ""
-    templates = EmailTemplate.objects.filter(organization=organization).select_related("created_by")
+    templates = EmailTemplate.objects.of(organization).select_related("created_by")
     if module:
         templates = templates.filter(module=get_module(module))
     rows = [
@@ -139,7 +139,7 @@ def template_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _preview_records(organization: Organization, module: str) -> list[Lead | Contact]:
     model = RECORD_MODEL[module]
-    return list(model.objects.filter(organization=organization).order_by("-created_at", "-id")[:50])
+    return list(model.objects.of(organization).order_by("-created_at", "-id")[:50])
 
 
 @login_required
@@ -152,9 +152,7 @@ def template_detail(request: HttpRequest, pk: int) -> HttpResponse:
     wanted = request.GET.get("record")
     if wanted:
         try:
-            record = RECORD_MODEL[template.module].objects.get(
-                organization=organization, pk=int(wanted)
-            )
+            record = RECORD_MODEL[template.module].objects.of(organization).get(pk=int(wanted))
         except (ValueError, Lead.DoesNotExist, Contact.DoesNotExist):
             raise Http404 from None
         if record not in records:
@@ -248,9 +246,7 @@ def _requested_records(
             _("Select at most %(max)d records for one email.") % {"max": MAX_RECIPIENTS}
         )
     model = RECORD_MODEL[module]
-    found = {
-        record.pk: record for record in model.objects.filter(organization=organization, pk__in=ids)
-    }
+    found = {record.pk: record for record in model.objects.of(organization).filter(pk__in=ids)}
     if len(found) != len(ids):
         raise Http404
     return [found[pk] for pk in ids]
@@ -263,9 +259,7 @@ def _initial_from_template(
     if not chosen:
         return {}
     try:
-        template = EmailTemplate.objects.get(
-            organization=organization, module=module, pk=int(chosen)
-        )
+        template = EmailTemplate.objects.of(organization).get(module=module, pk=int(chosen))
     except (ValueError, EmailTemplate.DoesNotExist):
         raise Http404 from None
     initial: dict[str, object] = {"template": template, **TemplateForm.initial_from(template)}
@@ -347,7 +341,7 @@ def compose(request: HttpRequest) -> HttpResponse:
 def batch_list(request: HttpRequest) -> HttpResponse:
     organization = get_organization_for_member(request)
     batches = (
-        SendBatch.objects.filter(organization=organization)
+        SendBatch.objects.of(organization)
         .select_related("sender", "template")
         .order_by("-created_at", "-pk")
     )

@@ -13,11 +13,11 @@ from __future__ import annotations
 import datetime
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Model, Prefetch, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
@@ -36,6 +36,7 @@ from kizuna.survey.models import AccountMember, Answer, Invitation, Portal, Resp
 from kizuna.survey.webhooks import services as webhook_services
 from kizuna.survey.webhooks.models import WebhookEndpoint
 
+M = TypeVar("M", bound=Model)
 NO_STORE = "no-store"  # answers holding secrets
 DEFAULT_PAGE_SIZE = 100
 # Documented on every route: {"error": {"code", "message", "fields"}}.
@@ -112,11 +113,11 @@ def _page_after(
     return page[:size], cursors.encode_cursor(getattr(last, moment), last.pk)
 
 
-def _of_survey(rows: QuerySet[Any], *, account_id: int, survey: int | None) -> QuerySet[Any]:
+def _of_survey(rows: QuerySet[M], *, account_id: int, survey: int | None) -> QuerySet[M]:
     """`rows` of one survey when a survey id is given (404 for a survey of another account)."""
     if survey is None:
         return rows
-    get_object_or_404(Survey, portal__account_id=account_id, pk=survey)
+    get_object_or_404(Survey.objects.of(account_id), pk=survey)
     return rows.filter(survey_id=survey)
 
 
@@ -132,9 +133,7 @@ def get_account(request: HttpRequest) -> dict[str, Any]:
 
 @api.get("/portals", response={200: list[schemas.PortalOut], **ERRORS}, tags=["account"])
 def list_portals(request: HttpRequest) -> list[Portal]:
-    return list(
-        Portal.objects.filter(account_id=_member(request).account_id).order_by("name", "id")
-    )
+    return list(Portal.objects.of(_member(request).account_id).order_by("name", "id"))
 
 
 def _survey_out(survey: Survey) -> dict[str, Any]:
@@ -152,9 +151,9 @@ def _survey_out(survey: Survey) -> dict[str, Any]:
 def list_surveys(request: HttpRequest, portal: int | None = None) -> list[dict[str, Any]]:
     """The surveys of one portal (`portal`), or of every portal of the account."""
     account_id = _member(request).account_id
-    surveys = Survey.objects.filter(portal__account_id=account_id)
+    surveys = Survey.objects.of(account_id)
     if portal is not None:
-        get_object_or_404(Portal, account_id=account_id, pk=portal)
+        get_object_or_404(Portal.objects.of(account_id), pk=portal)
         surveys = surveys.filter(portal_id=portal)
     return [_survey_out(survey) for survey in surveys.order_by("portal_id", "title", "id")]
 
@@ -162,7 +161,7 @@ def list_surveys(request: HttpRequest, portal: int | None = None) -> list[dict[s
 @api.get("/members", response={200: list[schemas.MemberOut], **ERRORS}, tags=["members"])
 def list_members(request: HttpRequest) -> list[dict[str, Any]]:
     members = (
-        AccountMember.objects.filter(account_id=_member(request).account_id)
+        AccountMember.objects.of(_member(request).account_id)
         .select_related("user")
         .order_by("user__email")
     )
@@ -222,7 +221,7 @@ def create_invitations(
     recipients invited before the survey closed included: their links would only
     answer 410.
     """
-    survey = get_object_or_404(Survey, portal__account_id=_member(request).account_id, pk=survey_id)
+    survey = get_object_or_404(Survey.objects.of(_member(request).account_id), pk=survey_id)
     if not survey.accepts_responses():
         raise APIError(
             ErrorCode.SURVEY_CLOSED,
@@ -269,10 +268,11 @@ def list_invitations(
 ) -> dict[str, Any]:
     """Invitations by survey and/or recipient reference, oldest first, with their state."""
     account_id = _member(request).account_id
-    invitations = Invitation.objects.filter(survey__portal__account_id=account_id).select_related(
-        "response"
+    invitations = _of_survey(
+        Invitation.objects.of(account_id).select_related("response"),
+        account_id=account_id,
+        survey=survey,
     )
-    invitations = _of_survey(invitations, account_id=account_id, survey=survey)
     if recipient_reference is not None:
         invitations = invitations.filter(recipient_reference=recipient_reference)
     page, next_cursor = _page_after(
@@ -298,10 +298,11 @@ def list_responses(
     until it is null.
     """
     account_id = _member(request).account_id
-    responses = Response.objects.filter(survey__portal__account_id=account_id).select_related(
-        "survey__portal"
+    responses = _of_survey(
+        Response.objects.of(account_id).select_related("survey__portal"),
+        account_id=account_id,
+        survey=survey,
     )
-    responses = _of_survey(responses, account_id=account_id, survey=survey)
     if since is not None:
         if timezone.is_naive(since):
             raise api_errors.invalid({"since": [str(_("Give the time with its time zone."))]})
@@ -338,7 +339,7 @@ def _endpoint_out(endpoint: WebhookEndpoint) -> dict[str, Any]:
 
 @api.get("/webhooks", response={200: list[schemas.WebhookEndpointOut], **ERRORS}, tags=["webhooks"])
 def list_webhook_endpoints(request: HttpRequest) -> list[dict[str, Any]]:
-    endpoints = WebhookEndpoint.objects.filter(account_id=_member(request).account_id)
+    endpoints = WebhookEndpoint.objects.of(_member(request).account_id)
     return [_endpoint_out(endpoint) for endpoint in endpoints]
 
 
@@ -374,7 +375,7 @@ def create_webhook_endpoint(
 @api.delete("/webhooks/{endpoint_id}", response={204: None, **ERRORS}, tags=["webhooks"])
 def delete_webhook_endpoint(request: HttpRequest, endpoint_id: int) -> Status[None]:
     endpoint = get_object_or_404(
-        WebhookEndpoint, account_id=_member(request).account_id, pk=endpoint_id
+        WebhookEndpoint.objects.of(_member(request).account_id), pk=endpoint_id
     )
     webhook_services.delete_endpoint(endpoint=endpoint)
     return Status(204, None)

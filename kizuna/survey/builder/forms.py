@@ -52,7 +52,7 @@ class SurveyForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         portal_field = self.fields["portal"]
         assert isinstance(portal_field, forms.ModelChoiceField)
-        portal_field.queryset = Portal.objects.filter(account_id=account_id)
+        portal_field.queryset = Portal.objects.of(account_id)
         portal_field.empty_label = None
         closes_at = self.fields["closes_at"]
         assert isinstance(closes_at, forms.DateTimeField)

@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from kizuna.lib import crypto
-from kizuna.survey.models import SurveyAccount
+from kizuna.survey.models import AccountQuerySet, SurveyAccount
 from kizuna.work.leases import LeasedWork
 
 
@@ -48,6 +48,8 @@ class WebhookEndpoint(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
     )
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    objects = AccountQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("webhook endpoint")

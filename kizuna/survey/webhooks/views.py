@@ -37,7 +37,7 @@ def _render(request: HttpRequest, template: str, context: dict[str, Any]) -> Htt
 def get_endpoint_for_admin(request: HttpRequest, pk: int) -> WebhookEndpoint:
     """The endpoint of the current account: 403 for plain members, 404 for other accounts."""
     member = get_admin_membership(request)
-    return get_object_or_404(WebhookEndpoint, account_id=member.account_id, pk=pk)
+    return get_object_or_404(WebhookEndpoint.objects.of(member.account_id), pk=pk)
 
 
 @login_required
@@ -64,7 +64,7 @@ def endpoint_list(request: HttpRequest) -> HttpResponse:
                 _("The endpoint was added. Give its signing secret to the receiving service."),
             )
             return redirect("survey:survey_webhooks:endpoint", pk=endpoint.pk)
-    endpoints = WebhookEndpoint.objects.filter(account_id=member.account_id).annotate(
+    endpoints = WebhookEndpoint.objects.of(member.account_id).annotate(
         pending_count=Count("deliveries", filter=Q(deliveries__status__in=UNFINISHED)),
         failed_count=Count("deliveries", filter=Q(deliveries__status=WorkStatus.FAILED)),
     )

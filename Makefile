@@ -23,7 +23,7 @@ test:
 	@bash scripts/test.sh
 
 bench: install-dev messages
-	@bash scripts/bench.sh
+	@KIZUNA_BENCH_QUICK=$(QUICK) bash scripts/bench.sh
 
 check: install-dev messages
 	@bash scripts/test.sh --checks-only

@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import smtplib
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,11 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from _harness import free_port, machine  # noqa: E402
 
 
 class Counter:
@@ -112,11 +105,6 @@ def kizuna_outbox(count: int) -> tuple[float, float]:
     done = OutgoingMessage.objects.filter(batch=batch, status="done").count()
     assert done == count, f"only {done} of {count} sent"
     return queued, sent
-
-
-def machine() -> str:
-    cpus = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-    return f"{cpus} CPU(s), {platform.machine()}, Python {platform.python_version()}"
 
 
 def main() -> None:

@@ -27,41 +27,22 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import httpx
+from _harness import free_port, gunicorn, stop, wait_up
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 PG_DATABASE = "bench_survey"
 TIME_LIMIT_SECONDS = 120.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_up(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2).read()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"server at {url} did not start")
 
 
 # --- in a child process with Django set up --------------------------------------------------
@@ -220,36 +201,6 @@ class BaselineInsert:
 
     def post(self, client: httpx.Client, data: dict[str, object]) -> int:
         return client.post(self.url, data=data).status_code
-
-
-def gunicorn(app: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    command = [
-        str(BIN / "gunicorn"),
-        app,
-        "-k",
-        "gthread",
-        "-w",
-        "2",
-        "--threads",
-        "8",
-        "-b",
-        f"127.0.0.1:{port}",
-        "--log-level",
-        "warning",
-    ]
-    return subprocess.Popen(
-        command,
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-def stop(server: subprocess.Popen[bytes]) -> None:
-    os.killpg(server.pid, signal.SIGTERM)
-    server.wait(timeout=30)
 
 
 def summarize(name: str, load: Load, seconds: float) -> tuple[str, float]:

@@ -17,22 +17,15 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
+
+from _harness import cpu_seconds, free_port, wait_up
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def servers(port: int) -> dict[str, list[str]]:
@@ -82,45 +75,6 @@ def servers(port: int) -> dict[str, list[str]]:
         bind,
     ]
     return found
-
-
-def wait_up(url: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=1).read()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"server at {url} did not start")
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time of a process and all its descendants, from /proc."""
-    total = 0.0
-    ticks = os.sysconf("SC_CLK_TCK")
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        process, parent = int(stat.parent.name), int(fields[1])
-        if process == pid or parent == pid or _ancestor(parent, pid):
-            total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
-
-
-def _ancestor(process: int, pid: int) -> bool:
-    for _ in range(5):
-        if process in (0, 1):
-            return False
-        if process == pid:
-            return True
-        try:
-            process = int(Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except OSError:
-            return False
-    return False
 
 
 def run(

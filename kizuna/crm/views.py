@@ -327,9 +327,12 @@ def record_edit(request: HttpRequest, module: str, pk: int) -> HttpResponse:
     organization = get_organization_for_member(request)
     form = form_class_for(module)(request.POST or None, instance=record, organization=organization)
     if request.method == "POST" and form.is_valid():
-        changed = services.update_record(
-            record=record, by=signed_in_user(request), values=form.record_values()
-        )
+        try:
+            changed = services.update_record(
+                record=record, by=signed_in_user(request), values=form.record_values()
+            )
+        except (Lead.DoesNotExist, Contact.DoesNotExist):
+            raise Http404 from None  # deleted by someone else since it was read above
         if changed:
             messages.success(request, _("Your changes were saved."))
         else:

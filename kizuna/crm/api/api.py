@@ -190,7 +190,10 @@ def _update(request: HttpRequest, module: str, pk: int, sent: dict[str, Any]) ->
     membership = _membership(request)
     record = _record(request, module, pk)
     values = _validated_values(module, membership, sent, record)
-    services.update_record(record=record, by=membership.user, values=values)
+    try:
+        services.update_record(record=record, by=membership.user, values=values)
+    except (Lead.DoesNotExist, Contact.DoesNotExist):
+        raise Http404 from None  # deleted by someone else since it was read above
     return _out(_record(request, module, pk))
 
 

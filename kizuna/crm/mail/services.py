@@ -372,6 +372,11 @@ def _send_through_backend(message: OutgoingMessage, email: EmailMessage, connect
     # Non-SMTP backends (the local mailbox, tests' locmem) accept a message in one
     # call; the database transaction around it rolls "sent" back if it raises.
     try:
+        transport.envelope(email)
+    except transport.PermanentSendError as error:
+        _fail(message, error=str(error), retry=False)
+        return
+    try:
         with transaction.atomic():
             if _mark_sent(message) is None:
                 return

@@ -80,6 +80,22 @@ def _classify(code: int, response: Any) -> Exception:
     return TemporarySendError(message)
 
 
+def envelope(message: EmailMessage) -> tuple[str, list[str], bytes]:
+    """The sender, the recipients and the bytes of `message`, as SMTP sends them.
+
+    A message that cannot be built (a line break in a header value: BadHeaderError; an
+    address that cannot be encoded) fails the same way every time: PermanentSendError.
+    """
+    encoding = message.encoding or settings.DEFAULT_CHARSET
+    try:
+        sender = sanitize_address(message.from_email, encoding)
+        recipients = [sanitize_address(address, encoding) for address in message.recipients()]
+        data = message.message().as_bytes(linesep="\r\n")
+    except ValueError as error:  # BadHeaderError and UnicodeError are ValueErrors
+        raise PermanentSendError(f"{type(error).__name__}: {error}") from error
+    return sender, recipients, data
+
+
 class SmtpDelivery:
     """One message on the shared SMTP connection: begin() up to the final dot, then finish()."""
 
@@ -88,10 +104,7 @@ class SmtpDelivery:
         self.message = message
 
     def begin(self) -> None:
-        encoding = self.message.encoding or settings.DEFAULT_CHARSET
-        sender = sanitize_address(self.message.from_email, encoding)
-        recipients = [sanitize_address(a, encoding) for a in self.message.recipients()]
-        data = self.message.message().as_bytes(linesep="\r\n")
+        sender, recipients, data = envelope(self.message)
         for attempt in (1, 2):
             try:
                 self._open()

@@ -108,6 +108,8 @@ class Inbox:
 
     messages: list[Received] = field(default_factory=list)
     refuse: dict[str, str] = field(default_factory=dict)
+    # Recipients refused at RCPT (before DATA) with that reply.
+    refuse_rcpt: dict[str, str] = field(default_factory=dict)
     # Seconds between taking the message and answering 250: a slow server.
     delay: float = 0.0
     # Called with the session at RCPT and after a message is taken (before the 250).
@@ -117,6 +119,8 @@ class Inbox:
     async def handle_RCPT(self, server, session, envelope, address, options) -> str:
         if self.on_rcpt is not None:
             self.on_rcpt(session)
+        if address in self.refuse_rcpt:
+            return self.refuse_rcpt[address]
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

@@ -16,6 +16,7 @@ from kizuna.crm.models import (
     Organization,
     Role,
 )
+from kizuna.lib.text import validate_single_line
 
 if TYPE_CHECKING:
     from kizuna.identity.models import User
@@ -213,13 +214,17 @@ class RoleForm(forms.Form):
 
 
 class OrganizationForm(forms.Form):
-    name = forms.CharField(max_length=200, label=_("Organization name"))
+    name = forms.CharField(
+        max_length=200, label=_("Organization name"), validators=[validate_single_line]
+    )
 
 
 class NewAccountForm(forms.Form):
     """Joining by invitation without an account yet: the email is the invitation's."""
 
-    full_name = forms.CharField(max_length=150, label=_("Full name"))
+    full_name = forms.CharField(
+        max_length=150, label=_("Full name"), validators=[validate_single_line]
+    )
     password1 = forms.CharField(
         label=_("Password"),
         strip=False,

@@ -9,6 +9,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from kizuna.lib.querysets import TenantQuerySet
+from kizuna.lib.text import validate_multi_line, validate_single_line
 
 # A lead or a contact, kept as the one it is.
 RecordT = TypeVar("RecordT", "Lead", "Contact")
@@ -156,12 +157,22 @@ class Person(models.Model):
     """Abstract: the fields a lead and a contact share."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
-    family_name = models.CharField(_("family name"), max_length=100)
-    given_name = models.CharField(_("given name"), max_length=100, blank=True)
-    company = models.CharField(_("company"), max_length=200, blank=True)
-    title = models.CharField(_("title"), max_length=100, blank=True)
+    family_name = models.CharField(
+        _("family name"), max_length=100, validators=[validate_single_line]
+    )
+    given_name = models.CharField(
+        _("given name"), max_length=100, blank=True, validators=[validate_single_line]
+    )
+    company = models.CharField(
+        _("company"), max_length=200, blank=True, validators=[validate_single_line]
+    )
+    title = models.CharField(
+        _("title"), max_length=100, blank=True, validators=[validate_single_line]
+    )
     email = models.EmailField(_("email"), blank=True)
-    phone = models.CharField(_("phone"), max_length=40, blank=True)
+    phone = models.CharField(
+        _("phone"), max_length=40, blank=True, validators=[validate_single_line]
+    )
     lead_source = models.CharField(
         _("lead source"), max_length=20, choices=LeadSource.choices, blank=True
     )
@@ -173,12 +184,22 @@ class Person(models.Model):
         related_name="+",
         verbose_name=_("owner"),
     )
-    postal_code = models.CharField(_("postal code"), max_length=20, blank=True)
-    region = models.CharField(_("prefecture / state"), max_length=100, blank=True)
-    city = models.CharField(_("city"), max_length=100, blank=True)
-    street = models.CharField(_("street"), max_length=200, blank=True)
-    country = models.CharField(_("country"), max_length=100, blank=True)
-    description = models.TextField(_("description"), blank=True)
+    postal_code = models.CharField(
+        _("postal code"), max_length=20, blank=True, validators=[validate_single_line]
+    )
+    region = models.CharField(
+        _("prefecture / state"), max_length=100, blank=True, validators=[validate_single_line]
+    )
+    city = models.CharField(
+        _("city"), max_length=100, blank=True, validators=[validate_single_line]
+    )
+    street = models.CharField(
+        _("street"), max_length=200, blank=True, validators=[validate_single_line]
+    )
+    country = models.CharField(
+        _("country"), max_length=100, blank=True, validators=[validate_single_line]
+    )
+    description = models.TextField(_("description"), blank=True, validators=[validate_multi_line])
     email_opt_out = models.BooleanField(_("email opt-out"), default=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -261,7 +282,9 @@ class Lead(Person):
 class Contact(Person):
     """A person the team does business with."""
 
-    department = models.CharField(_("department"), max_length=100, blank=True)
+    department = models.CharField(
+        _("department"), max_length=100, blank=True, validators=[validate_single_line]
+    )
 
     class Meta:
         verbose_name = _("contact")

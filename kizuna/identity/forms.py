@@ -15,6 +15,7 @@ from django.utils.translation import ngettext
 
 from kizuna.identity import services
 from kizuna.identity.models import User
+from kizuna.lib.text import validate_single_line
 
 
 class SignInForm(auth_forms.AuthenticationForm):
@@ -57,7 +58,9 @@ def _language_choices() -> list[tuple[str, Any]]:
 
 
 class ProfileForm(forms.Form):
-    full_name = forms.CharField(label=_("Full name"), max_length=150, required=False)
+    full_name = forms.CharField(
+        label=_("Full name"), max_length=150, required=False, validators=[validate_single_line]
+    )
     language = forms.ChoiceField(
         label=_("Language"),
         choices=_language_choices,

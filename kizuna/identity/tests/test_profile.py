@@ -50,3 +50,16 @@ def test_profile_refuses_an_unknown_language_and_changes_nothing(user_client, us
     assert response.status_code == 200
     assert "Select a valid choice. fr is not one of the available choices." in response.text
     assert (user.full_name, user.language) == ("Pat Example", "")
+
+
+def test_9_8_a_full_name_with_a_line_break_is_refused_and_the_profile_unchanged(user_client, user):
+    response = user_client.post(URL, {"full_name": "Pat\r\nBcc: x@example.com", "language": ""})
+
+    assert response.status_code == 200
+    assert response.context["form"].errors == {
+        "full_name": [
+            "Line breaks and other control characters are not allowed here (found U+000D)."
+        ]
+    }
+    user.refresh_from_db()
+    assert user.full_name == "Pat Example"

@@ -7,7 +7,7 @@ engine. A placeholder is `{{ namespace.key }}` (spaces optional):
 
 plus namespaces registered by extensions (`{{ survey.<id> }}`). Values are
 HTML-escaped in the HTML part and inserted as they are in the subject and the
-plain-text part.
+plain-text part; the merged HTML is sanitized again (a value may land in a link).
 """
 
 from __future__ import annotations
@@ -181,11 +181,38 @@ def render_string(
     return PLACEHOLDER.sub(replace, text)
 
 
+# Links in mail may only open web pages or write an email: no javascript:, data:, vbscript:.
+URL_SCHEMES = frozenset({"http", "https", "mailto"})
+_URL_ATTRIBUTES = frozenset({"href", "src", "cite", "longdesc"})
+_ABSOLUTE_URL = re.compile(r"(?:https?://|mailto:|#)", re.IGNORECASE)
+
+
+def _absolute_urls_only(tag: str, attribute: str, value: str) -> str | None:
+    # A message has no base URL, so a relative one is a merged value that is no link
+    # (an entity-encoded "&#106;avascript:" stays text that a later decoder might read).
+    if attribute in _URL_ATTRIBUTES and not _ABSOLUTE_URL.match(value.strip()):
+        return None
+    return value
+
+
+_TEMPLATE_CLEANER = nh3.Cleaner(url_schemes=set(URL_SCHEMES))
+_MESSAGE_CLEANER = nh3.Cleaner(url_schemes=set(URL_SCHEMES), attribute_filter=_absolute_urls_only)
+
+
 def sanitize_html(html: str) -> str:
-    """The HTML we keep from users: nh3's allow-list (no scripts, styles or event handlers)."""
+    """The HTML we keep from users: nh3's allow-list (no scripts, styles or event handlers,
+    links only to URL_SCHEMES). Placeholders in links look like relative URLs and stay."""
     if not html.strip():
         return ""
-    return nh3.clean(html)
+    return _TEMPLATE_CLEANER.clean(html)
+
+
+def sanitize_merged_html(html: str) -> str:
+    """One recipient's HTML after merging: a merged value may have landed in a link
+    (`href="{{ lead.company }}"`), so links must now be absolute http, https or mailto."""
+    if not html.strip():
+        return ""
+    return _MESSAGE_CLEANER.clean(html)
 
 
 _BLOCK_TAGS = frozenset(
@@ -271,7 +298,7 @@ def render_message(
     text_source = body_text if body_text.strip() else html_to_text(body_html)
     values: dict[tuple[str, str | None], str] = {}
     rendered_subject = " ".join(render_string(subject, context, html=False, values=values).split())
-    html = render_string(body_html, context, html=True, values=values) if body_html.strip() else ""
+    html = sanitize_merged_html(render_string(body_html, context, html=True, values=values))
     text = render_string(text_source, context, html=False, values=values).strip()
     with translation.override(context.language):
         note = str(

@@ -33,7 +33,7 @@ def test_values_are_escaped_in_html_and_left_alone_in_text(organization, contact
         context=context(organization, contact, ada),
     )
     assert message.subject == '<script>"A&B"</script>'
-    assert message.html.startswith("<p>&lt;script&gt;&quot;A&amp;B&quot;&lt;/script&gt;</p>\n")
+    assert message.html.startswith('<p>&lt;script&gt;"A&amp;B"&lt;/script&gt;</p>\n')
     assert message.text.startswith('<script>"A&B"</script> ada@example.com\n\n-- \n')
 
 
@@ -79,7 +79,8 @@ def test_an_extension_placeholder_is_resolved_once_per_message(organization, con
     url = f"https://survey.test/i/nps-{contact.pk}?a=1&b=2"
     assert calls == [(contact.pk, "nps", True)]
     assert message.html.startswith(
-        f'<p><a href="{url.replace("&", "&amp;")}">Answer</a> {url.replace("&", "&amp;")}</p>'
+        f'<p><a href="{url.replace("&", "&amp;")}" rel="noopener noreferrer">Answer</a> '
+        f"{url.replace('&', '&amp;')}</p>"
     )
     assert message.text.startswith(f"Answer ({url}) {url}\n")
 

@@ -31,7 +31,7 @@ from kizuna.crm.models import (
     Role,
     model_for,
 )
-from kizuna.identity.mailbox import sent_by_headers
+from kizuna.identity import mailbox
 
 if TYPE_CHECKING:
     from kizuna.identity.models import User
@@ -162,7 +162,9 @@ def invite_member(
         }
         subject = render_to_string("crm/invitation_subject.txt", context).strip()
         body = render_to_string("crm/invitation_email.txt", context)
-    EmailMessage(subject, body, None, [email], headers=sent_by_headers(by)).send()
+    message = EmailMessage(subject, body, None, [email])
+    mailbox.mark(message, kind=mailbox.MailKind.CRM_INVITATION, sent_by=by, secrets=[token])
+    message.send()
     return invitation, token
 
 

@@ -14,6 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.utils import translation
+from django.utils.html import escape
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -152,48 +153,47 @@ def set_language(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def _readable_in_mailbox(user: User, recipients: frozenset[str], sent_by: str) -> bool:
-    """A message is its recipients' and its sender's (a survey invitation Ada sent to a
-    lead is Ada's to follow), never another member's; staff read everything."""
-    email = user.email.lower()
-    return user.is_staff or email in recipients or email == sent_by
-
-
 @login_required
 def mailbox(request: HttpRequest) -> HttpResponse:
     """The local mailbox (only when no SMTP server is configured)."""
     if not local_mailbox.in_use():
         raise Http404
-    user = request.user
-    assert isinstance(user, User)
-    messages_list = [
-        summary
-        for summary in local_mailbox.list_messages()
-        if _readable_in_mailbox(user, summary["recipients"], summary["sent_by"])
-    ]
-    return render(request, "identity/mailbox.html", {"messages_list": messages_list})
+    return render(
+        request,
+        "identity/mailbox.html",
+        {"messages_list": local_mailbox.readable_messages(request.user)},
+    )
+
+
+def _show_hidden_links(text: str, *, is_html: bool = False) -> str:
+    label = _("[link shown only to the recipient]")
+    return text.replace(local_mailbox.HIDDEN, escape(label) if is_html else label)
+
+
+def _without_hidden_links(tag: str, attribute: str, value: str) -> str | None:
+    return None if local_mailbox.HIDDEN in value else value
 
 
 @login_required
 def mailbox_message(request: HttpRequest, name: str) -> HttpResponse:
+    """One message whole, or the sender's copy with the recipient's links hidden."""
     if not local_mailbox.in_use():
         raise Http404
-    user = request.user
-    assert isinstance(user, User)
-    message = local_mailbox.read_message(name)
-    if message is None or not _readable_in_mailbox(
-        user, local_mailbox.recipients(message), local_mailbox.sent_by(message)
-    ):
+    readable = local_mailbox.readable_message(request.user, name)
+    if readable is None:
         raise Http404
+    message, is_sender_copy = readable
     text = message.get_body(preferencelist=("plain",))
     html = message.get_body(preferencelist=("html",))
+    cleaned = nh3.clean(html.get_content(), attribute_filter=_without_hidden_links) if html else ""
     return render(
         request,
         "identity/mailbox_message.html",
         {
-            "message": message,
-            "headers": [(key, str(value)) for key, value in message.items()],
-            "text": text.get_content() if text else "",
-            "html": nh3.clean(html.get_content()) if html else "",
+            "subject": _show_hidden_links(str(message.get("Subject", ""))),
+            "is_sender_copy": is_sender_copy,
+            "headers": [(key, _show_hidden_links(str(value))) for key, value in message.items()],
+            "text": _show_hidden_links(text.get_content()) if text else "",
+            "html": _show_hidden_links(cleaned, is_html=True),
         },
     )

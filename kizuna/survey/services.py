@@ -25,7 +25,7 @@ from django.utils.http import urlsafe_base64_encode
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from kizuna.identity.mailbox import sent_by_headers
+from kizuna.identity import mailbox
 from kizuna.identity.models import User
 from kizuna.survey.models import AccountMember, MemberRole, Portal, SurveyAccount
 
@@ -165,19 +165,21 @@ def password_set_url(user: User) -> str:
 def send_invitation(*, user: User, account: SurveyAccount, by: User | None) -> bool:
     """Email `user` a link to set a password and join `account`; False when sending failed."""
     language = user.language or (by.language if by else "") or settings.LANGUAGE_CODE
+    url = password_set_url(user)
     with translation.override(language):
         context = {
             "account": account,
             "inviter": by.get_full_name() if by else "",
-            "url": password_set_url(user),
+            "url": url,
             "survey_url": settings.KIZUNA_BASE_URL.rstrip("/") + reverse("survey:home"),
         }
         subject = render_to_string("survey/email/invitation_subject.txt", context).strip()
         body = render_to_string("survey/email/invitation.txt", context)
-    # The sender's header lets the local mailbox show the invitation to the admin who sent it.
-    headers = sent_by_headers(by) if by is not None else None
+    message = EmailMessage(subject, body, None, [user.email])
+    # The admin who sent it reads it in the local mailbox, without the link: it is the member's.
+    mailbox.mark(message, kind=mailbox.MailKind.SURVEY_MEMBER_INVITATION, sent_by=by, secrets=[url])
     try:
-        EmailMessage(subject, body, None, [user.email], headers=headers).send()
+        message.send()
     except OSError:  # smtplib errors are OSErrors: the member exists, the email can be resent
         logger.exception("Survey invitation to user %s could not be sent", user.pk)
         return False

@@ -17,7 +17,10 @@ A button is shown in the template editor and the compose form only when its
 integration that is switched off simply returns []. Placeholders look like
 `{{ survey.<key> }}`; `resolve(context, key)` returns the text for one recipient
 (HTML-escaped by the renderer where needed) or raises PlaceholderError to stop
-the send with a message for the user. Register both in your AppConfig.ready().
+the send with a message for the user. Its values are the recipient's alone (a
+personal survey link): the local mailbox shows the sender a copy without them,
+unless the namespace is registered with `recipient_only=False`. Register both in
+your AppConfig.ready().
 """
 
 from __future__ import annotations
@@ -81,6 +84,9 @@ class MergeContext:
 class PlaceholderNamespace:
     name: str
     resolve: Callable[[MergeContext, str], str]
+    # Values only the recipient may read (a survey link of their own): the local mailbox
+    # hides them in the copy the sender reads.
+    recipient_only: bool = True
 
 
 _buttons: dict[str, EditorButton] = {}
@@ -100,12 +106,18 @@ def register_editor_button(
 
 
 def register_placeholder_namespace(
-    name: str, *, resolve: Callable[[MergeContext, str], str]
+    name: str, *, resolve: Callable[[MergeContext, str], str], recipient_only: bool = True
 ) -> None:
-    """Let templates use `{{ name.<key> }}`, rendered per recipient by `resolve`."""
+    """Let templates use `{{ name.<key> }}`, rendered per recipient by `resolve`.
+
+    Its values are the recipient's alone unless `recipient_only=False` (a value that is
+    the same for everyone): the sender's copy in the local mailbox hides them.
+    """
     if name in RESERVED_NAMESPACES:
         raise ValueError(f"{name!r} is a built-in placeholder namespace")
-    _namespaces[name] = PlaceholderNamespace(name=name, resolve=resolve)
+    _namespaces[name] = PlaceholderNamespace(
+        name=name, resolve=resolve, recipient_only=recipient_only
+    )
 
 
 def unregister(key: str) -> None:

@@ -199,6 +199,9 @@ class OutgoingMessage(LeasedWork):
     body_text = models.TextField(_("body (plain text)"))
     message_id = models.CharField(_("Message-ID"), max_length=250, unique=True)
     unsubscribe_token = models.CharField(max_length=64, unique=True)
+    # Values in the message only its recipient may read (personal links): the local
+    # mailbox hides them in the copy the sender reads.
+    recipient_only = models.JSONField(_("recipient-only values"), default=list, blank=True)
     sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
 
     retry_base_seconds: ClassVar[float] = 60.0

@@ -289,6 +289,18 @@ class RenderedMessage:
     subject: str
     html: str
     text: str
+    # Values in it that only its recipient may read: the unsubscribe link, and the
+    # values of recipient-only extension placeholders (a personal survey link).
+    recipient_only: tuple[str, ...] = ()
+
+
+def _recipient_only(values: dict[tuple[str, str | None], str]) -> list[str]:
+    found = []
+    for (namespace, _key), value in values.items():
+        extension = placeholder_namespace(namespace)
+        if extension is not None and extension.recipient_only and value:
+            found.append(value)
+    return found
 
 
 def render_message(
@@ -315,4 +327,9 @@ def render_message(
             f'<a href="{escape(context.unsubscribe_url)}">{escape(link_label)}</a></p>\n'
         )
     text += f"\n\n-- \n{note}\n{context.unsubscribe_url}\n"
-    return RenderedMessage(subject=rendered_subject, html=html, text=text)
+    return RenderedMessage(
+        subject=rendered_subject,
+        html=html,
+        text=text,
+        recipient_only=(context.unsubscribe_url, *_recipient_only(values)),
+    )

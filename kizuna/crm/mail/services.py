@@ -23,7 +23,7 @@ from kizuna.crm.mail.extensions import MergeContext
 from kizuna.crm.mail.models import EmailTemplate, OutgoingMessage, SendBatch
 from kizuna.crm.mail.rendering import render_message, sanitize_html
 from kizuna.crm.models import Activity, ActivityKind, Contact, Lead, Organization
-from kizuna.identity.mailbox import sent_by_headers
+from kizuna.identity import mailbox
 from kizuna.identity.models import User
 from kizuna.work import leases
 from kizuna.work.leases import WorkStatus
@@ -225,6 +225,7 @@ def queue_emails(
                     body_text=rendered.text,
                     message_id=_message_id(),
                     unsubscribe_token=token,
+                    recipient_only=list(rendered.recipient_only),
                     next_attempt_at=now,
                     **_record_fields(record),
                 )
@@ -260,16 +261,16 @@ def queue_emails(
     return batch
 
 
-def _sent_by(message: OutgoingMessage) -> dict[str, str]:
-    """The header naming the member who sent it; none if that member was deleted since."""
+def _sender(message: OutgoingMessage) -> User | None:
+    """The member who sent it; None if that member was deleted since."""
     if message.sender_id is None:
-        return {}
-    user = User.objects.filter(pk=message.sender_id).only("email").first()
-    return sent_by_headers(user) if user is not None else {}
+        return None
+    return User.objects.filter(pk=message.sender_id).only("email").first()
 
 
 def build_email(message: OutgoingMessage) -> EmailMessage:
     """The MIME message for one outbox row, with RFC 8058 one-click unsubscribe headers."""
+    unsubscribe = unsubscribe_url(message.unsubscribe_token)
     email = EmailMultiAlternatives(
         subject=message.subject,
         body=message.body_text,
@@ -278,15 +279,20 @@ def build_email(message: OutgoingMessage) -> EmailMessage:
         reply_to=[message.reply_to] if message.reply_to else None,
         headers={
             "Message-ID": message.message_id,
-            "List-Unsubscribe": f"<{unsubscribe_url(message.unsubscribe_token)}>",
+            "List-Unsubscribe": f"<{unsubscribe}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-            # The member who sent the batch may read it in the local mailbox.
-            **_sent_by(message),
         },
     )
     if message.body_html:
         email.attach_alternative(message.body_html, "text/html")
-    return email
+    # The member who sent the batch reads it in the local mailbox without the links that
+    # are the recipient's (unsubscribe, a personal survey link).
+    return mailbox.mark(
+        email,
+        kind=mailbox.MailKind.CRM_MESSAGE,
+        sent_by=_sender(message),
+        secrets=[message.unsubscribe_token, *message.recipient_only],
+    )
 
 
 def _activity(message: OutgoingMessage, kind: str, summary: str, **data: Any) -> Activity:

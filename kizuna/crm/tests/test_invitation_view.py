@@ -151,5 +151,8 @@ def test_the_invitation_names_the_inviting_member_as_its_sender(ada: Membership)
         organization=ada.organization, email="new@example.com", role=Role.STANDARD, by=ada.user
     )
     (sent,) = mail.outbox
-    assert sent.extra_headers == {"X-Kizuna-Sent-By": "ada@example.com"}
+    assert sent.extra_headers == {
+        "X-Kizuna-Mail-Kind": "crm-invitation",
+        "X-Kizuna-Sent-By": "ada@example.com",
+    }
     assert sent.message()["X-Kizuna-Sent-By"] == "ada@example.com"

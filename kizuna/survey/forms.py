@@ -6,6 +6,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
+from kizuna.lib.text import validate_single_line
 from kizuna.survey.models import MemberRole, Portal
 from kizuna.survey.services import normalize_emails
 
@@ -13,7 +14,9 @@ MAX_ITEMS = 100
 
 
 class AccountForm(forms.Form):
-    name = forms.CharField(label=_("Account name"), max_length=200)
+    name = forms.CharField(
+        label=_("Account name"), max_length=200, validators=[validate_single_line]
+    )
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()

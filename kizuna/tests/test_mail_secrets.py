@@ -23,7 +23,7 @@ from kizuna.crm.mail.tests.conftest import run_worker
 from kizuna.crm.models import Lead, Membership, Organization, Role
 from kizuna.identity.mailbox import HIDDEN, MailKind
 from kizuna.identity.models import User
-from kizuna.survey import api_services
+from kizuna.survey.api import services as api_services
 from kizuna.survey.models import Survey
 from kizuna.testing.personas import PASSWORD, client_for, make_user
 

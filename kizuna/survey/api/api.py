@@ -406,8 +406,13 @@ def accounts_for_email(
             account_name=payload.account_name,
             language=payload.language,
         )
-    except DjangoValidationError:
-        raise api_errors.invalid({"email": [str(_("Enter a valid email address."))]}) from None
+    except DjangoValidationError as error:
+        fields = (
+            api_errors.field_errors(error)
+            if hasattr(error, "error_dict")
+            else {"email": [str(_("Enter a valid email address."))]}
+        )
+        raise api_errors.invalid(fields) from None
     return {
         "email": found.user.email,
         "created": found.created,

@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from kizuna.identity.models import User
+from kizuna.lib.text import validate_single_line
 from kizuna.survey import services as survey_services
 from kizuna.survey.keys import services as key_services
 from kizuna.survey.keys.models import ServiceKey
@@ -94,6 +95,12 @@ def _validate_recipients(recipients: Sequence[Recipient]) -> None:
                     errors[f"{prefix}.email"] = [str(_("Use at most 254 characters."))]
         if len(recipient.name) > 200:
             errors[f"{prefix}.name"] = [str(_("Use at most 200 characters."))]
+        else:
+            # The name may go into the To header of the mail that carries the link.
+            try:
+                validate_single_line(recipient.name)
+            except ValidationError as error:
+                errors[f"{prefix}.name"] = [str(message) for message in error.messages]
         if recipient.expires_at is not None:
             if timezone.is_naive(recipient.expires_at):
                 errors[f"{prefix}.expires_at"] = [
@@ -175,6 +182,15 @@ def find_or_create_accounts_for_email(
         raise ValidationError({"email": [_("Use at most 254 characters.")]})
     if len(account_name.strip()) > 200:
         raise ValidationError({"account_name": [_("Use at most 200 characters.")]})
+    # The names go into the headers and subjects of mail (From, invitations).
+    problems: dict[str, list[str]] = {}
+    for field, value in (("name", name), ("account_name", account_name)):
+        try:
+            validate_single_line(value)
+        except ValidationError as error:
+            problems[field] = [str(message) for message in error.messages]
+    if problems:
+        raise ValidationError(problems)
     with transaction.atomic():
         user = User.objects.filter(email__iexact=address).first()
         if user is None:

@@ -248,8 +248,9 @@ def test_9_1_a_password_reset_is_read_only_by_its_recipient() -> None:
 
 @pytest.fixture
 def survey_links(db: None) -> Iterator[Survey]:
-    """`{{ survey.<id> }}` as the Survey integration provides it: a personal invitation
-    link per recipient, created through the Survey service."""
+    """`{{ questionnaire.<id> }}`, a stand-in for the Survey integration's placeholder
+    (registered under a name of its own, so the real one is left alone): a personal
+    invitation link per recipient, created by the Survey service."""
     owner = make_user("owner@example.com")
     from kizuna.survey.services import create_account
 
@@ -266,11 +267,11 @@ def survey_links(db: None) -> Iterator[Survey]:
         )
         return api_services.invitation_link(invitation)
 
-    extensions.register_placeholder_namespace("survey", resolve=resolve)
+    extensions.register_placeholder_namespace("questionnaire", resolve=resolve)
     try:
         yield survey
     finally:
-        extensions.unregister("survey")
+        extensions.unregister("questionnaire")
 
 
 def test_9_1_a_crm_email_with_a_survey_link_hides_it_and_the_unsubscribe_link_from_the_sender(
@@ -288,8 +289,8 @@ def test_9_1_a_crm_email_with_a_survey_link_hides_it_and_the_unsubscribe_link_fr
         {
             "module": "leads",
             "ids": str(lead.pk),
-            "subject": f"Tell us {{{{ survey.{survey_links.pk} }}}}",
-            "body_html": f'<p><a href="{{{{ survey.{survey_links.pk} }}}}">Answer</a> and '
+            "subject": f"Tell us {{{{ questionnaire.{survey_links.pk} }}}}",
+            "body_html": f'<p><a href="{{{{ questionnaire.{survey_links.pk} }}}}">Answer</a> and '
             '<a href="https://example.com/about">about us</a></p>',
             "body_text": "",
         },

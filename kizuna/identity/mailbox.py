@@ -50,7 +50,7 @@ HIDDEN = "[kizuna: link shown only to the recipient]"
 
 class MailKind(StrEnum):
     """Every kind of mail Kizuna sends. A new kind is reviewed against the mailbox rule
-    (kizuna/tests/test_mail_secrets.py lists them all) before it may be sent."""
+    (kizuna/e2e/test_mail_secrets.py lists them all) before it may be sent."""
 
     PASSWORD_RESET = "password-reset"  # noqa: S105 - a kind of mail, not a password
     CRM_INVITATION = "crm-invitation"

@@ -6,7 +6,9 @@ bad value raises ConfigError, which `kizuna` prints as a single line.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import secrets
 import tempfile
 import zoneinfo
@@ -39,18 +41,71 @@ def env_bool(name: str, *, default: bool = False) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a boolean: use 1/0, true/false, yes/no or on/off.")
 
 
-def env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int, *, minimum: int = 0) -> int:
     raw = env(name)
     if not raw:
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a whole number.") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be at least {minimum}.")
+    return value
+
+
+def env_seconds(name: str, default: float) -> float:
+    """A duration in seconds greater than zero (fractions allowed: 0.5)."""
+    raw = env(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds.") from None
+    if not 0 < value < float("inf"):
+        raise ConfigError(f"{name}={raw!r} must be a number of seconds greater than 0.")
+    return value
+
+
+@dataclass(frozen=True)
+class Rate:
+    """At most `count` events per `seconds` (a rate limit's setting)."""
+
+    count: int
+    seconds: int
+
+    def __str__(self) -> str:
+        return f"{self.count}/{self.seconds}"
+
+
+def env_rate(name: str, default: Rate) -> Rate:
+    """A rate written COUNT/SECONDS, for example 30/600: 30 per ten minutes."""
+    raw = env(name)
+    if not raw:
+        return default
+    match = re.fullmatch(r"([0-9]+)\s*/\s*([0-9]+)", raw)
+    if match is None:
+        raise ConfigError(
+            f"{name}={raw!r} must be COUNT/SECONDS, for example {default} "
+            f"({default.count} per {default.seconds} seconds)."
+        )
+    rate = Rate(int(match[1]), int(match[2]))
+    if rate.count < 1 or rate.seconds < 1:
+        raise ConfigError(f"{name}={raw!r}: both numbers must be at least 1.")
+    return rate
 
 
 def data_dir() -> Path:
-    path = Path(env("KIZUNA_DATA_DIR", "var")).expanduser().resolve()
+    return _writable_directory("KIZUNA_DATA_DIR", Path("var"))
+
+
+def mailbox_dir(directory: Path) -> Path:
+    return _writable_directory("KIZUNA_MAILBOX_DIR", directory / "mailbox")
+
+
+def _writable_directory(name: str, default: Path) -> Path:
+    path = Path(env(name) or default).expanduser().resolve()
     try:
         path.mkdir(parents=True, exist_ok=True)
         # A probe of its own: processes starting together (serve and its worker,
@@ -59,7 +114,7 @@ def data_dir() -> Path:
             pass
     except OSError as error:
         raise ConfigError(
-            f"KIZUNA_DATA_DIR={str(path)!r} is not a writable directory ({error.strerror})."
+            f"{name}={str(path)!r} is not a writable directory ({error.strerror})."
         ) from None
     return path
 
@@ -133,6 +188,11 @@ def secret_key(directory: Path) -> str:
         path.write_text(secrets.token_urlsafe(50))
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def trust_token(key: str) -> str:
+    """The configured trust token, or one derived from the secret key."""
+    return env("KIZUNA_TRUST_TOKEN") or hashlib.sha256(f"kizuna-trust:{key}".encode()).hexdigest()
 
 
 def database(directory: Path) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from django.utils.translation import gettext_lazy as _
@@ -21,16 +20,18 @@ KIZUNA_BASE_URL = config.base_url(KIZUNA_BIND)
 SURVEY_URL = config.survey_url(KIZUNA_BASE_URL)
 # Shared by CRM and Survey for the "my own account" method (DESIGN.md §2). Derived
 # from the secret key when both run together; set it explicitly when they do not.
-KIZUNA_TRUST_TOKEN = (
-    config.env("KIZUNA_TRUST_TOKEN")
-    or hashlib.sha256(f"kizuna-trust:{SECRET_KEY}".encode()).hexdigest()
-)
+KIZUNA_TRUST_TOKEN = config.trust_token(SECRET_KEY)
 # The Survey service refuses webhook URLs on private addresses, except these
 # (the co-deployed CRM by default). Comma-separated http(s) origins.
 KIZUNA_WEBHOOK_ALLOWED_ORIGINS = tuple(
     origin.strip().rstrip("/")
     for origin in config.env("KIZUNA_WEBHOOK_ALLOWED_ORIGINS", KIZUNA_BASE_URL).split(",")
     if origin.strip()
+)
+# Webhook deliveries: the whole attempt, and the connection within it.
+KIZUNA_WEBHOOK_TIMEOUT_SECONDS = config.env_seconds("KIZUNA_WEBHOOK_TIMEOUT_SECONDS", 10.0)
+KIZUNA_WEBHOOK_CONNECT_TIMEOUT_SECONDS = config.env_seconds(
+    "KIZUNA_WEBHOOK_CONNECT_TIMEOUT_SECONDS", 5.0
 )
 
 ALLOWED_HOSTS = [
@@ -113,12 +114,18 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-# Sign-in throttling: this many failures for one email from one address...
+# Sign-in throttling: this many failures for one email from one address (0: no limit)...
 KIZUNA_SIGNIN_MAX_FAILURES = config.env_int("KIZUNA_SIGNIN_MAX_FAILURES", 5)
 # ...within this many seconds locks that pair out for the rest of the window.
-KIZUNA_SIGNIN_WINDOW_SECONDS = config.env_int("KIZUNA_SIGNIN_WINDOW_SECONDS", 900)
-# Public survey submissions per client address: "<count>/<seconds>".
-KIZUNA_SURVEY_SUBMIT_RATE = config.env("KIZUNA_SURVEY_SUBMIT_RATE", "30/600")
+KIZUNA_SIGNIN_WINDOW_SECONDS = config.env_int("KIZUNA_SIGNIN_WINDOW_SECONDS", 900, minimum=1)
+# SC key throttling: wrong keys for one email from one address within the window
+# (five times as many for one address across emails).
+KIZUNA_SC_KEY_MAX_FAILURES = config.env_int("KIZUNA_SC_KEY_MAX_FAILURES", 10, minimum=1)
+KIZUNA_SC_KEY_WINDOW_SECONDS = config.env_int("KIZUNA_SC_KEY_WINDOW_SECONDS", 900, minimum=1)
+# Public survey submissions (and page changes) per client address.
+KIZUNA_SURVEY_SUBMIT_RATE = config.env_rate("KIZUNA_SURVEY_SUBMIT_RATE", config.Rate(30, 600))
+# CSV imports with more rows than this run in the background worker, with a progress bar.
+KIZUNA_IMPORT_BACKGROUND_ROWS = config.env_int("KIZUNA_IMPORT_BACKGROUND_ROWS", 2000)
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
@@ -164,7 +171,7 @@ MEDIA_ROOT = DATA_DIR / "media"
 # Outgoing mail: SMTP when a host is configured, otherwise the local mailbox in
 # the data dir, which signed-in users can read at /mailbox/.
 EMAIL_HOST = config.env("KIZUNA_SMTP_HOST")
-EMAIL_PORT = config.env_int("KIZUNA_SMTP_PORT", 25)
+EMAIL_PORT = config.env_int("KIZUNA_SMTP_PORT", 25, minimum=1)
 EMAIL_HOST_USER = config.env("KIZUNA_SMTP_USER")
 EMAIL_HOST_PASSWORD = config.env("KIZUNA_SMTP_PASSWORD")
 _smtp_security = config.env("KIZUNA_SMTP_SECURITY", "none").lower()
@@ -177,7 +184,7 @@ EMAIL_USE_SSL = _smtp_security == "ssl"
 EMAIL_TIMEOUT = 30
 DEFAULT_FROM_EMAIL = config.env("KIZUNA_MAIL_FROM", "Kizuna <kizuna@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
-KIZUNA_MAILBOX_DIR = DATA_DIR / "mailbox"
+KIZUNA_MAILBOX_DIR = config.mailbox_dir(DATA_DIR)
 EMAIL_BACKEND = (
     "django.core.mail.backends.smtp.EmailBackend"
     if EMAIL_HOST
@@ -191,7 +198,7 @@ TASKS = {
     }
 }
 # A worker silent (no heartbeat) for this long is dead: others take back its work.
-KIZUNA_WORKER_LEASE_SECONDS = config.env_int("KIZUNA_WORKER_LEASE_SECONDS", 30)
+KIZUNA_WORKER_LEASE_SECONDS = config.env_int("KIZUNA_WORKER_LEASE_SECONDS", 30, minimum=1)
 
 LOGGING = {
     "version": 1,

@@ -38,6 +38,44 @@ def run_kizuna(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
         ({"SURVEY_URL": "survey.example.com"}, "SURVEY_URL='survey.example.com' must be an http"),
         ({"KIZUNA_TIME_ZONE": "Mars/Base"}, "KIZUNA_TIME_ZONE='Mars/Base' is not a time zone"),
         ({"DATABASE_URL": "nonsense"}, "DATABASE_URL must be a postgres://"),
+        ({"KIZUNA_SMTP_PORT": "0"}, "KIZUNA_SMTP_PORT='0' must be at least 1"),
+        (
+            {"KIZUNA_WEBHOOK_TIMEOUT_SECONDS": "fast"},
+            "KIZUNA_WEBHOOK_TIMEOUT_SECONDS='fast' is not a number of seconds",
+        ),
+        (
+            {"KIZUNA_WEBHOOK_CONNECT_TIMEOUT_SECONDS": "0"},
+            "KIZUNA_WEBHOOK_CONNECT_TIMEOUT_SECONDS='0' must be a number of seconds greater than 0",
+        ),
+        ({"KIZUNA_SC_KEY_MAX_FAILURES": "0"}, "KIZUNA_SC_KEY_MAX_FAILURES='0' must be at least 1"),
+        (
+            {"KIZUNA_SC_KEY_WINDOW_SECONDS": "15m"},
+            "KIZUNA_SC_KEY_WINDOW_SECONDS='15m' is not a whole number",
+        ),
+        (
+            {"KIZUNA_IMPORT_BACKGROUND_ROWS": "-1"},
+            "KIZUNA_IMPORT_BACKGROUND_ROWS='-1' must be at least 0",
+        ),
+        (
+            {"KIZUNA_SURVEY_SUBMIT_RATE": "30 per minute"},
+            "KIZUNA_SURVEY_SUBMIT_RATE='30 per minute' must be COUNT/SECONDS, for example 30/600",
+        ),
+        (
+            {"KIZUNA_SURVEY_SUBMIT_RATE": "0/600"},
+            "KIZUNA_SURVEY_SUBMIT_RATE='0/600': both numbers must be at least 1",
+        ),
+        (
+            {"KIZUNA_WORKER_LEASE_SECONDS": "0"},
+            "KIZUNA_WORKER_LEASE_SECONDS='0' must be at least 1",
+        ),
+        (
+            {"KIZUNA_SIGNIN_WINDOW_SECONDS": "0"},
+            "KIZUNA_SIGNIN_WINDOW_SECONDS='0' must be at least 1",
+        ),
+        (
+            {"KIZUNA_MAILBOX_DIR": "/proc/kizuna"},
+            "KIZUNA_MAILBOX_DIR='/proc/kizuna' is not a writable",
+        ),
     ],
 )
 def test_a_bad_value_stops_start_up_with_one_clear_line(
@@ -158,3 +196,30 @@ def test_processes_starting_together_in_one_data_dir_all_start(
 
     assert errors == []
     assert list(tmp_path.iterdir()) == []
+
+
+def test_settings_of_the_environment_are_parsed_once_into_their_types(tmp_path: Path) -> None:
+    script = (
+        "from django.conf import settings as s\n"
+        "print(repr((s.KIZUNA_WEBHOOK_TIMEOUT_SECONDS, s.KIZUNA_WEBHOOK_CONNECT_TIMEOUT_SECONDS,"
+        " s.KIZUNA_SC_KEY_MAX_FAILURES, s.KIZUNA_SC_KEY_WINDOW_SECONDS,"
+        " s.KIZUNA_IMPORT_BACKGROUND_ROWS, s.KIZUNA_WORKER_LEASE_SECONDS,"
+        " str(s.KIZUNA_SURVEY_SUBMIT_RATE), s.KIZUNA_MAILBOX_DIR.name)))\n"
+    )
+    env = {
+        "KIZUNA_DATA_DIR": str(tmp_path),
+        "KIZUNA_WEBHOOK_TIMEOUT_SECONDS": "2.5",
+        "KIZUNA_WEBHOOK_CONNECT_TIMEOUT_SECONDS": "0.5",
+        "KIZUNA_SC_KEY_MAX_FAILURES": "3",
+        "KIZUNA_SC_KEY_WINDOW_SECONDS": "60",
+        "KIZUNA_IMPORT_BACKGROUND_ROWS": "0",
+        "KIZUNA_WORKER_LEASE_SECONDS": "12",
+        "KIZUNA_SURVEY_SUBMIT_RATE": " 5 / 60 ",
+        "KIZUNA_MAILBOX_DIR": str(tmp_path / "mail"),
+    }
+
+    result = run_kizuna(env, "shell", "-c", script)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "(2.5, 0.5, 3, 60, 0, 12, '5/60', 'mail')"
+    assert (tmp_path / "mail").is_dir()

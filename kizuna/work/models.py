@@ -11,12 +11,10 @@ from django.utils.translation import gettext_lazy as _
 
 from kizuna.work.leases import LeasedWork
 
-DEFAULT_LEASE_SECONDS = 30
-
 
 def lease_seconds() -> float:
     """How long a worker may go without a heartbeat before its work is taken back."""
-    return float(getattr(settings, "KIZUNA_WORKER_LEASE_SECONDS", DEFAULT_LEASE_SECONDS))
+    return float(settings.KIZUNA_WORKER_LEASE_SECONDS)
 
 
 def heartbeat_cutoff(now: datetime | None = None) -> datetime:

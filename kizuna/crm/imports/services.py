@@ -35,7 +35,7 @@ PROBLEMS_KEPT = 1000
 
 def background_threshold() -> int:
     """Files with more rows than this are imported by the worker, with a progress bar."""
-    return int(getattr(settings, "KIZUNA_IMPORT_BACKGROUND_ROWS", 2000))
+    return settings.KIZUNA_IMPORT_BACKGROUND_ROWS
 
 
 def create_import_job(

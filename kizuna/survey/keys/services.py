@@ -78,12 +78,12 @@ class KeyAuthenticationError(Exception):
 
 
 def _max_failures() -> int:
-    return int(getattr(settings, "KIZUNA_SC_KEY_MAX_FAILURES", 10))
+    return settings.KIZUNA_SC_KEY_MAX_FAILURES
 
 
 def window_seconds() -> int:
     """How long failed attempts are counted, and a throttled client waits (Retry-After)."""
-    return int(getattr(settings, "KIZUNA_SC_KEY_WINDOW_SECONDS", 900))
+    return settings.KIZUNA_SC_KEY_WINDOW_SECONDS
 
 
 def _throttle_keys(address: str, email: str) -> list[tuple[str, int]]:

@@ -12,14 +12,12 @@ survey's own text is shown as its author wrote it, escaped.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial, wraps
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
@@ -29,6 +27,7 @@ from django.utils import translation
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
+from kizuna.lib import ratelimit
 from kizuna.survey import validation
 from kizuna.survey.models import Invitation, Question, QuestionKind, Survey
 from kizuna.survey.public import services
@@ -123,29 +122,12 @@ def _client_address(request: HttpRequest) -> str:
     return request.META.get("REMOTE_ADDR", "") or "unknown"
 
 
-def _submit_rate() -> tuple[int, int]:
-    raw = str(getattr(settings, "KIZUNA_SURVEY_SUBMIT_RATE", "30/600"))
-    count, _slash, seconds = raw.partition("/")
-    return max(int(count), 1), max(int(seconds or 600), 1)
-
-
 def _take_submission_slot(request: HttpRequest) -> bool:
-    """Count one submission from this address; False once the window's limit is reached.
-
-    The window opens at the address's first submission and lives in the shared
-    database cache, so every server process counts together. The count is
-    read-modify-write: a burst of simultaneous requests may slip a few past the
-    limit, which a rate limit can afford.
-    """
-    limit, window = _submit_rate()
-    key = f"survey-submit:{_client_address(request)}"
-    now = time.time()
-    entry = cache.get(key)
-    if not isinstance(entry, dict) or entry.get("reset", 0) <= now:
-        entry = {"count": 0, "reset": now + window}
-    entry["count"] += 1
-    cache.set(key, entry, timeout=max(int(entry["reset"] - now), 1))
-    return bool(entry["count"] <= limit)
+    """Count one submission from this address; False once the window's limit is reached."""
+    wait = ratelimit.take(
+        "survey-submit", _client_address(request), settings.KIZUNA_SURVEY_SUBMIT_RATE
+    )
+    return not wait
 
 
 def _render_page(

@@ -14,6 +14,7 @@ from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
+from kizuna.config import Rate
 from kizuna.survey.models import Invitation, Response, Survey
 from kizuna.survey.tests.respondent import add_question, one_page_survey, post, two_page_survey
 
@@ -168,7 +169,7 @@ def test_an_expired_invitation_says_so_in_the_surveys_language(
     assert "This link has expired" in page.content.decode()
 
 
-@override_settings(KIZUNA_SURVEY_SUBMIT_RATE="1/600")
+@override_settings(KIZUNA_SURVEY_SUBMIT_RATE=Rate(1, 600))
 def test_the_429_page_is_in_the_surveys_language(survey: Survey, anonymous: Client) -> None:
     question = one_page_survey(written_in(survey, "ja"), "short_text")
     post(anonymous, url_of(survey), {f"q{question.pk}": "one"})

@@ -6,6 +6,7 @@ import pytest
 from django.test import Client, override_settings
 from django.urls import reverse
 
+from kizuna.config import Rate
 from kizuna.survey.models import Question, Response, Survey
 from kizuna.survey.tests.respondent import one_page_survey, post
 
@@ -15,7 +16,7 @@ def question(survey: Survey) -> Question:
     return one_page_survey(survey, "short_text")
 
 
-@override_settings(KIZUNA_SURVEY_SUBMIT_RATE="2/600")
+@override_settings(KIZUNA_SURVEY_SUBMIT_RATE=Rate(2, 600))
 def test_the_third_submission_from_one_address_gets_429_and_keeps_the_answers(
     survey: Survey, question: Question, anonymous: Client
 ) -> None:
@@ -34,7 +35,7 @@ def test_the_third_submission_from_one_address_gets_429_and_keeps_the_answers(
     assert 'value="answer 3"' in later.content.decode()
 
 
-@override_settings(KIZUNA_SURVEY_SUBMIT_RATE="1/600")
+@override_settings(KIZUNA_SURVEY_SUBMIT_RATE=Rate(1, 600))
 def test_other_addresses_are_counted_separately(
     survey: Survey, question: Question, anonymous: Client
 ) -> None:
@@ -48,7 +49,7 @@ def test_other_addresses_are_counted_separately(
     assert Response.objects.count() == 2
 
 
-@override_settings(KIZUNA_SURVEY_SUBMIT_RATE="1/600")
+@override_settings(KIZUNA_SURVEY_SUBMIT_RATE=Rate(1, 600))
 def test_invalid_forms_and_page_moves_do_not_count(
     survey: Survey, question: Question, anonymous: Client
 ) -> None:

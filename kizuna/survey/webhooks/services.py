@@ -324,9 +324,8 @@ def signed_headers(
 
 
 def _timeouts() -> tuple[float, float]:
-    total = float(getattr(settings, "KIZUNA_WEBHOOK_TIMEOUT_SECONDS", 10.0))
-    connect = float(getattr(settings, "KIZUNA_WEBHOOK_CONNECT_TIMEOUT_SECONDS", 5.0))
-    return total, min(connect, total)
+    total = settings.KIZUNA_WEBHOOK_TIMEOUT_SECONDS
+    return total, min(settings.KIZUNA_WEBHOOK_CONNECT_TIMEOUT_SECONDS, total)
 
 
 def deliver(delivery: Delivery) -> None:

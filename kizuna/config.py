@@ -18,8 +18,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import dj_database_url
+from django.core.checks.security.base import (
+    SECRET_KEY_INSECURE_PREFIX,
+    SECRET_KEY_MIN_LENGTH,
+    SECRET_KEY_MIN_UNIQUE_CHARACTERS,
+)
 
 KNOWN_SERVICES = ("crm", "survey")
+TRUST_TOKEN_MIN_LENGTH = 32
+ONE_YEAR = 365 * 24 * 3600
 
 
 class ConfigError(Exception):
@@ -177,22 +184,81 @@ def time_zone() -> str:
 
 
 def secret_key(directory: Path) -> str:
-    """The configured key, or one generated into the data dir on first start."""
+    """The configured key, or one generated into the data dir on first start.
+
+    Either must be a key Django's deployment check accepts (security.W009).
+    """
     configured = env("KIZUNA_SECRET_KEY")
     if configured:
-        if len(configured) < 32:
-            raise ConfigError("KIZUNA_SECRET_KEY must be at least 32 characters long.")
-        return configured
+        return _strong_secret_key("KIZUNA_SECRET_KEY", configured)
     path = directory / "secret_key"
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
+        path.write_text(generate_secret_key())
         path.chmod(0o600)
-    return path.read_text().strip()
+    return _strong_secret_key(str(path), path.read_text().strip())
+
+
+def generate_secret_key() -> str:
+    return secrets.token_urlsafe(SECRET_KEY_MIN_LENGTH)
+
+
+def _strong_secret_key(source: str, key: str) -> str:
+    how = "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(50))'"
+    if key.startswith(SECRET_KEY_INSECURE_PREFIX):
+        raise ConfigError(
+            f"{source} must not start with {SECRET_KEY_INSECURE_PREFIX!r} "
+            f"(Django's mark of a development key); {how}."
+        )
+    if len(key) < SECRET_KEY_MIN_LENGTH or len(set(key)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS:
+        raise ConfigError(
+            f"{source} must be at least {SECRET_KEY_MIN_LENGTH} characters long with at least "
+            f"{SECRET_KEY_MIN_UNIQUE_CHARACTERS} different ones; {how}."
+        )
+    return key
+
+
+def secret_key_fallbacks() -> list[str]:
+    """Former secret keys, still accepted (sessions, reset links) and still decrypting."""
+    return [key.strip() for key in env("KIZUNA_SECRET_KEY_FALLBACKS").split(",") if key.strip()]
 
 
 def trust_token(key: str) -> str:
     """The configured trust token, or one derived from the secret key."""
-    return env("KIZUNA_TRUST_TOKEN") or hashlib.sha256(f"kizuna-trust:{key}".encode()).hexdigest()
+    configured = env("KIZUNA_TRUST_TOKEN")
+    if not configured:
+        return hashlib.sha256(f"kizuna-trust:{key}".encode()).hexdigest()
+    if len(configured) < TRUST_TOKEN_MIN_LENGTH:
+        raise ConfigError(
+            f"KIZUNA_TRUST_TOKEN must be at least {TRUST_TOKEN_MIN_LENGTH} characters long; "
+            "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'."
+        )
+    return configured
+
+
+def hsts_seconds(base: str) -> int:
+    """HSTS max-age: a year by default when the deployment is served over https."""
+    return env_int("KIZUNA_HSTS_SECONDS", ONE_YEAR if base.startswith("https://") else 0)
+
+
+def proxy_ssl_header() -> tuple[str, str] | None:
+    """The header a TLS-terminating proxy sets on https requests, as Django's setting wants it.
+
+    Written as in HTTP, for example `X-Forwarded-Proto: https`.
+    """
+    raw = env("KIZUNA_PROXY_SSL_HEADER")
+    if not raw:
+        return None
+    name, colon, value = raw.partition(":")
+    if (
+        not colon
+        or not re.fullmatch(r"[A-Za-z0-9]+(-[A-Za-z0-9]+)*", name.strip())
+        or not value.strip()
+    ):
+        raise ConfigError(
+            f"KIZUNA_PROXY_SSL_HEADER={raw!r} must be NAME: VALUE, "
+            "for example X-Forwarded-Proto: https."
+        )
+    return "HTTP_" + name.strip().upper().replace("-", "_"), value.strip()
 
 
 def database(directory: Path) -> dict[str, Any]:

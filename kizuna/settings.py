@@ -13,6 +13,8 @@ DATA_DIR = config.data_dir()
 
 DEBUG = config.env_bool("KIZUNA_DEBUG")
 SECRET_KEY = config.secret_key(DATA_DIR)
+# Former keys, for a rotation: still accepted for sessions and links, still decrypting.
+SECRET_KEY_FALLBACKS = config.secret_key_fallbacks()
 KIZUNA_SERVICES = config.services()
 KIZUNA_BIND = config.bind()
 KIZUNA_BASE_URL = config.base_url(KIZUNA_BIND)
@@ -129,8 +131,21 @@ KIZUNA_IMPORT_BACKGROUND_ROWS = config.env_int("KIZUNA_IMPORT_BACKGROUND_ROWS", 
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
-SESSION_COOKIE_SECURE = KIZUNA_BASE_URL.startswith("https://")
-CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+_https = KIZUNA_BASE_URL.startswith("https://")
+SESSION_COOKIE_SECURE = _https
+CSRF_COOKIE_SECURE = _https
+# HTTPS deployments: browsers keep to https (HSTS, a year by default; 0 turns it off)...
+SECURE_HSTS_SECONDS = config.hsts_seconds(KIZUNA_BASE_URL)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = config.env_bool("KIZUNA_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = config.env_bool("KIZUNA_HSTS_PRELOAD")
+# ...and plain http requests are redirected. Behind a TLS-terminating proxy Django must
+# know a request came in over https: gunicorn trusts X-Forwarded-Proto from the
+# addresses in FORWARDED_ALLOW_IPS (127.0.0.1 by default); otherwise name the header.
+SECURE_SSL_REDIRECT = config.env_bool("KIZUNA_SSL_REDIRECT", default=_https)
+SECURE_PROXY_SSL_HEADER = config.proxy_ssl_header()
+# Preloading commits the whole domain to https in browsers for good: the operator's
+# choice (KIZUNA_HSTS_PRELOAD), not a default, so its deployment warning is not one.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"

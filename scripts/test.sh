@@ -20,7 +20,7 @@ make -s messages || fail "compiling the message catalogs"
 
 # Tests use their own data dir: a developer's var/ (database, mailbox) is never touched.
 export KIZUNA_DATA_DIR="${KIZUNA_TEST_DATA_DIR:-$(mktemp -d /tmp/kizuna-test-XXXXXX)}"
-export KIZUNA_SECRET_KEY="test-secret-key-for-the-suite-only-0123456789"
+export KIZUNA_SECRET_KEY="test-secret-key-for-the-suite-only-0123456789-abcdefghij"
 unset KIZUNA_SMTP_HOST KIZUNA_SERVICES
 
 step "ruff"
@@ -32,6 +32,11 @@ step "import-linter (crm and survey independent, lib imports no app)"
 $BIN/lint-imports || fail "import-linter"
 step "migrations are up to date"
 env -u DATABASE_URL $BIN/kizuna makemigrations --check --dry-run || fail "makemigrations --check"
+step "Django's deployment checks pass with production-like settings (https, generated key)"
+env -u DATABASE_URL -u KIZUNA_SECRET_KEY KIZUNA_DATA_DIR="$(mktemp -d /tmp/kizuna-deploy-XXXXXX)" \
+    KIZUNA_BASE_URL=https://kizuna.example.com KIZUNA_ALLOWED_HOSTS=kizuna.example.com \
+    KIZUNA_SMTP_HOST=smtp.example.com KIZUNA_SMTP_SECURITY=starttls \
+    $BIN/kizuna check --deploy --fail-level WARNING || fail "kizuna check --deploy"
 step "every string of the code has its Japanese translation"
 $BIN/python scripts/messages.py check || fail "Japanese catalogs"
 [ $CHECKS_ONLY -eq 1 ] && exit 0

@@ -37,7 +37,7 @@ class DecryptionError(Exception):
 
 def _secret_keys() -> list[str]:
     """The current secret key first, then the fallbacks (they only decrypt and look up)."""
-    return [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+    return [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]
 
 
 def _derive(secret_key: str, info: bytes) -> bytes:

@@ -16,7 +16,12 @@ from kizuna import config
 
 
 def run_kizuna(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("KIZUNA_", "DATABASE_"))}
+    # Without the test run's own settings (and the async switch only Playwright tests need).
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("KIZUNA_", "DATABASE_", "DJANGO_ALLOW_ASYNC_UNSAFE"))
+    }
     return subprocess.run(
         [sys.executable, "-m", "kizuna", *args],
         env={**clean, **env},
@@ -76,6 +81,34 @@ def run_kizuna(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
             {"KIZUNA_MAILBOX_DIR": "/proc/kizuna"},
             "KIZUNA_MAILBOX_DIR='/proc/kizuna' is not a writable",
         ),
+        (
+            {"KIZUNA_SECRET_KEY": "test-secret-key-for-the-suite-only-0123456789"},
+            "KIZUNA_SECRET_KEY must be at least 50 characters long with at least 5 different ones",
+        ),
+        (
+            {"KIZUNA_SECRET_KEY": "abcd" * 20},
+            "KIZUNA_SECRET_KEY must be at least 50 characters long with at least 5 different ones",
+        ),
+        (
+            {"KIZUNA_SECRET_KEY": "django-insecure-" + "x0-9a-zA-Z_" * 5},
+            "KIZUNA_SECRET_KEY must not start with 'django-insecure-'",
+        ),
+        (
+            {"KIZUNA_TRUST_TOKEN": "shared-but-short"},
+            "KIZUNA_TRUST_TOKEN must be at least 32 characters long",
+        ),
+        ({"KIZUNA_HSTS_SECONDS": "-1"}, "KIZUNA_HSTS_SECONDS='-1' must be at least 0"),
+        ({"KIZUNA_HSTS_INCLUDE_SUBDOMAINS": "all"}, "KIZUNA_HSTS_INCLUDE_SUBDOMAINS='all' is not"),
+        ({"KIZUNA_HSTS_PRELOAD": "later"}, "KIZUNA_HSTS_PRELOAD='later' is not a boolean"),
+        ({"KIZUNA_SSL_REDIRECT": "maybe"}, "KIZUNA_SSL_REDIRECT='maybe' is not a boolean"),
+        (
+            {"KIZUNA_PROXY_SSL_HEADER": "X-Forwarded-Proto"},
+            "KIZUNA_PROXY_SSL_HEADER='X-Forwarded-Proto' must be NAME: VALUE",
+        ),
+        (
+            {"KIZUNA_PROXY_SSL_HEADER": "X_Forwarded_Proto: https"},
+            "KIZUNA_PROXY_SSL_HEADER='X_Forwarded_Proto: https' must be NAME: VALUE",
+        ),
     ],
 )
 def test_a_bad_value_stops_start_up_with_one_clear_line(
@@ -129,8 +162,66 @@ def test_a_secret_key_is_generated_on_first_start_and_kept(
 def test_a_configured_secret_key_must_be_long_enough(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KIZUNA_SECRET_KEY", "short")
 
-    with pytest.raises(config.ConfigError, match="at least 32 characters"):
+    with pytest.raises(config.ConfigError, match="at least 50 characters"):
         config.secret_key(Path("/nonexistent"))
+
+
+def test_a_weak_key_in_the_data_dir_stops_start_up_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "secret_key").write_text("written-by-hand-and-too-short\n")
+
+    result = run_kizuna({"KIZUNA_DATA_DIR": str(tmp_path)}, "check")
+
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert f"{tmp_path / 'secret_key'} must be at least 50 characters long" in result.stderr
+
+
+def test_an_https_deployment_passes_djangos_deployment_checks_with_its_defaults(
+    tmp_path: Path,
+) -> None:
+    env = {
+        "KIZUNA_DATA_DIR": str(tmp_path),
+        "KIZUNA_BASE_URL": "https://kizuna.example.com",
+        "KIZUNA_ALLOWED_HOSTS": "kizuna.example.com",
+    }
+
+    result = run_kizuna(env, "check", "--deploy", "--fail-level", "WARNING")
+
+    assert result.returncode == 0, result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def https_settings(tmp_path: Path, **env: str) -> str:
+    script = (
+        "from django.conf import settings as s\n"
+        "print(repr((s.SECURE_HSTS_SECONDS, s.SECURE_HSTS_INCLUDE_SUBDOMAINS,"
+        " s.SECURE_HSTS_PRELOAD, s.SECURE_SSL_REDIRECT, s.SECURE_PROXY_SSL_HEADER)))\n"
+    )
+    base = {"KIZUNA_DATA_DIR": str(tmp_path), "KIZUNA_BASE_URL": "https://kizuna.example.com"}
+    result = run_kizuna({**base, **env}, "shell", "-c", script)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()[-1]
+
+
+def test_https_turns_on_hsts_for_a_year_and_the_redirect_to_https(tmp_path: Path) -> None:
+    assert https_settings(tmp_path) == "(31536000, True, False, True, None)"
+
+
+def test_hsts_and_the_redirect_can_be_turned_off_and_a_proxy_header_named(tmp_path: Path) -> None:
+    chosen = https_settings(
+        tmp_path,
+        KIZUNA_HSTS_SECONDS="0",
+        KIZUNA_SSL_REDIRECT="false",
+        KIZUNA_PROXY_SSL_HEADER="X-Forwarded-Proto: https",
+    )
+
+    assert chosen == "(0, True, False, False, ('HTTP_X_FORWARDED_PROTO', 'https'))"
+
+
+def test_plain_http_deployments_get_neither_hsts_nor_a_redirect(tmp_path: Path) -> None:
+    assert https_settings(tmp_path, KIZUNA_BASE_URL="http://127.0.0.1:8000") == (
+        "(0, True, False, False, None)"
+    )
 
 
 def test_postgres_urls_get_a_test_database_name_per_run(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -223,3 +314,11 @@ def test_settings_of_the_environment_are_parsed_once_into_their_types(tmp_path: 
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "(2.5, 0.5, 3, 60, 0, 12, '5/60', 'mail')"
     assert (tmp_path / "mail").is_dir()
+
+
+def test_former_secret_keys_are_read_as_a_list_for_a_rotation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KIZUNA_SECRET_KEY_FALLBACKS", " old-key-one , ,old-key-two")
+
+    assert config.secret_key_fallbacks() == ["old-key-one", "old-key-two"]

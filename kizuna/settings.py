@@ -120,11 +120,18 @@ AUTH_PASSWORD_VALIDATORS = [
 KIZUNA_SIGNIN_MAX_FAILURES = config.env_int("KIZUNA_SIGNIN_MAX_FAILURES", 5)
 # ...within this many seconds locks that pair out for the rest of the window.
 KIZUNA_SIGNIN_WINDOW_SECONDS = config.env_int("KIZUNA_SIGNIN_WINDOW_SECONDS", 900, minimum=1)
+# Password reset emails: per client address, and per email address asked for.
+KIZUNA_PASSWORD_RESET_ADDRESS_RATE = config.env_rate(
+    "KIZUNA_PASSWORD_RESET_ADDRESS_RATE", config.Rate(20, 3600)
+)
+KIZUNA_PASSWORD_RESET_EMAIL_RATE = config.env_rate(
+    "KIZUNA_PASSWORD_RESET_EMAIL_RATE", config.Rate(3, 3600)
+)
 # SC key throttling: wrong keys for one email from one address within the window
 # (five times as many for one address across emails).
 KIZUNA_SC_KEY_MAX_FAILURES = config.env_int("KIZUNA_SC_KEY_MAX_FAILURES", 10, minimum=1)
 KIZUNA_SC_KEY_WINDOW_SECONDS = config.env_int("KIZUNA_SC_KEY_WINDOW_SECONDS", 900, minimum=1)
-# Public survey submissions (and page changes) per client address.
+# Public survey submissions per client address.
 KIZUNA_SURVEY_SUBMIT_RATE = config.env_rate("KIZUNA_SURVEY_SUBMIT_RATE", config.Rate(30, 600))
 # CSV imports with more rows than this run in the background worker, with a progress bar.
 KIZUNA_IMPORT_BACKGROUND_ROWS = config.env_int("KIZUNA_IMPORT_BACKGROUND_ROWS", 2000)

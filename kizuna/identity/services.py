@@ -1,4 +1,5 @@
-"""Every write identity makes: sign-in failures (throttling) and profile changes.
+"""Every write identity makes: sign-in failures (throttling), password reset rate limits
+and profile changes.
 
 Throttling counts failed sign-ins for one email from one client address inside a
 sliding window (KIZUNA_SIGNIN_MAX_FAILURES within KIZUNA_SIGNIN_WINDOW_SECONDS).
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import unicodedata
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -21,6 +23,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from kizuna.identity.models import SignInFailure, User
+from kizuna.lib import ratelimit
 
 # SignInFailure.email is a CharField(max_length=254); anything longer is noise.
 _EMAIL_LENGTH = 254
@@ -89,6 +92,24 @@ def record_sign_in_failure(*, email: str, address: str) -> None:
 
 def clear_sign_in_failures(*, email: str, address: str) -> None:
     SignInFailure.objects.filter(email=normalize_sign_in_email(email), address=address).delete()
+
+
+def take_password_reset_slot(*, email: str, address: str) -> bool:
+    """Count one password reset request; False when no email may be sent for it.
+
+    Limited per client address (one client mailing many people) and per email (many
+    clients mailing one person). Counted whether or not an account uses the email,
+    so being limited tells nothing about accounts.
+    """
+    if ratelimit.take(
+        "password-reset:address", address, settings.KIZUNA_PASSWORD_RESET_ADDRESS_RATE
+    ):
+        return False
+    # The matching rule of Django's reset form: one person's spellings count together.
+    wanted = unicodedata.normalize("NFKC", email.strip()).casefold()
+    return not ratelimit.take(
+        "password-reset:email", wanted, settings.KIZUNA_PASSWORD_RESET_EMAIL_RATE
+    )
 
 
 def update_profile(*, user: User, full_name: str, language: str) -> None:

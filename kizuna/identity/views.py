@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import nh3
@@ -7,10 +8,10 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 from django.contrib.messages.views import SuccessMessageMixin
 from django.core.exceptions import NON_FIELD_ERRORS
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.utils import translation
@@ -24,6 +25,8 @@ from django.views.decorators.http import require_POST
 from kizuna.identity import forms, services
 from kizuna.identity import mailbox as local_mailbox
 from kizuna.identity.models import User
+
+logger = logging.getLogger(__name__)
 
 
 class SignInView(auth_views.LoginView):
@@ -71,11 +74,24 @@ class PasswordChangeView(SuccessMessageMixin, auth_views.PasswordChangeView):
 
 
 class PasswordResetView(auth_views.PasswordResetView):
+    """Mails a reset link, rate limited per client address and per email (see services).
+
+    A limited request is answered as a sent one: the page never says whether an
+    account uses the email, nor whether a mail went out.
+    """
+
     form_class = forms.PasswordResetForm
     template_name = "identity/password_reset.html"
     email_template_name = "identity/password_reset_email.txt"
     subject_template_name = "identity/password_reset_subject.txt"
     success_url = reverse_lazy("identity:password-reset-sent")
+
+    def form_valid(self, form: PasswordResetForm) -> HttpResponse:
+        address = services.client_address(self.request)
+        if services.take_password_reset_slot(email=form.cleaned_data["email"], address=address):
+            return super().form_valid(form)
+        logger.warning("Password reset rate limit reached; no email sent (client %s).", address)
+        return HttpResponseRedirect(self.get_success_url())
 
 
 class PasswordResetSentView(auth_views.PasswordResetDoneView):

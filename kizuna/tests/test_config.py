@@ -70,6 +70,15 @@ def run_kizuna(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
             "KIZUNA_SURVEY_SUBMIT_RATE='0/600': both numbers must be at least 1",
         ),
         (
+            {"KIZUNA_PASSWORD_RESET_ADDRESS_RATE": "20/hour"},
+            "KIZUNA_PASSWORD_RESET_ADDRESS_RATE='20/hour' must be COUNT/SECONDS, "
+            "for example 20/3600",
+        ),
+        (
+            {"KIZUNA_PASSWORD_RESET_EMAIL_RATE": "3/0"},
+            "KIZUNA_PASSWORD_RESET_EMAIL_RATE='3/0': both numbers must be at least 1",
+        ),
+        (
             {"KIZUNA_WORKER_LEASE_SECONDS": "0"},
             "KIZUNA_WORKER_LEASE_SECONDS='0' must be at least 1",
         ),

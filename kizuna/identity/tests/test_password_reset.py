@@ -2,7 +2,9 @@ import re
 
 import pytest
 from django.core import mail
+from django.test import override_settings
 
+from kizuna.config import Rate
 from kizuna.identity import mailbox
 from kizuna.testing.personas import PASSWORD, make_user
 
@@ -156,3 +158,69 @@ def test_a_user_whose_password_was_disabled_after_signing_in_gets_no_reset_email
 
     assert response.status_code == 302
     assert mail.outbox == []
+
+
+# --- rate limits: per client address and per email, answered like a sent email ------------
+
+
+def ask_for_resets(client, emails, address="198.51.100.7"):
+    """POST one reset request per email from `address`; the answers' redirect targets."""
+    return [
+        client.post("/accounts/password/reset/", {"email": email}, REMOTE_ADDR=address).headers[
+            "Location"
+        ]
+        for email in emails
+    ]
+
+
+def mails_to(email: str) -> int:
+    return sum(1 for summary in mailbox.list_messages() if summary["to"] == email)
+
+
+def test_ten_reset_requests_for_one_email_send_three_mails_and_all_look_sent(
+    client, user, local_mailbox
+):
+    answers = ask_for_resets(client, ["pat@example.com"] * 10)
+
+    assert answers == ["/accounts/password/reset/sent/"] * 10
+    assert mails_to("pat@example.com") == 3
+    assert len(mailbox.list_messages()) == 3
+
+
+def test_the_email_limit_counts_every_spelling_of_one_address_and_every_client(
+    client, user, local_mailbox
+):
+    ask_for_resets(client, ["pat@example.com", "PAT@example.com"], address="198.51.100.7")
+    ask_for_resets(client, [" Pat@Example.com ", "pat@example.com"], address="203.0.113.9")
+
+    assert mails_to("pat@example.com") == 3
+
+
+@override_settings(KIZUNA_PASSWORD_RESET_ADDRESS_RATE=Rate(4, 3600))
+def test_one_client_asking_for_many_emails_is_limited_and_others_are_not(client, db, local_mailbox):
+    emails = [f"person{number}@example.com" for number in range(6)]
+    for email in emails:
+        make_user(email)
+
+    answers = ask_for_resets(client, emails, address="198.51.100.7")
+    ask_for_resets(client, ["person5@example.com"], address="203.0.113.9")
+
+    assert answers == ["/accounts/password/reset/sent/"] * 6
+    assert [mails_to(email) for email in emails] == [1, 1, 1, 1, 0, 1]
+
+
+def test_requests_for_unknown_emails_count_and_answer_like_known_ones(client, user, local_mailbox):
+    unknown = ask_for_resets(client, ["nobody@example.com"] * 4)
+    known = ask_for_resets(client, ["pat@example.com"] * 4)
+
+    assert unknown == known == ["/accounts/password/reset/sent/"] * 4
+    assert [summary["to"] for summary in mailbox.list_messages()] == ["pat@example.com"] * 3
+
+
+def test_the_sent_page_says_only_a_few_emails_are_sent_per_hour(client, db):
+    response = client.get("/accounts/password/reset/sent/", HTTP_ACCEPT_LANGUAGE="ja")
+
+    assert (
+        "同じアドレスに送るメールは 1 時間に数通までのため、"
+        "すぐに再度お申し込みいただいても送信されないことがあります。"
+    ) in response.text

@@ -5,18 +5,21 @@ the private network (SSRF). Before connecting, the host is resolved, every
 address is checked, and the connection goes to the checked address (the Host
 header and TLS server name stay the URL's), so a DNS answer that changes between
 check and connect (rebinding) cannot slip through. Origins in `allowed_origins`
-(the co-deployed CRM, a test receiver) skip the address check.
+(the co-deployed CRM, a test receiver) skip the address check. IPv6 addresses that
+carry an IPv4 address (IPv4-mapped, NAT64, 6to4, Teredo) are judged by that IPv4
+address too, and a URL whose host is malformed is refused, never an exception.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import ssl
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import httpx
 
@@ -35,6 +38,9 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 MAX_BODY_BYTES = 4096
 USER_AGENT = "Kizuna"
 MAX_ADDRESSES_TRIED = 3
+# RFC 6052's well-known NAT64 prefix: a gateway translates 64:ff9b::a.b.c.d to a.b.c.d.
+NAT64_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")
+HOST_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
 
 
 class OutboundError(Exception):
@@ -77,10 +83,23 @@ class _Target:
     addresses: tuple[str, ...]
 
 
+def _split(url: str) -> SplitResult | None:
+    url = url.strip()
+    # urlsplit drops tabs and newlines silently; what is stored must be what is requested.
+    if any(character.isspace() or not character.isprintable() for character in url):
+        return None
+    try:
+        return urlsplit(url)
+    except ValueError:  # brackets Python refuses: http://[127.0.0.1]/, http://[::1/
+        return None
+
+
 def _origin_key(url: str) -> tuple[str, str, int] | None:
-    parts = urlsplit(url.strip())
+    parts = _split(url)
+    if parts is None:
+        return None
     scheme = parts.scheme.lower()
-    if scheme not in DEFAULT_PORTS or not parts.hostname:
+    if scheme not in DEFAULT_PORTS or not parts.hostname or not _is_valid_host(parts.hostname):
         return None
     try:
         port = parts.port or DEFAULT_PORTS[scheme]
@@ -89,11 +108,33 @@ def _origin_key(url: str) -> tuple[str, str, int] | None:
     return scheme, parts.hostname.lower(), port
 
 
+def _is_valid_host(host: str) -> bool:
+    """An IP address, or a host name of letters, digits and hyphens (IDN allowed)."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    labels = ascii_host.lower().removesuffix(".").split(".")
+    return len(ascii_host) <= 253 and all(HOST_LABEL.fullmatch(label) for label in labels)
+
+
 def _is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not (ip.is_multicast or ip.is_reserved)
+    judged: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            judged = [ip.ipv4_mapped]
+        elif ip in NAT64_PREFIX:
+            judged = [ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF)]
+        else:
+            # 6to4 and Teredo reach the IPv4 address inside: it must be public too.
+            judged += [inner for inner in (ip.sixtofour, *(ip.teredo or ())) if inner]
+    return all(one.is_global and not (one.is_multicast or one.is_reserved) for one in judged)
 
 
 def _resolve(host: str, port: int) -> tuple[str, ...]:
@@ -114,8 +155,8 @@ def _resolve(host: str, port: int) -> tuple[str, ...]:
 def _target(url: str, allowed_origins: Iterable[str]) -> _Target:
     key = _origin_key(url)
     if key is None:
-        parts = urlsplit(url.strip())
-        if parts.scheme and parts.scheme.lower() not in DEFAULT_PORTS:
+        parts = _split(url)
+        if parts and parts.scheme and parts.scheme.lower() not in DEFAULT_PORTS:
             raise UnsafeURLError("unsupported_scheme", "Only http and https URLs are allowed.")
         raise UnsafeURLError("invalid_url", "This is not a valid http or https URL.")
     scheme, host, port = key

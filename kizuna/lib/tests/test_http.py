@@ -46,10 +46,82 @@ def test_other_schemes_are_refused(url):
     assert refused.value.code == "unsupported_scheme"
 
 
-@pytest.mark.parametrize("url", ["", "not a url", "http://", "https://:80/x"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "not a url",
+        "http://",
+        "https://:80/x",
+        # Hosts Python's urlsplit raises ValueError for (once a 500 at the Survey API).
+        "http://[127.0.0.1]/",
+        "http://[::1/",
+        "http://[not-an-address]/",
+        "http://x:99999/",
+        "http://x:port/",
+        # Malformed host names.
+        "http://exa mple.com/",
+        "http://a..b/",
+        "http://-a.example.com/",
+        "http://host%2f/",
+        "http://" + "a" * 64 + ".example.com/",
+        # Characters urlsplit would drop silently, so what is stored is not what is requested.
+        "http://ho\tst/",
+        "http://example.com/\r\nX-Injected: 1",
+        "http://exa\x00mple.com/",
+    ],
+)
 def test_malformed_urls_are_refused(url):
     with pytest.raises(http.UnsafeURLError) as refused:
         http.check_url(url)
+    assert refused.value.code == "invalid_url"
+
+
+@pytest.mark.parametrize(
+    ("url", "inside"),
+    [
+        ("http://[2002:7f00:1::]/", "6to4 of 127.0.0.1"),
+        ("http://[2002:a9fe:a9fe::]/", "6to4 of 169.254.169.254 (cloud metadata)"),
+        ("http://[2002:c0a8:101::1]/", "6to4 of 192.168.1.1"),
+        ("http://[2002:a00:1::]/", "6to4 of 10.0.0.1"),
+        ("http://[2002:6440:1::]/", "6to4 of 100.64.0.1 (shared address space)"),
+        ("http://[64:ff9b::7f00:1]/", "NAT64 of 127.0.0.1"),
+        ("http://[64:ff9b::a9fe:a9fe]/", "NAT64 of 169.254.169.254"),
+        ("http://[64:ff9b:1::a00:1]/", "local-use NAT64 of 10.0.0.1"),
+        ("http://[::ffff:169.254.169.254]/", "IPv4-mapped 169.254.169.254"),
+        ("http://[::ffff:a00:1]/", "IPv4-mapped 10.0.0.1, hexadecimal"),
+        ("http://[::ffff:0:7f00:1]/", "IPv4-translated 127.0.0.1"),
+        ("http://[::127.0.0.1]/", "IPv4-compatible 127.0.0.1"),
+        ("http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/", "Teredo, client 127.0.0.1"),
+        ("http://127.1/", "short form of 127.0.0.1"),
+        ("http://0x7f.0.0.1/", "hexadecimal 127.0.0.1"),
+        ("http://017700000001/", "octal 127.0.0.1"),
+    ],
+)
+def test_ipv6_and_numeric_spellings_of_private_ipv4_addresses_are_refused(url, inside):
+    with pytest.raises(http.UnsafeURLError) as refused:
+        http.check_url(url)
+    assert refused.value.code == "private_address", inside
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://[2002:5db8:d70e::1]/hook", "https://[64:ff9b::5db8:d70e]/hook"],
+    ids=["6to4", "NAT64"],
+)
+def test_ipv6_carrying_a_public_ipv4_address_is_allowed(url):
+    http.check_url(url)
+
+
+def test_a_malformed_allowed_origin_allows_nothing_and_raises_nothing():
+    with pytest.raises(http.UnsafeURLError) as refused:
+        http.check_url("http://127.0.0.1:8000/hook", allowed_origins=["http://[127.0.0.1]:8000"])
+    assert refused.value.code == "private_address"
+
+
+def test_post_refuses_a_malformed_host_before_connecting():
+    with pytest.raises(http.UnsafeURLError) as refused:
+        http.post("http://[127.0.0.1]/hook", content=b"{}", headers={})
     assert refused.value.code == "invalid_url"
 
 

@@ -23,6 +23,11 @@ SURVEY_URL = config.survey_url(KIZUNA_BASE_URL)
 # Shared by CRM and Survey for the "my own account" method (DESIGN.md §2). Derived
 # from the secret key when both run together; set it explicitly when they do not.
 KIZUNA_TRUST_TOKEN = config.trust_token(SECRET_KEY)
+# Wrong trust tokens from one client address within the window, before the next gets 429.
+KIZUNA_TRUST_TOKEN_MAX_FAILURES = config.env_int("KIZUNA_TRUST_TOKEN_MAX_FAILURES", 10, minimum=1)
+KIZUNA_TRUST_TOKEN_WINDOW_SECONDS = config.env_int(
+    "KIZUNA_TRUST_TOKEN_WINDOW_SECONDS", 900, minimum=1
+)
 # The Survey service refuses webhook URLs on private addresses, except these
 # (the co-deployed CRM by default). Comma-separated http(s) origins.
 KIZUNA_WEBHOOK_ALLOWED_ORIGINS = tuple(

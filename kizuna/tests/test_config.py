@@ -106,6 +106,14 @@ def run_kizuna(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
             {"KIZUNA_TRUST_TOKEN": "shared-but-short"},
             "KIZUNA_TRUST_TOKEN must be at least 32 characters long",
         ),
+        (
+            {"KIZUNA_TRUST_TOKEN_MAX_FAILURES": "none"},
+            "KIZUNA_TRUST_TOKEN_MAX_FAILURES='none' is not a whole number",
+        ),
+        (
+            {"KIZUNA_TRUST_TOKEN_WINDOW_SECONDS": "0"},
+            "KIZUNA_TRUST_TOKEN_WINDOW_SECONDS='0' must be at least 1",
+        ),
         ({"KIZUNA_HSTS_SECONDS": "-1"}, "KIZUNA_HSTS_SECONDS='-1' must be at least 0"),
         ({"KIZUNA_HSTS_INCLUDE_SUBDOMAINS": "all"}, "KIZUNA_HSTS_INCLUDE_SUBDOMAINS='all' is not"),
         ({"KIZUNA_HSTS_PRELOAD": "later"}, "KIZUNA_HSTS_PRELOAD='later' is not a boolean"),

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.http import HttpRequest
-from django.utils.translation import gettext_lazy as _
 from ninja.security import APIKeyHeader
 
-from kizuna.lib import crypto
 from kizuna.lib.api_errors import APIError, ErrorCode
+from kizuna.survey.api.services import TrustTokenRefused, check_trust_token
 from kizuna.survey.keys.models import ServiceKey
 from kizuna.survey.keys.services import KeyAuthenticationError, authenticate_key, window_seconds
 
@@ -39,11 +37,11 @@ class TrustTokenAuth(APIKeyHeader):
     param_name = "X-Kizuna-Trust"
 
     def authenticate(self, request: HttpRequest, key: str | None) -> bool:
-        expected = settings.KIZUNA_TRUST_TOKEN
-        if not key or not expected or not crypto.constant_time_equals(key, expected):
+        try:
+            check_trust_token(token=key or "", address=request.META.get("REMOTE_ADDR", ""))
+        except TrustTokenRefused as error:
+            headers = {"Retry-After": str(error.retry_after)} if error.retry_after else {}
             raise APIError(
-                ErrorCode.INVALID_TRUST_TOKEN,
-                _("This route needs the deployment's trust token (X-Kizuna-Trust)."),
-                status=401,
-            )
+                ErrorCode(error.code), error.message, status=error.status, headers=headers
+            ) from None
         return True

@@ -1,4 +1,5 @@
-"""Writes behind the Survey REST API: invitation batches and the trust-token account lookup.
+"""Writes behind the Survey REST API: invitation batches, the trust token (checked and
+throttled) and its account lookup.
 
 Account creation and member registration are the Survey core's
 (survey.services.create_account / register_members); SC keys are survey.keys'.
@@ -7,6 +8,7 @@ Account creation and member registration are the Survey core's
 from __future__ import annotations
 
 import datetime
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,9 +18,13 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext_lazy
 
+from kizuna import config
 from kizuna.identity.models import User
+from kizuna.lib import crypto, ratelimit
 from kizuna.lib.text import validate_single_line
 from kizuna.survey import services as survey_services
 from kizuna.survey.keys import services as key_services
@@ -152,6 +158,56 @@ def create_invitations(
             )
         }
     return [(by_reference[ref], ref not in existing) for ref in references]
+
+
+class TrustTokenRefused(Exception):
+    """A request without the trust token; `code` and `status` are the API's answer."""
+
+    def __init__(
+        self, code: str, message: str | Promise, *, status: int, retry_after: int = 0
+    ) -> None:
+        super().__init__(str(message))
+        self.code = code
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+
+
+def check_trust_token(*, token: str, address: str) -> None:
+    """Accept the deployment's trust token; count a wrong one against the client address.
+
+    The right token is checked first and always accepted: a co-deployed CRM shares its
+    address with everyone behind the same proxy, and their failures must never lock it
+    out. Past KIZUNA_TRUST_TOKEN_MAX_FAILURES wrong tokens in the window, an address's
+    wrong tokens get 429 instead of 401 until the window ends.
+    """
+    expected = settings.KIZUNA_TRUST_TOKEN
+    if token and expected and crypto.constant_time_equals(token, expected):
+        return
+    limit = config.Rate(
+        settings.KIZUNA_TRUST_TOKEN_MAX_FAILURES, settings.KIZUNA_TRUST_TOKEN_WINDOW_SECONDS
+    )
+    wait = ratelimit.take("trust-token-failures", address, limit)
+    if wait:
+        minutes = max(1, math.ceil(wait / 60))
+        raise TrustTokenRefused(
+            "throttled",
+            ngettext_lazy(
+                "Too many wrong trust tokens came from your address: wrong ones are refused "
+                "for %(minutes)d more minute. The right token is still accepted.",
+                "Too many wrong trust tokens came from your address: wrong ones are refused "
+                "for %(minutes)d more minutes. The right token is still accepted.",
+                "minutes",
+            )
+            % {"minutes": minutes},
+            status=429,
+            retry_after=wait,
+        )
+    raise TrustTokenRefused(
+        "invalid_trust_token",
+        _("This route needs the deployment's trust token (X-Kizuna-Trust)."),
+        status=401,
+    )
 
 
 @dataclass(frozen=True)

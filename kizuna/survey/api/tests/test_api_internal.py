@@ -146,3 +146,77 @@ def test_trust_token_does_not_open_the_sc_key_routes(client: Client, ada):
     response = client.get("/survey/api/v1/account", **trusted())
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "missing_credentials"
+
+
+# --- throttling wrong trust tokens (per client address; the right token always passes) ------
+
+
+ATTACKER = "203.0.113.66"
+
+
+def wrong_tokens(client: Client, count: int, address: str = ATTACKER) -> list[int]:
+    return [
+        post(
+            client, {"email": "ada@example.com"}, HTTP_X_KIZUNA_TRUST="guess", REMOTE_ADDR=address
+        ).status_code
+        for _ in range(count)
+    ]
+
+
+@override_settings(KIZUNA_TRUST_TOKEN_MAX_FAILURES=3, KIZUNA_TRUST_TOKEN_WINDOW_SECONDS=600)
+def test_wrong_trust_tokens_past_the_limit_get_429_saying_what_was_limited(client: Client, ada):
+    statuses = wrong_tokens(client, 3)
+    response = post(
+        client, {"email": "ada@example.com"}, HTTP_X_KIZUNA_TRUST="guess", REMOTE_ADDR=ATTACKER
+    )
+
+    assert statuses == [401, 401, 401]
+    assert response.status_code == 429
+    assert response.json() == {
+        "error": {
+            "code": "throttled",
+            "message": "Too many wrong trust tokens came from your address: wrong ones are "
+            "refused for 10 more minutes. The right token is still accepted.",
+            "fields": {},
+        }
+    }
+    assert 599 <= int(response["Retry-After"]) <= 600
+    assert SurveyAccount.objects.count() == 1
+
+
+@override_settings(KIZUNA_TRUST_TOKEN_MAX_FAILURES=3)
+def test_the_right_trust_token_is_never_refused_for_others_failures_at_its_address(
+    client: Client, ada
+):
+    wrong_tokens(client, 10)
+
+    same_address = post(client, {"email": "ada@example.com"}, REMOTE_ADDR=ATTACKER, **trusted())
+    other_address = post(client, {"email": "ada@example.com"}, REMOTE_ADDR="192.0.2.8", **trusted())
+
+    assert (same_address.status_code, other_address.status_code) == (200, 200)
+
+
+@override_settings(KIZUNA_TRUST_TOKEN_MAX_FAILURES=3)
+def test_wrong_trust_tokens_are_counted_per_client_address(client: Client, ada):
+    wrong_tokens(client, 5)
+
+    assert wrong_tokens(client, 1, address="192.0.2.8") == [401]
+
+
+@override_settings(KIZUNA_TRUST_TOKEN_MAX_FAILURES=1)
+def test_the_trust_token_429_is_in_the_callers_language(client: Client, ada):
+    wrong_tokens(client, 1)
+
+    response = post(
+        client,
+        {"email": "ada@example.com"},
+        HTTP_X_KIZUNA_TRUST="guess",
+        HTTP_ACCEPT_LANGUAGE="ja",
+        REMOTE_ADDR=ATTACKER,
+    )
+
+    assert response.status_code == 429
+    assert response.json()["error"]["message"] == (
+        "このアドレスから誤った信頼トークンが多く送られました。あと 15 分間、誤ったトークンは"
+        "拒否されます。正しいトークンは引き続き受け付けます。"
+    )

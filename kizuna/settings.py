@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "kizuna.crm.mail",
     "kizuna.crm.imports",
     "kizuna.crm.api",
+    "kizuna.crm.audit",
     "kizuna.survey",
     "kizuna.survey.keys",
     "kizuna.survey.webhooks",

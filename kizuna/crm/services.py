@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
@@ -17,6 +18,8 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
 
+from kizuna.crm.audit import services as audit
+from kizuna.crm.audit.models import AuditAction
 from kizuna.crm.models import (
     PERSON_FIELDS,
     Activity,
@@ -35,6 +38,8 @@ from kizuna.identity import mailbox
 
 if TYPE_CHECKING:
     from kizuna.identity.models import User
+
+logger = logging.getLogger(__name__)
 
 INVITATION_LIFETIME = timedelta(days=7)
 LEAD_FIELDS = (*PERSON_FIELDS, "status")
@@ -64,6 +69,20 @@ class ConversionError(CrmError):
     pass
 
 
+class InvitationEmailError(CrmError):
+    """The invitation is saved but its email could not be sent; it can be sent again."""
+
+    def __init__(self, invitation: MemberInvitation) -> None:
+        super().__init__(
+            _(
+                "The invitation for %(email)s is saved, but its email could not be sent. "
+                "Use “Send again” under Pending invitations when the mail server works again."
+            )
+            % {"email": invitation.email}
+        )
+        self.invitation = invitation
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -79,9 +98,24 @@ def create_organization(*, name: str, by: User) -> Organization:
     return organization
 
 
-def rename_organization(*, organization: Organization, name: str) -> None:
+@transaction.atomic
+def rename_organization(*, organization: Organization, name: str, by: User) -> None:
+    old = (
+        Organization.objects.select_for_update()
+        .values_list("name", flat=True)
+        .get(pk=organization.pk)
+    )
     organization.name = name
+    if name == old:
+        return
     organization.save(update_fields=["name"])
+    audit.record(
+        organization=organization,
+        actor=by,
+        action=AuditAction.ORGANIZATION_RENAMED,
+        target=organization,
+        data={"old": old, "new": name},
+    )
 
 
 def _lock_active_administrators(organization: Organization) -> list[Membership]:
@@ -106,8 +140,18 @@ def change_role(*, membership: Membership, role: str, by: User) -> None:
         raise CrmError(_("Unknown role."))
     if membership.role == Role.ADMINISTRATOR and role != Role.ADMINISTRATOR:
         _refuse_if_last_administrator(membership)
+    previous = membership.role
+    if role == previous:
+        return
     Membership.objects.filter(pk=membership.pk).update(role=role)
     membership.role = role
+    audit.record(
+        organization=membership.organization,
+        actor=by,
+        action=AuditAction.MEMBER_ROLE_CHANGED,
+        target=membership,
+        data={"role": role, "previous_role": previous},
+    )
 
 
 @transaction.atomic
@@ -117,19 +161,34 @@ def deactivate_member(*, membership: Membership, by: User) -> None:
         _refuse_if_last_administrator(membership)
     Membership.objects.filter(pk=membership.pk).update(is_active=False)
     membership.is_active = False
+    audit.record(
+        organization=membership.organization,
+        actor=by,
+        action=AuditAction.MEMBER_DEACTIVATED,
+        target=membership,
+    )
 
 
+@transaction.atomic
 def reactivate_member(*, membership: Membership, by: User) -> None:
     membership.is_active = True
     membership.save(update_fields=["is_active"])
+    audit.record(
+        organization=membership.organization,
+        actor=by,
+        action=AuditAction.MEMBER_REACTIVATED,
+        target=membership,
+    )
 
 
 def invite_member(
     *, organization: Organization, email: str, role: str, by: User
 ) -> tuple[MemberInvitation, str]:
-    """Store an invitation (only the token's hash) and email its link; returns the token too."""
-    from kizuna.identity.models import User as UserModel
+    """Store an invitation (only the token's hash) and email its link; returns the token too.
 
+    InvitationEmailError when the email could not be sent: the invitation stays, to be sent
+    again with resend_invitation().
+    """
     email = email.strip().lower()
     if Membership.objects.filter(
         organization=organization, user__email__iexact=email, is_active=True
@@ -151,24 +210,70 @@ def invite_member(
             created_at=now,
             expires_at=now + INVITATION_LIFETIME,
         )
-    invitee = UserModel.objects.filter(email__iexact=email).first()
-    language = (invitee.language if invitee else "") or translation.get_language() or "en"
-    with translation.override(language):
-        context = {
-            "organization": organization,
-            "inviter": by,
-            "url": settings.KIZUNA_BASE_URL + reverse("crm:invitation", args=[token]),
-            "expires_at": invitation.expires_at,
-        }
-        subject = render_to_string("crm/invitation_subject.txt", context).strip()
-        body = render_to_string("crm/invitation_email.txt", context)
-    message = EmailMessage(subject, body, None, [email])
-    mailbox.mark(message, kind=mailbox.MailKind.CRM_INVITATION, sent_by=by, secrets=[token])
-    message.send()
+        audit.record(
+            organization=organization,
+            actor=by,
+            action=AuditAction.INVITATION_SENT,
+            target=invitation,
+            data={"email": email, "role": role},
+        )
+    _send_invitation_email(invitation, token, invitation.expires_at, by)
     return invitation, token
 
 
+def resend_invitation(*, invitation: MemberInvitation, by: User) -> str:
+    """Email a pending invitation again with a new link, valid for another INVITATION_LIFETIME;
+    returns its token. Once that email is sent the old link stops working; when it cannot be
+    sent (InvitationEmailError) nothing changes and the old link still works."""
+    token = secrets.token_urlsafe(32)
+    expires_at = timezone.now() + INVITATION_LIFETIME
+    _send_invitation_email(invitation, token, expires_at, by)
+    with transaction.atomic():
+        invitation.token_hash, invitation.expires_at = hash_token(token), expires_at
+        invitation.save(update_fields=["token_hash", "expires_at"])
+        audit.record(
+            organization=invitation.organization,
+            actor=by,
+            action=AuditAction.INVITATION_RESENT,
+            target=invitation,
+        )
+    return token
+
+
+def _send_invitation_email(
+    invitation: MemberInvitation, token: str, expires_at: datetime, by: User
+) -> None:
+    from kizuna.identity.models import User as UserModel
+
+    invitee = UserModel.objects.filter(email__iexact=invitation.email).first()
+    language = (invitee.language if invitee else "") or translation.get_language() or "en"
+    with translation.override(language):
+        context = {
+            "organization": invitation.organization,
+            "inviter": by,
+            "url": settings.KIZUNA_BASE_URL + reverse("crm:invitation", args=[token]),
+            "expires_at": expires_at,
+        }
+        subject = render_to_string("crm/invitation_subject.txt", context).strip()
+        body = render_to_string("crm/invitation_email.txt", context)
+    message = EmailMessage(subject, body, None, [invitation.email])
+    mailbox.mark(message, kind=mailbox.MailKind.CRM_INVITATION, sent_by=by, secrets=[token])
+    try:
+        message.send()
+    except OSError as error:  # smtplib's errors are OSErrors too
+        logger.exception("CRM invitation %s could not be sent", invitation.pk)
+        raise InvitationEmailError(invitation) from error
+
+
+@transaction.atomic
 def revoke_invitation(*, invitation: MemberInvitation, by: User) -> None:
+    audit.record(
+        organization=invitation.organization,
+        actor=by,
+        action=AuditAction.INVITATION_REVOKED,
+        target=invitation,
+        data={"email": invitation.email},
+    )
     invitation.delete()
 
 
@@ -208,6 +313,13 @@ def accept_invitation(*, token: str, user: User) -> Membership:
     )
     invitation.accepted_at = now
     invitation.save(update_fields=["accepted_at"])
+    audit.record(
+        organization=invitation.organization,
+        actor=user,
+        action=AuditAction.INVITATION_ACCEPTED,
+        target=membership,
+        data={"email": invitation.email, "role": invitation.role},
+    )
     return membership
 
 
@@ -339,14 +451,26 @@ def records_of(organization: Organization, module: str, ids: Iterable[int]) -> Q
 
 @transaction.atomic
 def delete_records(*, organization: Organization, module: str, ids: Iterable[int], by: User) -> int:
-    """Delete the records of this organization among `ids`, with the timeline only they had."""
-    records = records_of(organization, module, ids)
-    record_ids = list(records.values_list("pk", flat=True))
+    """Delete the records of this organization among `ids`, with the timeline only they had.
+
+    One audit entry names them all (the one record itself when there is one).
+    """
+    records = list(records_of(organization, module, ids).order_by("pk"))
+    record_ids = [each.pk for each in records]
+    if not records:
+        return 0
+    audit.record(
+        organization=organization,
+        actor=by,
+        action=AuditAction.RECORDS_DELETED,
+        target=records[0] if len(records) == 1 else None,
+        data={"module": module, "count": len(records), "ids": record_ids},
+    )
     if module == "leads":
         Activity.objects.filter(lead_id__in=record_ids, contact__isnull=True).delete()
     else:
         Activity.objects.filter(contact_id__in=record_ids, lead__isnull=True).delete()
-    records.model.objects.filter(pk__in=record_ids).delete()
+    model_for(module).objects.filter(pk__in=record_ids).delete()
     return len(record_ids)
 
 

@@ -31,7 +31,9 @@ def settings_home(request: HttpRequest) -> HttpResponse:
     organization = get_organization_for_admin(request)
     form = OrganizationForm(request.POST or None, initial={"name": organization.name})
     if request.method == "POST" and form.is_valid():
-        services.rename_organization(organization=organization, name=form.cleaned_data["name"])
+        services.rename_organization(
+            organization=organization, name=form.cleaned_data["name"], by=signed_in_user(request)
+        )
         messages.success(request, _("The organization's name was saved."))
         return redirect("crm:settings")
     return render(
@@ -97,6 +99,9 @@ def member_invite(request: HttpRequest) -> HttpResponse:
             )
         except services.InvitationError as error:
             form.add_error("email", str(error))
+        except services.InvitationEmailError as error:
+            messages.error(request, str(error))
+            return redirect("crm:settings-members")
         else:
             messages.success(
                 request,
@@ -166,6 +171,29 @@ def invitation_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     messages.success(
         request, _("The invitation for %(email)s was withdrawn.") % {"email": invitation.email}
     )
+    return redirect("crm:settings-members")
+
+
+@require_POST
+@login_required
+def invitation_resend(request: HttpRequest, pk: int) -> HttpResponse:
+    invitation = get_invitation_for_admin(request, pk)
+    if invitation.accepted_at is not None:
+        messages.info(
+            request,
+            _("%(email)s has already accepted the invitation.") % {"email": invitation.email},
+        )
+        return redirect("crm:settings-members")
+    try:
+        services.resend_invitation(invitation=invitation, by=signed_in_user(request))
+    except services.InvitationEmailError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(
+            request,
+            _("The invitation was sent again to %(email)s. The new link works for 7 days.")
+            % {"email": invitation.email},
+        )
     return redirect("crm:settings-members")
 
 

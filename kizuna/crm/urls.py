@@ -43,6 +43,11 @@ urlpatterns = [
         settings_views.invitation_revoke,
         name="invitation-revoke",
     ),
+    path(
+        "settings/invitations/<int:pk>/resend/",
+        settings_views.invitation_resend,
+        name="invitation-resend",
+    ),
     path("settings/extensions/", settings_views.settings_extensions, name="settings-extensions"),
     path("invitations/<str:token>/", settings_views.invitation, name="invitation"),
     path("api/v1/", include("kizuna.crm.api.v1_urls")),

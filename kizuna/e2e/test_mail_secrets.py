@@ -43,7 +43,8 @@ REVIEWED_KINDS = {
 # Every function that builds a message, with the kinds it sends.
 REVIEWED_SENDERS = {
     "kizuna/identity/forms.py:PasswordResetForm.send_mail": {MailKind.PASSWORD_RESET},
-    "kizuna/crm/services.py:invite_member": {MailKind.CRM_INVITATION},
+    # invite_member and resend_invitation both send through it
+    "kizuna/crm/services.py:_send_invitation_email": {MailKind.CRM_INVITATION},
     "kizuna/survey/services.py:send_invitation": {MailKind.SURVEY_MEMBER_INVITATION},
     "kizuna/crm/mail/services.py:build_email": {MailKind.CRM_MESSAGE},
 }

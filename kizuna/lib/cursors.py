@@ -12,11 +12,15 @@ import base64
 import binascii
 import datetime
 import json
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
+from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 
-__all__ = ["decode_cursor", "encode_cursor"]
+__all__ = ["NewestFirstPage", "decode_cursor", "encode_cursor", "newest_first"]
+
+RowT = TypeVar("RowT", bound=Model)
 
 
 def encode_cursor(at: datetime.datetime, pk: Any) -> str:
@@ -35,3 +39,43 @@ def decode_cursor(cursor: str) -> tuple[datetime.datetime, str] | None:
     if timezone.is_naive(moment) or not isinstance(pk, str):
         return None
     return moment, pk
+
+
+def integer_position(cursor: str) -> tuple[datetime.datetime, int] | None:
+    """The (moment, integer primary key) of `cursor`, or None when it is not one of ours."""
+    decoded = decode_cursor(cursor) if cursor else None
+    # A bigint has at most 19 digits: a longer number would be a database error, not a page.
+    if decoded is None or not decoded[1].isdigit() or len(decoded[1]) > 18:
+        return None
+    return decoded[0], int(decoded[1])
+
+
+@dataclass(frozen=True)
+class NewestFirstPage(Generic[RowT]):
+    """One page of rows, newest first; `older_cursor` is None on the last page."""
+
+    rows: list[RowT]
+    older_cursor: str | None
+    is_first: bool
+
+
+def newest_first(
+    rows: QuerySet[RowT], *, before: str, size: int, moment: str = "created_at"
+) -> NewestFirstPage[RowT]:
+    """The `size` rows older than the cursor `before` (the newest ones without one).
+
+    Rows are ordered by (`moment`, integer pk) descending; a cursor that is not one
+    of ours starts again from the newest rows.
+    """
+    ordered = rows.order_by(f"-{moment}", "-pk")
+    position = integer_position(before)
+    if position is not None:
+        at, pk = position
+        ordered = ordered.filter(Q(**{f"{moment}__lt": at}) | Q(**{moment: at, "pk__lt": pk}))
+    page = list(ordered[: size + 1])
+    last = page[size - 1] if len(page) > size else None
+    return NewestFirstPage(
+        rows=page[:size],
+        older_cursor=encode_cursor(getattr(last, moment), last.pk) if last is not None else None,
+        is_first=position is None,
+    )

@@ -14,6 +14,8 @@ from django_tasks import TaskResultStatus, default_task_backend
 from django_tasks.base import Task
 from django_tasks.exceptions import TaskResultDoesNotExist
 
+from kizuna.crm.audit import services as audit
+from kizuna.crm.audit.models import AuditAction
 from kizuna.crm.imports.checks import summarize
 from kizuna.crm.imports.models import EDITABLE, IN_PROGRESS, ImportJob, ImportStatus
 from kizuna.crm.imports.rows import (
@@ -203,19 +205,30 @@ def discard_import(*, job: ImportJob) -> bool:
     return bool(discarded)
 
 
-def start_import(*, job: ImportJob, skip_bad_rows: bool, allow_duplicates: bool) -> ImportJob:
+def start_import(
+    *, job: ImportJob, by: User, skip_bad_rows: bool, allow_duplicates: bool
+) -> ImportJob:
     """Queue the import; small files run now, large ones in the worker."""
-    # A job that failed on bad rows may be started again, for example to skip them.
-    updated = ImportJob.objects.filter(pk=job.pk, status__in=EDITABLE, created_count=0).update(
-        status=ImportStatus.QUEUED,
-        failure="",
-        failure_texts={},
-        problems=[],
-        skip_bad_rows=skip_bad_rows,
-        allow_duplicates=allow_duplicates,
-        processed=0,
-        task_id="",
-    )
+    with transaction.atomic():
+        # A job that failed on bad rows may be started again, for example to skip them.
+        updated = ImportJob.objects.filter(pk=job.pk, status__in=EDITABLE, created_count=0).update(
+            status=ImportStatus.QUEUED,
+            failure="",
+            failure_texts={},
+            problems=[],
+            skip_bad_rows=skip_bad_rows,
+            allow_duplicates=allow_duplicates,
+            processed=0,
+            task_id="",
+        )
+        if updated:
+            audit.record(
+                organization=job.organization,
+                actor=by,
+                action=AuditAction.IMPORT_STARTED,
+                target=job,
+                data={"module": job.module, "rows": job.row_count},
+            )
     if not updated:
         job.refresh_from_db()
         return job
@@ -312,6 +325,13 @@ def _run_claimed_import(job: ImportJob) -> None:
             problems=problems,
             content="",
             finished_at=timezone.now(),
+        )
+        audit.record(
+            organization=job.organization,
+            actor=job.created_by,
+            action=AuditAction.IMPORT_FINISHED,
+            target=job,
+            data={"module": job.module, "created": len(rows), "skipped": bad},
         )
 
 

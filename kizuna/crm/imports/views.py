@@ -128,6 +128,7 @@ def run(request: HttpRequest, pk: int) -> HttpResponse:
     form.is_valid()  # two optional checkboxes: always valid
     job = services.start_import(
         job=job,
+        by=signed_in_user(request),
         skip_bad_rows=form.cleaned_data["skip_bad_rows"],
         allow_duplicates=form.cleaned_data["allow_duplicates"],
     )

@@ -18,6 +18,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext, override
 
+from kizuna.crm.audit import services as audit
+from kizuna.crm.audit.models import AuditAction
 from kizuna.crm.mail import transport
 from kizuna.crm.mail.extensions import MergeContext
 from kizuna.crm.mail.models import EmailTemplate, OutgoingMessage, SendBatch
@@ -37,6 +39,10 @@ SKIP_NO_EMAIL = "no_email"
 # Templates ------------------------------------------------------------------
 
 
+TEMPLATE_FIELDS = ("name", "subject", "body_html", "body_text")
+
+
+@transaction.atomic
 def create_template(
     *,
     organization: Organization,
@@ -48,7 +54,7 @@ def create_template(
     body_text: str,
 ) -> EmailTemplate:
     now = timezone.now()
-    return EmailTemplate.objects.create(
+    template = EmailTemplate.objects.create(
         organization=organization,
         module=module,
         name=name,
@@ -59,15 +65,36 @@ def create_template(
         created_at=now,
         modified_at=now,
     )
+    audit.record(
+        organization=organization,
+        actor=by,
+        action=AuditAction.EMAIL_TEMPLATE_CREATED,
+        target=template,
+        data={"module": module},
+    )
+    return template
 
 
+@transaction.atomic
 def update_template(
-    *, template: EmailTemplate, name: str, subject: str, body_html: str, body_text: str
+    *, template: EmailTemplate, by: User, name: str, subject: str, body_html: str, body_text: str
 ) -> EmailTemplate:
+    """Save the template; the audit log names the fields that changed (nothing when none did)."""
+    before = {field: getattr(template, field) for field in TEMPLATE_FIELDS}
     template.name, template.subject = name, subject
     template.body_html, template.body_text = body_html, body_text
     template.modified_at = timezone.now()
-    template.save(update_fields=["name", "subject", "body_html", "body_text", "modified_at"])
+    template.save(update_fields=[*TEMPLATE_FIELDS, "modified_at"])
+    # save() sanitizes body_html: compare what is stored now with what was stored before.
+    changed = [field for field in TEMPLATE_FIELDS if getattr(template, field) != before[field]]
+    if changed:
+        audit.record(
+            organization=template.organization,
+            actor=by,
+            action=AuditAction.EMAIL_TEMPLATE_CHANGED,
+            target=template,
+            data={"fields": changed},
+        )
     return template
 
 
@@ -85,7 +112,14 @@ def clone_template(*, template: EmailTemplate, by: User) -> EmailTemplate:
     )
 
 
-def delete_template(*, template: EmailTemplate) -> None:
+@transaction.atomic
+def delete_template(*, template: EmailTemplate, by: User) -> None:
+    audit.record(
+        organization=template.organization,
+        actor=by,
+        action=AuditAction.EMAIL_TEMPLATE_DELETED,
+        target=template,
+    )
     # Batches keep their own snapshot of subject and bodies.
     template.delete()
 

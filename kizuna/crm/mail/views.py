@@ -115,6 +115,7 @@ def template_edit(request: HttpRequest, pk: int) -> HttpResponse:
         if form.is_valid():
             services.update_template(
                 template=template,
+                by=request.user,  # type: ignore[arg-type]
                 name=form.cleaned_data["name"],
                 subject=form.cleaned_data["subject"],
                 body_html=form.cleaned_data["body_html"],
@@ -210,7 +211,7 @@ def template_clone(request: HttpRequest, pk: int) -> HttpResponse:
 def template_delete(request: HttpRequest, pk: int) -> HttpResponse:
     template = get_template_for_editor(request, pk)
     if request.method == "POST":
-        services.delete_template(template=template)
+        services.delete_template(template=template, by=request.user)  # type: ignore[arg-type]
         messages.success(request, _("The email template was deleted."))
         return redirect("crm_mail:templates")
     return render(request, "crm_mail/template_delete.html", {"template": template})

@@ -43,6 +43,8 @@ def crm_subnav(context: dict[str, Any]) -> dict[str, Any]:
     membership = _membership(request) if request.user.is_authenticated else None
     match = request.resolver_match
     name = match.url_name if match and match.namespace == "crm" else ""
+    if match and match.namespace == "crm_audit":
+        name = "settings-audit-log"
     items: list[tuple[Any, str, bool]] = []
     if membership is not None:
         items = [

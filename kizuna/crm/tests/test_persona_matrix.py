@@ -69,6 +69,7 @@ MATRIX: dict[str, tuple[str, str, dict[str, Any], Expected]] = {
     "member-deactivate": ("post", "membership", {}, ADMIN_ACTION),
     "member-reactivate": ("post", "membership", {}, ADMIN_ACTION),
     "invitation-revoke": ("post", "invitation", {}, ADMIN_ACTION),
+    "invitation-resend": ("post", "invitation", {}, ADMIN_ACTION),
     # The link of an invitation email: a public page that explains what to do.
     "invitation": ("get", "token", {}, {"ada": 200, "bob": 200, "charlie": 200, "anonymous": 200}),
 }  # fmt: skip

@@ -45,7 +45,7 @@ def queued_job(
         override_settings(KIZUNA_IMPORT_BACKGROUND_ROWS=2),
         django_capture_on_commit_callbacks(execute=True),
     ):
-        services.start_import(job=job, skip_bad_rows=False, allow_duplicates=False)
+        services.start_import(job=job, by=ada, skip_bad_rows=False, allow_duplicates=False)
     job.refresh_from_db()
     assert job.status == ImportStatus.QUEUED
     assert job.task_id == str(DBTaskResult.objects.get().pk)

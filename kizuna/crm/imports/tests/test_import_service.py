@@ -37,7 +37,7 @@ def test_decoding_prefers_the_bom_then_strict_utf8_then_shift_jis() -> None:
 def test_10000_rows_import_in_one_transaction(ada: User, organization: Organization) -> None:
     job = _job(organization, ada, lead_rows(10_000))
     assert job.row_count == 10_000
-    queued = services.start_import(job=job, skip_bad_rows=False, allow_duplicates=False)
+    queued = services.start_import(job=job, by=ada, skip_bad_rows=False, allow_duplicates=False)
     assert queued.status == ImportStatus.QUEUED  # more than 2,000 rows: the worker's job
     services.run_import(job_id=job.pk)
     job.refresh_from_db()
@@ -52,7 +52,7 @@ def test_one_error_deep_in_a_large_file_imports_nothing(
     rows = lead_rows(3000)
     rows[2500][3] = "broken@"
     job = _job(organization, ada, rows)
-    services.start_import(job=job, skip_bad_rows=False, allow_duplicates=False)
+    services.start_import(job=job, by=ada, skip_bad_rows=False, allow_duplicates=False)
     job = services.run_import(job_id=job.pk)
     assert job.status == ImportStatus.FAILED
     assert job.problems == [
@@ -78,7 +78,7 @@ def test_large_files_go_to_the_worker_and_report_progress(
 
     job = _job(organization, ada, lead_rows(3))
     with django_capture_on_commit_callbacks(execute=True):
-        job = services.start_import(job=job, skip_bad_rows=False, allow_duplicates=False)
+        job = services.start_import(job=job, by=ada, skip_bad_rows=False, allow_duplicates=False)
     assert job.status == ImportStatus.QUEUED
     assert Lead.objects.count() == 0
     task_row = DBTaskResult.objects.get()
@@ -98,7 +98,7 @@ def test_the_background_task_runs_the_import_once(
 ) -> None:
     job = _job(organization, ada, lead_rows(3))
     with django_capture_on_commit_callbacks(execute=True):
-        services.start_import(job=job, skip_bad_rows=False, allow_duplicates=False)
+        services.start_import(job=job, by=ada, skip_bad_rows=False, allow_duplicates=False)
     job.refresh_from_db()
     assert (job.status, job.created_count) == (ImportStatus.DONE, 3)
     # A second delivery of the same task creates nothing more.

@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "kizuna.survey",
     "kizuna.survey.keys",
     "kizuna.survey.webhooks",
+    "kizuna.survey.audit",
 ]
 
 MIDDLEWARE = [

@@ -18,5 +18,6 @@ urlpatterns = [
     path("results/", include("kizuna.survey.results.urls")),
     path("settings/sc-key/", include("kizuna.survey.keys.urls")),
     path("settings/webhooks/", include("kizuna.survey.webhooks.urls")),
+    path("settings/audit-log/", include("kizuna.survey.audit.urls")),
     path("api/v1/", include("kizuna.survey.api.v1_urls")),
 ]

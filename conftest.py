@@ -9,7 +9,7 @@ import pytest
 # still be usable from those tests.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
-pytest_plugins = ["kizuna.testing.personas", "kizuna.testing.browser"]
+pytest_plugins = ["kizuna.testing.personas", "kizuna.testing.browser", "kizuna.testing.smtp"]
 
 
 @pytest.fixture(autouse=True)

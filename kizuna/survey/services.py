@@ -27,6 +27,8 @@ from django.utils.translation import gettext_lazy as _
 
 from kizuna.identity import mailbox
 from kizuna.identity.models import User
+from kizuna.survey.audit import services as audit
+from kizuna.survey.audit.models import AuditAction
 from kizuna.survey.models import AccountMember, MemberRole, Portal, SurveyAccount
 
 logger = logging.getLogger(__name__)
@@ -116,6 +118,13 @@ def register_members(
             (registered if added else existing).append(address)
             if new_user is not None:
                 new_users.append(new_user)
+        if registered:
+            audit.record(
+                account=account,
+                actor=by,
+                action=AuditAction.MEMBER_INVITED,
+                data={"emails": registered, "role": role},
+            )
     failed = [
         user.email for user in new_users if not send_invitation(user=user, account=account, by=by)
     ]
@@ -186,6 +195,21 @@ def send_invitation(*, user: User, account: SurveyAccount, by: User | None) -> b
     return True
 
 
+def resend_invitation(*, member: AccountMember, by: User) -> bool:
+    """Email the invitation of a member who has not set a password yet again; False when it
+    could not be sent (then nothing is recorded)."""
+    if not send_invitation(user=member.user, account=member.account, by=by):
+        return False
+    with transaction.atomic():
+        audit.record(
+            account=member.account,
+            actor=by,
+            action=AuditAction.MEMBER_INVITATION_RESENT,
+            target=member,
+        )
+    return True
+
+
 def _administrator_count(account: SurveyAccount) -> int:
     return AccountMember.objects.filter(account=account, role=MemberRole.ADMINISTRATOR).count()
 
@@ -210,8 +234,18 @@ def change_member_role(*, member: AccountMember, role: str, by: User) -> None:
         raise SurveyRuleError(
             gettext("The account needs at least one administrator: make someone else one first.")
         )
+    previous = member.role
+    if role == previous:
+        return
     member.role = role
     member.save(update_fields=["role"])
+    audit.record(
+        account=member.account,
+        actor=by,
+        action=AuditAction.MEMBER_ROLE_CHANGED,
+        target=member,
+        data={"role": role, "previous_role": previous},
+    )
 
 
 @transaction.atomic
@@ -226,10 +260,34 @@ def remove_member(*, member: AccountMember, by: User) -> None:
         raise SurveyRuleError(
             gettext("The last administrator cannot be removed: make someone else one first.")
         )
+    audit.record(account=member.account, actor=by, action=AuditAction.MEMBER_REMOVED, target=member)
     member.delete()
 
 
 # --- portals ------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def create_portal(*, account: SurveyAccount, name: str, by: User) -> Portal:
+    portal = Portal.objects.create(account=account, name=name.strip())
+    audit.record(account=account, actor=by, action=AuditAction.PORTAL_CREATED, target=portal)
+    return portal
+
+
+@transaction.atomic
+def rename_portal(*, portal: Portal, name: str, by: User) -> None:
+    old = Portal.objects.select_for_update().values_list("name", flat=True).get(pk=portal.pk)
+    portal.name = name.strip()
+    if portal.name == old:
+        return
+    portal.save(update_fields=["name"])
+    audit.record(
+        account=portal.account,
+        actor=by,
+        action=AuditAction.PORTAL_RENAMED,
+        target=portal,
+        data={"old": old, "new": portal.name},
+    )
 
 
 @transaction.atomic
@@ -241,4 +299,5 @@ def delete_portal(*, portal: Portal, by: User) -> None:
         )
     if Portal.objects.filter(account_id=portal.account_id).count() <= 1:
         raise SurveyRuleError(gettext("An account needs at least one portal."))
+    audit.record(account=portal.account, actor=by, action=AuditAction.PORTAL_DELETED, target=portal)
     portal.delete()

@@ -93,7 +93,10 @@ def members(request: HttpRequest) -> HttpResponse:
             if result.invitation_failed:
                 messages.error(
                     request,
-                    _("The invitation email could not be sent to: %(emails)s. Send it again later.")
+                    _(
+                        "Added, but the invitation email could not be sent to: %(emails)s. Use "
+                        "“Send invitation again” in the list when the mail server works again."
+                    )
                     % {"emails": ", ".join(result.invitation_failed)},
                 )
             return redirect("survey:members")
@@ -154,14 +157,19 @@ def member_resend(request: HttpRequest, pk: int) -> HttpResponse:
         messages.info(
             request, _("%(email)s has already set a password.") % {"email": target.user.email}
         )
-    elif services.send_invitation(
-        user=target.user, account=target.account, by=signed_in_user(request)
-    ):
+    elif services.resend_invitation(member=target, by=signed_in_user(request)):
         messages.success(
             request, _("The invitation was sent again to %(email)s.") % {"email": target.user.email}
         )
     else:
-        messages.error(request, _("The invitation email could not be sent. Try again later."))
+        messages.error(
+            request,
+            _(
+                "The invitation email to %(email)s could not be sent. Send it again when the mail "
+                "server works again."
+            )
+            % {"email": target.user.email},
+        )
     return redirect("survey:members")
 
 
@@ -173,9 +181,9 @@ def portals(request: HttpRequest) -> HttpResponse:
     admin = access.get_admin_membership(request)
     form = PortalForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        portal = form.save(commit=False)
-        portal.account = admin.account
-        portal.save()
+        portal = services.create_portal(
+            account=admin.account, name=form.cleaned_data["name"], by=signed_in_user(request)
+        )
         messages.success(request, _("Portal “%(name)s” created.") % {"name": portal.name})
         return redirect("survey:portals")
     rows = (
@@ -196,7 +204,9 @@ def portal_rename(request: HttpRequest, pk: int) -> HttpResponse:
     portal = access.get_portal_for_admin(request, pk)
     form = PortalForm(request.POST or None, instance=portal)
     if request.method == "POST" and form.is_valid():
-        form.save()
+        services.rename_portal(
+            portal=portal, name=form.cleaned_data["name"], by=signed_in_user(request)
+        )
         messages.success(request, _("Portal renamed to “%(name)s”.") % {"name": portal.name})
         return redirect("survey:portals")
     return render_form_page(

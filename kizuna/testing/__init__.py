@@ -10,6 +10,10 @@ kizuna.testing.browser
     fixtures: browser (session Chromium), page (en-US), new_page(locale="ja-JP");
     use with pytest-django's live_server. Tests using them are marked `browser` and are
     skipped, loudly, when /usr/bin/chromium is missing.
+kizuna.testing.smtp
+    fixture: mail_server -> (MailServer, port), a real SMTP server on loopback (aiosmtpd) whose
+    `received` lists the messages it took; `refusing = True` answers each with 554.
+    smtp_settings(port): override_settings for Django's SMTP backend; free_port(): a closed port.
 kizuna.testing.pages (import it; not a plugin)
     sign_in(page, live_server, user): a browser page with user's session;
     watch_for_errors(page) -> problems: 4xx/5xx responses and console (CSP) errors.

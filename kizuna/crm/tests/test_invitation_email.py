@@ -4,60 +4,20 @@ that refuses the message) is kept, the administrator is told on the page instead
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from email import message_from_bytes, policy
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from aiosmtpd.controller import Controller
-from django.test import Client, override_settings
+from django.test import Client
 from django.urls import reverse
 
 from kizuna.crm.audit.models import AuditAction, AuditEntry
 from kizuna.crm.models import MemberInvitation, Membership, Role
-from kizuna.work.tests.processes import free_port
+from kizuna.testing.smtp import MailServer, free_port, smtp_settings
 
 pytestmark = pytest.mark.django_db
 
 MEMBERS = reverse("crm:settings-members")
-
-
-class MailServer:
-    """An SMTP server on loopback that takes messages, or refuses them while `refusing`."""
-
-    def __init__(self) -> None:
-        self.refusing = False
-        self.received: list[Any] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.refusing:
-            return "554 5.7.1 Message refused by policy"
-        self.received.append(message_from_bytes(envelope.content, policy=policy.default))
-        return "250 Message accepted for delivery"
-
-
-def smtp_settings(port: int) -> Any:
-    return override_settings(
-        EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
-        EMAIL_HOST="127.0.0.1",
-        EMAIL_PORT=port,
-        EMAIL_USE_TLS=False,
-        EMAIL_USE_SSL=False,
-        EMAIL_TIMEOUT=5,
-    )
-
-
-@pytest.fixture
-def mail_server() -> Iterator[tuple[MailServer, int]]:
-    server = MailServer()
-    port = free_port()
-    controller = Controller(server, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield server, port
-    finally:
-        controller.stop()
 
 
 def invite(client: Client, email: str = "new@example.com") -> Any:

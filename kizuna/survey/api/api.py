@@ -374,10 +374,9 @@ def create_webhook_endpoint(
 
 @api.delete("/webhooks/{endpoint_id}", response={204: None, **ERRORS}, tags=["webhooks"])
 def delete_webhook_endpoint(request: HttpRequest, endpoint_id: int) -> Status[None]:
-    endpoint = get_object_or_404(
-        WebhookEndpoint.objects.of(_member(request).account_id), pk=endpoint_id
-    )
-    webhook_services.delete_endpoint(endpoint=endpoint)
+    member = _member(request)
+    endpoint = get_object_or_404(WebhookEndpoint.objects.of(member.account_id), pk=endpoint_id)
+    webhook_services.delete_endpoint(endpoint=endpoint, by=member.user)
     return Status(204, None)
 
 

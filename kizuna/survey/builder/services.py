@@ -17,6 +17,8 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from kizuna.identity.models import User
+from kizuna.survey.audit import services as audit
+from kizuna.survey.audit.models import AuditAction
 from kizuna.survey.models import Answer, Question, QuestionKind, Response, Section, Survey
 from kizuna.survey.services import SurveyRuleError
 
@@ -112,7 +114,7 @@ def _number(value: Decimal | None) -> int | float | None:
 
 @transaction.atomic
 def save_question(
-    *, survey: Survey, question: Question | None, data: dict[str, Any], by: User
+    *, survey: Survey, question: Question | None, data: dict[str, Any]
 ) -> QuestionSaved:
     """Create or update a question from QuestionForm data, never making answers unreadable."""
     kind = data["kind"]
@@ -188,7 +190,7 @@ def next_question_position(survey: Survey) -> int:
 
 
 @transaction.atomic
-def delete_question(*, question: Question, by: User) -> bool:
+def delete_question(*, question: Question) -> bool:
     """Delete a question, or archive it when it has answers (True then): results keep it."""
     if Answer.objects.filter(question=question).exists():
         question.is_archived = True
@@ -201,7 +203,7 @@ def delete_question(*, question: Question, by: User) -> bool:
 
 
 @transaction.atomic
-def restore_question(*, question: Question, by: User) -> None:
+def restore_question(*, question: Question) -> None:
     question.is_archived = False
     question.position = next_question_position(question.survey)
     question.save(update_fields=["is_archived", "position"])
@@ -209,7 +211,7 @@ def restore_question(*, question: Question, by: User) -> None:
 
 
 @transaction.atomic
-def move_question(*, question: Question, offset: int, by: User) -> None:
+def move_question(*, question: Question, offset: int) -> None:
     """Move a question up (-1) or down (+1) within its page, renumbering that page."""
     page = Question.objects.select_for_update().filter(
         survey_id=question.survey_id, is_archived=False
@@ -240,7 +242,7 @@ def _renumber(rows: list[Any]) -> None:
 
 
 @transaction.atomic
-def add_section(*, survey: Survey, title: str, description: str, by: User) -> Section:
+def add_section(*, survey: Survey, title: str, description: str) -> Section:
     top = survey.sections.aggregate(top=Max("position"))["top"]
     section = Section.objects.create(
         survey=survey,
@@ -253,7 +255,7 @@ def add_section(*, survey: Survey, title: str, description: str, by: User) -> Se
 
 
 @transaction.atomic
-def move_section(*, section: Section, offset: int, by: User) -> None:
+def move_section(*, section: Section, offset: int) -> None:
     sections = list(
         Section.objects.select_for_update()
         .filter(survey_id=section.survey_id)
@@ -269,7 +271,7 @@ def move_section(*, section: Section, offset: int, by: User) -> None:
 
 
 @transaction.atomic
-def delete_section(*, section: Section, by: User) -> int:
+def delete_section(*, section: Section) -> int:
     """Delete a section; its questions move to the first page (returns how many moved)."""
     survey = section.survey
     questions = list(section.questions.order_by("position", "id"))
@@ -293,12 +295,18 @@ def delete_survey(*, survey: Survey, by: User) -> None:
                 "responses stay readable."
             )
         )
+    audit.record(
+        account=survey.portal.account,
+        actor=by,
+        action=AuditAction.SURVEY_DELETED,
+        target=survey,
+    )
     Answer.objects.filter(question__survey=survey).delete()
     survey.delete()
 
 
 @transaction.atomic
-def copy_question(*, question: Question, by: User) -> Question:
+def copy_question(*, question: Question) -> Question:
     """A copy of `question` right after it on the same page, with no answers of its own."""
     later = Question.objects.filter(survey_id=question.survey_id, position__gt=question.position)
     later.update(position=F("position") + 1)

@@ -181,9 +181,7 @@ def question_new(request: HttpRequest, pk: int) -> HttpResponse:
     form = QuestionForm(request.POST or None, survey=survey, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
-            saved = services.save_question(
-                survey=survey, question=None, data=form.cleaned_data, by=signed_in_user(request)
-            )
+            saved = services.save_question(survey=survey, question=None, data=form.cleaned_data)
         except SurveyRuleError as error:
             form.add_error(None, str(error))
         else:
@@ -212,9 +210,7 @@ def question_edit(request: HttpRequest, pk: int, question_pk: int) -> HttpRespon
     )
     if request.method == "POST" and form.is_valid():
         try:
-            saved = services.save_question(
-                survey=survey, question=question, data=form.cleaned_data, by=signed_in_user(request)
-            )
+            saved = services.save_question(survey=survey, question=question, data=form.cleaned_data)
         except SurveyRuleError as error:
             form.add_error("kind", str(error))
         else:
@@ -243,7 +239,7 @@ def question_edit(request: HttpRequest, pk: int, question_pk: int) -> HttpRespon
 @login_required
 def question_delete(request: HttpRequest, pk: int, question_pk: int) -> HttpResponse:
     question = access.get_question_for_member(request, pk, question_pk)
-    if services.delete_question(question=question, by=signed_in_user(request)):
+    if services.delete_question(question=question):
         messages.warning(
             request,
             _(
@@ -260,7 +256,7 @@ def question_delete(request: HttpRequest, pk: int, question_pk: int) -> HttpResp
 @login_required
 def question_copy(request: HttpRequest, pk: int, question_pk: int) -> HttpResponse:
     question = access.get_question_for_member(request, pk, question_pk)
-    copy = services.copy_question(question=question, by=signed_in_user(request))
+    copy = services.copy_question(question=question)
     messages.success(request, _("Question copied: the copy is right below the original."))
     return redirect(_builder_url(question.survey, copy))
 
@@ -269,7 +265,7 @@ def question_copy(request: HttpRequest, pk: int, question_pk: int) -> HttpRespon
 @login_required
 def question_restore(request: HttpRequest, pk: int, question_pk: int) -> HttpResponse:
     question = access.get_question_for_member(request, pk, question_pk)
-    services.restore_question(question=question, by=signed_in_user(request))
+    services.restore_question(question=question)
     messages.success(request, _("Question restored: it is shown to respondents again."))
     return redirect(_builder_url(question.survey, question))
 
@@ -279,7 +275,7 @@ def question_restore(request: HttpRequest, pk: int, question_pk: int) -> HttpRes
 def question_move(request: HttpRequest, pk: int, question_pk: int) -> HttpResponse:
     question = access.get_question_for_member(request, pk, question_pk)
     offset = -1 if request.POST.get("direction") == "up" else 1
-    services.move_question(question=question, offset=offset, by=signed_in_user(request))
+    services.move_question(question=question, offset=offset)
     if request.htmx:  # type: ignore[attr-defined]
         context = _builder_context(question.survey)
         return render_page(request, "survey/builder_pages.html", context)
@@ -299,7 +295,6 @@ def section_new(request: HttpRequest, pk: int) -> HttpResponse:
             survey=survey,
             title=form.cleaned_data["title"],
             description=form.cleaned_data["description"],
-            by=signed_in_user(request),
         )
         messages.success(request, _("Section added: it starts a new page."))
         return redirect("survey:survey", pk=survey.pk)
@@ -328,7 +323,7 @@ def section_edit(request: HttpRequest, pk: int, section_pk: int) -> HttpResponse
 def section_move(request: HttpRequest, pk: int, section_pk: int) -> HttpResponse:
     section = access.get_section_for_member(request, pk, section_pk)
     offset = -1 if request.POST.get("direction") == "up" else 1
-    services.move_section(section=section, offset=offset, by=signed_in_user(request))
+    services.move_section(section=section, offset=offset)
     return redirect("survey:survey", pk=section.survey.pk)
 
 
@@ -336,7 +331,7 @@ def section_move(request: HttpRequest, pk: int, section_pk: int) -> HttpResponse
 @login_required
 def section_delete(request: HttpRequest, pk: int, section_pk: int) -> HttpResponse:
     section = access.get_section_for_member(request, pk, section_pk)
-    moved = services.delete_section(section=section, by=signed_in_user(request))
+    moved = services.delete_section(section=section)
     if moved:
         messages.success(
             request,

@@ -16,6 +16,8 @@ from django.utils.translation import gettext_lazy as _
 
 from kizuna.identity.models import User
 from kizuna.lib import crypto
+from kizuna.survey.audit import services as audit
+from kizuna.survey.audit.models import AuditAction
 from kizuna.survey.keys.models import ServiceKey
 from kizuna.survey.models import AccountMember
 
@@ -63,6 +65,12 @@ def regenerate_key(*, member: AccountMember, by: User) -> ServiceKey:
         AccountMember.objects.select_for_update().filter(pk=member.pk).first()
         ServiceKey.objects.filter(member=member, revoked_at__isnull=True).update(
             revoked_at=timezone.now()
+        )
+        audit.record(
+            account=member.account,
+            actor=by,
+            action=AuditAction.SC_KEY_REGENERATED,
+            target=member,
         )
         return _create_key(member=member, by=by)
 

@@ -24,6 +24,8 @@ from standardwebhooks import Webhook
 from kizuna.identity.models import User
 from kizuna.lib import crypto
 from kizuna.lib import http as outbound
+from kizuna.survey.audit import services as audit
+from kizuna.survey.audit.models import AuditAction
 from kizuna.survey.models import Invitation, Response, Survey, SurveyAccount
 from kizuna.survey.validation import answer_display
 from kizuna.survey.webhooks.models import (
@@ -209,6 +211,7 @@ def _too_long(limit: int, length: int) -> str:
     )
 
 
+@transaction.atomic
 def create_endpoint(
     *,
     account: SurveyAccount,
@@ -228,6 +231,13 @@ def create_endpoint(
         encrypted_secret=crypto.encrypt_secret(secret),
         description=description,
         created_by=by,
+    )
+    audit.record(
+        account=account,
+        actor=by,
+        action=AuditAction.WEBHOOK_ENDPOINT_CREATED,
+        target=endpoint,
+        data={"events": chosen},
     )
     return endpoint, secret
 
@@ -257,21 +267,46 @@ def register_endpoint(
     existing.events = _validated(url, events, description.strip())
     existing.description = description.strip() or existing.description
     existing.is_enabled, existing.disabled_reason, existing.disabled_at = True, "", None
-    existing.save(
-        update_fields=["events", "description", "is_enabled", "disabled_reason", "disabled_at"]
-    )
+    with transaction.atomic():
+        existing.save(
+            update_fields=["events", "description", "is_enabled", "disabled_reason", "disabled_at"]
+        )
+        audit.record(
+            account=account,
+            actor=by,
+            action=AuditAction.WEBHOOK_ENDPOINT_REGISTERED,
+            target=existing,
+            data={"events": existing.events},
+        )
     return existing, existing.signing_secret(), False
 
 
-def delete_endpoint(*, endpoint: WebhookEndpoint) -> None:
+@transaction.atomic
+def delete_endpoint(*, endpoint: WebhookEndpoint, by: User) -> None:
     """Remove the endpoint with its deliveries: nothing more is sent to it."""
+    audit.record(
+        account=endpoint.account,
+        actor=by,
+        action=AuditAction.WEBHOOK_ENDPOINT_DELETED,
+        target=endpoint,
+    )
     endpoint.delete()
 
 
 def disable_endpoint(*, endpoint: WebhookEndpoint, reason: str) -> None:
-    """Stop sending to the endpoint: it gets no new events, and pending deliveries stop."""
+    """Stop sending to the endpoint: it gets no new events, and pending deliveries stop.
+
+    Only deliveries do this (the endpoint answered 410 Gone): Kizuna itself is the actor.
+    """
     now = timezone.now()
     with transaction.atomic():
+        audit.record(
+            account=endpoint.account,
+            actor=None,
+            action=AuditAction.WEBHOOK_ENDPOINT_DISABLED,
+            target=endpoint,
+            data={"reason": reason[:300]},
+        )
         WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
             is_enabled=False, disabled_reason=reason[:300], disabled_at=now
         )
@@ -283,14 +318,22 @@ def disable_endpoint(*, endpoint: WebhookEndpoint, reason: str) -> None:
     endpoint.is_enabled, endpoint.disabled_reason, endpoint.disabled_at = False, reason, now
 
 
-def enable_endpoint(*, endpoint: WebhookEndpoint) -> None:
+@transaction.atomic
+def enable_endpoint(*, endpoint: WebhookEndpoint, by: User) -> None:
     WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
         is_enabled=True, disabled_reason="", disabled_at=None
     )
     endpoint.is_enabled, endpoint.disabled_reason, endpoint.disabled_at = True, "", None
+    audit.record(
+        account=endpoint.account,
+        actor=by,
+        action=AuditAction.WEBHOOK_ENDPOINT_ENABLED,
+        target=endpoint,
+    )
 
 
-def replay_delivery(*, delivery: Delivery) -> bool:
+@transaction.atomic
+def replay_delivery(*, delivery: Delivery, by: User) -> bool:
     """Send the delivery again now, with the same webhook-id; False while it is in flight."""
     updated = (
         Delivery.objects.filter(pk=delivery.pk)
@@ -303,6 +346,14 @@ def replay_delivery(*, delivery: Delivery) -> bool:
             max_attempts=delivery.attempts + Delivery._meta.get_field("max_attempts").default,
         )
     )
+    if updated:
+        audit.record(
+            account=delivery.endpoint.account,
+            actor=by,
+            action=AuditAction.WEBHOOK_DELIVERY_REPLAYED,
+            target=delivery,
+            data={"url": delivery.endpoint.url, "event": delivery.event_type},
+        )
     return bool(updated)
 
 

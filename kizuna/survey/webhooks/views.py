@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,14 +87,6 @@ def _cursor(delivery: Delivery) -> str:
     return cursors.encode_cursor(delivery.created_at, delivery.pk)
 
 
-def _position(cursor: str) -> tuple[datetime.datetime, int] | None:
-    decoded = cursors.decode_cursor(cursor) if cursor else None
-    # A bigint has at most 19 digits: a longer number would be a database error, not a page.
-    if decoded is None or not decoded[1].isdigit() or len(decoded[1]) > 18:
-        return None
-    return decoded[0], int(decoded[1])
-
-
 def page_of_deliveries(
     deliveries: QuerySet[Delivery], *, before: str = "", after: str = ""
 ) -> DeliveryPage:
@@ -105,8 +96,8 @@ def page_of_deliveries(
     starts again from the newest deliveries.
     """
     size = DELIVERIES_PER_PAGE
-    older_than = _position(before)
-    newer_than = _position(after) if older_than is None else None
+    older_than = cursors.integer_position(before)
+    newer_than = cursors.integer_position(after) if older_than is None else None
     if newer_than is not None:
         at, pk = newer_than
         rows = list(
@@ -177,7 +168,7 @@ def delivery_replay(request: HttpRequest, pk: int, delivery_pk: int) -> HttpResp
     delivery = get_object_or_404(Delivery, endpoint=endpoint, pk=delivery_pk)
     if not endpoint.is_enabled:
         messages.error(request, _("Enable the endpoint before replaying its deliveries."))
-    elif services.replay_delivery(delivery=delivery):
+    elif services.replay_delivery(delivery=delivery, by=signed_in_user(request)):
         messages.success(request, _("The delivery will be sent again in a moment."))
     else:
         messages.error(request, _("This delivery is being sent right now; try again shortly."))
@@ -188,7 +179,7 @@ def delivery_replay(request: HttpRequest, pk: int, delivery_pk: int) -> HttpResp
 @require_POST
 def endpoint_enable(request: HttpRequest, pk: int) -> HttpResponse:
     endpoint = get_endpoint_for_admin(request, pk)
-    services.enable_endpoint(endpoint=endpoint)
+    services.enable_endpoint(endpoint=endpoint, by=signed_in_user(request))
     messages.success(request, _("The endpoint is enabled again and receives new events."))
     return redirect("survey:survey_webhooks:endpoint", pk=endpoint.pk)
 
@@ -198,7 +189,7 @@ def endpoint_enable(request: HttpRequest, pk: int) -> HttpResponse:
 def endpoint_delete(request: HttpRequest, pk: int) -> HttpResponse:
     endpoint = get_endpoint_for_admin(request, pk)
     if request.method == "POST":
-        services.delete_endpoint(endpoint=endpoint)
+        services.delete_endpoint(endpoint=endpoint, by=signed_in_user(request))
         messages.success(request, _("The endpoint was deleted."))
         return redirect("survey:survey_webhooks:endpoints")
     return _render(request, "survey_webhooks/endpoint_delete.html", {"endpoint": endpoint})

@@ -268,7 +268,9 @@ def test_default_co_deployment_allows_its_own_url(account):
     assert endpoint.url == own
 
 
-def test_replay_sends_a_dead_delivery_again_with_the_same_webhook_id(local: Receiver, survey):
+def test_replay_sends_a_dead_delivery_again_with_the_same_webhook_id(
+    local: Receiver, survey, ada_user
+):
     _, secret = subscribe(survey.portal.account, local.url())
     [delivery] = services.publish_event(
         account=survey.portal.account, event_type="response.completed", payload={"x": 1}
@@ -279,7 +281,7 @@ def test_replay_sends_a_dead_delivery_again_with_the_same_webhook_id(local: Rece
     delivery.refresh_from_db()
     assert delivery.status == WorkStatus.FAILED
 
-    assert services.replay_delivery(delivery=delivery) is True
+    assert services.replay_delivery(delivery=delivery, by=ada_user) is True
     run_due_work(worker_id="test")
 
     delivery.refresh_from_db()

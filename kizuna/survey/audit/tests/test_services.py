@@ -1,0 +1,271 @@
+"""`by` feeds the Survey audit trail: members, portals, survey deletion, SC key regeneration and
+webhook endpoints each write exactly one entry, in the transaction of their change, naming who
+did what to which object; a refused change writes none. Builder edits record nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from kizuna.identity.models import User
+from kizuna.survey import services
+from kizuna.survey.audit.models import AuditAction, AuditEntry
+from kizuna.survey.builder import services as builder_services
+from kizuna.survey.keys import services as key_services
+from kizuna.survey.keys.tests.fixtures import make_response
+from kizuna.survey.models import AccountMember, MemberRole, Portal, Survey, SurveyAccount
+from kizuna.survey.webhooks import services as webhook_services
+from kizuna.survey.webhooks.models import Delivery
+from kizuna.testing.smtp import free_port, smtp_settings
+from kizuna.work.leases import WorkStatus
+
+pytestmark = pytest.mark.django_db
+
+HOOK = "https://93.184.215.14/hook"
+
+
+def only_entry(account: SurveyAccount) -> AuditEntry:
+    """The one entry of `account` (fails when there are none or several)."""
+    [entry] = AuditEntry.objects.filter(account=account)
+    return entry
+
+
+def summary(entry: AuditEntry) -> tuple[Any, ...]:
+    return (entry.action, entry.actor, entry.target_type, entry.target_id, entry.target_repr)
+
+
+def member_of(account: SurveyAccount, user: User) -> AccountMember:
+    return AccountMember.objects.get(account=account, user=user)
+
+
+@pytest.fixture
+def carol_entry(carol: Any, other_account: SurveyAccount, carol_user: User) -> AuditEntry:
+    """An entry of Carol's account, which no count of Ada's account's entries may include."""
+    services.create_portal(account=other_account, name="Research", by=carol_user)
+    return only_entry(other_account)
+
+
+def test_adding_members_is_one_entry_naming_the_new_ones(
+    account: SurveyAccount, ada: Any, bob: Any, ada_user: User, carol_entry: AuditEntry
+) -> None:
+    services.register_members(
+        account=account,
+        emails=["Dan@Example.com", "bob@example.com", "erin@example.com"],
+        by=ada_user,
+        role=MemberRole.ADMINISTRATOR,
+    )
+
+    entry = only_entry(account)
+    assert summary(entry) == (AuditAction.MEMBER_INVITED, ada_user, "", None, "")
+    assert entry.data == {"emails": ["dan@example.com", "erin@example.com"], "role": "admin"}
+    assert entry.sentence() == (
+        "Ada Lovelace added dan@example.com, erin@example.com as Administrator."
+    )
+
+
+def test_adding_only_existing_members_or_an_invalid_address_records_nothing(
+    account: SurveyAccount, ada: Any, bob: Any, ada_user: User
+) -> None:
+    services.register_members(account=account, emails=["bob@example.com"], by=ada_user)
+    with pytest.raises(ValidationError):
+        services.register_members(account=account, emails=["new@example.com", "no"], by=ada_user)
+    assert AuditEntry.objects.count() == 0
+
+
+def test_an_invitation_sent_again_is_recorded_only_when_it_went_out(
+    account: SurveyAccount, ada: Any, ada_user: User, mail_server: Any
+) -> None:
+    services.register_members(account=account, emails=["dan@example.com"], by=ada_user)
+    dan = AccountMember.objects.get(user__email="dan@example.com")
+    with smtp_settings(free_port()):
+        assert services.resend_invitation(member=dan, by=ada_user) is False
+    assert AuditEntry.objects.filter(action=AuditAction.MEMBER_INVITATION_RESENT).count() == 0
+
+    server, port = mail_server
+    with smtp_settings(port):
+        assert services.resend_invitation(member=dan, by=ada_user) is True
+    assert [message["To"] for message in server.received] == ["dan@example.com"]
+    entry = AuditEntry.objects.get(action=AuditAction.MEMBER_INVITATION_RESENT)
+    assert entry.sentence() == "Ada Lovelace sent the invitation to dan@example.com again."
+
+
+def test_changing_a_role_and_removing_a_member(
+    account: SurveyAccount, ada: Any, bob: Any, ada_user: User
+) -> None:
+    bob_member = member_of(account, bob.user)
+    services.change_member_role(member=bob_member, role=MemberRole.ADMINISTRATOR, by=ada_user)
+    services.change_member_role(member=bob_member, role=MemberRole.ADMINISTRATOR, by=ada_user)
+    bob_pk = bob_member.pk
+    services.remove_member(member=bob_member, by=ada_user)
+
+    entries = list(AuditEntry.objects.order_by("pk"))
+    assert [summary(e) for e in entries] == [
+        (
+            AuditAction.MEMBER_ROLE_CHANGED,
+            ada_user,
+            "survey.accountmember",
+            bob_pk,
+            "bob@example.com",
+        ),
+        (AuditAction.MEMBER_REMOVED, ada_user, "survey.accountmember", bob_pk, "bob@example.com"),
+    ]
+    assert entries[0].data == {"role": "admin", "previous_role": "member"}
+    assert [entry.sentence() for entry in entries] == [
+        "Ada Lovelace changed bob@example.com's role to Administrator.",
+        "Ada Lovelace removed bob@example.com from the account.",
+    ]
+
+
+def test_the_last_administrator_keeps_the_role_and_nothing_is_recorded(
+    account: SurveyAccount, ada: Any, ada_user: User
+) -> None:
+    ada_member = member_of(account, ada_user)
+    with pytest.raises(services.SurveyRuleError):
+        services.change_member_role(member=ada_member, role=MemberRole.MEMBER, by=ada_user)
+    with pytest.raises(services.SurveyRuleError):
+        services.remove_member(member=ada_member, by=ada_user)
+    assert AuditEntry.objects.count() == 0
+
+
+def test_portals_created_renamed_and_deleted(
+    account: SurveyAccount, ada: Any, portal: Portal, ada_user: User
+) -> None:
+    events = services.create_portal(account=account, name=" Events ", by=ada_user)
+    services.rename_portal(portal=events, name="Seminars", by=ada_user)
+    services.rename_portal(portal=events, name="Seminars", by=ada_user)  # unchanged
+    events_pk = events.pk
+    services.delete_portal(portal=events, by=ada_user)
+
+    entries = list(AuditEntry.objects.order_by("pk"))
+    assert [(e.action, e.target_id) for e in entries] == [
+        (AuditAction.PORTAL_CREATED, events_pk),
+        (AuditAction.PORTAL_RENAMED, events_pk),
+        (AuditAction.PORTAL_DELETED, events_pk),
+    ]
+    assert [entry.sentence() for entry in entries] == [
+        "Ada Lovelace created the portal “Events”.",
+        "Ada Lovelace renamed the portal “Events” to “Seminars”.",
+        "Ada Lovelace deleted the portal “Seminars”.",
+    ]
+
+
+def test_a_portal_with_surveys_is_not_deleted_and_nothing_is_recorded(
+    ada: Any, survey: Survey, ada_user: User
+) -> None:
+    services.create_portal(account=survey.portal.account, name="Spare", by=ada_user)
+    with pytest.raises(services.SurveyRuleError):
+        services.delete_portal(portal=survey.portal, by=ada_user)
+    assert list(AuditEntry.objects.values_list("action", flat=True)) == [AuditAction.PORTAL_CREATED]
+
+
+def test_deleting_a_survey_is_recorded_and_one_with_responses_is_refused(
+    account: SurveyAccount, ada: Any, survey: Survey, portal: Portal, ada_user: User
+) -> None:
+    answered = Survey.objects.create(portal=portal, title="Answered", created_by=ada_user)
+    make_response(answered)
+    with pytest.raises(services.SurveyRuleError):
+        builder_services.delete_survey(survey=answered, by=ada_user)
+    assert AuditEntry.objects.count() == 0
+
+    survey_pk = survey.pk
+    builder_services.delete_survey(survey=survey, by=ada_user)
+    entry = only_entry(account)
+    assert summary(entry) == (
+        AuditAction.SURVEY_DELETED,
+        ada_user,
+        "survey.survey",
+        survey_pk,
+        "Satisfaction",
+    )
+    assert entry.sentence() == "Ada Lovelace deleted the survey “Satisfaction”."
+
+
+def test_builder_edits_record_nothing(survey: Survey) -> None:
+    question = survey.questions.order_by("position").first()
+    assert question is not None
+    section = builder_services.add_section(survey=survey, title="Page 2", description="")
+    builder_services.move_question(question=question, offset=1)
+    builder_services.copy_question(question=question)
+    builder_services.move_section(section=section, offset=-1)
+    builder_services.delete_section(section=section)
+    assert AuditEntry.objects.count() == 0
+
+
+def test_regenerating_an_sc_key_names_whose_key_it_was(
+    account: SurveyAccount, ada: Any, ada_user: User, carol_entry: AuditEntry
+) -> None:
+    old = key_services.get_or_create_key(member=ada)
+    key_services.regenerate_key(member=ada, by=ada_user)
+
+    entry = only_entry(account)
+    assert summary(entry) == (
+        AuditAction.SC_KEY_REGENERATED,
+        ada_user,
+        "survey.accountmember",
+        ada.pk,
+        "ada@example.com",
+    )
+    assert entry.sentence() == (
+        "Ada Lovelace regenerated the SC key of ada@example.com: the old key no longer works."
+    )
+    old.refresh_from_db()
+    assert old.revoked_at is not None
+
+
+def test_webhook_endpoints_from_creation_to_deletion(
+    account: SurveyAccount, ada: Any, ada_user: User
+) -> None:
+    endpoint, _secret = webhook_services.create_endpoint(
+        account=account, url=HOOK, events=["response.completed"], by=ada_user
+    )
+    webhook_services.disable_endpoint(endpoint=endpoint, reason="The endpoint answered 410 Gone.")
+    webhook_services.enable_endpoint(endpoint=endpoint, by=ada_user)
+    webhook_services.register_endpoint(
+        account=account, url=HOOK, events=["invitation.opened"], by=ada_user
+    )
+    delivery = Delivery.objects.create(
+        endpoint=endpoint,
+        event_type="response.completed",
+        payload={},
+        status=WorkStatus.FAILED,
+        attempts=3,
+    )
+    assert webhook_services.replay_delivery(delivery=delivery, by=ada_user) is True
+    endpoint_pk = endpoint.pk
+    webhook_services.delete_endpoint(endpoint=endpoint, by=ada_user)
+
+    entries = list(AuditEntry.objects.order_by("pk"))
+    assert [(e.action, e.actor, e.target_type) for e in entries] == [
+        (AuditAction.WEBHOOK_ENDPOINT_CREATED, ada_user, "survey_webhooks.webhookendpoint"),
+        (AuditAction.WEBHOOK_ENDPOINT_DISABLED, None, "survey_webhooks.webhookendpoint"),
+        (AuditAction.WEBHOOK_ENDPOINT_ENABLED, ada_user, "survey_webhooks.webhookendpoint"),
+        (AuditAction.WEBHOOK_ENDPOINT_REGISTERED, ada_user, "survey_webhooks.webhookendpoint"),
+        (AuditAction.WEBHOOK_DELIVERY_REPLAYED, ada_user, "survey_webhooks.delivery"),
+        (AuditAction.WEBHOOK_ENDPOINT_DELETED, ada_user, "survey_webhooks.webhookendpoint"),
+    ]
+    assert {e.target_id for e in entries if e.target_type.endswith("endpoint")} == {endpoint_pk}
+    assert [entry.sentence() for entry in entries] == [
+        f"Ada Lovelace added the webhook endpoint {HOOK}.",
+        f"Kizuna disabled the webhook endpoint {HOOK}: The endpoint answered 410 Gone.",
+        f"Ada Lovelace enabled the webhook endpoint {HOOK}.",
+        f"Ada Lovelace registered the webhook endpoint {HOOK} again.",
+        f"Ada Lovelace sent the delivery response.completed {delivery.message_id} to {HOOK} again.",
+        f"Ada Lovelace deleted the webhook endpoint {HOOK}.",
+    ]
+
+
+def test_a_delivery_in_flight_is_not_replayed_and_nothing_is_recorded(
+    account: SurveyAccount, ada: Any, ada_user: User
+) -> None:
+    endpoint, _secret = webhook_services.create_endpoint(
+        account=account, url=HOOK, events=["response.completed"], by=None
+    )
+    delivery = Delivery.objects.create(
+        endpoint=endpoint, event_type="response.completed", payload={}, status=WorkStatus.LEASED
+    )
+    assert webhook_services.replay_delivery(delivery=delivery, by=ada_user) is False
+    assert list(AuditEntry.objects.values_list("action", "actor")) == [
+        (AuditAction.WEBHOOK_ENDPOINT_CREATED, None)
+    ]

@@ -1,0 +1,85 @@
+"""Adding a member whose invitation email cannot be sent (a real SMTP failure: nothing listening,
+or a server that refuses the message) keeps the member, says so on the page, and "Send invitation
+again" mails it once the server works: the same behaviour as the CRM's invitations."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
+
+from kizuna.identity.models import User
+from kizuna.survey.audit.models import AuditAction, AuditEntry
+from kizuna.survey.models import AccountMember, SurveyAccount
+from kizuna.testing.personas import client_for
+from kizuna.testing.smtp import MailServer, free_port, smtp_settings
+
+pytestmark = pytest.mark.django_db
+
+MEMBERS = reverse("survey:members")
+
+
+def test_6_no_mail_server_keeps_the_member_and_send_again_mails_the_invitation(
+    account: SurveyAccount, ada_user: User, mail_server: tuple[MailServer, int]
+) -> None:
+    client = client_for(ada_user)
+    with smtp_settings(free_port()):
+        response = client.post(
+            MEMBERS, {"emails": "dan@example.com", "role": "member"}, follow=True
+        )
+
+    assert response.redirect_chain == [(MEMBERS, 302)]
+    page = response.content.decode()
+    assert (
+        "Added, but the invitation email could not be sent to: dan@example.com. Use “Send "
+        "invitation again” in the list when the mail server works again."
+    ) in page
+    dan = AccountMember.objects.get(account=account, user__email="dan@example.com")
+    resend_url = reverse("survey:member-resend", args=[dan.pk])
+    assert f'action="{resend_url}"' in page
+
+    server, port = mail_server
+    with smtp_settings(port):
+        response = client.post(resend_url, follow=True)
+    assert "The invitation was sent again to dan@example.com." in response.content.decode()
+    [message] = server.received
+    assert message["To"] == "dan@example.com"
+    uid = urlsafe_base64_encode(force_bytes(dan.user_id))
+    assert f"/password/reset/{uid}/" in message.get_content()  # where Dan sets a password
+    assert list(AuditEntry.objects.values_list("action", flat=True).order_by("pk")) == [
+        AuditAction.MEMBER_INVITED,
+        AuditAction.MEMBER_INVITATION_RESENT,
+    ]
+
+
+def test_6_a_refused_resend_is_reported_and_changes_nothing(
+    account: SurveyAccount, ada_user: User, mail_server: tuple[MailServer, int]
+) -> None:
+    client = client_for(ada_user)
+    server, port = mail_server
+    with smtp_settings(port):
+        client.post(MEMBERS, {"emails": "dan@example.com", "role": "member"})
+        dan = AccountMember.objects.get(account=account, user__email="dan@example.com")
+        server.refusing = True
+        response = client.post(reverse("survey:member-resend", args=[dan.pk]), follow=True)
+
+    assert (
+        "The invitation email to dan@example.com could not be sent. Send it again when the mail "
+        "server works again."
+    ) in response.content.decode()
+    assert len(server.received) == 1  # the first invitation only
+    assert AccountMember.objects.filter(pk=dan.pk).exists()
+    assert AuditEntry.objects.filter(action=AuditAction.MEMBER_INVITATION_RESENT).count() == 0
+
+
+def test_6_the_failure_is_reported_in_japanese(account: SurveyAccount, ada_user: User) -> None:
+    client = client_for(ada_user)
+    with smtp_settings(free_port()):
+        response = client.post(
+            MEMBERS,
+            {"emails": "dan@example.com", "role": "member"},
+            headers={"accept-language": "ja"},
+            follow=True,
+        )
+    assert "招待メールを送信できませんでした" in response.content.decode()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
@@ -12,6 +12,7 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from kizuna.crm.models import Organization, Role
+from kizuna.lib import audit
 
 
 class AuditAction(models.TextChoices):
@@ -60,13 +61,6 @@ SENTENCES = {
 MODULES = {"leads": _("leads"), "contacts": _("contacts")}
 
 
-class _Values(dict[str, Any]):
-    """Sentence values; a name an older entry's data lacks reads as nothing, not a KeyError."""
-
-    def __missing__(self, key: str) -> str:
-        return ""
-
-
 class AuditEntry(models.Model):
     """One change in an organization, who made it and to what; kept when that user is deleted."""
 
@@ -103,25 +97,18 @@ class AuditEntry(models.Model):
     def __str__(self) -> str:
         return f"{self.action} by {self.actor_email or '-'} at {self.created_at:%Y-%m-%d %H:%M}"
 
-    @property
-    def actor_name(self) -> str:
-        if self.actor is not None:
-            return self.actor.get_full_name()
-        return self.actor_email or gettext("Kizuna")
-
     def sentence(self) -> str:
         """The entry in the active language: "Ada changed Bob's role to Administrator."."""
+        values = audit.sentence_values(self)
         data = self.data if isinstance(self.data, dict) else {}
-        values = _Values(data, actor=self.actor_name, target=self.target_repr)
         if "role" in data:
             values["role"] = Role(data["role"]).label if data["role"] in Role.values else ""
         values["module"] = MODULES.get(data.get("module", ""), "")
         if self.action == AuditAction.RECORDS_DELETED:
             return self._deleted_sentence(values, is_lead=data.get("module") == "leads")
-        template = SENTENCES.get(self.action)  # type: ignore[call-overload]
-        return str(template) % values if template is not None else self.action
+        return audit.sentence(self, SENTENCES, values)
 
-    def _deleted_sentence(self, values: _Values, *, is_lead: bool) -> str:
+    def _deleted_sentence(self, values: audit.SentenceValues, *, is_lead: bool) -> str:
         count = int(values.get("count") or 0)
         if count == 1 and self.target_repr:
             if is_lead:

@@ -5,14 +5,11 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.utils.http import urlencode
 
 from kizuna.crm.access import get_organization_for_admin
 from kizuna.crm.audit.forms import AuditFilterForm
 from kizuna.crm.audit.models import AuditEntry
-from kizuna.lib import cursors
-
-ENTRIES_PER_PAGE = 50
+from kizuna.lib import audit
 
 
 @login_required
@@ -20,30 +17,10 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     organization = get_organization_for_admin(request)
     form = AuditFilterForm(request.GET, organization=organization)
     entries = AuditEntry.objects.filter(organization=organization).select_related("actor")
-    if not form.is_valid():
-        entries = entries.none()
-    else:
-        if form.cleaned_data["action"]:
-            entries = entries.filter(action=form.cleaned_data["action"])
-        if form.cleaned_data["person"] is not None:
-            entries = entries.filter(actor=form.cleaned_data["person"])
-    page = cursors.newest_first(
-        entries, before=request.GET.get("before", ""), size=ENTRIES_PER_PAGE
-    )
-    filters = {name: request.GET[name] for name in form.fields if request.GET.get(name)}
+    context = audit.log_page(entries, form, request.GET)
     return render(
         request,
         "crm_audit/log.html",
-        {
-            "organization": organization,
-            "form": form,
-            "entries": page.rows,
-            "is_filtered": bool(filters),
-            "is_first_page": page.is_first,
-            "filter_query": urlencode(filters),
-            "older_query": (
-                urlencode({**filters, "before": page.older_cursor}) if page.older_cursor else ""
-            ),
-        },
+        {"organization": organization, **context},
         status=200 if form.is_valid() else 400,
     )

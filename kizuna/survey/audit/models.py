@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.utils import timezone
-from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from kizuna.lib import audit
 from kizuna.survey.models import MemberRole, SurveyAccount
 
 
@@ -63,13 +63,6 @@ SENTENCES = {
 }
 
 
-class _Values(dict[str, Any]):
-    """Sentence values; a name an older entry's data lacks reads as nothing, not a KeyError."""
-
-    def __missing__(self, key: str) -> str:
-        return ""
-
-
 class AuditEntry(models.Model):
     """One change in a Survey account, who made it and to what; kept when that user is deleted."""
 
@@ -106,20 +99,13 @@ class AuditEntry(models.Model):
     def __str__(self) -> str:
         return f"{self.action} by {self.actor_email or '-'} at {self.created_at:%Y-%m-%d %H:%M}"
 
-    @property
-    def actor_name(self) -> str:
-        if self.actor is not None:
-            return self.actor.get_full_name()
-        return self.actor_email or gettext("Kizuna")
-
     def sentence(self) -> str:
         """The entry in the active language: "Ada changed bob@example.com's role to Member."."""
+        values = audit.sentence_values(self)
         data = self.data if isinstance(self.data, dict) else {}
-        values = _Values(data, actor=self.actor_name, target=self.target_repr)
         if "role" in data:
             role = data["role"]
             values["role"] = MemberRole(role).label if role in MemberRole.values else ""
         if isinstance(data.get("emails"), list):
             values["emails"] = ", ".join(str(email) for email in data["emails"])
-        template = SENTENCES.get(self.action)  # type: ignore[call-overload]
-        return str(template) % values if template is not None else self.action
+        return audit.sentence(self, SENTENCES, values)

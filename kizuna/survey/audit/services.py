@@ -7,13 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import models
 
+from kizuna.lib import audit
 from kizuna.survey.audit.models import AuditAction, AuditEntry
 from kizuna.survey.models import AccountMember, SurveyAccount
 
 if TYPE_CHECKING:
     from kizuna.identity.models import User
-
-TARGET_TEXT_LENGTH = AuditEntry._meta.get_field("target_repr").max_length or 200
 
 
 def record(
@@ -28,13 +27,10 @@ def record(
     so the entry exists exactly when the change does. `actor` None is Kizuna itself."""
     return AuditEntry.objects.create(
         account=account,
-        actor=actor,
-        actor_email=actor.email if actor is not None else "",
         action=action,
-        target_type=target._meta.label_lower if target is not None else "",
-        target_id=target.pk if target is not None else None,
-        target_repr=_target_text(target)[:TARGET_TEXT_LENGTH],
-        data=dict(data or {}),
+        **audit.entry_fields(
+            actor=actor, target=target, target_text=_target_text(target), data=data
+        ),
     )
 
 

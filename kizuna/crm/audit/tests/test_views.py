@@ -16,9 +16,9 @@ from kizuna.crm import services
 from kizuna.crm.api.services import create_api_token
 from kizuna.crm.audit.models import AuditAction, AuditEntry
 from kizuna.crm.audit.services import record
-from kizuna.crm.audit.views import ENTRIES_PER_PAGE
 from kizuna.crm.models import Lead, Membership, Organization, Role
 from kizuna.identity.models import User
+from kizuna.lib.audit import ENTRIES_PER_PAGE
 
 pytestmark = pytest.mark.django_db
 

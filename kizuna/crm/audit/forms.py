@@ -23,7 +23,7 @@ class AuditFilterForm(forms.Form):
     def __init__(self, *args: Any, organization: Organization, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Only people with entries in this organization: another one's members are not choices.
-        actors = AuditEntry.objects.filter(organization=organization).values("actor_id")
+        actors = AuditEntry.objects.of(organization).values("actor_id")
         self.fields["person"].queryset = User.objects.filter(  # type: ignore[attr-defined]
             pk__in=actors
         ).order_by("full_name", "email")

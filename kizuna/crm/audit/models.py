@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from kizuna.crm.models import Organization, Role
+from kizuna.crm.models import Organization, OrganizationQuerySet, Role
 from kizuna.lib import audit
 
 
@@ -80,6 +80,8 @@ class AuditEntry(models.Model):
     target_repr = models.CharField(max_length=200, blank=True)
     data = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
     created_at = models.DateTimeField(_("time"), default=timezone.now)
+
+    objects = OrganizationQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("audit log entry")

@@ -16,7 +16,7 @@ from kizuna.lib import audit
 def audit_log(request: HttpRequest) -> HttpResponse:
     organization = get_organization_for_admin(request)
     form = AuditFilterForm(request.GET, organization=organization)
-    entries = AuditEntry.objects.filter(organization=organization).select_related("actor")
+    entries = AuditEntry.objects.of(organization).select_related("actor")
     context = audit.log_page(entries, form, request.GET)
     return render(
         request,

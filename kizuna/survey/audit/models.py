@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from kizuna.lib import audit
-from kizuna.survey.models import MemberRole, SurveyAccount
+from kizuna.survey.models import AccountQuerySet, MemberRole, SurveyAccount
 
 
 class AuditAction(models.TextChoices):
@@ -82,6 +82,8 @@ class AuditEntry(models.Model):
     target_repr = models.CharField(max_length=200, blank=True)
     data = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
     created_at = models.DateTimeField(_("time"), default=timezone.now)
+
+    objects = AccountQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("audit log entry")

@@ -6,7 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 
 from kizuna.lib import audit
-from kizuna.survey.access import get_admin_member
+from kizuna.survey.access import get_admin_membership
 from kizuna.survey.audit.forms import AuditFilterForm
 from kizuna.survey.audit.models import AuditEntry
 from kizuna.survey.pages import render_page
@@ -14,9 +14,9 @@ from kizuna.survey.pages import render_page
 
 @login_required
 def audit_log(request: HttpRequest) -> HttpResponse:
-    account = get_admin_member(request).account
+    account = get_admin_membership(request).account
     form = AuditFilterForm(request.GET, account=account)
-    entries = AuditEntry.objects.filter(account=account).select_related("actor")
+    entries = AuditEntry.objects.of(account).select_related("actor")
     context = audit.log_page(entries, form, request.GET)
     return render_page(
         request,

@@ -272,32 +272,13 @@ def test_an_import_that_fails_on_a_bad_row_records_no_finish(
 
 
 def test_email_templates_created_changed_and_deleted(ada: User, organization: Organization) -> None:
+    fields = {"subject": "Hello", "body_html": "<p>Hi</p>", "body_text": ""}
     template = mail_services.create_template(
-        organization=organization,
-        by=ada,
-        module="leads",
-        name="Welcome",
-        subject="Hello",
-        body_html="<p>Hi</p>",
-        body_text="",
+        organization=organization, by=ada, module="leads", name="Welcome", **fields
     )
     # Saved as it is: nothing changed, nothing recorded.
-    mail_services.update_template(
-        template=template,
-        by=ada,
-        name="Welcome",
-        subject="Hello",
-        body_html="<p>Hi</p>",
-        body_text="",
-    )
-    mail_services.update_template(
-        template=template,
-        by=ada,
-        name="Welcome!",
-        subject="Hello",
-        body_html="<p>Hi</p>",
-        body_text="",
-    )
+    mail_services.update_template(template=template, by=ada, name="Welcome", **fields)
+    mail_services.update_template(template=template, by=ada, name="Welcome!", **fields)
     template_pk = template.pk
     mail_services.delete_template(template=template, by=ada)
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -13,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from kizuna.identity.models import User
 from kizuna.lib import crypto
@@ -94,39 +97,75 @@ def window_seconds() -> int:
     return settings.KIZUNA_SC_KEY_WINDOW_SECONDS
 
 
-def _throttle_keys(address: str, email: str) -> list[tuple[str, int]]:
-    """Cache keys counting failures, with their limits: per address and email, per address.
+# The per-address limit is this many times the per-email one: it stops one client from
+# trying many emails, while a CRM calling for several accounts from one address never
+# comes near it with valid keys (they are not counted).
+ADDRESS_LIMIT_FACTOR = 5
 
-    The per-address limit (five times larger) stops one client from guessing keys
-    across many emails.
-    """
+
+@dataclass(frozen=True)
+class _Counter:
+    """One count of failed attempts in the shared cache, and the limit past which it refuses."""
+
+    cache_key: str
+    limit: int
+    is_per_address: bool
+
+
+def _counters(address: str, email: str) -> list[_Counter]:
+    """What a failure from `address` for `email` counts towards: the pair, and the address."""
     pair = hashlib.sha256(f"{address}|{email.strip().lower()}".encode()).hexdigest()
     single = hashlib.sha256(address.encode()).hexdigest()
     return [
-        (f"survey_keys:failures:{pair}", _max_failures()),
-        (f"survey_keys:failures:address:{single}", _max_failures() * 5),
+        _Counter(f"survey_keys:failures:{pair}", _max_failures(), is_per_address=False),
+        _Counter(
+            f"survey_keys:failures:address:{single}",
+            _max_failures() * ADDRESS_LIMIT_FACTOR,
+            is_per_address=True,
+        ),
     ]
 
 
-def _record_failure(address: str, email: str) -> None:
-    for key, _limit in _throttle_keys(address, email):
+def _throttled(counter: _Counter) -> KeyAuthenticationError:
+    """The 429 of a counter past its limit, saying what was limited and for how long."""
+    minutes = max(1, math.ceil(window_seconds() / 60))
+    if counter.is_per_address:
+        message = ngettext(
+            "Too many failed attempts from your network address. Try again in %(minutes)d "
+            "minute; a correct SC key is accepted meanwhile.",
+            "Too many failed attempts from your network address. Try again in %(minutes)d "
+            "minutes; a correct SC key is accepted meanwhile.",
+            minutes,
+        )
+    else:
+        message = ngettext(
+            "Too many failed attempts for this email address from your network address. "
+            "Try again in %(minutes)d minute; a correct SC key is accepted meanwhile.",
+            "Too many failed attempts for this email address from your network address. "
+            "Try again in %(minutes)d minutes; a correct SC key is accepted meanwhile.",
+            minutes,
+        )
+    return KeyAuthenticationError("throttled", message % {"minutes": minutes}, status=429)
+
+
+def _record_failure(counters: list[_Counter]) -> None:
+    for counter in counters:
         # add() starts the window; later failures count within it without extending it.
-        if not cache.add(key, 1, timeout=window_seconds()):
+        if not cache.add(counter.cache_key, 1, timeout=window_seconds()):
             try:
-                cache.incr(key)
+                cache.incr(counter.cache_key)
             except ValueError:  # expired between add() and incr()
-                cache.add(key, 1, timeout=window_seconds())
-
-
-def is_throttled(*, address: str, email: str) -> bool:
-    return any(int(cache.get(key, 0)) >= limit for key, limit in _throttle_keys(address, email))
+                cache.add(counter.cache_key, 1, timeout=window_seconds())
 
 
 def authenticate_key(*, email: str, key: str, address: str) -> ServiceKey:
     """The active key of an administrator matching `email` and `key`, or KeyAuthenticationError.
 
-    Failures are counted per address and email in the shared cache; past the
-    limit every attempt is refused (429) until the window ends.
+    The key is checked before any throttle: whoever holds the real key gets its
+    answer (accepted, or revoked: reconnect) whatever other callers did. Only
+    failed attempts count, per address and email and per address, in the shared
+    cache; past a limit the failures from there are answered 429 until the window
+    ends, so guessing (and finding out which emails exist) is slowed.
     """
     email = email.strip()
     key = key.strip()
@@ -135,18 +174,20 @@ def authenticate_key(*, email: str, key: str, address: str) -> ServiceKey:
             "missing_credentials",
             _("Send the headers X-SC-Email and X-SC-Key."),
         )
-    if is_throttled(address=address, email=email):
+    service_key = _stored_key(email=email, key=key)
+    if service_key is None:
+        raise _failure(email=email, address=address)
+    if service_key.revoked_at is not None:
         raise KeyAuthenticationError(
-            "throttled",
-            _("Too many failed attempts with this email. Try again later."),
-            status=429,
+            "revoked_key",
+            _("This SC key was regenerated and no longer works. Reconnect with the new key."),
         )
-    try:
-        service_key = _check(email=email, key=key)
-    except KeyAuthenticationError as error:
-        if error.status == 401:
-            _record_failure(address, email)
-        raise
+    if not service_key.member.is_administrator:
+        raise KeyAuthenticationError(
+            "insufficient_role",
+            _("The owner of this SC key is no longer an administrator of the Survey account."),
+            status=403,
+        )
     now = timezone.now()
     if service_key.last_used_at is None or service_key.last_used_at < now - LAST_USED_RESOLUTION:
         ServiceKey.objects.filter(pk=service_key.pk).update(last_used_at=now)
@@ -154,40 +195,36 @@ def authenticate_key(*, email: str, key: str, address: str) -> ServiceKey:
     return service_key
 
 
-def _check(*, email: str, key: str) -> ServiceKey:
+def _stored_key(*, email: str, key: str) -> ServiceKey | None:
+    """The stored key (active or revoked) that is `key`, of the active user with `email`."""
+    if not key.startswith(KEY_PREFIX):
+        return None
+    candidates = ServiceKey.objects.select_related("member__user", "member__account").filter(
+        fingerprint__in=crypto.fingerprint_candidates(key, purpose=FINGERPRINT_PURPOSE),
+        member__user__email__iexact=email,
+        member__user__is_active=True,
+    )
+    for service_key in candidates:
+        try:
+            stored = service_key.reveal()
+        except crypto.DecryptionError:
+            continue  # unreadable (damaged, or encrypted under a secret key that is gone)
+        if crypto.constant_time_equals(key, stored):
+            return service_key
+    return None
+
+
+def _failure(*, email: str, address: str) -> KeyAuthenticationError:
+    """The refusal of a failed attempt, counted; 429 once its address is past a limit."""
+    counters = _counters(address, email)
+    for counter in counters:
+        if int(cache.get(counter.cache_key, 0)) >= counter.limit:
+            return _throttled(counter)
+    _record_failure(counters)
     if not AccountMember.objects.filter(user__email__iexact=email, user__is_active=True).exists():
-        raise KeyAuthenticationError(
+        return KeyAuthenticationError(
             "unknown_email", _("No Survey account member has this email address.")
         )
-    wrong_key = KeyAuthenticationError(
+    return KeyAuthenticationError(
         "wrong_key", _("This SC key is not the key of this email address.")
     )
-    if not key.startswith(KEY_PREFIX):
-        raise wrong_key
-    service_key = (
-        ServiceKey.objects.select_related("member__user", "member__account")
-        .filter(fingerprint__in=crypto.fingerprint_candidates(key, purpose=FINGERPRINT_PURPOSE))
-        .first()
-    )
-    if service_key is None or service_key.member.user.email.lower() != email.lower():
-        raise wrong_key
-    try:
-        stored = service_key.reveal()
-    except crypto.DecryptionError:
-        raise wrong_key from None
-    if not crypto.constant_time_equals(key, stored):
-        raise wrong_key
-    if service_key.revoked_at is not None:
-        raise KeyAuthenticationError(
-            "revoked_key",
-            _("This SC key was regenerated and no longer works. Reconnect with the new key."),
-        )
-    if not service_key.member.user.is_active:
-        raise wrong_key
-    if not service_key.member.is_administrator:
-        raise KeyAuthenticationError(
-            "insufficient_role",
-            _("The owner of this SC key is no longer an administrator of the Survey account."),
-            status=403,
-        )
-    return service_key

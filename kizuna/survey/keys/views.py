@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
+from kizuna.lib.crypto import DecryptionError
 from kizuna.survey.access import get_admin_membership, signed_in_user
 from kizuna.survey.keys import services
 from kizuna.survey.pages import render_page
@@ -26,10 +27,14 @@ def _render(request: HttpRequest, template: str, context: dict[str, Any]) -> Htt
 def sc_key(request: HttpRequest) -> HttpResponse:
     member = get_admin_membership(request)
     service_key = services.get_or_create_key(member=member, by=signed_in_user(request))
+    try:
+        key = service_key.reveal()
+    except DecryptionError:
+        key = None  # stored under a secret key this server no longer has: regenerate it
     return _render(
         request,
         "survey_keys/sc_key.html",
-        {"member": member, "service_key": service_key, "key": service_key.reveal()},
+        {"member": member, "service_key": service_key, "key": key},
     )
 
 

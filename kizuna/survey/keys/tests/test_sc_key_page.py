@@ -109,3 +109,21 @@ def test_k2_regenerating_revokes_old_key_at_once(ada_client: Client, ada):
         == new
     )
     assert ada_client.get(PAGE).context["key"] == new.reveal()
+
+
+def test_k1_a_key_that_cannot_be_decrypted_any_more_asks_for_a_regeneration(
+    ada_client: Client, ada
+):
+    services.get_or_create_key(member=ada)
+    ServiceKey.objects.filter(member=ada).update(encrypted_key="stored-under-an-old-secret")
+
+    response = ada_client.get(PAGE)
+
+    assert response.status_code == 200
+    assert response.context["key"] is None
+    html = response.content.decode()
+    assert 'id="sc-key-unreadable"' in html
+    assert 'id="sc-key-value"' not in html
+    assert f'href="{REGENERATE}"' in html
+    assert ada_client.post(REGENERATE).status_code == 302
+    assert ada_client.get(PAGE).context["key"].startswith("sck_")

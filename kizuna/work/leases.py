@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
 from django.db import DatabaseError, models, transaction
@@ -101,12 +101,14 @@ def due(queryset: models.QuerySet[W]) -> models.QuerySet[W]:
     )
 
 
-def claim(queryset: models.QuerySet[W], *, worker_id: str, limit: int = 10) -> list[W]:
-    """Lease up to `limit` due rows for this worker; no two workers get the same row."""
-    model = queryset.model
-    now = timezone.now()
-    with transaction.atomic(using=queryset.db):
-        rows = list(
+def _runnable(queryset: models.QuerySet[W], *, limit: int, now: datetime) -> list[W]:
+    """Lock up to `limit` due rows to run, failing those abandoned on their last attempt.
+
+    Selects again while a batch held nothing but abandoned rows, so that a worker
+    does not go to sleep while other rows are due.
+    """
+    while True:
+        selected = list(
             due(queryset)
             .select_for_update(skip_locked=True)
             .order_by("next_attempt_at", "pk")[:limit]
@@ -115,11 +117,11 @@ def claim(queryset: models.QuerySet[W], *, worker_id: str, limit: int = 10) -> l
         # the row once more than max_attempts.
         exhausted = [
             row
-            for row in rows
+            for row in selected
             if row.status == WorkStatus.LEASED and row.attempts >= row.max_attempts
         ]
         if exhausted:
-            model._default_manager.using(queryset.db).filter(
+            queryset.model._default_manager.using(queryset.db).filter(
                 pk__in=[row.pk for row in exhausted]
             ).update(
                 status=WorkStatus.FAILED,
@@ -127,7 +129,17 @@ def claim(queryset: models.QuerySet[W], *, worker_id: str, limit: int = 10) -> l
                 leased_until=None,
                 last_error=ABANDONED_ERROR,
             )
-            rows = [row for row in rows if row not in exhausted]
+        rows = [row for row in selected if row not in exhausted]
+        if rows or not exhausted:
+            return rows
+
+
+def claim(queryset: models.QuerySet[W], *, worker_id: str, limit: int = 10) -> list[W]:
+    """Lease up to `limit` due rows for this worker; no two workers get the same row."""
+    model = queryset.model
+    now = timezone.now()
+    with transaction.atomic(using=queryset.db):
+        rows = _runnable(queryset, limit=limit, now=now)
         if not rows:
             return []
         leased_until = now + timedelta(seconds=model.lease_seconds)

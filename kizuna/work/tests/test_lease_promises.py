@@ -1,0 +1,201 @@
+"""What every kind of leased work (outgoing mail, webhook deliveries) relies on (issue 14).
+
+Worker "a" claims rows and dies (its heartbeat goes stale); worker "b" runs the due
+work after it. Other rows are in the table each time, so that a step which touches
+more rows than its own shows. These describe behaviour, not how the engine does it:
+a rework of the worker must keep them green.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from kizuna.testing.races import require_postgresql, run_together
+from kizuna.work import leases
+from kizuna.work.leases import WorkStatus, claim, mark_done, run_due_work
+from kizuna.work.models import ProbeEffect, ProbeWork, WorkerProcess
+from kizuna.work.workers import register_worker
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _lease_of_thirty_seconds(settings):
+    settings.KIZUNA_WORKER_LEASE_SECONDS = 30
+
+
+def row(key: str, **fields) -> ProbeWork:
+    return ProbeWork.objects.create(key=key, **fields)
+
+
+def picks_up(worker_id: str, *rows: ProbeWork) -> list[ProbeWork]:
+    """Worker `worker_id` (alive) claims exactly these rows."""
+    register_worker(worker_id)
+    claimed = claim(ProbeWork.objects.filter(pk__in=[r.pk for r in rows]), worker_id=worker_id)
+    assert sorted(r.key for r in claimed) == sorted(r.key for r in rows)
+    return claimed
+
+
+def dies(worker_id: str) -> None:
+    WorkerProcess.objects.filter(worker_id=worker_id).update(
+        heartbeat_at=timezone.now() - timedelta(minutes=5)
+    )
+
+
+def run_everything(worker_id: str) -> int:
+    """Rounds of `worker_id` until nothing is due; how many rows ran."""
+    register_worker(worker_id)
+    total = 0
+    while ran := run_due_work(worker_id=worker_id):
+        total += ran
+    return total
+
+
+def states() -> dict[str, tuple[str, int, str]]:
+    return {r.key: (r.status, r.attempts, r.last_error) for r in ProbeWork.objects.order_by("key")}
+
+
+def effects() -> dict[str, tuple[str, int]]:
+    return {e.key: (e.worker_id, e.repeats) for e in ProbeEffect.objects.order_by("key")}
+
+
+def test_a_worker_dying_on_one_rows_last_attempt_fails_that_row_only():
+    last = row("a-last", max_attempts=1)
+    retrying = row("a-retrying", max_attempts=2)
+    other_last = row("c-last", max_attempts=1)
+    picks_up("a", last, retrying)
+    picks_up("c", other_last)  # alive, its lease running
+    row("pending")
+    done = row("done-before")
+    mark_done(picks_up("d", done)[0])
+    dies("a")
+
+    assert run_everything("b") == 2
+
+    assert states() == {
+        "a-last": (WorkStatus.FAILED, 1, leases.ABANDONED_ERROR),
+        "a-retrying": (WorkStatus.DONE, 2, ""),
+        "c-last": (WorkStatus.LEASED, 1, ""),
+        "done-before": (WorkStatus.DONE, 1, ""),
+        "pending": (WorkStatus.DONE, 1, ""),
+    }
+    assert effects() == {"a-retrying": ("b", 0), "pending": ("b", 0)}
+
+
+def test_a_finished_row_is_never_run_again_after_its_worker_dies():
+    done, failed, retry_later, held = (row(k) for k in ("done", "failed", "retry-later", "held"))
+    a_rows = {r.key: r for r in picks_up("a", done, failed, retry_later, held)}
+    mark_done(a_rows["done"])
+    leases.mark_failed(a_rows["failed"], error="refused for good", retry=False)
+    leases.mark_failed(a_rows["retry-later"], error="try again", retry=True)
+    dies("a")
+
+    assert run_everything("b") == 1
+
+    assert states() == {
+        "done": (WorkStatus.DONE, 1, ""),
+        "failed": (WorkStatus.FAILED, 1, "refused for good"),
+        "held": (WorkStatus.DONE, 2, ""),
+        "retry-later": (WorkStatus.PENDING, 1, "try again"),
+    }
+    assert effects() == {"held": ("b", 0)}
+
+
+def test_the_rows_of_a_live_worker_are_left_to_it_while_its_lease_runs():
+    held = row("held")
+    picks_up("a", held)
+    row("pending")
+
+    assert run_everything("b") == 1
+
+    assert states()["held"] == (WorkStatus.LEASED, 1, "")
+    assert ProbeWork.objects.get(key="held").leased_by == "a"
+
+
+def test_a_row_whose_lease_expired_is_taken_over_even_if_its_worker_still_beats():
+    held = row("held")
+    picks_up("a", held)
+    ProbeWork.objects.filter(pk=held.pk).update(leased_until=timezone.now() - timedelta(seconds=1))
+
+    assert run_everything("b") == 1
+
+    assert states() == {"held": (WorkStatus.DONE, 2, "")}
+    assert effects() == {"held": ("b", 0)}
+
+
+def test_a_handler_that_finishes_its_row_and_then_raises_leaves_it_finished(monkeypatch):
+    def finishes_then_raises(work: ProbeWork) -> None:
+        mark_done(work)
+        raise RuntimeError("crashed after sending")
+
+    monkeypatch.setitem(
+        leases._registry, "work.ProbeWork", leases.Registration(ProbeWork, finishes_then_raises, 10)
+    )
+    row("sent")
+    row("other")
+
+    assert run_everything("b") == 2
+
+    assert states() == {"other": (WorkStatus.DONE, 1, ""), "sent": (WorkStatus.DONE, 1, "")}
+
+
+def test_a_handler_that_raises_fails_its_own_row_only(monkeypatch):
+    def raises_for_one(work: ProbeWork) -> None:
+        if work.key == "broken":
+            raise RuntimeError("disk full")
+        mark_done(work)
+
+    monkeypatch.setitem(
+        leases._registry, "work.ProbeWork", leases.Registration(ProbeWork, raises_for_one, 10)
+    )
+    row("broken", max_attempts=1)
+    row("fine")
+
+    assert run_everything("b") == 2
+
+    assert states() == {
+        "broken": (WorkStatus.FAILED, 1, "RuntimeError: disk full"),
+        "fine": (WorkStatus.DONE, 1, ""),
+    }
+
+
+def test_a_row_is_tried_max_attempts_times_then_fails(monkeypatch):
+    def always_fails(work: ProbeWork) -> None:
+        leases.mark_failed(work, error=f"attempt {work.attempts}")
+        ProbeWork.objects.filter(pk=work.pk).update(next_attempt_at=timezone.now())
+
+    monkeypatch.setitem(
+        leases._registry, "work.ProbeWork", leases.Registration(ProbeWork, always_fails, 10)
+    )
+    row("flaky", max_attempts=3)
+
+    assert run_everything("b") == 3
+
+    assert states() == {"flaky": (WorkStatus.FAILED, 3, "attempt 3")}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_claiming_at_once_never_get_the_same_row():
+    require_postgresql("needs SELECT ... FOR UPDATE SKIP LOCKED")
+    for number in range(6):
+        row(f"r{number}")
+    claimed: dict[str, list[str]] = {}
+
+    def claims(worker_id: str):
+        def action() -> None:
+            rows = claim(ProbeWork.objects.all(), worker_id=worker_id, limit=4)
+            claimed[worker_id] = [r.key for r in rows]
+
+        return action
+
+    assert run_together(claims("a"), claims("b")) == []
+
+    assert set(claimed["a"]).isdisjoint(claimed["b"])
+    assert sorted(claimed["a"] + claimed["b"]) == [f"r{number}" for number in range(6)]
+    assert {r.key: r.leased_by for r in ProbeWork.objects.all()} == {
+        key: worker for worker, keys in claimed.items() for key in keys
+    }

@@ -1,0 +1,289 @@
+"""What each account and endpoint relies on in webhook delivery (issue 14).
+
+Every test has several endpoints, in Ada's account and in Carol's, so that an
+action reaching more than its own endpoint or delivery shows. They go through
+the worker, the Survey API and the Settings pages, and describe behaviour only:
+the delivery engine may be reworked under them.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.test import Client, override_settings
+from django.urls import reverse
+from django.utils import timezone
+from standardwebhooks import Webhook
+
+from kizuna.lib.tests.receiver import Answer, Receiver
+from kizuna.survey.models import SurveyAccount
+from kizuna.survey.webhooks import services
+from kizuna.survey.webhooks.models import Delivery, WebhookEndpoint
+from kizuna.work.leases import WorkStatus, claim, mark_done, run_due_work
+
+pytestmark = pytest.mark.django_db
+
+WEBHOOKS = "/survey/api/v1/webhooks"
+GONE_REASON = "The endpoint answered 410 Gone: it asked to receive no more events."
+
+
+@pytest.fixture
+def local(receiver: Receiver) -> Iterator[Receiver]:
+    with override_settings(
+        KIZUNA_WEBHOOK_ALLOWED_ORIGINS=(receiver.origin,),
+        KIZUNA_WEBHOOK_TIMEOUT_SECONDS=2,
+        KIZUNA_WEBHOOK_CONNECT_TIMEOUT_SECONDS=2,
+    ):
+        yield receiver
+
+
+@pytest.fixture
+def endpoints(local: Receiver, account: SurveyAccount, other_account: SurveyAccount):
+    """Ada's endpoints "a" and "b", and Carol's "c", each at its own path of the receiver."""
+    made = {}
+    for name, owner in (("a", account), ("b", account), ("c", other_account)):
+        endpoint, secret = services.create_endpoint(
+            account=owner, url=local.url(f"/{name}"), events=["response.completed"], by=None
+        )
+        made[name] = (endpoint, secret)
+    return made
+
+
+def publish(account: SurveyAccount, **payload: Any) -> list[Delivery]:
+    return services.publish_event(account=account, event_type="response.completed", payload=payload)
+
+
+def later(endpoint: WebhookEndpoint, label: str) -> Delivery:
+    """A delivery to `endpoint` waiting for its next attempt, an hour from now."""
+    return Delivery.objects.create(
+        endpoint=endpoint,
+        event_type="response.completed",
+        payload={"data": {"label": label}},
+        next_attempt_at=timezone.now() + datetime.timedelta(hours=1),
+    )
+
+
+def dead(endpoint: WebhookEndpoint, label: str) -> Delivery:
+    return Delivery.objects.create(
+        endpoint=endpoint,
+        event_type="response.completed",
+        payload={"data": {"label": label}},
+        status=WorkStatus.FAILED,
+        attempts=26,
+        finished_at=timezone.now(),
+        last_error="HTTP 503",
+    )
+
+
+def statuses() -> dict[str, str]:
+    return {
+        d.payload["data"]["label"]: d.status
+        for d in Delivery.objects.order_by("pk")
+        if "label" in d.payload.get("data", {})
+    }
+
+
+def enabled() -> dict[str, bool]:
+    return {e.url.rsplit("/", 1)[1]: e.is_enabled for e in WebhookEndpoint.objects.all()}
+
+
+def test_a_410_disables_only_its_own_endpoint_and_stops_only_its_deliveries(
+    local: Receiver, endpoints, account
+):
+    (a, _), (b, _), (c, _) = endpoints["a"], endpoints["b"], endpoints["c"]
+    later(a, "a-later"), later(b, "b-later"), later(c, "c-later")
+    publish(account, label="now")  # to "a" first, then "b"
+    local.answer(Answer(status=410), Answer(status=200))
+
+    run_due_work(worker_id="w")
+
+    assert [r.path for r in local.requests] == ["/a", "/b"]
+    assert enabled() == {"a": False, "b": True, "c": True}
+    assert WebhookEndpoint.objects.get(pk=a.pk).disabled_reason == GONE_REASON
+    assert statuses() == {
+        "a-later": WorkStatus.FAILED,
+        "b-later": WorkStatus.PENDING,
+        "c-later": WorkStatus.PENDING,
+        "now": WorkStatus.DONE,
+    }
+    assert Delivery.objects.get(endpoint=a, payload__data__label="now").status == (
+        WorkStatus.FAILED
+    )
+    assert Delivery.objects.get(payload__data__label="a-later").last_error == GONE_REASON
+
+
+def test_each_delivery_goes_to_its_own_endpoint_signed_with_its_own_secret(
+    local: Receiver, endpoints, account
+):
+    publish(account, label="hello")
+
+    assert run_due_work(worker_id="w") == 2
+
+    by_path = {request.path: request for request in local.requests}
+    assert sorted(by_path) == ["/a", "/b"]
+    for name in ("a", "b"):
+        _, secret = endpoints[name]
+        request = by_path[f"/{name}"]
+        assert Webhook(secret).verify(request.body, request.headers)["data"] == {"label": "hello"}
+    _, secret_of_b = endpoints["b"]
+    with pytest.raises(Exception, match="No matching signature found"):
+        Webhook(secret_of_b).verify(by_path["/a"].body, by_path["/a"].headers)
+
+
+@pytest.mark.parametrize("status", [300, 301, 302, 303, 307, 308])
+def test_a_3xx_answer_is_not_a_delivery_and_is_tried_again(local: Receiver, endpoints, status):
+    (c, _) = endpoints["c"]
+    [delivery] = publish(c.account, label="x")
+    local.answer(Answer(status=status, headers=(("Location", local.url("/elsewhere")),)))
+
+    run_due_work(worker_id="w")
+
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.last_error) == (
+        WorkStatus.PENDING,
+        1,
+        f"HTTP {status}",
+    )
+    assert [r.path for r in local.requests] == ["/c"]
+
+
+@pytest.mark.parametrize("status", [200, 201, 202, 204, 299])
+def test_any_2xx_answer_is_a_delivery(local: Receiver, endpoints, status):
+    (c, _) = endpoints["c"]
+    [delivery] = publish(c.account, label="x")
+    local.answer(Answer(status=status))
+
+    run_due_work(worker_id="w")
+
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.last_error) == (WorkStatus.DONE, 1, "")
+
+
+# --- Settings > Webhooks: enable and replay --------------------------------------------------
+
+
+def enable_url(endpoint: WebhookEndpoint) -> str:
+    return reverse("survey:survey_webhooks:endpoint-enable", args=[endpoint.pk])
+
+
+def replay_url(delivery: Delivery) -> str:
+    return reverse(
+        "survey:survey_webhooks:delivery-replay", args=[delivery.endpoint_id, delivery.pk]
+    )
+
+
+def test_enabling_an_endpoint_enables_that_endpoint_only(ada_client: Client, endpoints):
+    for name in ("a", "b", "c"):
+        services.disable_endpoint(endpoint=endpoints[name][0], reason="410")
+
+    response = ada_client.post(enable_url(endpoints["a"][0]))
+
+    assert response.status_code == 302
+    assert enabled() == {"a": True, "b": False, "c": False}
+    assert WebhookEndpoint.objects.get(pk=endpoints["b"][0].pk).disabled_reason == "410"
+
+
+def test_replaying_a_delivery_sends_that_delivery_only_again(
+    ada_client: Client, local: Receiver, endpoints
+):
+    (a, _), (b, _), (c, _) = endpoints["a"], endpoints["b"], endpoints["c"]
+    first = dead(a, "a-1")
+    dead(a, "a-2"), dead(b, "b-1"), dead(c, "c-1")
+
+    response = ada_client.post(replay_url(first))
+
+    assert response.status_code == 302
+    assert statuses() == {
+        "a-1": WorkStatus.PENDING,
+        "a-2": WorkStatus.FAILED,
+        "b-1": WorkStatus.FAILED,
+        "c-1": WorkStatus.FAILED,
+    }
+    assert list(Delivery.objects.exclude(pk=first.pk).values_list("max_attempts", flat=True)) == [
+        26,
+        26,
+        26,
+    ]
+    assert run_due_work(worker_id="w") == 1
+    assert [(r.path, r.headers["webhook-id"]) for r in local.requests] == [("/a", first.message_id)]
+
+
+def test_a_delivery_being_sent_cannot_be_replayed_and_is_sent_once(
+    ada_client: Client, local: Receiver, endpoints, account
+):
+    publish(account, label="in-flight")
+    [in_flight] = claim(Delivery.objects.filter(endpoint=endpoints["a"][0]), worker_id="w")
+
+    response = ada_client.post(replay_url(in_flight), follow=True)
+
+    assert [str(m) for m in response.context["messages"]] == [
+        "This delivery is being sent right now; try again shortly."
+    ]
+    stored = Delivery.objects.get(pk=in_flight.pk)
+    assert (stored.status, stored.leased_by, stored.attempts, stored.max_attempts) == (
+        WorkStatus.LEASED,
+        "w",
+        1,
+        26,
+    )
+    assert mark_done(in_flight)
+    assert run_due_work(worker_id="w") == 1  # the delivery to "b" only
+    assert [r.path for r in local.requests] == ["/b"]
+
+
+# --- Survey API: registering endpoints -------------------------------------------------------
+
+
+def test_registering_a_url_another_account_uses_gives_a_new_endpoint_and_secret(
+    client: Client, ada_api, carol_api, endpoints
+):
+    (a, secret_of_a) = endpoints["a"]
+
+    response = client.post(
+        WEBHOOKS,
+        {"url": a.url, "events": ["response.completed", "response.deleted"]},
+        content_type="application/json",
+        **carol_api,
+    )
+
+    assert response.status_code == 201
+    body = response.json()
+    assert body["id"] != a.pk
+    assert body["secret"] != secret_of_a
+    assert WebhookEndpoint.objects.get(pk=body["id"]).account.name == "Carol Research"
+    a.refresh_from_db()
+    assert (a.account.name, a.events) == ("Kizuna Demo", ["response.completed"])
+    assert [e["id"] for e in client.get(WEBHOOKS, **ada_api).json()] == [
+        a.pk,
+        endpoints["b"][0].pk,
+    ]
+
+
+def test_registering_again_after_a_410_enables_the_endpoint_for_good(
+    client: Client, local: Receiver, ada_api, endpoints, account
+):
+    (a, secret) = endpoints["a"]
+    publish(account, label="before")
+    local.answer(Answer(status=410))
+    run_due_work(worker_id="w")
+    assert enabled()["a"] is False
+
+    response = client.post(
+        WEBHOOKS,
+        {"url": a.url, "events": ["response.completed"]},
+        content_type="application/json",
+        **ada_api,
+    )
+
+    assert response.status_code == 200
+    assert (response.json()["id"], response.json()["secret"]) == (a.pk, secret)
+    assert response.json()["is_enabled"] is True
+    stored = WebhookEndpoint.objects.get(pk=a.pk)
+    assert (stored.is_enabled, stored.disabled_reason, stored.disabled_at) == (True, "", None)
+    local.requests.clear()
+    publish(account, label="after")
+    run_due_work(worker_id="w")
+    assert sorted(r.path for r in local.requests) == ["/a", "/b"]

@@ -212,12 +212,17 @@ def test_multiple_choice_result_is_a_sorted_subset(picks: list[str]) -> None:
 
 @given(st.text(max_size=600))
 def test_short_text_result_is_stripped_input_or_an_error(text: str) -> None:
+    stripped = text.strip()
+    expected_error = (
+        "too_long" if len(stripped) > 500 else "null_character" if "\x00" in stripped else None
+    )
     try:
         result = validate_answer(Q("short_text"), [text])
     except ValidationError as error:
-        assert error.code in {"too_long", "invalid"}
+        assert error.code == expected_error
         return
-    assert result == (text.strip() or None)
+    assert expected_error is None
+    assert result == (stripped or None)
 
 
 @given(st.integers(min_value=-50, max_value=50))
@@ -232,3 +237,39 @@ def test_nps_accepts_exactly_zero_to_ten(value: int) -> None:
 @given(st.dates())
 def test_any_date_round_trips(day: Any) -> None:
     assert validate_answer(Q("date"), [day.isoformat()]) == day.isoformat()
+
+
+# --- What respondents rely on (issue 14) -----------------------------------------------------
+
+
+def messages_of(question: Q, raw: Any, language: str = "en") -> list[str]:
+    with pytest.raises(ValidationError) as caught:
+        validate_answer(question, raw)
+    with translation.override(language):
+        return [str(message) for message in caught.value.messages]
+
+
+@pytest.mark.parametrize("kind", ["short_text", "long_text"])
+def test_a_nul_character_in_a_text_answer_is_refused_with_a_clear_message(kind: str) -> None:
+    question = Q(kind)
+
+    assert error_code(question, ["before\x00after"]) == "null_character"
+    assert messages_of(question, ["\x00"]) == [
+        "This answer contains a NUL character, which cannot be saved. Remove it and send again."
+    ]
+    assert messages_of(question, ["a\x00"], "ja") == [
+        "この回答にはNUL文字が含まれているため保存できません。削除してから再度送信してください。"
+    ]
+
+
+def test_an_answer_equal_to_a_bound_is_accepted() -> None:
+    number = Q("number", options={"min": 5, "max": 7.5})
+    picks = Q("multiple_choice", options={**CHOICES, "min_picks": 2, "max_picks": 2})
+
+    assert validate_answer(number, ["5"]) == 5
+    assert validate_answer(number, ["7.5"]) == 7.5
+    assert validate_answer(picks, ["a", "c"]) == ["a", "c"]
+    assert validate_answer(Q("short_text"), ["x" * 500]) == "x" * 500
+    assert validate_answer(Q("long_text"), ["y" * 10_000]) == "y" * 10_000
+    assert validate_answer(Q("rating"), ["1"]) == 1
+    assert validate_answer(Q("rating"), ["5"]) == 5

@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA_DIR := $(or $(KIZUNA_DATA_DIR),var)
 
-.PHONY: run test bench check messages translations contracts install install-dev clean
+.PHONY: run test bench check mutation messages translations contracts install install-dev clean
 
 run: install messages
 	@$(BIN)/kizuna migrate --no-input -v 0
@@ -27,6 +27,11 @@ bench: install-dev messages
 
 check: install-dev messages
 	@bash scripts/test.sh --checks-only
+
+# Mutation testing of the modules that must not lose or leak data (docs/mutation.md); not part
+# of `make test`. MODULES="sc-keys leases" runs some of them; MUTATION_TIMEOUT bounds each.
+mutation: install-dev messages
+	@$(BIN)/python scripts/mutation.py $(MODULES)
 
 install: $(VENV)/.installed-base
 

@@ -80,9 +80,8 @@ def _labels(question: QuestionLike, name: str) -> dict[str, str]:
 
 
 def _int_option(question: QuestionLike, name: str) -> int | None:
+    """The option as an integer; None when it is missing, empty or not a number."""
     value = (question.options or {}).get(name)
-    if value is None or value == "":
-        return None
     try:
         return int(value)
     except (TypeError, ValueError):
@@ -90,9 +89,8 @@ def _int_option(question: QuestionLike, name: str) -> int | None:
 
 
 def _number_option(question: QuestionLike, name: str) -> Decimal | None:
+    """The option as a Decimal; None when it is missing, empty or not a number."""
     value = (question.options or {}).get(name)
-    if value is None or value == "":
-        return None
     try:
         return Decimal(str(value))
     except InvalidOperation:

@@ -37,6 +37,7 @@ MATRIX = {
     ],
     "columns": [{"key": "c1", "label": "Bad"}, {"key": "c2", "label": "Good"}],
 }
+THIRD_ROW = {"key": "r3", "label": "Comfort"}
 
 
 def error_code(question: Q, raw: Any) -> str:
@@ -273,3 +274,161 @@ def test_an_answer_equal_to_a_bound_is_accepted() -> None:
     assert validate_answer(Q("long_text"), ["y" * 10_000]) == "y" * 10_000
     assert validate_answer(Q("rating"), ["1"]) == 1
     assert validate_answer(Q("rating"), ["5"]) == 5
+
+
+MESSAGES = [
+    # (question, answer, code, the respondent's message)
+    (Q("short_text"), {"a": "b"}, "invalid", "This answer is not valid."),
+    (Q("mystery"), ["x"], "invalid", "This answer is not valid."),
+    (Q("single_choice", options=CHOICES), ["a", "b"], "too_many", "Give one answer only."),
+    (
+        Q("single_choice", options=CHOICES),
+        ["zzz"],
+        "invalid_choice",
+        "Pick one of the offered choices.",
+    ),
+    (
+        Q("multiple_choice", options=CHOICES),
+        ["a", "zzz"],
+        "invalid_choice",
+        "Pick only from the offered choices.",
+    ),
+    (
+        Q("multiple_choice", options={**CHOICES, "min_picks": 2}),
+        ["a"],
+        "too_few",
+        "Pick more choices: the minimum is 2.",
+    ),
+    (
+        Q("multiple_choice", options={**CHOICES, "max_picks": 1}),
+        ["a", "b"],
+        "too_many",
+        "Pick fewer choices: the maximum is 1.",
+    ),
+    (
+        Q("short_text"),
+        ["x" * 501],
+        "too_long",
+        "Write at most 500 characters (this answer has 501).",
+    ),
+    (
+        Q("long_text"),
+        ["x" * 10_002],
+        "too_long",
+        "Write at most 10000 characters (this answer has 10002).",
+    ),
+    (Q("number"), ["ten"], "invalid", "Enter a number."),
+    (Q("number"), ["Infinity"], "invalid", "Enter a number."),
+    (Q("number", options={"min": 2.5}), ["2"], "too_small", "Enter a number of at least 2.5."),
+    (Q("number", options={"max": 7}), ["8"], "too_large", "Enter a number of at most 7."),
+    (Q("email"), ["not-an-address"], "invalid", "Enter a valid email address."),
+    (Q("date"), ["yesterday"], "invalid", "Enter a date as YYYY-MM-DD."),
+    (Q("rating"), ["6"], "out_of_range", "Pick a value from 1 to 5."),
+    (Q("nps"), ["-1"], "out_of_range", "Pick a value from 0 to 10."),
+    (Q("matrix", options=MATRIX), ["c1"], "invalid", "This answer is not valid."),
+    (Q("matrix", options=MATRIX), {"gone": ["c1"]}, "invalid", "This answer is not valid."),
+    (
+        Q("matrix", options=MATRIX),
+        {"r2": ["c9"]},
+        "invalid_choice",
+        "Pick one of the offered columns in “Price”.",
+    ),
+    (
+        Q("matrix", is_required=True, options=MATRIX),
+        {"r2": ["c1"]},
+        "incomplete",
+        "Answer every row (missing: Speed).",
+    ),
+    (
+        Q("matrix", is_required=True, options={**MATRIX, "rows": [*MATRIX["rows"], THIRD_ROW]}),
+        {"r2": ["c1"]},
+        "incomplete",
+        "Answer every row (missing: Speed, Comfort).",
+    ),
+]
+
+
+@pytest.mark.parametrize(("question", "raw", "code", "message"), MESSAGES)
+def test_each_refused_answer_says_exactly_what_is_wrong(
+    question: Q, raw: Any, code: str, message: str
+) -> None:
+    assert error_code(question, raw) == code
+    assert messages_of(question, raw) == [message]
+
+
+def test_refusals_are_in_japanese_for_japanese_respondents() -> None:
+    assert messages_of(Q("rating"), ["9"], "ja") == ["1〜5 の値を選んでください。"]
+    assert messages_of(Q("number", options={"min": 3}), ["1"], "ja") == [
+        "3 以上の数値を入力してください。"
+    ]
+
+
+def test_a_matrix_row_without_a_label_is_named_empty() -> None:
+    rows = [{"key": "r1"}, {"key": "r2", "label": "Price"}]
+    question = Q("matrix", is_required=True, options={"rows": rows, "columns": MATRIX["columns"]})
+
+    assert messages_of(question, {"r2": ["c1"]}) == ["Answer every row (missing: )."]
+    assert messages_of(question, {"r1": ["c9"]}) == ["Pick one of the offered columns in “”."]
+
+
+def test_an_optional_matrix_keeps_the_rows_answered_after_an_empty_one() -> None:
+    question = Q("matrix", options=MATRIX)
+
+    assert validate_answer(question, {"r1": [], "r2": ["c2"]}) == {"r2": "c2"}
+
+
+def test_an_archived_matrix_column_is_refused() -> None:
+    columns = [*MATRIX["columns"], {"key": "c3", "label": "Old", "archived": True}]
+    question = Q("matrix", options={**MATRIX, "columns": columns})
+
+    assert error_code(question, {"r1": ["c3"]}) == "invalid_choice"
+    assert validate_answer(question, {"r1": ["c2"]}) == {"r1": "c2"}
+
+
+def test_malformed_choices_in_the_options_are_ignored() -> None:
+    options = {"choices": [{"label": "no key"}, "keyboard", {"key": "a", "label": "Apple"}]}
+    question = Q("single_choice", options=options)
+
+    assert validate_answer(question, ["a"]) == "a"
+    assert error_code(question, ["no key"]) == "invalid_choice"
+    assert answer_display(question, "a") == "Apple"
+
+
+def test_empty_pick_and_number_bounds_mean_no_bound() -> None:
+    picks = Q("multiple_choice", options={**CHOICES, "min_picks": "", "max_picks": ""})
+    number = Q("number", options={"min": "", "max": None})
+
+    assert validate_answer(picks, ["a", "b", "c"]) == ["a", "b", "c"]
+    assert validate_answer(number, ["-99999"]) == -99999
+
+
+def test_a_single_string_is_one_answer() -> None:
+    assert validate_answer(Q("short_text"), "  hello ") == "hello"
+    assert validate_answer(Q("single_choice", options=CHOICES), "b") == "b"
+
+
+def test_numbers_take_full_width_commas_and_stop_below_a_thousand_trillion() -> None:
+    question = Q("number")
+
+    assert validate_answer(question, ["1，234，567"]) == 1234567
+    assert validate_answer(question, ["999999999999999"]) == 999_999_999_999_999
+    assert error_code(question, ["1000000000000000"]) == "invalid"
+    assert error_code(question, ["-1000000000000000"]) == "invalid"
+
+
+def test_only_the_domain_of_an_email_is_lower_cased() -> None:
+    assert validate_answer(Q("email"), ['"A@B"@Example.COM']) == '"A@B"@example.com'
+
+
+def test_answer_display_falls_back_to_the_stored_value() -> None:
+    unlabelled = Q("dropdown", options={"choices": [{"key": "a"}, {"key": "b", "label": "B"}]})
+
+    assert answer_display(unlabelled, "a") == ""
+    assert answer_display(unlabelled, "b") == "B"
+    assert answer_display(unlabelled, "gone") == "gone"
+    assert answer_display(Q("multiple_choice", options=CHOICES), ["a", "zz"]) == "Apple, zz"
+    assert answer_display(Q("multiple_choice", options=CHOICES), "old") == "Durian"
+    assert answer_display(Q("matrix", options=MATRIX), {"r9": "c9", "r1": "c2"}) == (
+        "Speed: Good; r9: c9"
+    )
+    assert answer_display(Q("short_text"), {"a": 1}) == "{'a': 1}"

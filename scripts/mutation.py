@@ -1,0 +1,407 @@
+"""`make mutation`: mutation testing of the modules whose failure would lose or leak data.
+
+Each module in MODULES is mutated by mutmut, one change at a time, and only its own tests
+run against each mutant (SQLite, one process: the machine is shared). Every module runs in
+a fresh copy of the project under var/mutation/NAME/, bounded by MUTATION_TIMEOUT seconds
+(default 1800). The scores and the surviving mutants are written to docs/mutation.md.
+
+A surviving mutant is either killed by a new test, or listed in docs/mutation-equivalents.toml
+with the reason it cannot be killed: "equivalent" (no behaviour can tell it from the original;
+left out of the score) or "accepted" (a difference not worth a test, such as a log message;
+counted as surviving). The run fails when a module scores below TARGET or a survivor is not
+explained. Usage:
+
+    make mutation                       # every module
+    make mutation MODULES="sc-keys"     # some of them (the others keep their last results)
+    .venv/bin/python scripts/mutation.py --report sc-keys   # the report again, no new run
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "var" / "mutation"
+DOC = ROOT / "docs" / "mutation.md"
+EXPLANATIONS = ROOT / "docs" / "mutation-equivalents.toml"
+MUTMUT = ROOT / ".venv" / "bin" / "mutmut"
+TARGET = 90.0
+TIMEOUT_SECONDS = int(os.environ.get("MUTATION_TIMEOUT", "1800"))
+
+
+@dataclass(frozen=True)
+class Module:
+    name: str
+    source: str
+    tests: str  # paths separated by spaces
+
+    @property
+    def test_paths(self) -> list[str]:
+        return self.tests.split()
+
+
+# One line per module: its name, the file mutated, the tests run against it. Tests that start
+# processes of their own (kizuna serve, worker crash tests) would run the unmutated code.
+MODULES = [
+    Module("sc-keys", "kizuna/survey/keys/services.py", "kizuna/survey/keys/tests"),
+    Module("leases", "kizuna/work/leases.py", "kizuna/work/tests/test_lease*.py"),
+    Module("worker", "kizuna/work/workers.py", "kizuna/work/tests/test_worker.py"),
+    Module("webhooks", "kizuna/survey/webhooks/services.py", "kizuna/survey/webhooks/tests"),
+    Module("validation", "kizuna/survey/validation.py", "kizuna/survey/tests/test_validation.py"),
+    Module("crm-access", "kizuna/crm/access.py", "kizuna/crm/tests"),
+]
+
+# mutmut's status names; a timeout means the mutant broke the code (it counts as killed).
+KILLED = {"killed", "timeout", "caught by type check"}
+NOT_RUN = {"skipped", "not checked"}
+
+
+@dataclass
+class Mutant:
+    name: str
+    status: str
+    function: str = ""
+    removed: str = ""
+    added: str = ""
+    diff: str = ""
+
+    @property
+    def change(self) -> tuple[str, str, str]:
+        return self.function, self.removed, self.added
+
+
+@dataclass
+class Result:
+    module: str
+    source: str
+    tests: list[str]
+    total: int = 0
+    killed: int = 0
+    equivalent: list[dict[str, str]] = field(default_factory=list)
+    accepted: list[dict[str, str]] = field(default_factory=list)
+    unexplained: list[dict[str, str]] = field(default_factory=list)
+    seconds: int = 0
+    error: str = ""
+
+    @property
+    def score(self) -> float:
+        counted = self.total - len(self.equivalent)
+        return 100.0 * self.killed / counted if counted else 0.0
+
+    @property
+    def survived(self) -> int:
+        return len(self.accepted) + len(self.unexplained)
+
+    @property
+    def passes(self) -> bool:
+        return not self.error and not self.unexplained and self.score >= TARGET
+
+
+def _normalized(lines: list[str]) -> str:
+    return "\n".join(line[1:].strip() for line in lines)
+
+
+def _parse_diff(mutant: Mutant, diff: str) -> None:
+    """The mutated function and its changed lines, as `mutmut show` prints them."""
+    mutant.diff = diff.strip()
+    removed = [line for line in diff.splitlines() if line.startswith("-") and line[:3] != "---"]
+    added = [line for line in diff.splitlines() if line.startswith("+") and line[:3] != "+++"]
+    mutant.removed, mutant.added = _normalized(removed), _normalized(added)
+    # mutmut names a mutant module.x_function__mutmut_N, or module.xǁClassǁmethod__mutmut_N.
+    tail = re.sub(r"__mutmut_\d+$", "", mutant.name.rsplit(".", 1)[-1])
+    if tail.startswith("xǁ"):
+        mutant.function = tail[2:].replace("ǁ", ".")
+    else:
+        mutant.function = tail.removeprefix("x_")
+
+
+def _explanations() -> dict[tuple[str, str, str, str], dict[str, str]]:
+    """(module, function, removed, added) -> {"kind", "reason"} from the explanations file."""
+    if not EXPLANATIONS.exists():
+        return {}
+    data = tomllib.loads(EXPLANATIONS.read_text(encoding="utf-8"))
+    explained = {}
+    for entry in data.get("mutant", []):
+        key = (
+            entry["module"],
+            entry["function"],
+            _strip_lines(entry["removed"]),
+            _strip_lines(entry["added"]),
+        )
+        explained[key] = {"kind": entry["kind"], "reason": entry["reason"]}
+    return explained
+
+
+def _strip_lines(text: str) -> str:
+    return "\n".join(line.strip() for line in text.strip().splitlines())
+
+
+def _expanded(paths: list[str]) -> list[str]:
+    """Test paths with their globs expanded (pytest does not expand them)."""
+    found: list[str] = []
+    for path in paths:
+        matches = sorted(str(match.relative_to(ROOT)) for match in ROOT.glob(path))
+        found += matches or [path]
+    return found
+
+
+def _prepare(module: Module) -> Path:
+    workdir = WORK / module.name
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
+    shutil.copytree(ROOT / "kizuna", workdir / "kizuna", ignore=ignore)
+    shutil.copy2(ROOT / "conftest.py", workdir / "conftest.py")
+    config = {
+        "source_paths": ["kizuna"],
+        "only_mutate": [module.source],
+        "pytest_add_cli_args_test_selection": _expanded(module.test_paths),
+        "use_git_change_detection": False,
+    }
+    section = "\n[tool.mutmut]\n" + "".join(
+        f"{key} = {json.dumps(value)}\n" for key, value in config.items()
+    )
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    (workdir / "pyproject.toml").write_text(pyproject + section, encoding="utf-8")
+    return workdir
+
+
+def _environment(data_dir: str) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DATABASE_URL", "KIZUNA_TEST_RUN"} and not key.startswith("PYTEST")
+    }
+    env.update(
+        KIZUNA_DATA_DIR=data_dir,
+        KIZUNA_SECRET_KEY="mutation-testing-secret-key-0123456789abcdef",  # noqa: S106
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    return env
+
+
+class _ReportOnly(Exception):
+    """--report: the module is not run again."""
+
+
+def run_module(module: Module, *, rerun: bool = True) -> Result:
+    """Mutate and test `module`; with rerun=False only read what its last run left."""
+    result = Result(module.name, module.source, module.test_paths)
+    workdir = _prepare(module) if rerun else WORK / module.name
+    log = WORK / f"{module.name}.log"
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="kizuna-mutation-") as data_dir:
+        env = _environment(data_dir)
+        try:
+            if not rerun:
+                raise _ReportOnly
+            with log.open("w", encoding="utf-8") as output:
+                finished = subprocess.run(
+                    [str(MUTMUT), "run", "--max-children", "1"],
+                    cwd=workdir,
+                    env=env,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    timeout=TIMEOUT_SECONDS,
+                    check=False,
+                )
+            if finished.returncode != 0:
+                result.error = f"mutmut run exited with {finished.returncode}: see {log}"
+        except subprocess.TimeoutExpired:
+            result.error = f"stopped after {TIMEOUT_SECONDS} s (MUTATION_TIMEOUT): see {log}"
+        except _ReportOnly:
+            pass
+        result.seconds = round(time.monotonic() - started)
+        mutants = _mutants(workdir, env)
+    explained = _explanations()
+    for mutant in mutants:
+        if mutant.status in NOT_RUN:
+            continue
+        result.total += 1
+        if mutant.status in KILLED:
+            result.killed += 1
+            continue
+        explanation = explained.get((module.name, *mutant.change))
+        entry = {
+            "function": mutant.function,
+            "removed": mutant.removed,
+            "added": mutant.added,
+            "status": mutant.status,
+        }
+        if explanation is None:
+            result.unexplained.append({**entry, "diff": mutant.diff})
+        elif explanation["kind"] == "equivalent":
+            result.equivalent.append({**entry, "reason": explanation["reason"]})
+        else:
+            result.accepted.append({**entry, "reason": explanation["reason"]})
+    return result
+
+
+# Run by the virtualenv's Python in a module's copy: every mutant's status, and the diff of
+# each one not killed, as JSON (one process instead of one `mutmut show` per mutant).
+_LIST_MUTANTS = """
+import json
+from mutmut.mutation.data import SourceFileMutationData
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+from mutmut.stats import status_by_exit_code
+from mutmut.utils.file_utils import walk_mutatable_files
+
+found = []
+for path in walk_mutatable_files():
+    data = SourceFileMutationData(path=path)
+    data.load()
+    for name, exit_code in data.exit_code_by_key.items():
+        status = status_by_exit_code[exit_code]
+        diff = "" if status == "killed" else get_diff_for_mutant(name, path=path)
+        found.append({"name": name, "status": status, "diff": diff})
+print(json.dumps(found))
+"""
+
+
+def _mutants(workdir: Path, env: dict[str, str]) -> list[Mutant]:
+    listing = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "-c", _LIST_MUTANTS],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    mutants = []
+    for found in json.loads(listing.stdout):
+        mutant = Mutant(found["name"], found["status"])
+        if found["diff"]:
+            _parse_diff(mutant, found["diff"])
+        mutants.append(mutant)
+    return mutants
+
+
+# --- the report -------------------------------------------------------------------------------
+
+RESULT_MARK = re.compile(r"^<!-- result (\{.*\}) -->$", re.MULTILINE)
+
+
+def _previous_results() -> dict[str, Result]:
+    if not DOC.exists():
+        return {}
+    results = {}
+    for match in RESULT_MARK.finditer(DOC.read_text(encoding="utf-8")):
+        data = json.loads(match.group(1))
+        results[data["module"]] = Result(**data)
+    return results
+
+
+def _code(text: str) -> str:
+    return "`" + text.replace("\n", " ⏎ ").replace("`", "'") + "`" if text else "(nothing)"
+
+
+def _section(result: Result) -> list[str]:
+    lines = [f"## {result.module}: `{result.source}`", ""]
+    lines.append(
+        f"Tests: {', '.join(f'`{test}`' for test in result.tests)}. "
+        f"{result.total} mutants, {result.killed} killed, {len(result.equivalent)} "
+        f"equivalent, {result.survived} surviving: **{result.score:.1f}%** "
+        f"({result.seconds} s)."
+    )
+    lines.append("")
+    if result.error:
+        lines += [f"**The run did not finish:** {result.error}", ""]
+    for title, entries in (
+        ("Equivalent (left out of the score)", result.equivalent),
+        ("Surviving, accepted", result.accepted),
+    ):
+        if entries:
+            lines += [f"{title}:", ""]
+            for entry in entries:
+                lines.append(
+                    f"- `{entry['function']}`: {_code(entry['removed'])} → "
+                    f"{_code(entry['added'])}: {entry['reason']}"
+                )
+            lines.append("")
+    if result.unexplained:
+        lines += ["**Surviving, not explained yet** (kill it with a test, or explain it):", ""]
+        for entry in result.unexplained:
+            lines += ["```diff", entry["diff"], "```", ""]
+    stored = {key: value for key, value in vars(result).items()}
+    for entry in stored["unexplained"]:
+        entry.pop("diff", None)
+    lines += [f"<!-- result {json.dumps(stored, ensure_ascii=False)} -->", ""]
+    return lines
+
+
+def write_report(results: dict[str, Result]) -> None:
+    lines = [
+        "# Mutation testing",
+        "",
+        "Written by `make mutation` (scripts/mutation.py), which mutates each module below with",
+        "mutmut, one change at a time, and runs the module's own tests against every mutant",
+        "(SQLite; PostgreSQL-only tests are skipped there, so each behaviour they guard also",
+        "has a test that runs on SQLite). The score is killed / (mutants - equivalent); the",
+        f"target is {TARGET:.0f}% per module. Each survivor is killed by a new test or explained",
+        "in `docs/mutation-equivalents.toml` (equivalent: nothing can tell it from the",
+        "original; accepted: a difference not worth a test).",
+        "",
+        "| module | file | mutants | killed | equivalent | surviving | score |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    ordered = [results[m.name] for m in MODULES if m.name in results]
+    for result in ordered:
+        lines.append(
+            f"| {result.module} | `{result.source}` | {result.total} | {result.killed} | "
+            f"{len(result.equivalent)} | {result.survived} | {result.score:.1f}% |"
+        )
+    lines += ["", "Adding a module is one line in `MODULES` of `scripts/mutation.py`.", ""]
+    for result in ordered:
+        lines += _section(result)
+    DOC.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+
+
+def main(names: list[str]) -> int:
+    rerun = "--report" not in names
+    names = [name for name in names if name != "--report"]
+    known = {module.name: module for module in MODULES}
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        print(f"Unknown modules: {', '.join(unknown)}; known: {', '.join(known)}")
+        return 2
+    chosen = [known[name] for name in names] if names else MODULES
+    results = _previous_results()
+    results = {name: result for name, result in results.items() if name in known}
+    WORK.mkdir(parents=True, exist_ok=True)
+    for module in chosen:
+        print(f"{module.name}: mutating {module.source} ...", flush=True)
+        result = run_module(module, rerun=rerun)
+        if not rerun:
+            result.seconds = results.get(module.name, result).seconds
+        results[module.name] = result
+        write_report(results)
+        verdict = "ok" if result.passes else "BELOW TARGET OR UNEXPLAINED SURVIVORS"
+        print(
+            f"{module.name}: {result.total} mutants, {result.killed} killed, "
+            f"{len(result.equivalent)} equivalent, {result.survived} surviving "
+            f"({len(result.unexplained)} unexplained): {result.score:.1f}% in "
+            f"{result.seconds} s: {verdict}{'; ' + result.error if result.error else ''}",
+            flush=True,
+        )
+    failing = [name for name in results if not results[name].passes]
+    print(f"Report: {DOC.relative_to(ROOT)}")
+    if failing:
+        print(f"Below {TARGET:.0f}% or with unexplained survivors: {', '.join(failing)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

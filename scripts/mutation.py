@@ -165,9 +165,12 @@ def _prepare(module: Module) -> Path:
     shutil.copy2(ROOT / "conftest.py", workdir / "conftest.py")
     config = {
         "source_paths": ["kizuna"],
+        "also_copy": ["conftest.py"],
         "only_mutate": [module.source],
         "pytest_add_cli_args_test_selection": _expanded(module.test_paths),
         "use_git_change_detection": False,
+        # Browser tests drive the server through Chromium; PostgreSQL-only ones skip anyway.
+        "pytest_add_cli_args": ["-m", "not browser and not postgres"],
     }
     section = "\n[tool.mutmut]\n" + "".join(
         f"{key} = {json.dumps(value)}\n" for key, value in config.items()
@@ -334,9 +337,13 @@ def _section(result: Result) -> list[str]:
         lines += ["**Surviving, not explained yet** (kill it with a test, or explain it):", ""]
         for entry in result.unexplained:
             lines += ["```diff", entry["diff"], "```", ""]
-    stored = {key: value for key, value in vars(result).items()}
-    for entry in stored["unexplained"]:
-        entry.pop("diff", None)
+    stored = {
+        **vars(result),
+        "unexplained": [
+            {key: value for key, value in entry.items() if key != "diff"}
+            for entry in result.unexplained
+        ],
+    }
     lines += [f"<!-- result {json.dumps(stored, ensure_ascii=False)} -->", ""]
     return lines
 

@@ -270,3 +270,23 @@ def test_the_last_use_is_written_at_most_once_a_minute(client: Client, ada, ada_
     ServiceKey.objects.filter(member=ada).update(last_used_at=long_ago)
     client.get(ACCOUNT, **ada_api)
     assert ServiceKey.objects.get(member=ada).last_used_at > long_ago
+
+
+def test_by_default_ten_failures_per_email_and_fifty_per_address_open_a_15_minute_window(
+    client: Client, ada, ada_api
+):
+    def codes(emails_and_keys):
+        return [
+            error_of(client.get(ACCOUNT, HTTP_X_SC_EMAIL=email, HTTP_X_SC_KEY=key))
+            for email, key in emails_and_keys
+        ]
+
+    per_email = codes(("ada@example.com", f"sck_{n}") for n in range(11))
+    # The throttled attempt above was not counted: 40 more reach the address's 50.
+    per_address = codes((f"made-up{n}@example.com", "sck_x") for n in range(41))
+
+    assert per_email == [(401, "wrong_key")] * 10 + [(429, "throttled")]
+    assert per_address == [(401, "unknown_email")] * 40 + [(429, "throttled")]
+    response = client.get(ACCOUNT, HTTP_X_SC_EMAIL="new@example.com", HTTP_X_SC_KEY="sck_x")
+    assert response["Retry-After"] == "900"
+    assert client.get(ACCOUNT, **ada_api).status_code == 200

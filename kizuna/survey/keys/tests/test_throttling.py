@@ -147,3 +147,17 @@ def test_a_valid_key_sent_while_throttled_records_its_use(client: Client, ada, a
     assert call(client, ada_api) == (200, "ada@example.com")
 
     assert ServiceKey.objects.get(member=ada).last_used_at is not None
+
+
+def test_a_window_of_a_minute_says_one_minute(client: Client, ada, settings):
+    settings.KIZUNA_SC_KEY_WINDOW_SECONDS = 60
+    for n in range(3):
+        call(client, guess("ada@example.com", f"sck_{n}"))
+
+    response = client.get(ACCOUNT, REMOTE_ADDR=PROXY, **guess("ada@example.com"))
+
+    assert response.json()["error"]["message"] == (
+        "Too many failed attempts for this email address from your network address. Try again "
+        "in 1 minute; a correct SC key is accepted meanwhile."
+    )
+    assert response["Retry-After"] == "60"

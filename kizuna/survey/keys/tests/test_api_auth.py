@@ -224,8 +224,13 @@ def test_a_stored_key_that_cannot_be_decrypted_is_a_401_not_a_500(client: Client
     )
 
 
-def test_the_email_is_matched_without_case_and_surrounding_spaces(client: Client, ada, ada_api):
-    headers = {**ada_api, "HTTP_X_SC_EMAIL": "  ADA@Example.com "}
+def test_the_email_and_key_are_matched_without_surrounding_spaces_and_email_case(
+    client: Client, ada, ada_api
+):
+    headers = {
+        "HTTP_X_SC_EMAIL": "  ADA@Example.com ",
+        "HTTP_X_SC_KEY": f" {ada_api['HTTP_X_SC_KEY']}  ",
+    }
 
     assert client.get(ACCOUNT, **headers).status_code == 200
 
@@ -290,3 +295,16 @@ def test_by_default_ten_failures_per_email_and_fifty_per_address_open_a_15_minut
     response = client.get(ACCOUNT, HTTP_X_SC_EMAIL="new@example.com", HTTP_X_SC_KEY="sck_x")
     assert response["Retry-After"] == "900"
     assert client.get(ACCOUNT, **ada_api).status_code == 200
+
+
+def test_a_key_is_sck_and_256_random_bits_and_records_who_made_it(ada):
+    first = services.get_or_create_key(member=ada, by=ada.user)
+    second = services.regenerate_key(member=ada, by=ada.user)
+
+    for key in (first, second):
+        value = key.reveal()
+        assert value.startswith("sck_")
+        assert len(value) == len("sck_") + 43  # 32 bytes in URL-safe base64
+        assert key.created_by == ada.user
+        assert ServiceKey.objects.get(pk=key.pk).created_by == ada.user
+    assert first.reveal() != second.reveal()

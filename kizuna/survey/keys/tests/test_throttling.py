@@ -8,10 +8,12 @@ from the same address (a CRM serving many accounts, every client behind one prox
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.test import Client, override_settings
+from django.utils import timezone
 
 from kizuna.survey.keys import services
 from kizuna.survey.keys.models import ServiceKey
@@ -161,3 +163,26 @@ def test_a_window_of_a_minute_says_one_minute(client: Client, ada, settings):
         "in 1 minute; a correct SC key is accepted meanwhile."
     )
     assert response["Retry-After"] == "60"
+
+
+def test_a_window_of_61_seconds_is_rounded_up_to_2_minutes(client: Client, ada, settings):
+    settings.KIZUNA_SC_KEY_WINDOW_SECONDS = 61
+    for n in range(3):
+        call(client, guess("ada@example.com", f"sck_{n}"))
+
+    response = client.get(ACCOUNT, REMOTE_ADDR=PROXY, **guess("ada@example.com"))
+
+    assert "Try again in 2 minutes;" in response.json()["error"]["message"]
+
+
+def test_once_the_window_is_over_failures_are_answered_again(client: Client, ada, monkeypatch):
+    for n in range(15):
+        call(client, guess(f"made-up{n}@example.com"))
+    assert call(client, guess("ada@example.com")) == (429, "throttled")
+
+    # The shared cache (the database) sees the window end.
+    later = timezone.now() + timedelta(seconds=901)
+    monkeypatch.setattr("django.core.cache.backends.db.tz_now", lambda: later)
+
+    assert call(client, guess("ada@example.com")) == (401, "wrong_key")
+    assert call(client, guess("made-up0@example.com")) == (401, "unknown_email")

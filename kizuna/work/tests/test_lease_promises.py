@@ -199,3 +199,52 @@ def test_two_workers_claiming_at_once_never_get_the_same_row():
     assert {r.key: r.leased_by for r in ProbeWork.objects.all()} == {
         key: worker for worker, keys in claimed.items() for key in keys
     }
+
+
+def test_an_abandoned_row_records_when_it_was_given_up():
+    last = row("a-last", max_attempts=1)
+    picks_up("a", last)
+    dies("a")
+
+    run_everything("b")
+
+    stored = ProbeWork.objects.get(key="a-last")
+    assert stored.finished_at is not None
+    assert stored.leased_until is None
+
+
+def test_a_long_error_is_kept_to_its_first_4000_characters():
+    [claimed] = picks_up("a", row("long"))
+
+    assert leases.mark_failed(claimed, error="x" * 3999 + "yz" + "w" * 100, retry=False)
+
+    stored = ProbeWork.objects.get(key="long")
+    assert stored.last_error == "x" * 3999 + "y"
+    assert claimed.last_error == stored.last_error
+    assert (claimed.status, claimed.finished_at) == (WorkStatus.FAILED, stored.finished_at)
+
+
+def test_a_released_row_is_pending_again_in_the_database_and_in_hand():
+    [claimed] = picks_up("a", row("released"))
+
+    assert leases.release(claimed)
+
+    assert (claimed.status, claimed.leased_until, claimed.leased_by, claimed.attempts) == (
+        WorkStatus.PENDING,
+        None,
+        "",
+        0,
+    )
+    assert not leases.release(claimed)  # not ours any more
+
+
+def test_without_a_limit_a_claim_takes_ten_rows_and_a_kind_runs_ten_per_round(monkeypatch):
+    for number in range(12):
+        row(f"r{number:02}")
+
+    assert len(claim(ProbeWork.objects.all(), worker_id="a")) == 10
+
+    ProbeWork.objects.update(status=WorkStatus.PENDING, attempts=0, leased_by="")
+    monkeypatch.setattr(leases, "_registry", {})
+    leases.register(ProbeWork, leases.mark_done)
+    assert run_due_work(worker_id="b") == 10

@@ -170,7 +170,9 @@ def _prepare(module: Module) -> Path:
         "pytest_add_cli_args_test_selection": _expanded(module.test_paths),
         "use_git_change_detection": False,
         # Browser tests drive the server through Chromium; PostgreSQL-only ones skip anyway.
-        "pytest_add_cli_args": ["-m", "not browser and not postgres"],
+        # Every mutant's run makes a new test database: from the models, not the migrations
+        # (15 s less each; the migrations only add indexes besides).
+        "pytest_add_cli_args": ["-m", "not browser and not postgres", "--nomigrations"],
     }
     section = "\n[tool.mutmut]\n" + "".join(
         f"{key} = {json.dumps(value)}\n" for key, value in config.items()

@@ -81,7 +81,7 @@ def _labels(question: QuestionLike, name: str) -> dict[str, str]:
 
 def _int_option(question: QuestionLike, name: str) -> int | None:
     """The option as an integer; None when it is missing, empty or not a number."""
-    value = (question.options or {}).get(name)
+    value: Any = (question.options or {}).get(name)
     try:
         return int(value)
     except (TypeError, ValueError):

@@ -29,7 +29,7 @@ CHOICES = {
         {"key": "old", "label": "Durian", "archived": True},
     ]
 }
-MATRIX = {
+MATRIX: dict[str, list[dict[str, Any]]] = {
     "rows": [
         {"key": "r1", "label": "Speed"},
         {"key": "r2", "label": "Price"},

@@ -245,6 +245,10 @@ def test_without_a_limit_a_claim_takes_ten_rows_and_a_kind_runs_ten_per_round(mo
     assert len(claim(ProbeWork.objects.all(), worker_id="a")) == 10
 
     ProbeWork.objects.update(status=WorkStatus.PENDING, attempts=0, leased_by="")
+
+    def finish(work: ProbeWork) -> None:
+        mark_done(work)
+
     monkeypatch.setattr(leases, "_registry", {})
-    leases.register(ProbeWork, leases.mark_done)
+    leases.register(ProbeWork, finish)
     assert run_due_work(worker_id="b") == 10

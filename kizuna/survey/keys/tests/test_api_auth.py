@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.test import Client, override_settings
@@ -196,7 +197,7 @@ def test_missing_credentials_are_not_counted_as_failed_guesses(client: Client, a
     for _ in range(6):
         client.get(ACCOUNT, HTTP_X_SC_EMAIL="ada@example.com")
 
-    wrong = {"HTTP_X_SC_EMAIL": "ada@example.com", "HTTP_X_SC_KEY": "sck_guess"}
+    wrong: dict[str, Any] = {"HTTP_X_SC_EMAIL": "ada@example.com", "HTTP_X_SC_KEY": "sck_guess"}
     assert error_of(client.get(ACCOUNT, **wrong)) == (401, "wrong_key")
 
 
@@ -227,7 +228,7 @@ def test_a_stored_key_that_cannot_be_decrypted_is_a_401_not_a_500(client: Client
 def test_the_email_and_key_are_matched_without_surrounding_spaces_and_email_case(
     client: Client, ada, ada_api
 ):
-    headers = {
+    headers: dict[str, Any] = {
         "HTTP_X_SC_EMAIL": "  ADA@Example.com ",
         "HTTP_X_SC_KEY": f" {ada_api['HTTP_X_SC_KEY']}  ",
     }
@@ -274,7 +275,9 @@ def test_the_last_use_is_written_at_most_once_a_minute(client: Client, ada, ada_
     long_ago = timezone.now() - services.LAST_USED_RESOLUTION - timedelta(seconds=5)
     ServiceKey.objects.filter(member=ada).update(last_used_at=long_ago)
     client.get(ACCOUNT, **ada_api)
-    assert ServiceKey.objects.get(member=ada).last_used_at > long_ago
+    last_used_at = ServiceKey.objects.get(member=ada).last_used_at
+    assert last_used_at is not None
+    assert last_used_at > long_ago
 
 
 def test_by_default_ten_failures_per_email_and_fifty_per_address_open_a_15_minute_window(

@@ -96,17 +96,26 @@ def test_a_410_disables_only_its_own_endpoint_and_stops_only_its_deliveries(
     (a, _), (b, _), (c, _) = endpoints["a"], endpoints["b"], endpoints["c"]
     later(a, "a-later"), later(b, "b-later"), later(c, "c-later")
     publish(account, label="now")  # to "a" first, then "b"
-    local.answer(Answer(status=410), Answer(status=200))
+    publish(account, label="next")  # in the same batch: "a" is disabled by then
+    local.answer(Answer(status=410), Answer(status=200), Answer(status=200))
 
     run_due_work(worker_id="w")
 
-    assert [r.path for r in local.requests] == ["/a", "/b"]
+    assert [r.path for r in local.requests] == ["/a", "/b", "/b"]
+    stopped = Delivery.objects.get(endpoint=a, payload__data__label="next")
+    assert (stopped.status, stopped.attempts, stopped.last_error) == (
+        WorkStatus.FAILED,
+        1,
+        f"The endpoint is disabled: {GONE_REASON}",
+    )
+    assert not stopped.attempts_made.exists()
     assert enabled() == {"a": False, "b": True, "c": True}
     assert WebhookEndpoint.objects.get(pk=a.pk).disabled_reason == GONE_REASON
     assert statuses() == {
         "a-later": WorkStatus.FAILED,
         "b-later": WorkStatus.PENDING,
         "c-later": WorkStatus.PENDING,
+        "next": WorkStatus.DONE,
         "now": WorkStatus.DONE,
     }
     assert Delivery.objects.get(endpoint=a, payload__data__label="now").status == (
@@ -287,3 +296,41 @@ def test_registering_again_after_a_410_enables_the_endpoint_for_good(
     publish(account, label="after")
     run_due_work(worker_id="w")
     assert sorted(r.path for r in local.requests) == ["/a", "/b"]
+
+
+def test_an_attempt_keeps_the_first_1000_characters_of_the_answer(local: Receiver, endpoints):
+    (c, _) = endpoints["c"]
+    [delivery] = publish(c.account, label="x")
+    local.answer(Answer(status=500, body=b"e" * 999 + b"fg" + b"h" * 50))
+
+    run_due_work(worker_id="w")
+
+    [attempt] = delivery.attempts_made.all()
+    assert (attempt.status_code, attempt.response_body, attempt.error) == (
+        500,
+        "e" * 999 + "f",
+        "",
+    )
+    assert attempt.duration_ms >= 0
+
+
+def test_a_disabling_reason_is_kept_within_its_columns(endpoints):
+    (a, _) = endpoints["a"]
+    pending = later(a, "a-later")
+
+    services.disable_endpoint(endpoint=a, reason="r" * 299 + "st" + "u" * 5000)
+
+    stored = WebhookEndpoint.objects.get(pk=a.pk)
+    assert stored.disabled_reason == "r" * 299 + "s"
+    assert stored.disabled_at is not None
+    pending.refresh_from_db()
+    assert pending.last_error == ("r" * 299 + "st" + "u" * 5000)[:4000]
+    assert pending.finished_at == stored.disabled_at
+    assert (a.is_enabled, a.disabled_at) == (False, stored.disabled_at)
+
+
+def test_event_times_are_utc_with_a_z(endpoints, account):
+    [delivery, _] = publish(account, label="x")
+
+    assert delivery.payload["timestamp"].endswith("Z")
+    assert "+00:00" not in delivery.payload["timestamp"]

@@ -339,14 +339,7 @@ def _section(result: Result) -> list[str]:
         lines += ["**Surviving, not explained yet** (kill it with a test, or explain it):", ""]
         for entry in result.unexplained:
             lines += ["```diff", entry["diff"], "```", ""]
-    stored = {
-        **vars(result),
-        "unexplained": [
-            {key: value for key, value in entry.items() if key != "diff"}
-            for entry in result.unexplained
-        ],
-    }
-    lines += [f"<!-- result {json.dumps(stored, ensure_ascii=False)} -->", ""]
+    lines += [f"<!-- result {json.dumps(vars(result), ensure_ascii=False)} -->", ""]
     return lines
 
 

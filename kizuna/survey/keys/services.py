@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -44,10 +45,14 @@ def _create_key(*, member: AccountMember, by: User | None) -> ServiceKey:
     )
 
 
-def get_or_create_key(*, member: AccountMember, by: User | None = None) -> ServiceKey:
-    """The member's active SC key, created on first use. Only administrators have keys."""
+def _require_administrator(member: AccountMember) -> None:
     if not member.is_administrator:
         raise PermissionDenied("Only account administrators have SC keys.")
+
+
+def get_or_create_key(*, member: AccountMember, by: User | None = None) -> ServiceKey:
+    """The member's active SC key, created on first use. Only administrators have keys."""
+    _require_administrator(member)
     existing = ServiceKey.objects.filter(member=member, revoked_at__isnull=True).first()
     if existing is not None:
         return existing
@@ -61,8 +66,7 @@ def get_or_create_key(*, member: AccountMember, by: User | None = None) -> Servi
 
 def regenerate_key(*, member: AccountMember, by: User) -> ServiceKey:
     """Revoke the member's key at once and issue a new one (K2), in one transaction."""
-    if not member.is_administrator:
-        raise PermissionDenied("Only account administrators have SC keys.")
+    _require_administrator(member)
     with transaction.atomic():
         # Lock the member row so two regenerations in a row cannot both create a key.
         AccountMember.objects.select_for_update().filter(pk=member.pk).first()
@@ -117,9 +121,9 @@ def _counters(address: str, email: str) -> list[_Counter]:
     pair = hashlib.sha256(f"{address}|{email.strip().lower()}".encode()).hexdigest()
     single = hashlib.sha256(address.encode()).hexdigest()
     return [
-        _Counter(f"survey_keys:failures:{pair}", _max_failures(), is_per_address=False),
+        _Counter(f"survey_keys:failures:v2:{pair}", _max_failures(), is_per_address=False),
         _Counter(
-            f"survey_keys:failures:address:{single}",
+            f"survey_keys:failures:v2:address:{single}",
             _max_failures() * ADDRESS_LIMIT_FACTOR,
             is_per_address=True,
         ),
@@ -148,14 +152,18 @@ def _throttled(counter: _Counter) -> KeyAuthenticationError:
     return KeyAuthenticationError("throttled", message % {"minutes": minutes}, status=429)
 
 
+def _failures(counter: _Counter) -> int:
+    count, _ends_at = cache.get(counter.cache_key, (0, 0.0))
+    return int(count)
+
+
 def _record_failure(counters: list[_Counter]) -> None:
+    """Count one failure. The window starts with the first and ends window_seconds() later,
+    however many follow: the cache's incr() would restart its expiry at every failure."""
+    now = time.time()
     for counter in counters:
-        # add() starts the window; later failures count within it without extending it.
-        if not cache.add(counter.cache_key, 1, timeout=window_seconds()):
-            try:
-                cache.incr(counter.cache_key)
-            except ValueError:  # expired between add() and incr()
-                cache.add(counter.cache_key, 1, timeout=window_seconds())
+        count, ends_at = cache.get(counter.cache_key, (0, now + window_seconds()))
+        cache.set(counter.cache_key, (count + 1, ends_at), timeout=max(ends_at - now, 1))
 
 
 def authenticate_key(*, email: str, key: str, address: str) -> ServiceKey:
@@ -191,7 +199,6 @@ def authenticate_key(*, email: str, key: str, address: str) -> ServiceKey:
     now = timezone.now()
     if service_key.last_used_at is None or service_key.last_used_at < now - LAST_USED_RESOLUTION:
         ServiceKey.objects.filter(pk=service_key.pk).update(last_used_at=now)
-        service_key.last_used_at = now
     return service_key
 
 
@@ -218,7 +225,7 @@ def _failure(*, email: str, address: str) -> KeyAuthenticationError:
     """The refusal of a failed attempt, counted; 429 once its address is past a limit."""
     counters = _counters(address, email)
     for counter in counters:
-        if int(cache.get(counter.cache_key, 0)) >= counter.limit:
+        if _failures(counter) >= counter.limit:
             return _throttled(counter)
     _record_failure(counters)
     if not AccountMember.objects.filter(user__email__iexact=email, user__is_active=True).exists():

@@ -76,7 +76,9 @@ def test_k2_old_key_is_refused_as_revoked_right_after_regeneration(client: Clien
 
     response = client.get(ACCOUNT, **ada_api)
     assert error_of(response) == (401, "revoked_key")
-    assert "Reconnect" in response.json()["error"]["message"]
+    assert response.json()["error"]["message"] == (
+        "This SC key was regenerated and no longer works. Reconnect with the new key."
+    )
     assert (
         client.get(
             ACCOUNT, HTTP_X_SC_EMAIL="ada@example.com", HTTP_X_SC_KEY=new.reveal()
@@ -100,14 +102,23 @@ def test_key_of_a_member_who_is_no_longer_administrator_is_insufficient_role(
     ada.role = MemberRole.MEMBER
     ada.save(update_fields=["role"])
 
-    assert error_of(client.get(ACCOUNT, **ada_api)) == (403, "insufficient_role")
+    response = client.get(ACCOUNT, **ada_api)
+
+    assert error_of(response) == (403, "insufficient_role")
+    assert response.json()["error"]["message"] == (
+        "The owner of this SC key is no longer an administrator of the Survey account."
+    )
 
 
-def test_standard_members_get_no_key(bob):
+def test_standard_members_get_no_key_and_cannot_regenerate_one(bob):
     from django.core.exceptions import PermissionDenied
 
-    with pytest.raises(PermissionDenied):
-        services.get_or_create_key(member=bob)
+    for attempt in (
+        lambda: services.get_or_create_key(member=bob),
+        lambda: services.regenerate_key(member=bob, by=bob.user),
+    ):
+        with pytest.raises(PermissionDenied, match=r"^Only account administrators have SC keys\.$"):
+            attempt()
     assert ServiceKey.objects.count() == 0
 
 
@@ -311,3 +322,23 @@ def test_a_key_is_sck_and_256_random_bits_and_records_who_made_it(ada):
         assert key.created_by == ada.user
         assert ServiceKey.objects.get(pk=key.pk).created_by == ada.user
     assert first.reveal() != second.reveal()
+
+
+def test_a_regeneration_leaves_the_keys_revoked_before_as_they_were(ada):
+    first = services.get_or_create_key(member=ada)
+    services.regenerate_key(member=ada, by=ada.user)
+    first.refresh_from_db()
+    revoked_at = first.revoked_at
+
+    services.regenerate_key(member=ada, by=ada.user)
+
+    first.refresh_from_db()
+    assert revoked_at is not None
+    assert first.revoked_at == revoked_at
+
+
+def test_a_refused_credential_reads_as_its_message_in_logs():
+    error = services.KeyAuthenticationError("wrong_key", "This SC key is not the key.")
+
+    assert str(error) == "This SC key is not the key."
+    assert (error.code, error.status) == ("wrong_key", 401)

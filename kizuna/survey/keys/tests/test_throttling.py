@@ -186,3 +186,42 @@ def test_once_the_window_is_over_failures_are_answered_again(client: Client, ada
 
     assert call(client, guess("ada@example.com")) == (401, "wrong_key")
     assert call(client, guess("made-up0@example.com")) == (401, "unknown_email")
+
+
+def test_the_window_starts_with_the_first_failure_and_later_failures_do_not_move_it(
+    client: Client, ada, monkeypatch
+):
+    start = timezone.now()
+    for n in range(3):
+        call(client, guess("ada@example.com", f"sck_{n}"))
+
+    # Ten minutes later the 15-minute window still holds, and a failure then does not
+    # extend it.
+    monkeypatch.setattr(
+        "django.core.cache.backends.db.tz_now", lambda: start + timedelta(minutes=10)
+    )
+    assert call(client, guess("ada@example.com")) == (429, "throttled")
+    monkeypatch.setattr(
+        "django.core.cache.backends.db.tz_now", lambda: start + timedelta(seconds=905)
+    )
+    assert call(client, guess("ada@example.com")) == (401, "wrong_key")
+
+
+def test_the_address_limit_says_so_with_one_minute_and_in_japanese(client: Client, ada, settings):
+    settings.KIZUNA_SC_KEY_WINDOW_SECONDS = 60
+    for n in range(15):
+        call(client, guess(f"made-up{n}@example.com"))
+
+    english = client.get(ACCOUNT, REMOTE_ADDR=PROXY, **guess("ada@example.com"))
+    japanese = client.get(
+        ACCOUNT, REMOTE_ADDR=PROXY, HTTP_ACCEPT_LANGUAGE="ja", **guess("ada@example.com")
+    )
+
+    assert english.json()["error"]["message"] == (
+        "Too many failed attempts from your network address. Try again in 1 minute; a correct "
+        "SC key is accepted meanwhile."
+    )
+    assert japanese.json()["error"]["message"] == (
+        "お使いのネットワークアドレスからの認証失敗が多すぎます。1分後に再度お試しください。"
+        "その間も正しいSCキーは受け付けます。"
+    )

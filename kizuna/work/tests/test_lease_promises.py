@@ -252,3 +252,4 @@ def test_without_a_limit_a_claim_takes_ten_rows_and_a_kind_runs_ten_per_round(mo
     monkeypatch.setattr(leases, "_registry", {})
     leases.register(ProbeWork, finish)
     assert run_due_work(worker_id="b") == 10
+    assert ProbeWork.objects.filter(status=WorkStatus.DONE).count() == 10

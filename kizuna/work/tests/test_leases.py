@@ -35,6 +35,7 @@ def test_claim_leases_a_due_row_and_counts_the_attempt():
     assert (stored.status, stored.leased_by, stored.attempts) == (WorkStatus.LEASED, "a", 1)
     assert (row.status, row.leased_by, row.attempts) == (WorkStatus.LEASED, "a", 1)
     assert stored.leased_until is not None
+    assert row.leased_until == stored.leased_until
     assert stored.leased_until >= before + timedelta(seconds=ProbeWork.lease_seconds)
 
 
@@ -70,6 +71,11 @@ def test_mark_done_by_the_lease_holder_finishes_the_row():
 
     stored = ProbeWork.objects.get()
     assert stored.status == WorkStatus.DONE
+    assert (row.status, row.finished_at, row.leased_until) == (
+        WorkStatus.DONE,
+        stored.finished_at,
+        None,
+    )
     assert stored.finished_at is not None
     assert stored.leased_until is None
 
@@ -178,6 +184,7 @@ def test_release_gives_an_unstarted_row_back_without_counting_an_attempt():
 
     stored = ProbeWork.objects.get()
     assert (stored.status, stored.attempts, stored.leased_by) == (WorkStatus.PENDING, 0, "")
+    assert stored.leased_until is None
 
 
 def test_run_due_work_runs_the_registered_handler_once_per_row():
@@ -194,7 +201,7 @@ def test_run_due_work_runs_the_registered_handler_once_per_row():
     assert run_due_work(worker_id="a") == 0
 
 
-def test_run_due_work_records_a_handler_exception_as_a_failed_attempt(monkeypatch):
+def test_run_due_work_records_a_handler_exception_as_a_failed_attempt(monkeypatch, caplog):
     def broken(row):
         raise RuntimeError("disk full")
 
@@ -208,6 +215,9 @@ def test_run_due_work_records_a_handler_exception_as_a_failed_attempt(monkeypatc
     stored = ProbeWork.objects.get()
     assert (stored.status, stored.attempts) == (WorkStatus.PENDING, 1)
     assert stored.last_error == "RuntimeError: disk full"
+    assert [r.getMessage() for r in caplog.records if r.name == "kizuna.work.leases"] == [
+        f"work.ProbeWork {stored.pk} failed"
+    ]
 
 
 def test_run_due_work_releases_the_rest_of_its_batch_when_asked_to_stop(monkeypatch):
@@ -245,7 +255,7 @@ def test_a_late_probe_handler_rolls_back_its_effect_when_the_row_was_taken_over(
     assert ProbeWork.objects.get().status == WorkStatus.LEASED
 
 
-def test_run_due_work_goes_on_with_other_kinds_when_one_cannot_be_claimed(monkeypatch):
+def test_run_due_work_goes_on_with_other_kinds_when_one_cannot_be_claimed(monkeypatch, caplog):
     class Broken:
         class _meta:
             label = "other.Broken"
@@ -265,3 +275,27 @@ def test_run_due_work_goes_on_with_other_kinds_when_one_cannot_be_claimed(monkey
     assert run_due_work(worker_id="a") == 1
 
     assert ProbeWork.objects.get().status == WorkStatus.DONE
+    assert [r.getMessage() for r in caplog.records if r.name == "kizuna.work.leases"] == [
+        "Cannot claim other.Broken"
+    ]
+
+
+def test_retry_delays_follow_each_kinds_base_factor_and_jitter():
+    row = ProbeWork()
+    row.retry_base_seconds, row.retry_factor, row.retry_jitter_ratio = 10.0, 3.0, 0.0
+
+    assert [row.retry_delay(n).total_seconds() for n in (1, 2, 3)] == [10.0, 30.0, 90.0]
+
+    row.retry_jitter_ratio = 0.5
+    delays = {row.retry_delay(1).total_seconds() for _ in range(50)}
+    assert all(5.0 <= delay <= 15.0 for delay in delays)
+    assert len(delays) > 1
+
+
+def test_a_kind_registered_with_a_batch_size_runs_that_many_rows_per_round():
+    for key in ("p1", "p2", "p3"):
+        probe(key)
+
+    # Probes are registered one row per claim (work/apps.py).
+    assert run_due_work(worker_id="a") == 1
+    assert ProbeWork.objects.filter(status=WorkStatus.DONE).count() == 1

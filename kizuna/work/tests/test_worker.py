@@ -1,3 +1,6 @@
+import os
+import signal
+import time
 from datetime import timedelta
 
 import pytest
@@ -137,3 +140,68 @@ def test_a_worker_forced_to_stop_keeps_its_row_so_that_its_work_is_taken_back(mo
         worker.run()
 
     assert WorkerProcess.objects.filter(worker_id="forced").exists()
+
+
+def test_a_worker_stopping_cleanly_removes_its_own_row_only():
+    from kizuna.work.workers import unregister_worker
+
+    register_worker("leaving")
+    register_worker("staying")
+
+    unregister_worker("leaving")
+
+    assert list(WorkerProcess.objects.values_list("worker_id", flat=True)) == ["staying"]
+
+
+def test_a_worker_registers_its_host_and_process(monkeypatch):
+    monkeypatch.setattr("socket.gethostname", lambda: "h" * 300)
+
+    process = register_worker("w")
+
+    stored = WorkerProcess.objects.get(worker_id="w")
+    assert (stored.hostname, stored.pid) == ("h" * 255, os.getpid())
+    assert stored.started_at == stored.heartbeat_at == process.heartbeat_at
+
+
+def test_a_worker_id_is_host_pid_and_random_within_64_characters(monkeypatch):
+    monkeypatch.setattr("socket.gethostname", lambda: "a-very-long-host-name." * 5)
+
+    worker_id = new_worker_id()
+
+    host, pid, random_part = worker_id.rsplit("-", 2)
+    assert len(worker_id) == 64
+    assert pid == str(os.getpid())
+    assert len(random_part) == 8
+    assert ("a-very-long-host-name." * 5).startswith(host)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_heartbeat_thread_beats_until_stopped():
+    from kizuna.work.workers import Heartbeat
+
+    old = timezone.now() - timedelta(minutes=1)
+    register_worker("beating")
+    WorkerProcess.objects.filter(worker_id="beating").update(heartbeat_at=old)
+    heartbeat = Heartbeat("beating", interval=0.05)
+
+    heartbeat.start()
+    deadline = time.monotonic() + 10
+    while WorkerProcess.objects.get(worker_id="beating").heartbeat_at == old:
+        assert time.monotonic() < deadline, "no heartbeat within 10 seconds"
+        time.sleep(0.05)
+    heartbeat.stop()
+
+    assert not heartbeat.is_alive()
+    assert heartbeat.name == "heartbeat-beating"
+
+
+def test_a_first_signal_lets_the_worker_finish_and_a_second_stops_it_at_once():
+    worker = KizunaWorker(queue_names=["default"], interval=0, batch=False, worker_id="w")
+    assert not worker.is_stopping()
+
+    worker.shutdown(signal.SIGTERM, None)
+    assert worker.is_stopping()
+
+    with pytest.raises(SystemExit) as stopped:
+        worker.shutdown(signal.SIGTERM, None)
+    assert stopped.value.code == 1

@@ -335,3 +335,123 @@ def test_event_times_are_utc_with_a_z(endpoints, account):
 
     assert delivery.payload["timestamp"].endswith("Z")
     assert "+00:00" not in delivery.payload["timestamp"]
+
+
+# --- payloads, endpoints, replays: what a receiver and an administrator rely on ---------------
+
+
+def test_a_payload_lists_answers_in_question_order_whether_answers_are_prefetched_or_not(
+    survey,
+):
+    from django.db.models import Prefetch
+
+    from kizuna.survey.keys.tests.fixtures import make_response
+    from kizuna.survey.models import Answer, Response
+
+    # Questions in the reverse order of their ids, answers stored in yet another order.
+    for question, position in zip(survey.questions.order_by("pk"), (2, 1, 0), strict=True):
+        question.position = position
+        question.save(update_fields=["position"])
+    started = datetime.datetime(2026, 11, 30, 1, 0, tzinfo=datetime.UTC)
+    response = make_response(survey, started_at=started)
+    prefetched = Response.objects.prefetch_related(
+        Prefetch("answers", queryset=Answer.objects.select_related("question"))
+    ).get(pk=response.pk)
+
+    plain = services.response_payload(response)
+
+    assert services.response_payload(prefetched) == plain
+    assert [a["question"]["position"] for a in plain["answers"]] == [0, 1, 2]
+    assert [a["question"]["kind"] for a in plain["answers"]] == [
+        "nps",
+        "long_text",
+        "single_choice",
+    ]
+    assert plain["started_at"] == "2026-11-30T01:00:00Z"
+
+
+def test_an_anonymous_surveys_invitation_event_names_no_recipient(survey):
+    survey.is_anonymous = True
+    survey.save(update_fields=["is_anonymous"])
+    invitation = survey.invitations.create(recipient_reference="lead:42")
+
+    assert services.invitation_payload(invitation)["recipient_reference"] == ""
+
+
+def test_too_long_a_url_or_description_is_refused_naming_both(account):
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError) as refused:
+        services.create_endpoint(
+            account=account,
+            url="https://93.184.215.14/" + "x" * 1000,
+            events=["response.completed"],
+            description="d" * 201,
+            by=None,
+        )
+
+    assert refused.value.message_dict == {
+        "url": ["Use at most 1000 characters (this has 1022)."],
+        "description": ["Use at most 200 characters (this has 201)."],
+    }
+    assert WebhookEndpoint.objects.count() == 0
+
+
+def test_registering_records_who_and_the_description_and_keeps_it_when_none_is_given(account, ada):
+    url = "https://93.184.215.14/crm"
+    endpoint, _, created = services.register_endpoint(
+        account=account, url=url, events=["response.completed"], by=ada.user
+    )
+    assert created
+    assert (endpoint.description, endpoint.created_by) == ("", ada.user)
+
+    services.register_endpoint(
+        account=account, url=url, events=["response.completed"], by=None, description=" CRM "
+    )
+    services.register_endpoint(account=account, url=url, events=["response.completed"], by=None)
+
+    stored = WebhookEndpoint.objects.get(pk=endpoint.pk)
+    assert (stored.description, stored.created_by) == ("CRM", ada.user)
+
+
+def test_registering_again_with_too_long_a_description_is_refused(account):
+    from django.core.exceptions import ValidationError
+
+    url = "https://93.184.215.14/crm"
+    services.register_endpoint(account=account, url=url, events=["response.completed"], by=None)
+
+    with pytest.raises(ValidationError) as refused:
+        services.register_endpoint(
+            account=account, url=url, events=["response.completed"], by=None, description="d" * 201
+        )
+
+    assert refused.value.message_dict == {
+        "description": ["Use at most 200 characters (this has 201)."]
+    }
+    assert WebhookEndpoint.objects.get().description == ""
+
+
+def test_enabling_clears_why_and_when_the_endpoint_was_disabled(endpoints):
+    (a, _) = endpoints["a"]
+    services.disable_endpoint(endpoint=a, reason="410")
+
+    services.enable_endpoint(endpoint=a)
+
+    stored = WebhookEndpoint.objects.get(pk=a.pk)
+    assert (stored.is_enabled, stored.disabled_reason, stored.disabled_at) == (True, "", None)
+    assert (a.is_enabled, a.disabled_reason, a.disabled_at) == (True, "", None)
+
+
+def test_a_delivery_stopped_by_a_410_is_sent_at_once_when_replayed(
+    ada_client: Client, local: Receiver, endpoints
+):
+    (a, _) = endpoints["a"]
+    waiting = later(a, "a-later")  # its next attempt was an hour away
+    services.disable_endpoint(endpoint=a, reason="410")
+    services.enable_endpoint(endpoint=a)
+
+    ada_client.post(replay_url(waiting))
+
+    assert run_due_work(worker_id="w") == 1
+    assert [r.path for r in local.requests] == ["/a"]
+    assert Delivery.objects.get(pk=waiting.pk).status == WorkStatus.DONE

@@ -199,6 +199,7 @@ def test_sending_only_one_of_the_two_headers_is_missing_credentials(
     assert response.json()["error"] == {
         "code": "missing_credentials",
         "message": "Send the headers X-SC-Email and X-SC-Key.",
+        "fields": {},
     }
     assert ServiceKey.objects.get(member=ada).last_used_at is None
 

@@ -90,7 +90,7 @@ def test_past_the_address_limit_every_failure_from_it_is_429_and_says_so(
     response = client.get(ACCOUNT, REMOTE_ADDR=PROXY, **guess("ada@example.com"))
     assert (response.status_code, response.json()["error"]) == (
         429,
-        {"code": "throttled", "message": PER_ADDRESS_MESSAGE},
+        {"code": "throttled", "message": PER_ADDRESS_MESSAGE, "fields": {}},
     )
     assert call(client, guess("new@example.com")) == (429, "throttled")
     # Another address is not slowed by this one's failures.

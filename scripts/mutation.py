@@ -233,6 +233,9 @@ def run_module(module: Module, *, rerun: bool = True) -> Result:
     with tempfile.TemporaryDirectory(prefix="kizuna-mutation-") as data_dir:
         mutants = _mutants(WORK / module.name, _environment(data_dir))
     explained = _explanations()
+    not_run = sum(mutant.status == "not checked" for mutant in mutants)
+    if not_run and not result.error:
+        result.error = f"{not_run} mutants were not run (the run was stopped)"
     for mutant in mutants:
         if mutant.status in NOT_RUN:
             continue

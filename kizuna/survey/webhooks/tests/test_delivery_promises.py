@@ -455,3 +455,14 @@ def test_a_delivery_stopped_by_a_410_is_sent_at_once_when_replayed(
     assert run_due_work(worker_id="w") == 1
     assert [r.path for r in local.requests] == ["/a"]
     assert Delivery.objects.get(pk=waiting.pk).status == WorkStatus.DONE
+
+
+def test_the_body_is_compact_json_as_signed(local: Receiver, endpoints):
+    (c, secret) = endpoints["c"]
+    publish(c.account, label="a b", items=[1, 2])
+
+    run_due_work(worker_id="w")
+
+    [request] = local.requests
+    assert b'"data":{"label":"a b","items":[1,2]}' in request.body
+    assert Webhook(secret).verify(request.body, request.headers)["data"]["items"] == [1, 2]

@@ -195,7 +195,7 @@ def _environment(data_dir: str) -> dict[str, str]:
     }
     env.update(
         KIZUNA_DATA_DIR=data_dir,
-        KIZUNA_SECRET_KEY="mutation-testing-secret-key-0123456789abcdef",  # noqa: S106
+        KIZUNA_SECRET_KEY="mutation-testing-secret-key-" + "0123456789abcdef" * 3,
         PYTHONDONTWRITEBYTECODE="1",
     )
     return env

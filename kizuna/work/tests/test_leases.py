@@ -280,13 +280,15 @@ def test_run_due_work_goes_on_with_other_kinds_when_one_cannot_be_claimed(monkey
     ]
 
 
-def test_retry_delays_follow_each_kinds_base_factor_and_jitter():
+def test_retry_delays_follow_each_kinds_base_factor_and_jitter(monkeypatch):
+    monkeypatch.setattr(ProbeWork, "retry_base_seconds", 10.0)
+    monkeypatch.setattr(ProbeWork, "retry_factor", 3.0)
+    monkeypatch.setattr(ProbeWork, "retry_jitter_ratio", 0.0)
     row = ProbeWork()
-    row.retry_base_seconds, row.retry_factor, row.retry_jitter_ratio = 10.0, 3.0, 0.0
 
     assert [row.retry_delay(n).total_seconds() for n in (1, 2, 3)] == [10.0, 30.0, 90.0]
 
-    row.retry_jitter_ratio = 0.5
+    monkeypatch.setattr(ProbeWork, "retry_jitter_ratio", 0.5)
     delays = {row.retry_delay(1).total_seconds() for _ in range(50)}
     assert all(5.0 <= delay <= 15.0 for delay in delays)
     assert len(delays) > 1

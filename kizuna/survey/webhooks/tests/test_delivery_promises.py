@@ -354,9 +354,8 @@ def test_a_payload_lists_answers_in_question_order_whether_answers_are_prefetche
         question.save(update_fields=["position"])
     started = datetime.datetime(2026, 11, 30, 1, 0, tzinfo=datetime.UTC)
     response = make_response(survey, started_at=started)
-    prefetched = Response.objects.prefetch_related(
-        Prefetch("answers", queryset=Answer.objects.select_related("question"))
-    ).get(pk=response.pk)
+    answers = Prefetch("answers", queryset=Answer.objects.select_related("question"))
+    prefetched = Response.objects.filter(pk=response.pk).prefetch_related(answers).get()
 
     plain = services.response_payload(response)
 

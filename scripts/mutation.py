@@ -370,6 +370,9 @@ def write_report(results: dict[str, Result]) -> None:
             f"| {result.module} | `{result.source}` | {result.total} | {result.killed} | "
             f"{len(result.equivalent)} | {result.survived} | {result.score:.1f}% |"
         )
+    for module in MODULES:
+        if module.name not in results:
+            lines.append(f"| {module.name} | `{module.source}` | not run yet | | | | |")
     lines += ["", "Adding a module is one line in `MODULES` of `scripts/mutation.py`.", ""]
     for result in ordered:
         lines += _section(result)

@@ -463,5 +463,9 @@ def test_the_body_is_compact_json_as_signed(local: Receiver, endpoints):
     run_due_work(worker_id="w")
 
     [request] = local.requests
-    assert b'"data":{"label":"a b","items":[1,2]}' in request.body
+    # Compact separators (PostgreSQL may store the keys in another order).
+    assert b'"label":"a b"' in request.body
+    assert b'"items":[1,2]' in request.body
+    assert b'": ' not in request.body
+    assert b', "' not in request.body
     assert Webhook(secret).verify(request.body, request.headers)["data"]["items"] == [1, 2]

@@ -430,11 +430,11 @@ def test_registering_again_with_too_long_a_description_is_refused(account):
     assert WebhookEndpoint.objects.get().description == ""
 
 
-def test_enabling_clears_why_and_when_the_endpoint_was_disabled(endpoints):
+def test_enabling_clears_why_and_when_the_endpoint_was_disabled(endpoints, ada):
     (a, _) = endpoints["a"]
     services.disable_endpoint(endpoint=a, reason="410")
 
-    services.enable_endpoint(endpoint=a)
+    services.enable_endpoint(endpoint=a, by=ada.user)
 
     stored = WebhookEndpoint.objects.get(pk=a.pk)
     assert (stored.is_enabled, stored.disabled_reason, stored.disabled_at) == (True, "", None)
@@ -442,12 +442,12 @@ def test_enabling_clears_why_and_when_the_endpoint_was_disabled(endpoints):
 
 
 def test_a_delivery_stopped_by_a_410_is_sent_at_once_when_replayed(
-    ada_client: Client, local: Receiver, endpoints
+    ada_client: Client, local: Receiver, endpoints, ada
 ):
     (a, _) = endpoints["a"]
     waiting = later(a, "a-later")  # its next attempt was an hour away
     services.disable_endpoint(endpoint=a, reason="410")
-    services.enable_endpoint(endpoint=a)
+    services.enable_endpoint(endpoint=a, by=ada.user)
 
     ada_client.post(replay_url(waiting))
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from django.test import Client, override_settings
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from standardwebhooks import Webhook
 
 from kizuna.lib.tests.receiver import Answer, Receiver
@@ -28,6 +28,14 @@ pytestmark = pytest.mark.django_db
 
 WEBHOOKS = "/survey/api/v1/webhooks"
 GONE_REASON = "The endpoint answered 410 Gone: it asked to receive no more events."
+
+
+@pytest.fixture(autouse=True)
+def _english() -> Iterator[None]:
+    """The worker writes its reasons in the active language: English here, whatever a test
+    before this one left active."""
+    with translation.override("en"):
+        yield
 
 
 @pytest.fixture

@@ -140,6 +140,13 @@ KIZUNA_SC_KEY_MAX_FAILURES = config.env_int("KIZUNA_SC_KEY_MAX_FAILURES", 10, mi
 KIZUNA_SC_KEY_WINDOW_SECONDS = config.env_int("KIZUNA_SC_KEY_WINDOW_SECONDS", 900, minimum=1)
 # Public survey submissions per client address.
 KIZUNA_SURVEY_SUBMIT_RATE = config.env_rate("KIZUNA_SURVEY_SUBMIT_RATE", config.Rate(30, 600))
+# Invitations to join a Survey account: emails one account may send, and days a link works.
+KIZUNA_SURVEY_MEMBER_INVITATION_RATE = config.env_rate(
+    "KIZUNA_SURVEY_MEMBER_INVITATION_RATE", config.Rate(100, 86400)
+)
+KIZUNA_SURVEY_MEMBER_INVITATION_DAYS = config.env_int(
+    "KIZUNA_SURVEY_MEMBER_INVITATION_DAYS", 7, minimum=1
+)
 # CSV imports with more rows than this run in the background worker, with a progress bar.
 KIZUNA_IMPORT_BACKGROUND_ROWS = config.env_int("KIZUNA_IMPORT_BACKGROUND_ROWS", 2000)
 

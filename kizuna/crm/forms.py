@@ -3,7 +3,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
-from django.contrib.auth import password_validation
 from django.utils.translation import gettext_lazy as _
 
 from kizuna.crm import listing
@@ -217,42 +216,3 @@ class OrganizationForm(forms.Form):
     name = forms.CharField(
         max_length=200, label=_("Organization name"), validators=[validate_single_line]
     )
-
-
-class NewAccountForm(forms.Form):
-    """Joining by invitation without an account yet: the email is the invitation's."""
-
-    full_name = forms.CharField(
-        max_length=150, label=_("Full name"), validators=[validate_single_line]
-    )
-    password1 = forms.CharField(
-        label=_("Password"),
-        strip=False,
-        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-        help_text=password_validation.password_validators_help_text_html(),
-    )
-    password2 = forms.CharField(
-        label=_("Password (again)"),
-        strip=False,
-        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-    )
-
-    def __init__(self, *args: Any, email: str, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.email = email
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        password1, password2 = data.get("password1"), data.get("password2")
-        if password1 and password2:
-            if password1 != password2:
-                self.add_error("password2", _("The two passwords differ."))
-            else:
-                from kizuna.identity.models import User
-
-                candidate = User(email=self.email, full_name=data.get("full_name", ""))
-                try:
-                    password_validation.validate_password(password1, candidate)
-                except forms.ValidationError as error:
-                    self.add_error("password1", error)
-        return data

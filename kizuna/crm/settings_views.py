@@ -22,8 +22,9 @@ from kizuna.crm.access import (
     signed_in_user,
     switch_organization,
 )
-from kizuna.crm.forms import InviteForm, NewAccountForm, OrganizationForm, RoleForm
+from kizuna.crm.forms import InviteForm, OrganizationForm, RoleForm
 from kizuna.crm.models import MemberInvitation, Membership, Organization, Role
+from kizuna.identity.forms import NewAccountForm
 
 
 @login_required

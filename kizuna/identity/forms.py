@@ -8,6 +8,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib.auth import forms as auth_forms
+from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage
 from django.http import HttpRequest
@@ -119,3 +120,40 @@ class PasswordResetForm(auth_forms.PasswordResetForm):
             email.send()
         except OSError:  # smtplib errors are OSErrors; the visitor is told nothing, as in Django
             logger.exception("Password reset email to user %s could not be sent", context["uid"])
+
+
+class NewAccountForm(forms.Form):
+    """A new user joining by invitation (CRM or Survey): the email is the invitation's."""
+
+    full_name = forms.CharField(
+        max_length=150, label=_("Full name"), validators=[validate_single_line]
+    )
+    password1 = forms.CharField(
+        label=_("Password"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text=password_validation.password_validators_help_text_html(),
+    )
+    password2 = forms.CharField(
+        label=_("Password (again)"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    def __init__(self, *args: Any, email: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.email = email
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        password1, password2 = data.get("password1"), data.get("password2")
+        if password1 and password2:
+            if password1 != password2:
+                self.add_error("password2", _("The two passwords differ."))
+            else:
+                candidate = User(email=self.email, full_name=data.get("full_name", ""))
+                try:
+                    password_validation.validate_password(password1, candidate)
+                except forms.ValidationError as error:
+                    self.add_error("password1", error)
+        return data

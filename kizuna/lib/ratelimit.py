@@ -11,10 +11,22 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from dataclasses import dataclass
 
 from django.core.cache import cache
 
 from kizuna.config import Rate
+
+
+def _key(scope: str, subject: str) -> str:
+    return f"ratelimit:{scope}:{hashlib.sha256(subject.encode()).hexdigest()}"
+
+
+def _window(key: str, rate: Rate, now: float) -> dict[str, float]:
+    entry = cache.get(key)
+    if not isinstance(entry, dict) or entry.get("reset", 0) <= now:
+        return {"count": 0, "reset": now + rate.seconds}
+    return entry
 
 
 def take(scope: str, subject: str, rate: Rate) -> int:
@@ -23,12 +35,37 @@ def take(scope: str, subject: str, rate: Rate) -> int:
     Returns 0 while the window holds at most `rate.count` events, else the whole
     seconds (at least 1) until the window ends and the subject may act again.
     """
-    key = f"ratelimit:{scope}:{hashlib.sha256(subject.encode()).hexdigest()}"
+    key = _key(scope, subject)
     now = time.time()
-    entry = cache.get(key)
-    if not isinstance(entry, dict) or entry.get("reset", 0) <= now:
-        entry = {"count": 0, "reset": now + rate.seconds}
+    entry = _window(key, rate, now)
     entry["count"] += 1
     remaining = max(math.ceil(entry["reset"] - now), 1)
     cache.set(key, entry, timeout=remaining)
     return 0 if entry["count"] <= rate.count else remaining
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """The answer of reserve(): `wait` 0 when the events were counted, else the seconds until
+    the window ends; `left`, the events the window still allows (after these when counted)."""
+
+    wait: int
+    left: int
+
+
+def reserve(scope: str, subject: str, rate: Rate, count: int) -> Reservation:
+    """Count `count` events of `subject` at once if they all fit in the window, else none.
+
+    For an action that is done whole or not at all (a batch of emails): refused, it
+    leaves the counter as it was.
+    """
+    key = _key(scope, subject)
+    now = time.time()
+    entry = _window(key, rate, now)
+    seconds = max(math.ceil(entry["reset"] - now), 1)
+    left = max(rate.count - int(entry["count"]), 0)
+    if count > left:
+        return Reservation(wait=seconds, left=left)
+    entry["count"] += count
+    cache.set(key, entry, timeout=seconds)
+    return Reservation(wait=0, left=left - count)

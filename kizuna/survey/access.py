@@ -10,9 +10,17 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
 from kizuna.identity.models import User
-from kizuna.survey.models import AccountMember, Portal, Question, Section, Survey
+from kizuna.survey.models import (
+    AccountMember,
+    MemberInvitation,
+    Portal,
+    Question,
+    Section,
+    Survey,
+)
 
 SESSION_KEY = "survey_account_id"
 
@@ -89,6 +97,43 @@ def get_account_member_for_admin(request: HttpRequest, pk: int) -> AccountMember
     account_id = get_admin_membership(request).account_id
     members = AccountMember.objects.of(account_id).select_related("user", "account")
     return get_object_or_404(members, pk=pk)
+
+
+def get_member_invitation_for_admin(request: HttpRequest, pk: int) -> MemberInvitation:
+    """A pending invitation of the current account, for an administrator's member pages."""
+    account_id = get_admin_membership(request).account_id
+    invitations = MemberInvitation.objects.of(account_id).select_related("account")
+    return get_object_or_404(invitations, pk=pk)
+
+
+def pending_invitations_of(request: HttpRequest) -> list[MemberInvitation]:
+    """The invitations waiting for the signed-in user's answer (matched by email address)."""
+    if not request.user.is_authenticated:
+        return []
+    return list(
+        MemberInvitation.objects.filter(
+            email=request.user.email.lower(), expires_at__gt=timezone.now()
+        )
+        .select_related("account", "invited_by")
+        .order_by("created_at", "pk")
+    )
+
+
+def get_member_invitation_for_invitee(request: HttpRequest, pk: int) -> MemberInvitation:
+    """One of pending_invitations_of(request); anyone else's is a 404."""
+    invitation = next((i for i in pending_invitations_of(request) if i.pk == pk), None)
+    if invitation is None:
+        raise Http404("No such invitation")
+    return invitation
+
+
+def find_member_invitation(token: str) -> MemberInvitation | None:
+    """The invitation an emailed link's token stands for (expired too), or None."""
+    return (
+        MemberInvitation.objects.select_related("account", "invited_by")
+        .filter(token_hash=MemberInvitation.hash(token))
+        .first()
+    )
 
 
 def get_portal_for_admin(request: HttpRequest, pk: int) -> Portal:

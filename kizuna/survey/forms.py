@@ -25,13 +25,13 @@ class AccountForm(forms.Form):
         return name
 
 
-class MemberAddForm(forms.Form):
+class MemberInviteForm(forms.Form):
     emails = forms.CharField(
         label=_("Email addresses"),
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text=_(
-            "One or more addresses, separated by commas or new lines. People without a "
-            "Kizuna user get an email inviting them to set a password."
+            "One or more addresses, separated by commas or new lines. Each gets an email "
+            "inviting them to this account; they become members when they accept."
         ),
     )
     role = forms.ChoiceField(label=_("Role"), choices=MemberRole.choices, initial=MemberRole.MEMBER)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import datetime
+import hashlib
 import secrets
 import uuid
 from typing import ClassVar, TypeVar
@@ -11,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
 from kizuna.lib.querysets import TenantQuerySet
+from kizuna.work.leases import LeasedWork
 
 _M = TypeVar("_M", bound=models.Model)
 
@@ -90,6 +93,51 @@ class AccountMember(models.Model):
     @property
     def is_administrator(self) -> bool:
         return self.role == MemberRole.ADMINISTRATOR
+
+
+class MemberInvitation(LeasedWork):
+    """An administrator's invitation for an email address to join a Survey account.
+
+    It is pending until its person accepts (then it becomes an AccountMember) or
+    declines it, an administrator withdraws it, or it expires; each of these deletes
+    it, and the audit log keeps its story. Nobody becomes a member without accepting.
+    Its LeasedWork columns schedule one job, due at `expires_at`: the worker deletes
+    the invitation then and records that it expired.
+    """
+
+    account = models.ForeignKey(
+        SurveyAccount, on_delete=models.CASCADE, related_name="member_invitations"
+    )
+    email = models.EmailField(_("email address"))  # lower-case
+    role = models.CharField(
+        _("role"), max_length=16, choices=MemberRole.choices, default=MemberRole.MEMBER
+    )
+    token_hash = models.CharField(max_length=64, unique=True)  # the link's token is never stored
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(_("invited at"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires at"))
+
+    objects = AccountQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("member invitation")
+        verbose_name_plural = _("member invitations")
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["account", "email"], name="survey_one_invitation")
+        ]
+        indexes: ClassVar = [models.Index(fields=["email"], name="survey_invitation_email")]
+
+    def __str__(self) -> str:
+        return self.email
+
+    @staticmethod
+    def hash(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    def is_expired(self, now: datetime.datetime | None = None) -> bool:
+        return self.expires_at <= (now or timezone.now())
 
 
 class Portal(models.Model):

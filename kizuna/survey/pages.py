@@ -1,7 +1,8 @@
 """Rendering inside the Survey layout, for the core, SC key and webhook pages alike.
 
-The layout's subnav needs the current membership and the user's accounts; every
-page gets them here, so no view has to remember them.
+The layout's subnav needs the current membership and the user's accounts, and its top
+the invitations waiting for the user's answer; every page gets them here, so no view
+has to remember them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def render_page(
     context.setdefault("member", member)
     context.setdefault("nav", "surveys")
     context.setdefault("memberships", access.memberships_of(request) if member else [])
+    context.setdefault("pending_invitations", access.pending_invitations_of(request))
     return render(request, template, context, status=status)
 
 

@@ -38,3 +38,17 @@ def test_a_new_window_opens_when_the_last_one_ends(monkeypatch):
     now += 61
 
     assert ratelimit.take("scope", "192.0.2.1", rate) == 0
+
+
+def test_a_reservation_counts_every_event_when_all_fit_and_none_when_they_do_not():
+    rate = Rate(5, 600)
+
+    first = ratelimit.reserve("scope", "account-1", rate, 3)
+    refused = ratelimit.reserve("scope", "account-1", rate, 3)
+    last = ratelimit.reserve("scope", "account-1", rate, 2)
+
+    assert first == ratelimit.Reservation(wait=0, left=2)
+    assert refused.left == 2 and 599 <= refused.wait <= 600  # nothing counted: 2 still left
+    assert last == ratelimit.Reservation(wait=0, left=0)
+    assert ratelimit.reserve("scope", "account-1", rate, 1).wait > 0
+    assert ratelimit.reserve("scope", "account-2", rate, 5) == ratelimit.Reservation(0, 0)

@@ -32,7 +32,15 @@ from kizuna.survey.api import schemas
 from kizuna.survey.api import services as api_services
 from kizuna.survey.api.auth import SCKeyAuth, TrustTokenAuth
 from kizuna.survey.keys.models import ServiceKey
-from kizuna.survey.models import AccountMember, Answer, Invitation, Portal, Response, Survey
+from kizuna.survey.models import (
+    AccountMember,
+    Answer,
+    Invitation,
+    MemberInvitation,
+    Portal,
+    Response,
+    Survey,
+)
 from kizuna.survey.webhooks import services as webhook_services
 from kizuna.survey.webhooks.models import WebhookEndpoint
 
@@ -160,27 +168,75 @@ def list_surveys(request: HttpRequest, portal: int | None = None) -> list[dict[s
 
 @api.get("/members", response={200: list[schemas.MemberOut], **ERRORS}, tags=["members"])
 def list_members(request: HttpRequest) -> list[dict[str, Any]]:
-    members = (
-        AccountMember.objects.of(_member(request).account_id)
-        .select_related("user")
-        .order_by("user__email")
-    )
-    return [{"email": m.user.email, "name": m.user.full_name, "role": m.role} for m in members]
+    """The account's members, then its pending invitations (`state` says which)."""
+    account_id = _member(request).account_id
+    members = AccountMember.objects.of(account_id).select_related("user").order_by("user__email")
+    invitations = MemberInvitation.objects.of(account_id).filter(expires_at__gt=timezone.now())
+    rows: list[dict[str, Any]] = [
+        {
+            "email": m.user.email,
+            "name": m.user.full_name,
+            "role": m.role,
+            "state": "active",
+            "expires_at": None,
+        }
+        for m in members
+    ]
+    rows += [
+        {
+            "email": i.email,
+            "name": "",
+            "role": i.role,
+            "state": "invited",
+            "expires_at": i.expires_at,
+        }
+        for i in invitations.order_by("email")
+    ]
+    return rows
 
 
-@api.post("/members", response={200: schemas.RegisterMembersOut, **ERRORS}, tags=["members"])
-def register_members(
-    request: HttpRequest, payload: schemas.RegisterMembersIn
-) -> dict[str, list[str]]:
-    """Register emails as members: which were registered now and which were already members."""
+@api.post(
+    "/members",
+    response={200: schemas.InviteMembersOut, **ERRORS},
+    tags=["members"],
+    openapi_extra={
+        "responses": {429: {"headers": {"Retry-After": {"schema": {"type": "integer"}}}}}
+    },
+)
+def invite_members(request: HttpRequest, payload: schemas.InviteMembersIn) -> dict[str, Any]:
+    """Invite up to 1,000 email addresses to the account; nobody becomes a member without
+    accepting (in Survey, or through the link emailed to them).
+
+    Each new invitation is emailed and works for KIZUNA_SURVEY_MEMBER_INVITATION_DAYS.
+    The emails an account may send are limited (KIZUNA_SURVEY_MEMBER_INVITATION_RATE):
+    a call that would pass the limit answers 429 `throttled` with Retry-After, and
+    invites nobody.
+    """
     member = _member(request)
     try:
-        result = survey_services.register_members(
-            account=member.account, emails=payload.emails, by=member.user
+        outcomes = survey_services.invite_members(
+            account=member.account, emails=payload.emails, by=member.user, role=payload.role
         )
     except DjangoValidationError as error:
         raise api_errors.invalid({"emails": [str(m) for m in error.messages]}) from None
-    return {"registered": result.registered, "existing": result.existing}
+    except survey_services.InvitationsThrottled as error:
+        raise APIError(
+            ErrorCode.THROTTLED,
+            error.message,
+            status=429,
+            headers={"Retry-After": str(error.wait)},
+        ) from None
+    return {
+        "results": [
+            {
+                "email": outcome.email,
+                "status": str(outcome.status),
+                "expires_at": outcome.expires_at,
+                "mail_sent": outcome.mail_sent,
+            }
+            for outcome in outcomes
+        ]
+    }
 
 
 # --- invitations ----------------------------------------------------------------------------

@@ -29,17 +29,45 @@ class SurveyOut(Schema):
 
 class MemberOut(Schema):
     email: str
-    name: str
+    name: str = Field(description="Empty for an invitation: it is nobody's account yet.")
     role: Literal["admin", "member"]
+    state: Literal["active", "invited"] = Field(
+        description="`active`: a member. `invited`: a pending invitation, not a member until "
+        "its person accepts it."
+    )
+    expires_at: datetime.datetime | None = Field(
+        description="Until when the invitation can be accepted (null for members)."
+    )
 
 
-class RegisterMembersIn(Schema):
+class InviteMembersIn(Schema):
     emails: list[Annotated[str, Field(max_length=254)]] = Field(min_length=1, max_length=1000)
+    role: Literal["admin", "member"] = Field(
+        "member", description="The role each invited person gets when they accept."
+    )
 
 
-class RegisterMembersOut(Schema):
-    registered: list[str]
-    existing: list[str]
+class InvitationResultOut(Schema):
+    email: str = Field(description="The address, lower-cased.")
+    status: Literal["invited", "already_invited", "existing"] = Field(
+        description="`invited`: a new invitation, emailed to the address; the person becomes "
+        "a member only when they accept it. `already_invited`: an invitation for the address "
+        "is still pending; nothing was sent again. `existing`: already a member; nothing "
+        "changed. An address with a user in this deployment and one without are both "
+        "`invited`."
+    )
+    expires_at: datetime.datetime | None = Field(
+        description="Until when the pending invitation can be accepted (null for `existing`)."
+    )
+    mail_sent: bool = Field(
+        description="Whether this call emailed the invitation. False for `invited` when the "
+        "mail server refused it: the invitation stays pending, to be sent again from "
+        "Survey > Members."
+    )
+
+
+class InviteMembersOut(Schema):
+    results: list[InvitationResultOut] = Field(description="One per address, in the order sent.")
 
 
 class InvitationIn(Schema):

@@ -15,8 +15,13 @@ from kizuna.survey.models import AccountQuerySet, MemberRole, SurveyAccount
 
 
 class AuditAction(models.TextChoices):
-    MEMBER_INVITED = "member.invited", _("Members invited")
+    MEMBER_INVITED = "member.invited", _("Members added")  # before invitations were accepted
+    MEMBER_INVITATION_SENT = "member.invitation_sent", _("Invitation sent")
     MEMBER_INVITATION_RESENT = "member.invitation_resent", _("Invitation sent again")
+    MEMBER_INVITATION_ACCEPTED = "member.invitation_accepted", _("Invitation accepted")
+    MEMBER_INVITATION_DECLINED = "member.invitation_declined", _("Invitation declined")
+    MEMBER_INVITATION_EXPIRED = "member.invitation_expired", _("Invitation expired")
+    MEMBER_INVITATION_WITHDRAWN = "member.invitation_withdrawn", _("Invitation withdrawn")
     MEMBER_ROLE_CHANGED = "member.role_changed", _("Member's role changed")
     MEMBER_REMOVED = "member.removed", _("Member removed")
     PORTAL_CREATED = "portal.created", _("Portal created")
@@ -38,7 +43,16 @@ class AuditAction(models.TextChoices):
 # Each entry read as a sentence; %(actor)s and %(target)s are names, the rest comes from `data`.
 SENTENCES = {
     AuditAction.MEMBER_INVITED: _("%(actor)s added %(emails)s as %(role)s."),
+    AuditAction.MEMBER_INVITATION_SENT: _("%(actor)s invited %(target)s to join as %(role)s."),
     AuditAction.MEMBER_INVITATION_RESENT: _("%(actor)s sent the invitation to %(target)s again."),
+    AuditAction.MEMBER_INVITATION_ACCEPTED: _(
+        "%(target)s accepted the invitation and joined as %(role)s."
+    ),
+    AuditAction.MEMBER_INVITATION_DECLINED: _("%(target)s declined the invitation."),
+    AuditAction.MEMBER_INVITATION_EXPIRED: _(
+        "The invitation to %(target)s expired without an answer."
+    ),
+    AuditAction.MEMBER_INVITATION_WITHDRAWN: _("%(actor)s withdrew the invitation to %(target)s."),
     AuditAction.MEMBER_ROLE_CHANGED: _("%(actor)s changed %(target)s's role to %(role)s."),
     AuditAction.MEMBER_REMOVED: _("%(actor)s removed %(target)s from the account."),
     AuditAction.PORTAL_CREATED: _("%(actor)s created the portal “%(target)s”."),

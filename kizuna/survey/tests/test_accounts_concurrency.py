@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from django.core import mail
 
 from kizuna.identity.models import User
 from kizuna.survey.models import AccountMember, MemberRole, SurveyAccount
-from kizuna.survey.services import SurveyRuleError, change_member_role, register_members
+from kizuna.survey.services import SurveyRuleError, change_member_role, invite_members
 from kizuna.testing.races import require_postgresql, run_together
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -35,23 +36,20 @@ def test_two_administrators_demoting_each_other_at_once_leave_one_administrator(
     assert account.members.filter(role=MemberRole.ADMINISTRATOR).count() == 1
 
 
-def test_registering_the_same_new_email_twice_at_once_makes_one_user_and_one_member(
+def test_inviting_the_same_address_three_times_at_once_makes_one_invitation_and_one_email(
     account: SurveyAccount, ada_user: User
 ) -> None:
     require_postgresql("needs PostgreSQL unique constraints under concurrency")
-    results: list[tuple[list[str], list[str]]] = []
+    statuses: list[str] = []
 
-    def register() -> None:
-        result = register_members(account=account, emails=["twice@example.com"], by=ada_user)
-        results.append((result.registered, result.existing))
+    def invite() -> None:
+        [outcome] = invite_members(account=account, emails=["twice@example.com"], by=ada_user)
+        statuses.append(str(outcome.status))
 
-    errors = run_together(register, register, register)
+    errors = run_together(invite, invite, invite)
 
     assert errors == []
-    assert sorted(results) == [
-        ([], ["twice@example.com"]),
-        ([], ["twice@example.com"]),
-        (["twice@example.com"], []),
-    ]
-    assert User.objects.filter(email="twice@example.com").count() == 1
-    assert account.members.filter(user__email="twice@example.com").count() == 1
+    assert sorted(statuses) == ["already_invited", "already_invited", "invited"]
+    assert account.member_invitations.filter(email="twice@example.com").count() == 1
+    assert [m.to for m in mail.outbox] == [["twice@example.com"]]
+    assert not account.members.filter(user__email="twice@example.com").exists()

@@ -123,13 +123,13 @@ def test_members_page_as_administrator_lists_members(
     assert "bob@example.com" in response.content.decode()
 
 
-def test_the_members_page_ends_with_the_form_to_add_members(ada: Client) -> None:
+def test_the_members_page_ends_with_the_form_to_invite_members(ada: Client) -> None:
     html = ada.get(reverse("survey:members")).content.decode()
 
     card = html[html.index('<form method="post" class="card narrow">') :]
-    assert '<h2 class="card-title">Add members</h2>' in card
+    assert '<h2 class="card-title">Invite members</h2>' in card
     assert 'name="emails"' in card
-    assert '<button type="submit" class="button primary">Add</button>' in card
+    assert '<button type="submit" class="button primary">Invite</button>' in card
 
 
 def test_members_page_as_member_is_403(bob: Client) -> None:
@@ -152,7 +152,7 @@ def test_members_page_signed_out_redirects(anonymous: Client) -> None:
     assert anonymous.get(reverse("survey:members")).status_code == 302
 
 
-def test_administrator_adds_members_by_email_and_unknown_ones_are_invited(
+def test_administrator_invites_by_email_and_nobody_joins_before_accepting(
     ada: Client, account: SurveyAccount, bob_user: User
 ) -> None:
     response = ada.post(
@@ -162,14 +162,17 @@ def test_administrator_adds_members_by_email_and_unknown_ones_are_invited(
     )
     assert response.status_code == 200
     body = response.content.decode()
-    assert "Added: bob@example.com, newbie@example.com" in body
+    assert (
+        "Invited: bob@example.com, newbie@example.com. They become members when they accept."
+    ) in body
     assert "Already members: ada@example.com" in body
-    assert set(account.members.values_list("user__email", flat=True)) == {
-        "ada@example.com",
+    assert list(account.members.values_list("user__email", flat=True)) == ["ada@example.com"]
+    assert sorted(account.member_invitations.values_list("email", flat=True)) == [
         "bob@example.com",
         "newbie@example.com",
-    }
-    assert [m.to for m in mail.outbox] == [["newbie@example.com"]]
+    ]
+    assert sorted(m.to[0] for m in mail.outbox) == ["bob@example.com", "newbie@example.com"]
+    assert not User.objects.filter(email="newbie@example.com").exists()
 
 
 def test_adding_an_invalid_email_keeps_what_was_typed_and_adds_nobody(
@@ -198,13 +201,14 @@ def test_an_address_too_long_to_store_is_refused_like_an_invalid_one(
     assert response.status_code == 400
     assert f"These are not valid email addresses: {long}" in response.content.decode()
     assert account.members.count() == 1
-    assert not User.objects.filter(email="fine@example.com").exists()
+    assert not account.member_invitations.exists()
 
 
 def test_a_member_cannot_add_members(bob: Client, account: SurveyAccount) -> None:
     response = bob.post(reverse("survey:members"), {"emails": "x@example.com", "role": "admin"})
     assert response.status_code == 403
-    assert not User.objects.filter(email="x@example.com").exists()
+    assert not account.member_invitations.exists()
+    assert mail.outbox == []
 
 
 def test_administrator_changes_a_role(ada: Client, bob_member: AccountMember) -> None:
@@ -277,14 +281,22 @@ def test_only_an_administrator_of_the_account_can_remove_members(
     assert AccountMember.objects.filter(pk=bob_member.pk).exists()
 
 
-def test_administrator_resends_an_invitation_to_someone_without_a_password(
-    ada: Client, account: SurveyAccount, ada_user: User
+def test_administrator_sends_an_invitation_again_with_a_new_link(
+    ada: Client, account: SurveyAccount
 ) -> None:
     ada.post(reverse("survey:members"), {"emails": "late@example.com", "role": "member"})
-    member = AccountMember.objects.get(account=account, user__email="late@example.com")
-    response = ada.post(reverse("survey:member-resend", args=[member.pk]))
+    invitation = account.member_invitations.get(email="late@example.com")
+
+    response = ada.post(reverse("survey:member-invitation-resend", args=[invitation.pk]))
+
     assert response.status_code == 302
     assert [m.to for m in mail.outbox] == [["late@example.com"], ["late@example.com"]]
+    [first_link, second_link] = [
+        line for m in mail.outbox for line in m.body.splitlines() if "/survey/join/" in line
+    ]
+    assert first_link != second_link
+    assert Client().get(first_link.split("testserver", 1)[-1]).status_code == 410
+    assert account.member_invitations.get().expires_at >= invitation.expires_at
 
 
 def test_a_resent_invitation_names_the_administrator_who_resent_it(
@@ -292,23 +304,39 @@ def test_a_resent_invitation_names_the_administrator_who_resent_it(
 ) -> None:
     AccountMember.objects.create(account=account, user=bob_user, role=MemberRole.ADMINISTRATOR)
     ada.post(reverse("survey:members"), {"emails": "late@example.com", "role": "member"})
-    member = AccountMember.objects.get(account=account, user__email="late@example.com")
+    invitation = account.member_invitations.get(email="late@example.com")
 
-    client_for(bob_user).post(reverse("survey:member-resend", args=[member.pk]))
+    client_for(bob_user).post(reverse("survey:member-invitation-resend", args=[invitation.pk]))
 
     assert [m.extra_headers[SENT_BY_HEADER] for m in mail.outbox] == [
         "ada@example.com",
         "bob@example.com",
     ]
+    assert "Bob" in mail.outbox[1].subject
 
 
+@pytest.mark.parametrize("action", ["member-invitation-resend", "member-invitation-withdraw"])
 @pytest.mark.parametrize(("persona", "status"), [("bob", 403), ("carol", 404), ("anonymous", 302)])
-def test_only_an_administrator_of_the_account_can_resend_invitations(
-    request: pytest.FixtureRequest, persona: str, status: int, bob_member: AccountMember
+def test_only_an_administrator_of_the_account_can_resend_or_withdraw_invitations(
+    request: pytest.FixtureRequest,
+    persona: str,
+    status: int,
+    action: str,
+    account: SurveyAccount,
+    bob_member: AccountMember,
+    ada_user: User,
 ) -> None:
+    from kizuna.survey.services import invite_members
+
+    invite_members(account=account, emails=["late@example.com"], by=ada_user)
+    invitation = account.member_invitations.get()
+    mail.outbox.clear()
     client: Client = request.getfixturevalue(persona)
-    assert client.post(reverse("survey:member-resend", args=[bob_member.pk])).status_code == status
+
+    assert client.post(reverse(f"survey:{action}", args=[invitation.pk])).status_code == status
+
     assert mail.outbox == []
+    assert account.member_invitations.get().token_hash == invitation.token_hash
 
 
 def test_new_account_page_for_a_member_of_an_account(bob: Client) -> None:

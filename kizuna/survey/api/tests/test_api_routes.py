@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -16,8 +17,17 @@ from django.utils import timezone
 from kizuna.lib import cursors
 from kizuna.survey.keys import services
 from kizuna.survey.keys.tests.fixtures import make_response
-from kizuna.survey.models import AccountMember, Invitation, MemberRole, Portal, Survey
+from kizuna.survey.models import (
+    AccountMember,
+    Invitation,
+    MemberInvitation,
+    MemberRole,
+    Portal,
+    Survey,
+)
+from kizuna.survey.services import invite_members
 from kizuna.survey.webhooks.models import WebhookEndpoint
+from kizuna.testing.personas import make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -73,7 +83,7 @@ ROUTE_IDS = [
     "surveys",
     "surveys of a portal",
     "members",
-    "register members",
+    "invite members",
     "create invitations",
     "list invitations",
     "list responses",
@@ -83,9 +93,10 @@ ROUTE_IDS = [
 ]
 
 
-def snapshot() -> tuple[int, int, int]:
+def snapshot() -> tuple[int, int, int, int]:
     return (
         AccountMember.objects.count(),
+        MemberInvitation.objects.count(),
         Invitation.objects.count(),
         WebhookEndpoint.objects.count(),
     )
@@ -218,37 +229,90 @@ def test_portals_and_surveys_of_the_account(client: Client, world, ada, account)
     assert call(client, "get", "/surveys", headers).json()[0]["state"] == "open"
 
 
-def test_members_are_listed_with_their_roles(client: Client, world, ada):
+def test_members_are_listed_with_their_roles_then_the_pending_invitations(
+    client: Client, world, ada, account
+):
+    invite_members(account=account, emails=["zed@example.com"], by=ada.user, role="admin")
+    [invitation] = MemberInvitation.objects.all()
+
     assert call(client, "get", "/members", services_headers(ada)).json() == [
-        {"email": "ada@example.com", "name": "Ada Lovelace", "role": "admin"},
-        {"email": "bob@example.com", "name": "Bob Smith", "role": "member"},
+        {
+            "email": "ada@example.com",
+            "name": "Ada Lovelace",
+            "role": "admin",
+            "state": "active",
+            "expires_at": None,
+        },
+        {
+            "email": "bob@example.com",
+            "name": "Bob Smith",
+            "role": "member",
+            "state": "active",
+            "expires_at": None,
+        },
+        {
+            "email": "zed@example.com",
+            "name": "",
+            "role": "admin",
+            "state": "invited",
+            "expires_at": iso(invitation.expires_at),
+        },
     ]
 
 
-def test_registering_members_answers_which_were_new_and_which_existed(
+def test_inviting_members_answers_per_address_and_adds_nobody_before_they_accept(
     client: Client, world, ada, account
 ):
-    response = call(
+    make_user("erin@example.com")  # a user of the deployment answers like a new address
+    first = call(
         client,
         "post",
         "/members",
         services_headers(ada),
-        {"emails": ["bob@example.com", "Dan@Example.com", "erin@example.com"]},
+        {"emails": ["Dan@Example.com", "erin@example.com"]},
+    )
+    again = call(
+        client,
+        "post",
+        "/members",
+        services_headers(ada),
+        {"emails": ["bob@example.com", "dan@example.com"]},
     )
 
-    assert response.status_code == 200
-    assert response.json() == {
-        "registered": ["dan@example.com", "erin@example.com"],
-        "existing": ["bob@example.com"],
+    dan, erin = MemberInvitation.objects.of(account).order_by("email")
+    assert (first.status_code, again.status_code) == (200, 200)
+
+    def result(email: str, status: str, expires_at: str | None, mail_sent: bool) -> dict[str, Any]:
+        return {"email": email, "status": status, "expires_at": expires_at, "mail_sent": mail_sent}
+
+    assert first.json() == {
+        "results": [
+            result("dan@example.com", "invited", iso(dan.expires_at), True),
+            result("erin@example.com", "invited", iso(erin.expires_at), True),
+        ]
+    }
+    assert again.json() == {
+        "results": [
+            result("bob@example.com", "existing", None, False),
+            result("dan@example.com", "already_invited", iso(dan.expires_at), False),
+        ]
     }
     assert set(
         AccountMember.objects.filter(account=account).values_list("user__email", flat=True)
-    ) == {"ada@example.com", "bob@example.com", "dan@example.com", "erin@example.com"}
-    assert len(mail.outbox) == 2
+    ) == {"ada@example.com", "bob@example.com"}
+    assert [m.to for m in mail.outbox] == [["dan@example.com"], ["erin@example.com"]]
+    # Nothing in the mail tells its sender whether the address has a user here.
+    bodies = [re.sub(r"/survey/join/\S+", "", m.body) for m in mail.outbox]
+    assert bodies[0] == bodies[1]
 
 
-def test_registering_an_invalid_email_names_it_and_registers_nobody(client: Client, world, ada):
-    before = AccountMember.objects.count()
+def iso(moment: datetime.datetime) -> str:
+    """A time as the API writes it: milliseconds, Z for UTC."""
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def test_inviting_an_invalid_email_names_it_and_invites_nobody(client: Client, world, ada):
+    before = snapshot()
     response = call(
         client, "post", "/members", services_headers(ada), {"emails": ["ok@example.com", "nope"]}
     )
@@ -257,7 +321,8 @@ def test_registering_an_invalid_email_names_it_and_registers_nobody(client: Clie
     error = response.json()["error"]
     assert error["code"] == "invalid"
     assert "nope" in error["fields"]["emails"][0]
-    assert AccountMember.objects.count() == before
+    assert snapshot() == before
+    assert mail.outbox == []
 
 
 # --- invitations ----------------------------------------------------------------------------

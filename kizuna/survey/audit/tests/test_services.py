@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from kizuna.identity.models import User
 from kizuna.survey import services
@@ -15,7 +16,14 @@ from kizuna.survey.audit.models import AuditAction, AuditEntry
 from kizuna.survey.builder import services as builder_services
 from kizuna.survey.keys import services as key_services
 from kizuna.survey.keys.tests.fixtures import make_response
-from kizuna.survey.models import AccountMember, MemberRole, Portal, Survey, SurveyAccount
+from kizuna.survey.models import (
+    AccountMember,
+    MemberInvitation,
+    MemberRole,
+    Portal,
+    Survey,
+    SurveyAccount,
+)
 from kizuna.survey.webhooks import services as webhook_services
 from kizuna.survey.webhooks.models import Delivery
 from kizuna.testing.smtp import free_port, smtp_settings
@@ -47,48 +55,88 @@ def carol_entry(carol: Any, other_account: SurveyAccount, carol_user: User) -> A
     return only_entry(other_account)
 
 
-def test_adding_members_is_one_entry_naming_the_new_ones(
+def test_each_invitation_sent_is_one_entry_naming_its_address_and_role(
     account: SurveyAccount, ada: Any, bob: Any, ada_user: User, carol_entry: AuditEntry
 ) -> None:
-    services.register_members(
+    services.invite_members(
         account=account,
         emails=["Dan@Example.com", "bob@example.com", "erin@example.com"],
         by=ada_user,
         role=MemberRole.ADMINISTRATOR,
     )
 
-    entry = only_entry(account)
-    assert summary(entry) == (AuditAction.MEMBER_INVITED, ada_user, "", None, "")
-    assert entry.data == {"emails": ["dan@example.com", "erin@example.com"], "role": "admin"}
-    assert entry.sentence() == (
-        "Ada Lovelace added dan@example.com, erin@example.com as Administrator."
-    )
+    dan, erin = MemberInvitation.objects.of(account).order_by("email")
+    entries = list(AuditEntry.objects.of(account).order_by("pk"))
+    sent = (AuditAction.MEMBER_INVITATION_SENT, ada_user, "survey.memberinvitation")
+    assert [summary(entry) for entry in entries] == [
+        (*sent, dan.pk, "dan@example.com"),
+        (*sent, erin.pk, "erin@example.com"),
+    ]
+    assert entries[0].data == {"email": "dan@example.com", "role": "admin"}
+    assert entries[0].sentence() == "Ada Lovelace invited dan@example.com to join as Administrator."
 
 
-def test_adding_only_existing_members_or_an_invalid_address_records_nothing(
+def test_inviting_only_existing_members_or_an_invalid_address_records_nothing(
     account: SurveyAccount, ada: Any, bob: Any, ada_user: User
 ) -> None:
-    services.register_members(account=account, emails=["bob@example.com"], by=ada_user)
+    services.invite_members(account=account, emails=["bob@example.com"], by=ada_user)
     with pytest.raises(ValidationError):
-        services.register_members(account=account, emails=["new@example.com", "no"], by=ada_user)
+        services.invite_members(account=account, emails=["new@example.com", "no"], by=ada_user)
     assert AuditEntry.objects.count() == 0
 
 
 def test_an_invitation_sent_again_is_recorded_only_when_it_went_out(
     account: SurveyAccount, ada: Any, ada_user: User, mail_server: Any
 ) -> None:
-    services.register_members(account=account, emails=["dan@example.com"], by=ada_user)
-    dan = AccountMember.objects.get(user__email="dan@example.com")
+    services.invite_members(account=account, emails=["dan@example.com"], by=ada_user)
+    dan = MemberInvitation.objects.select_related("account").get(email="dan@example.com")
     with smtp_settings(free_port()):
-        assert services.resend_invitation(member=dan, by=ada_user) is False
+        assert services.resend_member_invitation(invitation=dan, by=ada_user) is False
     assert AuditEntry.objects.filter(action=AuditAction.MEMBER_INVITATION_RESENT).count() == 0
 
     server, port = mail_server
     with smtp_settings(port):
-        assert services.resend_invitation(member=dan, by=ada_user) is True
+        assert services.resend_member_invitation(invitation=dan, by=ada_user) is True
     assert [message["To"] for message in server.received] == ["dan@example.com"]
     entry = AuditEntry.objects.get(action=AuditAction.MEMBER_INVITATION_RESENT)
     assert entry.sentence() == "Ada Lovelace sent the invitation to dan@example.com again."
+
+
+def test_accepting_declining_withdrawing_and_expiring_each_write_one_entry(
+    account: SurveyAccount, ada: Any, ada_user: User, bob_user: User, carol_user: User
+) -> None:
+    services.invite_members(
+        account=account,
+        emails=["bob@example.com", "carol@example.com", "dan@example.com", "erin@example.com"],
+        by=ada_user,
+    )
+    bob_inv, carol_inv, dan_inv, erin_inv = MemberInvitation.objects.order_by("email")
+    AuditEntry.objects.all().delete()
+
+    services.accept_member_invitation(invitation=bob_inv, user=bob_user)
+    services.decline_member_invitation(invitation=carol_inv, by=carol_user)
+    services.withdraw_member_invitation(invitation=dan_inv, by=ada_user)
+    MemberInvitation.objects.filter(pk=erin_inv.pk).update(expires_at=timezone.now())
+    services.expire_member_invitation(erin_inv)
+
+    entries = list(AuditEntry.objects.of(account).order_by("pk"))
+    assert [(e.action, e.actor, e.target_repr) for e in entries] == [
+        (AuditAction.MEMBER_INVITATION_ACCEPTED, bob_user, "bob@example.com"),
+        (AuditAction.MEMBER_INVITATION_DECLINED, carol_user, "carol@example.com"),
+        (AuditAction.MEMBER_INVITATION_WITHDRAWN, ada_user, "dan@example.com"),
+        (AuditAction.MEMBER_INVITATION_EXPIRED, None, "erin@example.com"),
+    ]
+    assert [e.sentence() for e in entries] == [
+        "bob@example.com accepted the invitation and joined as Member.",
+        "carol@example.com declined the invitation.",
+        "Ada Lovelace withdrew the invitation to dan@example.com.",
+        "The invitation to erin@example.com expired without an answer.",
+    ]
+    assert not MemberInvitation.objects.exists()
+    assert list(account.members.values_list("user__email", flat=True).order_by("pk")) == [
+        "ada@example.com",
+        "bob@example.com",
+    ]
 
 
 def test_changing_a_role_and_removing_a_member(

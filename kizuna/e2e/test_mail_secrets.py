@@ -37,7 +37,8 @@ NEW_PASSWORD = "a-brand-new-passphrase-42"  # noqa: S105 - test-only
 REVIEWED_KINDS = {
     MailKind.PASSWORD_RESET: "a link that sets the recipient's password",
     MailKind.CRM_INVITATION: "a link that joins a CRM organization as the recipient's address",
-    MailKind.SURVEY_MEMBER_INVITATION: "a link that sets the password of a new member",
+    MailKind.SURVEY_MEMBER_INVITATION: "a link that joins a Survey account as the recipient's "
+    "address (and sets its password when it has none here)",
     MailKind.CRM_MESSAGE: "the recipient's unsubscribe link and personal survey links",
 }
 # Every function that builds a message, with the kinds it sends.
@@ -45,7 +46,8 @@ REVIEWED_SENDERS = {
     "kizuna/identity/forms.py:PasswordResetForm.send_mail": {MailKind.PASSWORD_RESET},
     # invite_member and resend_invitation both send through it
     "kizuna/crm/services.py:_send_invitation_email": {MailKind.CRM_INVITATION},
-    "kizuna/survey/services.py:send_invitation": {MailKind.SURVEY_MEMBER_INVITATION},
+    # invite_members and resend_member_invitation both send through it
+    "kizuna/survey/services.py:_send_invitation_email": {MailKind.SURVEY_MEMBER_INVITATION},
     "kizuna/crm/mail/services.py:build_email": {MailKind.CRM_MESSAGE},
 }
 MAIL_CALLS = {
@@ -150,63 +152,69 @@ def no_secret_in(page: str, secret_path: str) -> None:
 
 
 def test_9_1_the_attacker_of_the_issue_no_longer_owns_a_new_address() -> None:
-    """Sign up a Survey account, take its SC key, register a new address through the API,
-    read the mailbox as the sender: the password link is hidden. The recipient reads it
-    and uses it; a later CRM invitation to that address is the recipient's alone."""
+    """Sign up a Survey account, take its SC key, invite a new address through the API, read
+    the mailbox as the sender: the link is hidden. The recipient reads it and declines; a
+    later CRM invitation to that address is the recipient's alone."""
     mallory = make_user("mallory@example.com", full_name="Mallory")
     attacker = client_for(mallory)
     assert attacker.post(reverse("survey:account-new"), {"name": "Bait"}).status_code == 302
     key = attacker.get(reverse("survey:survey_keys:sc-key")).context["key"]
 
-    registered = attacker.post(
+    invited = attacker.post(
         "/survey/api/v1/members",
         {"emails": ["victim@example.org"]},
         content_type="application/json",
         headers={"X-SC-Email": "mallory@example.com", "X-SC-Key": key},
     )
 
-    assert registered.status_code == 200
-    assert registered.json()["registered"] == ["victim@example.org"]
+    assert invited.status_code == 200
+    assert [r["status"] for r in invited.json()["results"]] == ["invited"]
     page = only_message(attacker)
-    assert "You are invited to the Survey account “Bait”" in page
-    assert "/accounts/password/reset/" not in page
+    assert "Mallory invites you to the Survey account “Bait”" in page
+    no_secret_in(page, "/survey/join/")
     assert PLACEHOLDER in page
     assert "This is your copy as its sender" in page
+    assert not User.objects.filter(email="victim@example.org").exists()
 
-    victim = User.objects.get(email="victim@example.org")
-    # The owner of the address reads their own mail (in real life in their mail client: a
-    # sign-in here would change last_login, which ends every password link of the user).
-    recipient = client_for(victim)
-    User.objects.filter(pk=victim.pk).update(last_login=None)
-    [link] = links_to(only_message(recipient), "/accounts/password/reset/")
-    form_url = recipient.get(link).headers["Location"]
-    set_password = recipient.post(
-        form_url, {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD}
-    )
-    assert set_password.status_code == 302
-    victim.refresh_from_db()
-    assert victim.check_password(NEW_PASSWORD)
-    recipient = client_for(victim)  # a new password ends the sessions the user had
+    # The owner of the address reads their own mail (in real life in their mail client).
+    [link] = links_to(mailbox_for_address("victim@example.org"), "/survey/join/")
+    assert Client().post(link, {"answer": "decline"}).status_code == 302
+    assert not User.objects.filter(email="victim@example.org").exists()
+    assert Client().get(link).status_code == 410
 
     # Later an administrator of another organization invites the address.
     charlie = make_user("charlie@example.com", full_name="Charlie Sato")
     sato = Organization.objects.create(name="Sato Trading")
     Membership.objects.create(organization=sato, user=charlie, role=Role.ADMINISTRATOR)
-    invited = client_for(charlie).post(
-        reverse("crm:member-invite"), {"email": "victim@example.org", "role": Role.STANDARD}
+    assert (
+        client_for(charlie)
+        .post(reverse("crm:member-invite"), {"email": "victim@example.org", "role": Role.STANDARD})
+        .status_code
+        == 302
     )
-    assert invited.status_code == 302
 
-    [newest, _first] = recipient.get("/mailbox/").context["messages_list"]
-    assert newest["subject"] == "Invitation to join Sato Trading in Kizuna CRM"
-    newest_url = reverse("identity:mailbox-message", args=[newest["name"]])
-    assert attacker.get(newest_url).status_code == 404
     assert len(mailbox_pages(attacker)) == 1  # only the copy of the mail Mallory sent
-    invitation_page = recipient.get(newest_url)
-    [invitation] = links_to(invitation_page.content.decode(), "/crm/invitations/")
-    assert recipient.post(invitation).status_code == 302
+    [crm_link] = links_to(mailbox_for_address("victim@example.org"), "/crm/invitations/")
+    recipient = Client()
+    joined = recipient.post(
+        crm_link,
+        {"full_name": "Victor", "password1": NEW_PASSWORD, "password2": NEW_PASSWORD},
+    )
+    assert joined.status_code == 302
+    victim = User.objects.get(email="victim@example.org")
     assert Membership.objects.filter(organization=sato, user=victim, is_active=True).exists()
     assert not Membership.objects.filter(organization=sato, user=mallory).exists()
+
+
+def mailbox_for_address(address: str) -> str:
+    """The newest message to `address` as its recipient reads it (a user of that address
+    made only to read it, then removed: reading mail is no sign-in here)."""
+    reader = make_user(address)
+    try:
+        pages = mailbox_pages(client_for(reader))
+    finally:
+        reader.delete()
+    return pages[0]
 
 
 def test_9_1_a_crm_invitation_is_hidden_from_the_inviting_administrator() -> None:

@@ -71,7 +71,8 @@ MEANINGS: dict[ErrorCode, str] = {
     ErrorCode.TOO_LARGE: "413: the request body is larger than the server accepts",
     ErrorCode.INVALID: "422: values sent are not valid; `fields` says which and why",
     ErrorCode.BATCH_TOO_LARGE: "422: more items in one call than allowed; split the batch",
-    ErrorCode.THROTTLED: "429: too many failed attempts; wait Retry-After seconds",
+    ErrorCode.THROTTLED: "429: too many failed attempts, or too many invitation emails; wait "
+    "Retry-After seconds",
 }
 
 

@@ -204,7 +204,7 @@ def invite_members(
             if address in pending:  # expired, its job not run yet: its end is recorded first
                 _expire(pending.pop(address))
             token = _create_invitation(
-                account=account, email=address, role=role, by=by, expires_at=expires_at
+                account=account, email=address, role=role, by=by, now=now, expires_at=expires_at
             )
             if token is None:  # invited at the same moment by someone else
                 pending[address] = MemberInvitation.objects.of(account).get(email=address)
@@ -230,7 +230,13 @@ def invite_members(
 
 
 def _create_invitation(
-    *, account: SurveyAccount, email: str, role: str, by: User, expires_at: datetime.datetime
+    *,
+    account: SurveyAccount,
+    email: str,
+    role: str,
+    by: User,
+    now: datetime.datetime,
+    expires_at: datetime.datetime,
 ) -> str | None:
     """A pending invitation and its audit entry; its link's token, or None when the address
     was invited by someone else at the same moment."""
@@ -243,6 +249,7 @@ def _create_invitation(
                 role=role,
                 token_hash=MemberInvitation.hash(token),
                 invited_by=by,
+                created_at=now,
                 expires_at=expires_at,
                 next_attempt_at=expires_at,  # the job that records its expiry
             )

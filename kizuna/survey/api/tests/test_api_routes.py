@@ -302,7 +302,7 @@ def test_inviting_members_answers_per_address_and_adds_nobody_before_they_accept
     ) == {"ada@example.com", "bob@example.com"}
     assert [m.to for m in mail.outbox] == [["dan@example.com"], ["erin@example.com"]]
     # Nothing in the mail tells its sender whether the address has a user here.
-    bodies = [re.sub(r"/survey/join/\S+", "", m.body) for m in mail.outbox]
+    bodies = [re.sub(r"/survey/join/\S+", "", str(m.body)) for m in mail.outbox]
     assert bodies[0] == bodies[1]
 
 

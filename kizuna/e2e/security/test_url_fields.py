@@ -19,6 +19,8 @@ import json
 import pkgutil
 import re
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 from django import forms
@@ -74,7 +76,7 @@ HTTP_CLIENTS = {
 }
 
 
-def _modules(suffix: str) -> list[object]:
+def _modules(suffix: str) -> list[ModuleType]:
     return [
         importlib.import_module(info.name)
         for info in pkgutil.walk_packages(kizuna.__path__, "kizuna.")
@@ -98,7 +100,7 @@ def _url_fields() -> set[str]:
             if form.__module__ == module.__name__ and issubclass(form, forms.BaseForm):
                 found |= {
                     f"form {module.__name__}.{name}.{field_name}"
-                    for field_name, field in form.base_fields.items()
+                    for field_name, field in _base_fields(form).items()
                     if isinstance(field, forms.URLField) or URL_LIKE.search(field_name)
                 }
     for module in _modules(".schemas"):
@@ -111,6 +113,11 @@ def _url_fields() -> set[str]:
                     if URL_LIKE.search(field_name)
                 }
     return found
+
+
+def _base_fields(form: Any) -> dict[str, forms.Field]:
+    fields: dict[str, forms.Field] = form.base_fields
+    return fields
 
 
 @pytest.mark.django_db

@@ -202,7 +202,7 @@ def invite_members(
             _reserve_invitation_emails(account, len(new))
         for address in new:
             if address in pending:  # expired, its job not run yet: its end is recorded first
-                _expire(pending.pop(address))
+                _end(pending.pop(address), action=AuditAction.MEMBER_INVITATION_EXPIRED, actor=None)
             token = _create_invitation(
                 account=account, email=address, role=role, by=by, now=now, expires_at=expires_at
             )
@@ -342,16 +342,21 @@ def resend_member_invitation(*, invitation: MemberInvitation, by: User) -> bool:
     return True
 
 
-@transaction.atomic
-def withdraw_member_invitation(*, invitation: MemberInvitation, by: User) -> None:
+def _end(invitation: MemberInvitation, *, action: AuditAction, actor: User | None) -> None:
+    """Record how a pending invitation ended (withdrawn, declined, expired) and delete it."""
     audit.record(
         account=invitation.account,
-        actor=by,
-        action=AuditAction.MEMBER_INVITATION_WITHDRAWN,
+        actor=actor,
+        action=action,
         target=invitation,
         data={"email": invitation.email},
     )
     invitation.delete()
+
+
+@transaction.atomic
+def withdraw_member_invitation(*, invitation: MemberInvitation, by: User) -> None:
+    _end(invitation, action=AuditAction.MEMBER_INVITATION_WITHDRAWN, actor=by)
 
 
 def _locked_pending(invitation: MemberInvitation) -> MemberInvitation:
@@ -426,26 +431,7 @@ def create_user_and_accept_member_invitation(
 @transaction.atomic
 def decline_member_invitation(*, invitation: MemberInvitation, by: User | None) -> None:
     """The invited person says no (signed in as `by`, or through the emailed link: None)."""
-    locked = _locked_pending(invitation)
-    audit.record(
-        account=locked.account,
-        actor=by,
-        action=AuditAction.MEMBER_INVITATION_DECLINED,
-        target=locked,
-        data={"email": locked.email},
-    )
-    locked.delete()
-
-
-def _expire(invitation: MemberInvitation) -> None:
-    audit.record(
-        account=invitation.account,
-        actor=None,
-        action=AuditAction.MEMBER_INVITATION_EXPIRED,
-        target=invitation,
-        data={"email": invitation.email},
-    )
-    invitation.delete()
+    _end(_locked_pending(invitation), action=AuditAction.MEMBER_INVITATION_DECLINED, actor=by)
 
 
 def expire_member_invitation(invitation: MemberInvitation) -> None:
@@ -462,7 +448,7 @@ def expire_member_invitation(invitation: MemberInvitation) -> None:
             .first()
         )
         if current is not None and current.is_expired():
-            _expire(current)
+            _end(current, action=AuditAction.MEMBER_INVITATION_EXPIRED, actor=None)
 
 
 def _administrator_count(account: SurveyAccount) -> int:

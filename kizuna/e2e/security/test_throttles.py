@@ -145,9 +145,6 @@ def survey_api(email: str, key: str, address: str) -> int:
     return response.status_code
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 9.3: the SC key is checked after the throttle (branch keys fixes it)"
-)
 def test_sc_key_a_valid_key_is_accepted_whatever_others_sent_from_the_same_address() -> None:
     ada = make_user("ada@example.com")
     account = create_account(name="Ada's Surveys", owner=ada)

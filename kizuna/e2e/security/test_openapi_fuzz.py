@@ -14,12 +14,15 @@ and test_url_fields.py here).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import schemathesis
 from django.core.cache import cache
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from django.test import override_settings
 from hypothesis import HealthCheck, Phase
 from hypothesis import settings as hypothesis_settings
@@ -86,6 +89,18 @@ def crm_tenant(db: None) -> Tenant:
         headers={"Authorization": f"Bearer {secret}"},
         ids={"lead_id": lead.pk, "contact_id": contact.pk},
     )
+
+
+@pytest.fixture(autouse=True)
+def _test_connection_kept_open() -> Iterator[None]:
+    """What Django's test client does around each request: the WSGI application would
+    otherwise close the database connection at the end of a request, and with it the
+    test's transaction (PostgreSQL)."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
 
 
 def served(name: str) -> Any:

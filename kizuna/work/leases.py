@@ -185,6 +185,16 @@ def mark_done(row: LeasedWork, **fields: Any) -> bool:
     return bool(updated)
 
 
+def update_if_held(row: LeasedWork, **fields: Any) -> bool:
+    """Save `fields` of a row still under this worker's lease (progress of a long handler);
+    False if another worker took it over after our lease expired."""
+    updated = _manager(row).filter(_still_ours(row)).update(**fields)
+    if updated:
+        for name, value in fields.items():
+            setattr(row, name, value)
+    return bool(updated)
+
+
 def mark_failed(row: LeasedWork, *, error: str, retry: bool = True, **fields: Any) -> bool:
     """Record a failed attempt: retry later with back-off, or give up for good."""
     now = timezone.now()

@@ -9,9 +9,10 @@ class CrmMailConfig(AppConfig):
 
     def ready(self) -> None:
         from kizuna.crm.mail import hooks
-        from kizuna.crm.mail.models import OutgoingMessage
-        from kizuna.crm.mail.services import send_outgoing_message
+        from kizuna.crm.mail.models import BatchPreparation, OutgoingMessage
+        from kizuna.crm.mail.services import prepare_batch, send_outgoing_message
         from kizuna.work import leases
 
+        leases.register(BatchPreparation, prepare_batch, batch_size=1)
         leases.register(OutgoingMessage, send_outgoing_message, batch_size=50)
         hooks.register()

@@ -10,7 +10,9 @@ knowing about it:
         label=_("Insert survey link"),
         insertions=survey_link_insertions,   # (EditorContext) -> [Insertion(...)]; [] hides it
     )
-    extensions.register_placeholder_namespace("survey", resolve=resolve_survey_link)
+    extensions.register_placeholder_namespace(
+        "survey", resolve=resolve_survey_link, prepare=create_survey_links
+    )
 
 A button is shown in the template editor and the compose form only when its
 `insertions` callable returns something for the current organization, so an
@@ -21,12 +23,28 @@ the send with a message for the user. Its values are the recipient's alone (a
 personal survey link): the local mailbox shows the sender a copy without them,
 unless the namespace is registered with `recipient_only=False`. Register both in
 your AppConfig.ready().
+
+A namespace whose values must be made for the whole batch at once (one API call
+for a thousand survey invitations, not one per recipient) also registers
+`prepare(context: PrepareContext, records) -> {record pk: {key: value}}`. The
+send calls it with up to PREPARE_PART_SIZE recipients at a time, before any
+message of those recipients is queued, and renders each message from the values
+it returned (`resolve` is then only used for the preview). The first part is
+prepared while the sender waits: a PlaceholderError there refuses the whole send
+with its message, and nothing is queued or sent. Later parts are prepared by the
+worker (kizuna.crm.mail.models.BatchPreparation): a PlaceholderError with
+`temporary=True` (a service that is down) is retried with back-off and the send
+resumes where it stopped; any other ends the send for the recipients not
+prepared yet, with its message on the batch page. A recipient never gets a
+message without the values prepared for them. `context.batch_key` and
+`context.part` are the same on every retry of a part, so `prepare` can be made
+idempotent with them (an idempotency key at the remote service).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -35,7 +53,19 @@ if TYPE_CHECKING:
 
 
 class PlaceholderError(Exception):
-    """A placeholder could not be rendered; str(error) is shown to the sender."""
+    """A placeholder could not be rendered; str(error) is shown to the sender.
+
+    temporary: the cause may go away (a service that is down): a part of a batch
+    prepared by the worker is retried later instead of ending the send.
+    """
+
+    def __init__(self, message: str, *, temporary: bool = False) -> None:
+        super().__init__(message)
+        self.temporary = temporary
+
+
+# Recipients handed to one call of a namespace's prepare().
+PREPARE_PART_SIZE = 1000
 
 
 @dataclass(frozen=True)
@@ -78,12 +108,38 @@ class MergeContext:
     language: str
     unsubscribe_url: str
     preview: bool = False
+    # Values prepare() made for this recipient: {(namespace, key): value}.
+    prepared: Mapping[tuple[str, str], str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PrepareContext:
+    """One part of a send, handed to a namespace's prepare().
+
+    keys: the keys of the namespace the message uses (`{{ survey.12 }}` -> "12").
+    batch_key and part name this part the same way on every retry. options: what
+    the sender chose for this namespace when sending (a link expiry), as given to
+    queue_emails(extension_options=...).
+    """
+
+    organization: Organization
+    module: str
+    sender: User | None
+    language: str
+    keys: frozenset[str]
+    batch_key: str
+    part: int
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+Prepare = Callable[[PrepareContext, Sequence["Lead | Contact"]], Mapping[int, Mapping[str, str]]]
 
 
 @dataclass(frozen=True)
 class PlaceholderNamespace:
     name: str
     resolve: Callable[[MergeContext, str], str]
+    prepare: Prepare | None = None
     # Values only the recipient may read (a survey link of their own): the local mailbox
     # hides them in the copy the sender reads.
     recipient_only: bool = True
@@ -106,9 +162,14 @@ def register_editor_button(
 
 
 def register_placeholder_namespace(
-    name: str, *, resolve: Callable[[MergeContext, str], str], recipient_only: bool = True
+    name: str,
+    *,
+    resolve: Callable[[MergeContext, str], str],
+    prepare: Prepare | None = None,
+    recipient_only: bool = True,
 ) -> None:
-    """Let templates use `{{ name.<key> }}`, rendered per recipient by `resolve`.
+    """Let templates use `{{ name.<key> }}`, rendered per recipient by `resolve`, or from
+    what `prepare` made for the whole batch (see the module docstring).
 
     Its values are the recipient's alone unless `recipient_only=False` (a value that is
     the same for everyone): the sender's copy in the local mailbox hides them.
@@ -116,7 +177,7 @@ def register_placeholder_namespace(
     if name in RESERVED_NAMESPACES:
         raise ValueError(f"{name!r} is a built-in placeholder namespace")
     _namespaces[name] = PlaceholderNamespace(
-        name=name, resolve=resolve, recipient_only=recipient_only
+        name=name, resolve=resolve, prepare=prepare, recipient_only=recipient_only
     )
 
 
@@ -145,3 +206,8 @@ def editor_buttons(context: EditorContext) -> list[ShownButton]:
 
 def placeholder_namespace(name: str) -> PlaceholderNamespace | None:
     return _namespaces.get(name)
+
+
+def prepared_namespaces() -> list[PlaceholderNamespace]:
+    """The registered namespaces whose values are prepared per batch."""
+    return [namespace for namespace in _namespaces.values() if namespace.prepare is not None]

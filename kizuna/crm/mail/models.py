@@ -140,13 +140,35 @@ class SendBatch(models.Model):
             .annotate(count=models.Count("pk"))
             .values_list("status", "count")
         )
+        waiting = counts.get(WorkStatus.PENDING, 0) + counts.get(WorkStatus.LEASED, 0)
+        failed = counts.get(WorkStatus.FAILED, 0)
+        preparing, preparation_error = 0, ""
+        preparation = self.preparation_or_none()
+        if preparation is not None:
+            # Recipients whose values are not prepared yet have no message yet.
+            unprepared = preparation.unprepared_count
+            if preparation.status == WorkStatus.FAILED:
+                failed += unprepared
+                preparation_error = preparation.last_error
+            else:
+                preparing = unprepared
+                waiting += unprepared
+                preparation_error = preparation.last_error if preparation.attempts else ""
         return BatchProgress(
             total=self.total,
-            waiting=counts.get(WorkStatus.PENDING, 0) + counts.get(WorkStatus.LEASED, 0),
+            waiting=waiting,
             sent=counts.get(WorkStatus.DONE, 0),
-            failed=counts.get(WorkStatus.FAILED, 0),
+            failed=failed,
             skipped=len(self.skipped),
+            preparing=preparing,
+            preparation_error=preparation_error,
         )
+
+    def preparation_or_none(self) -> BatchPreparation | None:
+        try:
+            return self.preparation
+        except BatchPreparation.DoesNotExist:
+            return None
 
 
 @dataclass(frozen=True)
@@ -158,6 +180,10 @@ class BatchProgress:
     sent: int
     failed: int
     skipped: int
+    # Of `waiting`: recipients whose placeholder values are still being prepared.
+    preparing: int = 0
+    # Why preparing stopped (failed) or is being retried (still preparing).
+    preparation_error: str = ""
 
     @property
     def is_finished(self) -> bool:
@@ -225,3 +251,39 @@ class OutgoingMessage(LeasedWork):
     @property
     def is_finished(self) -> bool:
         return self.status in (WorkStatus.DONE, WorkStatus.FAILED)
+
+
+class BatchPreparation(LeasedWork):
+    """The preparation of a send whose placeholders are made per batch (survey links).
+
+    record_ids are the recipients that get a message, in order; the first
+    prepared_count of them have their OutgoingMessage. The first part is prepared
+    while the sender waits; the worker prepares the rest, one part after the other,
+    each part's messages committed together with prepared_count. FAILED with
+    last_error: the send ended for the recipients not prepared (shown on the batch).
+    """
+
+    batch = models.OneToOneField(SendBatch, on_delete=models.CASCADE, related_name="preparation")
+    # Names the batch to prepare() before the batch row exists (idempotency at a remote service).
+    key = models.CharField(max_length=64, unique=True)
+    language = models.CharField(_("language"), max_length=16)
+    options = models.JSONField(_("options"), default=dict, blank=True)
+    record_ids = models.JSONField(_("recipients"), default=list)
+    prepared_count = models.PositiveIntegerField(_("prepared"), default=0)
+
+    retry_base_seconds: ClassVar[float] = 30.0
+    lease_seconds: ClassVar[int] = 300
+
+    class Meta:
+        verbose_name = _("email batch preparation")
+        verbose_name_plural = _("email batch preparations")
+        indexes: ClassVar = [
+            models.Index(fields=["status", "next_attempt_at"], name="crm_mail_preparation_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.batch_id}: {self.prepared_count}/{len(self.record_ids)}"
+
+    @property
+    def unprepared_count(self) -> int:
+        return len(self.record_ids) - self.prepared_count

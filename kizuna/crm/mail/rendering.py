@@ -22,7 +22,7 @@ from django.db.models import Field
 from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
-from kizuna.crm.mail.extensions import MergeContext, placeholder_namespace
+from kizuna.crm.mail.extensions import MergeContext, PlaceholderError, placeholder_namespace
 from kizuna.crm.models import Contact, Lead
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z0-9_\-]+))?\s*\}\}")
@@ -156,8 +156,29 @@ def _value(namespace: str, key: str | None, context: MergeContext) -> str:
         return context.unsubscribe_url
     extension = placeholder_namespace(namespace)
     if extension is not None and key is not None:
-        return extension.resolve(context, key)
+        if extension.prepare is None or context.preview:
+            return extension.resolve(context, key)
+        try:
+            return context.prepared[(namespace, key)]
+        except KeyError:
+            # Never a message without the value made for its recipient.
+            raise PlaceholderError(
+                str(_("The value of %(placeholder)s was not prepared for this recipient."))
+                % {"placeholder": f"{{{{ {namespace}.{key} }}}}"}
+            ) from None
     return ""
+
+
+def prepared_placeholders(*texts: str) -> dict[str, frozenset[str]]:
+    """The keys used in `texts` of each namespace whose values are prepared per batch."""
+    found: dict[str, set[str]] = {}
+    for text in texts:
+        for match in PLACEHOLDER.finditer(text):
+            namespace, key = match.group(1), match.group(2)
+            extension = placeholder_namespace(namespace)
+            if key is not None and extension is not None and extension.prepare is not None:
+                found.setdefault(namespace, set()).add(key)
+    return {namespace: frozenset(keys) for namespace, keys in found.items()}
 
 
 def render_string(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from email.utils import formataddr, make_msgid, parseaddr
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,9 +22,21 @@ from django.utils.translation import gettext, override
 from kizuna.crm.audit import services as audit
 from kizuna.crm.audit.models import AuditAction
 from kizuna.crm.mail import transport
-from kizuna.crm.mail.extensions import MergeContext
-from kizuna.crm.mail.models import EmailTemplate, OutgoingMessage, SendBatch
-from kizuna.crm.mail.rendering import render_message, sanitize_html
+from kizuna.crm.mail.extensions import (
+    PREPARE_PART_SIZE,
+    MergeContext,
+    PlaceholderError,
+    PrepareContext,
+    placeholder_namespace,
+)
+from kizuna.crm.mail.models import BatchPreparation, EmailTemplate, OutgoingMessage, SendBatch
+from kizuna.crm.mail.rendering import (
+    RECORD_MODEL,
+    RenderedMessage,
+    prepared_placeholders,
+    render_message,
+    sanitize_html,
+)
 from kizuna.crm.models import Activity, ActivityKind, Contact, Lead, Organization
 from kizuna.identity import mailbox
 from kizuna.identity.models import User
@@ -34,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 SKIP_OPTED_OUT = "opted_out"
 SKIP_NO_EMAIL = "no_email"
+SKIP_DELETED = "deleted"  # deleted before its message was prepared
 
 
 # Templates ------------------------------------------------------------------
@@ -182,6 +196,162 @@ def _skip_summary(subject: str, reason: str, language: str) -> str:
     return f"{subject} ({why})"[:500]
 
 
+@dataclass(frozen=True)
+class _Queued:
+    """One recipient's rendered message, ready to be stored in the outbox."""
+
+    record: Lead | Contact
+    token: str
+    rendered: RenderedMessage
+
+
+def _render_for(
+    *,
+    organization: Organization,
+    sender: User | None,
+    module: str,
+    records: Sequence[Lead | Contact],
+    subject: str,
+    body_html: str,
+    body_text: str,
+    language: str,
+    prepared: Mapping[int, Mapping[tuple[str, str], str]],
+) -> list[_Queued]:
+    queued = []
+    for record in records:
+        token = secrets.token_urlsafe(24)
+        context = MergeContext(
+            organization=organization,
+            module=module,
+            record=record,
+            sender=sender,
+            language=recipient_language(record, language),
+            unsubscribe_url=unsubscribe_url(token),
+            prepared=prepared.get(record.pk, {}),
+        )
+        rendered = render_message(
+            subject=subject, body_html=body_html, body_text=body_text, context=context
+        )
+        queued.append(_Queued(record, token, rendered))
+    return queued
+
+
+def _prepare_part(
+    *,
+    organization: Organization,
+    sender: User | None,
+    module: str,
+    language: str,
+    placeholders: Mapping[str, frozenset[str]],
+    key: str,
+    part: int,
+    options: Mapping[str, Mapping[str, Any]],
+    records: Sequence[Lead | Contact],
+) -> dict[int, dict[tuple[str, str], str]]:
+    """Have each namespace make its values for these recipients (one call per namespace)."""
+    prepared: dict[int, dict[tuple[str, str], str]] = {record.pk: {} for record in records}
+    if not records:
+        return prepared
+    with override(language):
+        for name, keys in placeholders.items():
+            namespace = placeholder_namespace(name)
+            if namespace is None or namespace.prepare is None:
+                continue  # unregistered since: rendering refuses its placeholders
+            context = PrepareContext(
+                organization=organization,
+                module=module,
+                sender=sender,
+                language=language,
+                keys=keys,
+                batch_key=key,
+                part=part,
+                options=options.get(name, {}),
+            )
+            values = namespace.prepare(context, records)
+            for record in records:
+                for value_key, value in values.get(record.pk, {}).items():
+                    prepared[record.pk][(name, value_key)] = value
+    return prepared
+
+
+def _store_messages(
+    *, batch: SendBatch, sender: User | None, language: str, queued: Sequence[_Queued], now: Any
+) -> None:
+    """The outbox rows and their "queued" timeline entries, in the caller's transaction."""
+    from_address = _from_address(sender) if sender is not None else settings.DEFAULT_FROM_EMAIL
+    messages = OutgoingMessage.objects.bulk_create(
+        [
+            OutgoingMessage(
+                organization_id=batch.organization_id,
+                batch=batch,
+                sender=sender,
+                recipient_name=item.record.display_name(recipient_language(item.record, language)),
+                to_address=item.record.email,
+                from_address=from_address,
+                reply_to=sender.email if sender is not None else "",
+                subject=item.rendered.subject,
+                body_html=item.rendered.html,
+                body_text=item.rendered.text,
+                message_id=_message_id(),
+                unsubscribe_token=item.token,
+                recipient_only=list(item.rendered.recipient_only),
+                next_attempt_at=now,
+                **_record_fields(item.record),
+            )
+            for item in queued
+        ],
+        batch_size=500,
+    )
+    Activity.objects.bulk_create(
+        [
+            Activity(
+                organization_id=batch.organization_id,
+                kind=ActivityKind.EMAIL_QUEUED,
+                summary=message.subject[:500],
+                data={"batch": batch.pk, "to": message.to_address},
+                actor=sender,
+                created_at=now,
+                **_record_fields(item.record),
+            )
+            for message, item in zip(messages, queued, strict=True)
+        ],
+        batch_size=500,
+    )
+
+
+def _store_skipped(
+    *,
+    batch: SendBatch,
+    sender: User | None,
+    language: str,
+    skipped: Sequence[tuple[Lead | Contact, str]],
+    now: Any,
+) -> None:
+    Activity.objects.bulk_create(
+        [
+            Activity(
+                organization_id=batch.organization_id,
+                kind=ActivityKind.EMAIL_SKIPPED,
+                summary=_skip_summary(batch.subject, reason, language),
+                data={"batch": batch.pk, "reason": reason},
+                actor=sender,
+                created_at=now,
+                **_record_fields(record),
+            )
+            for record, reason in skipped
+        ],
+        batch_size=500,
+    )
+
+
+def _skipped_entry(record: Lead | Contact, reason: str, language: str) -> dict[str, Any]:
+    return {
+        "id": record.pk,
+        "name": record.display_name(recipient_language(record, language)),
+        "reason": reason,
+    }
+
+
 def queue_emails(
     *,
     organization: Organization,
@@ -192,36 +362,59 @@ def queue_emails(
     body_html: str,
     body_text: str,
     template: EmailTemplate | None = None,
+    extension_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> SendBatch:
-    """Render one message per recipient and queue them all in one transaction.
+    """Render one message per recipient and queue them in one transaction.
 
     Records that opted out or have no email address are skipped and reported in
     the batch and on their timelines. Placeholders of extensions are resolved
     before the transaction; a PlaceholderError from one of them queues nothing.
+    Namespaces that prepare their values per batch (extensions.py) get the first
+    PREPARE_PART_SIZE recipients now; the worker prepares the others
+    (prepare_batch), and their messages are queued as each part is prepared.
+    extension_options: per namespace, what the sender chose for it (handed to prepare).
     """
     body_html = sanitize_html(body_html)
     language = _language_of(sender)
-    from_address = _from_address(sender)
-    prepared: list[tuple[Lead | Contact, str, Any]] = []
+    options = dict(extension_options or {})
+    sendable: list[Lead | Contact] = []
     skipped: list[tuple[Lead | Contact, str]] = []
     for record in records:
         reason = skip_reason(record)
         if reason:
             skipped.append((record, reason))
-            continue
-        token = secrets.token_urlsafe(24)
-        context = MergeContext(
+        else:
+            sendable.append(record)
+
+    placeholders = prepared_placeholders(subject, body_html, body_text)
+    key = secrets.token_urlsafe(24) if placeholders else ""
+    first = sendable[:PREPARE_PART_SIZE] if placeholders else sendable
+    prepared = (
+        _prepare_part(
             organization=organization,
-            module=module,
-            record=record,
             sender=sender,
-            language=recipient_language(record, language),
-            unsubscribe_url=unsubscribe_url(token),
+            module=module,
+            language=language,
+            placeholders=placeholders,
+            key=key,
+            part=0,
+            options=options,
+            records=first,
         )
-        rendered = render_message(
-            subject=subject, body_html=body_html, body_text=body_text, context=context
-        )
-        prepared.append((record, token, rendered))
+        if placeholders
+        else {}
+    )
+    queued = _render_for(
+        organization=organization,
+        sender=sender,
+        module=module,
+        records=first,
+        subject=subject,
+        body_html=body_html,
+        body_text=body_text,
+        language=language,
+        prepared=prepared,
+    )
 
     now = timezone.now()
     with transaction.atomic():
@@ -234,65 +427,92 @@ def queue_emails(
             body_html=body_html,
             body_text=body_text,
             total=len(records),
-            skipped=[
-                {
-                    "id": record.pk,
-                    "name": record.display_name(recipient_language(record, language)),
-                    "reason": reason,
-                }
-                for record, reason in skipped
-            ],
+            skipped=[_skipped_entry(record, reason, language) for record, reason in skipped],
             created_at=now,
         )
-        messages = OutgoingMessage.objects.bulk_create(
-            [
-                OutgoingMessage(
-                    organization=organization,
-                    batch=batch,
-                    sender=sender,
-                    recipient_name=record.display_name(recipient_language(record, language)),
-                    to_address=record.email,
-                    from_address=from_address,
-                    reply_to=sender.email,
-                    subject=rendered.subject,
-                    body_html=rendered.html,
-                    body_text=rendered.text,
-                    message_id=_message_id(),
-                    unsubscribe_token=token,
-                    recipient_only=list(rendered.recipient_only),
-                    next_attempt_at=now,
-                    **_record_fields(record),
-                )
-                for record, token, rendered in prepared
-            ],
-            batch_size=500,
-        )
-        activities = [
-            Activity(
-                organization=organization,
-                kind=ActivityKind.EMAIL_QUEUED,
-                summary=message.subject[:500],
-                data={"batch": batch.pk, "to": message.to_address},
-                actor=sender,
-                created_at=now,
-                **_record_fields(record),
+        _store_messages(batch=batch, sender=sender, language=language, queued=queued, now=now)
+        _store_skipped(batch=batch, sender=sender, language=language, skipped=skipped, now=now)
+        if placeholders:
+            is_complete = len(first) == len(sendable)
+            BatchPreparation.objects.create(
+                batch=batch,
+                key=key,
+                language=language,
+                options=options,
+                record_ids=[record.pk for record in sendable],
+                prepared_count=len(first),
+                status=WorkStatus.DONE if is_complete else WorkStatus.PENDING,
+                finished_at=now if is_complete else None,
+                next_attempt_at=now,
             )
-            for message, (record, _token, _rendered) in zip(messages, prepared, strict=True)
-        ]
-        activities += [
-            Activity(
-                organization=organization,
-                kind=ActivityKind.EMAIL_SKIPPED,
-                summary=_skip_summary(subject, reason, language),
-                data={"batch": batch.pk, "reason": reason},
-                actor=sender,
-                created_at=now,
-                **_record_fields(record),
-            )
-            for record, reason in skipped
-        ]
-        Activity.objects.bulk_create(activities, batch_size=500)
     return batch
+
+
+def prepare_batch(preparation: BatchPreparation) -> None:
+    """The worker's handler: prepare the recipients left, part after part, queueing each
+    part's messages with its progress in one transaction (a restart resumes after it).
+
+    A temporary PlaceholderError (the service is down) retries later with back-off;
+    another ends the send for the recipients not prepared, with its message.
+    """
+    batch = SendBatch.objects.select_related("organization", "sender").get(pk=preparation.batch_id)
+    organization, sender, language = batch.organization, batch.sender, preparation.language
+    placeholders = prepared_placeholders(batch.subject, batch.body_html, batch.body_text)
+    model = RECORD_MODEL[batch.module]
+    while preparation.prepared_count < len(preparation.record_ids):
+        start = preparation.prepared_count
+        ids = preparation.record_ids[start : start + PREPARE_PART_SIZE]
+        found = model.objects.of(organization).in_bulk(ids)
+        # Deleted, opted out or without an address since the send was queued: skipped now.
+        records: list[Lead | Contact] = []
+        skipped: list[tuple[Lead | Contact, str]] = []
+        gone = 0
+        for record_id in ids:
+            record = found.get(record_id)
+            if record is None:
+                gone += 1
+            elif reason := skip_reason(record):
+                skipped.append((record, reason))
+            else:
+                records.append(record)
+        try:
+            prepared = _prepare_part(
+                organization=organization,
+                sender=sender,
+                module=batch.module,
+                language=language,
+                placeholders=placeholders,
+                key=preparation.key,
+                part=start // PREPARE_PART_SIZE,
+                options=preparation.options,
+                records=records,
+            )
+            queued = _render_for(
+                organization=organization,
+                sender=sender,
+                module=batch.module,
+                records=records,
+                subject=batch.subject,
+                body_html=batch.body_html,
+                body_text=batch.body_text,
+                language=language,
+                prepared=prepared,
+            )
+        except PlaceholderError as error:
+            leases.mark_failed(preparation, error=str(error), retry=error.temporary)
+            return
+        now = timezone.now()
+        with transaction.atomic():
+            if not leases.update_if_held(preparation, prepared_count=start + len(ids)):
+                return  # another worker holds this preparation now
+            _store_messages(batch=batch, sender=sender, language=language, queued=queued, now=now)
+            _store_skipped(batch=batch, sender=sender, language=language, skipped=skipped, now=now)
+            if skipped or gone:
+                entries = [_skipped_entry(record, reason, language) for record, reason in skipped]
+                entries += [{"id": None, "name": "", "reason": SKIP_DELETED}] * gone
+                SendBatch.objects.filter(pk=batch.pk).update(skipped=[*batch.skipped, *entries])
+                batch.skipped = [*batch.skipped, *entries]
+    leases.mark_done(preparation)
 
 
 def _sender(message: OutgoingMessage) -> User | None:

@@ -343,7 +343,7 @@ def batch_list(request: HttpRequest) -> HttpResponse:
     organization = get_organization_for_member(request)
     batches = (
         SendBatch.objects.of(organization)
-        .select_related("sender", "template")
+        .select_related("sender", "template", "preparation")
         .order_by("-created_at", "-pk")
     )
     page = Paginator(batches, 25).get_page(request.GET.get("page"))

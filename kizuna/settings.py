@@ -140,6 +140,9 @@ KIZUNA_SC_KEY_MAX_FAILURES = config.env_int("KIZUNA_SC_KEY_MAX_FAILURES", 10, mi
 KIZUNA_SC_KEY_WINDOW_SECONDS = config.env_int("KIZUNA_SC_KEY_WINDOW_SECONDS", 900, minimum=1)
 # Public survey submissions per client address.
 KIZUNA_SURVEY_SUBMIT_RATE = config.env_rate("KIZUNA_SURVEY_SUBMIT_RATE", config.Rate(30, 600))
+# Page moves (Next, Back: each keeps answers in the session) per client address, as a token
+# bucket: a crowd of 500 behind one address moving through ten pages, refilled in an hour.
+KIZUNA_SURVEY_PAGE_RATE = config.env_rate("KIZUNA_SURVEY_PAGE_RATE", config.Rate(5000, 3600))
 # Invitations to join a Survey account: emails one account may send, and days a link works.
 KIZUNA_SURVEY_MEMBER_INVITATION_RATE = config.env_rate(
     "KIZUNA_SURVEY_MEMBER_INVITATION_RATE", config.Rate(100, 86400)

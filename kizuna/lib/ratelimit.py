@@ -1,9 +1,16 @@
-"""Rate limits every server process agrees on: fixed-window counters in the shared cache.
+"""Rate limits every server process agrees on, kept in the shared cache.
 
 The cache is the database (settings.CACHES), so several `serve` processes on several
-machines count together. A window opens at a subject's first event. The count is
-read-modify-write: a burst of simultaneous requests may slip a few past the limit,
-which a rate limit can afford.
+machines count together. Two kinds:
+
+- take() and reserve(): fixed windows; a window opens at a subject's first event.
+- take_smoothed(): a token bucket (the GCRA form: one stored instant per subject). A
+  rate COUNT/SECONDS lets COUNT events through at once (the burst allowance) and then one
+  every SECONDS/COUNT: the allowance comes back continuously, as in a sliding window,
+  rather than all at once when a fixed window ends. Made for crowds behind one address.
+
+Counting is read-modify-write: a burst of simultaneous requests may slip a few past the
+limit, which a rate limit can afford.
 """
 
 from __future__ import annotations
@@ -69,3 +76,22 @@ def reserve(scope: str, subject: str, rate: Rate, count: int) -> Reservation:
     entry["count"] += count
     cache.set(key, entry, timeout=seconds)
     return Reservation(wait=0, left=left - count)
+
+
+def take_smoothed(scope: str, subject: str, rate: Rate) -> int:
+    """Count one event of `subject` in `scope` against a token bucket of `rate`.
+
+    Returns 0 when counted, else the whole seconds (at least 1) until one more event fits;
+    a refused event is not counted, so a crowd that tries again is not pushed further back.
+    """
+    key = _key(scope, subject)
+    now = time.time()
+    interval = rate.seconds / rate.count
+    stored = cache.get(key)
+    # The theoretical arrival time: the bucket is full again at this instant.
+    arrival = max(float(stored) if isinstance(stored, (int, float)) else now, now) + interval
+    excess = arrival - now - rate.seconds
+    if excess > 1e-9:
+        return max(math.ceil(excess), 1)
+    cache.set(key, arrival, timeout=max(math.ceil(arrival - now), 1))
+    return 0

@@ -124,6 +124,30 @@ def validate_answer(question: QuestionLike, raw: RawAnswer) -> Any:
     return validator(question, parts)
 
 
+def validate_bounds(question: QuestionLike, raw: RawAnswer) -> None:
+    """ValidationError when `raw` is larger than any valid answer of the question can be.
+
+    What a respondent keeps between pages is checked with this rather than validate_answer:
+    an unfinished answer may be kept, an oversized one is never kept (the limits are the
+    same as on submit).
+    """
+    lists = list(raw.values()) if isinstance(raw, Mapping) else [raw]
+    values = [part for value in lists for part in _as_list(value)]
+    limit = LONG_TEXT_MAX_LENGTH if question.kind == "long_text" else SHORT_TEXT_MAX_LENGTH
+    longest = max((len(str(value)) for value in values), default=0)
+    if longest > limit:
+        raise ValidationError(
+            _("Write at most %(limit)d characters (this answer has %(length)d)."),
+            code="too_long",
+            params={"limit": limit, "length": longest},
+        )
+    if question.kind == "multiple_choice":
+        if any(len(_as_list(value)) > len(active_choices(question)) for value in lists):
+            raise ValidationError(_("Pick only from the offered choices."), code="invalid_choice")
+    elif any(len(_as_list(value)) > 1 for value in lists):
+        raise ValidationError(_("Give one answer only."), code="too_many")
+
+
 def _one(parts: list[str]) -> str:
     if len(parts) > 1:
         raise ValidationError(_("Give one answer only."), code="too_many")

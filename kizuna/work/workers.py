@@ -3,7 +3,8 @@
 One loop, one item at a time:
 
 1. every heartbeat interval, take back work abandoned by dead workers
-   (retry.recover_abandoned_tasks; leased rows are taken back by leases.claim);
+   (retry.recover_abandoned_tasks; leased rows are taken back by leases.claim) and
+   delete expired sessions;
 2. claim and run one ready django-tasks-db task;
 3. otherwise run one batch of every registered kind of leased work;
 4. sleep for the interval when there was nothing to do.
@@ -23,8 +24,10 @@ import sys
 import threading
 import time
 from datetime import timedelta
+from importlib import import_module
 from types import FrameType
 
+from django.conf import settings
 from django.db import DatabaseError, OperationalError, close_old_connections, connections
 from django.utils import timezone
 from django.utils.crypto import get_random_string
@@ -82,6 +85,12 @@ def forget_dead_workers(*, older_than: timedelta = FORGET_DEAD_WORKERS_AFTER) ->
     """Delete rows of workers silent for long: their leases and tasks are long recovered."""
     deleted, _ = WorkerProcess.objects.filter(heartbeat_at__lt=timezone.now() - older_than).delete()
     return deleted
+
+
+def forget_expired_sessions() -> None:
+    """Delete expired sessions: anonymous respondents' unfinished answers end after a day."""
+    engine = import_module(settings.SESSION_ENGINE)
+    engine.SessionStore.clear_expired()
 
 
 class Heartbeat(threading.Thread):
@@ -210,6 +219,7 @@ class KizunaWorker(Worker):
         self._last_recovery = time.monotonic()
         retry.recover_abandoned_tasks()
         forget_dead_workers()
+        forget_expired_sessions()
 
     def claim_task(self) -> DBTaskResult | None:
         tasks = DBTaskResult.objects.ready().filter(backend_name=self.backend_name)

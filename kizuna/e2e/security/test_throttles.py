@@ -46,6 +46,8 @@ THROTTLES = {
     "checked first and always accepted (test_trust_token_...)",
     "KIZUNA_SURVEY_SUBMIT_RATE": "anonymous survey submissions per address; no credential "
     "(many respondents behind one address: README, Throttling)",
+    "KIZUNA_SURVEY_PAGE_RATE": "anonymous page moves (Next, Back) per address; no credential "
+    "(kizuna/survey/tests/test_response_progress_bounds.py)",
     "KIZUNA_SURVEY_MEMBER_INVITATION_RATE": "invitation emails per Survey account; no credential, "
     "only the account's own administrators count against it "
     "(survey/tests/test_member_invitations.py)",
@@ -56,6 +58,7 @@ RATELIMIT_SCOPES = {
     "password-reset:email": "KIZUNA_PASSWORD_RESET_EMAIL_RATE",
     "trust-token-failures": "KIZUNA_TRUST_TOKEN_MAX_FAILURES",
     "survey-submit": "KIZUNA_SURVEY_SUBMIT_RATE",
+    "survey-page": "KIZUNA_SURVEY_PAGE_RATE",
     "INVITATION_RATE_SCOPE": "KIZUNA_SURVEY_MEMBER_INVITATION_RATE",  # a name in survey.services
 }
 

@@ -4,26 +4,39 @@ A survey's sections are its pages. The answers typed on the pages seen so far an
 the moment the respondent first saw the form are kept in the session, one entry per
 survey and invitation (or per survey for the public link), so Next and Back lose
 nothing; Submit validates every page again.
+
+What is kept is bounded (issue 9.4): an answer larger than the question accepts on
+submit is never kept, nor a page that would take the whole progress past
+MAX_PROGRESS_CHARACTERS; and a visitor who is not signed in keeps it for
+ANONYMOUS_PROGRESS_SECONDS, not for the two weeks of a signed-in session.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.auth import SESSION_KEY as USER_SESSION_KEY
 from django.contrib.sessions.backends.base import SessionBase
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.http import QueryDict
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from kizuna.survey import validation
 from kizuna.survey.models import Invitation, Question, QuestionKind, Section, Survey
 
 STARTED_SALT = "kizuna.survey.started"
 PROGRESS_PREFIX = "survey_progress"
+# The answers of every page together, in characters of their JSON: room for five long texts
+# at their limit, while a session row stays far from the megabytes a script could send.
+MAX_PROGRESS_CHARACTERS = 50_000
+# How long an anonymous respondent's unfinished answers stay: to finish the same day.
+ANONYMOUS_PROGRESS_SECONDS = 24 * 3600
 
 
 @dataclass
@@ -92,6 +105,10 @@ def _started_at(started: str) -> datetime.datetime | None:
         return None
 
 
+def _size(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False))
+
+
 class InvalidPage(Exception):
     """A page whose answers are not valid (yet): `number` counts from 1."""
 
@@ -117,6 +134,7 @@ class ResponseProgress:
         saved: dict[str, Any] = session.get(self.key) or {}
         self.answers: dict[str, Any] = dict(saved.get("answers") or {})
         self.started: str = saved.get("started") or _new_started()
+        self.typed: dict[str, Any] = {}
 
     @property
     def page_count(self) -> int:
@@ -130,14 +148,43 @@ class ResponseProgress:
             number = 1
         return min(max(number, 1), self.page_count)
 
-    def take(self, data: QueryDict, *, number: int) -> None:
-        """Take what was typed on page `number`, and the form's start time if we signed it."""
+    def take(self, data: QueryDict, *, number: int) -> dict[str, list[str]]:
+        """Take what was typed on page `number`, and the form's start time if we signed it.
+
+        Returns the messages of the answers too large to keep (validation.validate_bounds),
+        which are not taken; if the page would take the whole progress past
+        MAX_PROGRESS_CHARACTERS, nothing of it is taken. Everything typed stays in `typed`
+        for the page drawn in answer.
+        """
         started = str(data.get("started", ""))
         if _started_at(started) is not None:
             self.started = started
-        self.answers.update(
-            {str(q.pk): raw_answer(q, data) for q in self.pages[number - 1].questions}
-        )
+        questions = self.pages[number - 1].questions
+        self.typed = {str(q.pk): raw_answer(q, data) for q in questions}
+        refused: dict[str, list[str]] = {}
+        taken = {}
+        for question in questions:
+            raw = self.typed[str(question.pk)]
+            try:
+                validation.validate_bounds(question, raw)
+            except ValidationError as error:
+                refused[str(question.pk)] = list(error.messages)
+            else:
+                taken[str(question.pk)] = raw
+        answers = {**self.answers, **taken}
+        if _size(answers) > MAX_PROGRESS_CHARACTERS and taken:
+            longest = max(taken, key=lambda pk: _size(taken[pk]))
+            message = gettext(
+                "Your answers to this survey are too long to keep together: shorten this one."
+            )
+            return {**refused, longest: [*refused.get(longest, []), message]}
+        self.answers = answers
+        return refused
+
+    def shown(self, question: Question) -> Any:
+        """What the page shows in the question's field: what was just typed, else what is kept."""
+        key = str(question.pk)
+        return self.typed[key] if key in self.typed else self.answers.get(key, [])
 
     def errors_on(self, number: int) -> dict[str, list[str]]:
         """The messages of the questions of page `number` whose answers are not valid."""
@@ -159,8 +206,14 @@ class ResponseProgress:
         return _started_at(self.started)
 
     def keep(self) -> None:
-        """Save the answers so far, for the next page or a later visit."""
+        """Save the answers so far, for the next page or a later visit.
+
+        A visitor who is not signed in keeps them for ANONYMOUS_PROGRESS_SECONDS: the
+        session then ends that much after its last change (the worker deletes expired ones).
+        """
         self.session[self.key] = {"answers": self.answers, "started": self.started}
+        if USER_SESSION_KEY not in self.session:
+            self.session.set_expiry(ANONYMOUS_PROGRESS_SECONDS)
 
     def forget(self) -> None:
         self.session.pop(self.key, None)

@@ -12,6 +12,7 @@ survey's own text is shown as its author wrote it, escaped.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial, wraps
@@ -122,12 +123,18 @@ def _client_address(request: HttpRequest) -> str:
     return request.META.get("REMOTE_ADDR", "") or "unknown"
 
 
-def _take_submission_slot(request: HttpRequest) -> bool:
-    """Count one submission from this address; False once the window's limit is reached."""
-    wait = ratelimit.take(
+def _take_submission_slot(request: HttpRequest) -> int:
+    """Count one submission from this address: 0, or the seconds to wait for the next."""
+    return ratelimit.take(
         "survey-submit", _client_address(request), settings.KIZUNA_SURVEY_SUBMIT_RATE
     )
-    return not wait
+
+
+def _take_page_slot(request: HttpRequest) -> int:
+    """Count one page move (Next, Back) from this address: 0, or the seconds to wait."""
+    return ratelimit.take_smoothed(
+        "survey-page", _client_address(request), settings.KIZUNA_SURVEY_PAGE_RATE
+    )
 
 
 def _render_page(
@@ -139,13 +146,14 @@ def _render_page(
     number: int,
     errors: Mapping[str, list[str]],
     status: int = 200,
+    wait_seconds: int = 0,
 ) -> HttpResponse:
     page = progress.pages[number - 1]
     fields = [
         QuestionField(
             question=question,
             name=f"q{question.pk}",
-            raw=progress.answers.get(str(question.pk), []),
+            raw=progress.shown(question),
             errors=errors.get(str(question.pk), []),
         )
         for question in page.questions
@@ -159,8 +167,12 @@ def _render_page(
         "fields": fields,
         "error_count": len(errors),
         "started": progress.started,
+        "wait_minutes": math.ceil(wait_seconds / 60),
     }
-    return render(request, "survey/public/form.html", context, status=status)
+    response = render(request, "survey/public/form.html", context, status=status)
+    if wait_seconds:
+        response["Retry-After"] = str(wait_seconds)
+    return response
 
 
 def _refusal(request: HttpRequest, survey: Survey, reason: str, *, status: int) -> HttpResponse:
@@ -178,21 +190,27 @@ def _respond(
         return show_page(number=progress.page_number(request.GET.get("page")), errors={})
 
     number = progress.page_number(request.POST.get("page"))
-    progress.take(request.POST, number=number)
+    refused = progress.take(request.POST, number=number)
     if invitation is not None and invitation.started_at is None:
         services.record_invitation_started(invitation=invitation)
-    if request.POST.get("action", "") == "back" and number > 1:
+    going_back = request.POST.get("action", "") == "back" and number > 1
+    moving = going_back or number < progress.page_count
+    if moving and (wait := _take_page_slot(request)):
+        return show_page(number=number, errors={}, status=429, wait_seconds=wait)
+    if going_back:
+        if refused:
+            return show_page(number=number, errors=refused)
         progress.keep()
         return redirect(f"{request.path}?page={number - 1}")
-    if errors := progress.errors_on(number):
+    if errors := {**progress.errors_on(number), **refused}:
         return show_page(number=number, errors=errors)
     if number < progress.page_count:
         progress.keep()
         return redirect(f"{request.path}?page={number + 1}")
 
-    progress.keep()  # until stored: a refusal or a reload later finds every answer typed in
-    if not _take_submission_slot(request):
-        return render(request, "survey/public/rate_limited.html", {"survey": survey}, status=429)
+    if wait := _take_submission_slot(request):
+        progress.keep()  # the page shows them, and a later visit finds them too
+        return show_page(number=number, errors={}, status=429, wait_seconds=wait)
     try:
         services.submit_response(
             survey=survey,
@@ -202,6 +220,7 @@ def _respond(
             started_at=progress.started_at,
         )
     except InvalidPage as invalid:
+        progress.keep()  # with this page's answers, for when the respondent comes back to it
         return show_page(number=invalid.number, errors=invalid.errors)
     except services.SurveyClosed:
         return _refusal(request, survey, "closed", status=410)

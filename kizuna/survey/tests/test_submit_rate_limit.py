@@ -30,7 +30,7 @@ def test_the_third_submission_from_one_address_gets_429_and_keeps_the_answers(
 
     assert statuses == [302, 302]
     assert refused.status_code == 429
-    assert "Too many submissions" in refused.content.decode()
+    assert "Too many answers were sent from your network" in refused.content.decode()
     assert Response.objects.count() == 2
     assert 'value="answer 3"' in later.content.decode()
 

@@ -270,7 +270,9 @@ def _invitation_out(invitation: Invitation, *, created: bool | None = None) -> d
 def create_invitations(
     request: HttpRequest, survey_id: int, payload: schemas.InvitationBatchIn
 ) -> dict[str, Any]:
-    """Create up to 1,000 invitations; an existing (survey, reference) is returned as is.
+    """Create up to 1,000 invitations; an existing (survey, reference) is returned with its
+    token (a retried batch creates nothing twice), and a link not completed yet is renewed:
+    it takes the later expiry of the two (none: it never expires).
 
     A survey that accepts no responses (closed, or past its closing time) answers
     409 `survey_closed` and creates nothing. The whole batch is refused, re-posts of

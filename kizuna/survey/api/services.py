@@ -124,7 +124,9 @@ def create_invitations(
     """One invitation per recipient, in order, with whether it was created now.
 
     Idempotent per survey and recipient reference: an invitation that exists is
-    returned unchanged (same token), so a CRM may safely retry a batch.
+    returned with the same token, so a CRM may safely retry a batch. Inviting the
+    same person again renews their link: an existing invitation not completed yet
+    takes the later expiry of the two (none: it never expires).
     Raises ValidationError naming each bad item; nothing is written then.
     """
     _validate_recipients(recipients)
@@ -157,7 +159,21 @@ def create_invitations(
                 survey=survey, recipient_reference__in=references
             )
         }
+        renewed = []
+        for recipient in recipients:
+            invitation = by_reference[recipient.recipient_reference.strip()]
+            if _renews(invitation, recipient.expires_at):
+                invitation.expires_at = recipient.expires_at
+                renewed.append(invitation)
+        Invitation.objects.bulk_update(renewed, ["expires_at"], batch_size=500)
     return [(by_reference[ref], ref not in existing) for ref in references]
+
+
+def _renews(invitation: Invitation, expires_at: datetime.datetime | None) -> bool:
+    """Whether inviting again with `expires_at` gives `invitation` a longer life."""
+    if invitation.completed_at is not None or invitation.expires_at is None:
+        return False
+    return expires_at is None or expires_at > invitation.expires_at
 
 
 class TrustTokenRefused(Exception):

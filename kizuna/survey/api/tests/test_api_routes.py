@@ -373,6 +373,41 @@ def test_invitation_batch_is_idempotent_per_survey_and_recipient_reference(
     assert Invitation.objects.filter(survey=survey).count() == 2
 
 
+def test_inviting_the_same_reference_again_renews_a_link_not_completed_yet(
+    client: Client, world, ada
+):
+    survey = world["survey"]
+    path = f"/surveys/{survey.pk}/invitations"
+    soon = timezone.now().replace(microsecond=0) + datetime.timedelta(days=1)
+    later = soon + datetime.timedelta(days=30)
+
+    def invite(reference: str, expires_at: datetime.datetime | None) -> dict[str, Any]:
+        item = {
+            "recipient_reference": reference,
+            "expires_at": expires_at and expires_at.isoformat(),
+        }
+        body = {"invitations": [item]}
+        (invitation,) = call(client, "post", path, services_headers(ada), body).json()[
+            "invitations"
+        ]
+        return invitation
+
+    first = invite("lead:7", soon)
+    renewed = invite("lead:7", later)
+    shorter = invite("lead:7", soon)  # a shorter expiry never cuts a link short
+    completed = invite("lead:8", soon)
+    Invitation.objects.filter(token=completed["token"]).update(completed_at=timezone.now())
+    after_completion = invite("lead:8", later)
+
+    assert renewed["token"] == first["token"]
+    assert (first["created"], renewed["created"]) == (True, False)
+    stored = Invitation.objects.get(token=first["token"])
+    assert stored.expires_at == later
+    assert datetime.datetime.fromisoformat(shorter["expires_at"]) == later
+    assert invite("lead:7", None)["expires_at"] is None  # no expiry: it never expires
+    assert datetime.datetime.fromisoformat(after_completion["expires_at"]) == soon
+
+
 CLOSED_MESSAGES = {
     "en": (
         "This survey is closed: it accepts no responses, so no invitations are created for it. "

@@ -19,9 +19,10 @@ from django.conf import settings
 from django.core import mail
 from django.test import Client, override_settings
 
+from kizuna.config import Rate
 from kizuna.identity.models import User
 from kizuna.survey.keys.services import get_or_create_key
-from kizuna.survey.models import AccountMember
+from kizuna.survey.models import AccountMember, Invitation, Survey
 from kizuna.survey.services import create_account
 from kizuna.testing.personas import PASSWORD, make_user
 
@@ -46,6 +47,8 @@ THROTTLES = {
     "checked first and always accepted (test_trust_token_...)",
     "KIZUNA_SURVEY_SUBMIT_RATE": "anonymous survey submissions per address; no credential "
     "(many respondents behind one address: README, Throttling)",
+    "KIZUNA_SURVEY_UNKNOWN_LINK_RATE": "links to no survey or invitation per address: a link "
+    "that exists is looked up first and always answered (test_survey_unknown_link_...)",
     "KIZUNA_SURVEY_PAGE_RATE": "anonymous page moves (Next, Back) per address; no credential "
     "(kizuna/survey/tests/test_response_progress_bounds.py)",
     "KIZUNA_SURVEY_MEMBER_INVITATION_RATE": "invitation emails per Survey account; no credential, "
@@ -59,6 +62,7 @@ RATELIMIT_SCOPES = {
     "trust-token-failures": "KIZUNA_TRUST_TOKEN_MAX_FAILURES",
     "survey-submit": "KIZUNA_SURVEY_SUBMIT_RATE",
     "survey-page": "KIZUNA_SURVEY_PAGE_RATE",
+    "survey-unknown-link": "KIZUNA_SURVEY_UNKNOWN_LINK_RATE",
     "INVITATION_RATE_SCOPE": "KIZUNA_SURVEY_MEMBER_INVITATION_RATE",  # a name in survey.services
 }
 
@@ -189,3 +193,20 @@ def test_trust_token_the_right_token_is_accepted_whatever_others_sent_from_the_s
     assert call("wrong") == 429
     assert call(TRUST_TOKEN) == 200
     assert User.objects.filter(email="ada@example.com").exists()
+
+
+# --- survey links ----------------------------------------------------------------------------
+
+
+@override_settings(KIZUNA_SURVEY_UNKNOWN_LINK_RATE=Rate(5, 600))
+def test_survey_unknown_link_a_real_invitation_is_answered_whatever_others_sent() -> None:
+    ada = make_user("ada@example.com")
+    account = create_account(name="Ada's Surveys", owner=ada)
+    survey = Survey.objects.create(portal=account.portals.get(), title="Visit", created_by=ada)
+    invitation = Invitation.objects.create(survey=survey, recipient_reference="crm:lead:1")
+    for attempt in range(20):
+        Client().get(f"/s/i/made-up-token-{attempt}/", REMOTE_ADDR=SHARED)
+
+    assert Client().get("/s/i/made-up-token/", REMOTE_ADDR=SHARED).status_code == 429
+    assert Client().get(f"/s/i/{invitation.token}/", REMOTE_ADDR=SHARED).status_code == 200
+    assert Client().get(f"/s/{survey.public_id}/", REMOTE_ADDR=SHARED).status_code == 200

@@ -20,8 +20,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils import translation
@@ -130,6 +130,27 @@ def _take_submission_slot(request: HttpRequest) -> int:
     )
 
 
+def _unknown_link(request: HttpRequest) -> HttpResponse:
+    """A link that leads to no survey or invitation: 404, counted per address.
+
+    Once an address has sent too many (guessing tokens), it gets a short 429 instead, until
+    its allowance comes back; links that exist are looked up first and always answered.
+    """
+    wait = ratelimit.take_smoothed(
+        "survey-unknown-link", _client_address(request), settings.KIZUNA_SURVEY_UNKNOWN_LINK_RATE
+    )
+    if not wait:
+        raise Http404
+    response = render(
+        request,
+        "survey/public/unknown_link_limited.html",
+        {"wait_minutes": math.ceil(wait / 60)},
+        status=429,
+    )
+    response["Retry-After"] = str(wait)
+    return response
+
+
 def _take_page_slot(request: HttpRequest) -> int:
     """Count one page move (Next, Back) from this address: 0, or the seconds to wait."""
     return ratelimit.take_smoothed(
@@ -208,7 +229,8 @@ def _respond(
         progress.keep()
         return redirect(f"{request.path}?page={number + 1}")
 
-    if wait := _take_submission_slot(request):
+    # An invitation accepts one response: its token bounds it, not the address it comes from.
+    if invitation is None and (wait := _take_submission_slot(request)):
         progress.keep()  # the page shows them, and a later visit finds them too
         return show_page(number=number, errors={}, status=429, wait_seconds=wait)
     try:
@@ -260,9 +282,9 @@ def _too_large_is_explained(view: ViewFunction) -> ViewFunction:
 @_too_large_is_explained
 def respond(request: HttpRequest, public_id: str) -> HttpResponse:
     """The survey's shared link: anyone may answer, as often as they like."""
-    survey = get_object_or_404(
-        Survey.objects.select_related("portal__account"), public_id=public_id
-    )
+    survey = Survey.objects.select_related("portal__account").filter(public_id=public_id).first()
+    if survey is None:
+        return _unknown_link(request)
     _activate_page_language(request, survey)
     if not survey.accepts_responses():
         return _refusal(request, survey, "closed", status=410)
@@ -271,7 +293,9 @@ def respond(request: HttpRequest, public_id: str) -> HttpResponse:
 
 
 def done(request: HttpRequest, public_id: str) -> HttpResponse:
-    survey = get_object_or_404(Survey, public_id=public_id)
+    survey = Survey.objects.filter(public_id=public_id).first()
+    if survey is None:
+        return _unknown_link(request)
     _activate_page_language(request, survey)
     return render(request, "survey/public/done.html", {"survey": survey})
 
@@ -280,9 +304,11 @@ def done(request: HttpRequest, public_id: str) -> HttpResponse:
 @_too_large_is_explained
 def respond_to_invitation(request: HttpRequest, token: str) -> HttpResponse:
     """One person's link: one completed response, until the invitation expires."""
-    invitation = get_object_or_404(
-        Invitation.objects.select_related("survey__portal__account"), token=token
+    invitation = (
+        Invitation.objects.select_related("survey__portal__account").filter(token=token).first()
     )
+    if invitation is None:
+        return _unknown_link(request)
     survey = invitation.survey
     _activate_page_language(request, survey)
     if invitation.completed_at is not None:
@@ -301,7 +327,9 @@ def respond_to_invitation(request: HttpRequest, token: str) -> HttpResponse:
 
 
 def invitation_done(request: HttpRequest, token: str) -> HttpResponse:
-    invitation = get_object_or_404(Invitation.objects.select_related("survey"), token=token)
+    invitation = Invitation.objects.select_related("survey").filter(token=token).first()
+    if invitation is None:
+        return _unknown_link(request)
     _activate_page_language(request, invitation.survey)
     if invitation.completed_at is None:
         return redirect("survey_public:invitation", token=token)

@@ -177,7 +177,9 @@ def test_the_429_page_is_in_the_surveys_language(survey: Survey, anonymous: Clie
     refused = post(anonymous, url_of(survey), {f"q{question.pk}": "two"}, HTTP_ACCEPT_LANGUAGE="en")
 
     assert refused.status_code == 429
-    assert "お使いのネットワークから短時間に多くの回答が送信されました。" in refused.content.decode()
+    assert (
+        "お使いのネットワークから短時間に多くの回答が送信されました。" in refused.content.decode()
+    )
     assert Response.objects.count() == 1
 
 

@@ -20,6 +20,9 @@ KIZUNA_BIND = config.bind()
 KIZUNA_BASE_URL = config.base_url(KIZUNA_BIND)
 # Where the CRM reaches the Survey service; by default the same deployment.
 SURVEY_URL = config.survey_url(KIZUNA_BASE_URL)
+# Time limit of one call of the CRM to the Survey API (seconds, fractions allowed); its
+# connection gets at most 5 seconds of it.
+KIZUNA_SURVEY_TIMEOUT_SECONDS = config.env_seconds("KIZUNA_SURVEY_TIMEOUT_SECONDS", 10.0)
 # Shared by CRM and Survey for the "my own account" method (DESIGN.md §2). Derived
 # from the secret key when both run together; set it explicitly when they do not.
 KIZUNA_TRUST_TOKEN = config.trust_token(SECRET_KEY)
@@ -68,6 +71,7 @@ INSTALLED_APPS = [
     "kizuna.crm.imports",
     "kizuna.crm.api",
     "kizuna.crm.audit",
+    "kizuna.crm.integration",
     "kizuna.survey",
     "kizuna.survey.keys",
     "kizuna.survey.webhooks",

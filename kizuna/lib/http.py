@@ -13,29 +13,40 @@ address too, and a URL whose host is malformed is refused, never an exception.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import socket
 import ssl
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any, Literal
 from urllib.parse import SplitResult, urlsplit
 
 import httpx
 
 __all__ = [
+    "MAX_REQUEST_BYTES",
+    "MAX_RESPONSE_BYTES",
+    "BodyTooLarge",
     "ConnectionFailed",
     "OutboundError",
     "PostResult",
     "RequestTimedOut",
+    "Result",
     "UnsafeURLError",
     "check_url",
     "post",
+    "request",
 ]
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 # Enough of a response body to show an administrator why a delivery failed.
 MAX_BODY_BYTES = 4096
+# request(): the largest JSON body sent (a batch of 1,000 invitations is about 400 KB) and
+# the largest answer read (a page of 500 responses with long answers).
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 USER_AGENT = "Kizuna"
 MAX_ADDRESSES_TRIED = 3
 # RFC 6052's well-known NAT64 prefix: a gateway translates 64:ff9b::a.b.c.d to a.b.c.d.
@@ -68,11 +79,31 @@ class ConnectionFailed(OutboundError):
     code = "connection_failed"
 
 
+class BodyTooLarge(OutboundError):
+    """A request body over MAX_REQUEST_BYTES (not sent) or an answer over the stated limit."""
+
+    code = "too_large"
+
+
 @dataclass(frozen=True)
 class PostResult:
     status_code: int
     duration_ms: int
     body: str
+
+
+@dataclass(frozen=True)
+class Result:
+    """A complete HTTP answer of request(): any status, the whole body."""
+
+    status_code: int
+    headers: Mapping[str, str]  # names lower-cased
+    content: bytes
+    duration_ms: int
+
+    def json(self) -> Any:
+        """The body as JSON; ValueError when it is not JSON."""
+        return json.loads(self.content)
 
 
 @dataclass(frozen=True)
@@ -193,7 +224,95 @@ def post(
     complete answer within the time limits) or ConnectionFailed. Redirects are
     not followed: their target was never checked. TLS certificates are verified
     against the URL's host name (`verify`: the system's CAs, or a given context).
+    Only the first MAX_BODY_BYTES of the answer are kept, and a body still
+    dripping at the time limit is cut there.
     """
+    status_code, _headers, body, duration_ms = _exchange(
+        "POST",
+        url,
+        content=content,
+        headers=headers,
+        allowed_origins=allowed_origins,
+        timeout_seconds=timeout_seconds,
+        connect_timeout_seconds=connect_timeout_seconds,
+        verify=verify,
+        max_body_bytes=MAX_BODY_BYTES,
+        truncate=True,
+    )
+    return PostResult(
+        status_code=status_code,
+        duration_ms=duration_ms,
+        body=bytes(body[:MAX_BODY_BYTES]).decode("utf-8", errors="replace"),
+    )
+
+
+def request(
+    method: Literal["GET", "POST", "DELETE"],
+    url: str,
+    *,
+    json_body: Any = None,
+    params: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+    allowed_origins: Iterable[str] = (),
+    timeout_seconds: float = 10.0,
+    connect_timeout_seconds: float = 5.0,
+    max_response_bytes: int = MAX_RESPONSE_BYTES,
+    verify: ssl.SSLContext | bool = True,
+) -> Result:
+    """One API call: `json_body` (if any) sent as JSON, the whole answer read.
+
+    The same guard as post(): `url` must be public unless its origin is in
+    `allowed_origins` (the co-deployed Survey service at SURVEY_URL, never a URL a
+    user typed). Any HTTP status is a Result. Raises UnsafeURLError, RequestTimedOut
+    (no connection within `connect_timeout_seconds`, or no complete answer within
+    `timeout_seconds`), ConnectionFailed, or BodyTooLarge (a body over
+    MAX_REQUEST_BYTES is never sent; an answer over `max_response_bytes` is dropped).
+    """
+    sent_headers = {"Accept": "application/json", **(headers or {})}
+    content = b""
+    if json_body is not None:
+        content = json.dumps(json_body, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(content) > MAX_REQUEST_BYTES:
+            raise BodyTooLarge(
+                f"The request body has {len(content)} bytes; at most {MAX_REQUEST_BYTES} are sent."
+            )
+        sent_headers["Content-Type"] = "application/json"
+    if params:
+        url = str(httpx.URL(url).copy_merge_params(dict(params)))
+    status_code, answer_headers, body, duration_ms = _exchange(
+        method,
+        url,
+        content=content if method != "GET" else None,
+        headers=sent_headers,
+        allowed_origins=allowed_origins,
+        timeout_seconds=timeout_seconds,
+        connect_timeout_seconds=connect_timeout_seconds,
+        verify=verify,
+        max_body_bytes=max_response_bytes,
+        truncate=False,
+    )
+    return Result(
+        status_code=status_code,
+        headers=answer_headers,
+        content=bytes(body),
+        duration_ms=duration_ms,
+    )
+
+
+def _exchange(
+    method: str,
+    url: str,
+    *,
+    content: bytes | None,
+    headers: Mapping[str, str],
+    allowed_origins: Iterable[str],
+    timeout_seconds: float,
+    connect_timeout_seconds: float,
+    verify: ssl.SSLContext | bool,
+    max_body_bytes: int,
+    truncate: bool,
+) -> tuple[int, dict[str, str], bytearray, int]:
+    """Send one request to the checked addresses of `url`; (status, headers, body, ms)."""
     target = _target(url, allowed_origins)
     default_port = DEFAULT_PORTS[target.scheme]
     host_header = target.host if ":" not in target.host else f"[{target.host}]"
@@ -208,7 +327,8 @@ def post(
     # address until one accepts the connection.
     for address in target.addresses[:MAX_ADDRESSES_TRIED]:
         try:
-            status_code, body = _send(
+            status_code, answer_headers, body = _send(
+                method,
                 httpx.URL(url).copy_with(host=address),
                 content=content,
                 headers={"User-Agent": USER_AGENT, **headers, "Host": host_header},
@@ -216,6 +336,8 @@ def post(
                 timeout=timeout,
                 verify=verify,
                 deadline=deadline,
+                max_body_bytes=max_body_bytes,
+                truncate=truncate,
             )
             break
         except (httpx.ConnectError, httpx.ConnectTimeout) as error:
@@ -233,35 +355,41 @@ def post(
             ) from unreachable
         raise ConnectionFailed(f"{type(unreachable).__name__}: {unreachable}") from unreachable
     duration_ms = round((time.monotonic() - started) * 1000)
-    return PostResult(
-        status_code=status_code,
-        duration_ms=duration_ms,
-        body=bytes(body[:MAX_BODY_BYTES]).decode("utf-8", errors="replace"),
-    )
+    return status_code, answer_headers, body, duration_ms
 
 
 def _send(
+    method: str,
     request_url: httpx.URL,
     *,
-    content: bytes,
+    content: bytes | None,
     headers: dict[str, str],
     extensions: dict[str, str],
     timeout: httpx.Timeout,
     verify: ssl.SSLContext | bool,
     deadline: float,
-) -> tuple[int, bytearray]:
+    max_body_bytes: int,
+    truncate: bool,
+) -> tuple[int, dict[str, str], bytearray]:
     with (
         httpx.Client(
             timeout=timeout, follow_redirects=False, trust_env=False, verify=verify
         ) as client,
         client.stream(
-            "POST", request_url, content=content, headers=headers, extensions=extensions
+            method, request_url, content=content, headers=headers, extensions=extensions
         ) as response,
     ):
         body = bytearray()
         for chunk in response.iter_bytes():
             body.extend(chunk)
+            if len(body) > max_body_bytes and not truncate:
+                raise BodyTooLarge(f"The answer is larger than {max_body_bytes} bytes.")
             # A server dripping its body must not hold the worker past the limit.
-            if len(body) >= MAX_BODY_BYTES or time.monotonic() > deadline:
+            if time.monotonic() > deadline:
+                if truncate:
+                    break
+                raise RequestTimedOut("The answer did not arrive in full within the time limit.")
+            if truncate and len(body) >= max_body_bytes:
                 break
-        return response.status_code, body
+        answer_headers = {name.lower(): value for name, value in response.headers.items()}
+        return response.status_code, answer_headers, body

@@ -53,6 +53,11 @@ URL_FIELDS = {
         "clean_url: lib.http.check_url through webhooks.services.url_refusal",
         URL_GUARD_TESTS,
     ),
+    "model crm_integration.SurveyInvitation.link": (
+        "never typed by anyone: the personal link the Survey API answered for an invitation "
+        "(client.create_invitations); mailed to the recipient, never requested by the server",
+        "kizuna/e2e/integration/test_client.py",
+    ),
     "schema kizuna.survey.api.schemas.WebhookEndpointIn.url": (
         "webhooks.services.register_endpoint: lib.http.check_url, 422 `invalid`",
         URL_GUARD_TESTS,

@@ -36,6 +36,7 @@ class ReceivedRequest:
     path: str
     headers: dict[str, str]
     body: bytes
+    method: str = "POST"
 
 
 @dataclass
@@ -68,7 +69,9 @@ def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
             receiver.requests.append(
-                ReceivedRequest(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                ReceivedRequest(
+                    self.path, {k.lower(): v for k, v in self.headers.items()}, body, self.command
+                )
             )
             answer = receiver._next()
             if answer.delay_seconds:
@@ -82,6 +85,9 @@ def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(answer.body)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up waiting (a timeout test)
+
+        do_GET = do_POST
+        do_DELETE = do_POST
 
         def log_message(self, format: str, *args: object) -> None:
             pass

@@ -266,3 +266,98 @@ def test_a_host_with_one_private_address_among_public_ones_is_refused(monkeypatc
     with pytest.raises(http.UnsafeURLError) as refused:
         http.check_url("https://rebinding.example/hook")
     assert refused.value.code == "private_address"
+
+
+# --- request(): API calls with JSON bodies ------------------------------------------------------
+
+
+def test_request_sends_json_and_query_and_reads_the_whole_answer(receiver: Receiver):
+    answer = b'{"items": [' + b",".join(b'{"n": %d}' % n for n in range(2000)) + b"]}"
+    receiver.answer(Answer(status=200, body=answer, headers=(("X-Thing", "yes"),)))
+
+    result = http.request(
+        "POST",
+        receiver.url("/api/things"),
+        json_body={"name": "猫", "n": 1},
+        params={"since": "2026-12-01T00:00:00+00:00"},
+        headers={"X-Key": "k"},
+        allowed_origins=[receiver.origin],
+    )
+
+    [sent] = receiver.requests
+    assert sent.method == "POST"
+    assert sent.path == "/api/things?since=2026-12-01T00%3A00%3A00%2B00%3A00"
+    assert sent.headers["content-type"] == "application/json"
+    assert sent.headers["x-key"] == "k"
+    assert sent.body.decode() == '{"name":"猫","n":1}'
+    assert result.status_code == 200
+    assert result.headers["x-thing"] == "yes"
+    assert len(result.json()["items"]) == 2000  # far beyond post()'s 4 KB
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_request_sends_other_methods_without_a_body(receiver: Receiver, method):
+    receiver.answer(Answer(status=204, body=b""))
+
+    result = http.request(method, receiver.url("/x"), allowed_origins=[receiver.origin])
+
+    assert [(r.method, r.body) for r in receiver.requests] == [(method, b"")]
+    assert result.status_code == 204
+
+
+def test_request_answers_errors_as_results(receiver: Receiver):
+    receiver.answer(Answer(status=500, body=b"boom"))
+
+    result = http.request("GET", receiver.url(), allowed_origins=[receiver.origin])
+
+    assert (result.status_code, result.content) == (500, b"boom")
+    with pytest.raises(ValueError):
+        result.json()
+
+
+def test_request_refuses_a_private_address_not_allowed(receiver: Receiver):
+    with pytest.raises(http.UnsafeURLError) as refused:
+        http.request("GET", receiver.url())
+
+    assert refused.value.code == "private_address"
+    assert receiver.requests == []
+
+
+def test_request_refuses_a_body_over_the_limit_before_sending(receiver: Receiver):
+    too_much = "x" * (http.MAX_REQUEST_BYTES + 1)
+
+    with pytest.raises(http.BodyTooLarge):
+        http.request(
+            "POST", receiver.url(), json_body={"x": too_much}, allowed_origins=[receiver.origin]
+        )
+
+    assert receiver.requests == []
+
+
+def test_request_drops_an_answer_over_the_stated_limit(receiver: Receiver):
+    receiver.answer(Answer(status=200, body=b"x" * 5000))
+
+    with pytest.raises(http.BodyTooLarge) as too_large:
+        http.request(
+            "GET", receiver.url(), allowed_origins=[receiver.origin], max_response_bytes=4096
+        )
+
+    assert too_large.value.code == "too_large"
+
+
+def test_request_times_out(receiver: Receiver):
+    receiver.answer(Answer(delay_seconds=1.5))
+
+    with pytest.raises(http.RequestTimedOut):
+        http.request("GET", receiver.url(), allowed_origins=[receiver.origin], timeout_seconds=0.3)
+
+
+def test_request_to_a_closed_port_fails_to_connect():
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+
+    with pytest.raises(http.ConnectionFailed):
+        http.request(
+            "GET", f"http://127.0.0.1:{port}/", allowed_origins=[f"http://127.0.0.1:{port}"]
+        )

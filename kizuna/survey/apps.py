@@ -12,4 +12,9 @@ class SurveyConfig(AppConfig):
         from kizuna.work import leases
 
         # A member invitation's job: recording that it expired, due at its expiry.
-        leases.register(models.MemberInvitation, services.expire_member_invitation, batch_size=50)
+        leases.register(
+            models.MemberInvitation,
+            services.expire_member_invitation,
+            batch_size=50,
+            concurrency=2,
+        )

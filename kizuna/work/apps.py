@@ -13,4 +13,4 @@ class WorkConfig(AppConfig):
         from kizuna.work.services import handle_probe_work
 
         # One row per claim: probes are few, and each worker should get its share.
-        leases.register(ProbeWork, handle_probe_work, batch_size=1)
+        leases.register(ProbeWork, handle_probe_work, batch_size=1, concurrency=1)

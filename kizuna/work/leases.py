@@ -7,20 +7,25 @@ sets a lease, does the work, then marks the row done or schedules a retry with
 exponential back-off and jitter. A row whose worker died keeps status "leased"
 until its lease expires, or until its worker misses its heartbeats for
 KIZUNA_WORKER_LEASE_SECONDS (whichever comes first); then any worker may claim it
-again. Handlers must be safe to run twice for the same row (the lease can expire
-under a slow worker); only the worker holding the current lease can finish it.
+again. A live worker renews the leases of the rows in its hands with its heartbeat
+(renew()), so a lease runs out only when its worker is gone or stuck. Handlers must
+be safe to run twice for the same row; only the worker holding the current lease
+can finish it.
 
     class OutgoingMessage(LeasedWork): ...
 
     register(OutgoingMessage, send_outgoing_message)   # in AppConfig.ready()
 
-The worker process (`kizuna worker`) calls run_due_work() in its loop.
+The worker process (`kizuna worker`) runs each registered kind in a lane of its own
+(kizuna/work/lanes.py): threads, and a cap per key (the endpoint of a delivery) so
+one slow receiver cannot hold up the others. `kizuna worker --batch` and the tests
+call run_due_work(), one batch of every kind in this thread.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar
@@ -213,6 +218,23 @@ def mark_failed(row: LeasedWork, *, error: str, retry: bool = True, **fields: An
     return bool(updated)
 
 
+def renew(model: type[LeasedWork], *, pks: Iterable[Any], worker_id: str) -> int:
+    """Extend the leases of the rows `worker_id` still holds; how many it holds.
+
+    The worker calls this with its heartbeat for the rows it is working on, so that a
+    slow batch never outlives its lease while its worker is alive. A row taken over
+    by another worker (its lease had run out) is not ours any more and is left alone.
+    """
+    pks = list(pks)
+    if not pks:
+        return 0
+    return (
+        model._default_manager.all()
+        .filter(pk__in=pks, status=WorkStatus.LEASED, leased_by=worker_id)
+        .update(leased_until=timezone.now() + timedelta(seconds=model.lease_seconds))
+    )
+
+
 def release(row: LeasedWork) -> bool:
     """Give back a claimed row that this worker did not start (it is stopping)."""
     updated = (
@@ -233,21 +255,44 @@ def release(row: LeasedWork) -> bool:
 
 @dataclass(frozen=True)
 class Registration:
+    """A kind of leased work and how the worker runs it.
+
+    concurrency: at most this many rows of the kind at once in one worker (None: the
+    worker's --concurrency). lane_key: a field whose value shares out the kind's
+    threads (a delivery's endpoint_id): at most per_key_limit rows with one value run
+    at once (default: a quarter of the lane's threads), so one slow receiver leaves
+    the other threads to the others.
+    """
+
     model: type[LeasedWork]
     handler: Callable[[Any], None]
     batch_size: int
+    concurrency: int | None = None
+    lane_key: str | None = None
+    per_key_limit: int | None = None
 
 
 _registry: dict[str, Registration] = {}
 
 
-def register(model: type[W], handler: Callable[[W], None], *, batch_size: int = 10) -> None:
+def register(
+    model: type[W],
+    handler: Callable[[W], None],
+    *,
+    batch_size: int = 10,
+    concurrency: int | None = None,
+    lane_key: str | None = None,
+    per_key_limit: int | None = None,
+) -> None:
     """Have the worker run `handler(row)` for each due row of `model`.
 
     The handler does the work and calls mark_done() or mark_failed() itself; an
-    exception escaping it is recorded as a failed attempt and retried.
+    exception escaping it is recorded as a failed attempt and retried. Handlers of
+    one kind run on several threads at once (see Registration).
     """
-    _registry[model._meta.label] = Registration(model, handler, batch_size)
+    _registry[model._meta.label] = Registration(
+        model, handler, batch_size, concurrency, lane_key, per_key_limit
+    )
 
 
 def registrations() -> list[Registration]:
@@ -280,10 +325,15 @@ def run_due_work(*, worker_id: str, should_stop: Callable[[], bool] | None = Non
                 for unstarted in rows[index:]:
                     release(unstarted)
                 break
-            try:
-                registration.handler(row)
-            except Exception as error:
-                logger.exception("%s %s failed", registration.model._meta.label, row.pk)
-                mark_failed(row, error=f"{type(error).__name__}: {error}")
+            run_row(registration, row)
             ran += 1
     return ran
+
+
+def run_row(registration: Registration, row: LeasedWork) -> None:
+    """Run the handler for one claimed row; an exception is a failed attempt."""
+    try:
+        registration.handler(row)
+    except Exception as error:
+        logger.exception("%s %s failed", registration.model._meta.label, row.pk)
+        mark_failed(row, error=f"{type(error).__name__}: {error}")

@@ -1,17 +1,20 @@
 """The `kizuna worker` process: heartbeat, recovery, django-tasks tasks and leased work.
 
-One loop, one item at a time:
+- Each registered kind of leased work (webhook deliveries, CRM mail, ...) runs in a
+  lane of its own (kizuna/work/lanes.py): up to --concurrency rows at once, with a
+  cap per endpoint, so a slow receiver never delays other work.
+- The main thread takes back work abandoned by dead workers every heartbeat
+  interval (retry.recover_abandoned_tasks; leased rows are taken back by
+  leases.claim) and deletes expired sessions, runs django-tasks-db tasks one at a
+  time, and logs what the lanes did once a minute.
+- A heartbeat thread refreshes this process's WorkerProcess row and renews the
+  leases of the rows the lanes hold.
+- The lanes poll every --interval when idle.
 
-1. every heartbeat interval, take back work abandoned by dead workers
-   (retry.recover_abandoned_tasks; leased rows are taken back by leases.claim) and
-   delete expired sessions;
-2. claim and run one ready django-tasks-db task;
-3. otherwise run one batch of every registered kind of leased work;
-4. sleep for the interval when there was nothing to do.
-
-A heartbeat thread refreshes this process's WorkerProcess row meanwhile. SIGINT or
-SIGTERM lets the item in hand finish, then the worker deletes its row and exits;
-a second signal exits at once (the task in hand is recorded as failed or retried).
+`--batch` runs every kind in the main thread instead (leases.run_due_work) until
+nothing is due. SIGINT or SIGTERM lets the items in hand finish, then the worker
+deletes its row and exits; a second signal exits at once (the task in hand is
+recorded as failed or retried, leased rows come back when their lease runs out).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from importlib import import_module
 from types import FrameType
@@ -36,12 +40,16 @@ from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
 from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
 
-from kizuna.work import leases, retry
+from kizuna.work import lanes, leases, retry
 from kizuna.work.models import WorkerProcess, heartbeat_seconds
 
 logger = logging.getLogger(__name__)
 
 ERROR_PAUSE_SECONDS = 5.0
+# Rows of one kind running at once in one worker. Deliveries and mail wait on the
+# network, not the CPU, so two cores serve eight of them well.
+DEFAULT_CONCURRENCY = 8
+REPORT_SECONDS = 60.0
 # Rows of killed workers stay this long, for whoever investigates what happened.
 FORGET_DEAD_WORKERS_AFTER = timedelta(days=7)
 
@@ -96,10 +104,13 @@ def forget_expired_sessions() -> None:
 class Heartbeat(threading.Thread):
     """Beats for one worker every `interval` seconds until stopped."""
 
-    def __init__(self, worker_id: str, *, interval: float) -> None:
+    def __init__(
+        self, worker_id: str, *, interval: float, on_beat: Callable[[], None] | None = None
+    ) -> None:
         super().__init__(name=f"heartbeat-{worker_id}", daemon=True)
         self.worker_id = worker_id
         self.interval = interval
+        self.on_beat = on_beat
         self._stopped = threading.Event()
 
     def run(self) -> None:
@@ -107,6 +118,8 @@ class Heartbeat(threading.Thread):
             while not self._stopped.wait(self.interval):
                 try:
                     beat(self.worker_id)
+                    if self.on_beat is not None:
+                        self.on_beat()
                 except Exception:
                     # A database hiccup must not kill the thread: the next beat may
                     # get through before the lease runs out.
@@ -132,6 +145,7 @@ class KizunaWorker(Worker):
         backend_name: str = "default",
         worker_id: str | None = None,
         startup_delay: bool = False,
+        concurrency: int = DEFAULT_CONCURRENCY,
     ) -> None:
         super().__init__(
             queue_names=queue_names,
@@ -145,6 +159,8 @@ class KizunaWorker(Worker):
         )
         self._wake = threading.Event()
         self._last_recovery = 0.0
+        self.concurrency = max(1, concurrency)
+        self.lanes: list[lanes.Lane] = []
 
     # Signals -----------------------------------------------------------------
 
@@ -159,6 +175,8 @@ class KizunaWorker(Worker):
         )
         self.running = False
         self._wake.set()
+        for lane in self.lanes:
+            lane.wake.set()
 
     def is_stopping(self) -> bool:
         return not self.running
@@ -167,9 +185,27 @@ class KizunaWorker(Worker):
 
     def run(self) -> None:
         register_worker(self.worker_id)
-        heartbeat = Heartbeat(self.worker_id, interval=heartbeat_seconds())
+        if not self.batch:
+            self.lanes = lanes.lanes_for(
+                leases.registrations(),
+                worker_id=self.worker_id,
+                concurrency=self.concurrency,
+                poll_seconds=max(self.interval, 0.05),
+                should_stop=self.is_stopping,
+            )
+        heartbeat = Heartbeat(
+            self.worker_id, interval=self.beat_seconds(), on_beat=self.renew_leases
+        )
         heartbeat.start()
-        logger.info("Worker %s started (queues %s)", self.worker_id, ",".join(self.queue_names))
+        for lane in self.lanes:
+            lane.start()
+        logger.info(
+            "Worker %s started (queues %s; lanes %s)",
+            self.worker_id,
+            ",".join(self.queue_names),
+            ", ".join(f"{lane.label} x{lane.threads}" for lane in self.lanes) or "none",
+        )
+        reporter = lanes.Reporter(self.lanes, worker_id=self.worker_id, every=REPORT_SECONDS)
         stopped_cleanly = False
         try:
             while self.running:
@@ -185,13 +221,17 @@ class KizunaWorker(Worker):
                     connections.close_all()
                     self._wake.wait(ERROR_PAUSE_SECONDS)
                     continue
+                reporter.tick()
                 if did_something:
                     continue
                 if self.batch:
                     logger.info("Worker %s: nothing left to do, exiting.", self.worker_id)
                     break
                 close_old_connections()
-                self._wake.wait(self.interval)
+                self._wake.wait(max(self.interval, 0.05) if self.lanes else self.interval)
+            self.running = False
+            for lane in self.lanes:
+                lane.stop()
             stopped_cleanly = True
         finally:
             heartbeat.stop()
@@ -204,12 +244,22 @@ class KizunaWorker(Worker):
             # this worker still holds is then taken back by the others.
             logger.info("Worker %s stopped", self.worker_id)
 
+    def beat_seconds(self) -> float:
+        """Often enough to keep the worker alive and to renew the shortest lease in time."""
+        shortest = min((lane.registration.model.lease_seconds for lane in self.lanes), default=None)
+        beat = heartbeat_seconds()
+        return beat if shortest is None else min(beat, max(shortest / 4, 0.2))
+
+    def renew_leases(self) -> None:
+        for lane in self.lanes:
+            lane.renew_leases()
+
     def run_one_round(self) -> bool:
-        """Recover if due, then run one task or one batch of leased work."""
+        """Recover if due, then run one task; in --batch, also one batch of leased work."""
         self.recover_if_due()
         if self.run_one_task():
             return True
-        if not self.running:
+        if not self.running or self.lanes:
             return False
         return leases.run_due_work(worker_id=self.worker_id, should_stop=self.is_stopping) > 0
 

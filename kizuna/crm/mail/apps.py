@@ -14,5 +14,6 @@ class CrmMailConfig(AppConfig):
         from kizuna.work import leases
 
         leases.register(BatchPreparation, prepare_batch, batch_size=1)
-        leases.register(OutgoingMessage, send_outgoing_message, batch_size=50)
+        # One SMTP server per deployment: at most four connections to it at once.
+        leases.register(OutgoingMessage, send_outgoing_message, batch_size=50, concurrency=4)
         hooks.register()

@@ -11,4 +11,5 @@ class SurveyWebhooksConfig(AppConfig):
         from kizuna.survey.webhooks import models, services
         from kizuna.work import leases
 
-        leases.register(models.Delivery, services.deliver, batch_size=20)
+        # One endpoint gets a share of the lane's threads: a slow receiver waits alone.
+        leases.register(models.Delivery, services.deliver, batch_size=20, lane_key="endpoint_id")

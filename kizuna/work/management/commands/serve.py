@@ -27,7 +27,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 from django_tasks_db.management.commands.db_worker import valid_interval
 
+from kizuna.work.management.commands.worker import positive_int
 from kizuna.work.startup import check_database, check_port_free
+from kizuna.work.workers import DEFAULT_CONCURRENCY
 
 WORKER_RESTART_DELAY_SECONDS = 5.0
 GRACE_SECONDS = 20.0
@@ -77,8 +79,17 @@ def gunicorn_command(*, bind: str, processes: int, threads: int, access_log: boo
     return command
 
 
-def worker_command(*, interval: float) -> list[str]:
-    return [sys.executable, "-m", "kizuna", "worker", "--interval", str(interval)]
+def worker_command(*, interval: float, concurrency: int = DEFAULT_CONCURRENCY) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "kizuna",
+        "worker",
+        "--interval",
+        str(interval),
+        "--concurrency",
+        str(concurrency),
+    ]
 
 
 class Supervisor:
@@ -217,6 +228,15 @@ class Command(BaseCommand):
             help=_("Seconds the worker waits when idle (default: %(default)s)."),
         )
         parser.add_argument(
+            "--concurrency",
+            type=positive_int,
+            default=DEFAULT_CONCURRENCY,
+            help=_(
+                "Rows of each kind of work the worker handles at once (webhook deliveries, "
+                "emails; default: %(default)s)."
+            ),
+        )
+        parser.add_argument(
             "--worker-restart-delay",
             type=float,
             default=WORKER_RESTART_DELAY_SECONDS,
@@ -238,7 +258,9 @@ class Command(BaseCommand):
                 threads=options["threads"],
                 access_log=options["access_log"],
             ),
-            worker=worker_command(interval=options["worker_interval"])
+            worker=worker_command(
+                interval=options["worker_interval"], concurrency=options["concurrency"]
+            )
             if options["worker"]
             else None,
             bind=options["bind"],

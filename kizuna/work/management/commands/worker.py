@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from argparse import ArgumentParser
+from argparse import ArgumentParser, ArgumentTypeError
 from typing import Any
 
 from django.core.management.base import BaseCommand
@@ -11,7 +11,17 @@ from django.utils.translation import gettext as _
 from django_tasks_db.management.commands.db_worker import valid_interval, validate_worker_id
 
 from kizuna.work.startup import check_database
-from kizuna.work.workers import KizunaWorker
+from kizuna.work.workers import DEFAULT_CONCURRENCY, KizunaWorker
+
+
+def positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ArgumentTypeError(_("Enter a whole number of at least 1."))
+    return number
 
 
 class Command(BaseCommand):
@@ -38,6 +48,15 @@ class Command(BaseCommand):
             help=_("Seconds to wait when there is nothing to do (default: %(default)s)."),
         )
         parser.add_argument(
+            "--concurrency",
+            type=positive_int,
+            default=DEFAULT_CONCURRENCY,
+            help=_(
+                "Rows of each kind of work (webhook deliveries, emails) handled at once; "
+                "one endpoint gets at most a quarter of them (default: %(default)s)."
+            ),
+        )
+        parser.add_argument(
             "--queue-name",
             default="default",
             help=_("Task queues to run, separated by commas; * for all (default: %(default)s)."),
@@ -58,6 +77,7 @@ class Command(BaseCommand):
             interval=options["interval"],
             batch=options["batch"],
             worker_id=options["worker_id"],
+            concurrency=options["concurrency"],
         )
         worker.configure_signals()
         worker.run()

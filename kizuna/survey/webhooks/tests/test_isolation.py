@@ -1,0 +1,164 @@
+"""A slow endpoint delays nobody else (issue 10, point 1).
+
+A real worker (in a thread, with its lanes) sends to a real HTTP receiver whose
+/slow path holds every request until the test lets it go: the healthy endpoint of
+another account, and other kinds of work, must be done while /slow still hangs,
+and /slow must never hold more than its share of the lane's threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from django.test import override_settings
+
+from kizuna.survey.models import SurveyAccount
+from kizuna.survey.webhooks import services
+from kizuna.survey.webhooks.models import Delivery, WebhookEndpoint
+from kizuna.testing.races import require_postgresql
+from kizuna.work import lanes, leases
+from kizuna.work.leases import WorkStatus
+from kizuna.work.models import ProbeWork
+from kizuna.work.tests.processes import wait_for
+from kizuna.work.tests.test_lanes import WorkerThread
+
+
+class GatedReceiver:
+    """Answers 204 at once, except on /slow, which waits until `release` is set."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.paths: list[str] = []
+        self.waiting_on_slow = 0
+        self.most_waiting_on_slow = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with receiver.lock:
+                    receiver.paths.append(self.path)
+                if self.path == "/slow":
+                    with receiver.lock:
+                        receiver.waiting_on_slow += 1
+                        receiver.most_waiting_on_slow = max(
+                            receiver.most_waiting_on_slow, receiver.waiting_on_slow
+                        )
+                    receiver.release.wait(60)
+                    with receiver.lock:
+                        receiver.waiting_on_slow -= 1
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def count(self, path: str) -> int:
+        with self.lock:
+            return self.paths.count(path)
+
+
+@pytest.fixture
+def gated() -> Iterator[GatedReceiver]:
+    receiver = GatedReceiver()
+    thread = threading.Thread(target=receiver.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with override_settings(
+            KIZUNA_WEBHOOK_ALLOWED_ORIGINS=(receiver.origin,),
+            KIZUNA_WEBHOOK_TIMEOUT_SECONDS=60,
+            KIZUNA_WEBHOOK_CONNECT_TIMEOUT_SECONDS=15,
+        ):
+            yield receiver
+    finally:
+        receiver.release.set()
+        receiver.server.shutdown()
+        receiver.server.server_close()
+
+
+def endpoint(account: SurveyAccount, url: str) -> WebhookEndpoint:
+    made, _secret = services.create_endpoint(
+        account=account, url=url, events=["response.completed"], by=None
+    )
+    return made
+
+
+def publish(account: SurveyAccount, count: int) -> None:
+    for number in range(count):
+        services.publish_event(
+            account=account, event_type="response.completed", payload={"n": number}
+        )
+
+
+def statuses(endpoint: WebhookEndpoint) -> list[str]:
+    return sorted(Delivery.objects.filter(endpoint=endpoint).values_list("status", flat=True))
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_p1_a_hanging_endpoint_delays_neither_another_endpoint_nor_other_work(
+    gated: GatedReceiver, account: SurveyAccount, other_account: SurveyAccount
+):
+    require_postgresql("threads writing at once")
+    slow = endpoint(account, gated.origin + "/slow")
+    fast = endpoint(other_account, gated.origin + "/fast")
+    publish(account, 6)  # first in line
+    publish(other_account, 4)
+    ProbeWork.objects.create(key="other-kind")
+
+    with WorkerThread("isolated", concurrency=8):
+        wait_for(
+            lambda: statuses(fast) == [WorkStatus.DONE] * 4,
+            timeout=30,
+            message="the healthy endpoint gets everything while /slow hangs",
+        )
+        wait_for(
+            lambda: ProbeWork.objects.filter(status=WorkStatus.DONE).exists(),
+            timeout=30,
+            message="another kind of work is done while /slow hangs",
+        )
+        assert gated.count("/fast") == 4
+        assert statuses(slow).count(WorkStatus.DONE) == 0
+        gated.release.set()
+        wait_for(
+            lambda: statuses(slow) == [WorkStatus.DONE] * 6,
+            timeout=30,
+            message="/slow gets everything once it answers",
+        )
+
+    # A quarter of the lane's eight threads: never more than two requests waiting on /slow.
+    assert gated.most_waiting_on_slow == 2
+    assert gated.count("/slow") == 6
+
+
+@pytest.mark.django_db
+def test_p1_a_lane_claims_no_more_rows_of_one_endpoint_than_its_share(
+    account: SurveyAccount, other_account: SurveyAccount
+):
+    first = endpoint(account, "https://93.184.215.14/first")
+    second = endpoint(other_account, "https://93.184.215.14/second")
+    publish(account, 5)
+    publish(other_account, 3)
+    registration = leases.Registration(
+        Delivery, services.deliver, 20, lane_key="endpoint_id", per_key_limit=2
+    )
+    lane = lanes.Lane(
+        registration, worker_id="w", threads=8, poll_seconds=1, should_stop=lambda: False
+    )
+
+    assert lane.fill() == 4
+    assert lane.fill() == 0
+
+    assert statuses(first) == [WorkStatus.LEASED] * 2 + [WorkStatus.PENDING] * 3
+    assert statuses(second) == [WorkStatus.LEASED] * 2 + [WorkStatus.PENDING]
+    # The rows given back were not tried: their attempt is not counted.
+    assert sorted(Delivery.objects.values_list("attempts", flat=True)) == [0] * 4 + [1] * 4
+    assert lane.free_threads() == 4

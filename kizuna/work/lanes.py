@@ -1,0 +1,264 @@
+"""Lanes: each kind of leased work runs on threads of its own inside `kizuna worker`.
+
+A lane claims due rows of its kind only when it has a free thread for them, and
+never more than `per_key_limit` rows with the same key (a delivery's endpoint) at
+once: rows of a key that is at its limit are left in the table (or given back)
+for later. So a receiver that hangs until the timeout holds at most its own few
+threads, while other endpoints, accounts and the CRM's mail go on in their lanes.
+
+The rows a lane holds are renewed with the worker's heartbeat (renew_leases), so a
+lease runs out only when its worker is gone. A lane sleeps until one of its rows
+finishes, the worker is woken (a committed outbox row, see kizuna/work/wakeup.py),
+or its poll interval passes.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import close_old_connections, connections
+from django.utils import timezone
+
+from kizuna.work import leases
+from kizuna.work.leases import LeasedWork, Registration
+
+logger = logging.getLogger(__name__)
+
+ERROR_PAUSE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class LaneReport:
+    """What a lane did since the last report (logged once a minute)."""
+
+    label: str
+    threads: int
+    batch_size: int
+    per_key_limit: int | None
+    in_hand: int
+    ran: int
+    lag_seconds: float
+
+
+class Lane:
+    """One kind of leased work: a dispatcher thread that claims, and `threads` that run."""
+
+    def __init__(
+        self,
+        registration: Registration,
+        *,
+        worker_id: str,
+        threads: int,
+        poll_seconds: float,
+        should_stop: Callable[[], bool],
+    ) -> None:
+        self.registration = registration
+        self.label = registration.model._meta.label
+        self.worker_id = worker_id
+        self.threads = max(1, threads)
+        self.per_key_limit: int | None = None
+        if registration.lane_key:
+            # One key gets a quarter of the threads unless its kind says otherwise.
+            limit = registration.per_key_limit or self.threads // 4
+            self.per_key_limit = max(1, min(limit, self.threads))
+        self.poll_seconds = poll_seconds
+        self.should_stop = should_stop
+        self.wake = threading.Event()
+        self._lock = threading.Lock()
+        self._in_hand: dict[Any, LeasedWork] = {}
+        self._per_key: Counter[Any] = Counter()
+        self._queue: queue.SimpleQueue[LeasedWork | None] = queue.SimpleQueue()
+        self._runners: list[threading.Thread] = []
+        self._dispatcher: threading.Thread | None = None
+        self._ran = 0
+        self._lag = 0.0
+
+    # Claiming -------------------------------------------------------------------------
+
+    def _key(self, row: LeasedWork) -> Any:
+        return getattr(row, self.registration.lane_key) if self.registration.lane_key else None
+
+    def free_threads(self) -> int:
+        with self._lock:
+            return self.threads - len(self._in_hand)
+
+    def fill(self) -> int:
+        """Claim as many due rows as there are free threads; how many were started."""
+        free = self.free_threads()
+        if free <= 0:
+            return 0
+        rows_of_kind = self.registration.model._default_manager.all()
+        if self.per_key_limit is not None:
+            with self._lock:
+                full = [key for key, count in self._per_key.items() if count >= self.per_key_limit]
+            if full:
+                rows_of_kind = rows_of_kind.exclude(**{f"{self.registration.lane_key}__in": full})
+        rows = leases.claim(
+            rows_of_kind, worker_id=self.worker_id, limit=min(free, self.registration.batch_size)
+        )
+        started = 0
+        now = timezone.now()
+        for row in rows:
+            key = self._key(row)
+            with self._lock:
+                if self.per_key_limit is not None and self._per_key[key] >= self.per_key_limit:
+                    over_limit = True
+                else:
+                    over_limit = False
+                    self._in_hand[row.pk] = row
+                    self._per_key[key] += 1
+                    self._lag = max(self._lag, (now - row.next_attempt_at).total_seconds())
+            if over_limit:
+                # Its key's threads are busy: back to the table, for this worker or another.
+                leases.release(row)
+                continue
+            self._queue.put(row)
+            started += 1
+        return started
+
+    # Running --------------------------------------------------------------------------
+
+    def _run_rows(self) -> None:
+        try:
+            while (row := self._queue.get()) is not None:
+                close_old_connections()
+                try:
+                    leases.run_row(self.registration, row)
+                except Exception:
+                    # run_row records the handler's failure; this is the database failing
+                    # while it did: the lease brings the row back.
+                    logger.exception("%s %s could not be recorded", self.label, row.pk)
+                finally:
+                    with self._lock:
+                        self._in_hand.pop(row.pk, None)
+                        key = self._key(row)
+                        self._per_key[key] -= 1
+                        if self._per_key[key] <= 0:
+                            del self._per_key[key]
+                        self._ran += 1
+                    self.wake.set()
+        finally:
+            connections.close_all()
+
+    def _dispatch(self) -> None:
+        try:
+            while not self.should_stop():
+                self.wake.clear()
+                close_old_connections()
+                try:
+                    started = self.fill()
+                except Exception:
+                    # The database went away (restart, failover) or a kind's table is
+                    # missing: keep the lane and try again shortly.
+                    logger.exception("Worker %s: cannot claim %s", self.worker_id, self.label)
+                    connections.close_all()
+                    self.wake.wait(ERROR_PAUSE_SECONDS)
+                    continue
+                if started and self.free_threads() > 0:
+                    continue  # more may be due
+                self.wake.wait(self.poll_seconds)
+        finally:
+            connections.close_all()
+
+    def start(self) -> None:
+        for number in range(self.threads):
+            runner = threading.Thread(
+                target=self._run_rows, name=f"{self.label}-{number}", daemon=True
+            )
+            runner.start()
+            self._runners.append(runner)
+        self._dispatcher = threading.Thread(
+            target=self._dispatch, name=f"{self.label}-claims", daemon=True
+        )
+        self._dispatcher.start()
+
+    def stop(self) -> None:
+        """Claim nothing more, let the rows in hand finish, then end the threads."""
+        self.wake.set()
+        if self._dispatcher is not None:
+            self._dispatcher.join()
+        for _runner in self._runners:
+            self._queue.put(None)
+        for runner in self._runners:
+            runner.join()
+
+    # Leases and reports ---------------------------------------------------------------
+
+    def renew_leases(self) -> None:
+        with self._lock:
+            pks = list(self._in_hand)
+        leases.renew(self.registration.model, pks=pks, worker_id=self.worker_id)
+
+    def report(self) -> LaneReport:
+        with self._lock:
+            report = LaneReport(
+                label=self.label,
+                threads=self.threads,
+                batch_size=self.registration.batch_size,
+                per_key_limit=self.per_key_limit,
+                in_hand=len(self._in_hand),
+                ran=self._ran,
+                lag_seconds=self._lag,
+            )
+            self._ran, self._lag = 0, 0.0
+        return report
+
+
+def lanes_for(
+    registrations: list[Registration],
+    *,
+    worker_id: str,
+    concurrency: int,
+    poll_seconds: float,
+    should_stop: Callable[[], bool],
+) -> list[Lane]:
+    """One lane per kind: `concurrency` threads, or fewer if the kind asks for fewer."""
+    return [
+        Lane(
+            registration,
+            worker_id=worker_id,
+            threads=min(registration.concurrency or concurrency, concurrency),
+            poll_seconds=poll_seconds,
+            should_stop=should_stop,
+        )
+        for registration in registrations
+    ]
+
+
+def log_reports(lanes: list[Lane], *, worker_id: str, elapsed: float) -> None:
+    for lane in lanes:
+        report = lane.report()
+        logger.info(
+            "Worker %s lane %s: %d threads, batches of %d, at most %s per key, "
+            "%d in hand, %d run in the last %d s, lag %.1f s",
+            worker_id,
+            report.label,
+            report.threads,
+            report.batch_size,
+            report.per_key_limit if report.per_key_limit is not None else "-",
+            report.in_hand,
+            report.ran,
+            round(elapsed),
+            report.lag_seconds,
+        )
+
+
+class Reporter:
+    """Calls log_reports once every `every` seconds when ticked."""
+
+    def __init__(self, lanes: list[Lane], *, worker_id: str, every: float = 60.0) -> None:
+        self.lanes, self.worker_id, self.every = lanes, worker_id, every
+        self._last = time.monotonic()
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.every:
+            log_reports(self.lanes, worker_id=self.worker_id, elapsed=now - self._last)
+            self._last = now

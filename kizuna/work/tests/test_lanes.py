@@ -1,0 +1,126 @@
+"""Lanes of the worker: leases that hold while work runs (issue 10, point 2).
+
+A real KizunaWorker runs in a thread with its heartbeat; a second worker, idle,
+keeps trying to claim. Rows take longer than their lease: the live worker's
+renewals must keep every row its own. Threads that write at once need PostgreSQL
+here: the SQLite test database is shared in memory, where a writer waiting for
+another gets "table is locked" at once instead of waiting (kizuna/testing/races.py).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import pytest
+from django.db import connections, transaction
+
+from kizuna.testing.races import require_postgresql
+from kizuna.work import leases
+from kizuna.work.leases import WorkStatus, claim, mark_done
+from kizuna.work.models import ProbeEffect, ProbeWork
+from kizuna.work.services import record_probe_effect
+from kizuna.work.tests.processes import wait_for
+from kizuna.work.workers import KizunaWorker, register_worker
+
+HOLD_SECONDS = 2.5
+
+
+def slow_handler(row: ProbeWork) -> None:
+    """Works longer than the lease (outside any transaction, like an HTTP request)."""
+    time.sleep(HOLD_SECONDS)
+    with transaction.atomic():
+        record_probe_effect(key=row.key, worker_id=row.leased_by)
+        if not mark_done(row):
+            transaction.set_rollback(True)
+
+
+class WorkerThread:
+    def __init__(self, worker_id: str, *, concurrency: int) -> None:
+        self.worker = KizunaWorker(
+            queue_names=["default"],
+            interval=0.1,
+            batch=False,
+            worker_id=worker_id,
+            concurrency=concurrency,
+        )
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.worker.run()
+        finally:
+            connections.close_all()
+
+    def __enter__(self) -> KizunaWorker:
+        self.thread.start()
+        return self.worker
+
+    def __exit__(self, *exc: object) -> None:
+        self.worker.shutdown(signal.SIGTERM, None)
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_p2_a_live_worker_renews_its_leases_and_an_idle_worker_never_takes_its_rows(monkeypatch):
+    require_postgresql("threads writing at once")
+    monkeypatch.setattr(ProbeWork, "lease_seconds", 1)
+    monkeypatch.setattr(
+        leases,
+        "_registry",
+        {"work.ProbeWork": leases.Registration(ProbeWork, slow_handler, 10, concurrency=3)},
+    )
+    for key in ("p1", "p2", "p3"):
+        ProbeWork.objects.create(key=key)
+    register_worker("idle")
+    taken_by_idle: list[str] = []
+
+    with WorkerThread("busy", concurrency=3):
+        wait_for(
+            lambda: ProbeWork.objects.filter(status=WorkStatus.LEASED).count() == 3,
+            timeout=30,
+            message="the busy worker holds all three rows",
+        )
+        # The rows' 1 s leases run out twice over while they are worked on.
+        while ProbeWork.objects.filter(status=WorkStatus.LEASED).exists():
+            taken_by_idle += [row.key for row in claim(ProbeWork.objects.all(), worker_id="idle")]
+            time.sleep(0.05)
+
+    assert taken_by_idle == []
+    assert sorted(ProbeWork.objects.values_list("key", "status", "attempts", "leased_by")) == [
+        ("p1", WorkStatus.DONE, 1, "busy"),
+        ("p2", WorkStatus.DONE, 1, "busy"),
+        ("p3", WorkStatus.DONE, 1, "busy"),
+    ]
+    assert sorted(ProbeEffect.objects.values_list("key", "worker_id", "repeats")) == [
+        ("p1", "busy", 0),
+        ("p2", "busy", 0),
+        ("p3", "busy", 0),
+    ]
+
+
+@pytest.mark.django_db
+def test_p2_renewing_extends_only_the_rows_this_worker_still_holds(monkeypatch):
+    mine, taken_over, finished, other = (
+        ProbeWork.objects.create(key=key) for key in ("mine", "taken-over", "finished", "other")
+    )
+    register_worker("a")
+    held = {
+        row.key: row
+        for row in claim(ProbeWork.objects.exclude(key="other"), worker_id="a", limit=10)
+    }
+    claim(ProbeWork.objects.filter(key="other"), worker_id="b")
+    mark_done(held["finished"])
+    ProbeWork.objects.filter(key="taken-over").update(leased_by="b")
+    ProbeWork.objects.update(leased_until=None)
+
+    renewed = leases.renew(
+        ProbeWork, pks=[mine.pk, taken_over.pk, finished.pk, other.pk], worker_id="a"
+    )
+
+    assert renewed == 1
+    assert {row.key for row in ProbeWork.objects.exclude(leased_until=None)} == {"mine"}
+    assert leases.renew(ProbeWork, pks=[], worker_id="a") == 0

@@ -7,6 +7,7 @@ import uuid
 from typing import ClassVar, TypeVar
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -175,6 +176,28 @@ class Survey(models.Model):
         _("anonymous"),
         default=False,
         help_text=_("Responses keep no link to the person who was invited."),
+    )
+    # Ceilings of the shared link (issue 12.2): a crowd is welcome, a flood stops here.
+    max_responses = models.PositiveIntegerField(
+        _("maximum responses"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=_(
+            "Optional. Once the survey has this many responses, its shared link accepts no "
+            "more; invitation links still work."
+        ),
+    )
+    max_responses_per_hour = models.PositiveIntegerField(
+        _("maximum responses per hour"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=_(
+            "Optional. Once this many responses came in within an hour, the shared link asks "
+            "the next respondents to send their answers again a little later, keeping them "
+            "on screen; invitation links still work."
+        ),
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"

@@ -63,7 +63,7 @@ def run_kizuna(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
         ),
         (
             {"KIZUNA_SURVEY_SUBMIT_RATE": "30 per minute"},
-            "KIZUNA_SURVEY_SUBMIT_RATE='30 per minute' must be COUNT/SECONDS, for example 30/600",
+            "KIZUNA_SURVEY_SUBMIT_RATE='30 per minute' must be COUNT/SECONDS, for example 600/600",
         ),
         (
             {"KIZUNA_SURVEY_SUBMIT_RATE": "0/600"},

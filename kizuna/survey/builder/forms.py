@@ -30,6 +30,8 @@ class SurveyForm(forms.ModelForm):
             "is_open",
             "closes_at",
             "is_anonymous",
+            "max_responses",
+            "max_responses_per_hour",
         )
         labels = {"portal": _("Portal"), "language": _("Language of the survey")}
         help_texts = {

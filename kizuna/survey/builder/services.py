@@ -345,6 +345,8 @@ def copy_survey(*, survey: Survey, by: User, title: str) -> Survey:
         thank_you_message=survey.thank_you_message,
         is_open=False,
         is_anonymous=survey.is_anonymous,
+        max_responses=survey.max_responses,
+        max_responses_per_hour=survey.max_responses_per_hour,
         created_by=by,
     )
     sections = {

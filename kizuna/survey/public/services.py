@@ -8,6 +8,7 @@ outbox): a response is never stored without its delivery being enqueued.
 from __future__ import annotations
 
 import datetime
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,6 +37,51 @@ class InvitationExpired(SubmissionRefused):
 
 class AlreadyAnswered(SubmissionRefused):
     pass
+
+
+class SurveyFull(SubmissionRefused):
+    """The survey has its maximum number of responses (Survey.max_responses)."""
+
+
+class HourlyCeilingReached(SubmissionRefused):
+    """The survey had its maximum of responses within the last hour; one more fits after
+    `wait_seconds`."""
+
+    def __init__(self, wait_seconds: int) -> None:
+        super().__init__(wait_seconds)
+        self.wait_seconds = wait_seconds
+
+
+HOUR = datetime.timedelta(hours=1)
+
+
+def survey_is_full(survey: Survey) -> bool:
+    return (
+        survey.max_responses is not None
+        and Response.objects.filter(survey=survey).count() >= survey.max_responses
+    )
+
+
+def _check_ceilings(survey: Survey, now: datetime.datetime) -> None:
+    """Refuse a response through the shared link past the survey's ceilings.
+
+    Runs in the submitting transaction with the survey's row locked, so that concurrent
+    submissions are counted one after the other and a ceiling is never passed.
+    """
+    list(Survey.objects.select_for_update().filter(pk=survey.pk).values_list("pk", flat=True))
+    if survey_is_full(survey):
+        raise SurveyFull
+    ceiling = survey.max_responses_per_hour
+    if ceiling is None:
+        return
+    recent = list(
+        Response.objects.filter(survey=survey, submitted_at__gt=now - HOUR)
+        .order_by("-submitted_at")
+        .values_list("submitted_at", flat=True)[:ceiling]
+    )
+    if len(recent) >= ceiling:
+        # A place comes free when the oldest of the last `ceiling` responses is an hour old.
+        raise HourlyCeilingReached(max(math.ceil((recent[-1] + HOUR - now).total_seconds()), 1))
 
 
 def invitation_is_expired(invitation: Invitation) -> bool:
@@ -87,7 +133,8 @@ def submit_response(
     with a conditional UPDATE of its `completed_at`: under concurrent submits
     the database lets exactly one transaction set it, whatever the survey's
     anonymity (an anonymous response keeps no link to the invitation, so the
-    one-to-one column cannot be what guards it).
+    one-to-one column cannot be what guards it). Through the shared link
+    (no invitation) the survey's ceilings apply: SurveyFull, HourlyCeilingReached.
     """
     now = timezone.now()
     if not survey.accepts_responses():
@@ -99,6 +146,8 @@ def submit_response(
             raise InvitationExpired
     try:
         with transaction.atomic():
+            if invitation is None and (survey.max_responses or survey.max_responses_per_hour):
+                _check_ceilings(survey, now)
             if invitation is not None:
                 claimed = Invitation.objects.filter(
                     pk=invitation.pk, completed_at__isnull=True

@@ -124,8 +124,12 @@ def _client_address(request: HttpRequest) -> str:
 
 
 def _take_submission_slot(request: HttpRequest) -> int:
-    """Count one submission from this address: 0, or the seconds to wait for the next."""
-    return ratelimit.take(
+    """Count one submission from this address: 0, or the seconds to wait for the next.
+
+    A token bucket (issue 12.2): a room of people behind one address answering at once is
+    let through, up to the rate's count; after that one every SECONDS/COUNT.
+    """
+    return ratelimit.take_smoothed(
         "survey-submit", _client_address(request), settings.KIZUNA_SURVEY_SUBMIT_RATE
     )
 
@@ -168,7 +172,10 @@ def _render_page(
     errors: Mapping[str, list[str]],
     status: int = 200,
     wait_seconds: int = 0,
+    limited_by: str = "",
 ) -> HttpResponse:
+    """Draw page `number` with what the respondent typed; `wait_seconds` and `limited_by`
+    ("network" or "survey") when a limit refused it, saying when to send it again."""
     page = progress.pages[number - 1]
     fields = [
         QuestionField(
@@ -189,6 +196,7 @@ def _render_page(
         "error_count": len(errors),
         "started": progress.started,
         "wait_minutes": math.ceil(wait_seconds / 60),
+        "limited_by": limited_by,
     }
     response = render(request, "survey/public/form.html", context, status=status)
     if wait_seconds:
@@ -217,7 +225,9 @@ def _respond(
     going_back = request.POST.get("action", "") == "back" and number > 1
     moving = going_back or number < progress.page_count
     if moving and (wait := _take_page_slot(request)):
-        return show_page(number=number, errors={}, status=429, wait_seconds=wait)
+        return show_page(
+            number=number, errors={}, status=429, wait_seconds=wait, limited_by="network"
+        )
     if going_back:
         if refused:
             return show_page(number=number, errors=refused)
@@ -232,7 +242,9 @@ def _respond(
     # An invitation accepts one response: its token bounds it, not the address it comes from.
     if invitation is None and (wait := _take_submission_slot(request)):
         progress.keep()  # the page shows them, and a later visit finds them too
-        return show_page(number=number, errors={}, status=429, wait_seconds=wait)
+        return show_page(
+            number=number, errors={}, status=429, wait_seconds=wait, limited_by="network"
+        )
     try:
         services.submit_response(
             survey=survey,
@@ -246,6 +258,17 @@ def _respond(
         return show_page(number=invalid.number, errors=invalid.errors)
     except services.SurveyClosed:
         return _refusal(request, survey, "closed", status=410)
+    except services.SurveyFull:
+        return _refusal(request, survey, "full", status=410)
+    except services.HourlyCeilingReached as ceiling:
+        progress.keep()  # the page shows them, and a later visit finds them too
+        return show_page(
+            number=number,
+            errors={},
+            status=429,
+            wait_seconds=ceiling.wait_seconds,
+            limited_by="survey",
+        )
     except services.InvitationExpired:
         return _refusal(request, survey, "expired", status=410)
     except services.AlreadyAnswered:
@@ -288,6 +311,8 @@ def respond(request: HttpRequest, public_id: str) -> HttpResponse:
     _activate_page_language(request, survey)
     if not survey.accepts_responses():
         return _refusal(request, survey, "closed", status=410)
+    if services.survey_is_full(survey):
+        return _refusal(request, survey, "full", status=410)
     done_url = reverse("survey_public:done", args=[survey.public_id])
     return _respond(request, survey=survey, invitation=None, done_url=done_url)
 

@@ -2,17 +2,25 @@
 
 Point 1: an invitation link is bounded by its token, not by the address; made-up tokens are
 refused cheaply (404) and counted per address.
+Point 2: the shared link lets a crowd behind one address through (a token bucket), and an
+author can set the survey's own ceilings (in all, per hour), shown in the builder.
+Point 4: a submission refused for a limit comes back with every answer typed and when to
+send it again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
+from django.conf import settings
 from django.test import Client, override_settings
 from django.urls import reverse
 
 from kizuna.config import Rate
 from kizuna.survey.models import Invitation, Question, Response, Survey
 from kizuna.survey.tests.respondent import one_page_survey, post
+from kizuna.testing.races import require_postgresql, run_together
 
 pytestmark = pytest.mark.django_db
 OFFICE = "198.51.100.20"  # the one address of a customer company behind its NAT
@@ -25,6 +33,10 @@ def question(survey: Survey) -> Question:
 
 def invitation_url(invitation: Invitation) -> str:
     return reverse("survey_public:invitation", args=[invitation.token])
+
+
+def public_url(survey: Survey) -> str:
+    return reverse("survey_public:survey", args=[survey.public_id])
 
 
 @override_settings(KIZUNA_SURVEY_SUBMIT_RATE=Rate(1, 600))
@@ -89,3 +101,135 @@ def test_12_1_the_unknown_links_page_speaks_the_browsers_language() -> None:
 
     assert limited.status_code == 429
     assert "存在しないリンクが多すぎます" in limited.content.decode()
+
+
+def test_12_2_300_public_submissions_from_one_address_within_a_minute_are_all_stored(
+    survey: Survey, question: Question
+) -> None:
+    assert Rate(600, 600) == settings.KIZUNA_SURVEY_SUBMIT_RATE  # the defaults
+
+    statuses = [
+        post(
+            Client(), public_url(survey), {f"q{question.pk}": str(n % 11)}, REMOTE_ADDR=OFFICE
+        ).status_code
+        for n in range(300)
+    ]
+
+    assert statuses == [302] * 300
+    assert Response.objects.count() == 300
+
+
+def test_12_2_an_author_sets_the_ceilings_and_the_builder_shows_them(
+    ada: Client, survey: Survey
+) -> None:
+    saved = ada.post(
+        reverse("survey:survey-edit", args=[survey.pk]),
+        {
+            "title": survey.title,
+            "portal": survey.portal_id,
+            "language": "en",
+            "is_open": "on",
+            "max_responses": "500",
+            "max_responses_per_hour": "120",
+        },
+    )
+    survey.refresh_from_db()
+    page = ada.get(reverse("survey:survey", args=[survey.pk])).content.decode()
+    form = ada.get(reverse("survey:survey-edit", args=[survey.pk])).content.decode()
+
+    assert saved.status_code == 302
+    assert (survey.max_responses, survey.max_responses_per_hour) == (500, 120)
+    assert "at most 500 responses in all, at most 120 responses an hour" in page
+    assert "Maximum responses per hour" in form
+
+
+def test_12_2_a_ceiling_of_zero_is_refused_by_the_form(ada: Client, survey: Survey) -> None:
+    page = ada.post(
+        reverse("survey:survey-edit", args=[survey.pk]),
+        {"title": "T", "portal": survey.portal_id, "language": "en", "max_responses": "0"},
+    )
+
+    assert page.status_code == 400
+    survey.refresh_from_db()
+    assert survey.max_responses is None
+
+
+@pytest.mark.parametrize(
+    ("language", "notice"),
+    [
+        ("en", "This survey accepts 2 responses an hour, and they have come in."),
+        ("ja", "このアンケートが受け付ける回答は 1 時間に 2 件までで、その数に達しました。"),
+    ],
+)
+def test_12_2_12_4_the_hourly_ceiling_refuses_the_next_response_and_keeps_the_answers(
+    survey: Survey, language: str, notice: str
+) -> None:
+    survey.language = language
+    survey.max_responses_per_hour = 2
+    survey.save(update_fields=["language", "max_responses_per_hour"])
+    text = add_text_question(survey)
+    sent = [
+        post(Client(), public_url(survey), {f"q{text.pk}": f"answer {n}"}).status_code
+        for n in (1, 2)
+    ]
+    late = Client()
+
+    refused = post(late, public_url(survey), {f"q{text.pk}": "my long considered answer"})
+
+    assert sent == [302, 302]
+    assert refused.status_code == 429
+    assert 3500 <= int(refused["Retry-After"]) <= 3600
+    page = refused.content.decode()
+    assert notice in page
+    assert 'value="my long considered answer"' in page
+    assert Response.objects.count() == 2
+    assert 'value="my long considered answer"' in late.get(public_url(survey)).content.decode()
+
+
+def add_text_question(survey: Survey) -> Question:
+    return one_page_survey(survey, "short_text")
+
+
+def test_12_2_the_total_ceiling_closes_the_shared_link_but_not_invitations(
+    survey: Survey, question: Question
+) -> None:
+    survey.max_responses = 2
+    survey.save(update_fields=["max_responses"])
+    invitation = Invitation.objects.create(survey=survey, recipient_reference="crm:lead:7")
+    sent = [
+        post(Client(), public_url(survey), {f"q{question.pk}": "5"}).status_code for _ in (1, 2)
+    ]
+
+    refused = post(Client(), public_url(survey), {f"q{question.pk}": "6"})
+    shown = Client().get(public_url(survey))
+    invited = post(Client(), invitation_url(invitation), {f"q{question.pk}": "7"})
+
+    assert sent == [302, 302]
+    assert (refused.status_code, shown.status_code) == (410, 410)
+    assert "This survey has all the responses it needs" in refused.content.decode()
+    assert invited.status_code == 302
+    assert Response.objects.count() == 3
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_12_2_concurrent_submissions_never_pass_the_ceiling(
+    survey: Survey, question: Question
+) -> None:
+    require_postgresql()
+    survey.max_responses = 3
+    survey.save(update_fields=["max_responses"])
+    statuses: list[int] = []
+
+    def submit(value: int) -> Callable[[], None]:
+        def action() -> None:
+            page = post(Client(), public_url(survey), {f"q{question.pk}": str(value)})
+            statuses.append(page.status_code)
+
+        return action
+
+    errors = run_together(*(submit(n) for n in range(8)))
+
+    assert errors == []
+    assert sorted(statuses) == [302] * 3 + [410] * 5
+    assert Response.objects.filter(survey=survey).count() == 3

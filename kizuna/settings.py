@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "kizuna.survey.keys",
     "kizuna.survey.webhooks",
     "kizuna.survey.audit",
+    "kizuna.survey.results",
 ]
 
 MIDDLEWARE = [

@@ -27,6 +27,7 @@ from kizuna.survey.models import (
     Survey,
     SurveyAccount,
 )
+from kizuna.survey.results.services import rebuild_summary
 from kizuna.survey.services import create_account
 
 ADA_ACCOUNT = "Kizuna Demo Surveys"
@@ -215,6 +216,7 @@ def _responses(
             if value is not None:
                 answers.append(Answer(response=response, question=question, value=value))
     Answer.objects.bulk_create(answers, batch_size=1000)
+    rebuild_summary(survey=survey)  # written in bulk, not submitted: count them once
 
 
 def _load_ada(ada: User, rng: random.Random) -> None:

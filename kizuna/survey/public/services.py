@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from kizuna.survey.models import Answer, Invitation, Question, Response, Survey
+from kizuna.survey.results.services import count_response
 from kizuna.survey.webhooks.services import (
     invitation_payload,
     publish_event,
@@ -176,6 +177,8 @@ def submit_response(
                 event_type="response.completed",
                 payload=response_payload(response),
             )
+            # Last: the summary's counter rows stay locked only until the commit.
+            count_response(response=response, answers=answers.items())
     except IntegrityError:
         # The one-to-one invitation column is the last line of defence.
         raise AlreadyAnswered from None

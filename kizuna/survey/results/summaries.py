@@ -10,12 +10,11 @@ import datetime
 import math
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Count, QuerySet
-from django.db.models.functions import TruncDate
+from django.db.models import Max, Min, QuerySet, Sum
 from django.utils import formats, timezone
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
@@ -23,6 +22,8 @@ from django.utils.translation import gettext as _
 from kizuna.survey import validation
 from kizuna.survey.models import Answer, Question, QuestionKind, Response, Survey
 from kizuna.survey.results import charts
+from kizuna.survey.results.models import DailyAnswerCount, DailyResponseCount
+from kizuna.survey.results.services import CHOICE_KINDS, MATRIX_SEPARATOR
 
 TEXT_KINDS = {
     QuestionKind.SHORT_TEXT,
@@ -30,7 +31,6 @@ TEXT_KINDS = {
     QuestionKind.EMAIL,
     QuestionKind.DATE,
 }
-CHOICE_KINDS = {QuestionKind.SINGLE_CHOICE, QuestionKind.MULTIPLE_CHOICE, QuestionKind.DROPDOWN}
 LATEST_TEXTS = 10
 DAILY_SPAN_LIMIT = 92
 
@@ -90,19 +90,7 @@ def filter_responses(
     return responses
 
 
-def _values_by_question(responses: QuerySet[Response]) -> dict[int, list[Any]]:
-    values: dict[int, list[Any]] = {}
-    rows = Answer.objects.filter(response__in=responses).values_list("question_id", "value")
-    for question_id, value in rows.iterator(chunk_size=2000):
-        values.setdefault(question_id, []).append(value)
-    return values
-
-
-def _choice_bars(question: Question, values: list[Any]) -> list[charts.Bar]:
-    counts: Counter[str] = Counter()
-    for value in values:
-        for key in value if isinstance(value, list) else [value]:
-            counts[str(key)] += 1
+def _choice_bars(question: Question, counts: Mapping[str, int], answered: int) -> list[charts.Bar]:
     bars = []
     known = set()
     for choice in question.options.get("choices") or []:
@@ -110,46 +98,53 @@ def _choice_bars(question: Question, values: list[Any]) -> list[charts.Bar]:
             continue
         key = str(choice["key"])
         known.add(key)
-        if choice.get("archived") and not counts[key]:
+        count = counts.get(key, 0)
+        if choice.get("archived") and not count:
             continue
         label = str(choice.get("label", key))
         if choice.get("archived"):
             label = _("%(label)s (archived)") % {"label": label}
-        bars.append(
-            charts.Bar(
-                label=label, count=counts[key], percent=charts.percent(counts[key], len(values))
-            )
-        )
+        bars.append(charts.Bar(label=label, count=count, percent=charts.percent(count, answered)))
     for key, count in counts.items():
-        if key not in known:
-            bars.append(
-                charts.Bar(label=key, count=count, percent=charts.percent(count, len(values)))
-            )
+        if key not in known and count:
+            bars.append(charts.Bar(label=key, count=count, percent=charts.percent(count, answered)))
     return bars
 
 
-def _numbers(values: list[Any]) -> list[float]:
-    return [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
-
-
-def _scale_columns(low: int, high: int, numbers: list[float]) -> list[charts.Column]:
-    counts = Counter(int(n) for n in numbers)
+def _scale_columns(low: int, high: int, counts: Mapping[str, int]) -> list[charts.Column]:
     columns = []
     for point in range(low, high + 1):
         css = ""
         if high == 10:
             css = "detractor" if point <= 6 else "passive" if point <= 8 else "promoter"
-        columns.append(charts.Column(label=str(point), count=counts[point], css_class=css))
+        columns.append(
+            charts.Column(label=str(point), count=counts.get(str(point), 0), css_class=css)
+        )
     return columns
 
 
 def nps_score(numbers: list[float]) -> NpsScore | None:
+    """The NPS of the given answers (0-10)."""
     if not numbers:
         return None
     promoters = sum(1 for n in numbers if n >= 9)
     detractors = sum(1 for n in numbers if n <= 6)
-    passives = len(numbers) - promoters - detractors
-    total = len(numbers)
+    return _nps(promoters, len(numbers) - promoters - detractors, detractors)
+
+
+def _nps_of_counts(counts: Mapping[str, int]) -> NpsScore | None:
+    """The NPS from the answers counted per scale point."""
+    points = [(int(key), count) for key, count in counts.items() if key.lstrip("-").isdigit()]
+    promoters = sum(count for point, count in points if point >= 9)
+    detractors = sum(count for point, count in points if point <= 6)
+    total = sum(count for _point, count in points)
+    if not total:
+        return None
+    return _nps(promoters, total - promoters - detractors, detractors)
+
+
+def _nps(promoters: int, passives: int, detractors: int) -> NpsScore:
+    total = promoters + passives + detractors
     return NpsScore(
         score=round(100 * (promoters - detractors) / total),
         promoters=promoters,
@@ -161,52 +156,119 @@ def nps_score(numbers: list[float]) -> NpsScore | None:
     )
 
 
-def _matrix_table(question: Question, values: list[Any]) -> MatrixTable:
+def _matrix_table(question: Question, counts: Mapping[str, int]) -> MatrixTable:
     columns = [c for c in question.options.get("columns") or [] if isinstance(c, dict)]
-    counts: Counter[tuple[str, str]] = Counter()
-    for value in values:
-        if isinstance(value, dict):
-            for row_key, column_key in value.items():
-                counts[(str(row_key), str(column_key))] += 1
     rows = []
     for row in question.options.get("rows") or []:
         if not isinstance(row, dict) or "key" not in row:
             continue
-        cells = [counts[(str(row["key"]), str(c.get("key")))] for c in columns]
+        cells = [counts.get(f"{row['key']}{MATRIX_SEPARATOR}{c.get('key')}", 0) for c in columns]
         rows.append(
             {"label": row.get("label", ""), "archived": bool(row.get("archived")), "cells": cells}
         )
     return MatrixTable(columns=[str(c.get("label", "")) for c in columns], rows=rows)
 
 
-def summarize(survey: Survey, responses: QuerySet[Response]) -> list[QuestionSummary]:
-    """One summary per question, in the survey's order, archived questions last."""
-    values_by_question = _values_by_question(responses)
+@dataclass
+class _Figures:
+    """A question's counters summed over the selected days."""
+
+    answered: int = 0
+    numbers: int = 0
+    total: float = 0.0
+    minimum: float | None = None
+    maximum: float | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _days(
+    queryset: QuerySet[Any], date_from: datetime.date | None, date_to: datetime.date | None
+) -> QuerySet[Any]:
+    if date_from:
+        queryset = queryset.filter(day__gte=date_from)
+    if date_to:
+        queryset = queryset.filter(day__lte=date_to)
+    return queryset
+
+
+def responses_per_day(
+    survey: Survey, *, date_from: datetime.date | None, date_to: datetime.date | None
+) -> dict[datetime.date, int]:
+    """Responses of each day of the period that has any (one query on the counters)."""
+    rows = _days(DailyResponseCount.objects.filter(survey=survey), date_from, date_to)
+    return {day: count for day, count in rows.values_list("day", "count") if count}
+
+
+def _figures(
+    survey: Survey, *, date_from: datetime.date | None, date_to: datetime.date | None
+) -> dict[int, _Figures]:
+    rows = (
+        _days(DailyAnswerCount.objects.filter(survey=survey), date_from, date_to)
+        .values("question_id", "key")
+        .annotate(
+            answers=Sum("count"),
+            number_count=Sum("numbers"),
+            number_total=Sum("total"),
+            smallest=Min("minimum"),
+            largest=Max("maximum"),
+        )
+        .order_by("question_id", "key")
+        .values_list(
+            "question_id", "key", "answers", "number_count", "number_total", "smallest", "largest"
+        )
+    )
+    figures: dict[int, _Figures] = {}
+    for question_id, key, count, numbers, total, minimum, maximum in rows:
+        figure = figures.setdefault(question_id, _Figures())
+        if key:
+            if count:
+                figure.counts[key] = count
+            continue
+        figure.answered = count
+        figure.numbers = numbers
+        figure.total = total
+        figure.minimum = minimum
+        figure.maximum = maximum
+    return figures
+
+
+def summarize(
+    survey: Survey, *, date_from: datetime.date | None, date_to: datetime.date | None
+) -> list[QuestionSummary]:
+    """One summary per question, in the survey's order, archived questions last.
+
+    Read from the summary counters (models.py): a constant number of queries whatever the
+    number of responses (one more per text question for its latest answers).
+    """
+    figures = _figures(survey, date_from=date_from, date_to=date_to)
+    responses = filter_responses(
+        Response.objects.filter(survey=survey), date_from=date_from, date_to=date_to
+    )
     summaries = []
     for question in all_questions(survey):
-        values = values_by_question.get(question.pk, [])
-        summary = QuestionSummary(question=question, answered=len(values))
+        figure = figures.get(question.pk) or _Figures()
+        summary = QuestionSummary(question=question, answered=figure.answered)
         kind = question.kind
         if kind in CHOICE_KINDS:
-            summary.chart = charts.bar_chart(_choice_bars(question, values), title=question.text)
+            bars = _choice_bars(question, figure.counts, figure.answered)
+            summary.chart = charts.bar_chart(bars, title=question.text)
         elif kind in {QuestionKind.RATING, QuestionKind.NPS, QuestionKind.NUMBER}:
-            numbers = _numbers(values)
-            if numbers:
-                summary.average = round(sum(numbers) / len(numbers), 2)
-                summary.minimum = min(numbers)
-                summary.maximum = max(numbers)
+            if figure.numbers:
+                summary.average = round(figure.total / figure.numbers, 2)
+                summary.minimum = figure.minimum
+                summary.maximum = figure.maximum
             if kind == QuestionKind.RATING:
                 summary.chart = charts.column_chart(
-                    _scale_columns(1, 5, numbers), title=question.text
+                    _scale_columns(1, 5, figure.counts), title=question.text
                 )
             elif kind == QuestionKind.NPS:
-                summary.nps = nps_score(numbers)
+                summary.nps = _nps_of_counts(figure.counts)
                 summary.chart = charts.column_chart(
-                    _scale_columns(0, 10, numbers), title=question.text
+                    _scale_columns(0, 10, figure.counts), title=question.text
                 )
         elif kind == QuestionKind.MATRIX:
-            summary.matrix = _matrix_table(question, values)
-        elif kind in TEXT_KINDS:
+            summary.matrix = _matrix_table(question, figure.counts)
+        elif kind in TEXT_KINDS and figure.answered:
             summary.texts = latest_texts(question, responses)
         summaries.append(summary)
     return summaries
@@ -225,16 +287,8 @@ def latest_texts(
     ]
 
 
-def responses_over_time(responses: QuerySet[Response]) -> SafeString | None:
+def responses_over_time(per_day: Mapping[datetime.date, int]) -> SafeString | None:
     """Responses per day (per month over long spans), gaps filled with zero."""
-    zone = timezone.get_current_timezone()
-    per_day = dict(
-        responses.order_by()
-        .annotate(day=TruncDate("submitted_at", tzinfo=zone))
-        .values("day")
-        .annotate(count=Count("id"))
-        .values_list("day", "count")
-    )
     if not per_day:
         return None
     first, last = min(per_day), max(per_day)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from django import forms
@@ -50,12 +51,20 @@ class DateFilterForm(forms.Form):
         return data
 
 
-def _filtered(
-    request: HttpRequest, survey: Survey
-) -> tuple[DateFilterForm, QuerySet[Response], str]:
+@dataclass(frozen=True)
+class _Filter:
+    """The date filter of a results page: its form, its days, the responses it selects."""
+
+    form: DateFilterForm
+    date_from: datetime.date | None
+    date_to: datetime.date | None
+    responses: QuerySet[Response]
+    query: str
+
+
+def _filtered(request: HttpRequest, survey: Survey) -> _Filter:
     """The date filter from the query string, the responses it selects, and its query."""
     form = DateFilterForm(request.GET or None)
-    responses = Response.objects.filter(survey=survey)
     date_from: datetime.date | None = None
     date_to: datetime.date | None = None
     if form.is_bound and form.is_valid():
@@ -68,7 +77,10 @@ def _filtered(
             if value
         }
     )
-    return form, summaries.filter_responses(responses, date_from=date_from, date_to=date_to), query
+    responses = summaries.filter_responses(
+        Response.objects.filter(survey=survey), date_from=date_from, date_to=date_to
+    )
+    return _Filter(form, date_from, date_to, responses, query)
 
 
 def _context(request: HttpRequest, survey: Survey, **extra: Any) -> dict[str, Any]:
@@ -79,15 +91,20 @@ def _context(request: HttpRequest, survey: Survey, **extra: Any) -> dict[str, An
 @login_required
 def summary(request: HttpRequest, survey_pk: int) -> HttpResponse:
     survey = get_survey_for_member(request, survey_pk)
-    form, responses, query = _filtered(request, survey)
+    selected = _filtered(request, survey)
+    per_day = summaries.responses_per_day(
+        survey, date_from=selected.date_from, date_to=selected.date_to
+    )
     context = _context(
         request,
         survey,
-        form=form,
-        query=query,
-        response_count=responses.count(),
-        over_time=summaries.responses_over_time(responses),
-        summaries=summaries.summarize(survey, responses),
+        form=selected.form,
+        query=selected.query,
+        response_count=sum(per_day.values()),
+        over_time=summaries.responses_over_time(per_day),
+        summaries=summaries.summarize(
+            survey, date_from=selected.date_from, date_to=selected.date_to
+        ),
         section="summary",
     )
     return render(request, "survey/results/summary.html", context)
@@ -96,16 +113,17 @@ def summary(request: HttpRequest, survey_pk: int) -> HttpResponse:
 @login_required
 def response_list(request: HttpRequest, survey_pk: int) -> HttpResponse:
     survey = get_survey_for_member(request, survey_pk)
-    form, responses, query = _filtered(request, survey)
+    selected = _filtered(request, survey)
     paginator = Paginator(
-        responses.select_related("invitation").order_by("-submitted_at", "id"), RESPONSES_PER_PAGE
+        selected.responses.select_related("invitation").order_by("-submitted_at", "id"),
+        RESPONSES_PER_PAGE,
     )
     page = paginator.get_page(request.GET.get("page"))
     context = _context(
         request,
         survey,
-        form=form,
-        query=query,
+        form=selected.form,
+        query=selected.query,
         page=page,
         response_count=paginator.count,
         section="responses",
@@ -162,7 +180,7 @@ class _Echo:
 def export_csv(request: HttpRequest, survey_pk: int) -> StreamingHttpResponse:
     """Every (filtered) response as CSV, UTF-8 with a BOM so spreadsheet apps read Japanese."""
     survey = get_survey_for_member(request, survey_pk)
-    _form, responses, _query = _filtered(request, survey)
+    responses = _filtered(request, survey).responses
     writer = csv.writer(_Echo())
 
     language = translation.get_language()

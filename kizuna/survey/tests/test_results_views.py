@@ -7,6 +7,7 @@ import datetime
 import io
 import re
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.test import Client
@@ -39,16 +40,15 @@ def questions(survey: Survey) -> dict[str, Question]:
 
 
 def submit(survey: Survey, at: datetime.datetime, **values: Any) -> Response:
+    """A response submitted at `at` (the clock set back), so the summary counts it on its day."""
     by_text = {q.text: q for q in survey.questions.all()}
-    response = public_services.submit_response(
-        survey=survey,
-        invitation=None,
-        answers={by_text[QUESTIONS[name][1]]: value for name, value in values.items()},
-        language="ja",
-    )
-    Response.objects.filter(pk=response.pk).update(submitted_at=at)
-    response.refresh_from_db()
-    return response
+    with mock.patch("django.utils.timezone.now", return_value=at):
+        return public_services.submit_response(
+            survey=survey,
+            invitation=None,
+            answers={by_text[QUESTIONS[name][1]]: value for name, value in values.items()},
+            language="ja",
+        )
 
 
 @pytest.fixture

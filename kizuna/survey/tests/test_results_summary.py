@@ -1,0 +1,237 @@
+"""The summary read from counters equals a plain recount of every answer (issue #13).
+
+Responses are submitted through the submission service on chosen days (the clock set back),
+deleted through the moderation service, and the survey edited (questions and choices
+archived); after each story the summary of any date range must equal what counting every
+stored answer gives, on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+from unittest import mock
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kizuna.survey.models import Question, Response, Survey
+from kizuna.survey.public import services as public_services
+from kizuna.survey.results import services as results_services
+from kizuna.survey.results import summaries
+from kizuna.survey.results.models import DailyAnswerCount, DailyResponseCount
+from kizuna.survey.tests.respondent import add_question
+from kizuna.survey.tests.results_recount import recount, responses_per_day
+from kizuna.testing.races import require_postgresql, run_together
+
+KINDS = [
+    "single_choice",
+    "multiple_choice",
+    "dropdown",
+    "short_text",
+    "long_text",
+    "number",
+    "email",
+    "date",
+    "rating",
+    "nps",
+    "matrix",
+]
+FIRST_DAY = datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC)
+
+CHOICE = st.sampled_from(["a", "b", "c"])
+TEXT = st.characters(exclude_categories=("Cs", "Cc"))  # what validation lets through
+VALUES: dict[str, st.SearchStrategy[Any]] = {
+    "single_choice": CHOICE,
+    "dropdown": CHOICE,
+    "multiple_choice": st.lists(CHOICE, min_size=1, max_size=3, unique=True),
+    "short_text": st.text(TEXT, min_size=1, max_size=8),
+    "long_text": st.text(TEXT, min_size=1, max_size=20),
+    "email": st.sampled_from(["a@example.com", "b@example.com"]),
+    "date": st.sampled_from(["2026-11-01", "2027-01-31"]),
+    # integers and halves: sums in any order are exact, as the recount's must be to compare
+    "number": st.one_of(st.integers(-1000, 1000), st.integers(-2000, 2000).map(lambda n: n + 0.5)),
+    "rating": st.integers(1, 5),
+    "nps": st.integers(0, 10),
+    "matrix": st.dictionaries(
+        st.sampled_from(["speed", "price"]), st.sampled_from(["good", "bad"]), min_size=1
+    ),
+}
+ANSWERS = st.fixed_dictionaries({kind: st.one_of(st.none(), VALUES[kind]) for kind in KINDS})
+# when (hours after the first day, in UTC: Tokyo's days start at 15:00) and what
+RESPONSES = st.lists(st.tuples(st.integers(0, 24 * 6), ANSWERS), min_size=0, max_size=12)
+DAYS = st.one_of(st.none(), st.dates(datetime.date(2026, 10, 31), datetime.date(2026, 11, 8)))
+
+
+def every_kind(survey: Survey) -> dict[str, Question]:
+    return {kind: add_question(survey, kind, f"About {kind}") for kind in KINDS}
+
+
+def submit_at(
+    survey: Survey, questions: dict[str, Question], at: datetime.datetime, answers: dict[str, Any]
+) -> Response:
+    with mock.patch("django.utils.timezone.now", return_value=at):
+        return public_services.submit_response(
+            survey=survey,
+            invitation=None,
+            answers={questions[kind]: value for kind, value in answers.items()},
+            language="en",
+        )
+
+
+def assert_summary_is_the_recount(
+    survey: Survey, date_from: datetime.date | None, date_to: datetime.date | None
+) -> None:
+    responses = summaries.filter_responses(
+        Response.objects.filter(survey=survey), date_from=date_from, date_to=date_to
+    )
+    fast = summaries.summarize(survey, date_from=date_from, date_to=date_to)
+    assert fast == recount(survey, responses)
+    assert summaries.responses_per_day(
+        survey, date_from=date_from, date_to=date_to
+    ) == responses_per_day(responses)
+
+
+def counters(survey: Survey) -> tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]]:
+    answers = DailyAnswerCount.objects.filter(survey=survey).exclude(count=0)
+    days = DailyResponseCount.objects.filter(survey=survey).exclude(count=0)
+    return (
+        set(
+            answers.values_list(
+                "question_id", "day", "key", "count", "numbers", "total", "minimum", "maximum"
+            )
+        ),
+        set(days.values_list("day", "count")),
+    )
+
+
+@pytest.mark.django_db
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    responses=RESPONSES,
+    deleted=st.sets(st.integers(0, 11), max_size=4),
+    archive=st.booleans(),
+    ranges=st.lists(st.tuples(DAYS, DAYS), min_size=1, max_size=3),
+)
+def test_i13_summary_of_any_period_equals_a_plain_recount(
+    survey: Survey,
+    responses: list[tuple[int, dict[str, Any]]],
+    deleted: set[int],
+    archive: bool,
+    ranges: list[tuple[datetime.date | None, datetime.date | None]],
+) -> None:
+    survey = Survey.objects.create(portal=survey.portal, title="Pulse", language="en")
+    questions = every_kind(survey)
+    stored = [
+        submit_at(survey, questions, FIRST_DAY + datetime.timedelta(hours=hours), answers)
+        for hours, answers in responses
+    ]
+    for index in sorted(deleted):
+        if index < len(stored):
+            results_services.delete_response(response=stored[index])
+    if archive:
+        choice = questions["single_choice"]
+        choice.options = {
+            "choices": [
+                {"key": "a", "label": "Apple", "archived": True},
+                {"key": "b", "label": "Banana"},
+                {"key": "c", "label": "Cherry"},
+            ]
+        }
+        choice.is_archived = True
+        choice.save(update_fields=["options", "is_archived"])
+
+    for date_from, date_to in [(None, None), *ranges]:
+        assert_summary_is_the_recount(survey, date_from, date_to)
+    maintained = counters(survey)
+    results_services.rebuild_summary(survey=survey)
+    assert counters(survey) == maintained
+
+
+@pytest.mark.django_db
+def test_i13_deleting_the_smallest_and_largest_number_recounts_them(survey: Survey) -> None:
+    questions = every_kind(survey)
+    at = FIRST_DAY + datetime.timedelta(hours=1)
+    low = submit_at(survey, questions, at, {"number": -5})
+    submit_at(survey, questions, at, {"number": 3})
+    high = submit_at(survey, questions, at, {"number": 12.5, "nps": 10})
+
+    results_services.delete_response(response=low)
+    results_services.delete_response(response=high)
+
+    [summary] = [
+        s
+        for s in summaries.summarize(survey, date_from=None, date_to=None)
+        if s.question.kind == "number"
+    ]
+    assert (summary.answered, summary.minimum, summary.maximum, summary.average) == (1, 3, 3, 3)
+    assert_summary_is_the_recount(survey, None, None)
+
+
+@pytest.mark.django_db
+def test_i13_the_summary_page_makes_as_many_queries_for_many_responses_as_for_few(
+    ada: Any, survey: Survey
+) -> None:
+    questions = every_kind(survey)
+    answers = {
+        "single_choice": "a",
+        "multiple_choice": ["a", "b"],
+        "short_text": "hello",
+        "number": 4,
+        "nps": 9,
+        "matrix": {"speed": "good"},
+    }
+    url = reverse("survey:survey_results:summary", args=[survey.pk])
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert ada.get(url, {"date_from": "2026-11-01"}).status_code == 200
+        return len(captured)
+
+    submit_at(survey, questions, FIRST_DAY, answers)
+    queries()  # the first request of a session makes a few of its own
+    few = queries()
+    for hours in range(40):
+        submit_at(survey, questions, FIRST_DAY + datetime.timedelta(hours=hours), answers)
+
+    assert queries() == few
+
+
+def test_i13_rebuild_command_recounts_responses_written_in_bulk(db: Any, survey: Survey) -> None:
+    from django.core.management import call_command
+
+    questions = every_kind(survey)
+    submit_at(survey, questions, FIRST_DAY, {"rating": 4, "single_choice": "b"})
+    DailyAnswerCount.objects.filter(survey=survey).delete()
+    DailyResponseCount.objects.filter(survey=survey).delete()
+
+    call_command("rebuild_survey_summaries", "--survey", str(survey.pk), verbosity=0)
+
+    assert_summary_is_the_recount(survey, None, None)
+    assert DailyResponseCount.objects.get(survey=survey).count == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_i13_concurrent_submissions_to_one_survey_are_all_counted(survey: Survey) -> None:
+    require_postgresql("SQLite runs one writer at a time")
+    questions = every_kind(survey)
+    answers = {"single_choice": "a", "multiple_choice": ["b", "a"], "nps": 7, "number": 2}
+
+    def submit_five() -> None:
+        for _ in range(5):
+            submit_at(survey, questions, FIRST_DAY, answers)
+
+    errors = run_together(*[submit_five] * 8)
+
+    assert errors == []
+    assert DailyResponseCount.objects.get(survey=survey).count == 40
+    assert_summary_is_the_recount(survey, None, None)

@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "kizuna.crm.api",
     "kizuna.crm.audit",
     "kizuna.crm.integration",
+    "kizuna.crm.integration.sending",
     "kizuna.survey",
     "kizuna.survey.keys",
     "kizuna.survey.webhooks",

@@ -26,6 +26,7 @@ if "crm" in settings.KIZUNA_SERVICES:
         path("crm/api-tokens/", include("kizuna.crm.api.urls")),
         path("crm/settings/audit-log/", include("kizuna.crm.audit.urls")),
         path("crm/integration/", include("kizuna.crm.integration.urls")),
+        path("crm/send-survey/", include("kizuna.crm.integration.sending.urls")),
         path("crm/", include("kizuna.crm.urls")),
     ]
 if "survey" in settings.KIZUNA_SERVICES:

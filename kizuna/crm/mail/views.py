@@ -14,11 +14,14 @@ from django.views.decorators.http import require_http_methods, require_POST
 from kizuna.crm.access import get_organization_for_member
 from kizuna.crm.mail import services
 from kizuna.crm.mail.access import (
+    SelectionError,
     can_change_template,
     get_batch_for_member,
     get_module,
     get_template_for_editor,
     get_template_for_member,
+    parse_ids,
+    requested_records,
 )
 from kizuna.crm.mail.extensions import EditorContext, MergeContext, PlaceholderError, editor_buttons
 from kizuna.crm.mail.forms import ComposeForm, TemplateForm
@@ -32,7 +35,6 @@ from kizuna.crm.mail.rendering import (
 )
 from kizuna.crm.models import Contact, Lead, Organization
 
-MAX_RECIPIENTS = 1000
 LIST_URL_NAMES = {"leads": "crm:lead-list", "contacts": "crm:contact-list"}
 
 
@@ -220,39 +222,6 @@ def template_delete(request: HttpRequest, pk: int) -> HttpResponse:
 # Sending --------------------------------------------------------------------
 
 
-class SelectionError(Exception):
-    """A list selection the composer cannot take, with the reason for the user."""
-
-
-def _parse_ids(raw_ids: list[str]) -> list[int]:
-    """Ids from repeated `ids` fields (the list's checkboxes) or comma-separated ones."""
-    try:
-        return list(
-            dict.fromkeys(
-                int(part) for value in raw_ids for part in value.split(",") if part.strip()
-            )
-        )
-    except ValueError:
-        raise Http404 from None
-
-
-def _requested_records(
-    organization: Organization, module: str, ids: list[int]
-) -> list[Lead | Contact]:
-    """The records named by `ids`, in that order; 404 if any is not ours."""
-    if not ids:
-        raise SelectionError(_("Select at least one record."))
-    if len(ids) > MAX_RECIPIENTS:
-        raise SelectionError(
-            _("Select at most %(max)d records for one email.") % {"max": MAX_RECIPIENTS}
-        )
-    model = RECORD_MODEL[module]
-    found = {record.pk: record for record in model.objects.of(organization).filter(pk__in=ids)}
-    if len(found) != len(ids):
-        raise Http404
-    return [found[pk] for pk in ids]
-
-
 def _initial_from_template(
     organization: Organization, module: str, chosen: str | None
 ) -> dict[str, object]:
@@ -289,7 +258,7 @@ def compose(request: HttpRequest) -> HttpResponse:
     source = request.POST if request.method == "POST" else request.GET
     module = get_module(source.get("module"))
     try:
-        records = _requested_records(organization, module, _parse_ids(source.getlist("ids")))
+        records = requested_records(organization, module, parse_ids(source.getlist("ids")))
     except SelectionError as error:
         messages.error(request, str(error))
         return redirect(LIST_URL_NAMES[module])

@@ -1,0 +1,83 @@
+"""What survey sending adds to CRM mail and to the core CRM pages, registered in ready()."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlencode
+
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from kizuna.crm import extensions as crm_extensions
+from kizuna.crm.access import current_membership
+from kizuna.crm.integration.client import SurveyError
+from kizuna.crm.integration.models import current_connection
+from kizuna.crm.integration.sending import services
+from kizuna.crm.mail import extensions as mail_extensions
+from kizuna.crm.models import Contact, Lead
+
+logger = logging.getLogger(__name__)
+
+BUTTON_KEY = "survey-link"
+
+
+def survey_link_insertions(
+    context: mail_extensions.EditorContext,
+) -> list[mail_extensions.Insertion]:
+    """The open surveys of the integration's portals; none (no button, D3) unless enabled."""
+    connection = current_connection(context.organization)
+    if connection is None or not connection.is_enabled:
+        return []
+    try:
+        surveys = services.open_surveys(connection)
+    except SurveyError as error:
+        # The editor still works; the links can be inserted once the service answers.
+        logger.warning("Cannot list the surveys for the editor: %s", error)
+        return []
+    return [
+        mail_extensions.Insertion(label=survey.title, text=services.placeholder(survey.id))
+        for survey in surveys
+    ]
+
+
+def send_survey_action(request: HttpRequest, record: Lead | Contact) -> SafeString | None:
+    """ "Send survey" on a lead or contact page while the integration is set up."""
+    if current_connection(record.organization_id) is None:
+        return None
+    module = "leads" if isinstance(record, Lead) else "contacts"
+    query = urlencode({"module": module, "ids": record.pk})
+    return format_html(
+        '<a class="button" href="{}?{}">{}</a>',
+        reverse("crm_survey_sending:send"),
+        query,
+        _("Send survey"),
+    )
+
+
+def _lists_may_send_survey(request: HttpRequest, module: str) -> bool:
+    return current_connection(current_membership(request).organization_id) is not None
+
+
+SEND_SURVEY_BULK_ACTION = crm_extensions.BulkAction(
+    key="send_survey",
+    label=gettext_lazy("Send survey"),
+    url_name="crm_survey_sending:send",
+    is_available=_lists_may_send_survey,
+)
+
+
+def register() -> None:
+    mail_extensions.register_editor_button(
+        BUTTON_KEY, label=gettext_lazy("Insert survey link"), insertions=survey_link_insertions
+    )
+    mail_extensions.register_placeholder_namespace(
+        services.NAMESPACE,
+        resolve=services.example_survey_link,
+        prepare=services.prepare_survey_links,
+    )
+    crm_extensions.register_detail_action(send_survey_action)
+    crm_extensions.register_bulk_action(SEND_SURVEY_BULK_ACTION)

@@ -6,3 +6,8 @@ class CrmIntegrationConfig(AppConfig):
     name = "kizuna.crm.integration"
     label = "crm_integration"
     verbose_name = _("Survey integration")
+
+    def ready(self) -> None:
+        from kizuna.crm.integration import hooks
+
+        hooks.register()

@@ -252,3 +252,13 @@ def call_survey(connection: Connection, call: Callable[[Credentials], T]) -> T:
         if error.is_credential_error:
             mark_needs_reconnection(connection=connection)
         raise
+
+
+def invite_survey_users(
+    *, connection: Connection, emails: Sequence[str]
+) -> list[client.MemberInvitationResult]:
+    """Invite CRM users who are not Survey users yet to the connection's account (S6, S8):
+    each gets an email and becomes a member on accepting it."""
+    return call_survey(
+        connection, lambda credentials: client.invite_members(credentials, emails=emails)
+    )

@@ -5,6 +5,12 @@ from kizuna.crm.integration import views
 app_name = "crm_integration"
 
 urlpatterns = [
+    path("settings/", views.settings_page, name="settings"),
+    path("settings/reconnect/", views.reconnect, name="reconnect"),
+    path("settings/disable/", views.disable, name="disable"),
+    path("setup/", views.setup, name="setup-start"),
+    path("setup/cancel/", views.setup_cancel, name="setup-cancel"),
+    path("setup/<slug:step>/", views.setup, name="setup"),
     # Where the Survey service delivers a connection's webhooks (E4, D6).
     path("intake/<str:token>/", views.intake, name="intake"),
 ]

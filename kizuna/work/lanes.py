@@ -9,7 +9,8 @@ threads, while other endpoints, accounts and the CRM's mail go on in their lanes
 The rows a lane holds are renewed with the worker's heartbeat (renew_leases), so a
 lease runs out only when its worker is gone. A lane sleeps until one of its rows
 finishes, the worker is woken (a committed outbox row, see kizuna/work/wakeup.py),
-or its poll interval passes.
+or its poll interval passes (poll_seconds, set by the worker: short on SQLite,
+long while PostgreSQL notifications arrive).
 """
 
 from __future__ import annotations
@@ -100,6 +101,12 @@ class Lane:
                 full = [key for key, count in self._per_key.items() if count >= self.per_key_limit]
             if full:
                 rows_of_kind = rows_of_kind.exclude(**{f"{self.registration.lane_key}__in": full})
+        if (
+            connections[rows_of_kind.db].vendor == "sqlite"
+            and not leases.due(rows_of_kind).exists()
+        ):
+            # A read takes no write lock: polling often must not queue the web's writers.
+            return 0
         rows = leases.claim(
             rows_of_kind, worker_id=self.worker_id, limit=min(free, self.registration.batch_size)
         )

@@ -9,7 +9,9 @@
   time, and logs what the lanes did once a minute.
 - A heartbeat thread refreshes this process's WorkerProcess row and renews the
   leases of the rows the lanes hold.
-- The lanes poll every --interval when idle.
+- On PostgreSQL a listener wakes a lane when a transaction that wrote its kind of
+  work commits (kizuna/work/wakeup.py), and idle lanes poll every few seconds for
+  retries falling due; on SQLite they poll every 0.1 s (or --interval if shorter).
 
 `--batch` runs every kind in the main thread instead (leases.run_due_work) until
 nothing is due. SIGINT or SIGTERM lets the items in hand finish, then the worker
@@ -40,7 +42,7 @@ from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
 from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
 
-from kizuna.work import lanes, leases, retry
+from kizuna.work import lanes, leases, retry, wakeup
 from kizuna.work.models import WorkerProcess, heartbeat_seconds
 
 logger = logging.getLogger(__name__)
@@ -161,6 +163,7 @@ class KizunaWorker(Worker):
         self._last_recovery = 0.0
         self.concurrency = max(1, concurrency)
         self.lanes: list[lanes.Lane] = []
+        self.is_listening = False
 
     # Signals -----------------------------------------------------------------
 
@@ -197,6 +200,12 @@ class KizunaWorker(Worker):
             self.worker_id, interval=self.beat_seconds(), on_beat=self.renew_leases
         )
         heartbeat.start()
+        listener: wakeup.Listener | None = None
+        if self.lanes:
+            self.set_listening(False)
+            if wakeup.is_available():
+                listener = wakeup.Listener(on_wake=self.wake_lanes, on_state=self.set_listening)
+                listener.start()
         for lane in self.lanes:
             lane.start()
         logger.info(
@@ -235,6 +244,8 @@ class KizunaWorker(Worker):
             stopped_cleanly = True
         finally:
             heartbeat.stop()
+            if listener is not None:
+                listener.stop()
             if stopped_cleanly:
                 try:
                     unregister_worker(self.worker_id)
@@ -249,6 +260,24 @@ class KizunaWorker(Worker):
         shortest = min((lane.registration.model.lease_seconds for lane in self.lanes), default=None)
         beat = heartbeat_seconds()
         return beat if shortest is None else min(beat, max(shortest / 4, 0.2))
+
+    def wake_lanes(self, label: str) -> None:
+        """A transaction that wrote `label` work committed ("": anything may be due)."""
+        for lane in self.lanes:
+            if not label or lane.label == label:
+                lane.wake.set()
+
+    def set_listening(self, listening: bool) -> None:
+        self.is_listening = listening
+        if listening:
+            poll = max(self.interval, wakeup.LISTENING_POLL_SECONDS)
+        elif wakeup.is_available():
+            poll = max(self.interval, 0.05)
+        else:
+            poll = max(min(self.interval, wakeup.SQLITE_POLL_SECONDS), 0.05)
+        for lane in self.lanes:
+            lane.poll_seconds = poll
+            lane.wake.set()  # sleep again with the new interval
 
     def renew_leases(self) -> None:
         for lane in self.lanes:

@@ -40,7 +40,7 @@ from kizuna.crm.mail.rendering import (
 from kizuna.crm.models import Activity, ActivityKind, Contact, Lead, Organization
 from kizuna.identity import mailbox
 from kizuna.identity.models import User
-from kizuna.work import leases
+from kizuna.work import leases, wakeup
 from kizuna.work.leases import WorkStatus
 
 logger = logging.getLogger(__name__)
@@ -302,6 +302,7 @@ def _store_messages(
         ],
         batch_size=500,
     )
+    wakeup.notify(OutgoingMessage)  # the workers wake when this commits
     Activity.objects.bulk_create(
         [
             Activity(
@@ -445,6 +446,7 @@ def queue_emails(
                 finished_at=now if is_complete else None,
                 next_attempt_at=now,
             )
+            wakeup.notify(BatchPreparation)
     return batch
 
 

@@ -35,7 +35,7 @@ from kizuna.survey.webhooks.models import (
     WebhookEvent,
     new_signing_secret,
 )
-from kizuna.work import leases
+from kizuna.work import leases, wakeup
 from kizuna.work.leases import WorkStatus
 
 logger = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ def publish_event(
     now = timezone.now()
     envelope = {"type": event_type, "timestamp": _iso(now), "data": payload}
     with transaction.atomic():
-        return Delivery.objects.bulk_create(
+        deliveries = Delivery.objects.bulk_create(
             Delivery(
                 endpoint=endpoint,
                 event_type=event_type,
@@ -147,6 +147,8 @@ def publish_event(
             )
             for endpoint in endpoints
         )
+        wakeup.notify(Delivery)  # the workers wake when this commits
+    return deliveries
 
 
 # --- endpoints ------------------------------------------------------------------------------
@@ -347,6 +349,7 @@ def replay_delivery(*, delivery: Delivery, by: User) -> bool:
         )
     )
     if updated:
+        wakeup.notify(Delivery)
         audit.record(
             account=delivery.endpoint.account,
             actor=by,

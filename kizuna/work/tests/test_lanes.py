@@ -37,10 +37,10 @@ def slow_handler(row: ProbeWork) -> None:
 
 
 class WorkerThread:
-    def __init__(self, worker_id: str, *, concurrency: int) -> None:
+    def __init__(self, worker_id: str, *, concurrency: int, interval: float = 0.1) -> None:
         self.worker = KizunaWorker(
             queue_names=["default"],
-            interval=0.1,
+            interval=interval,
             batch=False,
             worker_id=worker_id,
             concurrency=concurrency,

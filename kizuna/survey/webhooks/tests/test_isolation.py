@@ -9,6 +9,7 @@ and /slow must never hold more than its share of the lane's threads.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -162,3 +163,22 @@ def test_p1_a_lane_claims_no_more_rows_of_one_endpoint_than_its_share(
     # The rows given back were not tried: their attempt is not counted.
     assert sorted(Delivery.objects.values_list("attempts", flat=True)) == [0] * 4 + [1] * 4
     assert lane.free_threads() == 4
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_p3_a_submitted_event_wakes_the_worker_at_its_commit(
+    gated: GatedReceiver, account: SurveyAccount
+):
+    require_postgresql("LISTEN/NOTIFY")
+    fast = endpoint(account, gated.origin + "/fast")
+    with WorkerThread("listening", concurrency=2, interval=30.0) as worker:
+        wait_for(lambda: worker.is_listening, timeout=10, message="the worker listens")
+        time.sleep(0.5)  # its lanes went to sleep after their first look
+        publish(account, 1)
+
+        wait_for(
+            lambda: statuses(fast) == [WorkStatus.DONE],
+            timeout=10,
+            message="the commit of the event woke the worker (it polls every 30 s)",
+        )

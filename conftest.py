@@ -9,7 +9,15 @@ import pytest
 # still be usable from those tests.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
-pytest_plugins = ["kizuna.testing.personas", "kizuna.testing.browser", "kizuna.testing.smtp"]
+pytest_plugins = [
+    "kizuna.testing.personas",
+    "kizuna.testing.crm",
+    "kizuna.testing.crm_api",
+    "kizuna.testing.survey",
+    "kizuna.testing.receiver",
+    "kizuna.testing.browser",
+    "kizuna.testing.smtp",
+]
 
 
 @pytest.fixture(autouse=True)

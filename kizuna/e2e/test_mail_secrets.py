@@ -19,13 +19,13 @@ from django.urls import reverse
 
 from kizuna.crm.mail import extensions
 from kizuna.crm.mail.extensions import MergeContext
-from kizuna.crm.mail.tests.conftest import run_worker
 from kizuna.crm.models import Lead, Membership, Organization, Role
 from kizuna.identity.mailbox import HIDDEN, MailKind
 from kizuna.identity.models import User
 from kizuna.survey.api import services as api_services
 from kizuna.survey.models import Survey
 from kizuna.testing.personas import PASSWORD, client_for, make_user
+from kizuna.testing.worker import run_worker
 
 pytestmark = pytest.mark.django_db
 

@@ -16,7 +16,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from django.test import override_settings
 
-from kizuna.work.tests.processes import free_port
+from kizuna.testing.processes import free_port
 
 __all__ = ["MailServer", "free_port", "mail_server", "smtp_settings"]
 

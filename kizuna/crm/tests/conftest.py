@@ -1,5 +1,4 @@
-"""CRM core fixtures: the personas as memberships, and records (kizuna/crm/conftest.py
-has the organizations, users and signed-in clients)."""
+"""CRM core fixtures: records (the personas are in kizuna/testing/)."""
 
 from __future__ import annotations
 
@@ -9,22 +8,7 @@ import pytest
 
 from kizuna.crm import services
 from kizuna.crm.models import Contact, Lead, Membership, Organization
-
-
-# Here the personas are their memberships (ada.user, ada.organization, bob.pk).
-@pytest.fixture
-def ada(ada_membership: Membership) -> Membership:
-    return ada_membership
-
-
-@pytest.fixture
-def bob(bob_membership: Membership) -> Membership:
-    return bob_membership
-
-
-@pytest.fixture
-def charlie(charlie_membership: Membership) -> Membership:
-    return charlie_membership
+from kizuna.identity.models import User
 
 
 def make_lead(organization: Organization, by: Any, **values: Any) -> Lead:
@@ -38,23 +22,23 @@ def make_contact(organization: Organization, by: Any, **values: Any) -> Contact:
 
 
 @pytest.fixture
-def lead(organization: Organization, ada: Membership) -> Lead:
+def lead(organization: Organization, ada: User, ada_membership: Membership) -> Lead:
     return make_lead(
         organization,
-        ada.user,
+        ada,
         family_name="佐藤",
         given_name="花子",
         company="Sakura Foods",
         email="hanako@sakura.example",
-        owner=ada.user,
+        owner=ada,
     )
 
 
 @pytest.fixture
-def contact(organization: Organization, ada: Membership) -> Contact:
+def contact(organization: Organization, ada: User, ada_membership: Membership) -> Contact:
     return make_contact(
         organization,
-        ada.user,
+        ada,
         family_name="Lovelace",
         given_name="Grace",
         company="Analytical Engines",

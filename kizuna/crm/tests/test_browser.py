@@ -16,13 +16,17 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_select_all_then_change_owner(
-    live_server: Any, page: Any, organization: Organization, ada: Any, bob: Any
+    live_server: Any,
+    page: Any,
+    organization: Organization,
+    ada_membership: Any,
+    bob_membership: Any,
 ) -> None:
     for index in range(3):
-        make_lead(organization, ada.user, family_name=f"Browser{index}")
+        make_lead(organization, ada_membership.user, family_name=f"Browser{index}")
     problems = watch_for_errors(page)
 
-    sign_in(page, live_server, ada.user)
+    sign_in(page, live_server, ada_membership.user)
     page.goto(live_server.url + "/crm/leads/")
 
     select_all = page.locator("#select-all")
@@ -33,20 +37,20 @@ def test_select_all_then_change_owner(
     assert page.evaluate("document.getElementById('select-all').indeterminate") is True
     select_all.check()
 
-    page.select_option("#bulk-owner", str(bob.user.pk))
+    page.select_option("#bulk-owner", str(bob_membership.user.pk))
     page.click('button[name="action"][value="owner"]')
     page.wait_for_url("**/crm/leads/")
     assert "The owner of 3 records was changed." in page.content()
-    assert set(Lead.objects.values_list("owner", flat=True)) == {bob.user.pk}
+    assert set(Lead.objects.values_list("owner", flat=True)) == {bob_membership.user.pk}
     assert problems == []
 
 
 def test_typing_a_search_updates_the_list_in_place(
-    live_server: Any, page: Any, organization: Organization, ada: Any
+    live_server: Any, page: Any, organization: Organization, ada_membership: Any
 ) -> None:
     for name in ("Yamada", "Yamamoto", "Kato"):
-        make_lead(organization, ada.user, family_name=name)
-    sign_in(page, live_server, ada.user)
+        make_lead(organization, ada_membership.user, family_name=name)
+    sign_in(page, live_server, ada_membership.user)
     page.goto(live_server.url + "/crm/leads/")
     page.evaluate("window.stayedOnThePage = true")
 
@@ -68,7 +72,7 @@ def test_typing_a_search_updates_the_list_in_place(
 
 
 def test_searching_filtering_and_sorting_in_place_keeps_to_the_csp(
-    live_server: Any, page: Any, organization: Organization, ada: Any
+    live_server: Any, page: Any, organization: Organization, ada_membership: Any
 ) -> None:
     """QA saw "Applying inline style violates ... style-src 'self'" after this sequence.
 
@@ -77,15 +81,23 @@ def test_searching_filtering_and_sorting_in_place_keeps_to_the_csp(
     <style> (base.html turns includeIndicatorStyles off) and crm.js sets no style.
     """
     for name, status in (("Abe", "contacted"), ("Ueda", "contacted"), ("Kato", "new")):
-        make_lead(organization, ada.user, family_name=name, company="Greenfield", status=status)
-    make_lead(organization, ada.user, family_name="Mori", company="Bluewater", status="contacted")
+        make_lead(
+            organization, ada_membership.user, family_name=name, company="Greenfield", status=status
+        )
+    make_lead(
+        organization,
+        ada_membership.user,
+        family_name="Mori",
+        company="Bluewater",
+        status="contacted",
+    )
     problems = watch_for_errors(page)
     # Violations reported by the page itself too, whatever the console makes of them.
     page.add_init_script(
         "document.addEventListener('securitypolicyviolation', (event) => console.error("
         "'CSP violation: ' + event.violatedDirective + ' ' + event.sourceFile));"
     )
-    sign_in(page, live_server, ada.user)
+    sign_in(page, live_server, ada_membership.user)
     page.goto(live_server.url + "/crm/leads/")
     page.evaluate("window.stayedOnThePage = true")
 

@@ -16,23 +16,23 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def three_leads(organization: Organization, ada: Any) -> list[Lead]:
-    return [make_lead(organization, ada.user, family_name=f"L{i}") for i in range(3)]
+def three_leads(organization: Organization, ada_membership: Any) -> list[Lead]:
+    return [make_lead(organization, ada_membership.user, family_name=f"L{i}") for i in range(3)]
 
 
 @pytest.mark.parametrize("persona", ["ada", "bob"])
 def test_members_change_the_owner_of_selected_leads(
-    personas: dict[str, Client], persona: str, three_leads: list[Lead], bob: Any
+    personas: dict[str, Client], persona: str, three_leads: list[Lead], bob_membership: Any
 ) -> None:
     chosen = three_leads[:2]
     response = personas[persona].post(
         reverse("crm:lead-bulk") + "?status=new",
-        {"action": "owner", "owner": bob.user.pk, "ids": [lead.pk for lead in chosen]},
+        {"action": "owner", "owner": bob_membership.user.pk, "ids": [lead.pk for lead in chosen]},
     )
     assert response.status_code == 302
     assert response["Location"] == reverse("crm:lead-list") + "?status=new"
     owners = dict(Lead.objects.values_list("family_name", "owner_id"))
-    assert owners == {"L0": bob.user.pk, "L1": bob.user.pk, "L2": None}
+    assert owners == {"L0": bob_membership.user.pk, "L1": bob_membership.user.pk, "L2": None}
     edited = Activity.objects.filter(kind=ActivityKind.EDITED).order_by("lead_id")
     assert [(a.lead_id, a.data) for a in edited] == [
         (chosen[0].pk, {"fields": ["owner"]}),
@@ -41,11 +41,15 @@ def test_members_change_the_owner_of_selected_leads(
 
 
 def test_charlie_changes_nothing_in_another_organization(
-    charlie_client: Client, charlie: Any, three_leads: list[Lead]
+    charlie_client: Client, charlie_membership: Any, three_leads: list[Lead]
 ) -> None:
     response = charlie_client.post(
         reverse("crm:lead-bulk"),
-        {"action": "owner", "owner": charlie.user.pk, "ids": [lead.pk for lead in three_leads]},
+        {
+            "action": "owner",
+            "owner": charlie_membership.user.pk,
+            "ids": [lead.pk for lead in three_leads],
+        },
     )
     assert response.status_code == 404
     response = charlie_client.post(
@@ -69,11 +73,11 @@ def test_signed_out_visitors_are_sent_to_sign_in(
 
 
 def test_status_change_leaves_converted_leads_alone(
-    bob_client: Client, three_leads: list[Lead], ada: Any
+    bob_client: Client, three_leads: list[Lead], ada_membership: Any
 ) -> None:
     from kizuna.crm import services
 
-    services.convert_lead(lead=three_leads[0], by=ada.user)
+    services.convert_lead(lead=three_leads[0], by=ada_membership.user)
     response = bob_client.post(
         reverse("crm:lead-bulk"),
         {"action": "status", "status": "qualified", "ids": [lead.pk for lead in three_leads]},
@@ -103,10 +107,12 @@ def test_delete_asks_for_confirmation_first(ada_client: Client, three_leads: lis
 
 
 def test_delete_of_contacts_keeps_other_organizations_rows(
-    charlie_client: Client, organization: Organization, ada: Any, charlie: Any
+    charlie_client: Client, organization: Organization, ada_membership: Any, charlie_membership: Any
 ) -> None:
-    mine = make_contact(charlie.organization, charlie.user, family_name="Mine")
-    theirs = make_contact(organization, ada.user, family_name="Theirs")
+    mine = make_contact(
+        charlie_membership.organization, charlie_membership.user, family_name="Mine"
+    )
+    theirs = make_contact(organization, ada_membership.user, family_name="Theirs")
     response = charlie_client.post(
         reverse("crm:contact-bulk"),
         {"action": "delete", "confirm": "yes", "ids": [mine.pk, theirs.pk]},

@@ -19,18 +19,22 @@ DENIED = "Only administrators and the record&#x27;s owner can delete it."
 
 
 @pytest.fixture
-def adas_lead(organization: Organization, ada: Membership) -> Lead:
-    return make_lead(organization, ada.user, family_name="Ada's", owner=ada.user)
+def adas_lead(organization: Organization, ada_membership: Membership) -> Lead:
+    return make_lead(
+        organization, ada_membership.user, family_name="Ada's", owner=ada_membership.user
+    )
 
 
 @pytest.fixture
-def bobs_lead(organization: Organization, bob: Membership) -> Lead:
-    return make_lead(organization, bob.user, family_name="Bob's", owner=bob.user)
+def bobs_lead(organization: Organization, bob_membership: Membership) -> Lead:
+    return make_lead(
+        organization, bob_membership.user, family_name="Bob's", owner=bob_membership.user
+    )
 
 
 @pytest.fixture
-def unowned_contact(organization: Organization, ada: Membership) -> Contact:
-    return make_contact(organization, ada.user, family_name="Nobody's")
+def unowned_contact(organization: Organization, ada_membership: Membership) -> Contact:
+    return make_contact(organization, ada_membership.user, family_name="Nobody's")
 
 
 def _lead_names() -> list[str]:
@@ -169,10 +173,11 @@ def test_delete_rule_bulk_standard_members_delete_only_their_own_and_are_told(
 
 
 def test_delete_rule_bulk_tells_in_japanese_how_many_were_left(
-    bob_client: Client, organization: Organization, ada: Membership, bobs_lead: Lead
+    bob_client: Client, organization: Organization, ada_membership: Membership, bobs_lead: Lead
 ) -> None:
     others = [
-        make_lead(organization, ada.user, family_name=f"A{i}", owner=ada.user) for i in (1, 2)
+        make_lead(organization, ada_membership.user, family_name=f"A{i}", owner=ada_membership.user)
+        for i in (1, 2)
     ]
     ids = [bobs_lead.pk, *(lead.pk for lead in others)]
     response = _bulk_delete(bob_client, ids, confirm=True, HTTP_ACCEPT_LANGUAGE="ja")

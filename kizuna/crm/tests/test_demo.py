@@ -17,8 +17,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def users(ada_user: Any, bob_user: Any, carol_user: Any, charlie_user: Any) -> dict[str, Any]:
-    return {"ada": ada_user, "bob": bob_user, "carol": carol_user, "charlie": charlie_user}
+def users(ada: Any, bob: Any, carol: Any, charlie: Any) -> dict[str, Any]:
+    return {"ada": ada, "bob": bob, "carol": carol, "charlie": charlie}
 
 
 def test_demo_loads_organizations_members_and_people_once(users: dict[str, Any]) -> None:

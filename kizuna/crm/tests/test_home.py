@@ -59,11 +59,13 @@ def test_an_empty_organization_name_is_an_error(user_client: Client) -> None:
 
 
 def test_a_member_of_two_organizations_switches_from_the_header(
-    ada: Membership, other_organization: Organization, organization: Organization
+    ada_membership: Membership, other_organization: Organization, organization: Organization
 ) -> None:
-    Membership.objects.create(organization=other_organization, user=ada.user, role=Role.STANDARD)
-    theirs = make_lead(other_organization, ada.user, family_name="Theirs")
-    client = client_for(ada.user)
+    Membership.objects.create(
+        organization=other_organization, user=ada_membership.user, role=Role.STANDARD
+    )
+    theirs = make_lead(other_organization, ada_membership.user, family_name="Theirs")
+    client = client_for(ada_membership.user)
 
     home = client.get(reverse("crm:home"))
     content = home.content.decode()
@@ -83,13 +85,16 @@ def test_a_member_of_two_organizations_switches_from_the_header(
 
 
 def test_switching_to_an_organization_one_is_not_in_is_404(
-    charlie_client: Client, organization: Organization, charlie: Membership
+    charlie_client: Client, organization: Organization, charlie_membership: Membership
 ) -> None:
     response = charlie_client.post(
         reverse("crm:organization-switch"), {"organization": organization.pk}
     )
     assert response.status_code == 404
-    assert charlie_client.get(reverse("crm:home")).context["organization"] == charlie.organization
+    assert (
+        charlie_client.get(reverse("crm:home")).context["organization"]
+        == charlie_membership.organization
+    )
 
 
 @pytest.mark.parametrize("value", ["", "abc"])

@@ -20,10 +20,10 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def invite(ada: Membership) -> Any:
+def invite(ada_membership: Membership) -> Any:
     def invite(email: str, role: str = Role.STANDARD) -> str:
         _invitation, token = services.invite_member(
-            organization=ada.organization, email=email, role=role, by=ada.user
+            organization=ada_membership.organization, email=email, role=role, by=ada_membership.user
         )
         return reverse("crm:invitation", args=[token])
 
@@ -41,7 +41,7 @@ def test_the_email_holds_the_link_and_only_its_hash_is_stored(invite: Any) -> No
 
 
 def test_a_new_person_creates_an_account_and_joins(
-    invite: Any, anonymous_client: Client, ada: Membership
+    invite: Any, anonymous_client: Client, ada_membership: Membership
 ) -> None:
     url = invite("new@example.com", Role.ADMINISTRATOR)
     page = anonymous_client.get(url)
@@ -60,7 +60,10 @@ def test_a_new_person_creates_an_account_and_joins(
     user = User.objects.get(email="new@example.com")
     assert user.check_password("a-long-pass-phrase")
     membership = Membership.objects.get(user=user)
-    assert (membership.organization, membership.role) == (ada.organization, Role.ADMINISTRATOR)
+    assert (membership.organization, membership.role) == (
+        ada_membership.organization,
+        Role.ADMINISTRATOR,
+    )
     assert anonymous_client.get(reverse("crm:home")).status_code == 200
     # The link works once.
     assert Client().get(url).status_code == 410
@@ -95,15 +98,15 @@ def test_someone_with_an_account_signs_in_then_accepts(
     assert Membership.objects.get(user=carol).role == Role.STANDARD
 
 
-def test_another_signed_in_user_cannot_accept(invite: Any, charlie: Membership) -> None:
+def test_another_signed_in_user_cannot_accept(invite: Any, charlie_membership: Membership) -> None:
     url = invite("someone@example.com")
-    client = client_for(charlie.user)
+    client = client_for(charlie_membership.user)
     page = client.get(url)
     assert "You are signed in as charlie@example.com." in page.content.decode()
     response = client.post(url)
     assert response.status_code == 400
     assert not Membership.objects.filter(
-        user=charlie.user, organization__name="Kizuna Demo"
+        user=charlie_membership.user, organization__name="Kizuna Demo"
     ).exists()
     assert MemberInvitation.objects.get().accepted_at is None
 
@@ -129,26 +132,32 @@ def test_an_unknown_token_is_refused(anonymous_client: Client) -> None:
 
 
 def test_accepting_reactivates_a_deactivated_member(
-    invite: Any, bob: Membership, ada: Membership
+    invite: Any, bob_membership: Membership, ada_membership: Membership
 ) -> None:
-    services.deactivate_member(membership=bob, by=ada.user)
+    services.deactivate_member(membership=bob_membership, by=ada_membership.user)
     url = invite("bob@example.com", Role.ADMINISTRATOR)
-    assert client_for(bob.user).post(url).status_code == 302
-    bob.refresh_from_db()
-    assert (bob.is_active, bob.role) == (True, Role.ADMINISTRATOR)
+    assert client_for(bob_membership.user).post(url).status_code == 302
+    bob_membership.refresh_from_db()
+    assert (bob_membership.is_active, bob_membership.role) == (True, Role.ADMINISTRATOR)
 
 
-def test_the_invitation_email_is_in_the_invitees_language(ada: Membership) -> None:
+def test_the_invitation_email_is_in_the_invitees_language(ada_membership: Membership) -> None:
     make_user("kenji@example.com", language="ja")
     services.invite_member(
-        organization=ada.organization, email="kenji@example.com", role=Role.STANDARD, by=ada.user
+        organization=ada_membership.organization,
+        email="kenji@example.com",
+        role=Role.STANDARD,
+        by=ada_membership.user,
     )
     assert mail.outbox[0].subject == "Kizuna CRM の組織「Kizuna Demo」への招待"
 
 
-def test_the_invitation_names_the_inviting_member_as_its_sender(ada: Membership) -> None:
+def test_the_invitation_names_the_inviting_member_as_its_sender(ada_membership: Membership) -> None:
     services.invite_member(
-        organization=ada.organization, email="new@example.com", role=Role.STANDARD, by=ada.user
+        organization=ada_membership.organization,
+        email="new@example.com",
+        role=Role.STANDARD,
+        by=ada_membership.user,
     )
     (sent,) = mail.outbox
     assert sent.extra_headers == {

@@ -89,17 +89,22 @@ def test_the_matrix_covers_every_view_of_the_crm_core() -> None:
 
 
 @pytest.fixture
-def objects(lead: Lead, contact: Contact, ada: Membership, bob: Membership) -> dict[str, Any]:
+def objects(
+    lead: Lead, contact: Contact, ada_membership: Membership, bob_membership: Membership
+) -> dict[str, Any]:
     invitation, token = services.invite_member(
-        organization=ada.organization, email="x@example.com", role=Role.STANDARD, by=ada.user
+        organization=ada_membership.organization,
+        email="x@example.com",
+        role=Role.STANDARD,
+        by=ada_membership.user,
     )
     return {
         "lead": lead.pk,
         "contact": contact.pk,
-        "membership": bob.pk,
+        "membership": bob_membership.pk,
         "invitation": invitation.pk,
         "token": token,
-        "organization": ada.organization_id,
+        "organization": ada_membership.organization_id,
     }
 
 

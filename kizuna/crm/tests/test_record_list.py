@@ -22,18 +22,34 @@ def _names(response: Any) -> list[str]:
 
 
 @pytest.fixture
-def people(organization: Organization, ada: Any, bob: Any) -> dict[str, Lead]:
+def people(organization: Organization, ada_membership: Any, bob_membership: Any) -> dict[str, Lead]:
     rows = [
-        ("佐藤", "花子", "さくら食品", "hanako@sakura.example", ada.user, "web", "new"),
-        ("鈴木", "一郎", "Suzuki Motors", "ichiro@suzuki.example", bob.user, "event", "contacted"),
+        ("佐藤", "花子", "さくら食品", "hanako@sakura.example", ada_membership.user, "web", "new"),
+        (
+            "鈴木",
+            "一郎",
+            "Suzuki Motors",
+            "ichiro@suzuki.example",
+            bob_membership.user,
+            "event",
+            "contacted",
+        ),
         ("Lovelace", "Ada", "Analytical Engines", "ada@engines.example", None, "", "qualified"),
-        ("Hopper", "Grace", "Navy", "grace@navy.example", bob.user, "web", "unqualified"),
+        (
+            "Hopper",
+            "Grace",
+            "Navy",
+            "grace@navy.example",
+            bob_membership.user,
+            "web",
+            "unqualified",
+        ),
     ]
     leads = {}
     for family, given, company, email, owner, source, status in rows:
         leads[family] = make_lead(
             organization,
-            ada.user,
+            ada_membership.user,
             family_name=family,
             given_name=given,
             company=company,
@@ -73,16 +89,21 @@ def test_it_searches_name_company_and_email(
 
 
 def test_it_filters_by_status_owner_and_source(
-    ada_client: Client, bob: Any, people: dict[str, Lead]
+    ada_client: Client, bob_membership: Any, people: dict[str, Lead]
 ) -> None:
     url = reverse("crm:lead-list")
     assert _names(ada_client.get(url, {"status": "contacted"})) == ["鈴木"]
-    assert _names(ada_client.get(url, {"owner": bob.user.pk, "sort": "name"})) == ["Hopper", "鈴木"]
+    assert _names(ada_client.get(url, {"owner": bob_membership.user.pk, "sort": "name"})) == [
+        "Hopper",
+        "鈴木",
+    ]
     assert _names(ada_client.get(url, {"owner": "me"})) == ["佐藤"]
     assert _names(ada_client.get(url, {"owner": "none"})) == ["Lovelace"]
     assert _names(ada_client.get(url, {"source": "web", "sort": "name"})) == ["Hopper", "佐藤"]
     assert _names(ada_client.get(url, {"source": "none"})) == ["Lovelace"]
-    assert _names(ada_client.get(url, {"source": "web", "owner": bob.user.pk})) == ["Hopper"]
+    assert _names(ada_client.get(url, {"source": "web", "owner": bob_membership.user.pk})) == [
+        "Hopper"
+    ]
 
 
 def test_it_ignores_invalid_filters_instead_of_failing(
@@ -112,7 +133,7 @@ def test_it_sorts_by_name_and_company(ada_client: Client, people: dict[str, Lead
 
 @pytest.mark.parametrize("sort", list(listing.SORTS))
 def test_keyset_pages_cover_every_row_once_even_with_ties(
-    ada_client: Client, organization: Organization, ada: Any, sort: str, monkeypatch: Any
+    ada_client: Client, organization: Organization, ada_membership: Any, sort: str, monkeypatch: Any
 ) -> None:
     monkeypatch.setattr(listing, "PAGE_SIZE", 3)
     same_time = timezone.now() - timedelta(days=1)
@@ -120,7 +141,10 @@ def test_keyset_pages_cover_every_row_once_even_with_ties(
     for index in range(8):
         # Same name, company and creation time for several rows: only the id tells them apart.
         contact = make_contact(
-            organization, ada.user, family_name=f"Kato{index // 3}", company=f"C{index % 2}"
+            organization,
+            ada_membership.user,
+            family_name=f"Kato{index // 3}",
+            company=f"C{index % 2}",
         )
         contact.created_at = same_time
         contact.save(update_fields=["created_at"])
@@ -148,17 +172,17 @@ def test_keyset_pages_cover_every_row_once_even_with_ties(
 
 
 def test_the_count_stops_at_the_limit(
-    ada_client: Client, organization: Organization, ada: Any, monkeypatch: Any
+    ada_client: Client, organization: Organization, ada_membership: Any, monkeypatch: Any
 ) -> None:
     monkeypatch.setattr(listing, "COUNT_LIMIT", 2)
     for index in range(3):
-        make_lead(organization, ada.user, family_name=f"N{index}")
+        make_lead(organization, ada_membership.user, family_name=f"N{index}")
     response = ada_client.get(reverse("crm:lead-list"))
     assert (response.context["page"].count, response.context["page"].count_is_capped) == (2, True)
     assert "More than 2 records" in response.content.decode()
 
 
-def test_a_cursor_is_plain_row_values(organization: Organization, ada: Any) -> None:
+def test_a_cursor_is_plain_row_values(organization: Organization, ada_membership: Any) -> None:
     sort = listing.SORTS["recent"]
     at = timezone.now()
     cursor = listing.encode_cursor([at, 42])
@@ -175,9 +199,9 @@ def test_the_empty_list_invites_to_add_a_record(bob_client: Client) -> None:
 
 
 def test_a_status_filter_on_contacts_is_ignored(
-    ada_client: Client, organization: Organization, ada: Any
+    ada_client: Client, organization: Organization, ada_membership: Any
 ) -> None:
-    make_contact(organization, ada.user, family_name="Abe")
+    make_contact(organization, ada_membership.user, family_name="Abe")
     response = ada_client.get(reverse("crm:contact-list"), {"status": LeadStatus.NEW})
     assert _names(response) == ["Abe"]
 

@@ -198,15 +198,15 @@ def test_converting_twice_creates_one_contact(ada_client: Client, lead: Lead) ->
 
 
 def test_timeline_of_a_converted_lead_follows_to_the_contact(
-    ada_client: Client, organization: Any, ada: Any
+    ada_client: Client, organization: Any, ada_membership: Any
 ) -> None:
-    lead = make_lead(organization, ada.user, family_name="Ito")
+    lead = make_lead(organization, ada_membership.user, family_name="Ito")
     ada_client.post(reverse("crm:lead-convert", args=[lead.pk]))
     lead.refresh_from_db()
     from kizuna.crm import services
 
     services.record_activity(
-        record=lead, kind=ActivityKind.EMAIL_SENT, actor=ada.user, summary="Hello"
+        record=lead, kind=ActivityKind.EMAIL_SENT, actor=ada_membership.user, summary="Hello"
     )
     assert (
         Activity.objects.filter(
@@ -217,14 +217,14 @@ def test_timeline_of_a_converted_lead_follows_to_the_contact(
 
 
 def test_owner_choices_are_members_of_the_current_organization(
-    ada_client: Client, bob: Any, charlie: Any
+    ada_client: Client, bob_membership: Any, charlie_membership: Any
 ) -> None:
     response = ada_client.get(reverse("crm:lead-create"))
     owners = {str(choice[1]) for choice in response.context["form"].fields["owner"].choices}
     assert owners == {"(nobody)", "Ada Lovelace", "Bob Smith"}
     response = ada_client.post(
         reverse("crm:lead-create"),
-        {"family_name": "Kato", "status": "new", "owner": charlie.user.pk},
+        {"family_name": "Kato", "status": "new", "owner": charlie_membership.user.pk},
     )
     assert response.status_code == 200
     assert "owner" in response.context["form"].errors
@@ -232,13 +232,16 @@ def test_owner_choices_are_members_of_the_current_organization(
 
 
 def test_a_contact_page_lists_other_kinds_of_activities(
-    ada_client: Client, organization: Any, ada: Any
+    ada_client: Client, organization: Any, ada_membership: Any
 ) -> None:
-    contact = make_contact(organization, ada.user, family_name="Mori")
+    contact = make_contact(organization, ada_membership.user, family_name="Mori")
     from kizuna.crm import services
 
     services.record_activity(
-        record=contact, kind=ActivityKind.EMAIL_SENT, actor=ada.user, summary="Spring offer"
+        record=contact,
+        kind=ActivityKind.EMAIL_SENT,
+        actor=ada_membership.user,
+        summary="Spring offer",
     )
     page = ada_client.get(reverse("crm:contact-detail", args=[contact.pk])).content.decode()
     assert "Email sent</strong> — Spring offer" in page

@@ -74,51 +74,62 @@ def test_renaming_the_organization(
 
 @pytest.mark.parametrize("persona,status", [("ada", 302), ("bob", 403), ("charlie", 404)])
 def test_changing_a_role(
-    personas: dict[str, Client], bob: Membership, persona: str, status: int
+    personas: dict[str, Client], bob_membership: Membership, persona: str, status: int
 ) -> None:
     response = personas[persona].post(
-        reverse("crm:member-role", args=[bob.pk]), {f"m{bob.pk}-role": Role.ADMINISTRATOR}
+        reverse("crm:member-role", args=[bob_membership.pk]),
+        {f"m{bob_membership.pk}-role": Role.ADMINISTRATOR},
     )
     assert response.status_code == status
-    bob.refresh_from_db()
-    assert bob.role == (Role.ADMINISTRATOR if persona == "ada" else Role.STANDARD)
+    bob_membership.refresh_from_db()
+    assert bob_membership.role == (Role.ADMINISTRATOR if persona == "ada" else Role.STANDARD)
 
 
-def test_the_last_administrator_cannot_demote_herself(ada_client: Client, ada: Membership) -> None:
+def test_the_last_administrator_cannot_demote_herself(
+    ada_client: Client, ada_membership: Membership
+) -> None:
     response = ada_client.post(
-        reverse("crm:member-role", args=[ada.pk]), {f"m{ada.pk}-role": Role.STANDARD}, follow=True
+        reverse("crm:member-role", args=[ada_membership.pk]),
+        {f"m{ada_membership.pk}-role": Role.STANDARD},
+        follow=True,
     )
     assert "An organization needs at least one active administrator." in response.content.decode()
-    ada.refresh_from_db()
-    assert ada.role == Role.ADMINISTRATOR
+    ada_membership.refresh_from_db()
+    assert ada_membership.role == Role.ADMINISTRATOR
 
 
-def test_the_last_administrator_cannot_be_deactivated(ada_client: Client, ada: Membership) -> None:
-    response = ada_client.post(reverse("crm:member-deactivate", args=[ada.pk]), follow=True)
+def test_the_last_administrator_cannot_be_deactivated(
+    ada_client: Client, ada_membership: Membership
+) -> None:
+    response = ada_client.post(
+        reverse("crm:member-deactivate", args=[ada_membership.pk]), follow=True
+    )
     assert "An organization needs at least one active administrator." in response.content.decode()
-    ada.refresh_from_db()
-    assert ada.is_active is True
+    ada_membership.refresh_from_db()
+    assert ada_membership.is_active is True
 
 
 @pytest.mark.parametrize("persona,status", [("ada", 302), ("bob", 403), ("charlie", 404)])
 def test_deactivating_and_reactivating_a_member(
-    personas: dict[str, Client], bob: Membership, persona: str, status: int
+    personas: dict[str, Client], bob_membership: Membership, persona: str, status: int
 ) -> None:
-    response = personas[persona].post(reverse("crm:member-deactivate", args=[bob.pk]))
+    response = personas[persona].post(reverse("crm:member-deactivate", args=[bob_membership.pk]))
     assert response.status_code == status
-    bob.refresh_from_db()
-    assert bob.is_active is (persona != "ada")
+    bob_membership.refresh_from_db()
+    assert bob_membership.is_active is (persona != "ada")
     if persona == "ada":
         # Bob can no longer open the organization...
         from kizuna.testing.personas import client_for
 
-        assert client_for(bob.user).get(reverse("crm:lead-list")).status_code == 404
-        personas["ada"].post(reverse("crm:member-reactivate", args=[bob.pk]))
-        bob.refresh_from_db()
-        assert bob.is_active is True
+        assert client_for(bob_membership.user).get(reverse("crm:lead-list")).status_code == 404
+        personas["ada"].post(reverse("crm:member-reactivate", args=[bob_membership.pk]))
+        bob_membership.refresh_from_db()
+        assert bob_membership.is_active is True
 
 
-def test_bob_cannot_reactivate(bob_client: Client, ada: Membership, organization: Any) -> None:
+def test_bob_cannot_reactivate(
+    bob_client: Client, ada_membership: Membership, organization: Any
+) -> None:
     from kizuna.testing.personas import make_user
 
     gone = Membership.objects.create(
@@ -154,7 +165,7 @@ def test_inviting_a_member_sends_an_email(
 
 
 def test_inviting_an_active_member_is_a_form_error(
-    ada_client: Client, bob: Membership, settings: Any
+    ada_client: Client, bob_membership: Membership, settings: Any
 ) -> None:
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     response = ada_client.post(
@@ -169,13 +180,20 @@ def test_inviting_an_active_member_is_a_form_error(
 
 @pytest.mark.parametrize("persona,status", [("ada", 302), ("bob", 403), ("charlie", 404)])
 def test_withdrawing_an_invitation(
-    personas: dict[str, Client], ada: Membership, persona: str, status: int, settings: Any
+    personas: dict[str, Client],
+    ada_membership: Membership,
+    persona: str,
+    status: int,
+    settings: Any,
 ) -> None:
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     from kizuna.crm import services
 
     invitation, _token = services.invite_member(
-        organization=ada.organization, email="x@example.com", role=Role.STANDARD, by=ada.user
+        organization=ada_membership.organization,
+        email="x@example.com",
+        role=Role.STANDARD,
+        by=ada_membership.user,
     )
     response = personas[persona].post(reverse("crm:invitation-revoke", args=[invitation.pk]))
     assert response.status_code == status
@@ -183,13 +201,20 @@ def test_withdrawing_an_invitation(
 
 
 def test_members_page_lists_members_and_pending_invitations(
-    ada_client: Client, ada: Membership, bob: Membership, charlie: Membership, settings: Any
+    ada_client: Client,
+    ada_membership: Membership,
+    bob_membership: Membership,
+    charlie_membership: Membership,
+    settings: Any,
 ) -> None:
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     from kizuna.crm import services
 
     services.invite_member(
-        organization=ada.organization, email="x@example.com", role=Role.ADMINISTRATOR, by=ada.user
+        organization=ada_membership.organization,
+        email="x@example.com",
+        role=Role.ADMINISTRATOR,
+        by=ada_membership.user,
     )
     response = ada_client.get(reverse("crm:settings-members"))
     members = [m.user.email for m, _form in response.context["memberships"]]

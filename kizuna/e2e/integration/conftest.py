@@ -3,9 +3,10 @@ pytest-django's live_server and the CRM's client calls it at SURVEY_URL = live_s
 as a CRM deployed apart would. The Survey side is set up with its own services; the CRM
 side is driven through kizuna.crm.integration only.
 
-Personas: Ada administers the CRM organization "Kizuna Demo" (Bob is a standard user
-there) and owns the Survey account "Ada's Surveys" (two portals); Carol owns another
-Survey account; Charlie administers another CRM organization.
+Personas (kizuna/testing/personas.py): Ada administers the CRM organization "Kizuna Demo"
+(Bob is a standard user there) and owns the Survey account "Ada's Surveys" (`account`, here
+with a second portal); Carol owns another Survey account; Charlie administers another CRM
+organization.
 """
 
 from __future__ import annotations
@@ -17,12 +18,10 @@ import pytest
 from django.utils import translation
 
 from kizuna.crm.integration.client import Credentials
-from kizuna.crm.models import Membership, Organization, Role
 from kizuna.identity.models import User
-from kizuna.lib.tests.receiver import receiver  # noqa: F401 - a fixture
 from kizuna.survey.keys.services import get_or_create_key
 from kizuna.survey.models import AccountMember, Portal, Survey, SurveyAccount
-from kizuna.survey.services import create_account, create_portal
+from kizuna.survey.services import create_portal
 
 
 @pytest.fixture
@@ -42,33 +41,9 @@ def _english() -> Iterator[None]:
 
 
 @pytest.fixture
-def organization(db: None) -> Organization:
-    return Organization.objects.create(name="Kizuna Demo")
-
-
-@pytest.fixture
-def other_organization(db: None) -> Organization:
-    return Organization.objects.create(name="Sato Trading")
-
-
-@pytest.fixture
-def ada(ada_user: User, organization: Organization) -> User:
-    Membership.objects.create(organization=organization, user=ada_user, role=Role.ADMINISTRATOR)
-    return ada_user
-
-
-@pytest.fixture
-def charlie(charlie_user: User, other_organization: Organization) -> User:
-    Membership.objects.create(
-        organization=other_organization, user=charlie_user, role=Role.ADMINISTRATOR
-    )
-    return charlie_user
-
-
-@pytest.fixture
-def ada_account(ada_user: User) -> SurveyAccount:
-    account = create_account(name="Ada's Surveys", owner=ada_user)
-    create_portal(account=account, name="Events", by=ada_user)
+def ada_account(account: SurveyAccount, ada: User) -> SurveyAccount:
+    """Ada's `account` with a second portal, "Events"."""
+    create_portal(account=account, name="Events", by=ada)
     return account
 
 
@@ -78,29 +53,19 @@ def ada_portals(ada_account: SurveyAccount) -> list[Portal]:
 
 
 @pytest.fixture
-def ada_member(ada_account: SurveyAccount, ada_user: User) -> AccountMember:
-    return AccountMember.objects.get(account=ada_account, user=ada_user)
-
-
-@pytest.fixture
-def ada_credentials(ada_member: AccountMember) -> Credentials:
+def ada_credentials(ada_account: SurveyAccount, ada_member: AccountMember) -> Credentials:
     key = get_or_create_key(member=ada_member, by=ada_member.user).reveal()
     return Credentials(email="ada@example.com", key=key)
 
 
 @pytest.fixture
-def ada_survey(ada_portals: list[Portal], ada_user: User) -> Survey:
+def ada_survey(ada_portals: list[Portal], ada: User) -> Survey:
     return Survey.objects.create(
-        portal=ada_portals[0], title="Customer satisfaction", language="en", created_by=ada_user
+        portal=ada_portals[0], title="Customer satisfaction", language="en", created_by=ada
     )
 
 
 @pytest.fixture
-def carol_account(carol_user: User) -> SurveyAccount:
-    return create_account(name="Carol's Research", owner=carol_user)
-
-
-@pytest.fixture
-def carol_credentials(carol_account: SurveyAccount, carol_user: User) -> Credentials:
-    member = AccountMember.objects.get(account=carol_account, user=carol_user)
-    return Credentials(email="carol@example.com", key=get_or_create_key(member=member).reveal())
+def carol_credentials(carol_member: AccountMember) -> Credentials:
+    key = get_or_create_key(member=carol_member).reveal()
+    return Credentials(email="carol@example.com", key=key)

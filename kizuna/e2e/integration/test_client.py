@@ -14,7 +14,6 @@ from django.test import override_settings
 from kizuna.crm.integration import client
 from kizuna.crm.integration.client import Credentials, SurveyError, SurveyErrorCode
 from kizuna.identity.models import User
-from kizuna.lib.tests.receiver import Answer, Receiver
 from kizuna.survey.keys.services import get_or_create_key, regenerate_key
 from kizuna.survey.models import (
     AccountMember,
@@ -27,6 +26,7 @@ from kizuna.survey.models import (
 )
 from kizuna.survey.webhooks.models import WebhookEndpoint
 from kizuna.testing.personas import make_user
+from kizuna.testing.receiver import Answer, Receiver
 
 pytestmark = pytest.mark.usefixtures("survey_service")
 
@@ -85,13 +85,13 @@ def test_k2_a_regenerated_key_is_revoked_key(
 
 
 def test_s4_a_key_whose_owner_is_no_longer_an_administrator_is_insufficient_role(
-    ada_account: SurveyAccount, ada_member: AccountMember, bob_user: User
+    ada_account: SurveyAccount, ada_member: AccountMember, bob: User
 ) -> None:
-    bob = AccountMember.objects.create(
-        account=ada_account, user=bob_user, role=MemberRole.ADMINISTRATOR
+    bob_admin = AccountMember.objects.create(
+        account=ada_account, user=bob, role=MemberRole.ADMINISTRATOR
     )
-    key = get_or_create_key(member=bob, by=bob_user).reveal()
-    AccountMember.objects.filter(pk=bob.pk).update(role=MemberRole.MEMBER)
+    key = get_or_create_key(member=bob_admin, by=bob).reveal()
+    AccountMember.objects.filter(pk=bob_admin.pk).update(role=MemberRole.MEMBER)
 
     error = failure(lambda: client.get_account(Credentials("bob@example.com", key)))
 
@@ -124,10 +124,10 @@ def test_s4_missing_credentials_are_refused(ada_account: SurveyAccount) -> None:
 
 
 def test_e3_surveys_are_listed_open_or_closed_by_portal(
-    ada_credentials: Credentials, ada_survey: Survey, ada_portals: list[Portal], ada_user: User
+    ada_credentials: Credentials, ada_survey: Survey, ada_portals: list[Portal], ada: User
 ) -> None:
     closed = Survey.objects.create(
-        portal=ada_portals[1], title="Old poll", language="en", created_by=ada_user, is_open=False
+        portal=ada_portals[1], title="Old poll", language="en", created_by=ada, is_open=False
     )
 
     every = client.list_surveys(ada_credentials)
@@ -212,10 +212,10 @@ def test_e3_a_closed_survey_is_survey_closed_and_nothing_is_created(
 
 
 def test_e3_a_survey_of_another_account_is_not_found(
-    ada_credentials: Credentials, carol_account: SurveyAccount, carol_user: User
+    ada_credentials: Credentials, carol_account: SurveyAccount, carol: User
 ) -> None:
     carols = Survey.objects.create(
-        portal=carol_account.portals.get(), title="Carol's", language="en", created_by=carol_user
+        portal=carol_account.portals.get(), title="Carol's", language="en", created_by=carol
     )
 
     error = failure(

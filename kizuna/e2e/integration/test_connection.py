@@ -38,6 +38,7 @@ def enable(
     )
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_s9_enabling_stores_the_connection_its_webhook_endpoint_and_an_audit_entry(
     organization: Organization,
     ada: User,
@@ -76,6 +77,7 @@ def test_s9_enabling_stores_the_connection_its_webhook_endpoint_and_an_audit_ent
     assert current_connection(organization) == stored
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_s5_chosen_portals_are_kept_with_their_names(
     organization: Organization, ada: User, ada_credentials: Credentials, ada_portals: list[Portal]
 ) -> None:
@@ -87,6 +89,7 @@ def test_s5_chosen_portals_are_kept_with_their_names(
     assert connection.portal_ids() == [ada_portals[1].pk]
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_s5_neither_all_surveys_nor_a_portal_is_refused_and_nothing_saved(
     organization: Organization, ada: User, ada_credentials: Credentials
 ) -> None:
@@ -98,6 +101,7 @@ def test_s5_neither_all_surveys_nor_a_portal_is_refused_and_nothing_saved(
     assert not WebhookEndpoint.objects.exists()
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_s5_a_portal_of_another_account_is_refused_and_nothing_saved(
     organization: Organization,
     ada: User,
@@ -120,6 +124,7 @@ def test_s5_a_portal_of_another_account_is_refused_and_nothing_saved(
     assert not WebhookEndpoint.objects.exists()
 
 
+@pytest.mark.usefixtures("ada_membership")
 @pytest.mark.parametrize(
     ("email", "key_of", "code"),
     [
@@ -153,6 +158,7 @@ def test_s4_a_refused_key_enables_nothing(
     assert not AuditEntry.objects.exists()
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_s9_the_survey_service_refusing_the_endpoint_enables_nothing(
     organization: Organization, ada: User, ada_credentials: Credentials, settings: Any
 ) -> None:
@@ -167,6 +173,7 @@ def test_s9_the_survey_service_refusing_the_endpoint_enables_nothing(
     assert not AuditEntry.objects.exists()
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_s9_a_failure_after_the_endpoint_was_created_removes_it_and_a_retry_works(
     organization: Organization,
     ada: User,
@@ -189,6 +196,7 @@ def test_s9_a_failure_after_the_endpoint_was_created_removes_it_and_a_retry_work
     assert WebhookEndpoint.objects.get().pk == connection.webhook_endpoint_id
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_s9_enabling_twice_is_refused_and_the_second_endpoint_removed(
     organization: Organization, ada: User, ada_credentials: Credentials
 ) -> None:
@@ -202,6 +210,7 @@ def test_s9_enabling_twice_is_refused_and_the_second_endpoint_removed(
     assert list(WebhookEndpoint.objects.values_list("pk", flat=True)) == [first.webhook_endpoint_id]
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_s9_the_database_allows_one_connection_in_use_per_organization(
     organization: Organization, ada: User, ada_credentials: Credentials
 ) -> None:
@@ -219,6 +228,7 @@ def test_s9_the_database_allows_one_connection_in_use_per_organization(
         second.save()
 
 
+@pytest.mark.usefixtures("ada_membership", "charlie_membership")
 def test_s9_two_organizations_connected_to_one_account_have_their_own_endpoints_and_references(
     organization: Organization,
     other_organization: Organization,
@@ -256,6 +266,7 @@ def test_e4_references_not_made_by_a_connection_are_not_read(reference: str) -> 
 # --- disabling -------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_d6_disabling_records_the_cut_off_and_touches_nothing_at_the_survey_service(
     organization: Organization, ada: User, ada_credentials: Credentials
 ) -> None:
@@ -280,6 +291,7 @@ def test_d6_disabling_records_the_cut_off_and_touches_nothing_at_the_survey_serv
     ]
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_d6_enabling_again_is_a_new_connection(
     organization: Organization, ada: User, ada_credentials: Credentials
 ) -> None:
@@ -293,6 +305,7 @@ def test_d6_enabling_again_is_a_new_connection(
     assert current_connection(organization) == second
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_d6_disabling_what_is_not_set_up_is_refused(organization: Organization, ada: User) -> None:
     with pytest.raises(IntegrationError) as refused:
         services.disable(organization=organization, by=ada)
@@ -304,6 +317,7 @@ def test_d6_disabling_what_is_not_set_up_is_refused(organization: Organization, 
 # --- K2: reconnecting ------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_k2_a_revoked_key_puts_the_connection_in_needs_reconnection_and_a_new_key_fixes_it(
     organization: Organization,
     ada: User,
@@ -336,6 +350,7 @@ def test_k2_a_revoked_key_puts_the_connection_in_needs_reconnection_and_a_new_ke
     )
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_k2_a_key_of_another_account_does_not_reconnect(
     organization: Organization,
     ada: User,
@@ -359,6 +374,7 @@ def test_k2_a_key_of_another_account_does_not_reconnect(
     assert connection.credentials() == ada_credentials
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_k2_a_wrong_new_key_does_not_reconnect(
     organization: Organization, ada: User, ada_credentials: Credentials, ada_member: AccountMember
 ) -> None:

@@ -35,12 +35,11 @@ from kizuna.crm.mail import services as mail_services
 from kizuna.crm.mail import transport
 from kizuna.crm.mail.extensions import PrepareContext
 from kizuna.crm.mail.models import BatchPreparation, EmailTemplate, OutgoingMessage, SendBatch
-from kizuna.crm.models import Contact, Lead, Organization
+from kizuna.crm.models import Contact, Lead, Membership, Organization
 from kizuna.identity.models import User
-from kizuna.lib.tests.receiver import Answer, Receiver
 from kizuna.survey.keys.services import regenerate_key
 from kizuna.survey.models import AccountMember, Invitation, Portal, Survey, SurveyAccount
-from kizuna.testing.personas import client_for
+from kizuna.testing.receiver import Answer, Receiver
 from kizuna.testing.smtp import MailServer, free_port, smtp_settings
 from kizuna.work import leases
 from kizuna.work.leases import WorkStatus
@@ -79,14 +78,13 @@ def enable(
 
 @pytest.fixture
 def connection(
-    organization: Organization, ada: User, ada_credentials: Credentials, ada_survey: Survey
+    organization: Organization,
+    ada: User,
+    ada_membership: Membership,
+    ada_credentials: Credentials,
+    ada_survey: Survey,
 ) -> Connection:
     return enable(organization, ada, ada_credentials)
-
-
-@pytest.fixture
-def ada_client(ada: User) -> Client:
-    return client_for(ada)
 
 
 def make_contacts(organization: Organization, count: int) -> list[Contact]:
@@ -143,13 +141,12 @@ def test_e3_the_editor_offers_the_open_surveys_of_the_chosen_portals(
     ada_client: Client,
     ada_credentials: Credentials,
     ada_portals: list[Portal],
-    ada_user: User,
 ) -> None:
     events, other = ada_portals
-    wanted = Survey.objects.create(portal=events, title="Event feedback", created_by=ada_user)
-    also = Survey.objects.create(portal=events, title="Event follow-up", created_by=ada_user)
-    Survey.objects.create(portal=events, title="Closed one", is_open=False, created_by=ada_user)
-    Survey.objects.create(portal=other, title="Other portal", created_by=ada_user)
+    wanted = Survey.objects.create(portal=events, title="Event feedback", created_by=ada)
+    also = Survey.objects.create(portal=events, title="Event follow-up", created_by=ada)
+    Survey.objects.create(portal=events, title="Closed one", is_open=False, created_by=ada)
+    Survey.objects.create(portal=other, title="Other portal", created_by=ada)
     enable(
         organization,
         ada,
@@ -256,10 +253,9 @@ def test_e2_a_template_is_sent_with_its_survey_links_pointing_at_the_chosen_surv
     connection: Connection,
     ada_survey: Survey,
     ada_portals: list[Portal],
-    ada_user: User,
     smtp: MailServer,
 ) -> None:
-    other = Survey.objects.create(portal=ada_portals[0], title="Other", created_by=ada_user)
+    other = Survey.objects.create(portal=ada_portals[0], title="Other", created_by=ada)
     template = EmailTemplate.objects.create(
         organization=organization,
         module="leads",
@@ -307,6 +303,7 @@ def test_e2_the_list_selection_opens_send_survey_and_sends_with_one_api_call(
     assert SurveyInvitation.objects.filter(organization=organization).count() == 25
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_e2_a_bulk_send_makes_invitations_per_part_never_per_recipient_and_resumes_after_an_outage(
     organization: Organization,
     ada: User,
@@ -356,6 +353,7 @@ def test_e2_a_bulk_send_makes_invitations_per_part_never_per_recipient_and_resum
     assert Invitation.objects.filter(survey=ada_survey).count() == 5
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_e2_a_retried_part_creates_no_invitation_twice(
     organization: Organization, ada: User, connection: Connection, ada_survey: Survey
 ) -> None:
@@ -377,6 +375,7 @@ def test_e2_a_retried_part_creates_no_invitation_twice(
     assert SurveyInvitation.objects.count() == 3
 
 
+@pytest.mark.usefixtures("ada_membership", "charlie_membership")
 def test_e2_two_organizations_on_one_survey_account_get_references_of_their_own(
     organization: Organization,
     other_organization: Organization,
@@ -499,13 +498,13 @@ def test_e2_a_survey_id_of_another_account_is_refused(
     ada_client: Client,
     connection: Connection,
     carol_account: SurveyAccount,
-    carol_user: User,
+    carol: User,
     smtp: MailServer,
     language: str,
 ) -> None:
     speak(ada, ada_client, language)
     portal = Portal.objects.create(account=carol_account, name="Research")
-    carols = Survey.objects.create(portal=portal, title="Carol's survey", created_by=carol_user)
+    carols = Survey.objects.create(portal=portal, title="Carol's survey", created_by=carol)
     contact = make_contacts(organization, 1)[0]
     response = compose(ada_client, contact, f"Go: {sending.placeholder(carols.pk)}")
     assert REFUSALS["foreign"][language] in response.content.decode()

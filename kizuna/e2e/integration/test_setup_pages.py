@@ -34,17 +34,6 @@ def step(name: str) -> str:
 
 
 @pytest.fixture
-def ada_client(ada: User) -> Client:
-    return client_for(ada)
-
-
-@pytest.fixture
-def bob(bob_user: User, organization: Organization) -> User:
-    Membership.objects.create(organization=organization, user=bob_user, role=Role.STANDARD)
-    return bob_user
-
-
-@pytest.fixture
 def erin(organization: Organization) -> User:
     """A second CRM administrator, not a Survey user."""
     user = make_user("erin@example.com", full_name="Erin Noda")
@@ -67,6 +56,7 @@ def enter(browser: Client, email: str, key: str) -> Any:
 # --- S1, S2 ----------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("bob_membership")
 @pytest.mark.parametrize(
     ("method", "url"),
     [
@@ -171,7 +161,7 @@ def test_s4_each_refusal_has_its_own_message_and_saves_nothing(
     ada_credentials: Credentials,
     ada_member: AccountMember,
     carol_credentials: Credentials,
-    bob_user: User,
+    bob: User,
     settings: Any,
     case: str,
     message: str,
@@ -184,11 +174,11 @@ def test_s4_each_refusal_has_its_own_message_and_saves_nothing(
     elif case == "revoked_key":
         regenerate_key(member=ada_member, by=ada_member.user)
     elif case == "insufficient_role":
-        bob = AccountMember.objects.create(
-            account=ada_account, user=bob_user, role=MemberRole.ADMINISTRATOR
+        bob_admin = AccountMember.objects.create(
+            account=ada_account, user=bob, role=MemberRole.ADMINISTRATOR
         )
-        email, key = "bob@example.com", get_or_create_key(member=bob).reveal()
-        AccountMember.objects.filter(pk=bob.pk).update(role=MemberRole.MEMBER)
+        email, key = "bob@example.com", get_or_create_key(member=bob_admin).reveal()
+        AccountMember.objects.filter(pk=bob_admin.pk).update(role=MemberRole.MEMBER)
     elif case == "unreachable":
         settings.SURVEY_URL = "http://127.0.0.1:9"
     go_to_credentials(ada_client)
@@ -325,6 +315,7 @@ def test_s7_without_a_survey_account_one_is_created_with_a_first_portal(
     assert "A new Survey account" in text(portals)
 
 
+@pytest.mark.usefixtures("bob_membership")
 def test_s8_chosen_users_are_registered_and_choosing_nobody_is_an_error(
     ada_client: Client, ada_account: SurveyAccount, bob: User, erin: User
 ) -> None:
@@ -431,6 +422,7 @@ def test_d1_d4_disabling_is_confirmed_lists_templates_with_links_and_changes_non
     assert reverse("crm_mail:template", args=[linked.pk]) in text(after)
 
 
+@pytest.mark.usefixtures("ada_membership", "charlie_membership")
 def test_d6_another_organization_sees_only_its_own_integration(
     ada: User, charlie: User, organization: Organization, ada_credentials: Credentials
 ) -> None:
@@ -442,6 +434,7 @@ def test_d6_another_organization_sees_only_its_own_integration(
     assert "Ada&#x27;s Surveys" not in text(page)
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_s2_the_page_speaks_japanese(ada: User) -> None:
     browser = client_for(ada)
 

@@ -82,12 +82,12 @@ def send_to(address: str, subject: str, *, sent_by=None) -> None:
 
 
 def test_mailbox_shows_a_user_the_mail_to_them_and_the_mail_they_sent(
-    user, user_client, bob_user, local_mailbox
+    user, user_client, bob, local_mailbox
 ):
     send_to("bob@example.com", "Set a new Kizuna password")
     send_to(user.email, "For the user")
     send_to("lead@example.org", "Survey invitation the user sent", sent_by=user)
-    send_to("lead@example.org", "Email Bob sent to a lead", sent_by=bob_user)
+    send_to("lead@example.org", "Email Bob sent to a lead", sent_by=bob)
     send_to("nobody@example.org", "Sent by nobody in particular")
 
     response = user_client.get("/mailbox/")
@@ -98,8 +98,8 @@ def test_mailbox_shows_a_user_the_mail_to_them_and_the_mail_they_sent(
     ]
 
 
-def test_mail_another_member_sent_to_a_lead_is_not_found(user_client, bob_user, local_mailbox):
-    send_to("lead@example.org", "Join Bob's organization", sent_by=bob_user)
+def test_mail_another_member_sent_to_a_lead_is_not_found(user_client, bob, local_mailbox):
+    send_to("lead@example.org", "Join Bob's organization", sent_by=bob)
     [path] = local_mailbox.glob("*.eml")
 
     response = user_client.get(f"/mailbox/{path.name}/")
@@ -108,7 +108,7 @@ def test_mail_another_member_sent_to_a_lead_is_not_found(user_client, bob_user, 
     assert b"Join Bob" not in response.content
 
 
-def test_mailbox_message_of_another_user_is_not_found(user_client, bob_user, local_mailbox):
+def test_mailbox_message_of_another_user_is_not_found(user_client, bob, local_mailbox):
     send_to("Bob@Example.com", "Set a new Kizuna password")
     [path] = local_mailbox.glob("*.eml")
 
@@ -118,7 +118,7 @@ def test_mailbox_message_of_another_user_is_not_found(user_client, bob_user, loc
     assert b"Set a new Kizuna password" not in response.content
 
 
-def test_staff_read_every_message_in_the_mailbox(client, user, bob_user, local_mailbox):
+def test_staff_read_every_message_in_the_mailbox(client, user, bob, local_mailbox):
     user.is_staff = True
     user.save(update_fields=["is_staff"])
     client.force_login(user)
@@ -172,7 +172,7 @@ def send_with_secret(sender, token: str) -> None:
 
 
 def test_the_sender_reads_a_copy_with_every_secret_link_hidden(
-    user, user_client, bob_user, local_mailbox
+    user, user_client, bob, local_mailbox
 ):
     send_with_secret(user, "tok-SECRET-123")
     [path] = local_mailbox.glob("*.eml")
@@ -192,13 +192,13 @@ def test_the_sender_reads_a_copy_with_every_secret_link_hidden(
     assert "tok-SECRET-123" not in (local_mailbox / "copies" / path.name).read_text()
 
 
-def test_the_recipient_reads_the_secret_links_whole(bob_user, local_mailbox, user):
+def test_the_recipient_reads_the_secret_links_whole(bob, local_mailbox, user):
     from kizuna.testing.personas import client_for
 
     send_with_secret(user, "tok-SECRET-123")
     [path] = local_mailbox.glob("*.eml")
 
-    page = client_for(bob_user).get(f"/mailbox/{path.name}/").content.decode()
+    page = client_for(bob).get(f"/mailbox/{path.name}/").content.decode()
 
     assert 'href="https://kizuna.test/join/tok-SECRET-123/"' in page
     assert "[link shown only to the recipient]" not in page

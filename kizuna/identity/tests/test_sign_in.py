@@ -154,8 +154,8 @@ def test_throttle_is_per_address(client, user):
     assert client.session["_auth_user_id"] == str(user.pk)
 
 
-def test_throttle_is_per_email(client, user, bob_user):
-    fail(client, bob_user.email, 5)
+def test_throttle_is_per_email(client, user, bob):
+    fail(client, bob.email, 5)
 
     response = sign_in(client, user.email, PASSWORD)
 

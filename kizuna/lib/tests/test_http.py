@@ -6,7 +6,7 @@ import ssl
 import pytest
 
 from kizuna.lib import http
-from kizuna.lib.tests.receiver import Answer, Receiver, tls_receiver
+from kizuna.testing.receiver import Answer, Receiver, tls_receiver
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,10 @@ from kizuna.testing.personas import client_for
 
 
 def test_the_current_account_is_written_to_the_session_only_when_it_changes(
-    account: SurveyAccount, carol_account: SurveyAccount, ada_user: User
+    account: SurveyAccount, carol_account: SurveyAccount, ada: User
 ):
-    AccountMember.objects.create(account=carol_account, user=ada_user, role=MemberRole.MEMBER)
-    client = client_for(ada_user)
+    AccountMember.objects.create(account=carol_account, user=ada, role=MemberRole.MEMBER)
+    client = client_for(ada)
 
     first = client.get("/survey/")
     assert first.status_code == 200
@@ -33,12 +33,10 @@ def test_the_current_account_is_written_to_the_session_only_when_it_changes(
 
 
 def test_an_account_of_which_the_user_is_no_longer_a_member_is_replaced_in_the_session(
-    account: SurveyAccount, carol_account: SurveyAccount, ada_user: User
+    account: SurveyAccount, carol_account: SurveyAccount, ada: User
 ):
-    carols = AccountMember.objects.create(
-        account=carol_account, user=ada_user, role=MemberRole.MEMBER
-    )
-    client = client_for(ada_user)
+    carols = AccountMember.objects.create(account=carol_account, user=ada, role=MemberRole.MEMBER)
+    client = client_for(ada)
     client.post("/survey/accounts/switch/", {"account": carol_account.pk})
     carols.delete()
 

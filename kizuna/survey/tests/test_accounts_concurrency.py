@@ -16,17 +16,17 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
 def test_two_administrators_demoting_each_other_at_once_leave_one_administrator(
-    account: SurveyAccount, ada_user: User, bob_member: AccountMember
+    account: SurveyAccount, ada: User, bob_member: AccountMember
 ) -> None:
     require_postgresql()
     bob_member.role = MemberRole.ADMINISTRATOR
     bob_member.save(update_fields=["role"])
-    ada_member = AccountMember.objects.get(account=account, user=ada_user)
+    ada_member = AccountMember.objects.get(account=account, user=ada)
 
     def demote(member_pk: int) -> Callable[[], None]:
         def action() -> None:
             member = AccountMember.objects.select_related("account").get(pk=member_pk)
-            change_member_role(member=member, role=MemberRole.MEMBER, by=ada_user)
+            change_member_role(member=member, role=MemberRole.MEMBER, by=ada)
 
         return action
 
@@ -37,13 +37,13 @@ def test_two_administrators_demoting_each_other_at_once_leave_one_administrator(
 
 
 def test_inviting_the_same_address_three_times_at_once_makes_one_invitation_and_one_email(
-    account: SurveyAccount, ada_user: User
+    account: SurveyAccount, ada: User
 ) -> None:
     require_postgresql("needs PostgreSQL unique constraints under concurrency")
     statuses: list[str] = []
 
     def invite() -> None:
-        [outcome] = invite_members(account=account, emails=["twice@example.com"], by=ada_user)
+        [outcome] = invite_members(account=account, emails=["twice@example.com"], by=ada)
         statuses.append(str(outcome.status))
 
     errors = run_together(invite, invite, invite)

@@ -37,22 +37,22 @@ def test_create_account_names_the_portal_in_english_for_an_english_user() -> Non
 
 
 def test_the_last_administrator_cannot_be_demoted_or_removed(
-    account: SurveyAccount, ada_user: User
+    account: SurveyAccount, ada: User
 ) -> None:
-    ada_member = AccountMember.objects.get(account=account, user=ada_user)
+    ada_member = AccountMember.objects.get(account=account, user=ada)
     with pytest.raises(SurveyRuleError):
-        change_member_role(member=ada_member, role=MemberRole.MEMBER, by=ada_user)
+        change_member_role(member=ada_member, role=MemberRole.MEMBER, by=ada)
     with pytest.raises(SurveyRuleError):
-        remove_member(member=ada_member, by=ada_user)
+        remove_member(member=ada_member, by=ada)
     ada_member.refresh_from_db()
     assert ada_member.role == MemberRole.ADMINISTRATOR
 
 
 def test_an_administrator_can_step_down_once_another_exists(
-    account: SurveyAccount, ada_user: User, bob_member: AccountMember
+    account: SurveyAccount, ada: User, bob_member: AccountMember
 ) -> None:
-    change_member_role(member=bob_member, role=MemberRole.ADMINISTRATOR, by=ada_user)
-    ada_member = AccountMember.objects.get(account=account, user=ada_user)
-    change_member_role(member=ada_member, role=MemberRole.MEMBER, by=ada_user)
+    change_member_role(member=bob_member, role=MemberRole.ADMINISTRATOR, by=ada)
+    ada_member = AccountMember.objects.get(account=account, user=ada)
+    change_member_role(member=ada_member, role=MemberRole.MEMBER, by=ada)
     ada_member.refresh_from_db()
     assert ada_member.role == MemberRole.MEMBER

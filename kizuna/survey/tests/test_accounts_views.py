@@ -17,9 +17,9 @@ from kizuna.testing.personas import client_for, make_user
 
 
 def test_home_shows_the_administrators_portals_surveys_and_counts(
-    ada: Client, survey: Survey
+    ada_client: Client, survey: Survey
 ) -> None:
-    response = ada.get(reverse("survey:home"))
+    response = ada_client.get(reverse("survey:home"))
     assert response.status_code == 200
     body = response.content.decode()
     assert "My portal" in body
@@ -28,15 +28,17 @@ def test_home_shows_the_administrators_portals_surveys_and_counts(
     assert reverse("survey:portals") in body
 
 
-def test_home_for_a_member_hides_administrator_links(bob: Client, survey: Survey) -> None:
-    response = bob.get(reverse("survey:home"))
+def test_home_for_a_member_hides_administrator_links(bob_client: Client, survey: Survey) -> None:
+    response = bob_client.get(reverse("survey:home"))
     assert response.status_code == 200
     assert "Customer satisfaction" in response.content.decode()
     assert reverse("survey:members") not in response.content.decode()
 
 
-def test_home_for_an_outsider_shows_only_their_own_account(carol: Client, survey: Survey) -> None:
-    response = carol.get(reverse("survey:home"))
+def test_home_for_an_outsider_shows_only_their_own_account(
+    carol_client: Client, survey: Survey
+) -> None:
+    response = carol_client.get(reverse("survey:home"))
     assert response.status_code == 200
     assert "Customer satisfaction" not in response.content.decode()
     assert "Carol&#x27;s Research" in response.content.decode()
@@ -48,14 +50,14 @@ def test_home_for_a_user_without_account_offers_to_create_one(user_client: Clien
     assert "Create a Survey account" in response.content.decode()
 
 
-def test_home_signed_out_redirects_to_sign_in(anonymous: Client) -> None:
-    response = anonymous.get(reverse("survey:home"))
+def test_home_signed_out_redirects_to_sign_in(anonymous_client: Client) -> None:
+    response = anonymous_client.get(reverse("survey:home"))
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("identity:login"))
 
 
-def test_home_is_in_japanese_for_a_japanese_browser(ada: Client, survey: Survey) -> None:
-    response = ada.get(reverse("survey:home"), headers={"accept-language": "ja"})
+def test_home_is_in_japanese_for_a_japanese_browser(ada_client: Client, survey: Survey) -> None:
+    response = ada_client.get(reverse("survey:home"), headers={"accept-language": "ja"})
     assert "アンケート" in response.content.decode()
     assert "回答" in response.content.decode()
 
@@ -88,27 +90,27 @@ def test_creating_an_account_without_a_name_re_renders_with_an_error(
     assert SurveyAccount.objects.count() == 0
 
 
-def test_creating_an_account_signed_out_creates_nothing(anonymous: Client) -> None:
-    response = anonymous.post(reverse("survey:account-new"), {"name": "Sneaky"})
+def test_creating_an_account_signed_out_creates_nothing(anonymous_client: Client) -> None:
+    response = anonymous_client.post(reverse("survey:account-new"), {"name": "Sneaky"})
     assert response.status_code == 302
     assert not SurveyAccount.objects.filter(name="Sneaky").exists()
 
 
 def test_a_user_with_two_accounts_can_switch_between_them(
-    ada: Client, ada_user: User, survey: Survey
+    ada_client: Client, ada: User, survey: Survey
 ) -> None:
-    other = create_account(name="Ada's Second", owner=ada_user)
-    response = ada.post(reverse("survey:account-switch"), {"account": other.pk})
+    other = create_account(name="Ada's Second", owner=ada)
+    response = ada_client.post(reverse("survey:account-switch"), {"account": other.pk})
     assert response.status_code == 302
-    page = ada.get(reverse("survey:home")).content.decode()
+    page = ada_client.get(reverse("survey:home")).content.decode()
     assert "Customer satisfaction" not in page
     assert 'name="account"' in page  # the switcher shows with several accounts
 
 
 def test_switching_to_someone_elses_account_is_404(
-    bob: Client, carol_account: SurveyAccount
+    bob_client: Client, carol_account: SurveyAccount
 ) -> None:
-    response = bob.post(reverse("survey:account-switch"), {"account": carol_account.pk})
+    response = bob_client.post(reverse("survey:account-switch"), {"account": carol_account.pk})
     assert response.status_code == 404
 
 
@@ -116,15 +118,15 @@ def test_switching_to_someone_elses_account_is_404(
 
 
 def test_members_page_as_administrator_lists_members(
-    ada: Client, bob_member: AccountMember
+    ada_client: Client, bob_member: AccountMember
 ) -> None:
-    response = ada.get(reverse("survey:members"))
+    response = ada_client.get(reverse("survey:members"))
     assert response.status_code == 200
     assert "bob@example.com" in response.content.decode()
 
 
-def test_the_members_page_ends_with_the_form_to_invite_members(ada: Client) -> None:
-    html = ada.get(reverse("survey:members")).content.decode()
+def test_the_members_page_ends_with_the_form_to_invite_members(ada_client: Client) -> None:
+    html = ada_client.get(reverse("survey:members")).content.decode()
 
     card = html[html.index('<form method="post" class="card narrow">') :]
     assert '<h2 class="card-title">Invite members</h2>' in card
@@ -132,14 +134,14 @@ def test_the_members_page_ends_with_the_form_to_invite_members(ada: Client) -> N
     assert '<button type="submit" class="button primary">Invite</button>' in card
 
 
-def test_members_page_as_member_is_403(bob: Client) -> None:
-    assert bob.get(reverse("survey:members")).status_code == 403
+def test_members_page_as_member_is_403(bob_client: Client) -> None:
+    assert bob_client.get(reverse("survey:members")).status_code == 403
 
 
 def test_members_page_as_outsider_shows_only_their_account(
-    carol: Client, bob_member: AccountMember
+    carol_client: Client, bob_member: AccountMember
 ) -> None:
-    response = carol.get(reverse("survey:members"))
+    response = carol_client.get(reverse("survey:members"))
     assert response.status_code == 200
     assert "bob@example.com" not in response.content.decode()
 
@@ -148,14 +150,14 @@ def test_members_page_without_an_account_is_404(user_client: Client) -> None:
     assert user_client.get(reverse("survey:members")).status_code == 404
 
 
-def test_members_page_signed_out_redirects(anonymous: Client) -> None:
-    assert anonymous.get(reverse("survey:members")).status_code == 302
+def test_members_page_signed_out_redirects(anonymous_client: Client) -> None:
+    assert anonymous_client.get(reverse("survey:members")).status_code == 302
 
 
 def test_administrator_invites_by_email_and_nobody_joins_before_accepting(
-    ada: Client, account: SurveyAccount, bob_user: User
+    ada_client: Client, account: SurveyAccount, bob: User
 ) -> None:
-    response = ada.post(
+    response = ada_client.post(
         reverse("survey:members"),
         {"emails": "bob@example.com, newbie@example.com\nada@example.com", "role": "member"},
         follow=True,
@@ -176,9 +178,9 @@ def test_administrator_invites_by_email_and_nobody_joins_before_accepting(
 
 
 def test_adding_an_invalid_email_keeps_what_was_typed_and_adds_nobody(
-    ada: Client, account: SurveyAccount
+    ada_client: Client, account: SurveyAccount
 ) -> None:
-    response = ada.post(
+    response = ada_client.post(
         reverse("survey:members"), {"emails": "fine@example.com\nbroken", "role": "member"}
     )
     assert response.status_code == 400
@@ -189,12 +191,12 @@ def test_adding_an_invalid_email_keeps_what_was_typed_and_adds_nobody(
 
 
 def test_an_address_too_long_to_store_is_refused_like_an_invalid_one(
-    ada: Client, account: SurveyAccount
+    ada_client: Client, account: SurveyAccount
 ) -> None:
     # Valid by RFC 5322 parsing, but longer than the 254 characters an email column holds.
     long = ".".join(["a" * 60, "b" * 60, "c" * 60]) + "@" + "d" * 60 + ".example.com"
 
-    response = ada.post(
+    response = ada_client.post(
         reverse("survey:members"), {"emails": f"fine@example.com\n{long}", "role": "member"}
     )
 
@@ -204,25 +206,29 @@ def test_an_address_too_long_to_store_is_refused_like_an_invalid_one(
     assert not account.member_invitations.exists()
 
 
-def test_a_member_cannot_add_members(bob: Client, account: SurveyAccount) -> None:
-    response = bob.post(reverse("survey:members"), {"emails": "x@example.com", "role": "admin"})
+def test_a_member_cannot_add_members(bob_client: Client, account: SurveyAccount) -> None:
+    response = bob_client.post(
+        reverse("survey:members"), {"emails": "x@example.com", "role": "admin"}
+    )
     assert response.status_code == 403
     assert not account.member_invitations.exists()
     assert mail.outbox == []
 
 
-def test_administrator_changes_a_role(ada: Client, bob_member: AccountMember) -> None:
-    response = ada.post(reverse("survey:member-role", args=[bob_member.pk]), {"role": "admin"})
+def test_administrator_changes_a_role(ada_client: Client, bob_member: AccountMember) -> None:
+    response = ada_client.post(
+        reverse("survey:member-role", args=[bob_member.pk]), {"role": "admin"}
+    )
     assert response.status_code == 302
     bob_member.refresh_from_db()
     assert bob_member.role == MemberRole.ADMINISTRATOR
 
 
 def test_the_last_administrator_cannot_demote_themselves(
-    ada: Client, account: SurveyAccount, ada_user: User
+    ada_client: Client, account: SurveyAccount, ada: User
 ) -> None:
-    ada_member = AccountMember.objects.get(account=account, user=ada_user)
-    response = ada.post(
+    ada_member = AccountMember.objects.get(account=account, user=ada)
+    response = ada_client.post(
         reverse("survey:member-role", args=[ada_member.pk]), {"role": "member"}, follow=True
     )
     assert "at least one administrator" in response.content.decode()
@@ -230,24 +236,30 @@ def test_the_last_administrator_cannot_demote_themselves(
     assert ada_member.role == MemberRole.ADMINISTRATOR
 
 
-def test_a_member_cannot_change_roles(bob: Client, bob_member: AccountMember) -> None:
-    response = bob.post(reverse("survey:member-role", args=[bob_member.pk]), {"role": "admin"})
+def test_a_member_cannot_change_roles(bob_client: Client, bob_member: AccountMember) -> None:
+    response = bob_client.post(
+        reverse("survey:member-role", args=[bob_member.pk]), {"role": "admin"}
+    )
     assert response.status_code == 403
     bob_member.refresh_from_db()
     assert bob_member.role == MemberRole.MEMBER
 
 
 def test_an_outsider_cannot_change_roles_of_another_account(
-    carol: Client, bob_member: AccountMember
+    carol_client: Client, bob_member: AccountMember
 ) -> None:
-    response = carol.post(reverse("survey:member-role", args=[bob_member.pk]), {"role": "admin"})
+    response = carol_client.post(
+        reverse("survey:member-role", args=[bob_member.pk]), {"role": "admin"}
+    )
     assert response.status_code == 404
     bob_member.refresh_from_db()
     assert bob_member.role == MemberRole.MEMBER
 
 
-def test_signed_out_cannot_change_roles(anonymous: Client, bob_member: AccountMember) -> None:
-    response = anonymous.post(
+def test_signed_out_cannot_change_roles(
+    anonymous_client: Client, bob_member: AccountMember
+) -> None:
+    response = anonymous_client.post(
         reverse("survey:member-role", args=[bob_member.pk]), {"role": "admin"}
     )
     assert response.status_code == 302
@@ -255,18 +267,18 @@ def test_signed_out_cannot_change_roles(anonymous: Client, bob_member: AccountMe
     assert bob_member.role == MemberRole.MEMBER
 
 
-def test_administrator_removes_a_member(ada: Client, bob_member: AccountMember) -> None:
-    response = ada.post(reverse("survey:member-remove", args=[bob_member.pk]))
+def test_administrator_removes_a_member(ada_client: Client, bob_member: AccountMember) -> None:
+    response = ada_client.post(reverse("survey:member-remove", args=[bob_member.pk]))
     assert response.status_code == 302
     assert not AccountMember.objects.filter(pk=bob_member.pk).exists()
     assert User.objects.filter(email="bob@example.com").exists()  # the user stays
 
 
 def test_the_last_administrator_cannot_be_removed(
-    ada: Client, account: SurveyAccount, ada_user: User
+    ada_client: Client, account: SurveyAccount, ada: User
 ) -> None:
-    ada_member = AccountMember.objects.get(account=account, user=ada_user)
-    response = ada.post(reverse("survey:member-remove", args=[ada_member.pk]), follow=True)
+    ada_member = AccountMember.objects.get(account=account, user=ada)
+    response = ada_client.post(reverse("survey:member-remove", args=[ada_member.pk]), follow=True)
     assert "The last administrator cannot be removed" in response.content.decode()
     assert AccountMember.objects.filter(pk=ada_member.pk).exists()
 
@@ -275,19 +287,19 @@ def test_the_last_administrator_cannot_be_removed(
 def test_only_an_administrator_of_the_account_can_remove_members(
     request: pytest.FixtureRequest, persona: str, status: int, bob_member: AccountMember
 ) -> None:
-    client: Client = request.getfixturevalue(persona)
+    client: Client = request.getfixturevalue(f"{persona}_client")
     response = client.post(reverse("survey:member-remove", args=[bob_member.pk]))
     assert response.status_code == status
     assert AccountMember.objects.filter(pk=bob_member.pk).exists()
 
 
 def test_administrator_sends_an_invitation_again_with_a_new_link(
-    ada: Client, account: SurveyAccount
+    ada_client: Client, account: SurveyAccount
 ) -> None:
-    ada.post(reverse("survey:members"), {"emails": "late@example.com", "role": "member"})
+    ada_client.post(reverse("survey:members"), {"emails": "late@example.com", "role": "member"})
     invitation = account.member_invitations.get(email="late@example.com")
 
-    response = ada.post(reverse("survey:member-invitation-resend", args=[invitation.pk]))
+    response = ada_client.post(reverse("survey:member-invitation-resend", args=[invitation.pk]))
 
     assert response.status_code == 302
     assert [m.to for m in mail.outbox] == [["late@example.com"], ["late@example.com"]]
@@ -300,13 +312,13 @@ def test_administrator_sends_an_invitation_again_with_a_new_link(
 
 
 def test_a_resent_invitation_names_the_administrator_who_resent_it(
-    ada: Client, account: SurveyAccount, bob_user: User
+    ada_client: Client, account: SurveyAccount, bob: User
 ) -> None:
-    AccountMember.objects.create(account=account, user=bob_user, role=MemberRole.ADMINISTRATOR)
-    ada.post(reverse("survey:members"), {"emails": "late@example.com", "role": "member"})
+    AccountMember.objects.create(account=account, user=bob, role=MemberRole.ADMINISTRATOR)
+    ada_client.post(reverse("survey:members"), {"emails": "late@example.com", "role": "member"})
     invitation = account.member_invitations.get(email="late@example.com")
 
-    client_for(bob_user).post(reverse("survey:member-invitation-resend", args=[invitation.pk]))
+    client_for(bob).post(reverse("survey:member-invitation-resend", args=[invitation.pk]))
 
     assert [m.extra_headers[SENT_BY_HEADER] for m in mail.outbox] == [
         "ada@example.com",
@@ -324,14 +336,14 @@ def test_only_an_administrator_of_the_account_can_resend_or_withdraw_invitations
     action: str,
     account: SurveyAccount,
     bob_member: AccountMember,
-    ada_user: User,
+    ada: User,
 ) -> None:
     from kizuna.survey.services import invite_members
 
-    invite_members(account=account, emails=["late@example.com"], by=ada_user)
+    invite_members(account=account, emails=["late@example.com"], by=ada)
     invitation = account.member_invitations.get()
     mail.outbox.clear()
-    client: Client = request.getfixturevalue(persona)
+    client: Client = request.getfixturevalue(f"{persona}_client")
 
     assert client.post(reverse(f"survey:{action}", args=[invitation.pk])).status_code == status
 
@@ -339,11 +351,11 @@ def test_only_an_administrator_of_the_account_can_resend_or_withdraw_invitations
     assert account.member_invitations.get().token_hash == invitation.token_hash
 
 
-def test_new_account_page_for_a_member_of_an_account(bob: Client) -> None:
-    response = bob.get(reverse("survey:account-new"))
+def test_new_account_page_for_a_member_of_an_account(bob_client: Client) -> None:
+    response = bob_client.get(reverse("survey:account-new"))
     assert response.status_code == 200
     assert "New Survey account" in response.content.decode()
 
 
-def test_new_account_page_signed_out_redirects(anonymous: Client) -> None:
-    assert anonymous.get(reverse("survey:account-new")).status_code == 302
+def test_new_account_page_signed_out_redirects(anonymous_client: Client) -> None:
+    assert anonymous_client.get(reverse("survey:account-new")).status_code == 302

@@ -20,7 +20,7 @@ def sign_in(page: Page, live_server: Any, email: str) -> None:
 
 
 def test_moving_a_question_up_with_htmx_updates_the_list_in_place(
-    page: Page, live_server: Any, survey: Survey, ada: Any
+    page: Page, live_server: Any, survey: Survey, ada_client: Any
 ) -> None:
     for position, text in enumerate(["First question", "Second question"]):
         Question.objects.create(survey=survey, kind="short_text", text=text, position=position)
@@ -40,7 +40,7 @@ def test_moving_a_question_up_with_htmx_updates_the_list_in_place(
 
 
 def test_question_form_shows_only_the_settings_of_the_chosen_type(
-    page: Page, live_server: Any, survey: Survey, ada: Any
+    page: Page, live_server: Any, survey: Survey, ada_client: Any
 ) -> None:
     sign_in(page, live_server, "ada@example.com")
     page.goto(f"{live_server.url}/survey/surveys/{survey.pk}/questions/new/?kind=number")

@@ -43,9 +43,11 @@ def keys(question: Question, name: str = "choices") -> list[tuple[str, bool]]:
 # --- surveys --------------------------------------------------------------------------------
 
 
-def test_a_member_creates_a_survey_in_a_portal_of_the_account(bob: Client, portal: Portal) -> None:
-    assert bob.get(reverse("survey:survey-new") + f"?portal={portal.pk}").status_code == 200
-    response = bob.post(
+def test_a_member_creates_a_survey_in_a_portal_of_the_account(
+    bob_client: Client, portal: Portal
+) -> None:
+    assert bob_client.get(reverse("survey:survey-new") + f"?portal={portal.pk}").status_code == 200
+    response = bob_client.post(
         reverse("survey:survey-new"),
         {
             "title": "お客様アンケート",
@@ -71,9 +73,11 @@ def test_a_member_creates_a_survey_in_a_portal_of_the_account(bob: Client, porta
     assert timezone.localtime(survey.closes_at).isoformat() == "2030-01-31T18:00:00+09:00"
 
 
-def test_a_survey_cannot_go_to_another_accounts_portal(ada: Client, carol_account: Any) -> None:
+def test_a_survey_cannot_go_to_another_accounts_portal(
+    ada_client: Client, carol_account: Any
+) -> None:
     foreign = carol_account.portals.get()
-    response = ada.post(
+    response = ada_client.post(
         reverse("survey:survey-new"), {"title": "X", "portal": foreign.pk, "language": "en"}
     )
     assert response.status_code == 400
@@ -81,14 +85,16 @@ def test_a_survey_cannot_go_to_another_accounts_portal(ada: Client, carol_accoun
 
 
 def test_new_survey_form_with_another_accounts_portal_is_404(
-    ada: Client, carol_account: Any
+    ada_client: Client, carol_account: Any
 ) -> None:
     foreign = carol_account.portals.get()
-    assert ada.get(reverse("survey:survey-new") + f"?portal={foreign.pk}").status_code == 404
+    assert ada_client.get(reverse("survey:survey-new") + f"?portal={foreign.pk}").status_code == 404
 
 
-def test_survey_without_title_re_renders_with_what_was_typed(ada: Client, portal: Portal) -> None:
-    response = ada.post(
+def test_survey_without_title_re_renders_with_what_was_typed(
+    ada_client: Client, portal: Portal
+) -> None:
+    response = ada_client.post(
         reverse("survey:survey-new"),
         {"title": "", "description": "kept text", "portal": portal.pk, "language": "en"},
     )
@@ -103,7 +109,7 @@ def test_survey_without_title_re_renders_with_what_was_typed(ada: Client, portal
 def test_builder_page_persona_matrix(
     request: pytest.FixtureRequest, persona: str, status: int, survey: Survey
 ) -> None:
-    client: Client = request.getfixturevalue(persona)
+    client: Client = request.getfixturevalue(f"{persona}_client")
     assert client.get(reverse("survey:survey", args=[survey.pk])).status_code == status
     assert client.get(reverse("survey:survey-edit", args=[survey.pk])).status_code == status
     assert client.get(reverse("survey:survey-delete", args=[survey.pk])).status_code == status
@@ -116,7 +122,7 @@ def test_builder_page_persona_matrix(
 def test_outsiders_cannot_edit_a_survey(
     request: pytest.FixtureRequest, persona: str, survey: Survey, portal: Portal
 ) -> None:
-    client: Client = request.getfixturevalue(persona)
+    client: Client = request.getfixturevalue(f"{persona}_client")
     response = client.post(
         reverse("survey:survey-edit", args=[survey.pk]),
         {"title": "Hacked", "portal": portal.pk, "language": "en"},
@@ -126,8 +132,10 @@ def test_outsiders_cannot_edit_a_survey(
     assert survey.title == "Customer satisfaction"
 
 
-def test_editing_survey_settings_closes_it(ada: Client, survey: Survey, portal: Portal) -> None:
-    response = ada.post(
+def test_editing_survey_settings_closes_it(
+    ada_client: Client, survey: Survey, portal: Portal
+) -> None:
+    response = ada_client.post(
         reverse("survey:survey-edit", args=[survey.pk]),
         {"title": "CSAT", "portal": portal.pk, "language": "en", "thank_you_message": "Thanks!"},
     )
@@ -137,18 +145,18 @@ def test_editing_survey_settings_closes_it(ada: Client, survey: Survey, portal: 
     assert not survey.accepts_responses()
 
 
-def test_a_survey_without_responses_is_deleted(bob: Client, survey: Survey) -> None:
-    response = bob.post(reverse("survey:survey-delete", args=[survey.pk]))
+def test_a_survey_without_responses_is_deleted(bob_client: Client, survey: Survey) -> None:
+    response = bob_client.post(reverse("survey:survey-delete", args=[survey.pk]))
     assert response.status_code == 302
     assert not Survey.objects.filter(pk=survey.pk).exists()
 
 
-def test_a_survey_with_responses_is_never_deleted(ada: Client, survey: Survey) -> None:
+def test_a_survey_with_responses_is_never_deleted(ada_client: Client, survey: Survey) -> None:
     question = Question.objects.create(survey=survey, kind="short_text", text="Name?")
     answer(question, "Ada")
-    page = ada.get(reverse("survey:survey-delete", args=[survey.pk])).content.decode()
+    page = ada_client.get(reverse("survey:survey-delete", args=[survey.pk])).content.decode()
     assert "cannot be deleted" in page
-    response = ada.post(reverse("survey:survey-delete", args=[survey.pk]), follow=True)
+    response = ada_client.post(reverse("survey:survey-delete", args=[survey.pk]), follow=True)
     assert "This survey has responses, so it cannot be deleted" in response.content.decode()
     assert Survey.objects.filter(pk=survey.pk).exists()
 
@@ -157,7 +165,7 @@ def test_a_survey_with_responses_is_never_deleted(ada: Client, survey: Survey) -
 def test_outsiders_cannot_delete_a_survey(
     request: pytest.FixtureRequest, persona: str, status: int, survey: Survey
 ) -> None:
-    client: Client = request.getfixturevalue(persona)
+    client: Client = request.getfixturevalue(f"{persona}_client")
     assert client.post(reverse("survey:survey-delete", args=[survey.pk])).status_code == status
     assert Survey.objects.filter(pk=survey.pk).exists()
 
@@ -188,9 +196,11 @@ def test_outsiders_cannot_delete_a_survey(
     ],
 )
 def test_every_question_kind_can_be_added(
-    bob: Client, survey: Survey, fields: dict[str, str], options: dict[str, Any]
+    bob_client: Client, survey: Survey, fields: dict[str, str], options: dict[str, Any]
 ) -> None:
-    response = add_question(bob, survey, text="Q?", help_text="Help", is_required="on", **fields)
+    response = add_question(
+        bob_client, survey, text="Q?", help_text="Help", is_required="on", **fields
+    )
     assert response.status_code == 302
     question = survey.questions.get()
     assert (question.kind, question.text, question.help_text, question.is_required) == (
@@ -229,16 +239,16 @@ def test_every_question_kind_can_be_added(
     ],
 )
 def test_bad_question_settings_are_refused_with_a_clear_error(
-    ada: Client, survey: Survey, fields: dict[str, str], field: str, message: str
+    ada_client: Client, survey: Survey, fields: dict[str, str], field: str, message: str
 ) -> None:
-    response = add_question(ada, survey, **fields)
+    response = add_question(ada_client, survey, **fields)
     assert response.status_code == 400
     assert any(message in error for error in response.context["form"].errors[field])
     assert survey.questions.count() == 0
 
 
-def test_question_errors_are_shown_in_japanese(ada: Client, survey: Survey) -> None:
-    response = ada.post(
+def test_question_errors_are_shown_in_japanese(ada_client: Client, survey: Survey) -> None:
+    response = ada_client.post(
         reverse("survey:question-new", args=[survey.pk]),
         {"kind": "single_choice", "text": "Q", "choices": "One"},
         headers={"accept-language": "ja"},
@@ -250,7 +260,7 @@ def test_question_errors_are_shown_in_japanese(ada: Client, survey: Survey) -> N
 def test_outsiders_cannot_add_questions(
     request: pytest.FixtureRequest, persona: str, survey: Survey
 ) -> None:
-    client: Client = request.getfixturevalue(persona)
+    client: Client = request.getfixturevalue(f"{persona}_client")
     response = add_question(client, survey)
     assert response.status_code == (404 if persona == "carol" else 302)
     assert survey.questions.count() == 0
@@ -260,25 +270,27 @@ def test_outsiders_cannot_add_questions(
 
 
 @pytest.fixture
-def choice_question(ada: Client, survey: Survey) -> Question:
-    add_question(ada, survey, kind="single_choice", text="Fruit?", choices="Apple\nBanana\nCherry")
+def choice_question(ada_client: Client, survey: Survey) -> Question:
+    add_question(
+        ada_client, survey, kind="single_choice", text="Fruit?", choices="Apple\nBanana\nCherry"
+    )
     return survey.questions.get()
 
 
 def test_renaming_a_choice_keeps_its_key_and_its_answers(
-    ada: Client, choice_question: Question
+    ada_client: Client, choice_question: Question
 ) -> None:
     banana = choice_question.options["choices"][1]["key"]
     answer(choice_question, banana)
-    edit_question(ada, choice_question, choices="Apple\nBanana split\nCherry")
+    edit_question(ada_client, choice_question, choices="Apple\nBanana split\nCherry")
     choice_question.refresh_from_db()
     assert choice_question.options["choices"][1]["key"] == banana
     assert answer_display(choice_question, banana) == "Banana split"
 
 
-def test_reordering_choices_keeps_every_key(ada: Client, choice_question: Question) -> None:
+def test_reordering_choices_keeps_every_key(ada_client: Client, choice_question: Question) -> None:
     before = {c["label"]: c["key"] for c in choice_question.options["choices"]}
-    edit_question(ada, choice_question, choices="Cherry\nApple\nBanana")
+    edit_question(ada_client, choice_question, choices="Cherry\nApple\nBanana")
     choice_question.refresh_from_db()
     assert [(c["label"], c["key"]) for c in choice_question.options["choices"]] == [
         ("Cherry", before["Cherry"]),
@@ -288,12 +300,12 @@ def test_reordering_choices_keeps_every_key(ada: Client, choice_question: Questi
 
 
 def test_a_removed_choice_with_answers_is_archived_and_the_user_is_told(
-    ada: Client, choice_question: Question
+    ada_client: Client, choice_question: Question
 ) -> None:
     cherry = choice_question.options["choices"][2]["key"]
     answer(choice_question, cherry)
     url = reverse("survey:question-edit", args=[choice_question.survey_id, choice_question.pk])
-    response = ada.post(
+    response = ada_client.post(
         url, {"kind": "single_choice", "text": "Fruit?", "choices": "Apple\nBanana"}, follow=True
     )
     assert "archived instead of deleted: Cherry" in response.content.decode()
@@ -302,19 +314,19 @@ def test_a_removed_choice_with_answers_is_archived_and_the_user_is_told(
 
 
 def test_a_removed_choice_without_answers_is_dropped(
-    ada: Client, choice_question: Question
+    ada_client: Client, choice_question: Question
 ) -> None:
-    edit_question(ada, choice_question, choices="Apple\nCherry")
+    edit_question(ada_client, choice_question, choices="Apple\nCherry")
     assert keys(choice_question) == [("Apple", False), ("Cherry", False)]
 
 
 def test_adding_back_an_archived_choice_restores_its_key(
-    ada: Client, choice_question: Question
+    ada_client: Client, choice_question: Question
 ) -> None:
     cherry = choice_question.options["choices"][2]["key"]
     answer(choice_question, cherry)
-    edit_question(ada, choice_question, choices="Apple\nBanana")
-    edit_question(ada, choice_question, choices="Apple\nBanana\nCherry")
+    edit_question(ada_client, choice_question, choices="Apple\nBanana")
+    edit_question(ada_client, choice_question, choices="Apple\nBanana\nCherry")
     choice_question.refresh_from_db()
     assert [(c["key"], bool(c.get("archived"))) for c in choice_question.options["choices"]][2] == (
         cherry,
@@ -323,10 +335,10 @@ def test_adding_back_an_archived_choice_restores_its_key(
 
 
 def test_a_question_with_answers_cannot_change_to_an_incompatible_kind(
-    ada: Client, choice_question: Question
+    ada_client: Client, choice_question: Question
 ) -> None:
     answer(choice_question, choice_question.options["choices"][0]["key"])
-    response = edit_question(ada, choice_question, kind="number")
+    response = edit_question(ada_client, choice_question, kind="number")
     assert response.status_code == 400
     assert "already has answers, so its type cannot change to Number" in response.content.decode()
     choice_question.refresh_from_db()
@@ -334,60 +346,70 @@ def test_a_question_with_answers_cannot_change_to_an_incompatible_kind(
 
 
 def test_a_question_with_answers_may_switch_between_single_choice_and_dropdown(
-    ada: Client, choice_question: Question
+    ada_client: Client, choice_question: Question
 ) -> None:
     apple = choice_question.options["choices"][0]["key"]
     answer(choice_question, apple)
-    response = edit_question(ada, choice_question, kind="dropdown", choices="Apple\nBanana\nCherry")
+    response = edit_question(
+        ada_client, choice_question, kind="dropdown", choices="Apple\nBanana\nCherry"
+    )
     assert response.status_code == 302
     choice_question.refresh_from_db()
     assert choice_question.kind == "dropdown"
     assert answer_display(choice_question, apple) == "Apple"
 
 
-def test_a_question_without_answers_may_change_kind(ada: Client, choice_question: Question) -> None:
-    edit_question(ada, choice_question, kind="nps")
+def test_a_question_without_answers_may_change_kind(
+    ada_client: Client, choice_question: Question
+) -> None:
+    edit_question(ada_client, choice_question, kind="nps")
     choice_question.refresh_from_db()
     assert (choice_question.kind, choice_question.options) == ("nps", {})
 
 
-def test_matrix_rows_with_answers_are_archived_when_removed(ada: Client, survey: Survey) -> None:
-    add_question(ada, survey, kind="matrix", text="Rate", rows="Speed\nPrice", columns="Bad\nGood")
+def test_matrix_rows_with_answers_are_archived_when_removed(
+    ada_client: Client, survey: Survey
+) -> None:
+    add_question(
+        ada_client, survey, kind="matrix", text="Rate", rows="Speed\nPrice", columns="Bad\nGood"
+    )
     question = survey.questions.get()
     speed = question.options["rows"][0]["key"]
     good = question.options["columns"][1]["key"]
     answer(question, {speed: good})
-    edit_question(ada, question, rows="Price", columns="Bad\nGood\nGreat")
+    edit_question(ada_client, question, rows="Price", columns="Bad\nGood\nGreat")
     assert keys(question, "rows") == [("Price", False), ("Speed", True)]
     assert keys(question, "columns") == [("Bad", False), ("Good", False), ("Great", False)]
     assert answer_display(question, {speed: good}) == "Speed: Good"
 
 
 def test_deleting_a_question_without_answers_removes_it(
-    bob: Client, choice_question: Question
+    bob_client: Client, choice_question: Question
 ) -> None:
     url = reverse("survey:question-delete", args=[choice_question.survey_id, choice_question.pk])
-    assert bob.post(url).status_code == 302
+    assert bob_client.post(url).status_code == 302
     assert not Question.objects.filter(pk=choice_question.pk).exists()
 
 
 def test_deleting_a_question_with_answers_archives_it_and_says_so(
-    ada: Client, choice_question: Question
+    ada_client: Client, choice_question: Question
 ) -> None:
     answer(choice_question, choice_question.options["choices"][0]["key"])
     url = reverse("survey:question-delete", args=[choice_question.survey_id, choice_question.pk])
-    response = ada.post(url, follow=True)
+    response = ada_client.post(url, follow=True)
     assert "archived instead of deleted" in response.content.decode()
     choice_question.refresh_from_db()
     assert choice_question.is_archived
     assert Answer.objects.filter(question=choice_question).count() == 1
 
 
-def test_an_archived_question_can_be_restored(ada: Client, choice_question: Question) -> None:
+def test_an_archived_question_can_be_restored(
+    ada_client: Client, choice_question: Question
+) -> None:
     choice_question.is_archived = True
     choice_question.save()
     url = reverse("survey:question-restore", args=[choice_question.survey_id, choice_question.pk])
-    assert ada.post(url).status_code == 302
+    assert ada_client.post(url).status_code == 302
     choice_question.refresh_from_db()
     assert not choice_question.is_archived
 
@@ -396,7 +418,7 @@ def test_an_archived_question_can_be_restored(ada: Client, choice_question: Ques
 def test_outsiders_cannot_edit_delete_restore_or_move_questions(
     request: pytest.FixtureRequest, persona: str, status: int, choice_question: Question
 ) -> None:
-    client: Client = request.getfixturevalue(persona)
+    client: Client = request.getfixturevalue(f"{persona}_client")
     args = [choice_question.survey_id, choice_question.pk]
     assert client.get(reverse("survey:question-edit", args=args)).status_code == status
     response = edit_question(client, choice_question, text="Hacked", choices="X\nY")
@@ -410,11 +432,11 @@ def test_outsiders_cannot_edit_delete_restore_or_move_questions(
 
 
 def test_a_question_of_another_survey_is_404_under_this_survey(
-    ada: Client, choice_question: Question, portal: Portal
+    ada_client: Client, choice_question: Question, portal: Portal
 ) -> None:
     other = Survey.objects.create(portal=portal, title="Other")
     url = reverse("survey:question-edit", args=[other.pk, choice_question.pk])
-    assert ada.get(url).status_code == 404
+    assert ada_client.get(url).status_code == 404
 
 
 # --- reordering and sections ------------------------------------------------------------------
@@ -428,26 +450,28 @@ def texts(survey: Survey) -> list[str]:
     )
 
 
-def test_questions_move_up_and_down_without_javascript(ada: Client, survey: Survey) -> None:
+def test_questions_move_up_and_down_without_javascript(ada_client: Client, survey: Survey) -> None:
     for text in ("One", "Two", "Three"):
-        add_question(ada, survey, text=text)
+        add_question(ada_client, survey, text=text)
     three = survey.questions.get(text="Three")
     url = reverse("survey:question-move", args=[survey.pk, three.pk])
-    response = ada.post(url, {"direction": "up"})
+    response = ada_client.post(url, {"direction": "up"})
     assert response.status_code == 302
     assert texts(survey) == ["One", "Three", "Two"]
-    ada.post(url, {"direction": "up"})
-    ada.post(url, {"direction": "up"})  # already first: stays
+    ada_client.post(url, {"direction": "up"})
+    ada_client.post(url, {"direction": "up"})  # already first: stays
     assert texts(survey) == ["Three", "One", "Two"]
-    ada.post(url, {"direction": "down"})
+    ada_client.post(url, {"direction": "down"})
     assert texts(survey) == ["One", "Three", "Two"]
 
 
-def test_moving_with_htmx_answers_the_page_list_fragment(bob: Client, survey: Survey) -> None:
+def test_moving_with_htmx_answers_the_page_list_fragment(
+    bob_client: Client, survey: Survey
+) -> None:
     for text in ("One", "Two"):
-        add_question(bob, survey, text=text)
+        add_question(bob_client, survey, text=text)
     two = survey.questions.get(text="Two")
-    response = bob.post(
+    response = bob_client.post(
         reverse("survey:question-move", args=[survey.pk, two.pk]),
         {"direction": "up"},
         headers={"hx-request": "true"},
@@ -459,32 +483,34 @@ def test_moving_with_htmx_answers_the_page_list_fragment(bob: Client, survey: Su
     assert texts(survey) == ["Two", "One"]
 
 
-def test_sections_are_pages_and_questions_move_between_them(ada: Client, survey: Survey) -> None:
-    add_question(ada, survey, text="Intro question")
-    response = ada.post(
+def test_sections_are_pages_and_questions_move_between_them(
+    ada_client: Client, survey: Survey
+) -> None:
+    add_question(ada_client, survey, text="Intro question")
+    response = ada_client.post(
         reverse("survey:section-new", args=[survey.pk]), {"title": "About you", "description": ""}
     )
     assert response.status_code == 302
     section = survey.sections.get()
     question = survey.questions.get()
-    edit_question(ada, question, section=section.pk)
+    edit_question(ada_client, question, section=section.pk)
     question.refresh_from_db()
     assert question.section == section
-    page = ada.get(reverse("survey:survey", args=[survey.pk])).content.decode()
+    page = ada_client.get(reverse("survey:survey", args=[survey.pk])).content.decode()
     assert "Page 1: About you" in page
 
 
-def test_sections_are_renamed_moved_and_deleted(ada: Client, survey: Survey) -> None:
+def test_sections_are_renamed_moved_and_deleted(ada_client: Client, survey: Survey) -> None:
     first = Section.objects.create(survey=survey, title="First", position=0)
     second = Section.objects.create(survey=survey, title="Second", position=1)
     Question.objects.create(survey=survey, section=second, kind="email", text="Mail?")
     url = reverse("survey:section-edit", args=[survey.pk, first.pk])
-    assert ada.post(url, {"title": "Start", "description": "Hi"}).status_code == 302
+    assert ada_client.post(url, {"title": "Start", "description": "Hi"}).status_code == 302
     move = reverse("survey:section-move", args=[survey.pk, second.pk])
-    assert ada.post(move, {"direction": "up"}).status_code == 302
+    assert ada_client.post(move, {"direction": "up"}).status_code == 302
     assert list(survey.sections.values_list("title", flat=True)) == ["Second", "Start"]
     delete = reverse("survey:section-delete", args=[survey.pk, second.pk])
-    response = ada.post(delete, follow=True)
+    response = ada_client.post(delete, follow=True)
     assert "moved to the first page" in response.content.decode()
     assert list(survey.sections.values_list("title", flat=True)) == ["Start"]
     assert survey.questions.get().section is None
@@ -495,7 +521,7 @@ def test_outsiders_cannot_touch_sections(
     request: pytest.FixtureRequest, persona: str, status: int, survey: Survey
 ) -> None:
     section = Section.objects.create(survey=survey, title="Keep")
-    client: Client = request.getfixturevalue(persona)
+    client: Client = request.getfixturevalue(f"{persona}_client")
     args = [survey.pk, section.pk]
     assert client.get(reverse("survey:section-edit", args=args)).status_code == status
     assert (
@@ -508,16 +534,16 @@ def test_outsiders_cannot_touch_sections(
     assert list(survey.sections.values_list("title", flat=True)) == ["Keep"]
 
 
-def test_a_member_manages_sections_too(bob: Client, survey: Survey) -> None:
-    response = bob.post(reverse("survey:section-new", args=[survey.pk]), {"title": "Bob's"})
+def test_a_member_manages_sections_too(bob_client: Client, survey: Survey) -> None:
+    response = bob_client.post(reverse("survey:section-new", args=[survey.pk]), {"title": "Bob's"})
     assert response.status_code == 302
     assert list(survey.sections.values_list("title", flat=True)) == ["Bob's"]
 
 
 def test_new_survey_form_offers_only_the_current_accounts_portals(
-    carol: Client, portal: Portal
+    carol_client: Client, portal: Portal
 ) -> None:
-    response = carol.get(reverse("survey:survey-new"))
+    response = carol_client.get(reverse("survey:survey-new"))
     assert response.status_code == 200
     offered = list(response.context["form"].fields["portal"].queryset)
     assert [p.name for p in offered] == ["My portal"]
@@ -528,8 +554,8 @@ def test_new_survey_form_without_an_account_is_404(user_client: Client) -> None:
     assert user_client.get(reverse("survey:survey-new")).status_code == 404
 
 
-def test_new_survey_form_signed_out_redirects(anonymous: Client) -> None:
-    assert anonymous.get(reverse("survey:survey-new")).status_code == 302
+def test_new_survey_form_signed_out_redirects(anonymous_client: Client) -> None:
+    assert anonymous_client.get(reverse("survey:survey-new")).status_code == 302
 
 
 @pytest.mark.parametrize(
@@ -542,12 +568,12 @@ def test_new_survey_form_signed_out_redirects(anonymous: Client) -> None:
         ("survey:account-new", "<h1>新しいアンケートアカウント</h1>"),
     ],
 )
-def test_account_pages_are_in_japanese(ada: Client, url_name: str, heading: str) -> None:
-    response = ada.get(reverse(url_name), headers={"accept-language": "ja"})
+def test_account_pages_are_in_japanese(ada_client: Client, url_name: str, heading: str) -> None:
+    response = ada_client.get(reverse(url_name), headers={"accept-language": "ja"})
     assert heading in response.content.decode()
 
 
-def test_builder_pages_are_in_japanese(ada: Client, survey: Survey) -> None:
+def test_builder_pages_are_in_japanese(ada_client: Client, survey: Survey) -> None:
     section = Section.objects.create(survey=survey, title="基本情報")
     question = Question.objects.create(
         survey=survey, section=section, kind="nps", text="おすすめ度", is_required=True
@@ -563,7 +589,7 @@ def test_builder_pages_are_in_japanese(ada: Client, survey: Survey) -> None:
         reverse("survey:survey-delete", args=[survey.pk]): ["アンケートを削除"],
     }
     for url, texts in pages.items():
-        body = ada.get(url, headers={"accept-language": "ja"}).content.decode()
+        body = ada_client.get(url, headers={"accept-language": "ja"}).content.decode()
         for text in texts:
             assert text in body, (url, text)
 
@@ -584,29 +610,33 @@ def test_builder_pages_are_in_japanese(ada: Client, survey: Survey) -> None:
     ],
 )
 def test_the_language_setting_says_it_sets_the_public_pages_language_and_respondents_may_switch(
-    ada: Client, survey: Survey, language: str, help_text: str
+    ada_client: Client, survey: Survey, language: str, help_text: str
 ) -> None:
-    body = ada.get(
+    body = ada_client.get(
         reverse("survey:survey-edit", args=[survey.pk]), headers={"accept-language": language}
     ).content.decode()
 
     assert help_text in body
 
 
-def test_builder_lists_each_questions_choices_range_or_grid(ada: Client, survey: Survey) -> None:
-    add_question(ada, survey, kind="multiple_choice", text="Pick", choices="A\nB", max_picks="2")
-    add_question(ada, survey, kind="number", text="Age", min="18")
-    add_question(ada, survey, kind="matrix", text="Grid", rows="R1\nR2", columns="C1\nC2")
-    body = ada.get(reverse("survey:survey", args=[survey.pk])).content.decode()
+def test_builder_lists_each_questions_choices_range_or_grid(
+    ada_client: Client, survey: Survey
+) -> None:
+    add_question(
+        ada_client, survey, kind="multiple_choice", text="Pick", choices="A\nB", max_picks="2"
+    )
+    add_question(ada_client, survey, kind="number", text="Age", min="18")
+    add_question(ada_client, survey, kind="matrix", text="Grid", rows="R1\nR2", columns="C1\nC2")
+    body = ada_client.get(reverse("survey:survey", args=[survey.pk])).content.decode()
     assert "A · B (picks: 0–2)" in body
     assert "range: 18–∞" in body
     assert "R1 · R2 × C1 · C2" in body
 
 
 def test_a_plain_member_uses_every_builder_action(
-    bob: Client, survey: Survey, portal: Portal
+    bob_client: Client, survey: Survey, portal: Portal
 ) -> None:
-    edited = bob.post(
+    edited = bob_client.post(
         reverse("survey:survey-edit", args=[survey.pk]),
         {"title": "Bob's title", "portal": portal.pk, "language": "ja", "is_open": "on"},
     )
@@ -615,40 +645,49 @@ def test_a_plain_member_uses_every_builder_action(
     second = Section.objects.create(survey=survey, title="Two", position=1)
     question = Question.objects.create(survey=survey, kind="email", text="Mail?", is_archived=True)
     args = [survey.pk, question.pk]
-    assert bob.post(reverse("survey:question-restore", args=args)).status_code == 302
-    assert bob.get(reverse("survey:question-edit", args=args)).status_code == 200
+    assert bob_client.post(reverse("survey:question-restore", args=args)).status_code == 302
+    assert bob_client.get(reverse("survey:question-edit", args=args)).status_code == 200
     section_args = [survey.pk, second.pk]
-    assert bob.get(reverse("survey:section-edit", args=section_args)).status_code == 200
+    assert bob_client.get(reverse("survey:section-edit", args=section_args)).status_code == 200
     assert (
-        bob.post(reverse("survey:section-edit", args=section_args), {"title": "Zwei"}).status_code
+        bob_client.post(
+            reverse("survey:section-edit", args=section_args), {"title": "Zwei"}
+        ).status_code
         == 302
     )
     assert (
-        bob.post(reverse("survey:section-move", args=section_args), {"direction": "up"}).status_code
+        bob_client.post(
+            reverse("survey:section-move", args=section_args), {"direction": "up"}
+        ).status_code
         == 302
     )
-    assert bob.post(reverse("survey:section-delete", args=[survey.pk, first.pk])).status_code == 302
+    assert (
+        bob_client.post(reverse("survey:section-delete", args=[survey.pk, first.pk])).status_code
+        == 302
+    )
     survey.refresh_from_db()
     question.refresh_from_db()
     assert (survey.title, survey.language, question.is_archived) == ("Bob's title", "ja", False)
     assert list(survey.sections.values_list("title", flat=True)) == ["Zwei"]
 
 
-def test_switching_accounts_signed_out_redirects(anonymous: Client, account: Any) -> None:
-    response = anonymous.post(reverse("survey:account-switch"), {"account": account.pk})
+def test_switching_accounts_signed_out_redirects(anonymous_client: Client, account: Any) -> None:
+    response = anonymous_client.post(reverse("survey:account-switch"), {"account": account.pk})
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("identity:login"))
 
 
-def test_a_member_closes_and_reopens_a_survey_in_one_click(bob: Client, survey: Survey) -> None:
+def test_a_member_closes_and_reopens_a_survey_in_one_click(
+    bob_client: Client, survey: Survey
+) -> None:
     url = reverse("survey:survey-open", args=[survey.pk])
-    response = bob.post(url, {"is_open": "0"}, follow=True)
+    response = bob_client.post(url, {"is_open": "0"}, follow=True)
     assert "The survey is closed: it accepts no more responses." in response.content.decode()
     survey.refresh_from_db()
     assert not survey.is_open
     survey.closes_at = timezone.now() - datetime.timedelta(days=1)
     survey.save(update_fields=["closes_at"])
-    bob.post(url, {"is_open": "1"})
+    bob_client.post(url, {"is_open": "1"})
     survey.refresh_from_db()
     assert (survey.is_open, survey.closes_at) == (True, None)
     assert survey.accepts_responses()
@@ -658,18 +697,22 @@ def test_a_member_closes_and_reopens_a_survey_in_one_click(bob: Client, survey: 
 def test_outsiders_cannot_close_a_survey(
     request: pytest.FixtureRequest, persona: str, status: int, survey: Survey
 ) -> None:
-    client: Client = request.getfixturevalue(persona)
+    client: Client = request.getfixturevalue(f"{persona}_client")
     url = reverse("survey:survey-open", args=[survey.pk])
     assert client.post(url, {"is_open": "0"}).status_code == status
     survey.refresh_from_db()
     assert survey.is_open
 
 
-def test_an_administrator_closes_a_survey_from_the_builder(ada: Client, survey: Survey) -> None:
-    page = ada.get(reverse("survey:survey", args=[survey.pk])).content.decode()
+def test_an_administrator_closes_a_survey_from_the_builder(
+    ada_client: Client, survey: Survey
+) -> None:
+    page = ada_client.get(reverse("survey:survey", args=[survey.pk])).content.decode()
     assert reverse("survey:survey-open", args=[survey.pk]) in page
     assert (
-        ada.post(reverse("survey:survey-open", args=[survey.pk]), {"is_open": "0"}).status_code
+        ada_client.post(
+            reverse("survey:survey-open", args=[survey.pk]), {"is_open": "0"}
+        ).status_code
         == 302
     )
     survey.refresh_from_db()
@@ -680,13 +723,13 @@ def test_an_administrator_closes_a_survey_from_the_builder(ada: Client, survey: 
 
 
 def test_copying_a_question_puts_it_right_after_the_original_without_archived_choices(
-    bob: Client, choice_question: Question, survey: Survey
+    bob_client: Client, choice_question: Question, survey: Survey
 ) -> None:
-    add_question(bob, survey, text="Last")
+    add_question(bob_client, survey, text="Last")
     answer(choice_question, choice_question.options["choices"][2]["key"])
-    edit_question(bob, choice_question, choices="Apple\nBanana")  # Cherry is archived
+    edit_question(bob_client, choice_question, choices="Apple\nBanana")  # Cherry is archived
     url = reverse("survey:question-copy", args=[survey.pk, choice_question.pk])
-    assert bob.post(url).status_code == 302
+    assert bob_client.post(url).status_code == 302
     assert texts(survey) == ["Fruit?", "Fruit?", "Last"]
     copy = survey.questions.exclude(pk=choice_question.pk).get(text="Fruit?")
     assert [c["label"] for c in copy.options["choices"]] == ["Apple", "Banana"]
@@ -694,13 +737,13 @@ def test_copying_a_question_puts_it_right_after_the_original_without_archived_ch
 
 
 def test_copying_a_survey_makes_a_closed_copy_with_sections_and_current_questions(
-    ada: Client, survey: Survey
+    ada_client: Client, survey: Survey
 ) -> None:
     section = Section.objects.create(survey=survey, title="Part 2", position=0)
     Question.objects.create(survey=survey, kind="nps", text="NPS", is_required=True)
     Question.objects.create(survey=survey, section=section, kind="long_text", text="Why?")
     Question.objects.create(survey=survey, kind="email", text="Old", is_archived=True)
-    response = ada.post(reverse("survey:survey-copy", args=[survey.pk]))
+    response = ada_client.post(reverse("survey:survey-copy", args=[survey.pk]))
     copy = Survey.objects.exclude(pk=survey.pk).get()
     assert response["Location"] == reverse("survey:survey", args=[copy.pk])
     assert (copy.title, copy.is_open, copy.portal_id) == (
@@ -720,7 +763,7 @@ def test_copying_a_survey_makes_a_closed_copy_with_sections_and_current_question
 def test_outsiders_cannot_copy_surveys_or_questions(
     request: pytest.FixtureRequest, persona: str, status: int, choice_question: Question
 ) -> None:
-    client: Client = request.getfixturevalue(persona)
+    client: Client = request.getfixturevalue(f"{persona}_client")
     survey_pk = choice_question.survey_id
     assert client.post(reverse("survey:survey-copy", args=[survey_pk])).status_code == status
     url = reverse("survey:question-copy", args=[survey_pk, choice_question.pk])

@@ -120,9 +120,9 @@ def test_12_2_300_public_submissions_from_one_address_within_a_minute_are_all_st
 
 
 def test_12_2_an_author_sets_the_ceilings_and_the_builder_shows_them(
-    ada: Client, survey: Survey
+    ada_client: Client, survey: Survey
 ) -> None:
-    saved = ada.post(
+    saved = ada_client.post(
         reverse("survey:survey-edit", args=[survey.pk]),
         {
             "title": survey.title,
@@ -134,8 +134,8 @@ def test_12_2_an_author_sets_the_ceilings_and_the_builder_shows_them(
         },
     )
     survey.refresh_from_db()
-    page = ada.get(reverse("survey:survey", args=[survey.pk])).content.decode()
-    form = ada.get(reverse("survey:survey-edit", args=[survey.pk])).content.decode()
+    page = ada_client.get(reverse("survey:survey", args=[survey.pk])).content.decode()
+    form = ada_client.get(reverse("survey:survey-edit", args=[survey.pk])).content.decode()
 
     assert saved.status_code == 302
     assert (survey.max_responses, survey.max_responses_per_hour) == (500, 120)
@@ -143,8 +143,8 @@ def test_12_2_an_author_sets_the_ceilings_and_the_builder_shows_them(
     assert "Maximum responses per hour" in form
 
 
-def test_12_2_a_ceiling_of_zero_is_refused_by_the_form(ada: Client, survey: Survey) -> None:
-    page = ada.post(
+def test_12_2_a_ceiling_of_zero_is_refused_by_the_form(ada_client: Client, survey: Survey) -> None:
+    page = ada_client.post(
         reverse("survey:survey-edit", args=[survey.pk]),
         {"title": "T", "portal": survey.portal_id, "language": "en", "max_responses": "0"},
     )

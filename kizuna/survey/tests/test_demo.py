@@ -40,16 +40,16 @@ def as_raw(value: Any) -> Any:
 
 
 def test_demo_loads_ada_and_carol_accounts_once(
-    ada_user: User, bob_user: User, carol_user: User, charlie_user: User
+    ada: User, bob: User, carol: User, charlie: User
 ) -> None:
-    users = demo_users(ada=ada_user, bob=bob_user, carol=carol_user, charlie=charlie_user)
+    users = demo_users(ada=ada, bob=bob, carol=carol, charlie=charlie)
     out = io.StringIO()
     demo.load(users=users, stdout=OutputWrapper(out))
     assert out.getvalue().splitlines()[0] == (
         "Survey: created Kizuna Demo Surveys, Carol's Research with 469 sample responses."
     )
 
-    ada_member = AccountMember.objects.get(user=ada_user)
+    ada_member = AccountMember.objects.get(user=ada)
     assert (ada_member.account.name, ada_member.role) == (
         "Kizuna Demo Surveys",
         MemberRole.ADMINISTRATOR,
@@ -58,11 +58,11 @@ def test_demo_loads_ada_and_carol_accounts_once(
         "Events",
         "顧客満足度",
     ]
-    carol_member = AccountMember.objects.get(user=carol_user)
+    carol_member = AccountMember.objects.get(user=carol)
     assert carol_member.account.name == "Carol's Research"
     assert carol_member.account.portals.count() == 1
     assert Survey.objects.filter(portal__account=carol_member.account).count() == 1
-    assert not AccountMember.objects.filter(user__in=[bob_user, charlie_user]).exists()
+    assert not AccountMember.objects.filter(user__in=[bob, charlie]).exists()
 
     ada_surveys = Survey.objects.filter(portal__account=ada_member.account)
     languages = set(ada_surveys.values_list("language", flat=True))
@@ -83,13 +83,13 @@ def test_demo_loads_ada_and_carol_accounts_once(
     demo.load(users=users, stdout=OutputWrapper(again))
     assert again.getvalue().splitlines()[0] == "Survey: demo accounts already present."
     assert Response.objects.count() == 469
-    assert AccountMember.objects.filter(user=ada_user).count() == 1
+    assert AccountMember.objects.filter(user=ada).count() == 1
 
 
 def test_every_demo_answer_is_one_a_respondent_could_have_given(
-    ada_user: User, bob_user: User, carol_user: User, charlie_user: User
+    ada: User, bob: User, carol: User, charlie: User
 ) -> None:
-    demo.load(users=demo_users(ada=ada_user, bob=bob_user, carol=carol_user, charlie=charlie_user))
+    demo.load(users=demo_users(ada=ada, bob=bob, carol=carol, charlie=charlie))
     answers = Answer.objects.select_related("question")
     assert answers.count() > 3000
     for answer in answers:
@@ -104,14 +104,14 @@ def test_every_demo_answer_is_one_a_respondent_could_have_given(
 
 @pytest.mark.parametrize("run", ["first", "second"])
 def test_demo_says_where_carols_sc_key_is_without_printing_it(
-    settings: Any, ada_user: User, bob_user: User, carol_user: User, charlie_user: User, run: str
+    settings: Any, ada: User, bob: User, carol: User, charlie: User, run: str
 ) -> None:
     settings.SURVEY_URL = "http://127.0.0.1:8000"
-    users = demo_users(ada=ada_user, bob=bob_user, carol=carol_user, charlie=charlie_user)
+    users = demo_users(ada=ada, bob=bob, carol=carol, charlie=charlie)
     keys: list[str] = []
     if run == "second":
         demo.load(users=users)
-        members = AccountMember.objects.filter(user__in=[ada_user, carol_user])
+        members = AccountMember.objects.filter(user__in=[ada, carol])
         keys = [get_or_create_key(member=member).reveal() for member in members]
     out = io.StringIO()
 

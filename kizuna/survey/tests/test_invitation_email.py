@@ -19,9 +19,9 @@ MEMBERS = reverse("survey:members")
 
 
 def test_6_no_mail_server_keeps_the_invitation_and_send_again_mails_it(
-    account: SurveyAccount, ada_user: User, mail_server: tuple[MailServer, int]
+    account: SurveyAccount, ada: User, mail_server: tuple[MailServer, int]
 ) -> None:
-    client = client_for(ada_user)
+    client = client_for(ada)
     with smtp_settings(free_port()):
         response = client.post(
             MEMBERS, {"emails": "dan@example.com", "role": "member"}, follow=True
@@ -53,9 +53,9 @@ def test_6_no_mail_server_keeps_the_invitation_and_send_again_mails_it(
 
 
 def test_6_a_refused_resend_is_reported_and_changes_nothing(
-    account: SurveyAccount, ada_user: User, mail_server: tuple[MailServer, int]
+    account: SurveyAccount, ada: User, mail_server: tuple[MailServer, int]
 ) -> None:
-    client = client_for(ada_user)
+    client = client_for(ada)
     server, port = mail_server
     with smtp_settings(port):
         client.post(MEMBERS, {"emails": "dan@example.com", "role": "member"})
@@ -75,8 +75,8 @@ def test_6_a_refused_resend_is_reported_and_changes_nothing(
     assert AuditEntry.objects.filter(action=AuditAction.MEMBER_INVITATION_RESENT).count() == 0
 
 
-def test_6_the_failure_is_reported_in_japanese(account: SurveyAccount, ada_user: User) -> None:
-    client = client_for(ada_user)
+def test_6_the_failure_is_reported_in_japanese(account: SurveyAccount, ada: User) -> None:
+    client = client_for(ada)
     with smtp_settings(free_port()):
         response = client.post(
             MEMBERS,

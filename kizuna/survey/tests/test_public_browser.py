@@ -57,7 +57,7 @@ def test_a_respondent_answers_two_pages_on_a_phone_without_javascript(
 
 @pytest.mark.django_db(transaction=True)
 def test_the_results_charts_render_under_the_csp_and_fit_a_phone(
-    browser: Any, live_server: Any, survey: Survey, ada_user: Any, account: Any
+    browser: Any, live_server: Any, survey: Survey, ada: Any, account: Any
 ) -> None:
     fruit = add_question(survey, "single_choice", "Favourite fruit?")
     score = add_question(survey, "nps", "Recommend us?")
@@ -66,7 +66,7 @@ def test_the_results_charts_render_under_the_csp_and_fit_a_phone(
             survey=survey, invitation=None, answers={fruit: key, score: value}, language="en"
         )
     client = Client()
-    client.force_login(ada_user)
+    client.force_login(ada)
     context = browser.new_context(viewport=PHONE, locale="en-US")
     context.add_cookies(
         [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]

@@ -77,11 +77,11 @@ def form_data(question_pk: int, sent: dict[str, list[str]]) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("kind", "options", "sent", "stored"), GOOD)
 def test_each_kind_stores_a_valid_answer(
-    survey: Survey, anonymous: Client, kind: str, options: dict, sent: dict, stored: Any
+    survey: Survey, anonymous_client: Client, kind: str, options: dict, sent: dict, stored: Any
 ) -> None:
     question = one_page_survey(survey, kind, options=options)
 
-    page = post(anonymous, url_of(survey), form_data(question.pk, sent))
+    page = post(anonymous_client, url_of(survey), form_data(question.pk, sent))
 
     assert page.status_code == 302
     assert page["Location"] == reverse("survey_public:done", args=[survey.public_id])
@@ -93,14 +93,14 @@ def test_each_kind_stores_a_valid_answer(
 
 @pytest.mark.parametrize(("kind", "options", "sent", "code"), BAD)
 def test_each_kind_refuses_bad_input_inline_and_keeps_what_was_typed(
-    survey: Survey, anonymous: Client, kind: str, options: dict, sent: dict, code: str
+    survey: Survey, anonymous_client: Client, kind: str, options: dict, sent: dict, code: str
 ) -> None:
     question = one_page_survey(survey, kind, options=options)
     data = form_data(question.pk, sent)
     expected_code, message = expected_error(question, data)
     assert expected_code == code
 
-    page = post(anonymous, url_of(survey), data)
+    page = post(anonymous_client, url_of(survey), data)
 
     assert page.status_code == 200
     assert Response.objects.count() == 0
@@ -139,11 +139,11 @@ def test_each_kind_refuses_bad_input_inline_and_keeps_what_was_typed(
     ],
 )
 def test_each_kind_when_required_and_empty_says_so(
-    survey: Survey, anonymous: Client, kind: str
+    survey: Survey, anonymous_client: Client, kind: str
 ) -> None:
     one_page_survey(survey, kind)
 
-    page = post(anonymous, url_of(survey), {})
+    page = post(anonymous_client, url_of(survey), {})
 
     assert page.status_code == 200
     assert "This question requires an answer." in page.content.decode()
@@ -152,23 +152,25 @@ def test_each_kind_when_required_and_empty_says_so(
 
 @pytest.mark.parametrize("kind", ["single_choice", "short_text", "number", "rating", "matrix"])
 def test_an_optional_question_left_empty_stores_no_answer(
-    survey: Survey, anonymous: Client, kind: str
+    survey: Survey, anonymous_client: Client, kind: str
 ) -> None:
     one_page_survey(survey, kind, required=False)
 
-    page = post(anonymous, url_of(survey), {})
+    page = post(anonymous_client, url_of(survey), {})
 
     assert page.status_code == 302
     assert Response.objects.filter(survey=survey).count() == 1
     assert Answer.objects.count() == 0
 
 
-def test_the_form_offers_every_kind_without_javascript(survey: Survey, anonymous: Client) -> None:
+def test_the_form_offers_every_kind_without_javascript(
+    survey: Survey, anonymous_client: Client
+) -> None:
     for kind in ["single_choice", "multiple_choice", "dropdown", "rating", "nps", "matrix"]:
         add_question(survey, kind)
     add_question(survey, "short_text", "Anything else?")
 
-    html = anonymous.get(url_of(survey)).content.decode()
+    html = anonymous_client.get(url_of(survey)).content.decode()
 
     assert "<script" not in html
     assert 'name="viewport"' in html
@@ -178,7 +180,7 @@ def test_the_form_offers_every_kind_without_javascript(survey: Survey, anonymous
     assert '<option value="b">Banana</option>' in html
 
 
-def test_survey_text_is_escaped_and_never_trusted(survey: Survey, anonymous: Client) -> None:
+def test_survey_text_is_escaped_and_never_trusted(survey: Survey, anonymous_client: Client) -> None:
     survey.title = "<script>alert(1)</script>Title"
     survey.description = "Line <b>one</b>\nLine two"
     survey.save(update_fields=["title", "description"])
@@ -189,7 +191,7 @@ def test_survey_text_is_escaped_and_never_trusted(survey: Survey, anonymous: Cli
         options={"choices": [{"key": "k", "label": "<i>label</i>"}]},
     )
 
-    html = anonymous.get(url_of(survey)).content.decode()
+    html = anonymous_client.get(url_of(survey)).content.decode()
 
     assert "<script>alert(1)" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;Title" in html
@@ -199,14 +201,14 @@ def test_survey_text_is_escaped_and_never_trusted(survey: Survey, anonymous: Cli
 
 
 def test_a_closed_survey_says_so_with_410_and_stores_nothing(
-    survey: Survey, anonymous: Client
+    survey: Survey, anonymous_client: Client
 ) -> None:
     question = one_page_survey(survey, "short_text")
     survey.is_open = False
     survey.save(update_fields=["is_open"])
 
-    shown = anonymous.get(url_of(survey))
-    sent = post(anonymous, url_of(survey), {f"q{question.pk}": "hi"})
+    shown = anonymous_client.get(url_of(survey))
+    sent = post(anonymous_client, url_of(survey), {f"q{question.pk}": "hi"})
 
     assert shown.status_code == 410
     assert "This survey is closed" in shown.content.decode()
@@ -214,54 +216,58 @@ def test_a_closed_survey_says_so_with_410_and_stores_nothing(
     assert Response.objects.count() == 0
 
 
-def test_an_unknown_link_is_404(db: None, anonymous: Client) -> None:
-    assert anonymous.get("/s/no-such-survey/").status_code == 404
+def test_an_unknown_link_is_404(db: None, anonymous_client: Client) -> None:
+    assert anonymous_client.get("/s/no-such-survey/").status_code == 404
 
 
-def test_the_anonymous_link_accepts_many_responses(survey: Survey, anonymous: Client) -> None:
+def test_the_anonymous_link_accepts_many_responses(
+    survey: Survey, anonymous_client: Client
+) -> None:
     question = one_page_survey(survey, "rating")
 
     for value in ["1", "5"]:
-        assert post(anonymous, url_of(survey), {f"q{question.pk}": value}).status_code == 302
+        assert post(anonymous_client, url_of(survey), {f"q{question.pk}": value}).status_code == 302
 
     assert sorted(Answer.objects.values_list("value", flat=True)) == [1, 5]
 
 
 def test_thank_you_page_shows_the_authors_message_escaped(
-    survey: Survey, anonymous: Client
+    survey: Survey, anonymous_client: Client
 ) -> None:
     survey.thank_you_message = "Thanks <b>a lot</b>!"
     survey.save(update_fields=["thank_you_message"])
 
-    html = anonymous.get(reverse("survey_public:done", args=[survey.public_id])).content.decode()
+    html = anonymous_client.get(
+        reverse("survey_public:done", args=[survey.public_id])
+    ).content.decode()
 
     assert "Thanks &lt;b&gt;a lot&lt;/b&gt;!" in html
 
 
 def test_pages_keep_answers_through_next_and_back_and_submit_validates_all(
-    survey: Survey, anonymous: Client
+    survey: Survey, anonymous_client: Client
 ) -> None:
     name, rating = two_page_survey(survey)
     url = url_of(survey)
 
-    first = anonymous.get(url)
+    first = anonymous_client.get(url)
     assert "Page 1 of 2" in first.content.decode()
-    empty_next = anonymous.post(url, {"page": "1", "action": "next", f"q{name.pk}": ""})
+    empty_next = anonymous_client.post(url, {"page": "1", "action": "next", f"q{name.pk}": ""})
     assert empty_next.status_code == 200
     assert "This question requires an answer." in empty_next.content.decode()
 
-    to_second = anonymous.post(url, {"page": "1", "action": "next", f"q{name.pk}": "Hanako"})
+    to_second = anonymous_client.post(url, {"page": "1", "action": "next", f"q{name.pk}": "Hanako"})
     assert to_second.status_code == 302
     assert to_second["Location"] == f"{url}?page=2"
-    second = anonymous.get(to_second["Location"])
+    second = anonymous_client.get(to_second["Location"])
     assert "How are we doing?" in second.content.decode()
 
-    back = anonymous.post(url, {"page": "2", "action": "back", f"q{rating.pk}": "3"})
+    back = anonymous_client.post(url, {"page": "2", "action": "back", f"q{rating.pk}": "3"})
     assert back["Location"] == f"{url}?page=1"
-    assert 'value="Hanako"' in anonymous.get(back["Location"]).content.decode()
-    assert 'value="3" checked' in anonymous.get(f"{url}?page=2").content.decode()
+    assert 'value="Hanako"' in anonymous_client.get(back["Location"]).content.decode()
+    assert 'value="3" checked' in anonymous_client.get(f"{url}?page=2").content.decode()
 
-    done = anonymous.post(url, {"page": "2", "action": "submit", f"q{rating.pk}": "5"})
+    done = anonymous_client.post(url, {"page": "2", "action": "submit", f"q{rating.pk}": "5"})
     assert done.status_code == 302
     response = Response.objects.get(survey=survey)
     assert {a.question_id: a.value for a in response.answers.all()} == {
@@ -273,11 +279,13 @@ def test_pages_keep_answers_through_next_and_back_and_submit_validates_all(
 
 
 def test_a_skipped_page_is_shown_again_with_its_errors_on_submit(
-    survey: Survey, anonymous: Client
+    survey: Survey, anonymous_client: Client
 ) -> None:
     _name, rating = two_page_survey(survey)
 
-    page = anonymous.post(url_of(survey), {"page": "2", "action": "submit", f"q{rating.pk}": "4"})
+    page = anonymous_client.post(
+        url_of(survey), {"page": "2", "action": "submit", f"q{rating.pk}": "4"}
+    )
 
     html = page.content.decode()
     assert page.status_code == 200
@@ -286,12 +294,12 @@ def test_a_skipped_page_is_shown_again_with_its_errors_on_submit(
     assert Response.objects.count() == 0
 
 
-def test_archived_questions_are_no_longer_asked(survey: Survey, anonymous: Client) -> None:
+def test_archived_questions_are_no_longer_asked(survey: Survey, anonymous_client: Client) -> None:
     add_question(survey, "short_text", "Retired question", is_archived=True, is_required=True)
     kept = add_question(survey, "short_text", "Current question", is_required=True)
 
-    html = anonymous.get(url_of(survey)).content.decode()
-    sent = post(anonymous, url_of(survey), {f"q{kept.pk}": "ok"})
+    html = anonymous_client.get(url_of(survey)).content.decode()
+    sent = post(anonymous_client, url_of(survey), {f"q{kept.pk}": "ok"})
 
     assert "Retired question" not in html
     assert sent.status_code == 302
@@ -301,13 +309,13 @@ def test_archived_questions_are_no_longer_asked(survey: Survey, anonymous: Clien
 
 
 def test_a_huge_text_answer_is_refused_with_its_limit_and_kept_as_typed(
-    survey: Survey, anonymous: Client
+    survey: Survey, anonymous_client: Client
 ) -> None:
     long = one_page_survey(survey, "long_text")
     short = add_question(survey, "short_text", "Your name")
     essay, name = "あ" * 50_000, "n" * 600
 
-    page = post(anonymous, url_of(survey), {f"q{long.pk}": essay, f"q{short.pk}": name})
+    page = post(anonymous_client, url_of(survey), {f"q{long.pk}": essay, f"q{short.pk}": name})
 
     html = page.content.decode()
     assert page.status_code == 200
@@ -357,13 +365,15 @@ def test_the_csrf_check_still_refuses_a_post_without_its_token(survey: Survey) -
 
 
 def test_an_answer_to_a_question_of_another_survey_is_ignored(
-    survey: Survey, anonymous: Client
+    survey: Survey, anonymous_client: Client
 ) -> None:
     mine = one_page_survey(survey, "short_text")
     other = Survey.objects.create(portal=survey.portal, title="Other")
     theirs = add_question(other, "short_text", "Not on this form")
 
-    page = post(anonymous, url_of(survey), {f"q{mine.pk}": "mine", f"q{theirs.pk}": "theirs"})
+    page = post(
+        anonymous_client, url_of(survey), {f"q{mine.pk}": "mine", f"q{theirs.pk}": "theirs"}
+    )
 
     assert page.status_code == 302
     assert list(Answer.objects.values_list("question_id", "value")) == [(mine.pk, "mine")]
@@ -371,12 +381,14 @@ def test_an_answer_to_a_question_of_another_survey_is_ignored(
 
 
 def test_bytes_that_are_not_utf8_are_replaced_not_a_crash(
-    survey: Survey, anonymous: Client
+    survey: Survey, anonymous_client: Client
 ) -> None:
     question = one_page_survey(survey, "short_text")
     body = f"page=1&action=submit&q{question.pk}=%FF%FEabc".encode()
 
-    page = anonymous.post(url_of(survey), body, content_type="application/x-www-form-urlencoded")
+    page = anonymous_client.post(
+        url_of(survey), body, content_type="application/x-www-form-urlencoded"
+    )
 
     assert page.status_code == 302
     assert Answer.objects.get().value == "\ufffd\ufffdabc"

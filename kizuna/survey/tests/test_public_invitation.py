@@ -38,12 +38,12 @@ def test_the_token_is_unguessable_at_least_128_bits(invitation: Invitation) -> N
 
 
 def test_first_opening_is_recorded_once(
-    invitation: Invitation, question: Question, anonymous: Client
+    invitation: Invitation, question: Question, anonymous_client: Client
 ) -> None:
-    first = anonymous.get(url_of(invitation))
+    first = anonymous_client.get(url_of(invitation))
     invitation.refresh_from_db()
     opened_at = invitation.opened_at
-    anonymous.get(url_of(invitation))
+    anonymous_client.get(url_of(invitation))
     invitation.refresh_from_db()
 
     assert first.status_code == 200
@@ -54,11 +54,11 @@ def test_first_opening_is_recorded_once(
 
 
 def test_submitting_records_started_and_completed_and_links_the_response(
-    invitation: Invitation, question: Question, anonymous: Client
+    invitation: Invitation, question: Question, anonymous_client: Client
 ) -> None:
-    anonymous.get(url_of(invitation))
+    anonymous_client.get(url_of(invitation))
 
-    page = post(anonymous, url_of(invitation), {f"q{question.pk}": "9"})
+    page = post(anonymous_client, url_of(invitation), {f"q{question.pk}": "9"})
 
     assert page.status_code == 302
     assert page["Location"] == reverse("survey_public:invitation-done", args=[invitation.token])
@@ -75,14 +75,14 @@ def test_submitting_records_started_and_completed_and_links_the_response(
 
 
 def test_a_submit_without_an_earlier_visit_still_records_the_opening(
-    invitation: Invitation, question: Question, anonymous: Client
+    invitation: Invitation, question: Question, anonymous_client: Client
 ) -> None:
-    head = anonymous.head(url_of(invitation))
+    head = anonymous_client.head(url_of(invitation))
     invitation.refresh_from_db()
     assert head.status_code == 200
     assert invitation.opened_at is None
 
-    post(anonymous, url_of(invitation), {f"q{question.pk}": "3"})
+    post(anonymous_client, url_of(invitation), {f"q{question.pk}": "3"})
 
     invitation.refresh_from_db()
     assert invitation.opened_at is not None
@@ -91,11 +91,13 @@ def test_a_submit_without_an_earlier_visit_still_records_the_opening(
 
 
 def test_started_is_recorded_on_the_first_page_submit(
-    survey: Survey, invitation: Invitation, anonymous: Client
+    survey: Survey, invitation: Invitation, anonymous_client: Client
 ) -> None:
     name, _rating = two_page_survey(survey)
 
-    anonymous.post(url_of(invitation), {"page": "1", "action": "next", f"q{name.pk}": "Hana"})
+    anonymous_client.post(
+        url_of(invitation), {"page": "1", "action": "next", f"q{name.pk}": "Hana"}
+    )
 
     invitation.refresh_from_db()
     assert invitation.started_at is not None
@@ -104,9 +106,9 @@ def test_started_is_recorded_on_the_first_page_submit(
 
 
 def test_an_invitation_accepts_one_response_then_says_it_was_answered(
-    invitation: Invitation, question: Question, anonymous: Client
+    invitation: Invitation, question: Question, anonymous_client: Client
 ) -> None:
-    post(anonymous, url_of(invitation), {f"q{question.pk}": "9"})
+    post(anonymous_client, url_of(invitation), {f"q{question.pk}": "9"})
 
     again = post(Client(), url_of(invitation), {f"q{question.pk}": "0"})
     shown = Client().get(url_of(invitation))
@@ -120,12 +122,12 @@ def test_an_invitation_accepts_one_response_then_says_it_was_answered(
 
 
 def test_an_anonymous_survey_keeps_no_link_but_the_invitation_is_still_single_use(
-    survey: Survey, invitation: Invitation, question: Question, anonymous: Client
+    survey: Survey, invitation: Invitation, question: Question, anonymous_client: Client
 ) -> None:
     survey.is_anonymous = True
     survey.save(update_fields=["is_anonymous"])
 
-    first = post(anonymous, url_of(invitation), {f"q{question.pk}": "7"})
+    first = post(anonymous_client, url_of(invitation), {f"q{question.pk}": "7"})
     second = post(Client(), url_of(invitation), {f"q{question.pk}": "8"})
 
     assert first.status_code == 302
@@ -138,13 +140,13 @@ def test_an_anonymous_survey_keeps_no_link_but_the_invitation_is_still_single_us
 
 
 def test_an_expired_invitation_is_refused_with_410(
-    invitation: Invitation, question: Question, anonymous: Client
+    invitation: Invitation, question: Question, anonymous_client: Client
 ) -> None:
     invitation.expires_at = timezone.now() - datetime.timedelta(minutes=1)
     invitation.save(update_fields=["expires_at"])
 
-    shown = anonymous.get(url_of(invitation))
-    sent = post(anonymous, url_of(invitation), {f"q{question.pk}": "9"})
+    shown = anonymous_client.get(url_of(invitation))
+    sent = post(anonymous_client, url_of(invitation), {f"q{question.pk}": "9"})
 
     assert shown.status_code == 410
     assert "This link has expired" in shown.content.decode()
@@ -155,26 +157,26 @@ def test_an_expired_invitation_is_refused_with_410(
 
 
 def test_an_invitation_to_a_closed_survey_is_refused_with_410(
-    survey: Survey, invitation: Invitation, question: Question, anonymous: Client
+    survey: Survey, invitation: Invitation, question: Question, anonymous_client: Client
 ) -> None:
     survey.closes_at = timezone.now() - datetime.timedelta(seconds=1)
     survey.save(update_fields=["closes_at"])
 
-    sent = post(anonymous, url_of(invitation), {f"q{question.pk}": "9"})
+    sent = post(anonymous_client, url_of(invitation), {f"q{question.pk}": "9"})
 
     assert sent.status_code == 410
     assert "This survey is closed" in sent.content.decode()
     assert Response.objects.count() == 0
 
 
-def test_an_unknown_token_is_404(db: None, anonymous: Client) -> None:
-    assert anonymous.get("/s/i/not-a-real-token/").status_code == 404
+def test_an_unknown_token_is_404(db: None, anonymous_client: Client) -> None:
+    assert anonymous_client.get("/s/i/not-a-real-token/").status_code == 404
 
 
 def test_the_done_page_of_an_unanswered_invitation_leads_back_to_the_form(
-    invitation: Invitation, anonymous: Client
+    invitation: Invitation, anonymous_client: Client
 ) -> None:
-    page = anonymous.get(reverse("survey_public:invitation-done", args=[invitation.token]))
+    page = anonymous_client.get(reverse("survey_public:invitation-done", args=[invitation.token]))
 
     assert page.status_code == 302
     assert page["Location"] == url_of(invitation)

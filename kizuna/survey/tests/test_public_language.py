@@ -41,14 +41,14 @@ def switch_to(client: Client, language: str, url: str) -> None:
 
 
 def test_an_english_survey_speaks_english_to_a_japanese_browser(
-    survey: Survey, anonymous: Client
+    survey: Survey, anonymous_client: Client
 ) -> None:
     written_in(survey, "en")
     two_page_survey(survey)
     url = url_of(survey)
 
-    first = anonymous.get(url, HTTP_ACCEPT_LANGUAGE="ja").content.decode()
-    second = anonymous.get(f"{url}?page=2", HTTP_ACCEPT_LANGUAGE="ja").content.decode()
+    first = anonymous_client.get(url, HTTP_ACCEPT_LANGUAGE="ja").content.decode()
+    second = anonymous_client.get(f"{url}?page=2", HTTP_ACCEPT_LANGUAGE="ja").content.decode()
 
     assert '<html lang="en">' in first
     assert "Page 1 of 2" in first
@@ -61,14 +61,14 @@ def test_an_english_survey_speaks_english_to_a_japanese_browser(
 
 
 def test_a_japanese_survey_speaks_japanese_to_an_english_browser(
-    survey: Survey, anonymous: Client
+    survey: Survey, anonymous_client: Client
 ) -> None:
     written_in(survey, "ja")
     two_page_survey(survey)
     url = url_of(survey)
 
-    first = anonymous.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
-    second = anonymous.get(f"{url}?page=2", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    first = anonymous_client.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    second = anonymous_client.get(f"{url}?page=2", HTTP_ACCEPT_LANGUAGE="en").content.decode()
 
     assert '<html lang="ja">' in first
     assert "2ページ中1ページ目" in first.replace(" ", "")  # "Page 1 of 2"
@@ -85,11 +85,13 @@ def test_a_japanese_survey_speaks_japanese_to_an_english_browser(
     [("en", "ja", "Enter a number."), ("ja", "en", "数値を入力してください。")],
 )
 def test_answer_errors_are_in_the_surveys_language(
-    survey: Survey, anonymous: Client, language: str, browser: str, message: str
+    survey: Survey, anonymous_client: Client, language: str, browser: str, message: str
 ) -> None:
     question = one_page_survey(written_in(survey, language), "number")
 
-    page = post(anonymous, url_of(survey), {f"q{question.pk}": "abc"}, HTTP_ACCEPT_LANGUAGE=browser)
+    page = post(
+        anonymous_client, url_of(survey), {f"q{question.pk}": "abc"}, HTTP_ACCEPT_LANGUAGE=browser
+    )
 
     assert page.status_code == 200
     assert message in page.content.decode()
@@ -101,50 +103,52 @@ def test_answer_errors_are_in_the_surveys_language(
     [("en", "ja", "Your response has been recorded."), ("ja", "en", "回答を受け付けました")],
 )
 def test_the_default_thank_you_is_in_the_surveys_language(
-    survey: Survey, anonymous: Client, language: str, browser: str, default: str
+    survey: Survey, anonymous_client: Client, language: str, browser: str, default: str
 ) -> None:
     written_in(survey, language)
     url = reverse("survey_public:done", args=[survey.public_id])
 
-    html = anonymous.get(url, HTTP_ACCEPT_LANGUAGE=browser).content.decode()
+    html = anonymous_client.get(url, HTTP_ACCEPT_LANGUAGE=browser).content.decode()
 
     assert f'<html lang="{language}">' in html
     assert default in html
 
 
 def test_the_authors_thank_you_is_shown_as_written_whatever_the_language(
-    survey: Survey, anonymous: Client
+    survey: Survey, anonymous_client: Client
 ) -> None:
     survey.thank_you_message = "どうもありがとう!"
     survey.save(update_fields=["thank_you_message"])
     url = reverse("survey_public:done", args=[survey.public_id])
 
-    html = anonymous.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    html = anonymous_client.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
 
     assert "どうもありがとう!" in html
     assert "Your response has been recorded." not in html
 
 
-def test_a_closed_survey_says_so_in_its_language(survey: Survey, anonymous: Client) -> None:
+def test_a_closed_survey_says_so_in_its_language(survey: Survey, anonymous_client: Client) -> None:
     one_page_survey(written_in(survey, "ja"), "short_text")
     survey.is_open = False
     survey.save(update_fields=["is_open"])
 
-    page = anonymous.get(url_of(survey), HTTP_ACCEPT_LANGUAGE="en")
+    page = anonymous_client.get(url_of(survey), HTTP_ACCEPT_LANGUAGE="en")
 
     assert page.status_code == 410
     assert "このアンケートは受付を終了しました" in page.content.decode()
 
 
-def test_invitation_pages_speak_the_surveys_language(survey: Survey, anonymous: Client) -> None:
+def test_invitation_pages_speak_the_surveys_language(
+    survey: Survey, anonymous_client: Client
+) -> None:
     question = one_page_survey(written_in(survey, "ja"), "short_text")
     invitation = Invitation.objects.create(survey=survey, recipient_reference="crm:lead:7")
     url = invitation_url(invitation)
 
-    form = anonymous.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
-    sent = post(anonymous, url, {f"q{question.pk}": "はい"}, HTTP_ACCEPT_LANGUAGE="en")
-    done = anonymous.get(sent["Location"], HTTP_ACCEPT_LANGUAGE="en").content.decode()
-    answered = anonymous.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    form = anonymous_client.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    sent = post(anonymous_client, url, {f"q{question.pk}": "はい"}, HTTP_ACCEPT_LANGUAGE="en")
+    done = anonymous_client.get(sent["Location"], HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    answered = anonymous_client.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
 
     assert ">送信<" in form
     assert sent.status_code == 302
@@ -154,7 +158,7 @@ def test_invitation_pages_speak_the_surveys_language(survey: Survey, anonymous: 
 
 
 def test_an_expired_invitation_says_so_in_the_surveys_language(
-    survey: Survey, anonymous: Client
+    survey: Survey, anonymous_client: Client
 ) -> None:
     one_page_survey(written_in(survey, "en"), "short_text")
     invitation = Invitation.objects.create(
@@ -163,18 +167,20 @@ def test_an_expired_invitation_says_so_in_the_surveys_language(
         expires_at=timezone.now() - datetime.timedelta(days=1),
     )
 
-    page = anonymous.get(invitation_url(invitation), HTTP_ACCEPT_LANGUAGE="ja")
+    page = anonymous_client.get(invitation_url(invitation), HTTP_ACCEPT_LANGUAGE="ja")
 
     assert page.status_code == 410
     assert "This link has expired" in page.content.decode()
 
 
 @override_settings(KIZUNA_SURVEY_SUBMIT_RATE=Rate(1, 600))
-def test_the_429_page_is_in_the_surveys_language(survey: Survey, anonymous: Client) -> None:
+def test_the_429_page_is_in_the_surveys_language(survey: Survey, anonymous_client: Client) -> None:
     question = one_page_survey(written_in(survey, "ja"), "short_text")
-    post(anonymous, url_of(survey), {f"q{question.pk}": "one"})
+    post(anonymous_client, url_of(survey), {f"q{question.pk}": "one"})
 
-    refused = post(anonymous, url_of(survey), {f"q{question.pk}": "two"}, HTTP_ACCEPT_LANGUAGE="en")
+    refused = post(
+        anonymous_client, url_of(survey), {f"q{question.pk}": "two"}, HTTP_ACCEPT_LANGUAGE="en"
+    )
 
     assert refused.status_code == 429
     assert (
@@ -210,16 +216,16 @@ def test_the_413_page_is_in_the_surveys_language(survey: Survey, link: str) -> N
 
 
 def test_a_respondent_who_switches_to_japanese_gets_japanese_on_an_english_survey(
-    survey: Survey, anonymous: Client
+    survey: Survey, anonymous_client: Client
 ) -> None:
     question = one_page_survey(written_in(survey, "en"), "number", text="How many?")
     url = url_of(survey)
-    switch_to(anonymous, "ja", url)
+    switch_to(anonymous_client, "ja", url)
 
-    form = anonymous.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
-    error = post(anonymous, url, {f"q{question.pk}": "abc"}, HTTP_ACCEPT_LANGUAGE="en")
-    sent = post(anonymous, url, {f"q{question.pk}": "3"}, HTTP_ACCEPT_LANGUAGE="en")
-    done = anonymous.get(sent["Location"], HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    form = anonymous_client.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    error = post(anonymous_client, url, {f"q{question.pk}": "abc"}, HTTP_ACCEPT_LANGUAGE="en")
+    sent = post(anonymous_client, url, {f"q{question.pk}": "3"}, HTTP_ACCEPT_LANGUAGE="en")
+    done = anonymous_client.get(sent["Location"], HTTP_ACCEPT_LANGUAGE="en").content.decode()
 
     assert '<html lang="ja">' in form
     assert ">送信<" in form and "(必須)" in form
@@ -231,35 +237,39 @@ def test_a_respondent_who_switches_to_japanese_gets_japanese_on_an_english_surve
 
 
 def test_a_respondent_who_switches_to_english_gets_english_on_a_japanese_invitation(
-    survey: Survey, anonymous: Client
+    survey: Survey, anonymous_client: Client
 ) -> None:
     one_page_survey(written_in(survey, "ja"), "rating")
     invitation = Invitation.objects.create(survey=survey, recipient_reference="crm:lead:10")
     url = invitation_url(invitation)
-    switch_to(anonymous, "en", url)
+    switch_to(anonymous_client, "en", url)
 
-    form = anonymous.get(url, HTTP_ACCEPT_LANGUAGE="ja").content.decode()
+    form = anonymous_client.get(url, HTTP_ACCEPT_LANGUAGE="ja").content.decode()
 
     assert '<html lang="en">' in form
     assert ">Submit<" in form and "1 = Poor" in form
-    assert anonymous.cookies[settings.LANGUAGE_COOKIE_NAME].value == "en"
+    assert anonymous_client.cookies[settings.LANGUAGE_COOKIE_NAME].value == "en"
 
 
-def test_the_switcher_shows_the_language_the_page_is_in(survey: Survey, anonymous: Client) -> None:
+def test_the_switcher_shows_the_language_the_page_is_in(
+    survey: Survey, anonymous_client: Client
+) -> None:
     one_page_survey(written_in(survey, "en"), "short_text")
 
-    html = anonymous.get(url_of(survey), HTTP_ACCEPT_LANGUAGE="ja").content.decode()
+    html = anonymous_client.get(url_of(survey), HTTP_ACCEPT_LANGUAGE="ja").content.decode()
 
     assert '<option value="en" lang="en" selected>' in html
     assert '<option value="ja" lang="ja">' in html
 
 
 def test_a_survey_answered_in_its_language_records_that_language(
-    survey: Survey, anonymous: Client
+    survey: Survey, anonymous_client: Client
 ) -> None:
     question = add_question(written_in(survey, "en"), "short_text", "Name?")
 
-    sent = post(anonymous, url_of(survey), {f"q{question.pk}": "Ken"}, HTTP_ACCEPT_LANGUAGE="ja")
+    sent = post(
+        anonymous_client, url_of(survey), {f"q{question.pk}": "Ken"}, HTTP_ACCEPT_LANGUAGE="ja"
+    )
 
     assert sent.status_code == 302
     assert Response.objects.get().language == "en"

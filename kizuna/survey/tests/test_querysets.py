@@ -18,7 +18,7 @@ def test_of_keeps_the_rows_of_one_account_through_portal_and_survey(
     carol_account: SurveyAccount,
     portal: Portal,
     survey: Survey,
-    ada_user: User,
+    ada: User,
 ):
     carols_portal = carol_account.portals.get()
     carols = Survey.objects.create(portal=carols_portal, title="Carol's", language="en")
@@ -32,4 +32,4 @@ def test_of_keeps_the_rows_of_one_account_through_portal_and_survey(
     assert list(Survey.objects.of(carol_account.pk)) == [carols]
     assert list(Invitation.objects.of(account)) == [ours]
     assert list(Response.objects.of(account)) == [answered]
-    assert [member.user for member in AccountMember.objects.of(account)] == [ada_user]
+    assert [member.user for member in AccountMember.objects.of(account)] == [ada]

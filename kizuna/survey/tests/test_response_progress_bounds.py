@@ -50,78 +50,84 @@ def _kept_answers(client: Client, survey: Survey) -> dict[str, object]:
 
 
 def test_9_4_back_never_keeps_an_answer_longer_than_submit_accepts(
-    survey: Survey, anonymous: Client
+    survey: Survey, anonymous_client: Client
 ) -> None:
     name, [story] = _survey_with_texts(survey, 1)
-    _to_page_two(anonymous, survey, name)
+    _to_page_two(anonymous_client, survey, name)
     huge = "x" * 2_000_000
 
-    back = anonymous.post(_url(survey), {"page": "2", "action": "back", f"q{story.pk}": huge})
+    back = anonymous_client.post(
+        _url(survey), {"page": "2", "action": "back", f"q{story.pk}": huge}
+    )
 
     assert back.status_code == 200
     assert "Write at most 10000 characters (this answer has 2000000)." in back.content.decode()
-    assert _kept_answers(anonymous, survey) == {str(name.pk): ["Dan"]}
-    row = Session.objects.get(session_key=anonymous.session.session_key)
+    assert _kept_answers(anonymous_client, survey) == {str(name.pk): ["Dan"]}
+    row = Session.objects.get(session_key=anonymous_client.session.session_key)
     assert len(row.session_data) < 2_000
 
 
-def test_9_4_back_keeps_an_answer_within_the_limit(survey: Survey, anonymous: Client) -> None:
+def test_9_4_back_keeps_an_answer_within_the_limit(
+    survey: Survey, anonymous_client: Client
+) -> None:
     name, [story] = _survey_with_texts(survey, 1)
-    _to_page_two(anonymous, survey, name)
+    _to_page_two(anonymous_client, survey, name)
     text = "y" * LONG_TEXT_MAX_LENGTH
 
-    back = anonymous.post(_url(survey), {"page": "2", "action": "back", f"q{story.pk}": text})
+    back = anonymous_client.post(
+        _url(survey), {"page": "2", "action": "back", f"q{story.pk}": text}
+    )
 
     assert back.status_code == 302
     assert back["Location"] == f"{_url(survey)}?page=1"
-    assert _kept_answers(anonymous, survey) == {str(name.pk): ["Dan"], str(story.pk): [text]}
+    assert _kept_answers(anonymous_client, survey) == {str(name.pk): ["Dan"], str(story.pk): [text]}
 
 
 def test_9_4_the_whole_progress_has_a_cap_and_a_page_past_it_is_not_kept(
-    survey: Survey, anonymous: Client
+    survey: Survey, anonymous_client: Client
 ) -> None:
     name, stories = _survey_with_texts(survey, 6)
-    _to_page_two(anonymous, survey, name)
+    _to_page_two(anonymous_client, survey, name)
     typed = {f"q{story.pk}": "z" * LONG_TEXT_MAX_LENGTH for story in stories}
 
-    back = anonymous.post(_url(survey), {"page": "2", "action": "back", **typed})
+    back = anonymous_client.post(_url(survey), {"page": "2", "action": "back", **typed})
 
     assert back.status_code == 200
     assert "too long to keep together" in back.content.decode()
     assert back.content.decode().count("z" * LONG_TEXT_MAX_LENGTH) == 6  # nothing typed is lost
-    assert _kept_answers(anonymous, survey) == {str(name.pk): ["Dan"]}
+    assert _kept_answers(anonymous_client, survey) == {str(name.pk): ["Dan"]}
 
 
 def test_9_4_a_matrix_or_choice_with_more_values_than_it_accepts_is_not_kept(
-    survey: Survey, anonymous: Client
+    survey: Survey, anonymous_client: Client
 ) -> None:
     name, _stories = _survey_with_texts(survey, 0)
     choice = add_question(survey, "single_choice", section=Section.objects.get(position=1))
-    _to_page_two(anonymous, survey, name)
+    _to_page_two(anonymous_client, survey, name)
 
-    back = anonymous.post(
+    back = anonymous_client.post(
         _url(survey), {"page": "2", "action": "back", f"q{choice.pk}": ["a"] * 500}
     )
 
     assert back.status_code == 200
     assert "Give one answer only." in back.content.decode()
-    assert _kept_answers(anonymous, survey) == {str(name.pk): ["Dan"]}
+    assert _kept_answers(anonymous_client, survey) == {str(name.pk): ["Dan"]}
 
 
 @override_settings(KIZUNA_SURVEY_PAGE_RATE=Rate(3, 3600))
 def test_9_4_page_moves_count_in_a_rate_limit_per_address(
-    survey: Survey, anonymous: Client
+    survey: Survey, anonymous_client: Client
 ) -> None:
     name, [story] = _survey_with_texts(survey, 1)
-    _to_page_two(anonymous, survey, name)
+    _to_page_two(anonymous_client, survey, name)
     backs = [
-        anonymous.post(
+        anonymous_client.post(
             _url(survey), {"page": "2", "action": "back", f"q{story.pk}": f"draft {n}"}
         ).status_code
         for n in (1, 2)
     ]
 
-    refused = anonymous.post(
+    refused = anonymous_client.post(
         _url(survey), {"page": "2", "action": "back", f"q{story.pk}": "draft 3"}
     )
     elsewhere = Client().post(
@@ -134,48 +140,48 @@ def test_9_4_page_moves_count_in_a_rate_limit_per_address(
     page = refused.content.decode()
     assert "Too many answers were sent from your network in a short time." in page
     assert "draft 3" in page  # still on screen
-    assert _kept_answers(anonymous, survey)[str(story.pk)] == ["draft 2"]
+    assert _kept_answers(anonymous_client, survey)[str(story.pk)] == ["draft 2"]
     assert elsewhere.status_code == 302
 
 
 def test_9_4_an_anonymous_respondents_progress_lasts_a_day(
-    survey: Survey, anonymous: Client
+    survey: Survey, anonymous_client: Client
 ) -> None:
     name, _stories = _survey_with_texts(survey, 1)
     before = timezone.now()
 
-    _to_page_two(anonymous, survey, name)
+    _to_page_two(anonymous_client, survey, name)
 
-    row = Session.objects.get(session_key=anonymous.session.session_key)
+    row = Session.objects.get(session_key=anonymous_client.session.session_key)
     lifetime = datetime.timedelta(seconds=ANONYMOUS_PROGRESS_SECONDS)
     assert before + lifetime <= row.expire_date <= timezone.now() + lifetime
 
 
 def test_9_4_a_signed_in_persons_session_keeps_its_own_lifetime(
-    survey: Survey, ada: Client
+    survey: Survey, ada_client: Client
 ) -> None:
     name, _stories = _survey_with_texts(survey, 1)
 
-    _to_page_two(ada, survey, name)
+    _to_page_two(ada_client, survey, name)
 
-    row = Session.objects.get(session_key=ada.session.session_key)
+    row = Session.objects.get(session_key=ada_client.session.session_key)
     assert row.expire_date > timezone.now() + datetime.timedelta(days=13)
 
 
-def test_9_4_a_one_page_survey_writes_no_session(survey: Survey, anonymous: Client) -> None:
+def test_9_4_a_one_page_survey_writes_no_session(survey: Survey, anonymous_client: Client) -> None:
     question = one_page_survey(survey, "short_text")
 
-    shown = anonymous.get(_url(survey))
-    sent = post(anonymous, _url(survey), {f"q{question.pk}": "fine"})
+    shown = anonymous_client.get(_url(survey))
+    sent = post(anonymous_client, _url(survey), {f"q{question.pk}": "fine"})
 
     assert (shown.status_code, sent.status_code) == (200, 302)
     assert Response.objects.count() == 1
     assert Session.objects.count() == 0
 
 
-def test_9_4_the_worker_deletes_expired_sessions(survey: Survey, anonymous: Client) -> None:
+def test_9_4_the_worker_deletes_expired_sessions(survey: Survey, anonymous_client: Client) -> None:
     name, _stories = _survey_with_texts(survey, 1)
-    _to_page_two(anonymous, survey, name)
+    _to_page_two(anonymous_client, survey, name)
     _to_page_two(Client(), survey, name)
     expired = Session.objects.order_by("pk").first()
     assert expired is not None

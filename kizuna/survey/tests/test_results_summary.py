@@ -178,7 +178,7 @@ def test_i13_deleting_the_smallest_and_largest_number_recounts_them(survey: Surv
 
 @pytest.mark.django_db
 def test_i13_the_summary_page_makes_as_many_queries_for_many_responses_as_for_few(
-    ada: Any, survey: Survey
+    ada_client: Any, survey: Survey
 ) -> None:
     questions = every_kind(survey)
     answers = {
@@ -193,7 +193,7 @@ def test_i13_the_summary_page_makes_as_many_queries_for_many_responses_as_for_fe
 
     def queries() -> int:
         with CaptureQueriesContext(connection) as captured:
-            assert ada.get(url, {"date_from": "2026-11-01"}).status_code == 200
+            assert ada_client.get(url, {"date_from": "2026-11-01"}).status_code == 200
         return len(captured)
 
     submit_at(survey, questions, FIRST_DAY, answers)

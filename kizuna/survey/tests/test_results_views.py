@@ -128,7 +128,7 @@ def export_url(survey: Survey) -> str:
 def test_members_of_the_account_see_every_results_page(
     request: pytest.FixtureRequest, three_responses: list[Response], persona: str, page: str
 ) -> None:
-    client: Client = request.getfixturevalue(persona)
+    client: Client = request.getfixturevalue(f"{persona}_client")
     response = three_responses[0]
     url = page_url(page, response)
 
@@ -137,48 +137,48 @@ def test_members_of_the_account_see_every_results_page(
 
 @pytest.mark.parametrize("page", ["summary", "list", "detail", "export", "delete"])
 def test_an_outsider_gets_404_on_every_results_page(
-    carol: Client, three_responses: list[Response], page: str
+    carol_client: Client, three_responses: list[Response], page: str
 ) -> None:
     response = three_responses[0]
     url = page_url(page, response)
 
-    assert carol.get(url).status_code == 404
-    assert carol.post(delete_url(response)).status_code == 404
+    assert carol_client.get(url).status_code == 404
+    assert carol_client.post(delete_url(response)).status_code == 404
     assert Response.objects.filter(pk=response.pk).exists()
 
 
 @pytest.mark.parametrize("page", ["summary", "list", "detail", "export", "delete"])
 def test_signed_out_visitors_are_sent_to_sign_in(
-    anonymous: Client, three_responses: list[Response], page: str
+    anonymous_client: Client, three_responses: list[Response], page: str
 ) -> None:
     response = three_responses[0]
     url = page_url(page, response)
 
-    page_response = anonymous.get(url)
+    page_response = anonymous_client.get(url)
 
     assert page_response.status_code == 302
     assert page_response["Location"].startswith(reverse("identity:login"))
-    assert anonymous.post(delete_url(response)).status_code == 302
+    assert anonymous_client.post(delete_url(response)).status_code == 302
     assert Response.objects.filter(pk=response.pk).exists()
 
 
 def test_a_response_of_another_survey_is_404_under_this_survey(
-    ada: Client, survey: Survey, three_responses: list[Response]
+    ada_client: Client, survey: Survey, three_responses: list[Response]
 ) -> None:
     other = Survey.objects.create(portal=survey.portal, title="Other")
 
     url = reverse("survey:survey_results:response", args=[other.pk, three_responses[0].pk])
 
-    assert ada.get(url).status_code == 404
+    assert ada_client.get(url).status_code == 404
 
 
 # --- summary ---------------------------------------------------------------------------------
 
 
 def test_summary_shows_counts_percentages_averages_and_nps(
-    ada: Client, three_responses: list[Response]
+    ada_client: Client, three_responses: list[Response]
 ) -> None:
-    html = ada.get(summary_url(three_responses[0].survey)).content.decode()
+    html = ada_client.get(summary_url(three_responses[0].survey)).content.decode()
 
     assert "3 responses" in html
     # single choice: Apple 2 of 3, Banana 1 of 3, as SVG bars with count and %
@@ -204,11 +204,11 @@ def test_summary_shows_counts_percentages_averages_and_nps(
 
 
 def test_the_date_filter_applies_to_every_summary(
-    ada: Client, three_responses: list[Response]
+    ada_client: Client, three_responses: list[Response]
 ) -> None:
     survey = three_responses[0].survey
 
-    html = ada.get(
+    html = ada_client.get(
         summary_url(survey), {"date_from": "2026-11-03", "date_to": "2026-11-03"}
     ).content.decode()
 
@@ -219,9 +219,9 @@ def test_the_date_filter_applies_to_every_summary(
 
 
 def test_a_reversed_date_range_is_an_inline_error_and_filters_nothing(
-    ada: Client, three_responses: list[Response]
+    ada_client: Client, three_responses: list[Response]
 ) -> None:
-    html = ada.get(
+    html = ada_client.get(
         summary_url(three_responses[0].survey),
         {"date_from": "2026-11-05", "date_to": "2026-11-01"},
     ).content.decode()
@@ -232,7 +232,10 @@ def test_a_reversed_date_range_is_an_inline_error_and_filters_nothing(
 
 
 def test_archived_questions_and_choices_still_appear_in_results_marked(
-    ada: Client, survey: Survey, three_responses: list[Response], questions: dict[str, Question]
+    ada_client: Client,
+    survey: Survey,
+    three_responses: list[Response],
+    questions: dict[str, Question],
 ) -> None:
     fruit = questions["fruit"]
     fruit.is_archived = True
@@ -244,7 +247,7 @@ def test_archived_questions_and_choices_still_appear_in_results_marked(
     }
     fruit.save(update_fields=["is_archived", "options"])
 
-    html = ada.get(summary_url(survey)).content.decode()
+    html = ada_client.get(summary_url(survey)).content.decode()
 
     assert "Favourite fruit?" in html
     assert "Apple (archived): 2 (66.7%)" in html
@@ -252,20 +255,20 @@ def test_archived_questions_and_choices_still_appear_in_results_marked(
 
 
 def test_the_summary_is_in_japanese_for_a_japanese_user(
-    ada: Client, ada_user: Any, three_responses: list[Response]
+    ada_client: Client, ada: Any, three_responses: list[Response]
 ) -> None:
-    ada_user.language = "ja"
-    ada_user.save(update_fields=["language"])
+    ada.language = "ja"
+    ada.save(update_fields=["language"])
 
-    html = ada.get(summary_url(three_responses[0].survey)).content.decode()
+    html = ada_client.get(summary_url(three_responses[0].survey)).content.decode()
 
     assert "3 件の回答" in html
     assert "推奨者（9〜10）" in html
     assert "日ごとの回答数" in html
 
 
-def test_an_empty_survey_says_there_is_nothing_yet(ada: Client, survey: Survey) -> None:
-    html = ada.get(summary_url(survey)).content.decode()
+def test_an_empty_survey_says_there_is_nothing_yet(ada_client: Client, survey: Survey) -> None:
+    html = ada_client.get(summary_url(survey)).content.decode()
 
     assert "No responses in this period yet." in html
     assert "This survey has no questions yet." in html
@@ -276,24 +279,24 @@ def test_an_empty_survey_says_there_is_nothing_yet(ada: Client, survey: Survey) 
 
 
 def test_the_list_shows_responses_newest_first_and_filters_by_date(
-    bob: Client, three_responses: list[Response]
+    bob_client: Client, three_responses: list[Response]
 ) -> None:
     survey = three_responses[0].survey
-    html = bob.get(list_url(survey)).content.decode()
-    filtered = bob.get(list_url(survey), {"date_to": "2026-11-02"}).content.decode()
+    html = bob_client.get(list_url(survey)).content.decode()
+    filtered = bob_client.get(list_url(survey), {"date_to": "2026-11-02"}).content.decode()
 
     links = [detail_url(r) for r in three_responses]
     assert html.index(links[2]) < html.index(links[1]) < html.index(links[0])
     assert links[2] not in filtered and links[0] in filtered and links[1] in filtered
 
 
-def test_the_list_is_paginated(ada: Client, survey: Survey, questions: Any) -> None:
+def test_the_list_is_paginated(ada_client: Client, survey: Survey, questions: Any) -> None:
     start = datetime.datetime(2026, 10, 1, 12, 0, tzinfo=TOKYO)
     for minute in range(51):
         submit(survey, start + datetime.timedelta(minutes=minute), rating=4)
 
-    first = ada.get(list_url(survey)).content.decode()
-    second = ada.get(list_url(survey), {"page": 2}).content.decode()
+    first = ada_client.get(list_url(survey)).content.decode()
+    second = ada_client.get(list_url(survey), {"page": 2}).content.decode()
 
     detail_link = re.compile(rf'href="/survey/results/{survey.pk}/responses/[0-9a-f-]{{36}}/"')
     assert len(detail_link.findall(first)) == 50
@@ -303,9 +306,9 @@ def test_the_list_is_paginated(ada: Client, survey: Survey, questions: Any) -> N
 
 
 def test_the_detail_shows_every_answer_with_labels(
-    bob: Client, three_responses: list[Response]
+    bob_client: Client, three_responses: list[Response]
 ) -> None:
-    html = bob.get(detail_url(three_responses[0])).content.decode()
+    html = bob_client.get(detail_url(three_responses[0])).content.decode()
 
     assert "Apple" in html
     assert "Apple, Banana" in html
@@ -336,11 +339,11 @@ def answer_through_invitation(survey: Survey) -> Response:
 
 
 def test_the_detail_shows_the_invitations_recipient_and_times(
-    bob: Client, survey: Survey, questions: Any
+    bob_client: Client, survey: Survey, questions: Any
 ) -> None:
     response = answer_through_invitation(survey)
 
-    html = bob.get(detail_url(response)).content.decode()
+    html = bob_client.get(detail_url(response)).content.decode()
 
     assert '<h2 id="invitation-heading">Invitation</h2>' in html
     assert "<dt>Name</dt><dd>Yamada Hanako</dd>" in html
@@ -354,13 +357,13 @@ def test_the_detail_shows_the_invitations_recipient_and_times(
 
 
 def test_the_invitation_times_are_localized_in_japanese(
-    ada: Client, ada_user: Any, survey: Survey, questions: Any
+    ada_client: Client, ada: Any, survey: Survey, questions: Any
 ) -> None:
-    ada_user.language = "ja"
-    ada_user.save(update_fields=["language"])
+    ada.language = "ja"
+    ada.save(update_fields=["language"])
     response = answer_through_invitation(survey)
 
-    html = ada.get(detail_url(response)).content.decode()
+    html = ada_client.get(detail_url(response)).content.decode()
 
     assert "<dt>招待の作成日時</dt><dd>2026年11月1日9:00</dd>" in html
     assert "<dt>開封日時</dt><dd>2026年11月1日9:15</dd>" in html
@@ -369,35 +372,35 @@ def test_the_invitation_times_are_localized_in_japanese(
 
 
 def test_an_invitation_time_not_yet_recorded_says_so(
-    ada: Client, survey: Survey, questions: Any
+    ada_client: Client, survey: Survey, questions: Any
 ) -> None:
     response = answer_through_invitation(survey)
     assert response.invitation is not None
     Invitation.objects.filter(pk=response.invitation.pk).update(opened_at=None, started_at=None)
 
-    html = ada.get(detail_url(response)).content.decode()
+    html = ada_client.get(detail_url(response)).content.decode()
 
     assert '<dt>Opened</dt><dd><span class="muted">Not recorded</span></dd>' in html
     assert '<dt>Started</dt><dd><span class="muted">Not recorded</span></dd>' in html
 
 
 def test_a_response_through_the_shared_link_shows_no_invitation(
-    ada: Client, three_responses: list[Response]
+    ada_client: Client, three_responses: list[Response]
 ) -> None:
-    html = ada.get(detail_url(three_responses[0])).content.decode()
+    html = ada_client.get(detail_url(three_responses[0])).content.decode()
 
     assert "<dt>Respondent</dt><dd>Shared link</dd>" in html
     assert "invitation-heading" not in html
 
 
 def test_an_anonymous_survey_shows_nothing_of_the_invitation(
-    ada: Client, survey: Survey, questions: Any
+    ada_client: Client, survey: Survey, questions: Any
 ) -> None:
     survey.is_anonymous = True
     survey.save(update_fields=["is_anonymous"])
     response = answer_through_invitation(survey)
 
-    html = ada.get(detail_url(response)).content.decode()
+    html = ada_client.get(detail_url(response)).content.decode()
 
     assert response.invitation_id is None
     assert "invitation-heading" not in html
@@ -407,13 +410,13 @@ def test_an_anonymous_survey_shows_nothing_of_the_invitation(
 
 
 def test_a_survey_made_anonymous_later_hides_the_invitation_it_still_links(
-    ada: Client, survey: Survey, questions: Any
+    ada_client: Client, survey: Survey, questions: Any
 ) -> None:
     response = answer_through_invitation(survey)
     survey.is_anonymous = True
     survey.save(update_fields=["is_anonymous"])
 
-    html = ada.get(detail_url(response)).content.decode()
+    html = ada_client.get(detail_url(response)).content.decode()
 
     assert Response.objects.get(pk=response.pk).invitation_id is not None
     assert "invitation-heading" not in html
@@ -425,11 +428,11 @@ def test_a_survey_made_anonymous_later_hides_the_invitation_it_still_links(
 
 
 def test_csv_export_is_utf8_with_bom_one_column_per_question_labels_and_guarded(
-    ada: Client, three_responses: list[Response]
+    ada_client: Client, three_responses: list[Response]
 ) -> None:
     survey = three_responses[0].survey
 
-    page = ada.get(export_url(survey))
+    page = ada_client.get(export_url(survey))
     body = csv_body(page)
 
     assert page["Content-Type"] == "text/csv; charset=utf-8"
@@ -467,30 +470,34 @@ def test_csv_export_is_utf8_with_bom_one_column_per_question_labels_and_guarded(
 
 
 def test_csv_export_of_an_anonymous_survey_has_no_recipient_column(
-    ada: Client, survey: Survey, three_responses: list[Response]
+    ada_client: Client, survey: Survey, three_responses: list[Response]
 ) -> None:
     survey.is_anonymous = True
     survey.save(update_fields=["is_anonymous"])
 
-    rows = list(csv.reader(io.StringIO(csv_body(ada.get(export_url(survey))).decode("utf-8-sig"))))
+    rows = list(
+        csv.reader(io.StringIO(csv_body(ada_client.get(export_url(survey))).decode("utf-8-sig")))
+    )
 
     assert rows[0][:4] == ["Response ID", "Submitted at", "Language", "Favourite fruit?"]
     assert len(rows[1]) == 10
 
 
 def test_csv_export_is_in_the_users_language(
-    ada: Client, ada_user: Any, three_responses: list[Response]
+    ada_client: Client, ada: Any, three_responses: list[Response]
 ) -> None:
-    ada_user.language = "ja"
-    ada_user.save(update_fields=["language"])
+    ada.language = "ja"
+    ada.save(update_fields=["language"])
 
-    body = csv_body(ada.get(export_url(three_responses[0].survey))).decode("utf-8-sig")
+    body = csv_body(ada_client.get(export_url(three_responses[0].survey))).decode("utf-8-sig")
 
     assert body.splitlines()[0].startswith("回答 ID,送信日時,言語,")
 
 
-def test_csv_export_follows_the_date_filter(ada: Client, three_responses: list[Response]) -> None:
-    page = ada.get(export_url(three_responses[0].survey), {"date_from": "2026-11-02"})
+def test_csv_export_follows_the_date_filter(
+    ada_client: Client, three_responses: list[Response]
+) -> None:
+    page = ada_client.get(export_url(three_responses[0].survey), {"date_from": "2026-11-02"})
 
     rows = list(csv.reader(io.StringIO(csv_body(page).decode("utf-8-sig"))))
 
@@ -512,7 +519,7 @@ def test_csv_cells_never_start_a_formula_but_numbers_stay_numbers() -> None:
 
 
 def test_an_administrator_deletes_a_response_after_confirming(
-    ada: Client, account: SurveyAccount, three_responses: list[Response]
+    ada_client: Client, account: SurveyAccount, three_responses: list[Response]
 ) -> None:
     create_endpoint(
         account=account,
@@ -522,8 +529,8 @@ def test_an_administrator_deletes_a_response_after_confirming(
     )
     response = three_responses[0]
 
-    confirm = ada.get(delete_url(response))
-    done = ada.post(delete_url(response))
+    confirm = ada_client.get(delete_url(response))
+    done = ada_client.post(delete_url(response))
 
     assert confirm.status_code == 200
     assert "Delete the response?" in confirm.content.decode()
@@ -535,21 +542,23 @@ def test_an_administrator_deletes_a_response_after_confirming(
     assert delivery.payload["data"]["response_id"] == str(response.pk)
 
 
-def test_a_member_may_not_delete_a_response(bob: Client, three_responses: list[Response]) -> None:
+def test_a_member_may_not_delete_a_response(
+    bob_client: Client, three_responses: list[Response]
+) -> None:
     response = three_responses[0]
 
-    assert bob.get(delete_url(response)).status_code == 403
-    assert bob.post(delete_url(response)).status_code == 403
+    assert bob_client.get(delete_url(response)).status_code == 403
+    assert bob_client.post(delete_url(response)).status_code == 403
     assert Response.objects.filter(pk=response.pk).exists()
 
 
 def test_an_old_response_stays_countable_after_submit_time_is_far_in_the_past(
-    ada: Client, survey: Survey, questions: Any
+    ada_client: Client, survey: Survey, questions: Any
 ) -> None:
     submit(survey, timezone.now() - datetime.timedelta(days=400), rating=2)
     submit(survey, timezone.now(), rating=4)
 
-    html = ada.get(summary_url(survey)).content.decode()
+    html = ada_client.get(summary_url(survey)).content.decode()
 
     assert "Responses per month" in html
     assert "2 responses" in html

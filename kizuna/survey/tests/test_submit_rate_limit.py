@@ -18,15 +18,15 @@ def question(survey: Survey) -> Question:
 
 @override_settings(KIZUNA_SURVEY_SUBMIT_RATE=Rate(2, 600))
 def test_the_third_submission_from_one_address_gets_429_and_keeps_the_answers(
-    survey: Survey, question: Question, anonymous: Client
+    survey: Survey, question: Question, anonymous_client: Client
 ) -> None:
     url = reverse("survey_public:survey", args=[survey.public_id])
 
     statuses = [
-        post(anonymous, url, {f"q{question.pk}": f"answer {n}"}).status_code for n in (1, 2)
+        post(anonymous_client, url, {f"q{question.pk}": f"answer {n}"}).status_code for n in (1, 2)
     ]
-    refused = post(anonymous, url, {f"q{question.pk}": "answer 3"})
-    later = anonymous.get(url)
+    refused = post(anonymous_client, url, {f"q{question.pk}": "answer 3"})
+    later = anonymous_client.get(url)
 
     assert statuses == [302, 302]
     assert refused.status_code == 429
@@ -37,11 +37,11 @@ def test_the_third_submission_from_one_address_gets_429_and_keeps_the_answers(
 
 @override_settings(KIZUNA_SURVEY_SUBMIT_RATE=Rate(1, 600))
 def test_other_addresses_are_counted_separately(
-    survey: Survey, question: Question, anonymous: Client
+    survey: Survey, question: Question, anonymous_client: Client
 ) -> None:
     url = reverse("survey_public:survey", args=[survey.public_id])
 
-    first = post(anonymous, url, {f"q{question.pk}": "a"}, REMOTE_ADDR="192.0.2.1")
+    first = post(anonymous_client, url, {f"q{question.pk}": "a"}, REMOTE_ADDR="192.0.2.1")
     second = post(Client(), url, {f"q{question.pk}": "b"}, REMOTE_ADDR="192.0.2.2")
     third = post(Client(), url, {f"q{question.pk}": "c"}, REMOTE_ADDR="192.0.2.1")
 
@@ -51,13 +51,13 @@ def test_other_addresses_are_counted_separately(
 
 @override_settings(KIZUNA_SURVEY_SUBMIT_RATE=Rate(1, 600))
 def test_invalid_forms_and_page_moves_do_not_count(
-    survey: Survey, question: Question, anonymous: Client
+    survey: Survey, question: Question, anonymous_client: Client
 ) -> None:
     url = reverse("survey_public:survey", args=[survey.public_id])
     question.is_required = True
     question.save(update_fields=["is_required"])
 
-    invalid = post(anonymous, url, {f"q{question.pk}": ""})
-    valid = post(anonymous, url, {f"q{question.pk}": "ok"})
+    invalid = post(anonymous_client, url, {f"q{question.pk}": ""})
+    valid = post(anonymous_client, url, {f"q{question.pk}": "ok"})
 
     assert [invalid.status_code, valid.status_code] == [200, 302]

@@ -33,12 +33,12 @@ def question(survey: Survey) -> Question:
 
 
 def test_submitting_enqueues_response_completed_with_the_answers(
-    survey: Survey, question: Question, endpoint: WebhookEndpoint, anonymous: Client
+    survey: Survey, question: Question, endpoint: WebhookEndpoint, anonymous_client: Client
 ) -> None:
     invitation = Invitation.objects.create(survey=survey, recipient_reference="crm:contact:7")
 
     post(
-        anonymous,
+        anonymous_client,
         reverse("survey_public:invitation", args=[invitation.token]),
         {f"q{question.pk}": "b"},
     )
@@ -53,13 +53,13 @@ def test_submitting_enqueues_response_completed_with_the_answers(
 
 
 def test_opening_an_invitation_enqueues_invitation_opened_once(
-    survey: Survey, question: Question, endpoint: WebhookEndpoint, anonymous: Client
+    survey: Survey, question: Question, endpoint: WebhookEndpoint, anonymous_client: Client
 ) -> None:
     invitation = Invitation.objects.create(survey=survey, recipient_reference="crm:lead:1")
     url = reverse("survey_public:invitation", args=[invitation.token])
 
-    anonymous.get(url)
-    anonymous.get(url)
+    anonymous_client.get(url)
+    anonymous_client.get(url)
     Client().get(url)
 
     deliveries = Delivery.objects.filter(event_type="invitation.opened")

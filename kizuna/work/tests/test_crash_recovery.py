@@ -14,10 +14,10 @@ from django.db import connection
 from django_tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
+from kizuna.testing.processes import database_url, kizuna_env, start_kizuna, stop, wait_for
 from kizuna.work import tasks
 from kizuna.work.leases import WorkStatus
 from kizuna.work.models import ProbeEffect, ProbeWork, WorkerProcess
-from kizuna.work.tests.processes import database_url, kizuna_env, start_kizuna, stop, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

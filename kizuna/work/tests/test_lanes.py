@@ -16,12 +16,12 @@ import time
 import pytest
 from django.db import connections, transaction
 
+from kizuna.testing.processes import wait_for
 from kizuna.testing.races import require_postgresql
 from kizuna.work import leases
 from kizuna.work.leases import WorkStatus, claim, mark_done
 from kizuna.work.models import ProbeEffect, ProbeWork
 from kizuna.work.services import record_probe_effect
-from kizuna.work.tests.processes import wait_for
 from kizuna.work.workers import KizunaWorker, register_worker
 
 HOLD_SECONDS = 2.5

@@ -11,8 +11,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from kizuna.work.models import WorkerProcess
-from kizuna.work.tests.processes import (
+from kizuna.testing.processes import (
     children,
     command_line,
     database_url,
@@ -24,6 +23,7 @@ from kizuna.work.tests.processes import (
     stop,
     wait_for,
 )
+from kizuna.work.models import WorkerProcess
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

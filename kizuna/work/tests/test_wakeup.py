@@ -11,11 +11,11 @@ import time
 import pytest
 from django.db import transaction
 
+from kizuna.testing.processes import wait_for
 from kizuna.testing.races import require_postgresql
 from kizuna.work import wakeup
 from kizuna.work.leases import WorkStatus
 from kizuna.work.models import ProbeWork
-from kizuna.work.tests.processes import wait_for
 from kizuna.work.tests.test_lanes import WorkerThread
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]

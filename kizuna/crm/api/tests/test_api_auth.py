@@ -8,9 +8,9 @@ import pytest
 
 from kizuna.crm.api.models import ApiToken
 from kizuna.crm.api.services import revoke_api_token
-from kizuna.crm.api.tests.conftest import ApiClient, token_for
 from kizuna.crm.models import Lead, Membership, Organization
 from kizuna.identity.models import User
+from kizuna.testing.crm_api import ApiClient, token_for
 
 MISSING_TOKEN = {
     "error": {
@@ -64,6 +64,7 @@ def test_every_route_refuses_a_call_without_token(
     assert list(Lead.objects.values_list("family_name", flat=True)) == ["Kept"]
 
 
+@pytest.mark.usefixtures("ada_membership")
 @pytest.mark.parametrize(("method", "path"), ROUTES)
 def test_every_route_refuses_a_revoked_token(
     ada: User, organization: Organization, lead: Lead, method: str, path: str
@@ -77,6 +78,7 @@ def test_every_route_refuses_a_revoked_token(
     assert list(Lead.objects.values_list("family_name", flat=True)) == ["Kept"]
 
 
+@pytest.mark.usefixtures("bob_membership")
 @pytest.mark.parametrize(("method", "path"), ROUTES)
 def test_every_route_refuses_the_token_of_an_inactive_member(
     bob: User, organization: Organization, lead: Lead, method: str, path: str
@@ -89,6 +91,7 @@ def test_every_route_refuses_the_token_of_an_inactive_member(
     assert list(Lead.objects.values_list("family_name", flat=True)) == ["Kept"]
 
 
+@pytest.mark.usefixtures("bob_membership")
 def test_a_deactivated_user_or_a_made_up_token_is_refused(
     bob: User, organization: Organization
 ) -> None:

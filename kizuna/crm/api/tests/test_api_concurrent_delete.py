@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from django.db import connection, connections, transaction
 
-from kizuna.crm.api.tests.conftest import ApiClient
-from kizuna.crm.models import Activity, Lead, Organization
+from kizuna.crm.models import Activity, Lead, Membership, Organization
 from kizuna.identity.models import User
+from kizuna.testing.crm_api import ApiClient
 from kizuna.testing.races import require_postgresql
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -69,7 +69,12 @@ def _delete_while_waiting(lead: Lead, request: Callable[[], Any]) -> Any:
 
 
 @pytest.fixture
-def lead(organization: Organization, other_organization: Organization, ada: User) -> Lead:
+def lead(
+    organization: Organization,
+    other_organization: Organization,
+    ada: User,
+    ada_membership: Membership,
+) -> Lead:
     Lead.objects.create(organization=other_organization, family_name="Elsewhere")
     Lead.objects.create(organization=organization, family_name="Stays")
     return Lead.objects.create(organization=organization, family_name="Gone", owner=ada)

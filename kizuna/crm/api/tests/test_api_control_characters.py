@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from kizuna.crm.api.tests.conftest import ApiClient
 from kizuna.crm.models import Activity, Contact, Lead, Organization
+from kizuna.testing.crm_api import ApiClient
 
 HEADER_INJECTION = "X\r\nBcc: victim@example.com"
 REFUSED = "Line breaks and other control characters are not allowed here (found {})."

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from kizuna.crm.api.tests.conftest import API, ApiClient
 from kizuna.crm.models import Lead
+from kizuna.testing.crm_api import API, ApiClient
 
 
 @pytest.mark.parametrize(

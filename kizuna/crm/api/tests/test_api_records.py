@@ -7,14 +7,19 @@ from typing import Any
 
 import pytest
 
-from kizuna.crm.api.tests.conftest import ApiClient
-from kizuna.crm.models import Activity, ActivityKind, Contact, Lead, Organization
+from kizuna.crm.models import Activity, ActivityKind, Contact, Lead, Membership, Organization
 from kizuna.identity.models import User
+from kizuna.testing.crm_api import ApiClient
 
 
 @pytest.fixture
 def records(
-    organization: Organization, other_organization: Organization, ada: User, bob: User
+    organization: Organization,
+    other_organization: Organization,
+    ada: User,
+    ada_membership: Membership,
+    bob: User,
+    bob_membership: Membership,
 ) -> dict[str, Any]:
     return {
         "ada_lead": Lead.objects.create(
@@ -125,6 +130,7 @@ def test_bob_creates_a_lead_with_a_timeline_entry(
     assert (activity.kind, activity.actor) == (ActivityKind.CREATED, bob)
 
 
+@pytest.mark.usefixtures("charlie_membership")
 def test_validation_errors_name_their_fields_and_create_nothing(
     ada_api: ApiClient, charlie: User, records: dict[str, Any]
 ) -> None:
@@ -282,6 +288,7 @@ def test_contacts_are_created_read_and_listed(ada_api: ApiClient, records: dict[
     assert ada_api.get("/contacts", email="t@example.jp").json()["items"][0]["id"] == contact_id
 
 
+@pytest.mark.usefixtures("bob_membership")
 def test_list_filters(ada_api: ApiClient, ada: User, bob: User, records: dict[str, Any]) -> None:
     def names(**params: Any) -> list[str]:
         response = ada_api.get("/leads", **params)

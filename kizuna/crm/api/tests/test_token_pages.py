@@ -9,9 +9,9 @@ from django.test import Client
 from django.urls import reverse
 
 from kizuna.crm.api.models import ApiToken
-from kizuna.crm.api.tests.conftest import ApiClient, token_for
 from kizuna.crm.models import Organization
 from kizuna.identity.models import User
+from kizuna.testing.crm_api import ApiClient, token_for
 
 TOKENS = reverse("crm_api:tokens")
 
@@ -20,6 +20,7 @@ def _revoke_url(token: ApiToken) -> str:
     return reverse("crm_api:token-revoke", args=[token.pk])
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_signed_out_visitors_are_sent_to_sign_in(
     client: Client, ada: User, organization: Organization
 ) -> None:
@@ -85,6 +86,7 @@ def test_revoking_stops_the_token_at_once(
     assert ada_client.get(_revoke_url(api_token)).status_code == 405
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_bob_cannot_revoke_adas_token_and_does_not_see_it(
     bob_client: Client, ada: User, organization: Organization
 ) -> None:
@@ -97,6 +99,7 @@ def test_bob_cannot_revoke_adas_token_and_does_not_see_it(
     assert list(page.context["other_tokens"]) == []
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_charlie_of_another_organization_cannot_revoke_adas_token(
     charlie_client: Client, ada: User, organization: Organization
 ) -> None:
@@ -106,6 +109,7 @@ def test_charlie_of_another_organization_cannot_revoke_adas_token(
     assert ApiToken.objects.get().revoked_at is None
 
 
+@pytest.mark.usefixtures("bob_membership")
 def test_the_administrator_sees_and_revokes_other_members_tokens(
     ada_client: Client, bob: User, organization: Organization
 ) -> None:

@@ -38,7 +38,9 @@ def lead(organization: Organization, by: User, family_name: str) -> Lead:
 
 
 @pytest.fixture
-def charlie_entry(charlie: User, other_organization: Organization) -> AuditEntry:
+def charlie_entry(
+    charlie: User, charlie_membership: Membership, other_organization: Organization
+) -> AuditEntry:
     """An entry of Sato Trading, which no count of Kizuna Demo's entries may include."""
     services.rename_organization(
         organization=other_organization, name="Sato Trading KK", by=charlie
@@ -46,6 +48,7 @@ def charlie_entry(charlie: User, other_organization: Organization) -> AuditEntry
     return only_entry(other_organization)
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_renaming_the_organization_keeps_the_old_and_new_names(
     ada: User, organization: Organization, charlie_entry: AuditEntry
 ) -> None:
@@ -65,11 +68,13 @@ def test_renaming_the_organization_keeps_the_old_and_new_names(
     )
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_saving_the_same_name_again_records_nothing(ada: User, organization: Organization) -> None:
     services.rename_organization(organization=organization, name="Kizuna Demo", by=ada)
     assert AuditEntry.objects.count() == 0
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_changing_a_role_names_the_member_and_both_roles(
     ada: User, bob_membership: Membership, charlie_entry: AuditEntry
 ) -> None:
@@ -98,6 +103,7 @@ def test_a_refused_demotion_of_the_last_administrator_records_nothing(
     assert AuditEntry.objects.count() == 0
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_deactivating_and_reactivating_write_one_entry_each(
     ada: User, bob_membership: Membership
 ) -> None:
@@ -127,6 +133,7 @@ def test_deactivating_and_reactivating_write_one_entry_each(
     ]
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_an_invitation_sent_again_withdrawn_each_write_one_entry(
     ada: User, organization: Organization
 ) -> None:
@@ -150,6 +157,7 @@ def test_an_invitation_sent_again_withdrawn_each_write_one_entry(
     ]
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_inviting_an_active_member_is_refused_and_records_nothing(
     ada: User, bob_membership: Membership
 ) -> None:
@@ -163,6 +171,7 @@ def test_inviting_an_active_member_is_refused_and_records_nothing(
     assert AuditEntry.objects.count() == 0
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_accepting_an_invitation_is_recorded_with_the_new_member_as_actor(
     ada: User, organization: Organization
 ) -> None:
@@ -188,6 +197,7 @@ def test_accepting_an_invitation_is_recorded_with_the_new_member_as_actor(
     assert MemberInvitation.objects.get(pk=invitation.pk).accepted_at is not None
 
 
+@pytest.mark.usefixtures("ada_membership", "charlie_membership")
 def test_a_bulk_delete_is_one_entry_with_the_count_and_the_ids(
     ada: User, organization: Organization, other_organization: Organization, charlie: User
 ) -> None:
@@ -209,6 +219,7 @@ def test_a_bulk_delete_is_one_entry_with_the_count_and_the_ids(
     assert AuditEntry.objects.filter(organization=other_organization).count() == 0
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_deleting_one_contact_names_it(ada: User, organization: Organization) -> None:
     contact = services.create_contact(
         organization=organization, by=ada, values={"family_name": "Hopper", "given_name": "Grace"}
@@ -224,11 +235,13 @@ def test_deleting_one_contact_names_it(ada: User, organization: Organization) ->
     assert entry.sentence() == "Ada Lovelace deleted the contact “Grace Hopper”."
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_deleting_nothing_records_nothing(ada: User, organization: Organization) -> None:
     assert services.delete_records(organization=organization, module="leads", ids=[], by=ada) == 0
     assert AuditEntry.objects.count() == 0
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_an_import_records_who_started_it_and_what_it_created(
     ada: User, organization: Organization
 ) -> None:
@@ -254,6 +267,7 @@ def test_an_import_records_who_started_it_and_what_it_created(
     ]
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_an_import_that_fails_on_a_bad_row_records_no_finish(
     ada: User, organization: Organization
 ) -> None:
@@ -271,6 +285,7 @@ def test_an_import_that_fails_on_a_bad_row_records_no_finish(
     assert Lead.objects.count() == 0
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_email_templates_created_changed_and_deleted(ada: User, organization: Organization) -> None:
     fields = {"subject": "Hello", "body_html": "<p>Hi</p>", "body_text": ""}
     template = mail_services.create_template(
@@ -296,6 +311,7 @@ def test_email_templates_created_changed_and_deleted(ada: User, organization: Or
     ]
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_the_entry_and_the_change_commit_or_roll_back_together(
     ada: User, bob_membership: Membership
 ) -> None:
@@ -308,6 +324,7 @@ def test_the_entry_and_the_change_commit_or_roll_back_together(
     assert AuditEntry.objects.count() == 0
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_an_entry_outlives_its_actor_and_keeps_their_email(
     ada: User, bob_membership: Membership
 ) -> None:
@@ -323,6 +340,7 @@ def test_an_entry_outlives_its_actor_and_keeps_their_email(
     assert entry.sentence() == "dan@example.com deactivated Bob Smith."
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_the_integration_records_its_actions_through_record(
     ada: User, organization: Organization
 ) -> None:

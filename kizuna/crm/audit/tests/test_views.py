@@ -28,9 +28,12 @@ LOG = reverse("crm_audit:log")
 @pytest.fixture
 def history(
     ada: User,
+    ada_membership: Membership,
     bob: User,
+    bob_membership: Membership,
     organization: Organization,
     charlie: User,
+    charlie_membership: Membership,
     other_organization: Organization,
 ) -> None:
     """Ada renames the organization, Bob deletes his lead; Charlie renames his own organization."""
@@ -75,6 +78,7 @@ def test_ada_reads_her_organizations_entries_newest_first_as_sentences(
     assert "Sato KK" not in page
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_charlie_sees_only_his_own_organizations_entries(
     charlie_client: Client, history: None, ada: User
 ) -> None:
@@ -89,6 +93,7 @@ def test_charlie_sees_only_his_own_organizations_entries(
     assert response.context["entries"] == []
 
 
+@pytest.mark.usefixtures("bob_membership")
 def test_filtering_by_action_and_by_person(ada_client: Client, history: None, bob: User) -> None:
     by_action = ada_client.get(LOG, {"action": AuditAction.ORGANIZATION_RENAMED})
     assert sentences(by_action) == [
@@ -209,6 +214,7 @@ def test_a_bulk_delete_from_the_list_is_one_entry(
     )
 
 
+@pytest.mark.usefixtures("bob_membership")
 def test_a_delete_through_the_api_names_the_token_owner(
     bob: User, organization: Organization
 ) -> None:

@@ -17,7 +17,7 @@ from django_tasks_db.models import DBTaskResult
 from kizuna.crm.imports import services
 from kizuna.crm.imports.models import ImportJob, ImportStatus
 from kizuna.crm.imports.tests.csvfiles import EN_HEADERS, csv_bytes, lead_rows
-from kizuna.crm.models import Lead, Organization
+from kizuna.crm.models import Lead, Membership, Organization
 from kizuna.identity.models import User
 from kizuna.work.retry import finish_with_error, recover_abandoned_tasks
 
@@ -37,7 +37,10 @@ def _job(organization: Organization, by: User) -> ImportJob:
 
 @pytest.fixture
 def queued_job(
-    organization: Organization, ada: User, django_capture_on_commit_callbacks: Any
+    organization: Organization,
+    ada: User,
+    ada_membership: Membership,
+    django_capture_on_commit_callbacks: Any,
 ) -> ImportJob:
     """A large file queued for the worker (the DB task backend, as in production)."""
     job = _job(organization, ada)

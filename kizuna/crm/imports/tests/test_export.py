@@ -12,7 +12,7 @@ from django.utils import translation
 from kizuna.crm.imports.exporting import guard_cell
 from kizuna.crm.imports.models import ImportJob
 from kizuna.crm.imports.tests.csvfiles import upload
-from kizuna.crm.models import Contact, Lead, LeadSource, LeadStatus, Organization
+from kizuna.crm.models import Contact, Lead, LeadSource, LeadStatus, Membership, Organization
 from kizuna.identity.models import User
 
 LEADS = reverse("crm_imports:export", args=["leads"])
@@ -33,7 +33,12 @@ def _rows(response: Any) -> list[list[str]]:
 
 @pytest.fixture
 def leads(
-    organization: Organization, other_organization: Organization, ada: User, bob: User
+    organization: Organization,
+    other_organization: Organization,
+    ada: User,
+    ada_membership: Membership,
+    bob: User,
+    bob_membership: Membership,
 ) -> None:
     Lead.objects.create(
         organization=organization,
@@ -105,6 +110,7 @@ def test_export_headers_and_labels_follow_the_language(
     assert rows[1][1] == "山田"
 
 
+@pytest.mark.usefixtures("bob_membership")
 def test_export_applies_the_list_filters(ada_client: Client, bob: User, leads: None) -> None:
     assert [r[1] for r in _rows(ada_client.get(LEADS + "?status=new"))[1:]] == ["Smith"]
     assert [r[1] for r in _rows(ada_client.get(LEADS + f"?owner={bob.pk}"))[1:]] == ["Smith"]

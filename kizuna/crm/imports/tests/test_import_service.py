@@ -34,6 +34,7 @@ def test_decoding_prefers_the_bom_then_strict_utf8_then_shift_jis() -> None:
         decode_upload(b"\xff\xfeA\x00")
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_10000_rows_import_in_one_transaction(ada: User, organization: Organization) -> None:
     job = _job(organization, ada, lead_rows(10_000))
     assert job.row_count == 10_000
@@ -46,6 +47,7 @@ def test_10000_rows_import_in_one_transaction(ada: User, organization: Organizat
     assert Activity.objects.filter(kind=ActivityKind.IMPORTED).count() == 10_000
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_one_error_deep_in_a_large_file_imports_nothing(
     ada: User, organization: Organization
 ) -> None:
@@ -70,6 +72,7 @@ def test_one_error_deep_in_a_large_file_imports_nothing(
     assert Lead.objects.count() == 0
 
 
+@pytest.mark.usefixtures("ada_membership")
 @override_settings(KIZUNA_IMPORT_BACKGROUND_ROWS=2)
 def test_large_files_go_to_the_worker_and_report_progress(
     ada: User, organization: Organization, django_capture_on_commit_callbacks
@@ -92,6 +95,7 @@ def test_large_files_go_to_the_worker_and_report_progress(
     assert (job.status, job.processed, job.created_count) == (ImportStatus.DONE, 3, 3)
 
 
+@pytest.mark.usefixtures("ada_membership")
 @override_settings(KIZUNA_IMPORT_BACKGROUND_ROWS=2, TASKS=IMMEDIATE)
 def test_the_background_task_runs_the_import_once(
     ada: User, organization: Organization, django_capture_on_commit_callbacks
@@ -106,6 +110,7 @@ def test_the_background_task_runs_the_import_once(
     assert Lead.objects.count() == 3
 
 
+@pytest.mark.usefixtures("ada_membership", "bob_membership", "charlie_membership")
 def test_validation_uses_the_record_rules_and_maps_labels_in_both_languages(
     ada: User, bob: User, charlie: User, organization: Organization
 ) -> None:
@@ -151,6 +156,7 @@ def test_validation_uses_the_record_rules_and_maps_labels_in_both_languages(
     ]
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_an_inactive_member_cannot_own_imported_records(
     ada: User, organization: Organization
 ) -> None:
@@ -163,6 +169,7 @@ def test_an_inactive_member_cannot_own_imported_records(
     assert list(errors) == ["owner"]
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_a_formula_quote_from_our_export_is_taken_off(
     ada: User, organization: Organization
 ) -> None:
@@ -173,6 +180,7 @@ def test_a_formula_quote_from_our_export_is_taken_off(
     assert (values["phone"], errors) == ("+81 3 1234 5678", {})
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_a_lead_cannot_be_imported_as_converted(ada: User, organization: Organization) -> None:
     validator = RowValidator(
         organization=organization, module="leads", mapping={"0": "family_name", "1": "status"}
@@ -186,6 +194,7 @@ def test_a_lead_cannot_be_imported_as_converted(ada: User, organization: Organiz
     }
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_the_task_takes_over_an_import_whose_worker_died(
     ada: User, organization: Organization
 ) -> None:

@@ -14,6 +14,7 @@ from kizuna.identity.models import User
 from kizuna.testing.pages import sign_in, watch_for_errors
 
 
+@pytest.mark.usefixtures("ada_membership")
 @pytest.mark.django_db(transaction=True)
 def test_the_progress_bar_updates_itself_until_the_import_is_done(
     live_server: Any, page: Any, ada: User, running_job: ImportJob
@@ -35,6 +36,7 @@ def test_the_progress_bar_updates_itself_until_the_import_is_done(
     assert errors == []
 
 
+@pytest.mark.usefixtures("ada_membership")
 @pytest.mark.django_db(transaction=True)
 def test_a_japanese_user_imports_a_shift_jis_file_in_chromium(
     live_server: Any, new_page: Any, organization: Organization, ada: User

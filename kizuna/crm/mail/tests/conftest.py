@@ -20,8 +20,7 @@ from kizuna.crm.mail import services, transport
 from kizuna.crm.mail.models import SendBatch
 from kizuna.crm.models import Contact, Lead, Organization
 from kizuna.identity.models import User
-from kizuna.work import leases
-from kizuna.work.tests.processes import free_port
+from kizuna.testing.processes import free_port
 
 
 @pytest.fixture(autouse=True)
@@ -80,12 +79,6 @@ def queue_text_email(
         body_html="",
         body_text=body_text,
     )
-
-
-def run_worker() -> None:
-    """Send everything queued, as `kizuna worker` does."""
-    while leases.run_due_work(worker_id="test"):
-        pass
 
 
 @dataclass

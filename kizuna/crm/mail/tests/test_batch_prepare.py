@@ -19,8 +19,8 @@ from django.utils import timezone
 from kizuna.crm.mail import extensions, services
 from kizuna.crm.mail.extensions import PlaceholderError, PrepareContext
 from kizuna.crm.mail.models import BatchPreparation, OutgoingMessage, SendBatch
-from kizuna.crm.mail.tests.conftest import run_worker
 from kizuna.crm.models import Activity, ActivityKind, Lead
+from kizuna.testing.worker import run_worker
 from kizuna.work.leases import WorkStatus
 
 
@@ -143,6 +143,7 @@ def test_prepare_is_asked_once_for_the_whole_send_and_each_recipient_gets_their_
     assert len(tickets.calls) == 1
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_prepare_gets_the_options_the_sender_chose(ada, organization, smtp, tickets):
     (lead,) = make_leads(organization, 1)
     queue(organization, ada, [lead], expiry="30")
@@ -193,6 +194,7 @@ def test_a_refusal_of_prepare_is_shown_and_nothing_is_queued_or_sent(
     assert smtp.messages == []
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_a_recipient_without_a_prepared_value_stops_the_send_before_anything_is_queued(
     ada, organization, smtp, tickets
 ):
@@ -205,6 +207,7 @@ def test_a_recipient_without_a_prepared_value_stops_the_send_before_anything_is_
     assert smtp.messages == []
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_a_send_larger_than_one_part_is_prepared_part_by_part_by_the_worker(
     ada, organization, smtp, tickets, small_parts
 ):
@@ -274,6 +277,7 @@ def test_a_send_interrupted_by_an_outage_resumes_and_never_mails_an_unprepared_r
     assert BatchPreparation.objects.get().status == WorkStatus.DONE
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_a_crash_in_prepare_is_retried_like_any_failed_attempt(
     ada, organization, smtp, tickets, small_parts
 ):
@@ -326,6 +330,7 @@ def test_a_refusal_in_a_later_part_ends_the_send_for_those_left_with_the_reason(
     assert OutgoingMessage.objects.count() == 2
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_a_record_deleted_before_its_part_was_prepared_is_skipped(
     ada, organization, smtp, tickets, small_parts
 ):

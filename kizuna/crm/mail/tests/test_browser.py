@@ -17,6 +17,7 @@ from kizuna.work import leases
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_merge_fields_and_extension_buttons_insert_at_the_cursor(
     live_server: Any, page: Any, ada: Any, organization: Any
 ) -> None:
@@ -70,6 +71,7 @@ def test_merge_fields_and_extension_buttons_insert_at_the_cursor(
     assert problems == []
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_the_progress_bar_updates_without_reloading(
     live_server: Any, page: Any, ada: Any, organization: Any, lead: Any
 ) -> None:
@@ -89,6 +91,7 @@ def test_the_progress_bar_updates_without_reloading(
     assert problems == []
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_send_email_posts_a_whole_list_page_to_compose(
     live_server: Any, page: Any, ada: Any, organization: Any
 ) -> None:

@@ -242,6 +242,7 @@ def test_bad_compose_parameters_are_404(ada_client, lead, query):
     assert ada_client.get(reverse("crm_mail:compose") + query).status_code == 404
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_batches_of_another_organization_are_404(ada, charlie_client, organization, lead):
 
     batch = queue_text_email(organization, ada, [lead], subject="Secret", body_text="B")
@@ -249,6 +250,7 @@ def test_batches_of_another_organization_are_404(ada, charlie_client, organizati
     assert "Secret" not in charlie_client.get(reverse("crm_mail:batches")).content.decode()
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_standard_members_see_the_organizations_sent_emails(ada, bob_client, organization, lead):
 
     batch = queue_text_email(organization, ada, [lead], subject="Launch news", body_text="B")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from django.core.management.base import OutputWrapper
 
 from kizuna.crm.mail import demo
@@ -12,6 +13,7 @@ from kizuna.crm.models import Lead
 from kizuna.work.leases import WorkStatus
 
 
+@pytest.mark.usefixtures("ada_membership", "bob_membership")
 def test_demo_loads_templates_and_sent_emails_once(
     ada, bob, organization, lead, contact, local_mailbox
 ):

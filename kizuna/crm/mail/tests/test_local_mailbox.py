@@ -3,11 +3,15 @@ local mailbox shows it to them and to its recipients, never to another organizat
 
 from __future__ import annotations
 
+import pytest
+
 from kizuna.crm.mail.models import OutgoingMessage
-from kizuna.crm.mail.tests.conftest import queue_text_email, run_worker
+from kizuna.crm.mail.tests.conftest import queue_text_email
+from kizuna.testing.worker import run_worker
 from kizuna.work.leases import WorkStatus
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_a_sent_message_names_the_member_who_sent_the_batch(ada, organization, lead, smtp):
     queue_text_email(organization, ada, [lead], subject="Hello")
     run_worker()
@@ -15,6 +19,7 @@ def test_a_sent_message_names_the_member_who_sent_the_batch(ada, organization, l
     assert received["X-Kizuna-Sent-By"] == "ada@example.com"
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_a_message_whose_sender_was_deleted_names_no_sender(ada, organization, lead, smtp):
     queue_text_email(organization, ada, [lead], subject="Hello")
     ada.delete()

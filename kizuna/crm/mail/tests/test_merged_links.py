@@ -15,9 +15,9 @@ from django.urls import reverse
 
 from kizuna.crm.mail import services
 from kizuna.crm.mail.models import EmailTemplate
-from kizuna.crm.mail.tests.conftest import run_worker
-from kizuna.crm.models import Lead, Organization
+from kizuna.crm.models import Lead, Membership, Organization
 from kizuna.identity.models import User
+from kizuna.testing.worker import run_worker
 
 HOSTILE = [
     "javascript:alert(1)",
@@ -89,7 +89,7 @@ def hostile_leads(organization: Organization) -> list[Lead]:
 
 
 @pytest.fixture
-def template(ada: User, organization: Organization) -> EmailTemplate:
+def template(ada: User, ada_membership: Membership, organization: Organization) -> EmailTemplate:
     return services.create_template(
         organization=organization,
         by=ada,

@@ -14,9 +14,10 @@ import pytest
 from django.utils import timezone
 
 from kizuna.crm.mail.models import OutgoingMessage
-from kizuna.crm.mail.tests.conftest import queue_text_email, run_worker
+from kizuna.crm.mail.tests.conftest import queue_text_email
 from kizuna.crm.models import Activity, ActivityKind, Lead, Organization
 from kizuna.identity.models import User
+from kizuna.testing.worker import run_worker
 from kizuna.work.leases import WorkStatus
 
 LINE_BREAK = "ValueError: Invalid address; address parts cannot contain newlines."
@@ -53,6 +54,7 @@ def _assert_failed_once_with_reason(lead: Lead, reason: str) -> None:
     assert failure.summary.startswith(f"S ({reason}")
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_a_name_with_a_line_break_fails_for_good_over_smtp_and_the_others_are_sent(
     ada: User, organization: Organization, smtp
 ) -> None:
@@ -67,6 +69,7 @@ def test_a_name_with_a_line_break_fails_for_good_over_smtp_and_the_others_are_se
     _assert_failed_once_with_reason(bad, LINE_BREAK)
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_a_name_with_a_line_break_fails_for_good_in_the_local_mailbox(
     ada: User, organization: Organization, local_mailbox
 ) -> None:
@@ -80,6 +83,7 @@ def test_a_name_with_a_line_break_fails_for_good_in_the_local_mailbox(
     _assert_failed_once_with_reason(bad, LINE_BREAK)
 
 
+@pytest.mark.usefixtures("ada_membership")
 @pytest.mark.parametrize(
     "reply", ["550 5.1.1 No such user here", "553 5.1.3 Bad recipient address syntax"]
 )
@@ -99,6 +103,7 @@ def test_a_recipient_the_server_refuses_with_5xx_fails_for_good(
     _assert_failed_once_with_reason(refused, reply)
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_a_recipient_the_server_refuses_with_4xx_is_retried(
     ada: User, organization: Organization, smtp
 ) -> None:

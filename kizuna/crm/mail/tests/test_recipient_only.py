@@ -10,7 +10,8 @@ from django.urls import reverse
 
 from kizuna.crm.mail import extensions
 from kizuna.crm.mail.extensions import MergeContext
-from kizuna.crm.mail.tests.conftest import queue_text_email, run_worker
+from kizuna.crm.mail.tests.conftest import queue_text_email
+from kizuna.testing.worker import run_worker
 
 PLACEHOLDER = "[link shown only to the recipient]"
 

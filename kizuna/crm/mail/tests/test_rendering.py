@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from kizuna.crm.mail import extensions
 from kizuna.crm.mail.extensions import MergeContext
 from kizuna.crm.mail.rendering import (
@@ -24,6 +26,7 @@ def context(organization, record, sender, **overrides) -> MergeContext:
     )
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_values_are_escaped_in_html_and_left_alone_in_text(organization, contact, ada):
     contact.company = '<script>"A&B"</script>'
     message = render_message(
@@ -48,6 +51,7 @@ def test_the_plain_text_part_is_derived_from_the_html_when_empty():
     )
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_newlines_in_values_never_reach_the_subject(organization, contact, ada):
     contact.company = "Evil\r\nBcc: victim@example.com"
     message = render_message(
@@ -59,6 +63,7 @@ def test_newlines_in_values_never_reach_the_subject(organization, contact, ada):
     assert message.subject == "Hi Evil Bcc: victim@example.com"
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_an_extension_placeholder_is_resolved_once_per_message(organization, contact, ada):
     calls: list[tuple[int, str, bool]] = []
 

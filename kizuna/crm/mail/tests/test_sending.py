@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from django.conf import settings
 from django.test import override_settings
 from django.urls import reverse
@@ -11,8 +12,9 @@ from django.utils import timezone
 
 from kizuna.crm.mail import services
 from kizuna.crm.mail.models import OutgoingMessage, SendBatch
-from kizuna.crm.mail.tests.conftest import queue_text_email, run_worker
+from kizuna.crm.mail.tests.conftest import queue_text_email
 from kizuna.crm.models import Activity, ActivityKind, Lead
+from kizuna.testing.worker import run_worker
 from kizuna.work import leases
 from kizuna.work.leases import WorkStatus
 
@@ -133,6 +135,7 @@ def test_opted_out_and_addressless_records_are_skipped_and_reported(
     assert "Nomail: no email address" in summary
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_a_refused_recipient_fails_with_the_reason_on_the_timeline(ada, organization, smtp):
     good, bad = make_leads(organization, 2)
     smtp.refuse["lead1@example.com"] = "550 5.1.1 Mailbox unavailable"
@@ -151,6 +154,7 @@ def test_a_refused_recipient_fails_with_the_reason_on_the_timeline(ada, organiza
     assert failure.data["error"] == "550 5.1.1 Mailbox unavailable"
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_a_temporary_refusal_is_retried_later_with_the_same_message_id(ada, organization, smtp):
     (lead,) = make_leads(organization, 1)
     smtp.refuse["lead0@example.com"] = "451 4.3.0 Try again later"
@@ -173,6 +177,7 @@ def test_a_temporary_refusal_is_retried_later_with_the_same_message_id(ada, orga
     assert received["Message-ID"] == row.message_id
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_a_worker_that_lost_its_lease_does_not_send(ada, organization, smtp):
     (lead,) = make_leads(organization, 1)
     queue_text_email(organization, ada, [lead])
@@ -190,6 +195,7 @@ def test_a_worker_that_lost_its_lease_does_not_send(ada, organization, smtp):
     assert Activity.objects.filter(lead=lead, kind=ActivityKind.EMAIL_SENT).count() == 1
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_without_smtp_settings_mail_goes_to_the_local_mailbox(ada, organization, local_mailbox):
     (lead,) = make_leads(organization, 1)
     queue_text_email(organization, ada, [lead], subject="Hi {{ lead.family_name }}")
@@ -199,6 +205,7 @@ def test_without_smtp_settings_mail_goes_to_the_local_mailbox(ada, organization,
     assert OutgoingMessage.objects.get().status == WorkStatus.DONE
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_a_recipient_with_a_japanese_name_gets_family_name_first_and_a_japanese_footer(
     ada, organization, lead, smtp
 ):
@@ -219,11 +226,12 @@ def test_a_recipient_with_a_japanese_name_gets_family_name_first_and_a_japanese_
     )
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_a_connection_the_server_closed_meanwhile_is_reopened(ada, organization):
     from aiosmtpd.controller import Controller
 
     from kizuna.crm.mail.tests.conftest import Inbox
-    from kizuna.work.tests.processes import free_port
+    from kizuna.testing.processes import free_port
 
     inbox, port = Inbox(), free_port()
     first, second = make_leads(organization, 2)

@@ -12,7 +12,7 @@ from kizuna.crm.models import Lead
 
 
 @pytest.fixture
-def template(organization, bob) -> EmailTemplate:
+def template(organization, bob, bob_membership) -> EmailTemplate:
     return EmailTemplate.objects.create(
         organization=organization,
         module="leads",
@@ -24,7 +24,7 @@ def template(organization, bob) -> EmailTemplate:
 
 
 @pytest.fixture
-def adas_template(organization, ada) -> EmailTemplate:
+def adas_template(organization, ada, ada_membership) -> EmailTemplate:
     return EmailTemplate.objects.create(
         organization=organization,
         module="contacts",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from django.test import Client
 from django.urls import reverse
 
@@ -11,11 +12,13 @@ from kizuna.crm.mail.tests.conftest import queue_text_email
 from kizuna.crm.models import Activity, ActivityKind
 
 
+@pytest.mark.usefixtures("ada_membership")
 def queued_message(ada, organization, record) -> OutgoingMessage:
     queue_text_email(organization, ada, [record], body_text="B")
     return OutgoingMessage.objects.get()
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_rfc8058_one_click_post_without_csrf_token_sets_the_opt_out(ada, organization, lead):
     message = queued_message(ada, organization, lead)
     client = Client(enforce_csrf_checks=True)
@@ -31,6 +34,7 @@ def test_rfc8058_one_click_post_without_csrf_token_sets_the_opt_out(ada, organiz
     assert activity.data == {"message": message.pk, "batch": message.batch_id, "one_click": True}
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_the_page_asks_first_then_unsubscribes_once(ada, organization, lead):
     message = queued_message(ada, organization, lead)
     url = reverse("crm_mail:unsubscribe", args=[message.unsubscribe_token])
@@ -48,6 +52,7 @@ def test_the_page_asks_first_then_unsubscribes_once(ada, organization, lead):
     assert Activity.objects.filter(lead=lead, kind=ActivityKind.UNSUBSCRIBED).count() == 1
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_the_page_follows_the_browser_language(ada, organization, lead):
     message = queued_message(ada, organization, lead)
     url = reverse("crm_mail:unsubscribe", args=[message.unsubscribe_token])
@@ -56,6 +61,7 @@ def test_the_page_follows_the_browser_language(ada, organization, lead):
     assert "配信停止" in page
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_an_unknown_token_is_404_and_changes_nothing(ada, organization, lead):
     queued_message(ada, organization, lead)
     response = Client().post(reverse("crm_mail:unsubscribe", args=["not-a-token"]))
@@ -64,6 +70,7 @@ def test_an_unknown_token_is_404_and_changes_nothing(ada, organization, lead):
     assert lead.email_opt_out is False
 
 
+@pytest.mark.usefixtures("ada_membership")
 def test_an_unsubscribed_record_is_skipped_next_time(ada, organization, lead):
     message = queued_message(ada, organization, lead)
     services.unsubscribe(message=message, one_click=False)

@@ -39,9 +39,9 @@ import pytest
 from kizuna.crm.mail.models import OutgoingMessage
 from kizuna.crm.mail.tests.conftest import queue_text_email
 from kizuna.crm.models import Lead
+from kizuna.testing.processes import database_url, kizuna_env, start_kizuna, stop, wait_for
 from kizuna.testing.races import require_postgresql
 from kizuna.work.leases import WorkStatus
-from kizuna.work.tests.processes import database_url, kizuna_env, start_kizuna, stop, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -76,6 +76,7 @@ def local_ports(pid: int) -> set[int]:
     return ports
 
 
+@pytest.mark.usefixtures("ada_membership")
 @pytest.mark.parametrize("moment", ["before_data", "after_dot"])
 def test_a_worker_killed_mid_batch_leaves_every_message_delivered_exactly_once(
     tmp_path, smtp_server, settings, moment, ada, organization

@@ -11,9 +11,9 @@ from django.conf import settings
 from django.test import Client
 
 from kizuna.identity.models import User
-from kizuna.survey.keys.tests.fixtures import sc_headers
 from kizuna.survey.models import AccountMember, Invitation, Survey, SurveyAccount
 from kizuna.survey.webhooks.models import WebhookEndpoint
+from kizuna.testing.survey_keys import sc_headers
 
 pytestmark = pytest.mark.django_db
 
@@ -34,13 +34,13 @@ def rows() -> tuple[int, ...]:
 
 
 @pytest.fixture
-def routes(ada: AccountMember, survey: Survey) -> dict[str, tuple[str, dict[str, Any]]]:
+def routes(ada_member: AccountMember, survey: Survey) -> dict[str, tuple[str, dict[str, Any]]]:
     """Each POST route with the headers that let a call through to its body."""
     trusted = {"HTTP_X_KIZUNA_TRUST": settings.KIZUNA_TRUST_TOKEN}
     return {
-        "members": ("/members", sc_headers(ada)),
-        "invitations": (f"/surveys/{survey.pk}/invitations", sc_headers(ada)),
-        "webhooks": ("/webhooks", sc_headers(ada)),
+        "members": ("/members", sc_headers(ada_member)),
+        "invitations": (f"/surveys/{survey.pk}/invitations", sc_headers(ada_member)),
+        "webhooks": ("/webhooks", sc_headers(ada_member)),
         "accounts-for-email": ("/internal/accounts-for-email", trusted),
     }
 
@@ -177,8 +177,8 @@ def test_field_errors_are_in_the_callers_language(client: Client, routes: dict) 
     }
 
 
-def test_a_query_value_of_the_wrong_type_is_a_field_error(client: Client, ada) -> None:
-    response = client.get(API + "/responses?limit=many", **sc_headers(ada))
+def test_a_query_value_of_the_wrong_type_is_a_field_error(client: Client, ada_member) -> None:
+    response = client.get(API + "/responses?limit=many", **sc_headers(ada_member))
 
     assert response.status_code == 422
     assert response.json()["error"]["fields"] == {"limit": ["Send a whole number."]}

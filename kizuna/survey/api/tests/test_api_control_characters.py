@@ -26,7 +26,7 @@ def post(client: Client, path: str, body: dict[str, Any], **headers: Any) -> Any
 
 
 def test_an_invitation_whose_name_holds_a_line_break_is_a_422_and_none_is_created(
-    client: Client, survey: Survey, ada_api: dict[str, Any]
+    client: Client, survey: Survey, ada_sc_headers: dict[str, Any]
 ) -> None:
     response = post(
         client,
@@ -38,7 +38,7 @@ def test_an_invitation_whose_name_holds_a_line_break_is_a_422_and_none_is_create
                 {"recipient_reference": "lead:3", "name": "Mallory\u2028"},
             ]
         },
-        **ada_api,
+        **ada_sc_headers,
     )
 
     assert response.status_code == 422

@@ -11,8 +11,8 @@ from django.test import Client, override_settings
 
 from kizuna.identity.models import User
 from kizuna.survey.keys.models import ServiceKey
-from kizuna.survey.keys.tests.fixtures import sc_headers
 from kizuna.survey.models import AccountMember, Portal, SurveyAccount
+from kizuna.testing.survey_keys import sc_headers
 
 pytestmark = pytest.mark.django_db
 
@@ -27,19 +27,21 @@ def trusted() -> dict[str, Any]:
     return {"HTTP_X_KIZUNA_TRUST": settings.KIZUNA_TRUST_TOKEN}
 
 
-def test_existing_administrator_gets_each_of_their_accounts_with_a_key(client: Client, ada, portal):
+def test_existing_administrator_gets_each_of_their_accounts_with_a_key(
+    client: Client, ada_member, portal
+):
     response = post(client, {"email": "ADA@example.com"}, **trusted())
 
     assert response.status_code == 200
     assert response["Cache-Control"] == "no-store"
     body = response.json()
-    key = ServiceKey.objects.get(member=ada, revoked_at__isnull=True)
+    key = ServiceKey.objects.get(member=ada_member, revoked_at__isnull=True)
     assert body == {
         "email": "ada@example.com",
         "created": False,
         "accounts": [
             {
-                "id": ada.account_id,
+                "id": ada_member.account_id,
                 "name": "Kizuna Demo",
                 "portals": [{"id": portal.pk, "name": "Customers"}],
                 "sc_key": key.reveal(),
@@ -49,7 +51,7 @@ def test_existing_administrator_gets_each_of_their_accounts_with_a_key(client: C
     assert SurveyAccount.objects.count() == 1
 
 
-def test_the_returned_key_works_with_the_sc_key_api(client: Client, ada):
+def test_the_returned_key_works_with_the_sc_key_api(client: Client, ada_member):
     body = post(client, {"email": "ada@example.com"}, **trusted()).json()
     response = client.get(
         "/survey/api/v1/account",
@@ -59,16 +61,14 @@ def test_the_returned_key_works_with_the_sc_key_api(client: Client, ada):
     assert response.status_code == 200
 
 
-def test_existing_key_is_returned_not_replaced(client: Client, ada):
-    existing = sc_headers(ada)["HTTP_X_SC_KEY"]
+def test_existing_key_is_returned_not_replaced(client: Client, ada_member):
+    existing = sc_headers(ada_member)["HTTP_X_SC_KEY"]
     body = post(client, {"email": "ada@example.com"}, **trusted()).json()
     assert body["accounts"][0]["sc_key"] == existing
-    assert ServiceKey.objects.filter(member=ada).count() == 1
+    assert ServiceKey.objects.filter(member=ada_member).count() == 1
 
 
-def test_user_without_an_account_gets_a_new_account_with_a_first_portal(
-    client: Client, bob_user: User
-):
+def test_user_without_an_account_gets_a_new_account_with_a_first_portal(client: Client, bob: User):
     response = post(
         client, {"email": "bob@example.com", "account_name": "Bob's surveys"}, **trusted()
     )
@@ -79,18 +79,18 @@ def test_user_without_an_account_gets_a_new_account_with_a_first_portal(
     [account] = body["accounts"]
     assert account["name"] == "Bob's surveys"
     assert len(account["portals"]) == 1
-    member = AccountMember.objects.get(user=bob_user)
+    member = AccountMember.objects.get(user=bob)
     assert member.is_administrator
     assert Portal.objects.filter(account_id=account["id"]).count() == 1
     assert account["sc_key"] == ServiceKey.objects.get(member=member).reveal()
 
 
-def test_plain_member_elsewhere_gets_an_account_of_their_own(client: Client, bob):
+def test_plain_member_elsewhere_gets_an_account_of_their_own(client: Client, bob_member):
     body = post(client, {"email": "bob@example.com"}, **trusted()).json()
 
     assert body["created"] is True
-    assert body["accounts"][0]["id"] != bob.account_id
-    assert not ServiceKey.objects.filter(member=bob).exists()
+    assert body["accounts"][0]["id"] != bob_member.account_id
+    assert not ServiceKey.objects.filter(member=bob_member).exists()
 
 
 def test_unknown_email_becomes_a_user_without_password_and_an_account(client: Client, db):
@@ -110,15 +110,15 @@ def test_invalid_email_is_a_field_error(client: Client, db):
     assert SurveyAccount.objects.count() == 0
 
 
-def test_never_reachable_without_the_trust_token(client: Client, ada):
+def test_never_reachable_without_the_trust_token(client: Client, ada_member):
     response = post(client, {"email": "ada@example.com"})
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "invalid_trust_token"
     assert ServiceKey.objects.count() == 0
 
 
-def test_never_reachable_with_an_sc_key_alone(client: Client, ada):
-    headers = sc_headers(ada)
+def test_never_reachable_with_an_sc_key_alone(client: Client, ada_member):
+    headers = sc_headers(ada_member)
     before = ServiceKey.objects.count()
 
     response = post(client, {"email": "carol@example.com"}, **headers)
@@ -129,20 +129,20 @@ def test_never_reachable_with_an_sc_key_alone(client: Client, ada):
     assert SurveyAccount.objects.count() == 1
 
 
-def test_wrong_trust_token_is_refused(client: Client, ada):
+def test_wrong_trust_token_is_refused(client: Client, ada_member):
     response = post(client, {"email": "ada@example.com"}, HTTP_X_KIZUNA_TRUST="guess")
     assert response.status_code == 401
     assert ServiceKey.objects.count() == 0
 
 
 @override_settings(KIZUNA_TRUST_TOKEN="")
-def test_an_empty_trust_token_setting_disables_the_route(client: Client, ada):
+def test_an_empty_trust_token_setting_disables_the_route(client: Client, ada_member):
     response = post(client, {"email": "ada@example.com"}, HTTP_X_KIZUNA_TRUST="")
     assert response.status_code == 401
     assert ServiceKey.objects.count() == 0
 
 
-def test_trust_token_does_not_open_the_sc_key_routes(client: Client, ada):
+def test_trust_token_does_not_open_the_sc_key_routes(client: Client, ada_member):
     response = client.get("/survey/api/v1/account", **trusted())
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "missing_credentials"
@@ -164,7 +164,9 @@ def wrong_tokens(client: Client, count: int, address: str = ATTACKER) -> list[in
 
 
 @override_settings(KIZUNA_TRUST_TOKEN_MAX_FAILURES=3, KIZUNA_TRUST_TOKEN_WINDOW_SECONDS=600)
-def test_wrong_trust_tokens_past_the_limit_get_429_saying_what_was_limited(client: Client, ada):
+def test_wrong_trust_tokens_past_the_limit_get_429_saying_what_was_limited(
+    client: Client, ada_member
+):
     statuses = wrong_tokens(client, 3)
     response = post(
         client, {"email": "ada@example.com"}, HTTP_X_KIZUNA_TRUST="guess", REMOTE_ADDR=ATTACKER
@@ -186,7 +188,7 @@ def test_wrong_trust_tokens_past_the_limit_get_429_saying_what_was_limited(clien
 
 @override_settings(KIZUNA_TRUST_TOKEN_MAX_FAILURES=3)
 def test_the_right_trust_token_is_never_refused_for_others_failures_at_its_address(
-    client: Client, ada
+    client: Client, ada_member
 ):
     wrong_tokens(client, 10)
 
@@ -197,14 +199,14 @@ def test_the_right_trust_token_is_never_refused_for_others_failures_at_its_addre
 
 
 @override_settings(KIZUNA_TRUST_TOKEN_MAX_FAILURES=3)
-def test_wrong_trust_tokens_are_counted_per_client_address(client: Client, ada):
+def test_wrong_trust_tokens_are_counted_per_client_address(client: Client, ada_member):
     wrong_tokens(client, 5)
 
     assert wrong_tokens(client, 1, address="192.0.2.8") == [401]
 
 
 @override_settings(KIZUNA_TRUST_TOKEN_MAX_FAILURES=1)
-def test_the_trust_token_429_is_in_the_callers_language(client: Client, ada):
+def test_the_trust_token_429_is_in_the_callers_language(client: Client, ada_member):
     wrong_tokens(client, 1)
 
     response = post(

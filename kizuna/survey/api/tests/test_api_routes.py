@@ -16,7 +16,6 @@ from django.utils import timezone
 
 from kizuna.lib import cursors
 from kizuna.survey.keys import services
-from kizuna.survey.keys.tests.fixtures import make_response
 from kizuna.survey.models import (
     AccountMember,
     Invitation,
@@ -28,6 +27,7 @@ from kizuna.survey.models import (
 from kizuna.survey.services import invite_members
 from kizuna.survey.webhooks.models import WebhookEndpoint
 from kizuna.testing.personas import make_user
+from kizuna.testing.survey_keys import make_response
 
 pytestmark = pytest.mark.django_db
 
@@ -46,7 +46,7 @@ def call(client: Client, method: str, path: str, headers: dict[str, Any], body: 
 
 
 @pytest.fixture
-def world(account, ada, bob, carol, portal, survey) -> dict[str, Any]:
+def world(account, ada_member, bob_member, carol_member, portal, survey) -> dict[str, Any]:
     """Ada's account with a survey, an invitation, a response and a webhook endpoint."""
     response = make_response(survey, reference="lead:1")
     endpoint = WebhookEndpoint.objects.create(
@@ -103,8 +103,8 @@ def snapshot() -> tuple[int, int, int, int]:
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ROUTES, ids=ROUTE_IDS)
-def test_administrators_key_may_call_it(client: Client, world, ada, method, path, body):
-    response = call(client, method, path(world), services_headers(ada), body)
+def test_administrators_key_may_call_it(client: Client, world, ada_member, method, path, body):
+    response = call(client, method, path(world), services_headers(ada_member), body)
     assert response.status_code in {200, 201, 204}, response.content
 
 
@@ -135,9 +135,11 @@ def test_wrong_key_gets_401_and_changes_nothing(client: Client, world, method, p
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ROUTES, ids=ROUTE_IDS)
-def test_revoked_key_gets_401_and_changes_nothing(client: Client, world, ada, method, path, body):
-    old = services_headers(ada)
-    services.regenerate_key(member=ada, by=ada.user)
+def test_revoked_key_gets_401_and_changes_nothing(
+    client: Client, world, ada_member, method, path, body
+):
+    old = services_headers(ada_member)
+    services.regenerate_key(member=ada_member, by=ada_member.user)
     before = snapshot()
     response = call(client, method, path(world), old, body)
     assert (response.status_code, response.json()["error"]["code"]) == (401, "revoked_key")
@@ -146,10 +148,10 @@ def test_revoked_key_gets_401_and_changes_nothing(client: Client, world, ada, me
 
 @pytest.mark.parametrize(("method", "path", "body"), ROUTES, ids=ROUTE_IDS)
 def test_key_of_a_demoted_member_gets_403_and_changes_nothing(
-    client: Client, world, ada, method, path, body
+    client: Client, world, ada_member, method, path, body
 ):
-    headers = services_headers(ada)
-    AccountMember.objects.filter(pk=ada.pk).update(role=MemberRole.MEMBER)
+    headers = services_headers(ada_member)
+    AccountMember.objects.filter(pk=ada_member.pk).update(role=MemberRole.MEMBER)
     before = snapshot()
     response = call(client, method, path(world), headers, body)
     assert (response.status_code, response.json()["error"]["code"]) == (403, "insufficient_role")
@@ -172,16 +174,16 @@ def test_key_of_a_demoted_member_gets_403_and_changes_nothing(
     ids=["surveys of portal", "create invitations", "invitations", "responses", "delete webhook"],
 )
 def test_other_accounts_key_gets_404_for_this_accounts_objects(
-    client: Client, world, carol, method, path, body
+    client: Client, world, carol_member, method, path, body
 ):
     before = snapshot()
-    response = call(client, method, path(world), services_headers(carol), body)
+    response = call(client, method, path(world), services_headers(carol_member), body)
     assert (response.status_code, response.json()["error"]["code"]) == (404, "not_found")
     assert snapshot() == before
 
 
-def test_other_accounts_key_lists_only_its_own_account(client: Client, world, carol):
-    headers = services_headers(carol)
+def test_other_accounts_key_lists_only_its_own_account(client: Client, world, carol_member):
+    headers = services_headers(carol_member)
     assert call(client, "get", "/account", headers).json()["name"] == "Carol Research"
     assert call(client, "get", "/portals", headers).json() == []
     assert call(client, "get", "/surveys", headers).json() == []
@@ -194,7 +196,7 @@ def test_other_accounts_key_lists_only_its_own_account(client: Client, world, ca
 
 
 def services_headers(member: AccountMember) -> dict[str, Any]:
-    from kizuna.survey.keys.tests.fixtures import sc_headers
+    from kizuna.testing.survey_keys import sc_headers
 
     return sc_headers(member)
 
@@ -202,12 +204,12 @@ def services_headers(member: AccountMember) -> dict[str, Any]:
 # --- what each route answers ----------------------------------------------------------------
 
 
-def test_portals_and_surveys_of_the_account(client: Client, world, ada, account):
+def test_portals_and_surveys_of_the_account(client: Client, world, ada_member, account):
     second = Portal.objects.create(account=account, name="Staff")
     closed = Survey.objects.create(
         portal=second, title="Lunch", public_id="lunch0001", is_open=False
     )
-    headers = services_headers(ada)
+    headers = services_headers(ada_member)
 
     assert call(client, "get", "/portals", headers).json() == [
         {"id": world["portal"].pk, "name": "Customers"},
@@ -230,12 +232,12 @@ def test_portals_and_surveys_of_the_account(client: Client, world, ada, account)
 
 
 def test_members_are_listed_with_their_roles_then_the_pending_invitations(
-    client: Client, world, ada, account
+    client: Client, world, ada_member, account
 ):
-    invite_members(account=account, emails=["zed@example.com"], by=ada.user, role="admin")
+    invite_members(account=account, emails=["zed@example.com"], by=ada_member.user, role="admin")
     [invitation] = MemberInvitation.objects.all()
 
-    assert call(client, "get", "/members", services_headers(ada)).json() == [
+    assert call(client, "get", "/members", services_headers(ada_member)).json() == [
         {
             "email": "ada@example.com",
             "name": "Ada Lovelace",
@@ -261,21 +263,21 @@ def test_members_are_listed_with_their_roles_then_the_pending_invitations(
 
 
 def test_inviting_members_answers_per_address_and_adds_nobody_before_they_accept(
-    client: Client, world, ada, account
+    client: Client, world, ada_member, account
 ):
     make_user("erin@example.com")  # a user of the deployment answers like a new address
     first = call(
         client,
         "post",
         "/members",
-        services_headers(ada),
+        services_headers(ada_member),
         {"emails": ["Dan@Example.com", "erin@example.com"]},
     )
     again = call(
         client,
         "post",
         "/members",
-        services_headers(ada),
+        services_headers(ada_member),
         {"emails": ["bob@example.com", "dan@example.com"]},
     )
 
@@ -311,10 +313,14 @@ def iso(moment: datetime.datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def test_inviting_an_invalid_email_names_it_and_invites_nobody(client: Client, world, ada):
+def test_inviting_an_invalid_email_names_it_and_invites_nobody(client: Client, world, ada_member):
     before = snapshot()
     response = call(
-        client, "post", "/members", services_headers(ada), {"emails": ["ok@example.com", "nope"]}
+        client,
+        "post",
+        "/members",
+        services_headers(ada_member),
+        {"emails": ["ok@example.com", "nope"]},
     )
 
     assert response.status_code == 422
@@ -329,14 +335,14 @@ def test_inviting_an_invalid_email_names_it_and_invites_nobody(client: Client, w
 
 
 @override_settings(KIZUNA_BASE_URL="https://kizuna.example.com")
-def test_invitation_batch_returns_each_token_and_link(client: Client, world, ada):
+def test_invitation_batch_returns_each_token_and_link(client: Client, world, ada_member):
     survey = world["survey"]
     expiry = (timezone.now() + datetime.timedelta(days=7)).isoformat()
     response = call(
         client,
         "post",
         f"/surveys/{survey.pk}/invitations",
-        services_headers(ada),
+        services_headers(ada_member),
         {
             "invitations": [
                 {"recipient_reference": "lead:2", "email": "dan@example.com", "name": "Dan"},
@@ -359,13 +365,13 @@ def test_invitation_batch_returns_each_token_and_link(client: Client, world, ada
 
 
 def test_invitation_batch_is_idempotent_per_survey_and_recipient_reference(
-    client: Client, world, ada
+    client: Client, world, ada_member
 ):
     survey = world["survey"]
     path = f"/surveys/{survey.pk}/invitations"
     body = {"invitations": [{"recipient_reference": "lead:2"}, {"recipient_reference": "lead:1"}]}
-    first = call(client, "post", path, services_headers(ada), body).json()["invitations"]
-    again = call(client, "post", path, services_headers(ada), body).json()["invitations"]
+    first = call(client, "post", path, services_headers(ada_member), body).json()["invitations"]
+    again = call(client, "post", path, services_headers(ada_member), body).json()["invitations"]
 
     assert [i["created"] for i in first] == [True, False]  # lead:1 was invited by the fixture
     assert [i["created"] for i in again] == [False, False]
@@ -374,7 +380,7 @@ def test_invitation_batch_is_idempotent_per_survey_and_recipient_reference(
 
 
 def test_inviting_the_same_reference_again_renews_a_link_not_completed_yet(
-    client: Client, world, ada
+    client: Client, world, ada_member
 ):
     survey = world["survey"]
     path = f"/surveys/{survey.pk}/invitations"
@@ -387,7 +393,7 @@ def test_inviting_the_same_reference_again_renews_a_link_not_completed_yet(
             "expires_at": expires_at and expires_at.isoformat(),
         }
         body = {"invitations": [item]}
-        (invitation,) = call(client, "post", path, services_headers(ada), body).json()[
+        (invitation,) = call(client, "post", path, services_headers(ada_member), body).json()[
             "invitations"
         ]
         return invitation
@@ -431,7 +437,7 @@ def close(survey: Survey, how: str) -> None:
 @pytest.mark.parametrize("how", ["closed by hand", "past its closing time"])
 @pytest.mark.parametrize("language", ["en", "ja"])
 def test_invitations_to_a_closed_survey_are_refused_with_409_and_none_is_created(
-    client: Client, world, ada, how: str, language: str
+    client: Client, world, ada_member, how: str, language: str
 ):
     survey = world["survey"]
     close(survey, how)
@@ -441,7 +447,7 @@ def test_invitations_to_a_closed_survey_are_refused_with_409_and_none_is_created
         client,
         "post",
         f"/surveys/{survey.pk}/invitations",
-        {**services_headers(ada), "HTTP_ACCEPT_LANGUAGE": language},
+        {**services_headers(ada_member), "HTTP_ACCEPT_LANGUAGE": language},
         {"invitations": [{"recipient_reference": "lead:2", "email": "dan@example.com"}]},
     )
 
@@ -453,15 +459,15 @@ def test_invitations_to_a_closed_survey_are_refused_with_409_and_none_is_created
 
 
 def test_re_posting_an_earlier_invitation_to_a_survey_closed_since_is_refused_too(
-    client: Client, world, ada
+    client: Client, world, ada_member
 ):
     survey = world["survey"]
     path = f"/surveys/{survey.pk}/invitations"
     body = {"invitations": [{"recipient_reference": "lead:2"}]}
-    first = call(client, "post", path, services_headers(ada), body)
+    first = call(client, "post", path, services_headers(ada_member), body)
     close(survey, "closed by hand")
 
-    again = call(client, "post", path, services_headers(ada), body)
+    again = call(client, "post", path, services_headers(ada_member), body)
 
     assert first.status_code == 200
     assert again.status_code == 409
@@ -469,16 +475,16 @@ def test_re_posting_an_earlier_invitation_to_a_survey_closed_since_is_refused_to
     assert Invitation.objects.filter(survey=survey, recipient_reference="lead:2").count() == 1
 
 
-def test_reopening_a_closed_survey_accepts_invitations_again(client: Client, world, ada):
+def test_reopening_a_closed_survey_accepts_invitations_again(client: Client, world, ada_member):
     survey = world["survey"]
     close(survey, "closed by hand")
     path = f"/surveys/{survey.pk}/invitations"
     body = {"invitations": [{"recipient_reference": "lead:2"}]}
-    refused = call(client, "post", path, services_headers(ada), body)
+    refused = call(client, "post", path, services_headers(ada_member), body)
     survey.is_open = True
     survey.save(update_fields=["is_open"])
 
-    accepted = call(client, "post", path, services_headers(ada), body)
+    accepted = call(client, "post", path, services_headers(ada_member), body)
 
     assert refused.status_code == 409
     assert accepted.status_code == 200
@@ -494,12 +500,16 @@ def test_the_openapi_document_lists_409_survey_closed_for_invitations(client: Cl
     assert "re-posts" in operation["description"]
 
 
-def test_invitation_batch_of_more_than_1000_is_refused_whole(client: Client, world, ada):
+def test_invitation_batch_of_more_than_1000_is_refused_whole(client: Client, world, ada_member):
     body = {"invitations": [{"recipient_reference": f"lead:{n}"} for n in range(1001)]}
     before = Invitation.objects.count()
 
     response = call(
-        client, "post", f"/surveys/{world['survey'].pk}/invitations", services_headers(ada), body
+        client,
+        "post",
+        f"/surveys/{world['survey'].pk}/invitations",
+        services_headers(ada_member),
+        body,
     )
 
     assert response.status_code == 422
@@ -508,23 +518,27 @@ def test_invitation_batch_of_more_than_1000_is_refused_whole(client: Client, wor
     assert Invitation.objects.count() == before
 
 
-def test_invitation_batch_of_exactly_1000_is_accepted(client: Client, world, ada):
+def test_invitation_batch_of_exactly_1000_is_accepted(client: Client, world, ada_member):
     body = {"invitations": [{"recipient_reference": f"lead:{n + 10}"} for n in range(1000)]}
     response = call(
-        client, "post", f"/surveys/{world['survey'].pk}/invitations", services_headers(ada), body
+        client,
+        "post",
+        f"/surveys/{world['survey'].pk}/invitations",
+        services_headers(ada_member),
+        body,
     )
     assert response.status_code == 200
     assert len(response.json()["invitations"]) == 1000
     assert Invitation.objects.filter(survey=world["survey"]).count() == 1001
 
 
-def test_invitation_batch_names_each_bad_item_and_writes_nothing(client: Client, world, ada):
+def test_invitation_batch_names_each_bad_item_and_writes_nothing(client: Client, world, ada_member):
     before = Invitation.objects.count()
     response = call(
         client,
         "post",
         f"/surveys/{world['survey'].pk}/invitations",
-        services_headers(ada),
+        services_headers(ada_member),
         {
             "invitations": [
                 {"recipient_reference": "lead:7", "email": "not-an-email"},
@@ -547,13 +561,13 @@ def test_invitation_batch_names_each_bad_item_and_writes_nothing(client: Client,
 
 
 def test_invitation_batch_with_a_missing_field_answers_a_json_field_error(
-    client: Client, world, ada
+    client: Client, world, ada_member
 ):
     response = call(
         client,
         "post",
         f"/surveys/{world['survey'].pk}/invitations",
-        services_headers(ada),
+        services_headers(ada_member),
         {"invitations": [{"email": "dan@example.com"}]},
     )
     assert response.status_code == 422
@@ -561,7 +575,7 @@ def test_invitation_batch_with_a_missing_field_answers_a_json_field_error(
     assert list(response.json()["error"]["fields"]) == ["invitations.0.recipient_reference"]
 
 
-def test_invitations_are_listed_with_their_state_and_times(client: Client, world, ada):
+def test_invitations_are_listed_with_their_state_and_times(client: Client, world, ada_member):
     survey = world["survey"]
     now = timezone.now()
     Invitation.objects.create(survey=survey, recipient_reference="opened", opened_at=now)
@@ -574,9 +588,9 @@ def test_invitations_are_listed_with_their_state_and_times(client: Client, world
     Invitation.objects.create(survey=survey, recipient_reference="sent")
     Invitation.objects.filter(recipient_reference="lead:1").update(completed_at=now)
 
-    items = call(client, "get", f"/invitations?survey={survey.pk}", services_headers(ada)).json()[
-        "items"
-    ]
+    items = call(
+        client, "get", f"/invitations?survey={survey.pk}", services_headers(ada_member)
+    ).json()["items"]
 
     assert [(i["recipient_reference"], i["state"]) for i in items] == [
         ("lead:1", "completed"),
@@ -590,23 +604,23 @@ def test_invitations_are_listed_with_their_state_and_times(client: Client, world
 
 
 def test_invitations_can_be_looked_up_by_recipient_reference_across_surveys(
-    client: Client, world, ada, portal
+    client: Client, world, ada_member, portal
 ):
     other = Survey.objects.create(portal=portal, title="Second", public_id="second0001")
     Invitation.objects.create(survey=other, recipient_reference="lead:1")
 
     items = call(
-        client, "get", "/invitations?recipient_reference=lead:1", services_headers(ada)
+        client, "get", "/invitations?recipient_reference=lead:1", services_headers(ada_member)
     ).json()["items"]
 
     assert sorted(i["survey"] for i in items) == sorted([world["survey"].pk, other.pk])
 
 
-def test_invitation_pages_follow_the_cursor(client: Client, world, ada):
+def test_invitation_pages_follow_the_cursor(client: Client, world, ada_member):
     survey = world["survey"]
     for n in range(4):
         Invitation.objects.create(survey=survey, recipient_reference=f"p{n}")
-    headers = services_headers(ada)
+    headers = services_headers(ada_member)
 
     first = call(client, "get", f"/invitations?survey={survey.pk}&limit=3", headers).json()
     second = call(
@@ -624,7 +638,7 @@ def test_invitation_pages_follow_the_cursor(client: Client, world, ada):
 # --- responses ------------------------------------------------------------------------------
 
 
-def test_responses_are_listed_with_a_cursor_since_a_time(client: Client, world, ada):
+def test_responses_are_listed_with_a_cursor_since_a_time(client: Client, world, ada_member):
     survey = world["survey"]
     base = datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC)
     world["response"].submitted_at = base
@@ -635,7 +649,7 @@ def test_responses_are_listed_with_a_cursor_since_a_time(client: Client, world, 
         )
         for n in range(3)
     ]
-    headers = services_headers(ada)
+    headers = services_headers(ada_member)
     since = (base + datetime.timedelta(hours=1)).isoformat().replace("+00:00", "Z")
 
     first = call(
@@ -657,11 +671,11 @@ def test_responses_are_listed_with_a_cursor_since_a_time(client: Client, world, 
 
 
 def test_listing_responses_takes_the_same_number_of_queries_for_many(
-    client: Client, world, ada, django_assert_max_num_queries
+    client: Client, world, ada_member, django_assert_max_num_queries
 ):
     for n in range(20):
         make_response(world["survey"], reference=f"many:{n}")
-    headers = services_headers(ada)
+    headers = services_headers(ada_member)
     client.get(API + "/responses", **headers)  # the key's last use is written once
 
     with django_assert_max_num_queries(8):
@@ -679,10 +693,10 @@ def test_listing_responses_takes_the_same_number_of_queries_for_many(
         ("/invitations", "9" * 40),  # would overflow a bigint
     ],
 )
-def test_a_bad_cursor_is_a_field_error(client: Client, world, ada, route, key):
+def test_a_bad_cursor_is_a_field_error(client: Client, world, ada_member, route, key):
     cursor = "garbage" if key is None else cursors.encode_cursor(timezone.now(), key)
 
-    response = call(client, "get", f"{route}?cursor={cursor}", services_headers(ada))
+    response = call(client, "get", f"{route}?cursor={cursor}", services_headers(ada_member))
 
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "invalid"
@@ -691,8 +705,8 @@ def test_a_bad_cursor_is_a_field_error(client: Client, world, ada, route, key):
     }
 
 
-def test_a_page_size_over_the_limit_is_a_field_error(client: Client, world, ada):
-    response = call(client, "get", "/responses?limit=501", services_headers(ada))
+def test_a_page_size_over_the_limit_is_a_field_error(client: Client, world, ada_member):
+    response = call(client, "get", "/responses?limit=501", services_headers(ada_member))
     assert response.status_code == 422
     assert list(response.json()["error"]["fields"]) == ["limit"]
 
@@ -700,12 +714,12 @@ def test_a_page_size_over_the_limit_is_a_field_error(client: Client, world, ada)
 # --- webhook endpoints ----------------------------------------------------------------------
 
 
-def test_creating_a_webhook_endpoint_returns_its_signing_secret(client: Client, world, ada):
+def test_creating_a_webhook_endpoint_returns_its_signing_secret(client: Client, world, ada_member):
     response = call(
         client,
         "post",
         "/webhooks",
-        services_headers(ada),
+        services_headers(ada_member),
         {"url": "https://93.184.215.14/hook", "events": ["response.completed", "response.deleted"]},
     )
 
@@ -717,15 +731,15 @@ def test_creating_a_webhook_endpoint_returns_its_signing_secret(client: Client, 
     assert body["secret"] == endpoint.signing_secret()
     assert body["events"] == ["response.completed", "response.deleted"]
     assert body["is_enabled"] is True
-    assert "secret" not in call(client, "get", "/webhooks", services_headers(ada)).json()[0]
+    assert "secret" not in call(client, "get", "/webhooks", services_headers(ada_member)).json()[0]
 
 
 def test_registering_the_same_url_again_returns_the_same_endpoint_enabled_again(
-    client: Client, world, ada
+    client: Client, world, ada_member
 ):
     from kizuna.survey.webhooks.services import disable_endpoint
 
-    headers = services_headers(ada)
+    headers = services_headers(ada_member)
     body = {"url": "https://93.184.215.14/hook", "events": ["response.completed"]}
     first = call(client, "post", "/webhooks", headers, body).json()
     disable_endpoint(
@@ -747,13 +761,13 @@ def test_registering_the_same_url_again_returns_the_same_endpoint_enabled_again(
     assert WebhookEndpoint.objects.filter(url="https://93.184.215.14/hook").count() == 1
 
 
-def test_webhook_endpoint_on_a_private_address_is_refused(client: Client, world, ada):
+def test_webhook_endpoint_on_a_private_address_is_refused(client: Client, world, ada_member):
     before = WebhookEndpoint.objects.count()
     response = call(
         client,
         "post",
         "/webhooks",
-        services_headers(ada),
+        services_headers(ada_member),
         {"url": "http://10.1.2.3/hook", "events": ["response.completed"]},
     )
 
@@ -765,30 +779,30 @@ def test_webhook_endpoint_on_a_private_address_is_refused(client: Client, world,
     assert WebhookEndpoint.objects.count() == before
 
 
-def test_webhook_endpoint_with_unknown_events_is_refused(client: Client, world, ada):
+def test_webhook_endpoint_with_unknown_events_is_refused(client: Client, world, ada_member):
     response = call(
         client,
         "post",
         "/webhooks",
-        services_headers(ada),
+        services_headers(ada_member),
         {"url": "https://93.184.215.14/hook", "events": ["response.created"]},
     )
     assert response.status_code == 422
     assert list(response.json()["error"]["fields"]) == ["events"]
 
 
-def test_deleting_a_webhook_endpoint(client: Client, world, ada):
+def test_deleting_a_webhook_endpoint(client: Client, world, ada_member):
     endpoint = world["endpoint"]
-    response = call(client, "delete", f"/webhooks/{endpoint.pk}", services_headers(ada))
+    response = call(client, "delete", f"/webhooks/{endpoint.pk}", services_headers(ada_member))
 
     assert response.status_code == 204
     assert not WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
 
 
 def test_routes_with_their_own_status_answer_201_200_204_without_deprecated_tuples(
-    client: Client, world, ada
+    client: Client, world, ada_member
 ):
-    headers = services_headers(ada)
+    headers = services_headers(ada_member)
     body = {"url": "https://93.184.215.14/hook", "events": ["response.completed"]}
     with warnings.catch_warnings():
         # django-ninja deprecates returning (status, body); Status(status, body) is the API.

@@ -3,7 +3,7 @@ from collections.abc import Iterator
 import pytest
 from django.utils import translation
 
-from kizuna.survey.keys.tests.fixtures import *  # noqa: F403
+from kizuna.testing.survey_keys import *  # noqa: F403
 
 
 @pytest.fixture(autouse=True)

@@ -26,21 +26,20 @@ LOG = reverse("survey:survey_audit:log")
 @pytest.fixture
 def history(
     account: SurveyAccount,
-    ada: Any,
-    bob: Any,
+    ada_member: Any,
+    bob_member: Any,
     portal: Portal,
-    ada_user: User,
-    carol: Any,
-    other_account: SurveyAccount,
-    carol_user: User,
+    ada: User,
+    carol_member: Any,
+    carol_account: SurveyAccount,
+    carol: User,
 ) -> None:
     """Ada regenerates her SC key and makes Bob an administrator, who renames a portal; Carol
     creates a portal in her own account; then Bob is a plain member again."""
-    key_services.regenerate_key(member=ada, by=ada_user)
-    bob_member = AccountMember.objects.get(account=account, user=bob.user)
-    services.change_member_role(member=bob_member, role=MemberRole.ADMINISTRATOR, by=ada_user)
-    services.rename_portal(portal=portal, name="Clients", by=bob.user)
-    services.create_portal(account=other_account, name="Research", by=carol_user)
+    key_services.regenerate_key(member=ada_member, by=ada)
+    services.change_member_role(member=bob_member, role=MemberRole.ADMINISTRATOR, by=ada)
+    services.rename_portal(portal=portal, name="Clients", by=bob_member.user)
+    services.create_portal(account=carol_account, name="Research", by=carol)
     AccountMember.objects.filter(pk=bob_member.pk).update(role=MemberRole.MEMBER)
 
 
@@ -66,12 +65,12 @@ def test_bob_a_plain_member_gets_403(bob_client: Client, history: None) -> None:
 
 
 def test_carol_sees_only_her_own_accounts_entries(
-    carol_client: Client, history: None, ada_user: User
+    carol_client: Client, history: None, ada: User
 ) -> None:
     response = carol_client.get(LOG)
     assert sentences(response) == ["Carol Tanaka created the portal “Research”."]
     # Ada has no entry in Carol's account: asking for her is refused, nothing is shown.
-    response = carol_client.get(LOG, {"person": ada_user.pk})
+    response = carol_client.get(LOG, {"person": ada.pk})
     assert response.status_code == 400
     assert response.context["entries"] == []
 
@@ -86,15 +85,15 @@ def test_a_user_without_a_survey_account_gets_404_and_visitors_sign_in(
 
 
 def test_filtering_by_action_and_by_person(
-    ada_client: Client, history: None, ada_user: User, bob_user: User
+    ada_client: Client, history: None, ada: User, bob: User
 ) -> None:
     by_action = ada_client.get(LOG, {"action": AuditAction.SC_KEY_REGENERATED})
     assert sentences(by_action) == [
         "Ada Lovelace regenerated the SC key of ada@example.com: the old key no longer works."
     ]
-    by_person = ada_client.get(LOG, {"person": bob_user.pk})
+    by_person = ada_client.get(LOG, {"person": bob.pk})
     assert sentences(by_person) == ["Bob Smith renamed the portal “Customers” to “Clients”."]
-    both = ada_client.get(LOG, {"action": "portal.renamed", "person": str(ada_user.pk)})
+    both = ada_client.get(LOG, {"action": "portal.renamed", "person": str(ada.pk)})
     assert both.context["entries"] == []
     assert "Nothing matches these filters." in both.content.decode()
 
@@ -123,7 +122,7 @@ def test_the_subnav_links_to_the_audit_log_for_administrators_only(
 
 
 def test_creating_a_portal_on_its_page_is_recorded(
-    ada_client: Client, account: SurveyAccount, ada_user: User
+    ada_client: Client, account: SurveyAccount, ada: User
 ) -> None:
     response = ada_client.post(reverse("survey:portals"), {"name": "Events"})
     assert response.status_code == 302
@@ -132,13 +131,13 @@ def test_creating_a_portal_on_its_page_is_recorded(
     assert (entry.account, entry.action, entry.actor, entry.target_id) == (
         account,
         AuditAction.PORTAL_CREATED,
-        ada_user,
+        ada,
         portal.pk,
     )
 
 
 def test_regenerating_the_sc_key_on_its_page_is_recorded_and_bob_cannot(
-    ada_client: Client, bob_client: Client, ada: Any, ada_user: User
+    ada_client: Client, bob_client: Client, ada_member: Any, ada: User
 ) -> None:
     url = reverse("survey:survey_keys:regenerate")
     assert bob_client.post(url).status_code == 403
@@ -147,6 +146,6 @@ def test_regenerating_the_sc_key_on_its_page_is_recorded_and_bob_cannot(
     entry = AuditEntry.objects.get()
     assert (entry.action, entry.actor, entry.target_id) == (
         AuditAction.SC_KEY_REGENERATED,
-        ada_user,
-        ada.pk,
+        ada,
+        ada_member.pk,
     )

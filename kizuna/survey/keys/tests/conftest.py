@@ -1,1 +1,1 @@
-from kizuna.survey.keys.tests.fixtures import *  # noqa: F403
+from kizuna.testing.survey_keys import *  # noqa: F403

@@ -18,27 +18,29 @@ def _postgresql_only() -> None:
     require_postgresql("needs PostgreSQL row locks and concurrent transactions")
 
 
-def test_k2_regenerations_at_once_leave_exactly_one_active_key(ada: AccountMember):
-    original = services.get_or_create_key(member=ada)
+def test_k2_regenerations_at_once_leave_exactly_one_active_key(ada_member: AccountMember):
+    original = services.get_or_create_key(member=ada_member)
 
     def regenerate() -> None:
-        services.regenerate_key(member=AccountMember.objects.get(pk=ada.pk), by=ada.user)
+        services.regenerate_key(
+            member=AccountMember.objects.get(pk=ada_member.pk), by=ada_member.user
+        )
 
     assert run_together(regenerate, regenerate, regenerate) == []
-    assert ServiceKey.objects.filter(member=ada).count() == 4
-    assert ServiceKey.objects.filter(member=ada, revoked_at__isnull=True).count() == 1
+    assert ServiceKey.objects.filter(member=ada_member).count() == 4
+    assert ServiceKey.objects.filter(member=ada_member, revoked_at__isnull=True).count() == 1
     original.refresh_from_db()
     assert original.revoked_at is not None
 
 
-def test_k1_first_views_at_once_create_one_key(ada: AccountMember):
+def test_k1_first_views_at_once_create_one_key(ada_member: AccountMember):
     keys: list[str] = []
 
     def first_view() -> None:
-        keys.append(services.get_or_create_key(member=ada).reveal())
+        keys.append(services.get_or_create_key(member=ada_member).reveal())
 
     assert run_together(first_view, first_view, first_view) == []
-    assert ServiceKey.objects.filter(member=ada).count() == 1
+    assert ServiceKey.objects.filter(member=ada_member).count() == 1
     assert len(set(keys)) == 1
 
 

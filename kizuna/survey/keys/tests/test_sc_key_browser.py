@@ -15,7 +15,7 @@ def sign_in(page, live_server, client: Client) -> None:
     )
 
 
-def test_k1_copy_button_puts_the_key_on_the_clipboard(page, live_server, ada_client, ada):
+def test_k1_copy_button_puts_the_key_on_the_clipboard(page, live_server, ada_client, ada_member):
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
     sign_in(page, live_server, ada_client)
     csp_violations: list[str] = []
@@ -29,7 +29,7 @@ def test_k1_copy_button_puts_the_key_on_the_clipboard(page, live_server, ada_cli
     )
 
     page.goto(live_server.url + "/survey/settings/sc-key/")
-    key = ServiceKey.objects.get(member=ada, revoked_at__isnull=True).reveal()
+    key = ServiceKey.objects.get(member=ada_member, revoked_at__isnull=True).reveal()
     assert page.locator("#sc-key-value").inner_text() == key
     assert page.locator("#sc-key-email").inner_text() == "ada@example.com"
 
@@ -41,7 +41,9 @@ def test_k1_copy_button_puts_the_key_on_the_clipboard(page, live_server, ada_cli
     assert csp_violations == []
 
 
-def test_k2_regenerating_in_the_browser_shows_the_new_key(page, live_server, ada_client, ada):
+def test_k2_regenerating_in_the_browser_shows_the_new_key(
+    page, live_server, ada_client, ada_member
+):
     sign_in(page, live_server, ada_client)
     page.goto(live_server.url + "/survey/settings/sc-key/")
     old = page.locator("#sc-key-value").inner_text()
@@ -52,5 +54,5 @@ def test_k2_regenerating_in_the_browser_shows_the_new_key(page, live_server, ada
     page.wait_for_url(live_server.url + "/survey/settings/sc-key/")
     new = page.locator("#sc-key-value").inner_text()
     assert new != old
-    assert new == ServiceKey.objects.get(member=ada, revoked_at__isnull=True).reveal()
-    assert ServiceKey.objects.get(member=ada, revoked_at__isnull=False).reveal() == old
+    assert new == ServiceKey.objects.get(member=ada_member, revoked_at__isnull=True).reveal()
+    assert ServiceKey.objects.get(member=ada_member, revoked_at__isnull=False).reveal() == old

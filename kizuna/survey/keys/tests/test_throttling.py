@@ -50,7 +50,9 @@ def guess(email: str, key: str = "sck_guess") -> dict[str, Any]:
     return {"HTTP_X_SC_EMAIL": email, "HTTP_X_SC_KEY": key}
 
 
-def test_wrong_keys_for_an_email_are_answered_429_past_the_limit(client: Client, ada, ada_api):
+def test_wrong_keys_for_an_email_are_answered_429_past_the_limit(
+    client: Client, ada_member, ada_sc_headers
+):
     codes = [call(client, guess("ada@example.com", f"sck_guess{n}")) for n in range(4)]
 
     assert codes == [(401, "wrong_key")] * 3 + [(429, "throttled")]
@@ -60,28 +62,28 @@ def test_wrong_keys_for_an_email_are_answered_429_past_the_limit(client: Client,
 
 
 def test_a_valid_key_is_never_locked_out_by_wrong_keys_for_its_own_email(
-    client: Client, ada, ada_api
+    client: Client, ada_member, ada_sc_headers
 ):
     for n in range(5):
         call(client, guess("ada@example.com", f"sck_guess{n}"))
     assert call(client, guess("ada@example.com")) == (429, "throttled")
 
-    assert call(client, ada_api) == (200, "ada@example.com")
-    assert call(client, ada_api) == (200, "ada@example.com")
+    assert call(client, ada_sc_headers) == (200, "ada@example.com")
+    assert call(client, ada_sc_headers) == (200, "ada@example.com")
 
 
 def test_a_valid_key_is_never_locked_out_by_guesses_for_made_up_emails_from_its_address(
-    client: Client, ada, ada_api, carol, carol_api
+    client: Client, ada_member, ada_sc_headers, carol_member, carol_sc_headers
 ):
     codes = [call(client, guess(f"made-up{n}@example.com")) for n in range(16)]
 
     assert codes == [(401, "unknown_email")] * 15 + [(429, "throttled")]
-    assert call(client, ada_api) == (200, "ada@example.com")
-    assert call(client, carol_api) == (200, "carol@example.com")
+    assert call(client, ada_sc_headers) == (200, "ada@example.com")
+    assert call(client, carol_sc_headers) == (200, "carol@example.com")
 
 
 def test_past_the_address_limit_every_failure_from_it_is_429_and_says_so(
-    client: Client, ada, ada_api
+    client: Client, ada_member, ada_sc_headers
 ):
     for n in range(15):
         call(client, guess(f"made-up{n}@example.com"))
@@ -97,7 +99,7 @@ def test_past_the_address_limit_every_failure_from_it_is_429_and_says_so(
     assert call(client, guess("ada@example.com"), address=ELSEWHERE) == (401, "wrong_key")
 
 
-def test_the_429_message_is_in_the_callers_language(client: Client, ada):
+def test_the_429_message_is_in_the_callers_language(client: Client, ada_member):
     for n in range(3):
         call(client, guess("ada@example.com", f"sck_guess{n}"))
 
@@ -112,29 +114,31 @@ def test_the_429_message_is_in_the_callers_language(client: Client, ada):
 
 
 def test_the_holder_of_a_revoked_key_is_told_to_reconnect_even_past_the_limit(
-    client: Client, ada, ada_api
+    client: Client, ada_member, ada_sc_headers
 ):
-    services.regenerate_key(member=ada, by=ada.user)
+    services.regenerate_key(member=ada_member, by=ada_member.user)
     for n in range(15):
         call(client, guess(f"made-up{n}@example.com"))
 
-    codes = [call(client, ada_api) for _ in range(4)]
+    codes = [call(client, ada_sc_headers) for _ in range(4)]
 
     assert codes == [(401, "revoked_key")] * 4
 
 
-def test_successes_neither_count_nor_forgive_failures(client: Client, ada, ada_api):
+def test_successes_neither_count_nor_forgive_failures(client: Client, ada_member, ada_sc_headers):
     for n in range(2):
         assert call(client, guess("ada@example.com", f"sck_guess{n}")) == (401, "wrong_key")
-        assert call(client, ada_api) == (200, "ada@example.com")
+        assert call(client, ada_sc_headers) == (200, "ada@example.com")
     for _ in range(10):
-        assert call(client, ada_api) == (200, "ada@example.com")
+        assert call(client, ada_sc_headers) == (200, "ada@example.com")
 
     assert call(client, guess("ada@example.com")) == (401, "wrong_key")
     assert call(client, guess("ada@example.com")) == (429, "throttled")
 
 
-def test_the_per_email_limit_counts_that_email_only(client: Client, ada, carol, carol_api):
+def test_the_per_email_limit_counts_that_email_only(
+    client: Client, ada_member, carol_member, carol_sc_headers
+):
     for n in range(3):
         call(client, guess("ada@example.com", f"sck_guess{n}"))
 
@@ -142,16 +146,18 @@ def test_the_per_email_limit_counts_that_email_only(client: Client, ada, carol, 
     assert call(client, guess("ADA@example.com ")) == (429, "throttled")
 
 
-def test_a_valid_key_sent_while_throttled_records_its_use(client: Client, ada, ada_api):
+def test_a_valid_key_sent_while_throttled_records_its_use(
+    client: Client, ada_member, ada_sc_headers
+):
     for n in range(15):
         call(client, guess(f"made-up{n}@example.com"))
 
-    assert call(client, ada_api) == (200, "ada@example.com")
+    assert call(client, ada_sc_headers) == (200, "ada@example.com")
 
-    assert ServiceKey.objects.get(member=ada).last_used_at is not None
+    assert ServiceKey.objects.get(member=ada_member).last_used_at is not None
 
 
-def test_a_window_of_a_minute_says_one_minute(client: Client, ada, settings):
+def test_a_window_of_a_minute_says_one_minute(client: Client, ada_member, settings):
     settings.KIZUNA_SC_KEY_WINDOW_SECONDS = 60
     for n in range(3):
         call(client, guess("ada@example.com", f"sck_{n}"))
@@ -165,7 +171,7 @@ def test_a_window_of_a_minute_says_one_minute(client: Client, ada, settings):
     assert response["Retry-After"] == "60"
 
 
-def test_a_window_of_61_seconds_is_rounded_up_to_2_minutes(client: Client, ada, settings):
+def test_a_window_of_61_seconds_is_rounded_up_to_2_minutes(client: Client, ada_member, settings):
     settings.KIZUNA_SC_KEY_WINDOW_SECONDS = 61
     for n in range(3):
         call(client, guess("ada@example.com", f"sck_{n}"))
@@ -175,7 +181,9 @@ def test_a_window_of_61_seconds_is_rounded_up_to_2_minutes(client: Client, ada, 
     assert "Try again in 2 minutes;" in response.json()["error"]["message"]
 
 
-def test_once_the_window_is_over_failures_are_answered_again(client: Client, ada, monkeypatch):
+def test_once_the_window_is_over_failures_are_answered_again(
+    client: Client, ada_member, monkeypatch
+):
     for n in range(15):
         call(client, guess(f"made-up{n}@example.com"))
     assert call(client, guess("ada@example.com")) == (429, "throttled")
@@ -189,7 +197,7 @@ def test_once_the_window_is_over_failures_are_answered_again(client: Client, ada
 
 
 def test_the_window_starts_with_the_first_failure_and_later_failures_do_not_move_it(
-    client: Client, ada, monkeypatch
+    client: Client, ada_member, monkeypatch
 ):
     start = timezone.now()
     for n in range(3):
@@ -207,7 +215,9 @@ def test_the_window_starts_with_the_first_failure_and_later_failures_do_not_move
     assert call(client, guess("ada@example.com")) == (401, "wrong_key")
 
 
-def test_the_address_limit_says_so_with_one_minute_and_in_japanese(client: Client, ada, settings):
+def test_the_address_limit_says_so_with_one_minute_and_in_japanese(
+    client: Client, ada_member, settings
+):
     settings.KIZUNA_SC_KEY_WINDOW_SECONDS = 60
     for n in range(15):
         call(client, guess(f"made-up{n}@example.com"))

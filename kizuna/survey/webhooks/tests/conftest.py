@@ -3,11 +3,10 @@ from __future__ import annotations
 import pytest
 
 from kizuna import contracts
-from kizuna.lib.tests.receiver import receiver  # noqa: F401
-from kizuna.survey.keys.tests.fixtures import *  # noqa: F403
 from kizuna.survey.models import SurveyAccount
 from kizuna.survey.webhooks import services
 from kizuna.survey.webhooks.models import WebhookEndpoint
+from kizuna.testing.survey_keys import *  # noqa: F403
 
 
 @pytest.fixture

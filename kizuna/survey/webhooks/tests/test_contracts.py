@@ -8,10 +8,10 @@ import pytest
 from django.utils import timezone
 
 from kizuna import contracts
-from kizuna.survey.keys.tests.fixtures import make_response
 from kizuna.survey.models import Question, Survey
 from kizuna.survey.webhooks import services
 from kizuna.survey.webhooks.models import Delivery
+from kizuna.testing.survey_keys import make_response
 
 pytestmark = pytest.mark.django_db
 

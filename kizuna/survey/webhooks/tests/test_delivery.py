@@ -12,11 +12,11 @@ from django.test import override_settings
 from django.utils import timezone
 from standardwebhooks import Webhook
 
-from kizuna.lib.tests.receiver import Answer, Receiver
-from kizuna.survey.keys.tests.fixtures import make_response
 from kizuna.survey.models import SurveyAccount
 from kizuna.survey.webhooks import services
 from kizuna.survey.webhooks.models import Delivery, DeliveryAttempt, WebhookEndpoint
+from kizuna.testing.receiver import Answer, Receiver
+from kizuna.testing.survey_keys import make_response
 from kizuna.work.leases import WorkStatus, run_due_work
 
 pytestmark = pytest.mark.django_db(transaction=False)
@@ -268,9 +268,7 @@ def test_default_co_deployment_allows_its_own_url(account):
     assert endpoint.url == own
 
 
-def test_replay_sends_a_dead_delivery_again_with_the_same_webhook_id(
-    local: Receiver, survey, ada_user
-):
+def test_replay_sends_a_dead_delivery_again_with_the_same_webhook_id(local: Receiver, survey, ada):
     _, secret = subscribe(survey.portal.account, local.url())
     [delivery] = services.publish_event(
         account=survey.portal.account, event_type="response.completed", payload={"x": 1}
@@ -281,7 +279,7 @@ def test_replay_sends_a_dead_delivery_again_with_the_same_webhook_id(
     delivery.refresh_from_db()
     assert delivery.status == WorkStatus.FAILED
 
-    assert services.replay_delivery(delivery=delivery, by=ada_user) is True
+    assert services.replay_delivery(delivery=delivery, by=ada) is True
     run_due_work(worker_id="test")
 
     delivery.refresh_from_db()

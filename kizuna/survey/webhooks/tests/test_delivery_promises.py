@@ -18,10 +18,10 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from standardwebhooks import Webhook
 
-from kizuna.lib.tests.receiver import Answer, Receiver
 from kizuna.survey.models import SurveyAccount
 from kizuna.survey.webhooks import services
 from kizuna.survey.webhooks.models import Delivery, WebhookEndpoint
+from kizuna.testing.receiver import Answer, Receiver
 from kizuna.work.leases import WorkStatus, claim, mark_done, run_due_work
 
 pytestmark = pytest.mark.django_db
@@ -50,10 +50,10 @@ def local(receiver: Receiver) -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def endpoints(local: Receiver, account: SurveyAccount, other_account: SurveyAccount):
+def endpoints(local: Receiver, account: SurveyAccount, carol_account: SurveyAccount):
     """Ada's endpoints "a" and "b", and Carol's "c", each at its own path of the receiver."""
     made = {}
-    for name, owner in (("a", account), ("b", account), ("c", other_account)):
+    for name, owner in (("a", account), ("b", account), ("c", carol_account)):
         endpoint, secret = services.create_endpoint(
             account=owner, url=local.url(f"/{name}"), events=["response.completed"], by=None
         )
@@ -256,7 +256,7 @@ def test_a_delivery_being_sent_cannot_be_replayed_and_is_sent_once(
 
 
 def test_registering_a_url_another_account_uses_gives_a_new_endpoint_and_secret(
-    client: Client, ada_api, carol_api, endpoints
+    client: Client, ada_sc_headers, carol_sc_headers, endpoints
 ):
     (a, secret_of_a) = endpoints["a"]
 
@@ -264,7 +264,7 @@ def test_registering_a_url_another_account_uses_gives_a_new_endpoint_and_secret(
         WEBHOOKS,
         {"url": a.url, "events": ["response.completed", "response.deleted"]},
         content_type="application/json",
-        **carol_api,
+        **carol_sc_headers,
     )
 
     assert response.status_code == 201
@@ -274,14 +274,14 @@ def test_registering_a_url_another_account_uses_gives_a_new_endpoint_and_secret(
     assert WebhookEndpoint.objects.get(pk=body["id"]).account.name == "Carol Research"
     a.refresh_from_db()
     assert (a.account.name, a.events) == ("Kizuna Demo", ["response.completed"])
-    assert [e["id"] for e in client.get(WEBHOOKS, **ada_api).json()] == [
+    assert [e["id"] for e in client.get(WEBHOOKS, **ada_sc_headers).json()] == [
         a.pk,
         endpoints["b"][0].pk,
     ]
 
 
 def test_registering_again_after_a_410_enables_the_endpoint_for_good(
-    client: Client, local: Receiver, ada_api, endpoints, account
+    client: Client, local: Receiver, ada_sc_headers, endpoints, account
 ):
     (a, secret) = endpoints["a"]
     publish(account, label="before")
@@ -293,7 +293,7 @@ def test_registering_again_after_a_410_enables_the_endpoint_for_good(
         WEBHOOKS,
         {"url": a.url, "events": ["response.completed"]},
         content_type="application/json",
-        **ada_api,
+        **ada_sc_headers,
     )
 
     assert response.status_code == 200
@@ -353,8 +353,8 @@ def test_a_payload_lists_answers_in_question_order_whether_answers_are_prefetche
 ):
     from django.db.models import Prefetch
 
-    from kizuna.survey.keys.tests.fixtures import make_response
     from kizuna.survey.models import Answer, Response
+    from kizuna.testing.survey_keys import make_response
 
     # Questions in the reverse order of their ids, answers stored in yet another order.
     for question, position in zip(survey.questions.order_by("pk"), (2, 1, 0), strict=True):
@@ -404,13 +404,15 @@ def test_too_long_a_url_or_description_is_refused_naming_both(account):
     assert WebhookEndpoint.objects.count() == 0
 
 
-def test_registering_records_who_and_the_description_and_keeps_it_when_none_is_given(account, ada):
+def test_registering_records_who_and_the_description_and_keeps_it_when_none_is_given(
+    account, ada_member
+):
     url = "https://93.184.215.14/crm"
     endpoint, _, created = services.register_endpoint(
-        account=account, url=url, events=["response.completed"], by=ada.user
+        account=account, url=url, events=["response.completed"], by=ada_member.user
     )
     assert created
-    assert (endpoint.description, endpoint.created_by) == ("", ada.user)
+    assert (endpoint.description, endpoint.created_by) == ("", ada_member.user)
 
     services.register_endpoint(
         account=account, url=url, events=["response.completed"], by=None, description=" CRM "
@@ -418,7 +420,7 @@ def test_registering_records_who_and_the_description_and_keeps_it_when_none_is_g
     services.register_endpoint(account=account, url=url, events=["response.completed"], by=None)
 
     stored = WebhookEndpoint.objects.get(pk=endpoint.pk)
-    assert (stored.description, stored.created_by) == ("CRM", ada.user)
+    assert (stored.description, stored.created_by) == ("CRM", ada_member.user)
 
 
 def test_registering_again_with_too_long_a_description_is_refused(account):
@@ -438,11 +440,11 @@ def test_registering_again_with_too_long_a_description_is_refused(account):
     assert WebhookEndpoint.objects.get().description == ""
 
 
-def test_enabling_clears_why_and_when_the_endpoint_was_disabled(endpoints, ada):
+def test_enabling_clears_why_and_when_the_endpoint_was_disabled(endpoints, ada_member):
     (a, _) = endpoints["a"]
     services.disable_endpoint(endpoint=a, reason="410")
 
-    services.enable_endpoint(endpoint=a, by=ada.user)
+    services.enable_endpoint(endpoint=a, by=ada_member.user)
 
     stored = WebhookEndpoint.objects.get(pk=a.pk)
     assert (stored.is_enabled, stored.disabled_reason, stored.disabled_at) == (True, "", None)
@@ -450,12 +452,12 @@ def test_enabling_clears_why_and_when_the_endpoint_was_disabled(endpoints, ada):
 
 
 def test_a_delivery_stopped_by_a_410_is_sent_at_once_when_replayed(
-    ada_client: Client, local: Receiver, endpoints, ada
+    ada_client: Client, local: Receiver, endpoints, ada_member
 ):
     (a, _) = endpoints["a"]
     waiting = later(a, "a-later")  # its next attempt was an hour away
     services.disable_endpoint(endpoint=a, reason="410")
-    services.enable_endpoint(endpoint=a, by=ada.user)
+    services.enable_endpoint(endpoint=a, by=ada_member.user)
 
     ada_client.post(replay_url(waiting))
 

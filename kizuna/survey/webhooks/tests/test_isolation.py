@@ -19,11 +19,11 @@ from django.test import override_settings
 from kizuna.survey.models import SurveyAccount
 from kizuna.survey.webhooks import services
 from kizuna.survey.webhooks.models import Delivery, WebhookEndpoint
+from kizuna.testing.processes import wait_for
 from kizuna.testing.races import require_postgresql
 from kizuna.work import lanes, leases
 from kizuna.work.leases import WorkStatus
 from kizuna.work.models import ProbeWork
-from kizuna.work.tests.processes import wait_for
 from kizuna.work.tests.test_lanes import WorkerThread
 
 
@@ -106,13 +106,13 @@ def statuses(endpoint: WebhookEndpoint) -> list[str]:
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_p1_a_hanging_endpoint_delays_neither_another_endpoint_nor_other_work(
-    gated: GatedReceiver, account: SurveyAccount, other_account: SurveyAccount
+    gated: GatedReceiver, account: SurveyAccount, carol_account: SurveyAccount
 ):
     require_postgresql("threads writing at once")
     slow = endpoint(account, gated.origin + "/slow")
-    fast = endpoint(other_account, gated.origin + "/fast")
+    fast = endpoint(carol_account, gated.origin + "/fast")
     publish(account, 6)  # first in line
-    publish(other_account, 4)
+    publish(carol_account, 4)
     ProbeWork.objects.create(key="other-kind")
 
     with WorkerThread("isolated", concurrency=8):
@@ -142,12 +142,12 @@ def test_p1_a_hanging_endpoint_delays_neither_another_endpoint_nor_other_work(
 
 @pytest.mark.django_db
 def test_p1_a_lane_claims_no_more_rows_of_one_endpoint_than_its_share(
-    account: SurveyAccount, other_account: SurveyAccount
+    account: SurveyAccount, carol_account: SurveyAccount
 ):
     first = endpoint(account, "https://93.184.215.14/first")
-    second = endpoint(other_account, "https://93.184.215.14/second")
+    second = endpoint(carol_account, "https://93.184.215.14/second")
     publish(account, 5)
-    publish(other_account, 3)
+    publish(carol_account, 3)
     registration = leases.Registration(
         Delivery, services.deliver, 20, lane_key="endpoint_id", per_key_limit=2
     )

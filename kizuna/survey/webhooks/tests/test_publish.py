@@ -5,10 +5,10 @@ import datetime
 import pytest
 from django.db import transaction
 
-from kizuna.survey.keys.tests.fixtures import make_response
 from kizuna.survey.models import Survey, SurveyAccount
 from kizuna.survey.webhooks.models import Delivery, WebhookEndpoint
 from kizuna.survey.webhooks.services import invitation_payload, publish_event, response_payload
+from kizuna.testing.survey_keys import make_response
 from kizuna.work.leases import WorkStatus
 
 pytestmark = pytest.mark.django_db
@@ -20,7 +20,7 @@ def endpoint(account: SurveyAccount, url: str, events: list[str], **fields) -> W
     )
 
 
-def test_publish_event_writes_one_delivery_per_subscribed_enabled_endpoint(account, other_account):
+def test_publish_event_writes_one_delivery_per_subscribed_enabled_endpoint(account, carol_account):
     subscribed = endpoint(account, "https://crm.example.com/a", ["response.completed"])
     endpoint(account, "https://crm.example.com/b", ["invitation.opened"])
     endpoint(
@@ -30,7 +30,7 @@ def test_publish_event_writes_one_delivery_per_subscribed_enabled_endpoint(accou
         is_enabled=False,
         disabled_reason="410",
     )
-    endpoint(other_account, "https://crm.example.com/d", ["response.completed"])
+    endpoint(carol_account, "https://crm.example.com/d", ["response.completed"])
 
     deliveries = publish_event(
         account=account, event_type="response.completed", payload={"response_id": "r1"}

@@ -22,12 +22,12 @@ LIST = reverse("survey:survey_webhooks:endpoints")
 
 
 @pytest.fixture
-def endpoint(account, ada) -> WebhookEndpoint:
+def endpoint(account, ada_member) -> WebhookEndpoint:
     endpoint, _ = services.create_endpoint(
         account=account,
         url="https://93.184.215.14/hook",
         events=["response.completed"],
-        by=ada.user,
+        by=ada_member.user,
     )
     return endpoint
 
@@ -178,7 +178,7 @@ def test_adding_an_endpoint_shows_its_signing_secret(ada_client: Client, account
 
 @override_settings(KIZUNA_WEBHOOK_ALLOWED_ORIGINS=("http://127.0.0.1:8000",))
 def test_a_private_url_is_refused_with_a_clear_error_and_the_form_keeps_what_was_typed(
-    ada_client: Client, ada
+    ada_client: Client, ada_member
 ):
     response = ada_client.post(
         LIST, {"url": "http://192.168.0.10/hook", "events": ["response.deleted"]}
@@ -202,7 +202,7 @@ def test_adding_a_url_that_already_has_an_endpoint_is_a_form_error(ada_client: C
     assert WebhookEndpoint.objects.count() == 1
 
 
-def test_choosing_no_event_is_a_form_error(ada_client: Client, ada):
+def test_choosing_no_event_is_a_form_error(ada_client: Client, ada_member):
     response = ada_client.post(LIST, {"url": "https://93.184.215.14/hook"})
     assert response.status_code == 200
     assert "events" in response.context["form"].errors

@@ -10,10 +10,10 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from kizuna.survey.keys.tests.fixtures import sc_headers
 from kizuna.survey.models import AccountMember
 from kizuna.survey.webhooks import services
 from kizuna.survey.webhooks.models import WebhookEndpoint
+from kizuna.testing.survey_keys import sc_headers
 from kizuna.work.leases import WorkStatus, run_due_work
 
 pytestmark = pytest.mark.django_db
@@ -43,13 +43,13 @@ HOSTILE_URLS = [
 
 @pytest.mark.parametrize(("url", "message", "form_message"), HOSTILE_URLS)
 def test_the_api_refuses_a_hostile_webhook_url_with_422_and_stores_nothing(
-    client: Client, ada: AccountMember, url: str, message: str, form_message: str
+    client: Client, ada_member: AccountMember, url: str, message: str, form_message: str
 ) -> None:
     response = client.post(
         API,
         json.dumps({"url": url, "events": ["response.completed"]}),
         content_type="application/json",
-        **sc_headers(ada),
+        **sc_headers(ada_member),
     )
 
     assert response.status_code == 422
@@ -65,9 +65,9 @@ def test_the_api_refuses_a_hostile_webhook_url_with_422_and_stores_nothing(
 
 @pytest.mark.parametrize(("url", "message", "form_message"), HOSTILE_URLS)
 def test_the_settings_page_refuses_a_hostile_webhook_url_with_a_form_error(
-    client: Client, ada: AccountMember, url: str, message: str, form_message: str
+    client: Client, ada_member: AccountMember, url: str, message: str, form_message: str
 ) -> None:
-    client.force_login(ada.user)
+    client.force_login(ada_member.user)
 
     response = client.post(LIST, {"url": url, "events": ["response.completed"]})
 
@@ -84,17 +84,17 @@ def test_the_settings_page_refuses_a_hostile_webhook_url_with_a_form_error(
     ],
 )
 def test_a_hostile_url_stored_before_this_guard_is_refused_at_delivery_time(
-    ada: AccountMember, stored_url: str, error: str
+    ada_member: AccountMember, stored_url: str, error: str
 ) -> None:
     endpoint, _secret = services.create_endpoint(
-        account=ada.account,
+        account=ada_member.account,
         url="https://93.184.215.14/hook",
         events=["response.completed"],
         by=None,
     )
     WebhookEndpoint.objects.filter(pk=endpoint.pk).update(url=stored_url)
     [delivery] = services.publish_event(
-        account=ada.account, event_type="response.completed", payload={}
+        account=ada_member.account, event_type="response.completed", payload={}
     )
 
     run_due_work(worker_id="test")

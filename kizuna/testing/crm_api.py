@@ -1,17 +1,17 @@
-"""API clients of the personas (kizuna/crm/conftest.py): each calls the API with a token
-of its own organization."""
+"""CRM API clients of the personas (kizuna/testing/personas.py): each calls the API with a
+token of its own organization."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from django.test import Client
 
-from kizuna.crm.api.services import create_api_token
-from kizuna.crm.models import Organization
-from kizuna.identity.models import User
+if TYPE_CHECKING:
+    from kizuna.crm.models import Membership, Organization
+    from kizuna.identity.models import User
 
 
 class ApiClient:
@@ -45,22 +45,24 @@ API = "/crm/api/v1"
 
 
 def token_for(user: User, organization: Organization) -> str:
+    from kizuna.crm.api.services import create_api_token
+
     return create_api_token(user=user, organization=organization, name="test")[1]
 
 
 @pytest.fixture
-def ada_api(ada: User, organization: Organization) -> ApiClient:
-    return ApiClient(token_for(ada, organization))
+def ada_api(ada_membership: Membership) -> ApiClient:
+    return ApiClient(token_for(ada_membership.user, ada_membership.organization))
 
 
 @pytest.fixture
-def bob_api(bob: User, organization: Organization) -> ApiClient:
-    return ApiClient(token_for(bob, organization))
+def bob_api(bob_membership: Membership) -> ApiClient:
+    return ApiClient(token_for(bob_membership.user, bob_membership.organization))
 
 
 @pytest.fixture
-def charlie_api(charlie: User, other_organization: Organization) -> ApiClient:
-    return ApiClient(token_for(charlie, other_organization))
+def charlie_api(charlie_membership: Membership) -> ApiClient:
+    return ApiClient(token_for(charlie_membership.user, charlie_membership.organization))
 
 
 @pytest.fixture

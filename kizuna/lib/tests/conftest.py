@@ -1,1 +1,0 @@
-from kizuna.lib.tests.receiver import receiver  # noqa: F401

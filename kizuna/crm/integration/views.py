@@ -11,10 +11,12 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from kizuna.crm.access import get_organization_for_admin, signed_in_user
 from kizuna.crm.integration import client, forms, services, wizard
@@ -174,13 +176,21 @@ def disable(request: HttpRequest) -> HttpResponse:
 # --- the setup wizard -----------------------------------------------------------------------
 
 
+def _leave_setup(request: HttpRequest) -> HttpResponse:
+    """To the settings page: a whole page, not a step swapped into the wizard's card."""
+    url = reverse("crm_integration:settings")
+    if request.headers.get("HX-Request") == "true":
+        return HttpResponseClientRedirect(url)
+    return redirect(url)
+
+
 @login_required
 def setup(request: HttpRequest, step: str = "method") -> HttpResponse:
     """One step of the setup (S3-S9); each keeps its answers in the session until the end."""
     organization = get_organization_for_admin(request)
     if current_connection(organization) is not None:
         messages.info(request, _("The Survey integration is already set up."))
-        return redirect("crm_integration:settings")
+        return _leave_setup(request)
     state = wizard.load(request, organization)
     if step not in STEP_VIEWS:
         raise Http404
@@ -192,7 +202,7 @@ def setup(request: HttpRequest, step: str = "method") -> HttpResponse:
         wizard.save(request, state)
         previous = state.previous(step)
         if previous is None:
-            return redirect("crm_integration:settings")
+            return _leave_setup(request)
         return redirect("crm_integration:setup", step=previous)
     return STEP_VIEWS[step](request, organization, state)
 
@@ -202,7 +212,7 @@ def setup(request: HttpRequest, step: str = "method") -> HttpResponse:
 def setup_cancel(request: HttpRequest) -> HttpResponse:
     get_organization_for_admin(request)
     wizard.clear(request)
-    return redirect("crm_integration:settings")
+    return _leave_setup(request)
 
 
 def _keep_typed(request: HttpRequest, state: SetupState, step: str) -> None:
@@ -233,6 +243,9 @@ def _render_step(
     *,
     status: int = 200,
 ) -> HttpResponse:
+    if request.headers.get("HX-Request") == "true":
+        # htmx swaps no 4xx/5xx answer: the step with its errors must reach the page.
+        status = 200
     return render(
         request,
         "crm_integration/setup.html",
@@ -516,7 +529,7 @@ def _step_confirm(
             )
             if emails:
                 _invite(request, connection, emails)
-            return redirect("crm_integration:settings")
+            return _leave_setup(request)
     return _render_step(
         request,
         state,

@@ -199,6 +199,14 @@ class Survey(models.Model):
             "on screen; invitation links still work."
         ),
     )
+    one_response_per_browser = models.BooleanField(
+        _("one response per browser"),
+        default=False,
+        help_text=_(
+            "The shared link accepts one response from each browser (it remembers the "
+            "response in a cookie). People who share a computer cannot both answer."
+        ),
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
     )
@@ -351,3 +359,34 @@ class Answer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.question_id}: {self.value}"
+
+
+class HeldReason(models.TextChoices):
+    HONEYPOT = "honeypot", _("a field people cannot see was filled in")
+    TOO_FAST = "too_fast", _("sent faster than a person answers")
+    REPEAT = "repeat", _("a second response from one browser")
+
+
+class HeldSubmissionCount(models.Model):
+    """How many submissions through a survey's shared link were held on one day, and why.
+
+    A held submission is not stored: the respondent is told and may send it again. One row
+    per survey, day and reason, so that a flood of them adds no rows.
+    """
+
+    survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="held_counts")
+    day = models.DateField()
+    reason = models.CharField(max_length=16, choices=HeldReason.choices)
+    count = models.PositiveIntegerField(default=0)
+
+    objects = OfSurveyQuerySet.as_manager()
+
+    class Meta:
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["survey", "day", "reason"], name="survey_one_held_count_a_day"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.survey_id} {self.day} {self.reason}: {self.count}"

@@ -32,6 +32,7 @@ class SurveyForm(forms.ModelForm):
             "is_anonymous",
             "max_responses",
             "max_responses_per_hour",
+            "one_response_per_browser",
         )
         labels = {"portal": _("Portal"), "language": _("Language of the survey")}
         help_texts = {

@@ -347,6 +347,7 @@ def copy_survey(*, survey: Survey, by: User, title: str) -> Survey:
         is_anonymous=survey.is_anonymous,
         max_responses=survey.max_responses,
         max_responses_per_hour=survey.max_responses_per_hour,
+        one_response_per_browser=survey.one_response_per_browser,
         created_by=by,
     )
     sections = {

@@ -13,9 +13,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
-from kizuna.survey.models import Answer, Invitation, Question, Response, Survey
+from kizuna.survey.models import (
+    Answer,
+    HeldReason,
+    HeldSubmissionCount,
+    Invitation,
+    Question,
+    Response,
+    Survey,
+)
 from kizuna.survey.results.services import count_response
 from kizuna.survey.webhooks.services import (
     invitation_payload,
@@ -183,3 +192,30 @@ def submit_response(
         # The one-to-one invitation column is the last line of defence.
         raise AlreadyAnswered from None
     return response
+
+
+def record_held_submission(*, survey: Survey, reason: HeldReason) -> None:
+    """Count one submission held for `reason` today, for the survey's results page.
+
+    One row per survey, day and reason: an UPDATE of its count, or the row's creation
+    (a concurrent creator makes the other one update instead).
+    """
+    day = timezone.localdate()
+    rows = HeldSubmissionCount.objects.filter(survey=survey, day=day, reason=reason)
+    if rows.update(count=F("count") + 1):
+        return
+    try:
+        with transaction.atomic():
+            HeldSubmissionCount.objects.create(survey=survey, day=day, reason=reason, count=1)
+    except IntegrityError:
+        rows.update(count=F("count") + 1)
+
+
+def held_today(survey: Survey) -> dict[str, int]:
+    """Today's held submissions of `survey` by reason (HeldReason values), 0 for none."""
+    counts = dict.fromkeys(HeldReason.values, 0)
+    for reason, count in HeldSubmissionCount.objects.filter(
+        survey=survey, day=timezone.localdate()
+    ).values_list("reason", "count"):
+        counts[reason] = count
+    return counts

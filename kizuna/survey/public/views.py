@@ -24,13 +24,13 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
-from django.utils import translation
+from django.utils import timezone, translation
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
 from kizuna.lib import ratelimit
 from kizuna.survey import validation
-from kizuna.survey.models import Invitation, Question, QuestionKind, Survey
+from kizuna.survey.models import HeldReason, Invitation, Question, QuestionKind, Survey
 from kizuna.survey.public import services
 from kizuna.survey.public.progress import InvalidPage, ResponseProgress
 
@@ -155,6 +155,48 @@ def _unknown_link(request: HttpRequest) -> HttpResponse:
     return response
 
 
+# The honeypot: a field people never see nor reach (hidden by the stylesheet, aria-hidden,
+# out of the tab order), which form-filling scripts fill in.
+HONEYPOT_FIELD = "website"
+ANSWERED_SALT = "kizuna.survey.answered"
+ANSWERED_COOKIE_SECONDS = 365 * 24 * 3600
+
+
+def _answered_cookie(survey: Survey) -> str:
+    return f"kizuna_answered_{survey.public_id}"
+
+
+def _answered_in_this_browser(request: HttpRequest, survey: Survey) -> bool:
+    if not survey.one_response_per_browser:
+        return False
+    signed = request.get_signed_cookie(_answered_cookie(survey), default=None, salt=ANSWERED_SALT)
+    return signed == str(survey.pk)
+
+
+def _remember_answered(response: HttpResponse, survey: Survey) -> None:
+    response.set_signed_cookie(
+        _answered_cookie(survey),
+        str(survey.pk),
+        salt=ANSWERED_SALT,
+        max_age=ANSWERED_COOKIE_SECONDS,
+        path=reverse("survey_public:survey", args=[survey.public_id]),
+        secure=settings.SESSION_COOKIE_SECURE,
+        httponly=True,
+        samesite="Lax",
+    )
+
+
+def _held_reason(request: HttpRequest, progress: ResponseProgress) -> HeldReason | None:
+    """Why a submission through the shared link looks automated, if it does (issue 12.3)."""
+    if request.POST.get(HONEYPOT_FIELD, ""):
+        return HeldReason.HONEYPOT
+    minimum = settings.KIZUNA_SURVEY_MIN_SECONDS
+    started = progress.started_at
+    if minimum and (started is None or (timezone.now() - started).total_seconds() < minimum):
+        return HeldReason.TOO_FAST
+    return None
+
+
 def _take_page_slot(request: HttpRequest) -> int:
     """Count one page move (Next, Back) from this address: 0, or the seconds to wait."""
     return ratelimit.take_smoothed(
@@ -173,6 +215,7 @@ def _render_page(
     status: int = 200,
     wait_seconds: int = 0,
     limited_by: str = "",
+    is_held: bool = False,
 ) -> HttpResponse:
     """Draw page `number` with what the respondent typed; `wait_seconds` and `limited_by`
     ("network" or "survey") when a limit refused it, saying when to send it again."""
@@ -197,6 +240,8 @@ def _render_page(
         "started": progress.started,
         "wait_minutes": math.ceil(wait_seconds / 60),
         "limited_by": limited_by,
+        "is_held": is_held,
+        "honeypot_field": HONEYPOT_FIELD,
     }
     response = render(request, "survey/public/form.html", context, status=status)
     if wait_seconds:
@@ -239,6 +284,11 @@ def _respond(
         progress.keep()
         return redirect(f"{request.path}?page={number + 1}")
 
+    if invitation is None and (held := _held_reason(request, progress)):
+        # Not stored and not kept in a session; counted for the results page. A person
+        # gets the page back with every answer, and sending it again a moment later works.
+        services.record_held_submission(survey=survey, reason=held)
+        return show_page(number=number, errors={}, status=400, is_held=True)
     # An invitation accepts one response: its token bounds it, not the address it comes from.
     if invitation is None and (wait := _take_submission_slot(request)):
         progress.keep()  # the page shows them, and a later visit finds them too
@@ -275,7 +325,10 @@ def _respond(
         progress.forget()
         return _refusal(request, survey, "answered", status=409)
     progress.forget()
-    return HttpResponseRedirect(done_url)
+    done = HttpResponseRedirect(done_url)
+    if invitation is None and survey.one_response_per_browser:
+        _remember_answered(done, survey)
+    return done
 
 
 def _too_large_is_explained(view: ViewFunction) -> ViewFunction:
@@ -313,6 +366,11 @@ def respond(request: HttpRequest, public_id: str) -> HttpResponse:
         return _refusal(request, survey, "closed", status=410)
     if services.survey_is_full(survey):
         return _refusal(request, survey, "full", status=410)
+    if _answered_in_this_browser(request, survey):
+        if request.method == "POST":
+            services.record_held_submission(survey=survey, reason=HeldReason.REPEAT)
+            return _refusal(request, survey, "answered_here", status=409)
+        return _refusal(request, survey, "answered_here", status=200)
     done_url = reverse("survey_public:done", args=[survey.public_id])
     return _respond(request, survey=survey, invitation=None, done_url=done_url)
 

@@ -26,6 +26,7 @@ from django.views.decorators.http import require_http_methods
 from kizuna.survey import validation
 from kizuna.survey.access import current_membership, get_survey_for_member
 from kizuna.survey.models import Response, Survey
+from kizuna.survey.public import services as public_services
 from kizuna.survey.results import services, summaries
 
 RESPONSES_PER_PAGE = 50
@@ -105,6 +106,7 @@ def summary(request: HttpRequest, survey_pk: int) -> HttpResponse:
         summaries=summaries.summarize(
             survey, date_from=selected.date_from, date_to=selected.date_to
         ),
+        held=public_services.held_today(survey),
         section="summary",
     )
     return render(request, "survey/results/summary.html", context)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
+from django.core import signing
 from django.test import Client
+from django.utils import timezone
 
 from kizuna.survey.models import Question, Section, Survey
+from kizuna.survey.public.progress import STARTED_SALT
 
 CHOICES = [
     {"key": "a", "label": "Apple"},
@@ -47,6 +51,15 @@ def two_page_survey(survey: Survey) -> tuple[Question, Question]:
     return name, rating
 
 
+def opened_ago(seconds: float) -> str:
+    """The signed start time a form drawn `seconds` ago carries (its hidden `started`)."""
+    moment = timezone.now() - datetime.timedelta(seconds=seconds)
+    return signing.dumps(moment.isoformat(), salt=STARTED_SALT)
+
+
 def post(client: Client, url: str, data: dict[str, Any], **extra: Any) -> Any:
-    """Submit the (last) page of a form with `data` as the respondent's input."""
-    return client.post(url, {"page": "1", "action": "submit", **data}, **extra)
+    """Submit the (last) page of a form with `data` as the respondent's input, as a person
+    does: a minute after the form was drawn."""
+    return client.post(
+        url, {"page": "1", "action": "submit", "started": opened_ago(60), **data}, **extra
+    )

@@ -4,6 +4,9 @@ Point 1: an invitation link is bounded by its token, not by the address; made-up
 refused cheaply (404) and counted per address.
 Point 2: the shared link lets a crowd behind one address through (a token bucket), and an
 author can set the survey's own ceilings (in all, per hour), shown in the builder.
+Point 3: spam is held by what crowds do not trip: a honeypot, a minimum time from opening to
+submitting, and "one response per browser" as an option; held submissions get a clear page
+and are counted on the results page.
 Point 4: a submission refused for a limit comes back with every answer typed and when to
 send it again.
 """
@@ -18,8 +21,8 @@ from django.test import Client, override_settings
 from django.urls import reverse
 
 from kizuna.config import Rate
-from kizuna.survey.models import Invitation, Question, Response, Survey
-from kizuna.survey.tests.respondent import one_page_survey, post
+from kizuna.survey.models import HeldSubmissionCount, Invitation, Question, Response, Survey
+from kizuna.survey.tests.respondent import one_page_survey, opened_ago, post
 from kizuna.testing.races import require_postgresql, run_together
 
 pytestmark = pytest.mark.django_db
@@ -103,20 +106,30 @@ def test_12_1_the_unknown_links_page_speaks_the_browsers_language() -> None:
     assert "存在しないリンクが多すぎます" in limited.content.decode()
 
 
-def test_12_2_300_public_submissions_from_one_address_within_a_minute_are_all_stored(
+def test_12_2_12_3_300_public_submissions_from_one_address_within_a_minute_are_all_stored(
     survey: Survey, question: Question
 ) -> None:
     assert Rate(600, 600) == settings.KIZUNA_SURVEY_SUBMIT_RATE  # the defaults
+    assert settings.KIZUNA_SURVEY_MIN_SECONDS == 3
+    people, scripts = [], []
 
-    statuses = [
-        post(
+    for n in range(300):
+        sent = post(
             Client(), public_url(survey), {f"q{question.pk}": str(n % 11)}, REMOTE_ADDR=OFFICE
-        ).status_code
-        for n in range(300)
-    ]
+        )
+        people.append(sent.status_code)
+        if n % 30 == 0:  # a script among them: no time to read, or the honeypot filled in
+            fast = Client().post(
+                public_url(survey), {"page": "1", "action": "submit", f"q{question.pk}": "0"}
+            )
+            trapped = post(Client(), public_url(survey), {f"q{question.pk}": "0", "website": "x"})
+            scripts += [fast.status_code, trapped.status_code]
 
-    assert statuses == [302] * 300
+    assert people == [302] * 300
+    assert scripts == [400] * 20
     assert Response.objects.count() == 300
+    held = dict(HeldSubmissionCount.objects.values_list("reason", "count"))
+    assert held == {"too_fast": 10, "honeypot": 10}
 
 
 def test_12_2_an_author_sets_the_ceilings_and_the_builder_shows_them(
@@ -233,3 +246,92 @@ def test_12_2_concurrent_submissions_never_pass_the_ceiling(
     assert errors == []
     assert sorted(statuses) == [302] * 3 + [410] * 5
     assert Response.objects.filter(survey=survey).count() == 3
+
+
+@pytest.mark.parametrize(
+    ("language", "notice"),
+    [
+        ("en", "Your answers were not recorded yet."),
+        ("ja", "回答はまだ記録されていません。"),
+    ],
+)
+def test_12_3_a_submission_faster_than_a_person_is_held_with_the_answers_kept(
+    survey: Survey, language: str, notice: str
+) -> None:
+    survey.language = language
+    survey.save(update_fields=["language"])
+    text = add_text_question(survey)
+    client = Client()
+    form = client.get(public_url(survey)).content.decode()
+    assert 'name="started"' in form
+
+    held = client.post(
+        public_url(survey),
+        {"page": "1", "action": "submit", "started": opened_ago(1), f"q{text.pk}": "quick"},
+    )
+    again = post(client, public_url(survey), {f"q{text.pk}": "quick"})
+
+    assert held.status_code == 400
+    assert notice in held.content.decode()
+    assert 'value="quick"' in held.content.decode()
+    assert again.status_code == 302
+    assert Response.objects.count() == 1
+    assert HeldSubmissionCount.objects.get().reason == "too_fast"
+
+
+def test_12_3_the_honeypot_is_out_of_sight_and_out_of_reach(survey: Survey) -> None:
+    one_page_survey(survey, "short_text")
+
+    page = Client().get(public_url(survey)).content.decode()
+
+    assert '<div class="form-trap" aria-hidden="true">' in page
+    assert 'name="website" value="" tabindex="-1" autocomplete="off"' in page
+
+
+def test_12_3_held_submissions_are_counted_on_the_results_page(
+    ada_client: Client, survey: Survey, question: Question
+) -> None:
+    for _ in range(12):
+        post(Client(), public_url(survey), {f"q{question.pk}": "1", "website": "spam.example"})
+
+    page = ada_client.get(
+        reverse("survey:survey_results:summary", args=[survey.pk])
+    ).content.decode()
+
+    assert "Held as likely automated: 12 today" in page
+    assert Response.objects.count() == 0
+
+
+def test_12_3_one_response_per_browser_when_the_author_asks_for_it(
+    ada_client: Client, survey: Survey, question: Question
+) -> None:
+    survey.one_response_per_browser = True
+    survey.save(update_fields=["one_response_per_browser"])
+    invitation = Invitation.objects.create(survey=survey, recipient_reference="crm:lead:3")
+    browser = Client()
+
+    first = post(browser, public_url(survey), {f"q{question.pk}": "8"})
+    shown = browser.get(public_url(survey))
+    second = post(browser, public_url(survey), {f"q{question.pk}": "9"})
+    neighbour = post(Client(), public_url(survey), {f"q{question.pk}": "7"})
+    invited = post(browser, invitation_url(invitation), {f"q{question.pk}": "6"})
+    results = ada_client.get(reverse("survey:survey_results:summary", args=[survey.pk]))
+
+    assert (first.status_code, shown.status_code, second.status_code) == (302, 200, 409)
+    assert "one was sent from this one" in shown.content.decode()
+    assert (neighbour.status_code, invited.status_code) == (302, 302)
+    assert Response.objects.count() == 3
+    assert "Refused as a second response from one browser: 1 today" in results.content.decode()
+
+
+def test_12_3_the_answered_cookie_of_another_survey_or_forged_does_not_count(
+    survey: Survey, question: Question
+) -> None:
+    survey.one_response_per_browser = True
+    survey.save(update_fields=["one_response_per_browser"])
+    browser = Client()
+    browser.cookies[f"kizuna_answered_{survey.public_id}"] = "1"
+
+    sent = post(browser, public_url(survey), {f"q{question.pk}": "8"})
+
+    assert sent.status_code == 302

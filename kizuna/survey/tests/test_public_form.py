@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -13,7 +14,13 @@ from django.utils.html import escape
 
 from kizuna.survey.models import Answer, Invitation, Question, Response, Survey
 from kizuna.survey.public.progress import raw_answer
-from kizuna.survey.tests.respondent import add_question, one_page_survey, post, two_page_survey
+from kizuna.survey.tests.respondent import (
+    add_question,
+    one_page_survey,
+    opened_ago,
+    post,
+    two_page_survey,
+)
 from kizuna.survey.validation import active_choices, active_columns, validate_answer
 
 
@@ -267,7 +274,9 @@ def test_pages_keep_answers_through_next_and_back_and_submit_validates_all(
     assert 'value="Hanako"' in anonymous_client.get(back["Location"]).content.decode()
     assert 'value="3" checked' in anonymous_client.get(f"{url}?page=2").content.decode()
 
-    done = anonymous_client.post(url, {"page": "2", "action": "submit", f"q{rating.pk}": "5"})
+    done = anonymous_client.post(
+        url, {"page": "2", "action": "submit", "started": opened_ago(60), f"q{rating.pk}": "5"}
+    )
     assert done.status_code == 302
     response = Response.objects.get(survey=survey)
     assert {a.question_id: a.value for a in response.answers.all()} == {
@@ -284,7 +293,8 @@ def test_a_skipped_page_is_shown_again_with_its_errors_on_submit(
     _name, rating = two_page_survey(survey)
 
     page = anonymous_client.post(
-        url_of(survey), {"page": "2", "action": "submit", f"q{rating.pk}": "4"}
+        url_of(survey),
+        {"page": "2", "action": "submit", "started": opened_ago(60), f"q{rating.pk}": "4"},
     )
 
     html = page.content.decode()
@@ -384,7 +394,8 @@ def test_bytes_that_are_not_utf8_are_replaced_not_a_crash(
     survey: Survey, anonymous_client: Client
 ) -> None:
     question = one_page_survey(survey, "short_text")
-    body = f"page=1&action=submit&q{question.pk}=%FF%FEabc".encode()
+    started = urlencode({"started": opened_ago(60)})
+    body = f"page=1&action=submit&{started}&q{question.pk}=%FF%FEabc".encode()
 
     page = anonymous_client.post(
         url_of(survey), body, content_type="application/x-www-form-urlencoded"

@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "kizuna.crm.audit",
     "kizuna.crm.integration",
     "kizuna.crm.integration.sending",
+    "kizuna.crm.integration.responses",
     "kizuna.survey",
     "kizuna.survey.keys",
     "kizuna.survey.webhooks",

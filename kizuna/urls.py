@@ -25,6 +25,7 @@ if "crm" in settings.KIZUNA_SERVICES:
         path("crm/imports/", include("kizuna.crm.imports.urls")),
         path("crm/api-tokens/", include("kizuna.crm.api.urls")),
         path("crm/settings/audit-log/", include("kizuna.crm.audit.urls")),
+        path("crm/integration/responses/", include("kizuna.crm.integration.responses.urls")),
         path("crm/integration/", include("kizuna.crm.integration.urls")),
         path("crm/send-survey/", include("kizuna.crm.integration.sending.urls")),
         path("crm/", include("kizuna.crm.urls")),

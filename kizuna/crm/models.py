@@ -323,6 +323,8 @@ class ActivityKind(models.TextChoices):
     IMPORTED = "imported", _("Imported")
     SURVEY_SENT = "survey_sent", _("Survey sent")
     SURVEY_RESPONDED = "survey_responded", _("Survey responded")
+    SURVEY_OPENED = "survey_opened", _("Survey opened")
+    SURVEY_RESPONSE_DELETED = "survey_response_deleted", _("Survey response deleted")
 
 
 class Activity(models.Model):

@@ -7,6 +7,7 @@ Everything shown on CRM pages is stored here, so a Survey outage never slows a C
 
 from __future__ import annotations
 
+import datetime
 import secrets
 from typing import ClassVar, TypeVar
 
@@ -20,6 +21,7 @@ from django.utils.translation import gettext_lazy as _
 from kizuna.crm.integration import client
 from kizuna.crm.models import Contact, Lead, Organization, OrganizationQuerySet
 from kizuna.lib import crypto
+from kizuna.work.leases import LeasedWork
 
 _M = TypeVar("_M", bound=models.Model)
 RECIPIENT_REFERENCE_PREFIX = "crm"
@@ -387,3 +389,52 @@ class UnmatchedResponse(models.Model):
 
     def __str__(self) -> str:
         return f"{self.survey_title} {self.response_id} ({self.recipient_reference})"
+
+
+class ReconciliationKind(models.TextChoices):
+    PERIODIC = "periodic", _("Periodic")
+    REQUESTED = "requested", _("Run by an administrator")
+    FINAL = "final", _("Final, after disabling")
+
+
+class Reconciliation(LeasedWork):
+    """A pull of the responses delivery may have missed (GET /responses?since=), as leased work.
+
+    PERIODIC: one row per enabled connection that schedules itself again after each run.
+    REQUESTED: "run now" of an administrator, once. FINAL: after the integration was
+    disabled, the last pull up to the cut-off and then the deletion of the webhook
+    endpoint at the Survey service, retried until both are done.
+    """
+
+    connection = models.ForeignKey(
+        Connection, on_delete=models.CASCADE, related_name="reconciliations"
+    )
+    kind = models.CharField(_("kind"), max_length=16, choices=ReconciliationKind.choices)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    last_run_at = models.DateTimeField(_("last run at"), null=True, blank=True)
+    # How many responses the last run recorded that delivery had not brought.
+    last_recorded = models.PositiveIntegerField(default=0)
+
+    every: ClassVar[datetime.timedelta] = datetime.timedelta(minutes=15)
+    # The final pull waits this long after the cut-off, for submissions still being stored.
+    settle_delay: ClassVar[datetime.timedelta] = datetime.timedelta(minutes=2)
+    # Retried for weeks (capped at 6 hours apart): a FINAL run must end with the endpoint gone.
+    max_attempts = models.PositiveIntegerField(_("maximum attempts"), default=200)
+    lease_seconds: ClassVar[int] = 600
+
+    class Meta:
+        verbose_name = _("reconciliation")
+        verbose_name_plural = _("reconciliations")
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["connection"],
+                condition=Q(kind="periodic"),
+                name="crm_integration_one_periodic_reconciliation",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} reconciliation of connection {self.connection_id} ({self.status})"

@@ -20,6 +20,8 @@ from kizuna.crm.integration.models import (
     Connection,
     ConnectionMethod,
     ConnectionState,
+    Reconciliation,
+    ReconciliationKind,
     new_intake_token,
 )
 from kizuna.crm.models import Organization
@@ -92,6 +94,11 @@ def enable(
             connection.webhook_secret_encrypted = crypto.encrypt_secret(endpoint.secret)
             connection.enabled_at = timezone.now()
             connection.save()
+            Reconciliation.objects.create(
+                connection=connection,
+                kind=ReconciliationKind.PERIODIC,
+                next_attempt_at=connection.enabled_at + Reconciliation.every,
+            )
             record_audit(
                 organization=organization,
                 actor=by,
@@ -168,6 +175,14 @@ def disable(*, organization: Organization, by: User) -> Connection:
         connection.disabled_at = timezone.now()
         connection.disabled_by = by
         connection.save(update_fields=["state", "disabled_at", "disabled_by"])
+        # The final pull up to the cut-off, then the endpoint's deletion: the worker's job,
+        # so that disabling never waits on the Survey service.
+        Reconciliation.objects.create(
+            connection=connection,
+            kind=ReconciliationKind.FINAL,
+            requested_by=by,
+            next_attempt_at=connection.disabled_at + Reconciliation.settle_delay,
+        )
         record_audit(
             organization=organization,
             actor=by,

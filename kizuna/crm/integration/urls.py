@@ -1,6 +1,6 @@
 from django.urls import path
 
-from kizuna.crm.integration import views
+from kizuna.crm.integration.responses import views as responses_views
 
 app_name = "crm_integration"
 
@@ -12,5 +12,5 @@ urlpatterns = [
     path("setup/cancel/", views.setup_cancel, name="setup-cancel"),
     path("setup/<slug:step>/", views.setup, name="setup"),
     # Where the Survey service delivers a connection's webhooks (E4, D6).
-    path("intake/<str:token>/", views.intake, name="intake"),
+    path("intake/<str:token>/", responses_views.intake, name="intake"),
 ]

@@ -1,0 +1,624 @@
+"""Recording what the Survey service reports (E4, D6): webhook deliveries at a connection's
+intake URL and the reconciliation pull that heals missed deliveries, under one set of rules.
+
+- A response is recorded once per (connection, response id), whatever the order and the
+  number of arrivals: by the webhook, by a retry, by reconciliation.
+- Only a recipient reference made by a connection of the same organization counts; a
+  response without one (the public link) or of another CRM is acknowledged, not recorded.
+- D6: a response submitted before the cut-off (the moment the integration was disabled)
+  is recorded even when it arrives later; one submitted after it never is.
+- A response for a lead or contact deleted meanwhile is kept as an UnmatchedResponse for
+  the administrators; response.deleted removes the answers and leaves a timeline entry;
+  invitation.opened only ever sets "opened" (a late one never undoes "completed").
+"""
+
+from __future__ import annotations
+
+import binascii
+import datetime
+import functools
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext_lazy as _
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import EmptyWebhookSecretError, WebhookVerificationError
+
+from kizuna.crm.integration import client
+from kizuna.crm.integration.client import SurveyError
+from kizuna.crm.integration.models import (
+    Connection,
+    ConnectionState,
+    IntakeEvent,
+    IntakeOutcome,
+    Reconciliation,
+    ReconciliationKind,
+    SurveyInvitation,
+    SurveyResponse,
+    UnmatchedResponse,
+    parse_recipient_reference,
+)
+from kizuna.crm.integration.services import IntegrationError, call_survey
+from kizuna.crm.models import Activity, ActivityKind, Contact, Lead, Organization
+from kizuna.identity.models import User
+from kizuna.work import leases
+
+logger = logging.getLogger(__name__)
+
+# Responses submitted this close to a pull may still be being stored: pulled next time.
+RECONCILIATION_MARGIN = datetime.timedelta(minutes=1)
+# Each pull starts a little before the last one ended; recording twice is harmless.
+RECONCILIATION_OVERLAP = datetime.timedelta(minutes=5)
+RECONCILIATION_PAGE_SIZE = 500
+# last_event_at is a health figure: refreshed at most this often, so a backlog of
+# deliveries does not queue on the connection's row.
+LAST_EVENT_RESOLUTION = datetime.timedelta(seconds=5)
+
+
+@dataclass(frozen=True)
+class IntakeAnswer:
+    """What the intake answers the Survey service: 2xx acknowledged, anything else retried."""
+
+    status: int
+    outcome: IntakeOutcome
+
+    def body(self) -> dict[str, str]:
+        return {"outcome": str(self.outcome)}
+
+
+class BadEvent(ValueError):
+    """A signed body that is not a Survey event the CRM can read."""
+
+
+# --- the intake -----------------------------------------------------------------------------
+
+
+def receive_webhook(
+    *, connection: Connection, body: bytes, headers: Mapping[str, str]
+) -> IntakeAnswer:
+    """Verify one delivery (Standard Webhooks signature and timestamp) and record its event.
+
+    Bad signature: 401; timestamp outside 5 minutes: 400; both kept for the administrator
+    as refused IntakeEvents. A repeated webhook-id is acknowledged and ignored. Every
+    verified event is acknowledged, including those after the cut-off (never 410: that
+    would stop the deliveries still due from before it).
+    """
+    headers = {name.lower(): value for name, value in headers.items()}
+    event_id = headers.get("webhook-id", "")[:100]
+    try:
+        Webhook(connection.webhook_secret()).verify(body, headers, json_parse=False)
+    except WebhookVerificationError as error:
+        stale = "timestamp too" in str(error)
+        outcome = IntakeOutcome.STALE_TIMESTAMP if stale else IntakeOutcome.BAD_SIGNATURE
+        return _refuse(connection, event_id, outcome, str(error), status=400 if stale else 401)
+    except (ValueError, binascii.Error, UnicodeDecodeError, EmptyWebhookSecretError) as error:
+        # A malformed signature header, or a connection without a secret.
+        return _refuse(connection, event_id, IntakeOutcome.BAD_SIGNATURE, repr(error), status=401)
+    try:
+        event_type, data = _read_event(body)
+    except BadEvent as error:
+        return _refuse(connection, event_id, IntakeOutcome.INVALID, str(error), status=400)
+    try:
+        with transaction.atomic():
+            # The event id is claimed first: a concurrent redelivery waits here, then is a
+            # duplicate.
+            event = IntakeEvent.objects.create(
+                connection=connection,
+                organization_id=connection.organization_id,
+                event_id=event_id,
+                event_type=event_type,
+                outcome=IntakeOutcome.RECORDED,
+            )
+            outcome, detail = HANDLERS[event_type](connection, data)
+            if outcome != IntakeOutcome.RECORDED or detail:
+                event.outcome, event.detail = outcome, detail[:500]
+                event.save(update_fields=["outcome", "detail"])
+    except IntegrityError:
+        outcome = IntakeOutcome.DUPLICATE
+    except BadEvent as error:
+        return _refuse(connection, event_id, IntakeOutcome.INVALID, str(error), status=400)
+    _touch(connection)
+    return IntakeAnswer(200, outcome)
+
+
+def _refuse(
+    connection: Connection, event_id: str, outcome: IntakeOutcome, detail: str, *, status: int
+) -> IntakeAnswer:
+    IntakeEvent.objects.create(
+        connection=connection,
+        organization_id=connection.organization_id,
+        event_id=event_id,
+        outcome=outcome,
+        detail=detail[:500],
+    )
+    logger.warning("Survey webhook refused for connection %s: %s", connection.pk, detail)
+    return IntakeAnswer(status, outcome)
+
+
+def _touch(connection: Connection) -> None:
+    now = timezone.now()
+    Connection.objects.filter(
+        Q(last_event_at__isnull=True) | Q(last_event_at__lt=now - LAST_EVENT_RESOLUTION),
+        pk=connection.pk,
+    ).update(last_event_at=now)
+
+
+def _read_event(body: bytes) -> tuple[str, dict[str, Any]]:
+    try:
+        event = json.loads(body)
+    except ValueError as error:
+        raise BadEvent(f"not JSON: {error}") from None
+    if not isinstance(event, dict) or not isinstance(event.get("data"), dict):
+        raise BadEvent("not an event: an object with type and data is expected")
+    event_type = event.get("type")
+    if event_type not in HANDLERS:
+        raise BadEvent(f"unknown event type {event_type!r}")
+    return str(event_type), event["data"]
+
+
+# --- recording ------------------------------------------------------------------------------
+
+
+def _moment(data: Mapping[str, Any], name: str) -> datetime.datetime:
+    value = data.get(name)
+    parsed = parse_datetime(str(value)) if isinstance(value, str) else None
+    if parsed is None or timezone.is_naive(parsed):
+        raise BadEvent(f"{name} is not a date and time with a time zone: {value!r}")
+    return parsed
+
+
+def _survey(data: Mapping[str, Any]) -> tuple[int, str, str]:
+    survey = data.get("survey")
+    try:
+        assert isinstance(survey, dict)
+        portal = survey.get("portal") or {}
+        return int(survey["id"]), str(survey.get("title", ""))[:300], str(portal.get("name", ""))
+    except (AssertionError, KeyError, TypeError, ValueError):
+        raise BadEvent("survey is missing or not an object with an id") from None
+
+
+def _answers(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The answers as shown in the CRM: question, stored value, text, and for a matrix its
+    rows as [row label, column label] pairs."""
+    answers = data.get("answers")
+    if not isinstance(answers, list):
+        raise BadEvent("answers is not a list")
+    kept = []
+    for answer in answers:
+        try:
+            question = answer["question"]
+            item = {
+                "question_id": int(question["id"]),
+                "kind": str(question["kind"]),
+                "text": str(question.get("text", "")),
+                "position": int(question.get("position", 0)),
+                "value": answer.get("value"),
+                "display": str(answer.get("display", "")),
+            }
+        except (KeyError, TypeError, ValueError):
+            raise BadEvent("an answer is not an object with its question") from None
+        if item["kind"] == "matrix":
+            item["rows"] = matrix_rows(item["value"], item["display"])
+        kept.append(item)
+    return sorted(kept, key=lambda item: (item["position"], item["question_id"]))
+
+
+def matrix_rows(value: Any, display: str) -> list[list[str]]:
+    """[[row label, column label], ...] of a matrix answer.
+
+    The Survey service writes the labels into `display` as "row: column; row: column" in
+    the order of the value's rows; when that cannot be read back (a label holding "; "),
+    the keys stand in for the labels.
+    """
+    if not isinstance(value, dict):
+        return []
+    parts = display.split("; ") if display else []
+    if len(parts) == len(value) and all(": " in part for part in parts):
+        return [list(part.split(": ", 1)) for part in parts]
+    return [[str(row), str(column)] for row, column in value.items()]
+
+
+def _timeline(
+    *,
+    organization_id: int,
+    lead_id: int | None,
+    contact_id: int | None,
+    kind: str,
+    summary: str,
+    at: datetime.datetime,
+    data: Mapping[str, Any],
+) -> None:
+    Activity.objects.create(
+        organization_id=organization_id,
+        lead_id=lead_id,
+        contact_id=contact_id,
+        kind=kind,
+        summary=summary[:500],
+        data=dict(data),
+        created_at=at,
+    )
+
+
+def _our_reference(
+    connection: Connection, reference: str
+) -> tuple[str, int] | Literal[False] | None:
+    """("lead" | "contact", id) for a reference of a connection of this organization;
+    None for no CRM reference; False for one of another CRM or organization."""
+    parsed = parse_recipient_reference(reference or "")
+    if parsed is None:
+        return None
+    key, kind, pk = parsed
+    if (
+        key != connection.reference_key
+        and not Connection.objects.filter(
+            organization_id=connection.organization_id, reference_key=key
+        ).exists()
+    ):
+        return False
+    return kind, pk
+
+
+def _record_of(organization_id: int, kind: str, pk: int) -> Lead | Contact | None:
+    model: type[Lead] | type[Contact] = Lead if kind == "lead" else Contact
+    return model.objects.of(organization_id).filter(pk=pk).first()
+
+
+def _record_ids(record: Lead | Contact) -> tuple[int | None, int | None]:
+    """(lead id, contact id) to store: a converted lead's entries belong to its contact too."""
+    if isinstance(record, Lead):
+        return record.pk, record.converted_contact_id
+    return None, record.pk
+
+
+def record_response(connection: Connection, data: Mapping[str, Any]) -> tuple[IntakeOutcome, str]:
+    """Record a response.completed `data` (from a webhook or a pull); the outcome and why.
+
+    Runs in the caller's transaction.
+    """
+    response_id = str(data.get("response_id", ""))[:64]
+    if not response_id:
+        raise BadEvent("response_id is missing")
+    reference = str(data.get("recipient_reference") or "")
+    ours = _our_reference(connection, reference)
+    if ours is None:
+        return IntakeOutcome.NO_REFERENCE, ""
+    if ours is False:
+        return IntakeOutcome.OTHER_CONNECTION, reference[:200]
+    submitted_at = _moment(data, "submitted_at")
+    if not connection.accepts_submission_at(submitted_at):
+        return IntakeOutcome.AFTER_CUT_OFF, submitted_at.isoformat()
+    survey_id, survey_title, portal_name = _survey(data)
+    answers = _answers(data)
+    organization_id = connection.organization_id
+    if SurveyResponse.objects.filter(connection=connection, response_id=response_id).exists():
+        return IntakeOutcome.DUPLICATE, response_id
+    kind, pk = ours
+    record = _record_of(organization_id, kind, pk)
+    if record is None:
+        return _keep_unmatched(
+            connection, response_id, reference, survey_id, survey_title, submitted_at, answers
+        )
+    lead_id, contact_id = _record_ids(record)
+    invitation = (
+        SurveyInvitation.objects.of(organization_id)
+        .filter(survey_id=survey_id, recipient_reference=reference)
+        .order_by("-created_at")
+        .first()
+    )
+    started_at = data.get("started_at")
+    try:
+        with transaction.atomic():
+            SurveyResponse.objects.create(
+                connection=connection,
+                organization_id=organization_id,
+                lead_id=lead_id,
+                contact_id=contact_id,
+                invitation=invitation,
+                response_id=response_id,
+                recipient_reference=reference[:200],
+                survey_id=survey_id,
+                survey_title=survey_title,
+                portal_name=portal_name[:200],
+                language=str(data.get("language", ""))[:16],
+                started_at=_moment(data, "started_at") if started_at else None,
+                submitted_at=submitted_at,
+                answers=answers,
+            )
+    except IntegrityError:
+        return IntakeOutcome.DUPLICATE, response_id
+    if invitation is not None:
+        SurveyInvitation.objects.filter(pk=invitation.pk, completed_at__isnull=True).update(
+            completed_at=submitted_at
+        )
+    _timeline(
+        organization_id=organization_id,
+        lead_id=lead_id,
+        contact_id=contact_id,
+        kind=ActivityKind.SURVEY_RESPONDED,
+        summary=survey_title,
+        at=submitted_at,
+        data={"response_id": response_id, "survey_id": survey_id},
+    )
+    return IntakeOutcome.RECORDED, ""
+
+
+def _keep_unmatched(
+    connection: Connection,
+    response_id: str,
+    reference: str,
+    survey_id: int,
+    survey_title: str,
+    submitted_at: datetime.datetime,
+    answers: list[dict[str, Any]],
+) -> tuple[IntakeOutcome, str]:
+    try:
+        with transaction.atomic():
+            UnmatchedResponse.objects.create(
+                connection=connection,
+                organization_id=connection.organization_id,
+                response_id=response_id,
+                recipient_reference=reference[:200],
+                survey_id=survey_id,
+                survey_title=survey_title,
+                submitted_at=submitted_at,
+                answers=answers,
+            )
+    except IntegrityError:
+        return IntakeOutcome.DUPLICATE, response_id
+    return IntakeOutcome.UNMATCHED, reference[:200]
+
+
+def delete_response(connection: Connection, data: Mapping[str, Any]) -> tuple[IntakeOutcome, str]:
+    """response.deleted: the answers leave the CRM, a timeline entry says so.
+
+    A deletion that arrives before its response leaves an empty row behind, so the late
+    response.completed finds it and records nothing.
+    """
+    response_id = str(data.get("response_id", ""))[:64]
+    if not response_id:
+        raise BadEvent("response_id is missing")
+    reference = str(data.get("recipient_reference") or "")
+    ours = _our_reference(connection, reference)
+    if ours is None:
+        return IntakeOutcome.NO_REFERENCE, ""
+    if ours is False:
+        return IntakeOutcome.OTHER_CONNECTION, reference[:200]
+    now = timezone.now()
+    organization_id = connection.organization_id
+    UnmatchedResponse.objects.of(organization_id).filter(response_id=response_id).update(
+        answers=[], dismissed_at=now
+    )
+    recorded = list(
+        SurveyResponse.objects.of(organization_id)
+        .filter(response_id=response_id, deleted_at__isnull=True)
+        .select_for_update()
+    )
+    if not recorded:
+        if SurveyResponse.objects.of(organization_id).filter(response_id=response_id).exists():
+            return IntakeOutcome.DUPLICATE, response_id
+        submitted_at = _moment(data, "submitted_at")
+        if not connection.accepts_submission_at(submitted_at):
+            return IntakeOutcome.AFTER_CUT_OFF, submitted_at.isoformat()
+        survey_id, survey_title, portal_name = _survey(data)
+        kind, pk = ours
+        record = _record_of(organization_id, kind, pk)
+        lead_id, contact_id = _record_ids(record) if record is not None else (None, None)
+        try:
+            with transaction.atomic():
+                SurveyResponse.objects.create(
+                    connection=connection,
+                    organization_id=organization_id,
+                    lead_id=lead_id,
+                    contact_id=contact_id,
+                    response_id=response_id,
+                    recipient_reference=reference[:200],
+                    survey_id=survey_id,
+                    survey_title=survey_title,
+                    portal_name=portal_name[:200],
+                    submitted_at=submitted_at,
+                    answers=[],
+                    deleted_at=now,
+                )
+        except IntegrityError:
+            return IntakeOutcome.DUPLICATE, response_id
+        return IntakeOutcome.RECORDED, "deleted before it was recorded"
+    for response in recorded:
+        response.answers, response.deleted_at = [], now
+        response.save(update_fields=["answers", "deleted_at"])
+        _timeline(
+            organization_id=organization_id,
+            lead_id=response.lead_id,
+            contact_id=response.contact_id,
+            kind=ActivityKind.SURVEY_RESPONSE_DELETED,
+            summary=response.survey_title,
+            at=now,
+            data={"response_id": response_id, "survey_id": response.survey_id},
+        )
+    return IntakeOutcome.RECORDED, "deleted"
+
+
+def record_opened(connection: Connection, data: Mapping[str, Any]) -> tuple[IntakeOutcome, str]:
+    """invitation.opened: the invitation is marked opened once; nothing else changes."""
+    reference = str(data.get("recipient_reference") or "")
+    ours = _our_reference(connection, reference)
+    if ours is None:
+        return IntakeOutcome.NO_REFERENCE, ""
+    if ours is False:
+        return IntakeOutcome.OTHER_CONNECTION, reference[:200]
+    opened_at = _moment(data, "opened_at")
+    if not connection.accepts_submission_at(opened_at):
+        return IntakeOutcome.AFTER_CUT_OFF, opened_at.isoformat()
+    survey_id, survey_title, _portal = _survey(data)
+    invitation = (
+        SurveyInvitation.objects.of(connection.organization_id)
+        .filter(survey_id=survey_id, recipient_reference=reference)
+        .select_related("lead")
+        .order_by("-created_at")
+        .first()
+    )
+    if invitation is None:
+        return IntakeOutcome.UNMATCHED, reference[:200]
+    updated = SurveyInvitation.objects.filter(pk=invitation.pk, opened_at__isnull=True).update(
+        opened_at=opened_at
+    )
+    if not updated:
+        return IntakeOutcome.DUPLICATE, reference[:200]
+    contact_id = invitation.contact_id
+    if contact_id is None and invitation.lead is not None:
+        contact_id = invitation.lead.converted_contact_id
+    if invitation.lead_id is not None or contact_id is not None:
+        _timeline(
+            organization_id=connection.organization_id,
+            lead_id=invitation.lead_id,
+            contact_id=contact_id,
+            kind=ActivityKind.SURVEY_OPENED,
+            summary=survey_title or invitation.survey_title,
+            at=opened_at,
+            data={"survey_id": survey_id},
+        )
+    return IntakeOutcome.RECORDED, ""
+
+
+HANDLERS = {
+    "response.completed": record_response,
+    "response.deleted": delete_response,
+    "invitation.opened": record_opened,
+}
+
+
+# --- reconciliation -------------------------------------------------------------------------
+
+
+def _pull(
+    credentials: client.Credentials, *, since: datetime.datetime, cursor: str | None
+) -> client.Page[dict[str, Any]]:
+    return client.list_responses(
+        credentials, since=since, cursor=cursor, limit=RECONCILIATION_PAGE_SIZE
+    )
+
+
+def reconcile(*, connection: Connection, until: datetime.datetime) -> int:
+    """Pull the responses submitted up to `until` that were not recorded yet (GET /responses)
+    and record them under the intake's rules; how many were new. SurveyError when the
+    Survey service cannot be asked."""
+    start = connection.reconciled_until or connection.enabled_at
+    since = min(start, until) - RECONCILIATION_OVERLAP
+    found = 0
+    cursor: str | None = None
+    while True:
+        page = call_survey(connection, functools.partial(_pull, since=since, cursor=cursor))
+        for item in page.items:
+            try:
+                if _moment(item, "submitted_at") >= until:
+                    page = client.Page(items=[], next_cursor=None)
+                    break
+                with transaction.atomic():
+                    outcome, _detail = record_response(connection, item)
+            except BadEvent as error:
+                logger.warning("Reconciliation skipped a response it cannot read: %s", error)
+                continue
+            if outcome in (IntakeOutcome.RECORDED, IntakeOutcome.UNMATCHED):
+                found += 1
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    now = timezone.now()
+    Connection.objects.filter(
+        Q(reconciled_until__isnull=True) | Q(reconciled_until__lt=until), pk=connection.pk
+    ).update(reconciled_until=until)
+    Connection.objects.filter(pk=connection.pk).update(last_reconciled_at=now)
+    return found
+
+
+def request_reconciliation(*, organization: Organization, requested_by: User) -> Reconciliation:
+    """ "Run now" of an administrator: a reconciliation the worker runs at once."""
+    connection = Connection.objects.of(organization).current().first()
+    if connection is None:
+        raise IntegrationError(
+            "not_set_up", _("The Survey integration is not set up for this organization.")
+        )
+    if not connection.is_enabled:
+        raise IntegrationError(
+            "needs_reconnection",
+            _("Reconnect with the new SC key first: the Survey service refuses the stored one."),
+        )
+    return Reconciliation.objects.create(
+        connection=connection, kind=ReconciliationKind.REQUESTED, requested_by=requested_by
+    )
+
+
+def run_reconciliation(row: Reconciliation) -> None:
+    """The worker's handler of Reconciliation rows (safe to run twice)."""
+    connection = Connection.objects.get(pk=row.connection_id)
+    now = timezone.now()
+    if row.kind == ReconciliationKind.FINAL:
+        _finish_disabled(row, connection)
+        return
+    if row.kind == ReconciliationKind.PERIODIC and connection.state == ConnectionState.DISABLED:
+        leases.mark_done(row)  # the FINAL row takes over
+        return
+    if not connection.is_enabled:
+        error = str(client.MESSAGES[client.SurveyErrorCode.REVOKED_KEY])
+        _after_run(row, error=error, recorded=0, now=now)
+        return
+    try:
+        recorded = reconcile(connection=connection, until=now - RECONCILIATION_MARGIN)
+    except SurveyError as error:
+        _after_run(row, error=f"{error.code}: {error.message}", recorded=0, now=now)
+        return
+    _after_run(row, error="", recorded=recorded, now=now)
+
+
+def _after_run(row: Reconciliation, *, error: str, recorded: int, now: datetime.datetime) -> None:
+    if row.kind == ReconciliationKind.PERIODIC:
+        # The periodic row never ends while its connection is in use: a failure waits for
+        # the next turn (the Survey service may be down for hours).
+        leases.update_if_held(
+            row,
+            status=leases.WorkStatus.PENDING,
+            leased_until=None,
+            next_attempt_at=now + Reconciliation.every,
+            attempts=0,
+            last_error=error[:4000],
+            last_run_at=now,
+            last_recorded=recorded,
+        )
+    elif error:
+        leases.mark_failed(row, error=error, retry=False, last_run_at=now)
+    else:
+        leases.mark_done(row, last_run_at=now, last_recorded=recorded)
+
+
+def _finish_disabled(row: Reconciliation, connection: Connection) -> None:
+    """After the cut-off: the last pull up to it, then the webhook endpoint goes."""
+    now = timezone.now()
+    try:
+        recorded = 0
+        if connection.final_reconciliation_done_at is None:
+            assert connection.disabled_at is not None
+            recorded = reconcile(connection=connection, until=connection.disabled_at)
+            Connection.objects.filter(pk=connection.pk).update(final_reconciliation_done_at=now)
+        if connection.webhook_endpoint_deleted_at is None:
+            if connection.webhook_endpoint_id is not None:
+                endpoint_id = connection.webhook_endpoint_id
+
+                def delete(credentials: client.Credentials) -> None:
+                    client.delete_webhook_endpoint(credentials, endpoint_id=endpoint_id)
+
+                try:
+                    call_survey(connection, delete)
+                except SurveyError as error:
+                    if error.code != client.SurveyErrorCode.NOT_FOUND:
+                        raise
+            Connection.objects.filter(pk=connection.pk).update(webhook_endpoint_deleted_at=now)
+    except SurveyError as error:
+        leases.mark_failed(row, error=f"{error.code}: {error.message}", last_run_at=now)
+        return
+    leases.mark_done(row, last_run_at=now, last_recorded=recorded)

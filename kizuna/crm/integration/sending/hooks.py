@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlencode
 
+from django.core.cache import cache
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
@@ -23,6 +24,8 @@ from kizuna.crm.models import Contact, Lead
 logger = logging.getLogger(__name__)
 
 BUTTON_KEY = "survey-link"
+SURVEYS_CACHE_SECONDS = 20
+FAILURE_CACHE_SECONDS = 10
 
 
 def survey_link_insertions(
@@ -32,15 +35,22 @@ def survey_link_insertions(
     connection = current_connection(context.organization)
     if connection is None or not connection.is_enabled:
         return []
-    try:
-        surveys = services.open_surveys(connection)
-    except SurveyError as error:
-        # The editor still works; the links can be inserted once the service answers.
-        logger.warning("Cannot list the surveys for the editor: %s", error)
-        return []
+    # Each editor page would wait on the Survey service: keep its answer (or its failure)
+    # briefly. A survey closed meanwhile is still refused when the email is sent.
+    key = f"crm_survey_sending:open_surveys:{connection.intake_token}"
+    surveys: list[tuple[int, str]] | None = cache.get(key)
+    if surveys is None:
+        try:
+            surveys = [(survey.id, survey.title) for survey in services.open_surveys(connection)]
+        except SurveyError as error:
+            # The editor still works; the links can be inserted once the service answers.
+            logger.warning("Cannot list the surveys for the editor: %s", error)
+            cache.set(key, [], FAILURE_CACHE_SECONDS)
+            return []
+        cache.set(key, surveys, SURVEYS_CACHE_SECONDS)
     return [
-        mail_extensions.Insertion(label=survey.title, text=services.placeholder(survey.id))
-        for survey in surveys
+        mail_extensions.Insertion(label=title, text=services.placeholder(survey_id))
+        for survey_id, title in surveys
     ]
 
 

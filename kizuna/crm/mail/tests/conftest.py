@@ -16,7 +16,7 @@ from aiosmtpd.controller import Controller
 from django.test import override_settings
 from django.test.signals import setting_changed
 
-from kizuna.crm.mail import services, transport
+from kizuna.crm.mail import extensions, services, transport
 from kizuna.crm.mail.models import SendBatch
 from kizuna.crm.models import Contact, Lead, Organization
 from kizuna.identity.models import User
@@ -37,6 +37,18 @@ def _fresh_email_backend() -> Iterator[None]:
     finally:
         setting_changed.disconnect(reset)
         transport.reset()
+
+
+@pytest.fixture(autouse=True)
+def _extensions_restored() -> Iterator[None]:
+    """Tests register and unregister their own "survey" button and namespace: give the
+    app's own registrations (the Survey integration's) back after each test."""
+    buttons, namespaces = dict(extensions._buttons), dict(extensions._namespaces)
+    yield
+    extensions._buttons.clear()
+    extensions._buttons.update(buttons)
+    extensions._namespaces.clear()
+    extensions._namespaces.update(namespaces)
 
 
 @pytest.fixture

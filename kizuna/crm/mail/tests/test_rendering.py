@@ -92,9 +92,9 @@ def test_an_extension_placeholder_is_resolved_once_per_message(organization, con
 
 def test_unknown_placeholders_are_listed_once(db):
     assert unknown_placeholders(
-        "{{ lead.family_name }} {{ lead.x }} {{ survey.a }} {{lead.x}} {{ unsubscribe_url }}",
+        "{{ lead.family_name }} {{ lead.x }} {{ quiz.a }} {{lead.x}} {{ unsubscribe_url }}",
         "leads",
-    ) == ["{{ lead.x }}", "{{ survey.a }}", "{{lead.x}}"]
+    ) == ["{{ lead.x }}", "{{ quiz.a }}", "{{lead.x}}"]
 
 
 def test_readable_placeholders_name_every_kind_of_placeholder() -> None:

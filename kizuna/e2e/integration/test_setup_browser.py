@@ -17,7 +17,7 @@ from kizuna.identity.models import User
 from kizuna.survey.models import SurveyAccount
 from kizuna.testing.pages import sign_in, watch_for_errors
 
-pytestmark = pytest.mark.usefixtures("survey_service")
+pytestmark = pytest.mark.usefixtures("survey_service", "ada_membership")
 
 
 def test_s3_s9_another_users_account_in_english(

@@ -1,5 +1,6 @@
 from django.urls import path
 
+from kizuna.crm.integration import views
 from kizuna.crm.integration.responses import views as responses_views
 
 app_name = "crm_integration"

@@ -14,7 +14,6 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
-from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -569,17 +568,3 @@ STEP_VIEWS = {
     "users": _step_users,
     "confirm": _step_confirm,
 }
-
-
-# --- the intake -----------------------------------------------------------------------------
-
-
-@csrf_exempt
-@require_POST
-def intake(request: HttpRequest, token: str) -> HttpResponse:
-    """The webhook intake of the connection with `token` (its implementation follows).
-
-    Until then every delivery is answered 404, which the Survey service retries later:
-    never 410, which would stop deliveries for good.
-    """
-    raise Http404

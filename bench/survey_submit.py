@@ -16,7 +16,9 @@ For each database (SQLite in a fresh data dir, then a fresh PostgreSQL database
 
     .venv/bin/python bench/survey_submit.py [--requests 600] [--threads 8] [--write]
 
-The submit rate limit is lifted for the run (KIZUNA_SURVEY_SUBMIT_RATE).
+The submit rate limit is lifted for the run (KIZUNA_SURVEY_SUBMIT_RATE), and so is the
+minimum time from opening the form to submitting it (KIZUNA_SURVEY_MIN_SECONDS=0): each
+thread posts its one form again and again. bench/survey_crowd.py measures with them on.
 """
 
 from __future__ import annotations
@@ -316,6 +318,7 @@ def main() -> None:
         "KIZUNA_DATA_DIR": data,
         "DJANGO_SETTINGS_MODULE": "kizuna.settings",
         "KIZUNA_SURVEY_SUBMIT_RATE": "100000000/600",
+        "KIZUNA_SURVEY_MIN_SECONDS": "0",
         "PYTHONPATH": str(ROOT),
     }
     base_env.pop("DATABASE_URL", None)

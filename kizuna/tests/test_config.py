@@ -70,6 +70,18 @@ def run_kizuna(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
             "KIZUNA_SURVEY_SUBMIT_RATE='0/600': both numbers must be at least 1",
         ),
         (
+            {"KIZUNA_SURVEY_PAGE_RATE": "5000"},
+            "KIZUNA_SURVEY_PAGE_RATE='5000' must be COUNT/SECONDS, for example 5000/3600",
+        ),
+        (
+            {"KIZUNA_SURVEY_UNKNOWN_LINK_RATE": "100/0"},
+            "KIZUNA_SURVEY_UNKNOWN_LINK_RATE='100/0': both numbers must be at least 1",
+        ),
+        (
+            {"KIZUNA_SURVEY_MIN_SECONDS": "-1"},
+            "KIZUNA_SURVEY_MIN_SECONDS='-1' must be at least 0",
+        ),
+        (
             {"KIZUNA_PASSWORD_RESET_ADDRESS_RATE": "20/hour"},
             "KIZUNA_PASSWORD_RESET_ADDRESS_RATE='20/hour' must be COUNT/SECONDS, "
             "for example 20/3600",

@@ -95,3 +95,26 @@ def test_the_results_charts_render_under_the_csp_and_fit_a_phone(
     assert promoter_fill == "rgb(3, 152, 85)"
     assert overflow <= 0
     assert [p for p in problems if "Content Security Policy" in p] == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_12_3_people_and_assistive_technology_never_meet_the_honeypot(
+    browser: Any, live_server: Any, survey: Survey
+) -> None:
+    question = add_question(survey, "short_text", "Your name", is_required=True)
+    context = browser.new_context(viewport=PHONE, locale="en-US")
+    page = context.new_page()
+    try:
+        page.goto(f"{live_server.url}/s/{survey.public_id}/")
+        box = page.locator("#website").bounding_box()
+        textboxes = page.get_by_role("textbox").count()
+        page.locator(f"#q{question.pk}").focus()
+        page.keyboard.press("Tab")
+        focused = page.evaluate("document.activeElement.name || document.activeElement.id")
+    finally:
+        context.close()
+
+    assert box is not None
+    assert box["x"] + box["width"] <= 0  # drawn off screen
+    assert textboxes == 1  # the accessibility tree has only the question's field
+    assert focused != "website"  # the keyboard skips it

@@ -1,0 +1,296 @@
+"""A crowd behind one address answering a survey's shared link, with the limits on and off.
+
+Issue 12: 500 respondents from one address (a venue's Wi-Fi, an office NAT) answer through
+/s/<public id>/ at concurrency 16. Every submission must be stored and none refused with the
+default limits (the per-address token bucket KIZUNA_SURVEY_SUBMIT_RATE, the minimum time
+KIZUNA_SURVEY_MIN_SECONDS, the honeypot), and the respondents/s must stay within 10% of the
+same run with those limits switched off.
+
+For each database (SQLite in a fresh data dir, then PostgreSQL when reachable) this:
+
+1. migrates and creates one six-question survey per round;
+2. runs a warm-up round (not counted), then pairs of rounds, one with the limits on (the
+   defaults) and one off (a bucket no crowd empties, no minimum time), the order swapped from
+   pair to pair; each round on its own gunicorn gthread server (2 processes x 8 threads, as
+   `kizuna serve` runs it) and its own survey, every request from 127.0.0.1;
+3. in a round, each of the N respondents first opens the form with a client of its own
+   (CSRF cookie, signed start time: untimed), everybody waits the minimum time as people
+   take it to answer, then the N submissions are sent 16 at a time: that part is timed;
+4. empties the rate limits between rounds (each round is a crowd of its own), counts the
+   responses stored for the round's survey, and records the median respondents/s of each
+   mode and the median of the pairs' on/off ratios (docs/benchmarks.json, id
+   survey-crowd-<database>): a ratio within a pair, a minute apart, is what a machine whose
+   load drifts still compares fairly.
+
+    .venv/bin/python bench/survey_crowd.py [--respondents 500] [--concurrency 16] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+from _harness import (
+    BIN,
+    ROOT,
+    free_port,
+    gunicorn,
+    kizuna_env,
+    machine,
+    postgres_database,
+    quick,
+    record,
+    stop,
+    wait_up,
+)
+
+# What a person takes at least (the default of KIZUNA_SURVEY_MIN_SECONDS), and a margin.
+PERSON_SECONDS = 3.5
+LIMITS_OFF = {"KIZUNA_SURVEY_SUBMIT_RATE": "100000000/600", "KIZUNA_SURVEY_MIN_SECONDS": "0"}
+
+
+# --- in a child process with Django set up --------------------------------------------------
+
+
+def setup_surveys(count: int) -> None:
+    """Create `count` surveys; print the public id and the answers of each as JSON."""
+    import django
+
+    django.setup()
+    from kizuna.identity.models import User
+    from kizuna.survey.models import Question, Survey
+    from kizuna.survey.services import create_account
+
+    owner = User.objects.create_user("crowd@example.com", "bench-password")
+    portal = create_account(name="Crowd", owner=owner).portals.get()
+    choices = [{"key": k, "label": k.upper()} for k in ("a", "b", "c", "d")]
+    specs = [
+        ("single_choice", {"choices": choices}),
+        ("multiple_choice", {"choices": choices}),
+        ("rating", {}),
+        ("nps", {}),
+        ("short_text", {}),
+        ("long_text", {}),
+    ]
+    surveys = []
+    for number in range(count):
+        survey = Survey.objects.create(portal=portal, title=f"Crowd {number}", language="en")
+        questions = [
+            Question.objects.create(
+                survey=survey, kind=kind, text=kind, options=options, position=n
+            )
+            for n, (kind, options) in enumerate(specs)
+        ]
+        answers = {
+            f"q{questions[0].pk}": "b",
+            f"q{questions[1].pk}": ["a", "c"],
+            f"q{questions[2].pk}": "4",
+            f"q{questions[3].pk}": "9",
+            f"q{questions[4].pk}": "Quick and friendly.",
+            f"q{questions[5].pk}": "The talk was clear; more time for questions next time.",
+        }
+        surveys.append({"pk": survey.pk, "public_id": survey.public_id, "answers": answers})
+    print(json.dumps(surveys))
+
+
+def clear_rate_limits() -> None:
+    """Empty the shared cache (the rate limits): each round is a crowd of its own, at another
+    hour, not the same address an instant after the previous crowd."""
+    import django
+
+    django.setup()
+    from django.core.cache import cache
+
+    cache.clear()
+    print("{}")
+
+
+def count_responses(survey_pk: int) -> None:
+    import django
+
+    django.setup()
+    from kizuna.survey.models import Response
+
+    print(json.dumps({"responses": Response.objects.filter(survey_id=survey_pk).count()}))
+
+
+# --- the crowd ----------------------------------------------------------------------------
+
+
+class Respondent:
+    """One person with a browser of their own: opens the form, later sends it."""
+
+    def __init__(self, url: str, answers: dict[str, object]) -> None:
+        self.url = url
+        self.answers = answers
+        self.client = httpx.Client(timeout=60, follow_redirects=False)
+        self.form: dict[str, object] = {}
+
+    def open(self) -> None:
+        page = self.client.get(self.url)
+        page.raise_for_status()
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+        started = re.search(r'name="started" value="([^"]+)"', page.text)
+        assert token and started, "the form has no CSRF token or start time"
+        self.form = {
+            **self.answers,
+            "csrfmiddlewaretoken": token.group(1),
+            "started": started.group(1),
+            "website": "",  # the honeypot, left empty as people leave it
+            "page": "1",
+            "action": "submit",
+        }
+
+    def send(self) -> int:
+        try:
+            return self.client.post(self.url, data=self.form).status_code
+        finally:
+            self.client.close()
+
+
+def run_round(base: str, survey: dict[str, object], respondents: int, concurrency: int) -> dict:
+    url = f"{base}/s/{survey['public_id']}/"
+    crowd = [Respondent(url, survey["answers"]) for _ in range(respondents)]  # type: ignore[arg-type]
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(lambda person: person.open(), crowd))
+    time.sleep(PERSON_SECONDS)
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def send(person: Respondent) -> None:
+        status = person.send()
+        with lock:
+            statuses[status] = statuses.get(status, 0) + 1
+
+    began = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(send, crowd))
+    seconds = time.perf_counter() - began
+    return {"seconds": seconds, "rate": respondents / seconds, "statuses": statuses}
+
+
+def child(env: dict[str, str], *args: str) -> str:
+    here = [sys.executable, str(Path(__file__).resolve())]
+    done = subprocess.run(
+        [*here, *args], env=env, check=True, cwd=ROOT, capture_output=True, text=True
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
+def run_database(label: str, env: dict[str, str], args: argparse.Namespace) -> list[str]:
+    subprocess.run([str(BIN / "kizuna"), "migrate", "-v", "0"], env=env, check=True, cwd=ROOT)
+    subprocess.run([str(BIN / "kizuna"), "createcachetable"], env=env, check=True, cwd=ROOT)
+    surveys = json.loads(child(env, "--setup", str(args.rounds * 2 + 1)))
+    results: dict[str, list[dict]] = {"on": [], "off": [], "warm-up": []}
+    modes = ["warm-up"]
+    for pair in range(args.rounds):
+        modes += ["on", "off"] if pair % 2 == 0 else ["off", "on"]
+    for number, mode in enumerate(modes):
+        child(env, "--clear")
+        port = free_port()
+        server_env = {**env, **(LIMITS_OFF if mode == "off" else {})}
+        server = gunicorn("kizuna.wsgi:application", port, server_env)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_up(f"{base}/accounts/sign-in/")
+            outcome = run_round(base, surveys[number], args.respondents, args.concurrency)
+        finally:
+            stop(server)
+        stored = json.loads(child(env, "--count", str(surveys[number]["pk"])))["responses"]
+        outcome["stored"] = stored
+        results[mode].append(outcome)
+        print(
+            f"{label} limits {mode}: {outcome['rate']:.0f} respondents/s, "
+            f"statuses {outcome['statuses']}, {stored} stored",
+            flush=True,
+        )
+    rate_on = statistics.median(r["rate"] for r in results["on"])
+    rate_off = statistics.median(r["rate"] for r in results["off"])
+    all_stored = all(
+        r["stored"] == args.respondents and r["statuses"] == {302: args.respondents}
+        for r in results["on"] + results["off"]
+    )
+    ratio = statistics.median(
+        on["rate"] / off["rate"] for on, off in zip(results["on"], results["off"], strict=True)
+    )
+    met = all_stored and ratio >= 0.9
+    note = (
+        f"{args.respondents} respondents from 127.0.0.1 at concurrency {args.concurrency}, "
+        f"median of {args.rounds} pairs of rounds (on/off ratio within each pair); limits off: "
+        f"{rate_off:.0f}/s; every submission stored, none refused: {all_stored}"
+    )
+    record(
+        f"survey-crowd-{label.lower()}",
+        rate_on,
+        "respondents/s",
+        target="all stored, none refused, >= 90% of the rate with limits off",
+        met=met,
+        baseline=rate_off,
+        ratio=ratio,
+        note=note,
+    )
+
+    pair_ratios = ", ".join(
+        f"{on['rate'] / off['rate']:.2f}"
+        for on, off in zip(results["on"], results["off"], strict=True)
+    )
+
+    def rounds(mode: str) -> str:
+        return ", ".join(f"{r['rate']:.0f}" for r in results[mode])
+
+    return [
+        f"| {label} | limits on (defaults) | {rate_on:,.0f} | {rounds('on')} | "
+        f"{sum(r['stored'] for r in results['on'])} of {args.respondents * args.rounds} |",
+        f"| {label} | limits off | {rate_off:,.0f} | {rounds('off')} | "
+        f"{sum(r['stored'] for r in results['off'])} of {args.respondents * args.rounds} |",
+        f"| {label} | on / off (median of the pairs) | {ratio:.2f} | {pair_ratios} | "
+        f"{'met' if met else 'NOT met'} |",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--respondents", type=int, default=100 if quick() else 500)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=1 if quick() else 3)
+    parser.add_argument("--setup", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--clear", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.clear:
+        clear_rate_limits()
+        return
+    if args.setup is not None:
+        setup_surveys(args.setup)
+        return
+    if args.count is not None:
+        count_responses(args.count)
+        return
+
+    print(f"{machine()}; {args.respondents} respondents x {args.rounds} rounds per mode")
+    rows = ["| database | mode | respondents/s (median) | rounds | stored |"]
+    rows.append("| --- | --- | ---: | --- | --- |")
+    data = tempfile.mkdtemp(prefix="kizuna-bench-crowd-")
+    try:
+        rows += run_database("SQLite", kizuna_env(data), args)
+        with postgres_database("bench_crowd") as url:
+            if url is not None:
+                rows += run_database("PostgreSQL", kizuna_env(data, DATABASE_URL=url), args)
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -394,8 +394,7 @@ def run_child(sizes: list[int], repeat: int, env: dict[str, str]) -> dict[str, A
         "--repeat",
         str(repeat),
     ]
-    done = subprocess.run(command, env=env, cwd=ROOT, check=True, capture_output=True, text=True)
-    sys.stderr.write(done.stderr)
+    done = subprocess.run(command, env=env, cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True)
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 

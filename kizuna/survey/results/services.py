@@ -1,10 +1,11 @@
 """Writes of the results: the summary counters, and deleting a response (moderation).
 
 The counters (models.py) change in the transaction of the response they count: a submission
-adds its figures (`count_response`, called by the public submission), a deletion takes them
-away, and `rebuild_summary` recounts a survey from its responses. On PostgreSQL a submission
-holds a shared advisory lock on its survey and a rebuild or deletion an exclusive one, so a
-recount never races a submission; SQLite runs one writing transaction at a time anyway.
+inserts its figures (`count_response`, called by the public submission), a deletion inserts
+them negated, `merge_counters` keeps the rows few, and `rebuild_summary` recounts a survey from
+its responses. On PostgreSQL a submission holds a shared advisory lock on its survey and a
+rebuild or deletion an exclusive one, so a recount never races a submission; SQLite runs one
+writing transaction at a time anyway.
 
 Like every write other systems must hear about, a deletion publishes its webhook event in the
 same transaction as the change it describes (DESIGN.md §3).
@@ -13,27 +14,39 @@ same transaction as the change it describes (DESIGN.md §3).
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Iterator, Mapping
+import random
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count
-from django.db.models.functions import TruncDate
+from django.db.models import Max, Min
 from django.utils import timezone
 
 from kizuna.survey.models import Answer, Question, QuestionKind, Response, Survey
-from kizuna.survey.results.models import DailyAnswerCount, DailyResponseCount
+from kizuna.survey.results.models import DailyAnswerCount
 from kizuna.survey.webhooks.services import publish_event, response_payload
 
 MATRIX_SEPARATOR = "\x1f"
 SCALE_KINDS = {QuestionKind.RATING, QuestionKind.NPS}
-NUMBER_KINDS = {QuestionKind.RATING, QuestionKind.NPS, QuestionKind.NUMBER}
 CHOICE_KINDS = {QuestionKind.SINGLE_CHOICE, QuestionKind.MULTIPLE_CHOICE, QuestionKind.DROPDOWN}
-# PostgreSQL advisory lock keys of the counters: this prefix in the high 32 bits, the survey's id
+# PostgreSQL advisory lock keys of the counters: a prefix in the high 32 bits, the survey's id
 _LOCK_PREFIX = 0x53524553 << 32
+_MERGE_PREFIX = 0x5352454D << 32
+# One submission in this many merges the counter rows of its day (after its commit)
+MERGE_EVERY = 32
+_chance = random.Random()
+_TABLE = DailyAnswerCount._meta.db_table
+_COLUMNS = "survey_id, question_id, day, key, count, numbers, total, minimum, maximum"
+_PG_ROW = (
+    "(%s::bigint, %s::bigint, %s::date, %s::text, %s::bigint, %s::bigint, %s::float8, "
+    "%s::float8, %s::float8)"
+)
 
 # One figure: key, count, numbers, total, minimum, maximum
 Figure = tuple[str, int, int, float, float | None, float | None]
+# Figures being added up, by (question id or None for the responses, key):
+# [count, numbers, total, minimum, maximum]
+Figures = dict[tuple[int | None, str], list[Any]]
 
 
 def summary_day(moment: datetime.datetime) -> datetime.date:
@@ -62,6 +75,18 @@ def answer_figures(kind: str, value: Any) -> Iterator[Figure]:
             yield (f"{row_key}{MATRIX_SEPARATOR}{column_key}", 1, 0, 0.0, None, None)
 
 
+def _add_up(figures: Figures, question_id: int | None, figure: Figure, sign: int = 1) -> None:
+    key, count, numbers, total, minimum, maximum = figure
+    summed = figures.setdefault((question_id, key), [0, 0, 0.0, None, None])
+    summed[0] += sign * count
+    summed[1] += sign * numbers
+    summed[2] += sign * total
+    if sign > 0 and minimum is not None:
+        summed[3] = minimum if summed[3] is None else min(summed[3], minimum)
+    if sign > 0 and maximum is not None:
+        summed[4] = maximum if summed[4] is None else max(summed[4], maximum)
+
+
 def _lock(survey_id: int, *, exclusive: bool) -> None:
     if connection.vendor != "postgresql":
         return
@@ -70,95 +95,109 @@ def _lock(survey_id: int, *, exclusive: bool) -> None:
         cursor.execute(f"SELECT {function}(%s)", [_LOCK_PREFIX + survey_id])
 
 
-def _add(
-    *, survey_id: int, day: datetime.date, responses: int, figures: Mapping[tuple[int, str], Any]
-) -> None:
-    """Add to (or with negative numbers take from) the counters of one survey and day.
-
-    Rows are written in one order (question, key) by every transaction, so two submissions
-    never wait for each other crosswise (no deadlock).
-    """
-    responses_table = DailyResponseCount._meta.db_table
-    answers_table = DailyAnswerCount._meta.db_table
+def _insert(*, survey_id: int, day: datetime.date, figures: Figures, shared_lock: bool) -> None:
+    """Add counter rows (negative numbers take away) in one INSERT, which never waits for
+    another transaction's rows as an UPDATE of a shared row would. `shared_lock`: the survey's
+    shared advisory lock is taken by the same statement (PostgreSQL)."""
+    rows = [
+        [survey_id, question_id, day, key, *figure]
+        for (question_id, key), figure in figures.items()
+    ]
+    if not rows:
+        return
+    params = [value for row in rows for value in row]
     with connection.cursor() as cursor:
-        cursor.execute(
-            # table names from the models; every value a parameter
-            f"INSERT INTO {responses_table} (survey_id, day, count) VALUES (%s, %s, %s) "  # noqa: S608
-            f"ON CONFLICT (survey_id, day) DO UPDATE "
-            f"SET count = {responses_table}.count + excluded.count",
-            [survey_id, day, responses],
-        )
-        if not figures:
-            return
-        rows = sorted(figures.items())
-        values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
-        params: list[Any] = []
-        for (question_id, key), (count, numbers, total, minimum, maximum) in rows:
-            params += [survey_id, question_id, day, key, count, numbers, total, minimum, maximum]
-        t = answers_table
-        cursor.execute(
-            f"INSERT INTO {t} (survey_id, question_id, day, key, count, numbers, total, "  # noqa: S608
-            f"minimum, maximum) VALUES {values} "
-            f"ON CONFLICT (question_id, day, key) DO UPDATE SET "
-            f"count = {t}.count + excluded.count, "
-            f"numbers = {t}.numbers + excluded.numbers, "
-            f"total = {t}.total + excluded.total, "
-            f"minimum = CASE WHEN excluded.minimum < {t}.minimum THEN excluded.minimum "
-            f"ELSE COALESCE({t}.minimum, excluded.minimum) END, "
-            f"maximum = CASE WHEN excluded.maximum > {t}.maximum THEN excluded.maximum "
-            f"ELSE COALESCE({t}.maximum, excluded.maximum) END",
-            params,
-        )
-
-
-def _accumulate(
-    figures: dict[tuple[int, str], list[Any]], question_id: int, kind: str, value: Any, sign: int
-) -> None:
-    for key, count, numbers, total, minimum, maximum in answer_figures(kind, value):
-        figure = figures.setdefault((question_id, key), [0, 0, 0.0, None, None])
-        figure[0] += sign * count
-        figure[1] += sign * numbers
-        figure[2] += sign * total
-        if sign > 0 and minimum is not None:
-            figure[3] = minimum if figure[3] is None else min(figure[3], minimum)
-            figure[4] = maximum if figure[4] is None else max(figure[4], maximum)
+        if connection.vendor == "postgresql":
+            values = ", ".join([_PG_ROW] * len(rows))
+            lock = ""
+            if shared_lock:
+                lock = " CROSS JOIN (SELECT pg_advisory_xact_lock_shared(%s)) AS survey_lock"
+                params.append(_LOCK_PREFIX + survey_id)
+            cursor.execute(
+                f"INSERT INTO {_TABLE} ({_COLUMNS}) SELECT v.* FROM (VALUES {values}) "  # noqa: S608
+                f"AS v ({_COLUMNS}){lock}",
+                params,
+            )
+        else:
+            values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+            cursor.execute(f"INSERT INTO {_TABLE} ({_COLUMNS}) VALUES {values}", params)  # noqa: S608
 
 
 def count_response(*, response: Response, answers: Iterable[tuple[Question, Any]]) -> None:
-    """Add a new response and its answers to the summary counters (in the caller's
-    transaction, as its last statements: the counter rows stay locked until the commit)."""
-    figures: dict[tuple[int, str], list[Any]] = {}
+    """Add a new response and its answers to the summary counters: one statement in the
+    caller's transaction. One submission in MERGE_EVERY then merges the rows of its day, after
+    the commit, in a transaction of its own."""
+    figures: Figures = {(None, ""): [1, 0, 0.0, None, None]}
     for question, value in answers:
         if value is not None:
-            _accumulate(figures, question.pk, question.kind, value, 1)
-    _lock(response.survey_id, exclusive=False)
-    _add(
-        survey_id=response.survey_id,
-        day=summary_day(response.submitted_at),
-        responses=1,
-        figures=figures,
-    )
+            for figure in answer_figures(question.kind, value):
+                _add_up(figures, question.pk, figure)
+    day = summary_day(response.submitted_at)
+    survey_id = response.survey_id
+    _insert(survey_id=survey_id, day=day, figures=figures, shared_lock=True)
+    if _chance.random() * MERGE_EVERY < 1:
+        transaction.on_commit(lambda: merge_counters(survey_id=survey_id, day=day))
+
+
+def merge_counters(*, survey_id: int, day: datetime.date) -> None:
+    """Merge the counter rows of a survey's day and the day before into one row per figure.
+
+    DELETE ... RETURNING hands each row to exactly one merge, whatever else runs: rows that
+    submissions insert meanwhile stay as they are, to be merged next time, and the sums never
+    change. On PostgreSQL a merge or deletion already running for the survey makes this one a
+    no-op.
+    """
+    days = [day - datetime.timedelta(days=1), day]
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_MERGE_PREFIX + survey_id])
+            if not cursor.fetchone()[0]:
+                return
+        cursor.execute(
+            f"DELETE FROM {_TABLE} WHERE survey_id = %s AND day IN (%s, %s) "  # noqa: S608
+            f"RETURNING day, question_id, key, count, numbers, total, minimum, maximum",
+            [survey_id, *days],
+        )
+        by_day: dict[datetime.date, Figures] = {}
+        for merged_day, question_id, *figure in cursor.fetchall():
+            _add_up(by_day.setdefault(_as_date(merged_day), {}), question_id, tuple(figure))  # type: ignore[arg-type]
+        for merged_day, figures in sorted(by_day.items()):
+            kept = {
+                key: figure
+                for key, figure in figures.items()
+                if figure[0] or figure[1] or figure[3] is not None
+            }
+            _insert(survey_id=survey_id, day=merged_day, figures=kept, shared_lock=False)
+
+
+def _as_date(value: Any) -> datetime.date:
+    """A date column as a raw cursor returns it (SQLite: text)."""
+    return value if isinstance(value, datetime.date) else datetime.date.fromisoformat(value)
 
 
 def _uncount_response(response: Response) -> None:
     """Take a response about to be deleted out of the counters; the minimum and maximum it
-    held are recounted from the day's other answers."""
+    held are recounted from the day's other answers. Submissions and merges of the survey
+    wait meanwhile (PostgreSQL)."""
     _lock(response.survey_id, exclusive=True)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_MERGE_PREFIX + response.survey_id])
     day = summary_day(response.submitted_at)
-    figures: dict[tuple[int, str], list[Any]] = {}
+    figures: Figures = {(None, ""): [-1, 0, 0.0, None, None]}
     numbers: dict[int, float] = {}
     for question_id, kind, value in response.answers.values_list(
         "question_id", "question__kind", "value"
     ):
-        _accumulate(figures, question_id, kind, value, -1)
+        for figure in answer_figures(kind, value):
+            _add_up(figures, question_id, figure, sign=-1)
         if is_number(value):
             numbers[question_id] = float(value)
-    _add(survey_id=response.survey_id, day=day, responses=-1, figures=figures)
     start, end = _day_bounds(day)
     for question_id, number in numbers.items():
-        bucket = DailyAnswerCount.objects.filter(question_id=question_id, day=day, key="")
-        extremes = bucket.values_list("minimum", "maximum").first() or ()
-        if number not in extremes:
+        rows = DailyAnswerCount.objects.filter(question_id=question_id, day=day, key="")
+        held = rows.aggregate(smallest=Min("minimum"), largest=Max("maximum"))
+        if number not in (held["smallest"], held["largest"]):
             continue
         others = [
             float(value)
@@ -173,65 +212,45 @@ def _uncount_response(response: Response) -> None:
             .iterator(chunk_size=2000)
             if is_number(value)
         ]
-        bucket.update(minimum=min(others, default=None), maximum=max(others, default=None))
+        # nothing else writes these rows meanwhile (the locks): the recount replaces them
+        rows.update(minimum=None, maximum=None)
+        figure = figures[(question_id, "")]
+        figure[3], figure[4] = min(others, default=None), max(others, default=None)
+    _insert(survey_id=response.survey_id, day=day, figures=figures, shared_lock=False)
 
 
 def _day_bounds(day: datetime.date) -> tuple[datetime.datetime, datetime.datetime]:
     zone = timezone.get_default_timezone()
     start = datetime.datetime.combine(day, datetime.time.min, tzinfo=zone)
-    end = datetime.datetime.combine(
+    return start, datetime.datetime.combine(
         day + datetime.timedelta(days=1), datetime.time.min, tzinfo=zone
     )
-    return start, end
 
 
 def rebuild_summary(*, survey: Survey) -> int:
     """Recount a survey's summary counters from its responses; returns the responses counted.
 
     For when the counters are in doubt: after changing KIZUNA_TIME_ZONE, restoring a backup, or
-    writing responses by other means than the submission (demo data, a bulk load).
+    writing responses by other means than the submission (demo data, a bulk load). Submissions
+    to the survey wait meanwhile (PostgreSQL).
     """
-    zone = timezone.get_default_timezone()
     with transaction.atomic():
         _lock(survey.pk, exclusive=True)
         DailyAnswerCount.objects.filter(survey=survey).delete()
-        DailyResponseCount.objects.filter(survey=survey).delete()
-        per_day = (
-            Response.objects.filter(survey=survey)
-            .order_by()
-            .annotate(day=TruncDate("submitted_at", tzinfo=zone))
-            .values("day")
-            .annotate(count=Count("id"))
-            .values_list("day", "count")
-        )
-        DailyResponseCount.objects.bulk_create(
-            DailyResponseCount(survey=survey, day=day, count=count) for day, count in per_day
-        )
         kinds = dict(Question.objects.filter(survey=survey).values_list("pk", "kind"))
-        figures: dict[tuple[int, datetime.date, str], list[Any]] = {}
+        by_day: dict[datetime.date, Figures] = {}
+        day_of: dict[Any, datetime.date] = {}
+        responses = Response.objects.filter(survey=survey).values_list("pk", "submitted_at")
+        for response_id, submitted_at in responses.iterator(chunk_size=5000):
+            day = day_of[response_id] = summary_day(submitted_at)
+            _add_up(by_day.setdefault(day, {}), None, ("", 1, 0, 0.0, None, None))
         rows = Answer.objects.filter(response__survey=survey).values_list(
-            "response__submitted_at", "question_id", "value"
+            "response_id", "question_id", "value"
         )
-        day_of: dict[datetime.datetime, datetime.date] = {}
-        for submitted_at, question_id, value in rows.iterator(chunk_size=5000):
-            day = day_of.get(submitted_at)
-            if day is None:
-                day = day_of[submitted_at] = summary_day(submitted_at)
-                if len(day_of) > 100_000:
-                    day_of.clear()
-            for key, count, numbers, total, minimum, maximum in answer_figures(
-                kinds[question_id], value
-            ):
-                figure = figures.get((question_id, day, key))
-                if figure is None:
-                    figures[(question_id, day, key)] = [count, numbers, total, minimum, maximum]
-                    continue
-                figure[0] += count
-                figure[1] += numbers
-                figure[2] += total
-                if minimum is not None:
-                    figure[3] = minimum if figure[3] is None else min(figure[3], minimum)
-                    figure[4] = maximum if figure[4] is None else max(figure[4], maximum)
+        for response_id, question_id, value in rows.iterator(chunk_size=5000):
+            figures = by_day[day_of[response_id]]
+            for figure in answer_figures(kinds[question_id], value):
+                _add_up(figures, question_id, figure)
         DailyAnswerCount.objects.bulk_create(
             (
                 DailyAnswerCount(
@@ -245,13 +264,14 @@ def rebuild_summary(*, survey: Survey) -> int:
                     minimum=minimum,
                     maximum=maximum,
                 )
-                for (question_id, day, key), (count, numbers, total, minimum, maximum) in (
+                for day, figures in by_day.items()
+                for (question_id, key), (count, numbers, total, minimum, maximum) in (
                     figures.items()
                 )
             ),
             batch_size=2000,
         )
-        return sum(count for _day, count in per_day)
+        return len(day_of)
 
 
 def delete_response(*, response: Response) -> None:

@@ -6,7 +6,10 @@ that the date filter applies to everything on the page and in the export.
 
 from __future__ import annotations
 
+import csv
 import datetime
+import io
+import json
 import math
 import re
 from collections import Counter
@@ -14,7 +17,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Max, Min, QuerySet, Sum
+from django.db import connection
+from django.db.models import Max, Min, Q, QuerySet, Sum
 from django.utils import formats, timezone
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
@@ -22,7 +26,7 @@ from django.utils.translation import gettext as _
 from kizuna.survey import validation
 from kizuna.survey.models import Answer, Question, QuestionKind, Response, Survey
 from kizuna.survey.results import charts
-from kizuna.survey.results.models import DailyAnswerCount, DailyResponseCount
+from kizuna.survey.results.models import DailyAnswerCount
 from kizuna.survey.results.services import CHOICE_KINDS, MATRIX_SEPARATOR
 
 TEXT_KINDS = {
@@ -195,8 +199,14 @@ def responses_per_day(
     survey: Survey, *, date_from: datetime.date | None, date_to: datetime.date | None
 ) -> dict[datetime.date, int]:
     """Responses of each day of the period that has any (one query on the counters)."""
-    rows = _days(DailyResponseCount.objects.filter(survey=survey), date_from, date_to)
-    return {day: count for day, count in rows.values_list("day", "count") if count}
+    rows = (
+        _days(DailyAnswerCount.objects.filter(survey=survey, question=None), date_from, date_to)
+        .values("day")
+        .annotate(responses=Sum("count"))
+        .order_by("day")
+        .values_list("day", "responses")
+    )
+    return {day: count for day, count in rows if count}
 
 
 def _figures(
@@ -204,6 +214,7 @@ def _figures(
 ) -> dict[int, _Figures]:
     rows = (
         _days(DailyAnswerCount.objects.filter(survey=survey), date_from, date_to)
+        .exclude(question=None)
         .values("question_id", "key")
         .annotate(
             answers=Sum("count"),
@@ -331,8 +342,67 @@ def csv_cell(text: str) -> str:
     return text
 
 
-def csv_rows(survey: Survey, responses: QuerySet[Response]) -> Iterator[list[str]]:
-    """The header, then one row per response: one column per question, labels not keys."""
+EXPORT_BATCH = 2000
+_DISPLAY_CACHE_LIMIT = 10_000
+_CACHED_KINDS = CHOICE_KINDS | {QuestionKind.RATING, QuestionKind.NPS, QuestionKind.MATRIX}
+
+
+class _CellOf:
+    """One question's CSV cell from an answer's stored JSON text.
+
+    The answers of a choice, scale or matrix question take few distinct values, so their cells
+    are computed once per value (a bounded cache); other answers are decoded each time.
+    """
+
+    def __init__(self, question: Question) -> None:
+        self.question = question
+        self.cached = question.kind in _CACHED_KINDS
+        self.cells: dict[str, str] = {}
+
+    def __call__(self, raw: str | None) -> str:
+        if raw is None:
+            return ""
+        if not self.cached:
+            return self._cell(raw)
+        cell = self.cells.get(raw)
+        if cell is None:
+            if len(self.cells) >= _DISPLAY_CACHE_LIMIT:
+                self.cells.clear()
+            cell = self.cells[raw] = self._cell(raw)
+        return cell
+
+    def _cell(self, raw: str) -> str:
+        return csv_cell(validation.answer_display(self.question, json.loads(raw)))
+
+
+def _answers_of(response_ids: list[Any]) -> list[tuple[str, int, str]]:
+    """(response id as text, question id, value as JSON text) of the given responses' answers:
+    by the index (response, question), ids as one array parameter on PostgreSQL."""
+    table = Answer._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"SELECT response_id::text, question_id, value::text FROM {table} "  # noqa: S608
+                "WHERE response_id = ANY(%s)",
+                [response_ids],
+            )
+        else:
+            marks = ", ".join(["%s"] * len(response_ids))
+            cursor.execute(
+                f"SELECT response_id, question_id, value FROM {table} "  # noqa: S608
+                f"WHERE response_id IN ({marks})",
+                [response_id.hex for response_id in response_ids],
+            )
+        return cursor.fetchall()
+
+
+def csv_lines(survey: Survey, responses: QuerySet[Response]) -> Iterator[str]:
+    """The CSV text: a header, then one row per response, one column per question (labels, not
+    keys), in chunks of many rows (each chunk a write to the client).
+
+    Responses are read in batches by their (submitted_at, id) order and each batch's answers in
+    one query, their values as stored JSON text, so memory stays flat whatever the count.
+    """
     questions = all_questions(survey)
     header = [_("Response ID"), _("Submitted at"), _("Language")]
     if not survey.is_anonymous:
@@ -342,34 +412,47 @@ def csv_rows(survey: Survey, responses: QuerySet[Response]) -> Iterator[list[str
         if question.is_archived:
             text = _("%(label)s (archived)") % {"label": text}
         header.append(text)
-    yield [csv_cell(cell) for cell in header]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow([csv_cell(cell) for cell in header])
+    yield buffer.getvalue()
     zone = timezone.get_current_timezone()
-    batch: list[Response] = []
-
-    def rows_of(batch: list[Response]) -> Iterator[list[str]]:
-        answers: dict[tuple[Any, int], Any] = {
-            (response_id, question_id): value
-            for response_id, question_id, value in Answer.objects.filter(
-                response__in=batch
-            ).values_list("response_id", "question_id", "value")
+    column_of = {question.pk: index for index, question in enumerate(questions)}
+    cells = [_CellOf(question) for question in questions]
+    with_reference = not survey.is_anonymous
+    fields = ("id", "submitted_at", "language", "recipient_reference")
+    ordered = responses.order_by("submitted_at", "id").values_list(*fields)
+    after: tuple[datetime.datetime, Any] | None = None
+    while True:
+        page = ordered
+        if after is not None:
+            # the first condition alone lets the index (survey, submitted_at) start there
+            page = page.filter(submitted_at__gte=after[0]).filter(
+                Q(submitted_at__gt=after[0]) | Q(id__gt=after[1])
+            )
+        batch = list(page[:EXPORT_BATCH])
+        if not batch:
+            return
+        after = (batch[-1][1], batch[-1][0])
+        # keyed by the id's hex digits: ids come back as text (no UUID object per answer),
+        # with dashes on PostgreSQL and without on SQLite
+        answers: dict[str, list[str | None]] = {
+            row[0].hex: [None] * len(questions) for row in batch
         }
-        for response in batch:
+        for response_id, question_id, raw in _answers_of([row[0] for row in batch]):
+            column = column_of.get(question_id)
+            if column is not None:
+                answers[response_id.replace("-", "")][column] = raw
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        for response_id, submitted_at, language, reference in batch:
             row = [
-                str(response.pk),
-                response.submitted_at.astimezone(zone).isoformat(timespec="seconds"),
-                response.language,
+                str(response_id),
+                submitted_at.astimezone(zone).isoformat(timespec="seconds"),
+                csv_cell(language),
             ]
-            if not survey.is_anonymous:
-                row.append(response.recipient_reference)
-            for question in questions:
-                value = answers.get((response.pk, question.pk))
-                row.append(validation.answer_display(question, value))
-            yield [csv_cell(cell) for cell in row]
-
-    for response in responses.order_by("submitted_at", "id").iterator(chunk_size=500):
-        batch.append(response)
-        if len(batch) == 500:
-            yield from rows_of(batch)
-            batch = []
-    if batch:
-        yield from rows_of(batch)
+            if with_reference:
+                row.append(csv_cell(reference))
+            row += [cell(raw) for cell, raw in zip(cells, answers[response_id.hex], strict=True)]
+            writer.writerow(row)
+        yield buffer.getvalue()

@@ -8,12 +8,15 @@ stored answer gives, on SQLite and PostgreSQL alike.
 
 from __future__ import annotations
 
+import csv
 import datetime
+import io
 from typing import Any
 from unittest import mock
 
 import pytest
 from django.db import connection
+from django.db.models import Max, Min, Sum
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
@@ -23,7 +26,7 @@ from kizuna.survey.models import Question, Response, Survey
 from kizuna.survey.public import services as public_services
 from kizuna.survey.results import services as results_services
 from kizuna.survey.results import summaries
-from kizuna.survey.results.models import DailyAnswerCount, DailyResponseCount
+from kizuna.survey.results.models import DailyAnswerCount
 from kizuna.survey.tests.respondent import add_question
 from kizuna.survey.tests.results_recount import recount, responses_per_day
 from kizuna.testing.races import require_postgresql, run_together
@@ -63,7 +66,10 @@ VALUES: dict[str, st.SearchStrategy[Any]] = {
 }
 ANSWERS = st.fixed_dictionaries({kind: st.one_of(st.none(), VALUES[kind]) for kind in KINDS})
 # when (hours after the first day, in UTC: Tokyo's days start at 15:00) and what
-RESPONSES = st.lists(st.tuples(st.integers(0, 24 * 6), ANSWERS), min_size=0, max_size=12)
+# and whether the counters of its day are merged after it
+RESPONSES = st.lists(
+    st.tuples(st.integers(0, 24 * 6), ANSWERS, st.booleans()), min_size=0, max_size=12
+)
 DAYS = st.one_of(st.none(), st.dates(datetime.date(2026, 10, 31), datetime.date(2026, 11, 8)))
 
 
@@ -97,16 +103,37 @@ def assert_summary_is_the_recount(
 
 
 def counters(survey: Survey) -> tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]]:
-    answers = DailyAnswerCount.objects.filter(survey=survey).exclude(count=0)
-    days = DailyResponseCount.objects.filter(survey=survey).exclude(count=0)
-    return (
-        set(
-            answers.values_list(
-                "question_id", "day", "key", "count", "numbers", "total", "minimum", "maximum"
-            )
-        ),
-        set(days.values_list("day", "count")),
+    """The counters summed per figure, as the summary reads them."""
+    answers = (
+        DailyAnswerCount.objects.filter(survey=survey)
+        .values("question_id", "day", "key")
+        .annotate(
+            answers=Sum("count"),
+            number_count=Sum("numbers"),
+            number_total=Sum("total"),
+            smallest=Min("minimum"),
+            largest=Max("maximum"),
+        )
+        .exclude(answers=0)
+        .values_list(
+            "question_id",
+            "day",
+            "key",
+            "answers",
+            "number_count",
+            "number_total",
+            "smallest",
+            "largest",
+        )
     )
+    days = (
+        DailyAnswerCount.objects.filter(survey=survey, question=None)
+        .values("day")
+        .annotate(responses=Sum("count"))
+        .exclude(responses=0)
+        .values_list("day", "responses")
+    )
+    return set(answers), set(days)
 
 
 @pytest.mark.django_db
@@ -123,17 +150,21 @@ def counters(survey: Survey) -> tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]
 )
 def test_i13_summary_of_any_period_equals_a_plain_recount(
     survey: Survey,
-    responses: list[tuple[int, dict[str, Any]]],
+    responses: list[tuple[int, dict[str, Any], bool]],
     deleted: set[int],
     archive: bool,
     ranges: list[tuple[datetime.date | None, datetime.date | None]],
 ) -> None:
     survey = Survey.objects.create(portal=survey.portal, title="Pulse", language="en")
     questions = every_kind(survey)
-    stored = [
-        submit_at(survey, questions, FIRST_DAY + datetime.timedelta(hours=hours), answers)
-        for hours, answers in responses
-    ]
+    stored = []
+    for hours, answers, merge in responses:
+        stored.append(
+            submit_at(survey, questions, FIRST_DAY + datetime.timedelta(hours=hours), answers)
+        )
+        if merge:
+            day = results_services.summary_day(stored[-1].submitted_at)
+            results_services.merge_counters(survey_id=survey.pk, day=day)
     for index in sorted(deleted):
         if index < len(stored):
             results_services.delete_response(response=stored[index])
@@ -211,17 +242,16 @@ def test_i13_rebuild_command_recounts_responses_written_in_bulk(db: Any, survey:
     questions = every_kind(survey)
     submit_at(survey, questions, FIRST_DAY, {"rating": 4, "single_choice": "b"})
     DailyAnswerCount.objects.filter(survey=survey).delete()
-    DailyResponseCount.objects.filter(survey=survey).delete()
 
     call_command("rebuild_survey_summaries", "--survey", str(survey.pk), verbosity=0)
 
     assert_summary_is_the_recount(survey, None, None)
-    assert DailyResponseCount.objects.get(survey=survey).count == 1
+    assert DailyAnswerCount.objects.get(survey=survey, question=None).count == 1
 
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_i13_concurrent_submissions_to_one_survey_are_all_counted(survey: Survey) -> None:
+def test_i13_concurrent_submissions_and_merges_count_every_response_once(survey: Survey) -> None:
     require_postgresql("SQLite runs one writer at a time")
     questions = every_kind(survey)
     answers = {"single_choice": "a", "multiple_choice": ["b", "a"], "nps": 7, "number": 2}
@@ -230,8 +260,54 @@ def test_i13_concurrent_submissions_to_one_survey_are_all_counted(survey: Survey
         for _ in range(5):
             submit_at(survey, questions, FIRST_DAY, answers)
 
-    errors = run_together(*[submit_five] * 8)
+    with mock.patch.object(results_services, "MERGE_EVERY", 2):  # merges among submissions
+        errors = run_together(*[submit_five] * 8)
 
     assert errors == []
-    assert DailyResponseCount.objects.get(survey=survey).count == 40
+    assert summaries.responses_per_day(survey, date_from=None, date_to=None) == {
+        results_services.summary_day(FIRST_DAY): 40
+    }
     assert_summary_is_the_recount(survey, None, None)
+
+
+@pytest.mark.django_db
+def test_i13_merging_leaves_one_counter_row_per_figure_and_day(survey: Survey) -> None:
+    questions = every_kind(survey)
+    for hours in range(6):
+        submit_at(survey, questions, FIRST_DAY + datetime.timedelta(hours=hours), {"nps": hours})
+    day = results_services.summary_day(FIRST_DAY)
+    before = counters(survey)
+
+    results_services.merge_counters(survey_id=survey.pk, day=day)
+
+    assert counters(survey) == before
+    assert DailyAnswerCount.objects.filter(survey=survey, question=None).count() == 1
+    nps_rows = DailyAnswerCount.objects.filter(question=questions["nps"])
+    assert nps_rows.count() == 1 + 6  # answered, and each of the six points
+
+
+@pytest.mark.django_db
+def test_i13_the_export_reads_in_batches_and_loses_or_repeats_no_response(
+    ada: Any, survey: Survey
+) -> None:
+    questions = every_kind(survey)
+    stored = [
+        submit_at(
+            survey,
+            questions,
+            FIRST_DAY + datetime.timedelta(hours=number // 3),  # three at each instant
+            {"single_choice": "b", "matrix": {"speed": "good"}, "number": number},
+        )
+        for number in range(7)
+    ]
+    expected = sorted(stored, key=lambda response: (response.submitted_at, str(response.pk)))
+    url = reverse("survey:survey_results:export", args=[survey.pk])
+
+    with mock.patch.object(summaries, "EXPORT_BATCH", 2):
+        page = ada.get(url)
+        body = b"".join(page.streaming_content).decode("utf-8-sig")
+
+    rows = list(csv.reader(io.StringIO(body)))[1:]
+    assert [row[0] for row in rows] == [str(response.pk) for response in expected]
+    assert [row[4 + 10] for row in rows] == ["Speed: Good"] * 7
+    assert sorted(int(row[4 + 5]) for row in rows) == list(range(7))

@@ -4,16 +4,6 @@ import django.db.models.deletion
 from django.db import migrations, models
 
 
-def count_existing_responses(apps, schema_editor):
-    """Counters for the responses stored before them (the current code: on a database being
-    migrated from scratch there are no surveys; later changes may drop this step)."""
-    from kizuna.survey.models import Survey
-    from kizuna.survey.results.services import rebuild_summary
-
-    for survey in Survey.objects.filter(responses__isnull=False).distinct().iterator():
-        rebuild_summary(survey=survey)
-
-
 class Migration(migrations.Migration):
 
     initial = True
@@ -54,5 +44,4 @@ class Migration(migrations.Migration):
                 'constraints': [models.UniqueConstraint(fields=('survey', 'day'), name='survey_results_daily_responses')],
             },
         ),
-        migrations.RunPython(count_existing_responses, migrations.RunPython.noop),
     ]

@@ -226,7 +226,7 @@ def submission_cost(survey: Any, questions: dict[str, Any], count: int) -> dict[
         connections.close_all()
 
     def rate(threads: int, with_counters: bool) -> float:
-        public.count_response = counting if with_counters else skip  # type: ignore[assignment]
+        public.count_response = counting if with_counters else skip
         each = max(count // threads, 1)
         workers = [threading.Thread(target=submit_many, args=(each,)) for _ in range(threads)]
         start = time.perf_counter()
@@ -235,7 +235,7 @@ def submission_cost(survey: Any, questions: dict[str, Any], count: int) -> dict[
         for worker in workers:
             worker.join()
         elapsed = time.perf_counter() - start
-        public.count_response = counting  # type: ignore[assignment]
+        public.count_response = counting
         return each * threads / elapsed
 
     figures: dict[str, list[float]] = {}
@@ -346,7 +346,7 @@ def child(sizes: list[int], repeat: int) -> None:
         rows = 0
         start = time.perf_counter()
         page = client.get(export_url)
-        for chunk in page.streaming_content:
+        for chunk in page.streaming_content:  # type: ignore[attr-defined]
             rows += chunk.count(b"\n")
             if rows % 20_000 < 500:
                 peak = max(peak, rss_mb())

@@ -160,7 +160,7 @@ def merge_counters(*, survey_id: int, day: datetime.date) -> None:
         )
         by_day: dict[datetime.date, Figures] = {}
         for merged_day, question_id, *figure in cursor.fetchall():
-            _add_up(by_day.setdefault(_as_date(merged_day), {}), question_id, tuple(figure))  # type: ignore[arg-type]
+            _add_up(by_day.setdefault(_as_date(merged_day), {}), question_id, tuple(figure))
         for merged_day, figures in sorted(by_day.items()):
             kept = {
                 key: figure
@@ -214,8 +214,8 @@ def _uncount_response(response: Response) -> None:
         ]
         # nothing else writes these rows meanwhile (the locks): the recount replaces them
         rows.update(minimum=None, maximum=None)
-        figure = figures[(question_id, "")]
-        figure[3], figure[4] = min(others, default=None), max(others, default=None)
+        answered = figures[(question_id, "")]
+        answered[3], answered[4] = min(others, default=None), max(others, default=None)
     _insert(survey_id=response.survey_id, day=day, figures=figures, shared_lock=False)
 
 

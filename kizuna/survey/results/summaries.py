@@ -256,6 +256,7 @@ def summarize(
         Response.objects.filter(survey=survey), date_from=date_from, date_to=date_to
     )
     summaries = []
+    with_texts: list[QuestionSummary] = []
     for question in all_questions(survey):
         figure = figures.get(question.pk) or _Figures()
         summary = QuestionSummary(question=question, answered=figure.answered)
@@ -280,22 +281,65 @@ def summarize(
         elif kind == QuestionKind.MATRIX:
             summary.matrix = _matrix_table(question, figure.counts)
         elif kind in TEXT_KINDS and figure.answered:
-            summary.texts = latest_texts(question, responses)
+            with_texts.append(summary)
         summaries.append(summary)
+    texts = latest_texts_of([summary.question for summary in with_texts], responses)
+    for summary in with_texts:
+        summary.texts = texts[summary.question.pk]
     return summaries
 
 
 def latest_texts(
     question: Question, responses: QuerySet[Response]
 ) -> list[tuple[datetime.datetime, str]]:
+    """The question's latest answers, newest first (one query over all its answers)."""
     rows = (
         Answer.objects.filter(question=question, response__in=responses)
-        .order_by("-response__submitted_at")
+        .order_by("-response__submitted_at", "-response_id")
         .values_list("response__submitted_at", "value")[:LATEST_TEXTS]
     )
     return [
         (submitted_at, validation.answer_display(question, value)) for submitted_at, value in rows
     ]
+
+
+# How many of the newest responses each round looks into for text answers
+_TEXT_ROUNDS = (200, 5_000, 100_000, None)
+
+
+def latest_texts_of(
+    questions: list[Question], responses: QuerySet[Response]
+) -> dict[int, list[tuple[datetime.datetime, str]]]:
+    """The latest answers of each of `questions`, newest first, as `latest_texts` gives them.
+
+    Reads the newest responses by the index (survey, submitted_at) and their answers of these
+    questions, in rounds of more responses until each question has its answers: two queries
+    for all the questions when they are often answered, whatever the number of responses
+    (SQLite's planner would otherwise read every answer of the question and sort them).
+    """
+    found: dict[int, list[tuple[datetime.datetime, Any, str]]] = {}
+    wanted = {question.pk: question for question in questions}
+    newest = responses.order_by("-submitted_at", "-id").values_list("id", "submitted_at")
+    for limit in _TEXT_ROUNDS:
+        if not wanted:
+            break
+        submitted = dict(newest[:limit] if limit else newest)
+        rows = Answer.objects.filter(
+            question_id__in=list(wanted), response_id__in=list(submitted)
+        ).values_list("question_id", "response_id", "value")
+        texts: dict[int, list[tuple[datetime.datetime, Any, str]]] = {}
+        for question_id, response_id, value in rows:
+            display = validation.answer_display(wanted[question_id], value)
+            texts.setdefault(question_id, []).append((submitted[response_id], response_id, display))
+        for question_id in list(wanted):
+            latest = sorted(texts.get(question_id, []), reverse=True)[:LATEST_TEXTS]
+            if len(latest) == LATEST_TEXTS or limit is None or len(submitted) < limit:
+                found[question_id] = latest
+                del wanted[question_id]
+    return {
+        question_id: [(submitted_at, display) for submitted_at, _id, display in texts]
+        for question_id, texts in found.items()
+    }
 
 
 def responses_over_time(per_day: Mapping[datetime.date, int]) -> SafeString | None:

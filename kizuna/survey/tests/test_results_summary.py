@@ -288,7 +288,7 @@ def test_i13_merging_leaves_one_counter_row_per_figure_and_day(survey: Survey) -
 
 @pytest.mark.django_db
 def test_i13_the_export_reads_in_batches_and_loses_or_repeats_no_response(
-    ada: Any, survey: Survey
+    ada_client: Any, survey: Survey
 ) -> None:
     questions = every_kind(survey)
     stored = [
@@ -304,7 +304,7 @@ def test_i13_the_export_reads_in_batches_and_loses_or_repeats_no_response(
     url = reverse("survey:survey_results:export", args=[survey.pk])
 
     with mock.patch.object(summaries, "EXPORT_BATCH", 2):
-        page = ada.get(url)
+        page = ada_client.get(url)
         body = b"".join(page.streaming_content).decode("utf-8-sig")
 
     rows = list(csv.reader(io.StringIO(body)))[1:]

@@ -17,119 +17,37 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from kizuna.crm.integration import client, services
+from kizuna.crm.integration import services
 from kizuna.crm.integration.client import Credentials
 from kizuna.crm.integration.models import (
     Connection,
-    ConnectionMethod,
     IntakeEvent,
     IntakeOutcome,
-    SurveyInvitation,
     SurveyResponse,
     UnmatchedResponse,
 )
 from kizuna.crm.models import Activity, ActivityKind, Contact, Lead, Organization
+from kizuna.e2e.integration.respond import (
+    add_questions,
+    answer,
+    answers_for,
+    enable,
+    invite,
+    run_worker,
+)
 from kizuna.identity.models import User
 from kizuna.survey.models import Question, Response, Survey
 from kizuna.survey.results.services import delete_response
 from kizuna.survey.webhooks.models import Delivery
 from kizuna.survey.webhooks.services import signed_headers
-from kizuna.work import leases
 from kizuna.work.leases import WorkStatus
 
 pytestmark = pytest.mark.usefixtures("survey_service")
 
 
-# --- helpers --------------------------------------------------------------------------------
-
-
-def enable(organization: Organization, by: User, credentials: Credentials) -> Connection:
-    return services.enable(
-        organization=organization,
-        by=by,
-        credentials=credentials,
-        method=ConnectionMethod.OTHER_ACCOUNT,
-        uses_all_portals=True,
-    )
-
-
-def run_worker() -> None:
-    while leases.run_due_work(worker_id="test"):
-        pass
-
-
-def invite(connection: Connection, record: Lead | Contact, survey: Survey) -> SurveyInvitation:
-    """A personal link for `record`, made at the Survey service as a survey email makes it."""
-    made = client.create_invitations(
-        connection.credentials(),
-        survey_id=survey.pk,
-        invitations=[
-            client.InvitationRequest(
-                recipient_reference=connection.recipient_reference(record), email=record.email
-            )
-        ],
-    )[0]
-    return SurveyInvitation.objects.create(
-        connection=connection,
-        organization_id=connection.organization_id,
-        lead=record if isinstance(record, Lead) else None,
-        contact=record if isinstance(record, Contact) else None,
-        survey_id=survey.pk,
-        survey_title=survey.title,
-        recipient_reference=made.recipient_reference,
-        email=made.email,
-        survey_token=made.token,
-        link=made.link,
-        sent_at=timezone.now(),
-        expires_at=made.expires_at,
-    )
-
-
-def answer(invitation: SurveyInvitation, data: dict[str, str]) -> None:
-    """The respondent opens the link and submits the survey at the public page."""
-    respondent = Client()
-    url = reverse("survey_public:invitation", args=[invitation.survey_token])
-    assert respondent.get(url).status_code == 200
-    page = respondent.post(url, {"page": "1", "action": "submit", **data})
-    assert page.status_code == 302, page.content.decode()[:2000]
-
-
 @pytest.fixture
 def questions(ada_survey: Survey) -> dict[str, Question]:
-    def add(kind: str, text: str, **options: Any) -> Question:
-        return Question.objects.create(
-            survey=ada_survey,
-            kind=kind,
-            text=text,
-            options=options,
-            position=ada_survey.questions.count(),
-        )
-
-    return {
-        "choice": add(
-            "single_choice",
-            "How was it?",
-            choices=[{"key": "good", "label": "Good"}, {"key": "bad", "label": "Bad"}],
-        ),
-        "nps": add("nps", "Recommend us?"),
-        "matrix": add(
-            "matrix",
-            "Rate each",
-            rows=[{"key": "speed", "label": "Speed"}, {"key": "price", "label": "Price"}],
-            columns=[{"key": "ok", "label": "Fine"}, {"key": "ko", "label": "Poor"}],
-        ),
-        "text": add("long_text", "Anything else?"),
-    }
-
-
-def answers_for(questions: dict[str, Question]) -> dict[str, str]:
-    return {
-        f"q{questions['choice'].pk}": "good",
-        f"q{questions['nps'].pk}": "9",
-        f"q{questions['matrix'].pk}-speed": "ok",
-        f"q{questions['matrix'].pk}-price": "ko",
-        f"q{questions['text'].pk}": "Very kind people.",
-    }
+    return add_questions(ada_survey)
 
 
 @pytest.fixture
@@ -503,7 +421,7 @@ def test_e4_a_response_for_a_deleted_lead_goes_to_the_unmatched_list(
     assert "Unmatched responses" in page.content.decode()
     assert "Very kind people." in page.content.decode()
     japanese = ada_client.get(reverse("crm_survey_responses:delivery"), HTTP_ACCEPT_LANGUAGE="ja")
-    assert "照合できない回答" in japanese.content.decode()
+    assert "未照合の回答" in japanese.content.decode()
     assert bob_client.get(reverse("crm_survey_responses:delivery")).status_code == 403
     theirs = charlie_client.get(reverse("crm_survey_responses:delivery"))
     assert "Very kind people." not in theirs.content.decode()

@@ -6,6 +6,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -87,7 +88,12 @@ def reconcile_now(request: HttpRequest) -> HttpResponse:
             request,
             _("Reconciliation started: responses that delivery missed are recorded in a moment."),
         )
-    return redirect(request.POST.get("next") or "crm_survey_responses:delivery")
+    next_url = request.POST.get("next", "")
+    if next_url and url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(next_url)
+    return redirect("crm_survey_responses:delivery")
 
 
 @login_required

@@ -1,0 +1,250 @@
+"""Reconciliation (E4, D6): what webhook delivery missed is pulled from the real Survey service
+(GET /responses?since=, over HTTP) and recorded under the intake's rules, by a periodic leased
+job, by "Reconcile now" of an administrator, and, after disabling, by a final pull up to the
+cut-off followed by the deletion of the webhook endpoint, retried until done.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from kizuna.crm.integration import services
+from kizuna.crm.integration.client import Credentials
+from kizuna.crm.integration.models import (
+    Connection,
+    ConnectionState,
+    Reconciliation,
+    ReconciliationKind,
+    SurveyResponse,
+)
+from kizuna.crm.models import Lead, Organization
+from kizuna.e2e.integration.respond import (
+    add_questions,
+    answer,
+    answers_for,
+    enable,
+    invite,
+    run_worker,
+)
+from kizuna.identity.models import User
+from kizuna.survey.keys.services import regenerate_key
+from kizuna.survey.models import AccountMember, Question, Response, Survey
+from kizuna.survey.webhooks.models import Delivery, WebhookEndpoint
+from kizuna.work.leases import WorkStatus
+
+pytestmark = pytest.mark.usefixtures("survey_service")
+
+
+@pytest.fixture
+def connection(organization: Organization, ada: User, ada_credentials: Credentials) -> Connection:
+    return enable(organization, ada, ada_credentials)
+
+
+@pytest.fixture
+def questions(ada_survey: Survey) -> dict[str, Question]:
+    return add_questions(ada_survey)
+
+
+@pytest.fixture
+def lead(organization: Organization) -> Lead:
+    return Lead.objects.create(
+        organization=organization, family_name="Yamada", given_name="Hana", email="hana@example.com"
+    )
+
+
+def lose_deliveries() -> None:
+    """The webhooks never reached the CRM (dead-lettered after days of a CRM outage)."""
+    Delivery.objects.update(status=WorkStatus.FAILED, finished_at=timezone.now())
+
+
+def submitted_minutes_ago(minutes: int) -> None:
+    """Move the Survey's responses back in time (a pull leaves out the last minute)."""
+    Response.objects.update(submitted_at=timezone.now() - datetime.timedelta(minutes=minutes))
+
+
+def make_due(kind: ReconciliationKind) -> None:
+    Reconciliation.objects.filter(kind=kind).update(next_attempt_at=timezone.now())
+
+
+def test_e4_enabling_schedules_the_periodic_reconciliation(connection: Connection) -> None:
+    periodic = Reconciliation.objects.get(connection=connection)
+
+    assert periodic.kind == ReconciliationKind.PERIODIC
+    assert periodic.status == WorkStatus.PENDING
+    assert periodic.next_attempt_at == connection.enabled_at + Reconciliation.every
+
+
+def test_e4_periodic_reconciliation_records_what_delivery_missed_once_and_runs_again(
+    connection: Connection, lead: Lead, ada_survey: Survey, questions: dict[str, Question]
+) -> None:
+    answer(invite(connection, lead, ada_survey), answers_for(questions))
+    lose_deliveries()
+    submitted_minutes_ago(2)
+    make_due(ReconciliationKind.PERIODIC)
+    run_worker()
+
+    recorded = SurveyResponse.objects.get(lead=lead)
+    assert recorded.response_id == str(Response.objects.get().pk)
+    assert [item["display"] for item in recorded.answers][:2] == ["Good", "9"]
+    periodic = Reconciliation.objects.get(kind=ReconciliationKind.PERIODIC)
+    assert periodic.status == WorkStatus.PENDING  # scheduled again
+    assert periodic.next_attempt_at > timezone.now() + datetime.timedelta(minutes=14)
+    assert periodic.last_recorded == 1
+    assert periodic.last_error == ""
+    connection.refresh_from_db()
+    assert connection.last_reconciled_at is not None
+    assert connection.reconciled_until is not None
+    # The next run and a late delivery of the webhook record nothing twice.
+    make_due(ReconciliationKind.PERIODIC)
+    Delivery.objects.filter(event_type="response.completed").update(
+        status=WorkStatus.PENDING, next_attempt_at=timezone.now(), finished_at=None
+    )
+    run_worker()
+    assert SurveyResponse.objects.count() == 1
+    assert Reconciliation.objects.get(kind=ReconciliationKind.PERIODIC).last_recorded == 0
+
+
+def test_e4_reconcile_now_is_for_administrators_and_records_at_once(
+    connection: Connection,
+    lead: Lead,
+    ada_survey: Survey,
+    questions: dict[str, Question],
+    ada_client: Client,
+    bob_client: Client,
+    charlie_client: Client,
+) -> None:
+    answer(invite(connection, lead, ada_survey), answers_for(questions))
+    lose_deliveries()
+    submitted_minutes_ago(2)
+    url = reverse("crm_survey_responses:reconcile")
+
+    assert bob_client.post(url).status_code == 403
+    refused = charlie_client.post(url, follow=True)  # Charlie's organization has no integration
+    assert "not set up" in refused.content.decode()
+    assert not Reconciliation.objects.filter(kind=ReconciliationKind.REQUESTED).exists()
+    settings_page = ada_client.get(reverse("crm_integration:settings"))
+    assert 'id="reconcile-now"' in settings_page.content.decode()
+    started = ada_client.post(url, {"next": reverse("crm_integration:settings")})
+    assert started.status_code == 302
+    assert started["Location"] == reverse("crm_integration:settings")
+    assert ada_client.post(url, {"next": "https://evil.example/"})["Location"] == reverse(
+        "crm_survey_responses:delivery"
+    )
+    run_worker()
+
+    assert SurveyResponse.objects.filter(lead=lead).count() == 1
+    runs = Reconciliation.objects.filter(kind=ReconciliationKind.REQUESTED).order_by("pk")
+    assert [(run.status, run.requested_by_id) for run in runs] == [
+        (WorkStatus.DONE, connection.enabled_by_id),
+        (WorkStatus.DONE, connection.enabled_by_id),
+    ]
+    assert sorted(run.last_recorded for run in runs) == [0, 1]
+    page = ada_client.get(reverse("crm_survey_responses:delivery"))
+    assert "Run by an administrator" in page.content.decode()
+
+
+def test_d6_final_reconciliation_records_up_to_the_cut_off_then_deletes_the_endpoint(
+    connection: Connection,
+    lead: Lead,
+    ada: User,
+    organization: Organization,
+    ada_survey: Survey,
+    questions: dict[str, Question],
+    settings: Any,
+) -> None:
+    other = Lead.objects.create(
+        organization=organization, family_name="Sato", email="s@example.com"
+    )
+    late_link = invite(connection, other, ada_survey)
+    answer(invite(connection, lead, ada_survey), answers_for(questions))
+    lose_deliveries()
+    services.disable(organization=organization, by=ada)
+    answer(late_link, answers_for(questions))  # after the cut-off: never recorded
+    lose_deliveries()
+    final = Reconciliation.objects.get(kind=ReconciliationKind.FINAL)
+    cut_off = connection_after(connection).disabled_at
+    assert cut_off is not None
+    assert final.next_attempt_at == cut_off + Reconciliation.settle_delay
+    make_due(ReconciliationKind.FINAL)
+    run_worker()
+
+    assert list(SurveyResponse.objects.values_list("lead_id", flat=True)) == [lead.pk]
+    final.refresh_from_db()
+    assert final.status == WorkStatus.DONE
+    assert final.last_recorded == 1
+    disabled = connection_after(connection)
+    assert disabled.final_reconciliation_done_at is not None
+    assert disabled.webhook_endpoint_deleted_at is not None
+    assert not WebhookEndpoint.objects.filter(pk=connection.webhook_endpoint_id or 0).exists()
+    assert Response.objects.filter(survey=ada_survey).count() == 2  # D1: all kept there
+    periodic = Reconciliation.objects.get(kind=ReconciliationKind.PERIODIC)
+    make_due(ReconciliationKind.PERIODIC)
+    run_worker()
+    periodic.refresh_from_db()
+    assert periodic.status == WorkStatus.DONE  # no more pulls for a disabled connection
+
+
+def connection_after(connection: Connection) -> Connection:
+    return Connection.objects.get(pk=connection.pk)
+
+
+def test_d6_disabling_never_waits_on_the_survey_service_and_the_final_work_is_retried(
+    connection: Connection,
+    lead: Lead,
+    ada: User,
+    organization: Organization,
+    ada_survey: Survey,
+    questions: dict[str, Question],
+    settings: Any,
+    survey_service: str,
+) -> None:
+    answer(invite(connection, lead, ada_survey), answers_for(questions))
+    lose_deliveries()
+    settings.SURVEY_URL = "http://127.0.0.1:9"  # the Survey service is down
+    services.disable(organization=organization, by=ada)
+    make_due(ReconciliationKind.FINAL)
+    run_worker()
+
+    final = Reconciliation.objects.get(kind=ReconciliationKind.FINAL)
+    assert final.status == WorkStatus.PENDING
+    assert final.attempts == 1
+    assert final.last_error.startswith("unreachable")
+    assert final.next_attempt_at > timezone.now()
+    assert not SurveyResponse.objects.exists()
+    settings.SURVEY_URL = survey_service  # back
+    make_due(ReconciliationKind.FINAL)
+    run_worker()
+    final.refresh_from_db()
+    assert final.status == WorkStatus.DONE
+    assert SurveyResponse.objects.filter(lead=lead).count() == 1
+    assert not WebhookEndpoint.objects.filter(pk=connection.webhook_endpoint_id or 0).exists()
+
+
+def test_k2_reconciliation_waits_for_reconnection_and_nothing_recorded_is_lost(
+    connection: Connection,
+    lead: Lead,
+    ada_survey: Survey,
+    questions: dict[str, Question],
+    ada_member: AccountMember,
+    ada_client: Client,
+) -> None:
+    answer(invite(connection, lead, ada_survey), answers_for(questions))
+    run_worker()
+    regenerate_key(member=ada_member, by=ada_member.user)
+    make_due(ReconciliationKind.PERIODIC)
+    run_worker()
+
+    connection.refresh_from_db()
+    assert connection.state == ConnectionState.NEEDS_RECONNECTION
+    periodic = Reconciliation.objects.get(kind=ReconciliationKind.PERIODIC)
+    assert periodic.status == WorkStatus.PENDING  # tries again next time
+    assert periodic.last_error.startswith("revoked_key")
+    refused = ada_client.post(reverse("crm_survey_responses:reconcile"), follow=True)
+    assert "Reconnect with the new SC key first" in refused.content.decode()
+    assert SurveyResponse.objects.filter(lead=lead).count() == 1

@@ -593,6 +593,53 @@ def test_k2_send_refused_while_the_key_is_regenerated_and_works_after_reconnecti
     assert len(links_in(message)) == 1
 
 
+@pytest.mark.usefixtures("ada_membership")
+def test_k2_a_bulk_send_waits_for_reconnection_and_resumes_without_mailing_anyone_a_dead_link(
+    organization: Organization,
+    ada: User,
+    connection: Connection,
+    ada_survey: Survey,
+    ada_member: AccountMember,
+    smtp: MailServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(mail_services, "PREPARE_PART_SIZE", 2)
+    contacts = make_contacts(organization, 4)
+    batch = sending.send_survey(
+        organization=organization,
+        sender=ada,
+        module="contacts",
+        records=contacts,
+        survey=client.SurveyInfo(
+            ada_survey.pk, ada_survey.portal_id, "Customer satisfaction", True, ""
+        ),
+        template=None,
+        expires_at=None,
+    )
+    new_key = regenerate_key(member=ada_member, by=ada_member.user).reveal()
+    run_worker()
+
+    # The first part had its links before the key changed; the rest waits for a new key.
+    assert len(smtp.received) == 2
+    connection.refresh_from_db()
+    assert connection.state == ConnectionState.NEEDS_RECONNECTION
+    preparation = BatchPreparation.objects.get()
+    assert preparation.status == WorkStatus.PENDING
+    assert REFUSALS["revoked"]["en"] in preparation.last_error
+    BatchPreparation.objects.update(next_attempt_at=timezone.now())
+    run_worker()
+    assert REFUSALS["reconnect"]["en"] in BatchPreparation.objects.get().last_error
+    assert len(smtp.received) == 2
+
+    services.reconnect(organization=organization, by=ada, key=new_key)
+    BatchPreparation.objects.update(next_attempt_at=timezone.now())
+    run_worker()
+
+    assert len(smtp.received) == 4
+    assert all(len(links_in(message)) == 1 for message in smtp.received)
+    assert SendBatch.objects.get(pk=batch.pk).progress().sent == 4
+
+
 def test_e2_send_survey_needs_a_record_of_the_organization(
     organization: Organization,
     other_organization: Organization,

@@ -25,6 +25,10 @@ kizuna.testing.receiver
     tls_receiver(host, directory): the same over HTTPS with a self-signed certificate.
 kizuna.testing.processes (import it; not a plugin)
     free_port(), start_kizuna(...), stop(), wait_for(): `kizuna` commands as real processes.
+kizuna.testing.matrix (import it; not a plugin)
+    the four persona matrices' shared parts: all_routes(), page_routes(service),
+    api_routes(api, namespace), coverage_problems(...) (what a matrix lacks, and where to add
+    it), SIGN_IN; its docstring lists the four matrix modules.
 kizuna.testing.worker (import it; not a plugin)
     run_worker(): run every due leased work item (mail, deliveries) in the test's process.
 kizuna.testing.browser

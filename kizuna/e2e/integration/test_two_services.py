@@ -3,9 +3,10 @@
 The Survey service runs as `kizuna serve` with KIZUNA_SERVICES=survey, its own SQLite
 database and secret key, on a port of its own; the CRM is this test's live_server on the
 test database (which, as the test settings load both services, could serve Survey pages
-too: only the Survey process is ever called). They share only the trust token, as the README's recipe says. Setup through
-the CRM's pages works with both methods, the webhook endpoint lands in the Survey's
-database pointing at the CRM's intake URL, and the Survey's data never appears in the CRM's.
+too: only the Survey process is ever called). They share only the trust token, as the
+README's recipe says. Setup through the CRM's pages works with both methods, the webhook
+endpoint lands in the Survey's database pointing at the CRM's intake URL, and the Survey's
+data never appears in the CRM's.
 """
 
 from __future__ import annotations

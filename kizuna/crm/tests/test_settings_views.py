@@ -220,3 +220,26 @@ def test_members_page_lists_members_and_pending_invitations(
     members = [m.user.email for m, _form in response.context["memberships"]]
     assert members == ["ada@example.com", "bob@example.com"]
     assert [i.email for i in response.context["invitations"]] == ["x@example.com"]
+
+
+@pytest.mark.parametrize(
+    "name,tab",
+    [
+        ("crm:settings", "Organization"),
+        ("crm:settings-members", "Members"),
+        ("crm:settings-extensions", "Extensions & APIs"),
+        ("crm_integration:settings", "Extensions & APIs"),
+        ("crm_audit:log", "Audit log"),
+    ],
+)
+def test_exactly_one_settings_tab_is_current(
+    personas: dict[str, Client], name: str, tab: str
+) -> None:
+    # An app's own page named "settings" (the Survey integration's) once lit up
+    # "Organization" as well as "Extensions & APIs".
+    html = personas["ada"].get(reverse(name)).content.decode()
+    tabs = html.split('<nav class="settings-tabs"', 1)[1].split("</nav>", 1)[0]
+    current = [
+        part for part in tabs.split("<a ")[1:] if 'aria-current="page"' in part.split(">")[0]
+    ]
+    assert [part.split(">", 1)[1].split("<", 1)[0] for part in current] == [tab]

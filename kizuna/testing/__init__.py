@@ -30,7 +30,11 @@ kizuna.testing.matrix (import it; not a plugin)
     api_routes(api, namespace), coverage_problems(...) (what a matrix lacks, and where to add
     it), SIGN_IN; its docstring lists the four matrix modules.
 kizuna.testing.worker (import it; not a plugin)
-    run_worker(): run every due leased work item (mail, deliveries) in the test's process.
+    run_worker(): run every due leased work item (mail, deliveries) in the test's process;
+    WorkerThread(worker_id, concurrency=...): a real KizunaWorker in a thread (a context).
+kizuna.testing.csvfiles (import it; not a plugin)
+    CSV files for import tests: JA_HEADERS, EN_HEADERS, csv_text(), csv_bytes(), upload(),
+    lead_rows().
 kizuna.testing.browser
     fixtures: browser (session Chromium), page (en-US), new_page(locale="ja-JP");
     use with pytest-django's live_server. Tests using them are marked `browser` and are

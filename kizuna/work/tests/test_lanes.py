@@ -9,20 +9,19 @@ another gets "table is locked" at once instead of waiting (kizuna/testing/races.
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 
 import pytest
-from django.db import connections, transaction
+from django.db import transaction
 
 from kizuna.testing.processes import wait_for
 from kizuna.testing.races import require_postgresql
+from kizuna.testing.worker import WorkerThread
 from kizuna.work import leases
 from kizuna.work.leases import WorkStatus, claim, mark_done
 from kizuna.work.models import ProbeEffect, ProbeWork
 from kizuna.work.services import record_probe_effect
-from kizuna.work.workers import KizunaWorker, register_worker
+from kizuna.work.workers import register_worker
 
 HOLD_SECONDS = 2.5
 
@@ -34,33 +33,6 @@ def slow_handler(row: ProbeWork) -> None:
         record_probe_effect(key=row.key, worker_id=row.leased_by)
         if not mark_done(row):
             transaction.set_rollback(True)
-
-
-class WorkerThread:
-    def __init__(self, worker_id: str, *, concurrency: int, interval: float = 0.1) -> None:
-        self.worker = KizunaWorker(
-            queue_names=["default"],
-            interval=interval,
-            batch=False,
-            worker_id=worker_id,
-            concurrency=concurrency,
-        )
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            self.worker.run()
-        finally:
-            connections.close_all()
-
-    def __enter__(self) -> KizunaWorker:
-        self.thread.start()
-        return self.worker
-
-    def __exit__(self, *exc: object) -> None:
-        self.worker.shutdown(signal.SIGTERM, None)
-        self.thread.join(timeout=30)
-        assert not self.thread.is_alive()
 
 
 @pytest.mark.postgres

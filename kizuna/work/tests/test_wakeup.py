@@ -13,10 +13,10 @@ from django.db import transaction
 
 from kizuna.testing.processes import wait_for
 from kizuna.testing.races import require_postgresql
+from kizuna.testing.worker import WorkerThread
 from kizuna.work import wakeup
 from kizuna.work.leases import WorkStatus
 from kizuna.work.models import ProbeWork
-from kizuna.work.tests.test_lanes import WorkerThread
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

@@ -13,8 +13,10 @@ def test_openapi_document_is_served_without_a_token(client: Client, db: None) ->
     assert sorted(schema["paths"]) == [
         "/crm/api/v1/contacts",
         "/crm/api/v1/contacts/{contact_id}",
+        "/crm/api/v1/contacts/{contact_id}/survey-responses",
         "/crm/api/v1/leads",
         "/crm/api/v1/leads/{lead_id}",
+        "/crm/api/v1/leads/{lead_id}/survey-responses",
     ]
     assert sorted(schema["paths"]["/crm/api/v1/leads/{lead_id}"]) == ["delete", "get", "patch"]
     assert schema["components"]["securitySchemes"]["TokenAuth"]["scheme"] == "bearer"

@@ -12,10 +12,10 @@ from kizuna.crm import services
 from kizuna.crm.audit.models import AuditAction, AuditEntry
 from kizuna.crm.audit.services import record
 from kizuna.crm.imports import services as import_services
-from kizuna.crm.imports.tests.csvfiles import EN_HEADERS, csv_bytes
 from kizuna.crm.mail import services as mail_services
 from kizuna.crm.models import Lead, MemberInvitation, Membership, Organization, Role
 from kizuna.identity.models import User
+from kizuna.testing.csvfiles import EN_HEADERS, csv_bytes
 from kizuna.testing.personas import make_user
 
 pytestmark = pytest.mark.django_db

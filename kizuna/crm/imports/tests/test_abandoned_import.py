@@ -16,9 +16,9 @@ from django_tasks_db.models import DBTaskResult
 
 from kizuna.crm.imports import services
 from kizuna.crm.imports.models import ImportJob, ImportStatus
-from kizuna.crm.imports.tests.csvfiles import EN_HEADERS, csv_bytes, lead_rows
 from kizuna.crm.models import Lead, Membership, Organization
 from kizuna.identity.models import User
+from kizuna.testing.csvfiles import EN_HEADERS, csv_bytes, lead_rows
 from kizuna.work.retry import finish_with_error, recover_abandoned_tasks
 
 POLLING = 'hx-trigger="every 1s"'

@@ -11,9 +11,9 @@ from django.utils import translation
 
 from kizuna.crm.imports.exporting import guard_cell
 from kizuna.crm.imports.models import ImportJob
-from kizuna.crm.imports.tests.csvfiles import upload
 from kizuna.crm.models import Contact, Lead, LeadSource, LeadStatus, Membership, Organization
 from kizuna.identity.models import User
+from kizuna.testing.csvfiles import upload
 
 LEADS = reverse("crm_imports:export", args=["leads"])
 CONTACTS = reverse("crm_imports:export", args=["contacts"])

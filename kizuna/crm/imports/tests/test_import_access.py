@@ -8,9 +8,9 @@ from django.test import Client
 from django.urls import reverse
 
 from kizuna.crm.imports.models import ImportJob, ImportStatus
-from kizuna.crm.imports.tests.csvfiles import EN_HEADERS, csv_bytes, lead_rows, upload
 from kizuna.crm.models import Lead, Organization
 from kizuna.identity.models import User
+from kizuna.testing.csvfiles import EN_HEADERS, csv_bytes, lead_rows, upload
 
 START = reverse("crm_imports:start")
 JOB_PAGES = ["detail", "mapping", "preview"]

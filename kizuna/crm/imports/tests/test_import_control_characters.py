@@ -7,8 +7,8 @@ from django.test import Client
 from django.urls import reverse
 
 from kizuna.crm.imports.models import ImportJob, ImportStatus
-from kizuna.crm.imports.tests.csvfiles import EN_HEADERS, csv_bytes, lead_rows, upload
 from kizuna.crm.models import Lead
+from kizuna.testing.csvfiles import EN_HEADERS, csv_bytes, lead_rows, upload
 
 START = reverse("crm_imports:start")
 REFUSED = "Line breaks and other control characters are not allowed here (found {})."

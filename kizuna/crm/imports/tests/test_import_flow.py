@@ -6,7 +6,6 @@ from django.test import Client, override_settings
 from django.urls import reverse
 
 from kizuna.crm.imports.models import ImportJob, ImportStatus
-from kizuna.crm.imports.tests.csvfiles import EN_HEADERS, JA_HEADERS, csv_bytes, lead_rows, upload
 from kizuna.crm.models import (
     Activity,
     ActivityKind,
@@ -17,6 +16,7 @@ from kizuna.crm.models import (
     Organization,
 )
 from kizuna.identity.models import User
+from kizuna.testing.csvfiles import EN_HEADERS, JA_HEADERS, csv_bytes, lead_rows, upload
 
 START = reverse("crm_imports:start")
 

@@ -6,9 +6,9 @@ from django.test import override_settings
 from kizuna.crm.imports import services
 from kizuna.crm.imports.models import ImportJob, ImportStatus
 from kizuna.crm.imports.rows import ImportFileError, RowValidator, decode_upload
-from kizuna.crm.imports.tests.csvfiles import EN_HEADERS, csv_bytes, lead_rows
 from kizuna.crm.models import Activity, ActivityKind, Lead, Membership, Organization
 from kizuna.identity.models import User
+from kizuna.testing.csvfiles import EN_HEADERS, csv_bytes, lead_rows
 from kizuna.testing.personas import make_user
 
 IMMEDIATE = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}

@@ -8,9 +8,9 @@ import pytest
 from playwright.sync_api import expect
 
 from kizuna.crm.imports.models import ImportJob, ImportStatus
-from kizuna.crm.imports.tests.csvfiles import JA_HEADERS, csv_bytes
 from kizuna.crm.models import Organization
 from kizuna.identity.models import User
+from kizuna.testing.csvfiles import JA_HEADERS, csv_bytes
 from kizuna.testing.pages import sign_in, watch_for_errors
 
 

@@ -21,10 +21,10 @@ from kizuna.survey.webhooks import services
 from kizuna.survey.webhooks.models import Delivery, WebhookEndpoint
 from kizuna.testing.processes import wait_for
 from kizuna.testing.races import require_postgresql
+from kizuna.testing.worker import WorkerThread
 from kizuna.work import lanes, leases
 from kizuna.work.leases import WorkStatus
 from kizuna.work.models import ProbeWork
-from kizuna.work.tests.test_lanes import WorkerThread
 
 
 class GatedReceiver:

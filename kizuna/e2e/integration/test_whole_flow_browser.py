@@ -1,12 +1,12 @@
 """The whole Survey integration in Chromium, as its users see it, in English and Japanese
 (issue #7, Tests, third bullet): Ada switches the language in the header, sets the
-integration up in the wizard (English: another user's account with its SC key; Japanese:
-her own account), inserts a survey link into a template with the editor's button and sends
-it from two contact pages. Grace opens her email in the local mailbox (/mailbox/), answers,
-and Ada sees the answers in the Survey section of Grace's page. Ada disables the
-integration: the section and the button are gone, the template is kept and listed. Linus
-then answers through the link he received before: the Survey results have his response,
-the CRM does not.
+integration up in the wizard with each method in each language (another user's account,
+Carol's, with its SC key; her own account), inserts a survey link into a template with the
+editor's button and sends it from two contact pages. Grace opens her email in the local
+mailbox (/mailbox/), answers, and Ada sees the answers in the Survey section of Grace's
+page. Ada disables the integration: the section and the button are gone, the template is
+kept and listed. Linus then answers through the link he received before: the Survey
+results have his response, the CRM does not.
 
 Everything is real: the Survey service at pytest-django's live server over HTTP, the worker
 that sends the mail and delivers the Survey's webhooks to the CRM's intake, the mailbox.
@@ -155,7 +155,21 @@ def answer_from_the_mailbox(
     page.locator('button[name="action"][value="submit"]').click()
 
 
-@pytest.mark.parametrize("language", ["en", "ja"])
+@pytest.mark.parametrize(
+    ("language", "method"),
+    [
+        ("en", ConnectionMethod.OTHER_ACCOUNT),
+        ("ja", ConnectionMethod.OWN_ACCOUNT),
+        ("en", ConnectionMethod.OWN_ACCOUNT),
+        ("ja", ConnectionMethod.OTHER_ACCOUNT),
+    ],
+    ids=[
+        "en-another-users-account",
+        "ja-my-own-account",
+        "en-my-own-account",
+        "ja-another-users-account",
+    ],
+)
 def test_s3_to_d6_whole_flow_in_the_browser(
     live_server: Any,
     new_page: Callable[..., Page],
@@ -167,11 +181,13 @@ def test_s3_to_d6_whole_flow_in_the_browser(
     carol_credentials: Credentials,
     local_mailbox: Path,
     language: str,
+    method: ConnectionMethod,
 ) -> None:
     texts = TEXTS[language]
     base = live_server.url
-    # English: Carol's account, through her SC key; Japanese: Ada's own account.
-    owner, account = (carol, carol_account) if language == "en" else (ada, ada_account)
+    # Another user's account: Carol's, through her SC key; my own account: Ada's.
+    is_other = method == ConnectionMethod.OTHER_ACCOUNT
+    owner, account = (carol, carol_account) if is_other else (ada, ada_account)
     survey = Survey.objects.create(
         portal=account.portals.order_by("id")[0],
         title=texts["title"],
@@ -217,15 +233,13 @@ def test_s3_to_d6_whole_flow_in_the_browser(
     # S3-S9: the wizard, from Settings > Extensions & APIs > Survey.
     page.goto(base + "/crm/integration/settings/")
     page.locator("#get-started").click()
-    if language == "en":
+    if is_other:
         set_up_with_another_users_account(page, carol_credentials)
     else:
         set_up_with_my_own_account(page)
     expect(page.locator("#survey-integration")).to_contain_text(texts["enabled"], timeout=SLOW)
     connection = Connection.objects.get(organization=organization)
-    assert connection.method == (
-        ConnectionMethod.OTHER_ACCOUNT if language == "en" else ConnectionMethod.OWN_ACCOUNT
-    )
+    assert connection.method == method
     assert connection.survey_account_id == account.pk
 
     # E3: "Insert survey link" puts the survey's placeholder at the cursor.

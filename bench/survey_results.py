@@ -5,10 +5,10 @@ For each database, in a child process of its own (SQLite in a fresh data dir at 
 size; PostgreSQL, database `bench_survey_results`, at every size):
 
 1. migrates and creates one survey of eleven questions, one of each type;
-2. grows it to each size (default 100,000 then 1,000,000 responses, about 9 answers each:
+2. grows it to each size (default 100,000 then 1,000,000 responses, about 10 answers each:
    one question in ten left unanswered) with COPY on PostgreSQL and executemany on SQLite,
-   responses spread over the last 365 days, then counts them with `rebuild_summary` (the
-   `kizuna rebuild_survey_summaries` command; timed);
+   responses over the last 365 days inserted in time order, then counts them with
+   `rebuild_summary` (the `kizuna rebuild_survey_summaries` command; timed);
 3. times whole summary pages through Django's test client (median, p95, queries), unfiltered
    and with a 30-day filter, against, in the same run at the first size, the summary as it was
    computed before the counters (every answer loaded into Python) and a plain SQL GROUP BY of
@@ -19,6 +19,7 @@ size; PostgreSQL, database `bench_survey_results`, at every size):
    summary.
 
     .venv/bin/python bench/survey_results.py [--sizes 100000,1000000] [--reuse] [--write]
+        [--no-sqlite] [--no-postgresql]
 
 `make bench QUICK=1`: 20,000 responses. Records P6-* in docs/benchmarks.json.
 """
@@ -38,11 +39,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from _harness import ROOT, machine, postgres_database, quick, record
+from _harness import ROOT, machine, postgres_database, quick
+from _harness import record as harness_record
 
 PG_DATABASE = "bench_survey_results"
 KINDS = [
@@ -104,8 +106,10 @@ def generated(
     rng = random.Random(seed)
     pools = value_pools(rng)
     now = datetime.datetime.now(datetime.UTC)
-    for _ in range(count):
-        submitted = now - datetime.timedelta(seconds=rng.random() * DAYS * 86400)
+    span = DAYS * 86400
+    for number in range(count):
+        # in time order, as a survey grows: the table's layout then matches the export's order
+        submitted = now - datetime.timedelta(seconds=span * (1 - (number + rng.random()) / count))
         response_id = uuid.UUID(int=rng.getrandbits(128), version=4)
         response = (response_id, survey_id, "", "ja", submitted, submitted)
         answers = [
@@ -404,7 +408,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--reuse", action="store_true", help="keep the PostgreSQL database")
     parser.add_argument("--no-sqlite", action="store_true")
+    parser.add_argument("--no-postgresql", action="store_true")
     parser.add_argument("--write", action="store_true", help="record in docs/benchmarks.json")
+    parser.add_argument("--note", default="", help="added to every recorded figure")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     default = "20000" if quick() else "100000,1000000"
@@ -426,7 +432,7 @@ def main() -> None:
     if not args.no_sqlite:
         env = {**base_env, "KIZUNA_DATA_DIR": tempfile.mkdtemp(prefix="kizuna-bench-results-")}
         results["sqlite"] = run_child(sizes[:1], args.repeat, env)
-    with _postgres(args.reuse) as url:
+    with nullcontext(None) if args.no_postgresql else _postgres(args.reuse) as url:
         if url:
             env = {
                 **base_env,
@@ -436,7 +442,7 @@ def main() -> None:
             results["postgresql"] = run_child(sizes, args.repeat, env)
     print(json.dumps(results, indent=2))
     if args.write:
-        write(results)
+        write(results, note=args.note)
 
 
 @contextmanager
@@ -457,12 +463,17 @@ def _postgres(reuse: bool) -> Iterator[str | None]:
     yield admin_url.rsplit("/", 1)[0] + "/" + PG_DATABASE
 
 
-def write(results: dict[str, Any]) -> None:
+def write(results: dict[str, Any], *, note: str = "") -> None:
+    """Record the figures in docs/benchmarks.json; `note` is added to each (the conditions)."""
     print(f"machine: {machine()}")
+
+    def record(id: str, value: float, unit: str, **fields: Any) -> None:
+        fields["note"] = " ".join(part for part in (fields.get("note", ""), note) if part)
+        harness_record(id, value, unit, **fields)
+
     for vendor, run in results.items():
         for size, figures in run["sizes"].items():
             print(vendor, size, figures)
-    # recorded by hand-checked rules below
     pg = results.get("postgresql", {}).get("sizes", {})
     for size, figures in pg.items():
         responses = int(size)

@@ -140,8 +140,12 @@ class Lane:
                     leases.run_row(self.registration, row)
                 except Exception:
                     # run_row records the handler's failure; this is the database failing
-                    # while it did: the lease brings the row back.
+                    # while it did (a restart, a cut connection). This worker is alive, so
+                    # the lease would hold the row for long: give it back now, on a new
+                    # connection (the handler may have done its work: handlers are safe
+                    # to run twice). If that fails too, the lease brings it back.
                     logger.exception("%s %s could not be recorded", self.label, row.pk)
+                    self._give_back(row)
                 finally:
                     with self._lock:
                         self._in_hand.pop(row.pk, None)
@@ -152,6 +156,14 @@ class Lane:
                         self._ran += 1
                     self.wake.set()
         finally:
+            connections.close_all()
+
+    def _give_back(self, row: LeasedWork) -> None:
+        connections.close_all()
+        try:
+            leases.release(row)
+        except Exception:
+            logger.warning("%s %s is left to its lease", self.label, row.pk, exc_info=True)
             connections.close_all()
 
     def _dispatch(self) -> None:

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 CHANNEL = "kizuna_work"
 # While a worker listens, its idle lanes look for due retries this often.
 LISTENING_POLL_SECONDS = 5.0
-SQLITE_POLL_SECONDS = 0.1
+SQLITE_POLL_SECONDS = 0.25
 RECONNECT_SECONDS = 5.0
 
 

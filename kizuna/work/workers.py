@@ -5,13 +5,14 @@
   cap per endpoint, so a slow receiver never delays other work.
 - The main thread takes back work abandoned by dead workers every heartbeat
   interval (retry.recover_abandoned_tasks; leased rows are taken back by
-  leases.claim) and deletes expired sessions, runs django-tasks-db tasks one at a
-  time, and logs what the lanes did once a minute.
+  leases.claim) and deletes expired sessions, runs the periodic jobs apps register
+  (kizuna/work/periodic.py: probing failing webhook endpoints), runs django-tasks-db
+  tasks one at a time, and logs what the lanes did once a minute.
 - A heartbeat thread refreshes this process's WorkerProcess row and renews the
   leases of the rows the lanes hold.
 - On PostgreSQL a listener wakes a lane when a transaction that wrote its kind of
   work commits (kizuna/work/wakeup.py), and idle lanes poll every few seconds for
-  retries falling due; on SQLite they poll every 0.1 s (or --interval if shorter).
+  retries falling due; on SQLite they poll every 0.25 s (or --interval if shorter).
 
 `--batch` runs every kind in the main thread instead (leases.run_due_work) until
 nothing is due. SIGINT or SIGTERM lets the items in hand finish, then the worker
@@ -42,7 +43,7 @@ from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
 from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
 
-from kizuna.work import lanes, leases, retry, wakeup
+from kizuna.work import lanes, leases, periodic, retry, wakeup
 from kizuna.work.models import WorkerProcess, heartbeat_seconds
 
 logger = logging.getLogger(__name__)
@@ -286,6 +287,7 @@ class KizunaWorker(Worker):
     def run_one_round(self) -> bool:
         """Recover if due, then run one task; in --batch, also one batch of leased work."""
         self.recover_if_due()
+        periodic.run_due()
         if self.run_one_task():
             return True
         if not self.running or self.lanes:

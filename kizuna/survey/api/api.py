@@ -430,6 +430,46 @@ def create_webhook_endpoint(
     return Status(201 if created else 200, {**_endpoint_out(endpoint), "secret": secret})
 
 
+def _enabled_endpoint(member: AccountMember, endpoint_id: int) -> WebhookEndpoint:
+    endpoint = get_object_or_404(WebhookEndpoint.objects.of(member.account_id), pk=endpoint_id)
+    if not endpoint.is_enabled:
+        raise api_errors.invalid(
+            {"endpoint_id": [str(_("Enable the endpoint before replaying its deliveries."))]}
+        )
+    return endpoint
+
+
+@api.post(
+    "/webhooks/{endpoint_id}/retry-failed",
+    response={200: schemas.WebhookResentOut, **ERRORS},
+    tags=["webhooks"],
+)
+def retry_failed_webhook_deliveries(request: HttpRequest, endpoint_id: int) -> dict[str, int]:
+    """Send every failed (dead-lettered) delivery of the endpoint again now, same webhook-ids."""
+    member = _member(request)
+    endpoint = _enabled_endpoint(member, endpoint_id)
+    count = webhook_services.retry_failed_deliveries(endpoint=endpoint, by=member.user)
+    return {"count": count}
+
+
+@api.post(
+    "/webhooks/{endpoint_id}/resend",
+    response={200: schemas.WebhookResentOut, **ERRORS},
+    tags=["webhooks"],
+)
+def resend_webhook_deliveries(
+    request: HttpRequest, endpoint_id: int, payload: schemas.WebhookResendIn
+) -> dict[str, int]:
+    """Send every delivery created since `since` again now, delivered or not, same webhook-ids."""
+    member = _member(request)
+    endpoint = _enabled_endpoint(member, endpoint_id)
+    since = payload.since
+    if timezone.is_naive(since):
+        since = timezone.make_aware(since, datetime.UTC)
+    count = webhook_services.resend_deliveries_since(endpoint=endpoint, since=since, by=member.user)
+    return {"count": count}
+
+
 @api.delete("/webhooks/{endpoint_id}", response={204: None, **ERRORS}, tags=["webhooks"])
 def delete_webhook_endpoint(request: HttpRequest, endpoint_id: int) -> Status[None]:
     member = _member(request)

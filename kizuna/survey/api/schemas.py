@@ -144,6 +144,18 @@ class WebhookEndpointOut(Schema):
     created_at: datetime.datetime
 
 
+class WebhookResendIn(Schema):
+    since: datetime.datetime = Field(
+        description="Every delivery created at or after this moment is sent again."
+    )
+
+
+class WebhookResentOut(Schema):
+    count: int = Field(
+        description="How many deliveries will be sent again (those being sent are left)."
+    )
+
+
 class WebhookEndpointCreatedOut(WebhookEndpointOut):
     secret: str = Field(description="The Standard Webhooks signing secret (whsec_...).")
 

@@ -38,6 +38,8 @@ class AuditAction(models.TextChoices):
     WEBHOOK_ENDPOINT_ENABLED = "webhook_endpoint.enabled", _("Webhook endpoint enabled")
     WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled", _("Webhook endpoint disabled")
     WEBHOOK_DELIVERY_REPLAYED = "webhook_delivery.replayed", _("Webhook delivery replayed")
+    WEBHOOK_FAILED_RETRIED = "webhook_endpoint.failed_retried", _("Failed deliveries retried")
+    WEBHOOK_DELIVERIES_RESENT = "webhook_endpoint.resent", _("Deliveries sent again")
 
 
 # Each entry read as a sentence; %(actor)s and %(target)s are names, the rest comes from `data`.
@@ -73,6 +75,13 @@ SENTENCES = {
     ),
     AuditAction.WEBHOOK_DELIVERY_REPLAYED: _(
         "%(actor)s sent the delivery %(target)s to %(url)s again."
+    ),
+    AuditAction.WEBHOOK_FAILED_RETRIED: _(
+        "%(actor)s retried the %(count)s failed deliveries of the webhook endpoint %(target)s."
+    ),
+    AuditAction.WEBHOOK_DELIVERIES_RESENT: _(
+        "%(actor)s sent the %(count)s deliveries since %(since)s to the webhook endpoint "
+        "%(target)s again."
     ),
 }
 

@@ -9,7 +9,8 @@ class SurveyWebhooksConfig(AppConfig):
 
     def ready(self) -> None:
         from kizuna.survey.webhooks import models, services
-        from kizuna.work import leases
+        from kizuna.work import leases, periodic
 
         # One endpoint gets a share of the lane's threads: a slow receiver waits alone.
         leases.register(models.Delivery, services.deliver, batch_size=20, lane_key="endpoint_id")
+        periodic.register(services.probe_failing_endpoints, every_seconds=10)

@@ -39,3 +39,13 @@ class WebhookEndpointForm(forms.Form):
         if WebhookEndpoint.objects.filter(account=self.account, url=url.strip()).exists():
             raise forms.ValidationError(_("This URL already has an endpoint."))
         return url
+
+
+class ResendSinceForm(forms.Form):
+    """Resend everything since a moment, in the administrator's time zone."""
+
+    since = forms.DateTimeField(
+        label=_("Send again everything since"),
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"],
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import secrets
 from typing import ClassVar
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import models
@@ -44,6 +45,10 @@ class WebhookEndpoint(models.Model):
     is_enabled = models.BooleanField(_("enabled"), default=True)
     disabled_reason = models.CharField(_("why it is disabled"), max_length=300, blank=True)
     disabled_at = models.DateTimeField(_("disabled at"), null=True, blank=True)
+    # Set by the first failed attempt after a success, cleared by the next success: the
+    # warning in Settings, and the worker's cue to probe the endpoint while it is down.
+    failing_since = models.DateTimeField(_("failing since"), null=True, blank=True)
+    last_failed_at = models.DateTimeField(_("last failed attempt at"), null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
     )
@@ -64,6 +69,12 @@ class WebhookEndpoint(models.Model):
 
     def is_subscribed_to(self, event_type: str) -> bool:
         return event_type in self.events
+
+    @property
+    def origin(self) -> str:
+        """scheme://host[:port]: what logs name (the path may carry a token)."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 class Delivery(LeasedWork):

@@ -17,6 +17,8 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from standardwebhooks import Webhook
@@ -360,6 +362,141 @@ def replay_delivery(*, delivery: Delivery, by: User) -> bool:
     return bool(updated)
 
 
+def _send_again(deliveries: Any) -> int:
+    """Make these deliveries due now, each with a fresh retry schedule; leased ones are left."""
+    count: int = deliveries.exclude(status=WorkStatus.LEASED).update(
+        status=WorkStatus.PENDING,
+        next_attempt_at=timezone.now(),
+        finished_at=None,
+        max_attempts=F("attempts") + Delivery._meta.get_field("max_attempts").default,
+    )
+    if count:
+        wakeup.notify(Delivery)
+    return count
+
+
+@transaction.atomic
+def retry_failed_deliveries(*, endpoint: WebhookEndpoint, by: User) -> int:
+    """Send every dead-lettered delivery of the endpoint again now (same webhook-ids)."""
+    count = _send_again(Delivery.objects.filter(endpoint=endpoint, status=WorkStatus.FAILED))
+    audit.record(
+        account=endpoint.account,
+        actor=by,
+        action=AuditAction.WEBHOOK_FAILED_RETRIED,
+        target=endpoint,
+        data={"count": count},
+    )
+    return count
+
+
+@transaction.atomic
+def resend_deliveries_since(
+    *, endpoint: WebhookEndpoint, since: datetime.datetime, by: User
+) -> int:
+    """Send every delivery created since `since` again now, delivered or not (same webhook-ids).
+
+    For a receiver that lost what it had accepted (a restored backup): it drops the
+    copies it still has by their webhook-id. Deliveries being sent are left alone.
+    """
+    count = _send_again(Delivery.objects.filter(endpoint=endpoint, created_at__gte=since))
+    audit.record(
+        account=endpoint.account,
+        actor=by,
+        action=AuditAction.WEBHOOK_DELIVERIES_RESENT,
+        target=endpoint,
+        data={
+            "count": count,
+            "since": since.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        },
+    )
+    return count
+
+
+# --- recovery -------------------------------------------------------------------------------
+
+# A failing endpoint is tried at most this often while its deliveries wait out their
+# back-off, so that it is found working again within a minute of its recovery.
+PROBE_SECONDS = 60.0
+
+
+def _record_failure(endpoint: WebhookEndpoint, delivery: Delivery, reason: str) -> None:
+    now = timezone.now()
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
+        failing_since=Coalesce(F("failing_since"), now), last_failed_at=now
+    )
+    logger.warning(
+        "Webhook delivery %s to endpoint %s (%s) failed on attempt %d: %s; %s",
+        delivery.pk,
+        endpoint.pk,
+        endpoint.origin,
+        delivery.attempts,
+        reason,
+        "given up" if delivery.status == WorkStatus.FAILED else "will retry",
+    )
+
+
+def _record_success(endpoint: WebhookEndpoint) -> None:
+    """The endpoint works (again): what waits for its back-off is due now."""
+    if endpoint.failing_since is None:
+        return
+    now = timezone.now()
+    with transaction.atomic():
+        if not WebhookEndpoint.objects.filter(pk=endpoint.pk, failing_since__isnull=False).update(
+            failing_since=None
+        ):
+            return  # another thread saw the recovery first
+        # The lane's cap per endpoint paces them: the endpoint is not flooded.
+        waiting = Delivery.objects.filter(
+            endpoint_id=endpoint.pk, status=WorkStatus.PENDING, next_attempt_at__gt=now
+        ).update(next_attempt_at=now)
+        if waiting:
+            wakeup.notify(Delivery)
+    endpoint.failing_since = None
+    logger.info(
+        "Webhook endpoint %s (%s) answers again: %d waiting deliveries are due now",
+        endpoint.pk,
+        endpoint.origin,
+        waiting,
+    )
+
+
+def probe_failing_endpoints() -> int:
+    """Make one waiting delivery due on each failing endpoint not tried for PROBE_SECONDS.
+
+    Run by the worker every few seconds. Its success (_record_success) makes the
+    endpoint's whole backlog due, so a receiver that was down for hours gets it
+    within about a minute of coming back, not after the back-off of each delivery.
+    """
+    now = timezone.now()
+    quiet = now - datetime.timedelta(seconds=PROBE_SECONDS)
+    failing = WebhookEndpoint.objects.filter(
+        is_enabled=True, failing_since__isnull=False, last_failed_at__lte=quiet
+    ).values_list("pk", flat=True)
+    probed = 0
+    for endpoint_id in failing:
+        deliveries = Delivery.objects.filter(endpoint_id=endpoint_id)
+        if deliveries.filter(
+            Q(status=WorkStatus.LEASED)
+            | Q(
+                status=WorkStatus.PENDING,
+                next_attempt_at__lte=now + datetime.timedelta(seconds=PROBE_SECONDS),
+            )
+        ).exists():
+            continue  # an attempt is under way or soon
+        first = (
+            deliveries.filter(status=WorkStatus.PENDING).order_by("next_attempt_at", "pk").first()
+        )
+        if first is None:
+            continue
+        if Delivery.objects.filter(pk=first.pk, status=WorkStatus.PENDING).update(
+            next_attempt_at=now
+        ):
+            probed += 1
+    if probed:
+        wakeup.notify(Delivery)
+    return probed
+
+
 # --- delivering -----------------------------------------------------------------------------
 
 
@@ -424,6 +561,7 @@ def deliver(delivery: Delivery) -> None:
             delivery=delivery, attempted_at=started, duration_ms=duration_ms, error=str(error)
         )
         leases.mark_failed(delivery, error=str(error), retry=True)
+        _record_failure(endpoint, delivery, str(error))
         return
     DeliveryAttempt.objects.create(
         delivery=delivery,
@@ -435,9 +573,12 @@ def deliver(delivery: Delivery) -> None:
     status = result.status_code
     if 200 <= status < 300:
         leases.mark_done(delivery)
+        _record_success(endpoint)
     elif status == GONE:
         reason = str(_("The endpoint answered 410 Gone: it asked to receive no more events."))
         leases.mark_failed(delivery, error=reason, retry=False)
+        _record_failure(endpoint, delivery, f"HTTP {status}")
         disable_endpoint(endpoint=endpoint, reason=reason)
     else:
         leases.mark_failed(delivery, error=f"HTTP {status}", retry=True)
+        _record_failure(endpoint, delivery, f"HTTP {status}")

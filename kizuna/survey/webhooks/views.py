@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -20,7 +21,7 @@ from kizuna.lib import cursors
 from kizuna.survey.access import get_admin_membership, signed_in_user
 from kizuna.survey.pages import render_page
 from kizuna.survey.webhooks import services
-from kizuna.survey.webhooks.forms import WebhookEndpointForm
+from kizuna.survey.webhooks.forms import ResendSinceForm, WebhookEndpointForm
 from kizuna.survey.webhooks.models import Delivery, DeliveryAttempt, WebhookEndpoint
 from kizuna.work.leases import WorkStatus
 
@@ -150,6 +151,9 @@ def endpoint_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "older_query": _page_query(status, "before", page.older_cursor),
             "status": status,
             "statuses": [("", _("All")), *Delivery._meta.get_field("status").choices],  # type: ignore[misc]
+            "failed_count": endpoint.deliveries.filter(status=WorkStatus.FAILED).count(),
+            "waiting_count": endpoint.deliveries.filter(status__in=UNFINISHED).count(),
+            "resend_form": ResendSinceForm(),
         },
     )
 
@@ -193,3 +197,48 @@ def endpoint_delete(request: HttpRequest, pk: int) -> HttpResponse:
         messages.success(request, _("The endpoint was deleted."))
         return redirect("survey:survey_webhooks:endpoints")
     return _render(request, "survey_webhooks/endpoint_delete.html", {"endpoint": endpoint})
+
+
+@login_required
+@require_POST
+def endpoint_retry_failed(request: HttpRequest, pk: int) -> HttpResponse:
+    endpoint = get_endpoint_for_admin(request, pk)
+    if not endpoint.is_enabled:
+        messages.error(request, _("Enable the endpoint before replaying its deliveries."))
+        return redirect("survey:survey_webhooks:endpoint", pk=endpoint.pk)
+    count = services.retry_failed_deliveries(endpoint=endpoint, by=signed_in_user(request))
+    messages.success(
+        request,
+        ngettext(
+            "%(count)d failed delivery will be sent again in a moment.",
+            "%(count)d failed deliveries will be sent again in a moment.",
+            count,
+        )
+        % {"count": count},
+    )
+    return redirect("survey:survey_webhooks:endpoint", pk=endpoint.pk)
+
+
+@login_required
+@require_POST
+def endpoint_resend(request: HttpRequest, pk: int) -> HttpResponse:
+    endpoint = get_endpoint_for_admin(request, pk)
+    form = ResendSinceForm(request.POST)
+    if not endpoint.is_enabled:
+        messages.error(request, _("Enable the endpoint before replaying its deliveries."))
+    elif not form.is_valid():
+        messages.error(request, _("Enter the date and time to send again from."))
+    else:
+        count = services.resend_deliveries_since(
+            endpoint=endpoint, since=form.cleaned_data["since"], by=signed_in_user(request)
+        )
+        messages.success(
+            request,
+            ngettext(
+                "%(count)d delivery will be sent again in a moment.",
+                "%(count)d deliveries will be sent again in a moment.",
+                count,
+            )
+            % {"count": count},
+        )
+    return redirect("survey:survey_webhooks:endpoint", pk=endpoint.pk)

@@ -205,6 +205,8 @@ class Lane:
             self._dispatcher.join()
         for _runner in self._runners:
             self._queue.put(None)
+
+    def join(self) -> None:
         for runner in self._runners:
             runner.join()
 

@@ -80,7 +80,7 @@ class Listener(threading.Thread):
                 # Whatever was committed while nobody listened.
                 self.on_wake("")
                 while not self._stopped.is_set():
-                    for notification in self._connection.notifies(timeout=1.0):
+                    for notification in self._connection.notifies(timeout=0.5):
                         self.on_wake(notification.payload)
             except psycopg.Error:
                 if self._stopped.is_set():
@@ -99,4 +99,4 @@ class Listener(threading.Thread):
 
     def stop(self) -> None:
         self._stopped.set()
-        self.join(timeout=5)
+        self.join(timeout=2)

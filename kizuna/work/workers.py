@@ -240,8 +240,12 @@ class KizunaWorker(Worker):
                 close_old_connections()
                 self._wake.wait(max(self.interval, 0.05) if self.lanes else self.interval)
             self.running = False
+            if listener is not None:
+                listener.stop()
             for lane in self.lanes:
                 lane.stop()
+            for lane in self.lanes:
+                lane.join()
             stopped_cleanly = True
         finally:
             heartbeat.stop()

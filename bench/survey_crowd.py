@@ -23,6 +23,7 @@ For each database (SQLite in a fresh data dir, then PostgreSQL when reachable) t
    load drifts still compares fairly.
 
     .venv/bin/python bench/survey_crowd.py [--respondents 500] [--concurrency 16] [--rounds 3]
+                                           [--databases sqlite,postgresql]
 """
 
 from __future__ import annotations
@@ -267,6 +268,9 @@ def main() -> None:
     parser.add_argument("--setup", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--clear", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--databases", default="sqlite,postgresql", help="which of sqlite,postgresql to run"
+    )
     args = parser.parse_args()
     if args.clear:
         clear_rate_limits()
@@ -283,9 +287,10 @@ def main() -> None:
     rows.append("| --- | --- | ---: | --- | --- |")
     data = tempfile.mkdtemp(prefix="kizuna-bench-crowd-")
     try:
-        rows += run_database("SQLite", kizuna_env(data), args)
+        if "sqlite" in args.databases:
+            rows += run_database("SQLite", kizuna_env(data), args)
         with postgres_database("bench_crowd") as url:
-            if url is not None:
+            if url is not None and "postgresql" in args.databases:
                 rows += run_database("PostgreSQL", kizuna_env(data, DATABASE_URL=url), args)
     finally:
         shutil.rmtree(data, ignore_errors=True)

@@ -278,6 +278,7 @@ def main() -> None:
                 f"{isolation_p99 * 1000:.0f} ms",
             )
         )
+        print(*rows[-1], sep=" | ", flush=True)
         WebhookEndpoint.objects.filter(url__endswith="/hang").update(is_enabled=False)
         Delivery.objects.filter(endpoint__url__endswith="/hang").delete()
 
@@ -313,6 +314,7 @@ def main() -> None:
                     "",
                 )
             )
+            print(*rows[-1], sep=" | ", flush=True)
             for target in targets[1:]:
                 WebhookEndpoint.objects.filter(pk=target.pk).update(is_enabled=False)
 

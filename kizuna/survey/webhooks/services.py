@@ -436,15 +436,23 @@ def _record_failure(endpoint: WebhookEndpoint, delivery: Delivery, reason: str) 
 
 
 def _record_success(endpoint: WebhookEndpoint) -> None:
-    """The endpoint works (again): what waits for its back-off is due now."""
+    """The endpoint works (again): after an outage, what waits for its back-off is due now.
+
+    Only after an outage (no success for PROBE_SECONDS): an endpoint that refuses some
+    deliveries while it accepts others must not have those retried at every success.
+    """
     if endpoint.failing_since is None:
         return
     now = timezone.now()
+    was_down = endpoint.failing_since <= now - datetime.timedelta(seconds=PROBE_SECONDS)
     with transaction.atomic():
         if not WebhookEndpoint.objects.filter(pk=endpoint.pk, failing_since__isnull=False).update(
             failing_since=None
         ):
             return  # another thread saw the recovery first
+        if not was_down:
+            endpoint.failing_since = None
+            return
         # The lane's cap per endpoint paces them: the endpoint is not flooded.
         waiting = Delivery.objects.filter(
             endpoint_id=endpoint.pk, status=WorkStatus.PENDING, next_attempt_at__gt=now

@@ -142,6 +142,18 @@ def test_p4_an_endpoint_answering_2xx_again_gets_its_waiting_deliveries_at_once(
     }
 
 
+def test_p4_a_success_between_recent_failures_leaves_the_others_to_their_back_off(local, endpoints):
+    a = endpoints["a"]
+    failing(a, minutes=0.2)  # one delivery refused seconds ago, the endpoint is up
+    waiting(a, "a-refused")
+    delivery(a, "a-new")
+
+    run_all()
+
+    assert states() == {"a-refused": (WorkStatus.PENDING, False), "a-new": (WorkStatus.DONE, True)}
+    assert WebhookEndpoint.objects.get(pk=a.pk).failing_since is None
+
+
 def test_p4_a_failing_endpoint_is_probed_with_one_delivery_once_a_minute(endpoints):
     a, b, c = endpoints["a"], endpoints["b"], endpoints["c"]
     failing(a)

@@ -23,6 +23,7 @@ from kizuna.testing.processes import (
     stop,
     wait_for,
 )
+from kizuna.work.management.commands.serve import GRACE_SECONDS
 from kizuna.work.models import WorkerProcess
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -111,9 +112,11 @@ def assert_stops_cleanly(serve, stop_signal):
     assert worker in serve.worker_pids()
     started = time.monotonic()
 
-    assert stop(serve.process, stop_signal, timeout=10) == 0
+    assert stop(serve.process, stop_signal, timeout=GRACE_SECONDS + 10) == 0
 
-    assert time.monotonic() - started < 8
+    # Stopped within gunicorn's graceful timeout, so nothing was killed: a bound of the
+    # promise, not a speed target (a loaded machine takes seconds to end processes).
+    assert time.monotonic() - started < GRACE_SECONDS - 5
     assert not [pid for pid in pids if is_running(pid)]
     assert worker not in serve.worker_pids(), "the worker stopped cleanly and unregistered"
     with pytest.raises(httpx.ConnectError):

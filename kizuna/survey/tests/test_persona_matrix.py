@@ -118,6 +118,10 @@ MATRIX: dict[str, tuple[str, str, dict[str, Any], Expected]] = {
     "survey:survey_webhooks:endpoint": ("get", "endpoint", {}, ADMIN_OBJECT),
     "survey:survey_webhooks:endpoint-enable": ("post", "endpoint", {}, ADMIN_ACTION),
     "survey:survey_webhooks:endpoint-delete": ("post", "endpoint", {}, ADMIN_ACTION),
+    "survey:survey_webhooks:endpoint-retry-failed": ("post", "endpoint", {}, ADMIN_ACTION),
+    "survey:survey_webhooks:endpoint-resend": (
+        "post", "endpoint", {"since": "2026-01-01T00:00"}, ADMIN_ACTION,
+    ),
     "survey:survey_webhooks:delivery-replay": ("post", "endpoint,delivery", {}, ADMIN_ACTION),
     "survey:survey_audit:log": ("get", "", {}, ADMIN),
     # What respondents see: the shared link and a personal invitation link.

@@ -59,6 +59,10 @@ MATRIX: dict[str, tuple[dict[str, Any] | None, Expected]] = {
         {**OWN, "ada": 201, "carol": 201},
     ),
     "DELETE /survey/api/v1/webhooks/{endpoint_id}": (None, {**ADAS, "ada": 204}),
+    "POST /survey/api/v1/webhooks/{endpoint_id}/retry-failed": (None, ADAS),
+    "POST /survey/api/v1/webhooks/{endpoint_id}/resend": (
+        {"since": "2026-01-01T00:00:00Z"}, ADAS,
+    ),
     # The co-deployed CRM's "my own account" (S7): the trust token only.
     "POST /survey/api/v1/internal/accounts-for-email": (
         {"email": "ada@example.com"}, {**dict.fromkeys(CALLERS, 401), "trusted": 200},

@@ -81,12 +81,16 @@ def submit_at(
     survey: Survey, questions: dict[str, Question], at: datetime.datetime, answers: dict[str, Any]
 ) -> Response:
     with mock.patch("django.utils.timezone.now", return_value=at):
-        return public_services.submit_response(
-            survey=survey,
-            invitation=None,
-            answers={questions[kind]: value for kind, value in answers.items()},
-            language="en",
-        )
+        return submit(survey, questions, answers)
+
+
+def submit(survey: Survey, questions: dict[str, Question], answers: dict[str, Any]) -> Response:
+    return public_services.submit_response(
+        survey=survey,
+        invitation=None,
+        answers={questions[kind]: value for kind, value in answers.items()},
+        language="en",
+    )
 
 
 def assert_summary_is_the_recount(
@@ -258,9 +262,14 @@ def test_i13_concurrent_submissions_and_merges_count_every_response_once(survey:
 
     def submit_five() -> None:
         for _ in range(5):
-            submit_at(survey, questions, FIRST_DAY, answers)
+            submit(survey, questions, answers)
 
-    with mock.patch.object(results_services, "MERGE_EVERY", 2):  # merges among submissions
+    # The clock is patched once around the threads: patched in each thread, the patches
+    # overlapped and one was never undone, freezing the clock of every later test.
+    with (
+        mock.patch("django.utils.timezone.now", return_value=FIRST_DAY),
+        mock.patch.object(results_services, "MERGE_EVERY", 2),  # merges among submissions
+    ):
         errors = run_together(*[submit_five] * 8)
 
     assert errors == []

@@ -14,6 +14,7 @@ from django.test import override_settings
 from kizuna.crm.integration import client
 from kizuna.crm.integration.client import Credentials, SurveyError, SurveyErrorCode
 from kizuna.identity.models import User
+from kizuna.lib.api_errors import ErrorCode
 from kizuna.survey.keys.services import get_or_create_key, regenerate_key
 from kizuna.survey.models import (
     AccountMember,
@@ -401,3 +402,18 @@ def test_a_survey_service_answering_nonsense_is_one_error_code(
 
 def test_credentials_never_show_the_key() -> None:
     assert "sck_secret" not in repr(Credentials("ada@example.com", "sck_secret"))
+
+
+# The way to the Survey service, which no API answer names.
+TRANSPORT = {"unreachable", "timeout", "server_error", "bad_answer"}
+# Codes the Survey API cannot send to the CRM's client: CRM API tokens, and bodies the
+# client always writes as JSON objects.
+NOT_FROM_SURVEY = {ErrorCode.INVALID_TOKEN, ErrorCode.INVALID_JSON, ErrorCode.BAD_REQUEST}
+
+
+def test_the_client_knows_the_one_list_of_api_error_codes() -> None:
+    # The client's codes are the APIs' shared list (kizuna/lib/api_errors.py) plus the way
+    # there: a code added to the APIs that the Survey can send fails here until the client
+    # (and its message for pages) knows it.
+    answered = {code.value for code in SurveyErrorCode} - TRANSPORT
+    assert answered == {code.value for code in ErrorCode} - NOT_FROM_SURVEY

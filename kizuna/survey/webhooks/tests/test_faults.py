@@ -41,6 +41,7 @@ from kizuna.testing.processes import (
     stop,
     wait_for,
 )
+from kizuna.testing.races import require_postgresql
 from kizuna.work.leases import WorkStatus
 from kizuna.work.models import WorkerProcess
 
@@ -52,8 +53,7 @@ TIMEOUT_SECONDS = 2
 
 @pytest.fixture(autouse=True)
 def _postgresql_only() -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("real worker processes racing need PostgreSQL")
+    require_postgresql("real worker processes racing need PostgreSQL")
 
 
 class Receiver:

@@ -58,6 +58,13 @@ MODULES = [
     Module("worker", "kizuna/work/workers.py", "kizuna/work/tests/test_worker.py"),
     Module("webhooks", "kizuna/survey/webhooks/services.py", "kizuna/survey/webhooks/tests"),
     Module("validation", "kizuna/survey/validation.py", "kizuna/survey/tests/test_validation.py"),
+    # The CRM's intake of Survey events and the D6 cut-off rule it applies (E4, D6); the
+    # reconciliation pull needs the real Survey service (live_server, in the test process).
+    Module(
+        "intake",
+        "kizuna/crm/integration/responses/services.py",
+        "kizuna/crm/integration/responses/tests kizuna/e2e/integration/test_reconciliation.py",
+    ),
     Module(
         "crm-access",
         "kizuna/crm/access.py",

@@ -1,9 +1,9 @@
 """The CRM's client of the Survey REST API (/survey/api/v1/ at SURVEY_URL).
 
 One typed function per endpoint the integration uses. Every failure is a
-SurveyError whose `code` is one of SurveyErrorCode: the Survey API's own error
-codes (kizuna/lib/api_errors.py) and those of the way there (unreachable, timeout,
-a 5xx, an answer that is not the contract). `message` is for people, in the active
+SurveyError whose `code` is either the Survey API's own error code (the one list of
+kizuna/lib/api_errors.ErrorCode) or a ClientErrorCode of the way there (unreachable,
+timeout, a 5xx, an answer that is not the contract). `message` is for people, in the active
 language. Only the co-deployed Survey service at SURVEY_URL is called, so its
 origin may be a loopback or private address; nothing here takes a URL a user typed.
 """
@@ -14,7 +14,7 @@ import datetime
 import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeAlias, TypeVar
 
 from django.conf import settings
 from django.utils.dateparse import parse_datetime
@@ -22,6 +22,7 @@ from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 from kizuna.lib import http
+from kizuna.lib.api_errors import ErrorCode
 
 API_PATH = "/survey/api/v1"
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -30,81 +31,74 @@ WEBHOOK_EVENTS = ("response.completed", "response.deleted", "invitation.opened")
 T = TypeVar("T")
 
 
-class SurveyErrorCode(enum.StrEnum):
-    """Why a call to the Survey service failed."""
+class ClientErrorCode(enum.StrEnum):
+    """Why a call failed on the way, before the Survey API could answer in its error language
+    (whose codes are kizuna.lib.api_errors.ErrorCode, the one list both APIs share)."""
 
-    # The Survey API's answers (kizuna.lib.api_errors.ErrorCode).
-    MISSING_CREDENTIALS = "missing_credentials"
-    UNKNOWN_EMAIL = "unknown_email"
-    WRONG_KEY = "wrong_key"
-    REVOKED_KEY = "revoked_key"
-    INVALID_TRUST_TOKEN = "invalid_trust_token"  # noqa: S105 - an error code, not a secret
-    INSUFFICIENT_ROLE = "insufficient_role"
-    PERMISSION_DENIED = "permission_denied"
-    NOT_FOUND = "not_found"
-    SURVEY_CLOSED = "survey_closed"
-    TOO_LARGE = "too_large"
-    INVALID = "invalid"
-    BATCH_TOO_LARGE = "batch_too_large"
-    THROTTLED = "throttled"
-    # The way there.
     UNREACHABLE = "unreachable"
     TIMEOUT = "timeout"
-    SERVER_ERROR = "server_error"
-    BAD_ANSWER = "bad_answer"
+    SERVER_ERROR = "server_error"  # a 5xx without an error body
+    BAD_ANSWER = "bad_answer"  # an answer that is not the contract
 
 
-MESSAGES: dict[SurveyErrorCode, Promise] = {
-    SurveyErrorCode.MISSING_CREDENTIALS: _("Enter the SC key and the email address it belongs to."),
-    SurveyErrorCode.UNKNOWN_EMAIL: _(
+# Every code a SurveyError can carry.
+FailureCode: TypeAlias = ErrorCode | ClientErrorCode
+
+
+MESSAGES: dict[FailureCode, Promise] = {
+    ErrorCode.INVALID_JSON: _("The Survey service could not read what the CRM sent."),
+    ErrorCode.BAD_REQUEST: _("The Survey service could not read what the CRM sent."),
+    ErrorCode.INVALID_TOKEN: _("The Survey service refused the CRM's credentials."),
+    ErrorCode.MISSING_CREDENTIALS: _("Enter the SC key and the email address it belongs to."),
+    ErrorCode.UNKNOWN_EMAIL: _(
         "No Survey account has a member with this email address. Use the address shown next "
         "to the SC key in Survey > Settings > SC key."
     ),
-    SurveyErrorCode.WRONG_KEY: _(
+    ErrorCode.WRONG_KEY: _(
         "This SC key is not the key of this email address. Copy it again from Survey > "
         "Settings > SC key."
     ),
-    SurveyErrorCode.REVOKED_KEY: _(
+    ErrorCode.REVOKED_KEY: _(
         "This SC key was regenerated in Survey and no longer works. Copy the new key from "
         "Survey > Settings > SC key and connect again."
     ),
-    SurveyErrorCode.INVALID_TRUST_TOKEN: _(
+    ErrorCode.INVALID_TRUST_TOKEN: _(
         "The Survey service does not trust this CRM: KIZUNA_TRUST_TOKEN must be the same on "
         "both services."
     ),
-    SurveyErrorCode.INSUFFICIENT_ROLE: _(
+    ErrorCode.INSUFFICIENT_ROLE: _(
         "The owner of this SC key is no longer an administrator of the Survey account. Use "
         "the key of an administrator."
     ),
-    SurveyErrorCode.PERMISSION_DENIED: _("The Survey service refused this."),
-    SurveyErrorCode.NOT_FOUND: _(
+    ErrorCode.PERMISSION_DENIED: _("The Survey service refused this."),
+    ErrorCode.NOT_FOUND: _(
         "The Survey account has no such survey or object any more (it may have been deleted)."
     ),
-    SurveyErrorCode.SURVEY_CLOSED: _(
+    ErrorCode.SURVEY_CLOSED: _(
         "This survey is closed and accepts no responses. Open it again in Survey first."
     ),
-    SurveyErrorCode.TOO_LARGE: _("Too much was sent to the Survey service at once."),
-    SurveyErrorCode.INVALID: _("The Survey service did not accept the values sent."),
-    SurveyErrorCode.BATCH_TOO_LARGE: _("Too many invitations were sent in one call."),
-    SurveyErrorCode.THROTTLED: _(
+    ErrorCode.TOO_LARGE: _("Too much was sent to the Survey service at once."),
+    ErrorCode.INVALID: _("The Survey service did not accept the values sent."),
+    ErrorCode.BATCH_TOO_LARGE: _("Too many invitations were sent in one call."),
+    ErrorCode.THROTTLED: _(
         "Too many attempts: the Survey service refuses more for a while. Try again later."
     ),
-    SurveyErrorCode.UNREACHABLE: _(
+    ClientErrorCode.UNREACHABLE: _(
         "The Survey service cannot be reached. Check that it is running (SURVEY_URL) and try again."
     ),
-    SurveyErrorCode.TIMEOUT: _("The Survey service did not answer in time. Try again in a moment."),
-    SurveyErrorCode.SERVER_ERROR: _(
+    ClientErrorCode.TIMEOUT: _("The Survey service did not answer in time. Try again in a moment."),
+    ClientErrorCode.SERVER_ERROR: _(
         "The Survey service had an internal error. Try again in a moment."
     ),
-    SurveyErrorCode.BAD_ANSWER: _("The Survey service gave an answer the CRM cannot read."),
+    ClientErrorCode.BAD_ANSWER: _("The Survey service gave an answer the CRM cannot read."),
 }
 # The codes saying that stored credentials no longer work: the connection needs a new key.
 CREDENTIAL_CODES = frozenset(
     {
-        SurveyErrorCode.UNKNOWN_EMAIL,
-        SurveyErrorCode.WRONG_KEY,
-        SurveyErrorCode.REVOKED_KEY,
-        SurveyErrorCode.INSUFFICIENT_ROLE,
+        ErrorCode.UNKNOWN_EMAIL,
+        ErrorCode.WRONG_KEY,
+        ErrorCode.REVOKED_KEY,
+        ErrorCode.INSUFFICIENT_ROLE,
     }
 )
 
@@ -114,7 +108,7 @@ class SurveyError(Exception):
 
     def __init__(
         self,
-        code: SurveyErrorCode,
+        code: FailureCode,
         *,
         status: int | None = None,
         detail: str = "",
@@ -328,7 +322,7 @@ def create_invitations(
     """
     if len(invitations) > MAX_INVITATIONS_PER_CALL:
         raise SurveyError(
-            SurveyErrorCode.BATCH_TOO_LARGE,
+            ErrorCode.BATCH_TOO_LARGE,
             detail=f"{len(invitations)} invitations; at most {MAX_INVITATIONS_PER_CALL} per call",
         )
     body = _call(
@@ -514,11 +508,11 @@ def _call(
             connect_timeout_seconds=min(CONNECT_TIMEOUT_SECONDS, timeout),
         )
     except http.RequestTimedOut as error:
-        raise SurveyError(SurveyErrorCode.TIMEOUT, detail=str(error)) from error
+        raise SurveyError(ClientErrorCode.TIMEOUT, detail=str(error)) from error
     except http.BodyTooLarge as error:
-        raise SurveyError(SurveyErrorCode.TOO_LARGE, detail=str(error)) from error
+        raise SurveyError(ErrorCode.TOO_LARGE, detail=str(error)) from error
     except http.OutboundError as error:
-        raise SurveyError(SurveyErrorCode.UNREACHABLE, detail=str(error)) from error
+        raise SurveyError(ClientErrorCode.UNREACHABLE, detail=str(error)) from error
     if result.status_code == 204:
         return (204, None) if with_status else None
     if 200 <= result.status_code < 300:
@@ -526,7 +520,7 @@ def _call(
             data = result.json()
         except ValueError as error:
             raise SurveyError(
-                SurveyErrorCode.BAD_ANSWER, status=result.status_code, detail="not JSON"
+                ClientErrorCode.BAD_ANSWER, status=result.status_code, detail="not JSON"
             ) from error
         return (result.status_code, data) if with_status else data
     raise _error(result)
@@ -540,11 +534,13 @@ def _error(result: http.Result) -> SurveyError:
     except (ValueError, KeyError, TypeError):
         code, detail, fields = "", result.content[:200].decode("utf-8", "replace"), None
     retry_after = result.headers.get("retry-after", "")
-    known = code in SurveyErrorCode.__members__.values()
-    if not known:
-        code = SurveyErrorCode.SERVER_ERROR if status >= 500 else SurveyErrorCode.BAD_ANSWER
+    known: FailureCode
+    if code in ErrorCode.__members__.values():
+        known = ErrorCode(code)
+    else:
+        known = ClientErrorCode.SERVER_ERROR if status >= 500 else ClientErrorCode.BAD_ANSWER
     return SurveyError(
-        SurveyErrorCode(code),
+        known,
         status=status,
         detail=detail,
         fields=fields if isinstance(fields, dict) else None,
@@ -557,7 +553,7 @@ def _read(build: Callable[[], T]) -> T:
     try:
         value: T = build()
     except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise SurveyError(SurveyErrorCode.BAD_ANSWER, detail=repr(error)) from error
+        raise SurveyError(ClientErrorCode.BAD_ANSWER, detail=repr(error)) from error
     return value
 
 

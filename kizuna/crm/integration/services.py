@@ -27,6 +27,7 @@ from kizuna.crm.integration.models import (
 from kizuna.crm.models import Organization
 from kizuna.identity.models import User
 from kizuna.lib import crypto
+from kizuna.lib.api_errors import ErrorCode
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -134,7 +135,7 @@ def _create_endpoint(credentials: Credentials, *, url: str) -> client.WebhookEnd
             credentials, url=url, description=str(_("Kizuna CRM integration"))
         )
     except SurveyError as error:
-        if error.code in (client.SurveyErrorCode.TIMEOUT, client.SurveyErrorCode.UNREACHABLE):
+        if error.code in (client.ClientErrorCode.TIMEOUT, client.ClientErrorCode.UNREACHABLE):
             # The Survey service may have created it before the answer was lost.
             _delete_endpoints_at(credentials, url)
         raise
@@ -153,7 +154,7 @@ def _delete_endpoint_quietly(credentials: Credentials, endpoint_id: int) -> None
     try:
         client.delete_webhook_endpoint(credentials, endpoint_id=endpoint_id)
     except SurveyError as error:
-        if error.code != client.SurveyErrorCode.NOT_FOUND:
+        if error.code != ErrorCode.NOT_FOUND:
             logger.warning("Could not delete webhook endpoint %s: %s", endpoint_id, error)
 
 

@@ -19,7 +19,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from kizuna.crm.access import get_organization_for_admin, signed_in_user
 from kizuna.crm.integration import client, forms, services, wizard
-from kizuna.crm.integration.client import Credentials, SurveyError, SurveyErrorCode
+from kizuna.crm.integration.client import Credentials, SurveyError
 from kizuna.crm.integration.models import (
     REFUSED_OUTCOMES,
     Connection,
@@ -35,14 +35,15 @@ from kizuna.crm.mail.models import EmailTemplate
 from kizuna.crm.mail.rendering import uses_namespace
 from kizuna.crm.models import Membership, Organization, Role
 from kizuna.lib import crypto
+from kizuna.lib.api_errors import ErrorCode
 
 HEALTH_WINDOW = datetime.timedelta(days=7)
 # Which field of the credentials form an error of the Survey service is about.
-CREDENTIAL_FIELDS = {
-    SurveyErrorCode.UNKNOWN_EMAIL: "email",
-    SurveyErrorCode.WRONG_KEY: "key",
-    SurveyErrorCode.REVOKED_KEY: "key",
-    SurveyErrorCode.INSUFFICIENT_ROLE: "key",
+CREDENTIAL_FIELDS: dict[client.FailureCode, str] = {
+    ErrorCode.UNKNOWN_EMAIL: "email",
+    ErrorCode.WRONG_KEY: "key",
+    ErrorCode.REVOKED_KEY: "key",
+    ErrorCode.INSUFFICIENT_ROLE: "key",
 }
 
 

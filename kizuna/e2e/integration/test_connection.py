@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 
 from kizuna.crm.audit.models import AuditAction, AuditEntry
 from kizuna.crm.integration import client, services
-from kizuna.crm.integration.client import Credentials, SurveyError, SurveyErrorCode
+from kizuna.crm.integration.client import Credentials, FailureCode, SurveyError
 from kizuna.crm.integration.models import (
     Connection,
     ConnectionMethod,
@@ -22,6 +22,7 @@ from kizuna.crm.integration.models import (
 from kizuna.crm.integration.services import IntegrationError
 from kizuna.crm.models import Contact, Lead, Organization
 from kizuna.identity.models import User
+from kizuna.lib.api_errors import ErrorCode
 from kizuna.survey.keys.services import regenerate_key
 from kizuna.survey.models import AccountMember, Portal, SurveyAccount
 from kizuna.survey.webhooks.models import WebhookEndpoint
@@ -128,9 +129,9 @@ def test_s5_a_portal_of_another_account_is_refused_and_nothing_saved(
 @pytest.mark.parametrize(
     ("email", "key_of", "code"),
     [
-        ("nobody@example.com", "ada", SurveyErrorCode.UNKNOWN_EMAIL),
-        ("ada@example.com", "carol", SurveyErrorCode.WRONG_KEY),
-        ("ada@example.com", "revoked", SurveyErrorCode.REVOKED_KEY),
+        ("nobody@example.com", "ada", ErrorCode.UNKNOWN_EMAIL),
+        ("ada@example.com", "carol", ErrorCode.WRONG_KEY),
+        ("ada@example.com", "revoked", ErrorCode.REVOKED_KEY),
     ],
 )
 def test_s4_a_refused_key_enables_nothing(
@@ -141,7 +142,7 @@ def test_s4_a_refused_key_enables_nothing(
     carol_credentials: Credentials,
     email: str,
     key_of: str,
-    code: SurveyErrorCode,
+    code: FailureCode,
 ) -> None:
     key = {"ada": ada_credentials.key, "carol": carol_credentials.key}.get(key_of)
     if key_of == "revoked":
@@ -167,7 +168,7 @@ def test_s9_the_survey_service_refusing_the_endpoint_enables_nothing(
     with pytest.raises(SurveyError) as refused:
         enable(organization, ada, ada_credentials)
 
-    assert refused.value.code == SurveyErrorCode.INVALID
+    assert refused.value.code == ErrorCode.INVALID
     assert not Connection.objects.exists()
     assert not WebhookEndpoint.objects.exists()
     assert not AuditEntry.objects.exists()
@@ -330,7 +331,7 @@ def test_k2_a_revoked_key_puts_the_connection_in_needs_reconnection_and_a_new_ke
     with pytest.raises(SurveyError) as refused:
         services.call_survey(connection, client.list_surveys)
 
-    assert refused.value.code == SurveyErrorCode.REVOKED_KEY
+    assert refused.value.code == ErrorCode.REVOKED_KEY
     connection.refresh_from_db()
     assert connection.state == ConnectionState.NEEDS_RECONNECTION
     assert connection.needs_reconnection_since is not None
@@ -384,6 +385,6 @@ def test_k2_a_wrong_new_key_does_not_reconnect(
     with pytest.raises(SurveyError) as refused:
         services.reconnect(organization=organization, by=ada, key="sck_not_the_key")
 
-    assert refused.value.code == SurveyErrorCode.WRONG_KEY
+    assert refused.value.code == ErrorCode.WRONG_KEY
     connection.refresh_from_db()
     assert connection.state == ConnectionState.NEEDS_RECONNECTION

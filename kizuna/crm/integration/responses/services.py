@@ -48,6 +48,7 @@ from kizuna.crm.integration.models import (
 from kizuna.crm.integration.services import IntegrationError, call_survey
 from kizuna.crm.models import Activity, ActivityKind, Contact, Lead, Organization
 from kizuna.identity.models import User
+from kizuna.lib.api_errors import ErrorCode
 from kizuna.work import leases
 
 logger = logging.getLogger(__name__)
@@ -294,7 +295,7 @@ def record_response(connection: Connection, data: Mapping[str, Any]) -> tuple[In
     submitted_at = _moment(data, "submitted_at")
     if not connection.accepts_submission_at(submitted_at):
         return IntakeOutcome.AFTER_CUT_OFF, submitted_at.isoformat()
-    survey_id, survey_title, portal_name = _survey(data)
+    survey_id, survey_title, _portal_name = _survey(data)
     answers = _answers(data)
     organization_id = connection.organization_id
     if SurveyResponse.objects.filter(connection=connection, response_id=response_id).exists():
@@ -312,26 +313,18 @@ def record_response(connection: Connection, data: Mapping[str, Any]) -> tuple[In
         .order_by("-created_at")
         .first()
     )
-    started_at = data.get("started_at")
-    try:
-        with transaction.atomic():
-            SurveyResponse.objects.create(
-                connection=connection,
-                organization_id=organization_id,
-                lead_id=lead_id,
-                contact_id=contact_id,
-                invitation=invitation,
-                response_id=response_id,
-                recipient_reference=reference[:200],
-                survey_id=survey_id,
-                survey_title=survey_title,
-                portal_name=portal_name[:200],
-                language=str(data.get("language", ""))[:16],
-                started_at=_moment(data, "started_at") if started_at else None,
-                submitted_at=submitted_at,
-                answers=answers,
-            )
-    except IntegrityError:
+    started_at = _moment(data, "started_at") if data.get("started_at") else None
+    stored = _store_response(
+        connection,
+        data,
+        lead_id=lead_id,
+        contact_id=contact_id,
+        invitation=invitation,
+        submitted_at=submitted_at,
+        started_at=started_at,
+        answers=answers,
+    )
+    if not stored:
         return IntakeOutcome.DUPLICATE, response_id
     if invitation is not None:
         SurveyInvitation.objects.filter(pk=invitation.pk, completed_at__isnull=True).update(
@@ -347,6 +340,45 @@ def record_response(connection: Connection, data: Mapping[str, Any]) -> tuple[In
         data={"response_id": response_id, "survey_id": survey_id},
     )
     return IntakeOutcome.RECORDED, ""
+
+
+def _store_response(
+    connection: Connection,
+    data: Mapping[str, Any],
+    *,
+    lead_id: int | None,
+    contact_id: int | None,
+    submitted_at: datetime.datetime,
+    answers: list[dict[str, Any]],
+    invitation: SurveyInvitation | None = None,
+    started_at: datetime.datetime | None = None,
+    deleted_at: datetime.datetime | None = None,
+) -> bool:
+    """The one place a SurveyResponse row is written, from an event's (or a pull's) `data`:
+    False when the connection has it already (a concurrent arrival won)."""
+    survey_id, survey_title, portal_name = _survey(data)
+    try:
+        with transaction.atomic():
+            SurveyResponse.objects.create(
+                connection=connection,
+                organization_id=connection.organization_id,
+                lead_id=lead_id,
+                contact_id=contact_id,
+                invitation=invitation,
+                response_id=str(data["response_id"])[:64],
+                recipient_reference=str(data.get("recipient_reference") or "")[:200],
+                survey_id=survey_id,
+                survey_title=survey_title,
+                portal_name=portal_name[:200],
+                language=str(data.get("language") or "")[:16],
+                started_at=started_at,
+                submitted_at=submitted_at,
+                answers=answers,
+                deleted_at=deleted_at,
+            )
+    except IntegrityError:
+        return False
+    return True
 
 
 def _keep_unmatched(
@@ -406,27 +438,19 @@ def delete_response(connection: Connection, data: Mapping[str, Any]) -> tuple[In
         submitted_at = _moment(data, "submitted_at")
         if not connection.accepts_submission_at(submitted_at):
             return IntakeOutcome.AFTER_CUT_OFF, submitted_at.isoformat()
-        survey_id, survey_title, portal_name = _survey(data)
         kind, pk = ours
         record = _record_of(organization_id, kind, pk)
         lead_id, contact_id = _record_ids(record) if record is not None else (None, None)
-        try:
-            with transaction.atomic():
-                SurveyResponse.objects.create(
-                    connection=connection,
-                    organization_id=organization_id,
-                    lead_id=lead_id,
-                    contact_id=contact_id,
-                    response_id=response_id,
-                    recipient_reference=reference[:200],
-                    survey_id=survey_id,
-                    survey_title=survey_title,
-                    portal_name=portal_name[:200],
-                    submitted_at=submitted_at,
-                    answers=[],
-                    deleted_at=now,
-                )
-        except IntegrityError:
+        stored = _store_response(
+            connection,
+            data,
+            lead_id=lead_id,
+            contact_id=contact_id,
+            submitted_at=submitted_at,
+            answers=[],
+            deleted_at=now,
+        )
+        if not stored:
             return IntakeOutcome.DUPLICATE, response_id
         return IntakeOutcome.RECORDED, "deleted before it was recorded"
     for response in recorded:
@@ -565,7 +589,7 @@ def run_reconciliation(row: Reconciliation) -> None:
         leases.mark_done(row)  # the FINAL row takes over
         return
     if not connection.is_enabled:
-        error = str(client.MESSAGES[client.SurveyErrorCode.REVOKED_KEY])
+        error = str(client.MESSAGES[ErrorCode.REVOKED_KEY])
         _after_run(row, error=error, recorded=0, now=now)
         return
     try:
@@ -615,7 +639,7 @@ def _finish_disabled(row: Reconciliation, connection: Connection) -> None:
                 try:
                     call_survey(connection, delete)
                 except SurveyError as error:
-                    if error.code != client.SurveyErrorCode.NOT_FOUND:
+                    if error.code != ErrorCode.NOT_FOUND:
                         raise
             Connection.objects.filter(pk=connection.pk).update(webhook_endpoint_deleted_at=now)
     except SurveyError as error:

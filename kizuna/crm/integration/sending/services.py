@@ -31,10 +31,10 @@ from django.utils.translation import gettext as _
 
 from kizuna.crm.integration import client
 from kizuna.crm.integration.client import (
+    ClientErrorCode,
     Credentials,
     InvitationRequest,
     SurveyError,
-    SurveyErrorCode,
     SurveyInfo,
 )
 from kizuna.crm.integration.models import (
@@ -49,6 +49,7 @@ from kizuna.crm.mail.extensions import MergeContext, PlaceholderError, PrepareCo
 from kizuna.crm.mail.models import EmailTemplate, SendBatch
 from kizuna.crm.models import Contact, Lead, Organization
 from kizuna.identity.models import User
+from kizuna.lib.api_errors import ErrorCode
 
 NAMESPACE = "survey"
 _SURVEY_ID = re.compile(r"^[0-9]{1,18}$")
@@ -56,10 +57,10 @@ _ANY_SURVEY_PLACEHOLDER = re.compile(r"\{\{\s*survey\.[A-Za-z0-9_\-]+\s*\}\}")
 # Survey service failures that may go away: a part prepared by the worker is retried.
 TEMPORARY_CODES = frozenset(
     {
-        SurveyErrorCode.UNREACHABLE,
-        SurveyErrorCode.TIMEOUT,
-        SurveyErrorCode.SERVER_ERROR,
-        SurveyErrorCode.THROTTLED,
+        ClientErrorCode.UNREACHABLE,
+        ClientErrorCode.TIMEOUT,
+        ClientErrorCode.SERVER_ERROR,
+        ErrorCode.THROTTLED,
     }
 )
 T = TypeVar("T")
@@ -198,7 +199,7 @@ def prepare_survey_links(
         if {invitation.recipient_reference for invitation in invitations} != set(by_reference):
             raise PlaceholderError(
                 _("Survey links could not be made, so nothing was sent: %(reason)s")
-                % {"reason": client.MESSAGES[SurveyErrorCode.BAD_ANSWER]},
+                % {"reason": client.MESSAGES[ClientErrorCode.BAD_ANSWER]},
                 temporary=True,
             )
         _keep_invitations(connection, survey, invitations, by_reference)

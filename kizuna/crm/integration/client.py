@@ -167,11 +167,18 @@ class SurveyInfo:
     public_link: str
 
 
+class MemberRole(enum.StrEnum):
+    """A member's role in a Survey account (POST /members `role`)."""
+
+    ADMINISTRATOR = "admin"
+    MEMBER = "member"
+
+
 @dataclass(frozen=True)
 class Member:
     email: str
     name: str
-    role: str  # "admin" or "member"
+    role: str  # a MemberRole
     is_active: bool  # False: a pending invitation to join the account
     expires_at: datetime.datetime | None
 
@@ -290,14 +297,15 @@ def list_members(credentials: Credentials) -> list[Member]:
 
 
 def invite_members(
-    credentials: Credentials, *, emails: Sequence[str], role: str = "member"
+    credentials: Credentials, *, emails: Sequence[str], role: MemberRole = MemberRole.MEMBER
 ) -> list[MemberInvitationResult]:
-    """Invite people to join the account (S6, S8); each is emailed and joins on accepting."""
+    """Invite people to join the account with `role` (S6, S8); each is emailed and joins
+    with that role on accepting."""
     body = _call(
         "POST",
         "/members",
         credentials=credentials,
-        json_body={"emails": list(emails), "role": role},
+        json_body={"emails": list(emails), "role": str(role)},
     )
     return _read(
         lambda: [

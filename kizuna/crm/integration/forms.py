@@ -84,7 +84,10 @@ class AdministratorsForm(forms.Form):
     add_all = forms.BooleanField(
         label=_("Add all CRM administrators to Survey"),
         required=False,
-        help_text=_("Those who are not Survey users yet are invited to the Survey account."),
+        help_text=_(
+            "Those who are not Survey users yet are invited to the Survey account as its "
+            "administrators."
+        ),
     )
 
 

@@ -4,6 +4,7 @@ behalf of a connection (a revoked key there puts the connection in "needs reconn
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -15,7 +16,7 @@ from django.utils.translation import gettext_lazy as _
 from kizuna.crm.audit.models import AuditAction
 from kizuna.crm.audit.services import record as record_audit
 from kizuna.crm.integration import client
-from kizuna.crm.integration.client import Credentials, SurveyError
+from kizuna.crm.integration.client import Credentials, MemberRole, SurveyError
 from kizuna.crm.integration.models import (
     Connection,
     ConnectionMethod,
@@ -271,10 +272,19 @@ def call_survey(connection: Connection, call: Callable[[Credentials], T]) -> T:
 
 
 def invite_survey_users(
-    *, connection: Connection, emails: Sequence[str]
+    *, connection: Connection, administrators: Sequence[str], members: Sequence[str] = ()
 ) -> list[client.MemberInvitationResult]:
     """Invite CRM users who are not Survey users yet to the connection's account (S6, S8):
-    each gets an email and becomes a member on accepting it."""
-    return call_survey(
-        connection, lambda credentials: client.invite_members(credentials, emails=emails)
-    )
+    each gets an email and joins on accepting it.
+
+    CRM administrators join as Survey administrators: they run the integration, and after
+    a key is regenerated (K2) only a Survey administrator can see the new SC key to
+    reconnect with (K1). Other users join as members. Roles of people who are already
+    in the account are the Survey administrators' business and never changed from here.
+    """
+    results: list[client.MemberInvitationResult] = []
+    for role, emails in ((MemberRole.ADMINISTRATOR, administrators), (MemberRole.MEMBER, members)):
+        if emails:
+            invite = functools.partial(client.invite_members, emails=emails, role=role)
+            results += call_survey(connection, invite)
+    return results

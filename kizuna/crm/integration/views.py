@@ -438,7 +438,7 @@ def _survey_users(organization: Organization, members: list[client.Member]) -> l
     return users
 
 
-def _emails_to_invite(state: SetupState, users: list[SurveyUser]) -> list[str]:
+def _users_to_invite(state: SetupState, users: list[SurveyUser]) -> list[SurveyUser]:
     if state.is_own_account:
         chosen = [
             u
@@ -451,7 +451,7 @@ def _emails_to_invite(state: SetupState, users: list[SurveyUser]) -> list[str]:
         ]
     else:
         chosen = [u for u in users if u.is_administrator] if state.add_all_administrators else []
-    return [u.membership.user.email for u in chosen if u.survey_state != "member"]
+    return [u for u in chosen if u.survey_state != "member"]
 
 
 def _step_users(
@@ -504,11 +504,11 @@ def _step_confirm(
     assert credentials is not None
     error = ""
     try:
-        emails = _emails_to_invite(
+        invitees = _users_to_invite(
             state, _survey_users(organization, client.list_members(credentials))
         )
     except SurveyError as failure:
-        emails, error = [], failure.message
+        invitees, error = [], failure.message
     if request.method == "POST" and not error:
         try:
             connection = services.enable(
@@ -527,21 +527,25 @@ def _step_confirm(
                 request,
                 _("The Survey integration is enabled: surveys can now be sent from the CRM."),
             )
-            if emails:
-                _invite(request, connection, emails)
+            if invitees:
+                _invite(request, connection, invitees)
             return _leave_setup(request)
     return _render_step(
         request,
         state,
         "confirm",
-        {"emails": emails, "error": error, "portals": state.chosen_portals()},
+        {"invitees": invitees, "error": error, "portals": state.chosen_portals()},
         status=502 if error else 200,
     )
 
 
-def _invite(request: HttpRequest, connection: Connection, emails: list[str]) -> None:
+def _invite(request: HttpRequest, connection: Connection, invitees: list[SurveyUser]) -> None:
     try:
-        results = services.invite_survey_users(connection=connection, emails=emails)
+        results = services.invite_survey_users(
+            connection=connection,
+            administrators=[u.membership.user.email for u in invitees if u.is_administrator],
+            members=[u.membership.user.email for u in invitees if not u.is_administrator],
+        )
     except SurveyError as error:
         messages.warning(
             request,

@@ -135,9 +135,15 @@ def test_s4_to_s9_another_users_account_step_by_step(
     carols = carol_account.portals.get()
     assert connection.portals == [{"id": carols.pk, "name": carols.name}]
     assert WebhookEndpoint.objects.get().account_id == carol_account.pk
+    # S6: CRM administrators join as Survey administrators (they reconnect after K2 with a
+    # key only Survey administrators see, K1).
     assert set(
-        MemberInvitation.objects.filter(account=carol_account).values_list("email", flat=True)
-    ) == {"ada@example.com", "erin@example.com"}
+        MemberInvitation.objects.filter(account=carol_account).values_list("email", "role")
+    ) == {
+        ("ada@example.com", MemberRole.ADMINISTRATOR),
+        ("erin@example.com", MemberRole.ADMINISTRATOR),
+    }
+    assert "erin@example.com (as a Survey administrator)" in text(confirm)
     assert AuditEntry.objects.filter(action=AuditAction.INTEGRATION_ENABLED, actor=ada).exists()
     assert "Invited to join the Survey account" in text(settings_page)
     assert "Carol&#x27;s Research" in text(settings_page)
@@ -280,8 +286,8 @@ def test_s7_s8_my_own_account_with_all_portals_and_all_administrators(
     assert connection.sc_email == "ada@example.com"
     assert len(connection.portals) == 2
     assert list(
-        MemberInvitation.objects.filter(account=ada_account).values_list("email", flat=True)
-    ) == ["erin@example.com"]
+        MemberInvitation.objects.filter(account=ada_account).values_list("email", "role")
+    ) == [("erin@example.com", MemberRole.ADMINISTRATOR)]
 
 
 def test_s7_an_administrator_of_several_accounts_picks_one(
@@ -323,14 +329,18 @@ def test_s8_chosen_users_are_registered_and_choosing_nobody_is_an_error(
     ada_client.post(step("portals"), {"use_all": "on"})
 
     nobody = ada_client.post(step("users"), {"who": "chosen"})
-    ada_client.post(step("users"), {"who": "chosen", "users": [bob.pk]})
+    ada_client.post(step("users"), {"who": "chosen", "users": [bob.pk, erin.pk]})
+    confirm = ada_client.get(step("confirm"))
     ada_client.post(step("confirm"))
 
     assert nobody.status_code == 422
     assert "Choose at least one user" in text(nobody)
-    assert list(
-        MemberInvitation.objects.filter(account=ada_account).values_list("email", flat=True)
-    ) == ["bob@example.com"]
+    # S8: a chosen administrator joins as a Survey administrator, a standard user as a member.
+    assert "bob@example.com (as a Survey member)" in text(confirm)
+    assert "erin@example.com (as a Survey administrator)" in text(confirm)
+    assert set(
+        MemberInvitation.objects.filter(account=ada_account).values_list("email", "role")
+    ) == {("bob@example.com", MemberRole.MEMBER), ("erin@example.com", MemberRole.ADMINISTRATOR)}
 
 
 # --- K2 --------------------------------------------------------------------------------------

@@ -317,6 +317,37 @@ _VALIDATORS: dict[str, Any] = {
 }
 
 
+def answer_labels(question: QuestionLike, value: Any) -> dict[str, list[dict[str, Any]] | None]:
+    """The labels of an answer as data, for programs (webhooks and the API), beside its text:
+    `choices` [{"key", "label"}] picked (choice kinds), `rows` [{"key", "label", "column":
+    {"key", "label"}}] answered (matrix, in the question's row order); None for other kinds.
+    Archived labels are included; a key without any label stands for itself."""
+    choices: list[dict[str, Any]] | None = None
+    rows: list[dict[str, Any]] | None = None
+    kind = question.kind
+    if kind in {"single_choice", "dropdown", "multiple_choice"} and value is not None:
+        labels = _labels(question, "choices")
+        keys = value if isinstance(value, list) else [value]
+        choices = [{"key": str(key), "label": labels.get(str(key), str(key))} for key in keys]
+    elif kind == "matrix" and isinstance(value, dict):
+        row_labels = _labels(question, "rows")
+        columns = _labels(question, "columns")
+        ordered = [key for key in row_labels if key in value]
+        ordered += [key for key in value if key not in row_labels]
+        rows = [
+            {
+                "key": key,
+                "label": row_labels.get(key, key),
+                "column": {
+                    "key": str(value[key]),
+                    "label": columns.get(str(value[key]), str(value[key])),
+                },
+            }
+            for key in ordered
+        ]
+    return {"choices": choices, "rows": rows}
+
+
 def answer_display(question: QuestionLike, value: Any) -> str:
     """A stored answer as text, with the labels it had (archived ones included)."""
     if value is None:

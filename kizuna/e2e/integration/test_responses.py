@@ -164,6 +164,79 @@ def test_e4_a_response_through_a_personal_link_is_recorded_on_the_lead_once(
     assert connection.last_event_at is not None
 
 
+def test_e1_matrix_labels_arrive_as_data_even_when_they_hold_the_separators_of_the_text(
+    connection: Connection, lead: Lead, ada_survey: Survey, questions: dict[str, Question]
+) -> None:
+    matrix = questions["matrix"]
+    matrix.options = {
+        "rows": [
+            {"key": "speed", "label": "Speed: first reply"},
+            {"key": "price", "label": "a; b"},
+        ],
+        "columns": [{"key": "ok", "label": "Fine; mostly"}, {"key": "ko", "label": "Poor: 1/5"}],
+    }
+    matrix.save(update_fields=["options"])
+
+    answer(invite(connection, lead, ada_survey), answers_for(questions))
+    run_worker()
+
+    published = Delivery.objects.get(event_type="response.completed").payload["data"]
+    sent = next(item for item in published["answers"] if item["question"]["kind"] == "matrix")
+    assert sent["rows"] == [
+        {
+            "key": "speed",
+            "label": "Speed: first reply",
+            "column": {"key": "ok", "label": "Fine; mostly"},
+        },
+        {"key": "price", "label": "a; b", "column": {"key": "ko", "label": "Poor: 1/5"}},
+    ]
+    choice = next(
+        item for item in published["answers"] if item["question"]["kind"] == "single_choice"
+    )
+    assert (choice["choices"], choice["rows"]) == ([{"key": "good", "label": "Good"}], None)
+    recorded = SurveyResponse.objects.get(lead=lead)
+    kept = next(item for item in recorded.answers if item["kind"] == "matrix")
+    assert kept["rows"] == [["Speed: first reply", "Fine; mostly"], ["a; b", "Poor: 1/5"]]
+
+
+def test_e1_a_matrix_answer_of_an_event_sent_before_labels_were_data_is_read_from_its_text(
+    connection: Connection, lead: Lead, ada_survey: Survey
+) -> None:
+    event = completed_event(connection, lead, ada_survey)
+    event["data"]["answers"] = [
+        {
+            "question": {"id": 7, "kind": "matrix", "text": "Rate each", "position": 0},
+            "value": {"speed": "ok", "price": "ko"},
+            "display": "Speed: Fine; Price: Poor",
+        }
+    ]
+
+    assert post_event(connection, event).status_code == 200
+
+    [kept] = SurveyResponse.objects.get(lead=lead).answers
+    assert kept["rows"] == [["Speed", "Fine"], ["Price", "Poor"]]
+
+
+def test_e4_a_matrix_answer_whose_rows_are_not_labels_is_refused_and_not_recorded(
+    connection: Connection, lead: Lead, ada_survey: Survey
+) -> None:
+    event = completed_event(connection, lead, ada_survey)
+    event["data"]["answers"] = [
+        {
+            "question": {"id": 7, "kind": "matrix", "text": "Rate each", "position": 0},
+            "value": {"speed": "ok"},
+            "display": "Speed: Fine",
+            "choices": None,
+            "rows": [{"key": "speed"}],
+        }
+    ]
+
+    refused = post_event(connection, event)
+
+    assert refused.status_code == 400
+    assert not SurveyResponse.objects.exists()
+
+
 def test_e4_a_replayed_delivery_is_acknowledged_and_recorded_once(
     connection: Connection, lead: Lead, ada_survey: Survey, questions: dict[str, Question]
 ) -> None:

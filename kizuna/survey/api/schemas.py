@@ -116,11 +116,70 @@ class InvitationPage(Schema):
     next_cursor: str | None
 
 
-class ResponsePage(Schema):
-    items: list[dict[str, Any]] = Field(
-        description="Each item is the `data` of a response.completed event "
-        "(kizuna/contracts/schemas/response.completed.json)."
+class LabelOut(Schema):
+    key: str = Field(description="The stable key stored in `value`.")
+    label: str = Field(description="Its label (archived labels included).")
+
+
+class MatrixRowOut(Schema):
+    key: str
+    label: str
+    column: LabelOut = Field(description="The column picked in this row.")
+
+
+class QuestionRefOut(Schema):
+    id: int
+    kind: str = Field(
+        description="single_choice, multiple_choice, dropdown, short_text, long_text, number, "
+        "email, date, rating, nps or matrix."
     )
+    text: str = Field(description="The question as the respondent read it.")
+    position: int
+
+
+class AnswerOut(Schema):
+    question: QuestionRefOut
+    value: Any = Field(
+        description="The stored value: a choice key (single_choice, dropdown), a list of "
+        "choice keys (multiple_choice), text, a number, an ISO date (date), an integer "
+        "(rating, nps), or {row key: column key} (matrix)."
+    )
+    display: str = Field(description="The answer as text for people, with the labels.")
+    choices: list[LabelOut] | None = Field(
+        description="single_choice, dropdown, multiple_choice: the choices picked, in the "
+        "order stored, each with its label; null for other kinds."
+    )
+    rows: list[MatrixRowOut] | None = Field(
+        description="matrix: each answered row with its label and the column picked, in the "
+        "question's row order; null for other kinds."
+    )
+
+
+class SurveyRefOut(Schema):
+    id: int
+    public_id: str
+    title: str
+    portal: PortalOut
+
+
+class ResponseOut(Schema):
+    """A response as the `data` of a response.completed event
+    (kizuna/contracts/schemas/response.completed.json)."""
+
+    response_id: str = Field(description="A UUID, unique: record each response once.")
+    account_id: int
+    survey: SurveyRefOut
+    recipient_reference: str = Field(
+        description="The invitation's recipient reference; empty for the public link."
+    )
+    language: str
+    started_at: str | None = Field(description="UTC, ISO 8601 with Z.")
+    submitted_at: str = Field(description="UTC, ISO 8601 with Z. Rule D6 is decided by it.")
+    answers: list[AnswerOut]
+
+
+class ResponsePage(Schema):
+    items: list[ResponseOut] = Field(description="In submission order.")
     next_cursor: str | None
 
 

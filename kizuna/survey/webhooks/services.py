@@ -29,7 +29,7 @@ from kizuna.lib import http as outbound
 from kizuna.survey.audit import services as audit
 from kizuna.survey.audit.models import AuditAction
 from kizuna.survey.models import Invitation, Response, Survey, SurveyAccount
-from kizuna.survey.validation import answer_display
+from kizuna.survey.validation import answer_display, answer_labels
 from kizuna.survey.webhooks.models import (
     Delivery,
     DeliveryAttempt,
@@ -68,8 +68,9 @@ def _survey_payload(survey: Survey) -> dict[str, Any]:
 def response_payload(response: Response) -> dict[str, Any]:
     """The `data` of response.completed and response.deleted (contracts/schemas/).
 
-    Every answer carries its question (id, kind, text) and both its stored value
-    and its text for people, so the receiver needs no other call to show it.
+    Every answer carries its question (id, kind, text), its stored value, its text for
+    people and its labels as data (`choices`, or a matrix's `rows` with their columns), so
+    the receiver needs no other call to show it and never parses the text.
     """
     survey = response.survey
     if "answers" in getattr(response, "_prefetched_objects_cache", {}):
@@ -99,6 +100,7 @@ def response_payload(response: Response) -> dict[str, Any]:
                 },
                 "value": answer.value,
                 "display": answer_display(answer.question, answer.value),
+                **answer_labels(answer.question, answer.value),
             }
             for answer in answers
         ],

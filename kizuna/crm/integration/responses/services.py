@@ -206,18 +206,24 @@ def _answers(data: Mapping[str, Any]) -> list[dict[str, Any]]:
         except (KeyError, TypeError, ValueError):
             raise BadEvent("an answer is not an object with its question") from None
         if item["kind"] == "matrix":
-            item["rows"] = matrix_rows(item["value"], item["display"])
+            item["rows"] = matrix_rows(answer.get("rows"), item["value"], item["display"])
         kept.append(item)
     return sorted(kept, key=lambda item: (item["position"], item["question_id"]))
 
 
-def matrix_rows(value: Any, display: str) -> list[list[str]]:
+def matrix_rows(rows: Any, value: Any, display: str) -> list[list[str]]:
     """[[row label, column label], ...] of a matrix answer.
 
-    The Survey service writes the labels into `display` as "row: column; row: column" in
-    the order of the value's rows; when that cannot be read back (a label holding "; "),
-    the keys stand in for the labels.
+    The Survey service sends the labels as data (`rows`: [{"key", "label", "column": {"key",
+    "label"}}]). Events sent before it did (still in its outbox, or replayed) have only
+    `display`, "row: column; row: column" in the order of the value's rows: that is read
+    back, and when it cannot be (a label holding "; "), the keys stand in for the labels.
     """
+    if isinstance(rows, list):
+        try:
+            return [[str(row["label"]), str(row["column"]["label"])] for row in rows]
+        except (KeyError, TypeError):
+            raise BadEvent("a matrix row is not an object with its label and column") from None
     if not isinstance(value, dict):
         return []
     parts = display.split("; ") if display else []

@@ -44,6 +44,19 @@ def test_response_events_match_their_schema(subscribed, survey: Survey, event_ty
     body = published(event_type)
     assert contracts.errors(body, contracts.schema(event_type)) == []
     assert body["data"]["answers"][-1]["display"] == "Price: Good"
+    assert body["data"]["answers"][-1]["rows"] == [
+        {"key": "price", "label": "Price", "column": {"key": "good", "label": "Good"}}
+    ]
+    assert body["data"]["answers"][-1]["choices"] is None
+
+
+@pytest.mark.parametrize("event_type", ["response.completed", "response.deleted"])
+def test_an_event_sent_before_labels_were_data_still_matches_its_schema(event_type):
+    body = contracts.example(event_type)
+    for item in body["data"]["answers"]:
+        del item["choices"], item["rows"]
+
+    assert contracts.errors(body, contracts.schema(event_type)) == []
 
 
 def test_response_of_an_anonymous_link_matches_the_schema(subscribed, survey: Survey):

@@ -5,7 +5,8 @@ For each database, in a child process of its own (SQLite in a fresh data dir at 
 size; PostgreSQL, database `bench_survey_results`, at every size):
 
 1. migrates and creates one survey of eleven questions, one of each type;
-2. grows it to each size (default 100,000 then 1,000,000 responses, about 10 answers each:
+2. grows it to each size (one survey per size, kept by --reuse with the database; default
+   100,000 and 1,000,000 responses, about 10 answers each:
    one question in ten left unanswered) with COPY on PostgreSQL and executemany on SQLite,
    responses over the last 365 days inserted in time order, then counts them with
    `rebuild_summary` (the `kizuna rebuild_survey_summaries` command; timed);
@@ -19,7 +20,7 @@ size; PostgreSQL, database `bench_survey_results`, at every size):
    summary.
 
     .venv/bin/python bench/survey_results.py [--sizes 100000,1000000] [--reuse] [--write]
-        [--no-sqlite] [--no-postgresql]
+        [--no-sqlite] [--no-postgresql] [--fill-only]
 
 `make bench QUICK=1`: 20,000 responses. Records P6-* in docs/benchmarks.json.
 """
@@ -211,10 +212,63 @@ def answer_set(questions: dict[str, Any]) -> dict[Any, Any]:
     }
 
 
+# What the counters cost before issue #13's second pass, rebuilt for comparison in the same run:
+# one row of nine parameters per figure in a VALUES list, and foreign keys (constraints checked
+# at each commit, and indexes) from the counters to the survey and question
+_PREVIOUS_SCHEMA = [
+    "ALTER TABLE survey_results_dailyanswercount ADD CONSTRAINT bench_previous_survey "
+    "FOREIGN KEY (survey_id) REFERENCES survey_survey (id) DEFERRABLE INITIALLY DEFERRED NOT VALID",
+    "ALTER TABLE survey_results_dailyanswercount ADD CONSTRAINT bench_previous_question "
+    "FOREIGN KEY (question_id) REFERENCES survey_question (id) DEFERRABLE INITIALLY DEFERRED "
+    "NOT VALID",
+    "CREATE INDEX bench_previous_survey ON survey_results_dailyanswercount (survey_id)",
+    "CREATE INDEX bench_previous_question ON survey_results_dailyanswercount (question_id)",
+]
+_PREVIOUS_SCHEMA_UNDONE = [
+    "ALTER TABLE survey_results_dailyanswercount DROP CONSTRAINT IF EXISTS bench_previous_survey",
+    "ALTER TABLE survey_results_dailyanswercount DROP CONSTRAINT IF EXISTS bench_previous_question",
+    "DROP INDEX IF EXISTS bench_previous_survey",
+    "DROP INDEX IF EXISTS bench_previous_question",
+]
+_PREVIOUS_ROW = (
+    "(%s::bigint, %s::bigint, %s::date, %s::text, %s::bigint, %s::bigint, %s::float8, "
+    "%s::float8, %s::float8)"
+)
+
+
+def previous_count_response(*, response: Any, answers: Any) -> None:
+    """count_response as it was before (PostgreSQL): the same figures, one VALUES row each."""
+    from django.db import connection, transaction
+
+    from kizuna.survey.results import services
+
+    figures: dict[Any, list[Any]] = {(None, ""): [1, 0, 0.0, None, None]}
+    for question, value in answers:
+        if value is not None:
+            for figure in services.answer_figures(question.kind, value):
+                services._add_up(figures, question.pk, figure)
+    day = services.summary_day(response.submitted_at)
+    survey_id = response.survey_id
+    rows = [[survey_id, q, day, key, *figure] for (q, key), figure in figures.items()]
+    params = [value for row in rows for value in row]
+    params.append(services._LOCK_PREFIX + survey_id)
+    columns = "survey_id, question_id, day, key, count, numbers, total, minimum, maximum"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO survey_results_dailyanswercount ({columns}) SELECT v.* FROM (VALUES "
+            f"{', '.join([_PREVIOUS_ROW] * len(rows))}) AS v ({columns}) CROSS JOIN "
+            "(SELECT pg_advisory_xact_lock_shared(%s)) AS survey_lock",
+            params,
+        )
+    if services._chance.random() * services.MERGE_EVERY < 1:
+        transaction.on_commit(lambda: services.merge_counters(survey_id=survey_id, day=day))
+
+
 def submission_cost(survey: Any, questions: dict[str, Any], count: int) -> dict[str, float]:
-    """Submissions per second with the counters and without them (the baseline), alternating
-    blocks in one run, sequential and from 8 threads."""
-    from django.db import connections
+    """Submissions per second without the counters (the baseline), with them, and (PostgreSQL)
+    with the counters as they were before (`previous_count_response` and its schema),
+    alternating blocks in one run, sequential and from 8 threads."""
+    from django.db import connection, connections
 
     from kizuna.survey.public import services as public
 
@@ -229,8 +283,20 @@ def submission_cost(survey: Any, questions: dict[str, Any], count: int) -> dict[
             public.submit_response(survey=survey, invitation=None, answers=answers, language="ja")
         connections.close_all()
 
-    def rate(threads: int, with_counters: bool) -> float:
-        public.count_response = counting if with_counters else skip
+    def schema(statements: list[str]) -> None:
+        with connection.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement)
+
+    modes: dict[str, Callable[..., None]] = {"without": skip, "with": counting}
+    if connection.vendor == "postgresql":
+        modes["previous"] = previous_count_response
+        schema(_PREVIOUS_SCHEMA_UNDONE)
+
+    def rate(threads: int, mode: str) -> float:
+        if mode == "previous":
+            schema(_PREVIOUS_SCHEMA)
+        public.count_response = modes[mode]
         each = max(count // threads, 1)
         workers = [threading.Thread(target=submit_many, args=(each,)) for _ in range(threads)]
         start = time.perf_counter()
@@ -240,18 +306,41 @@ def submission_cost(survey: Any, questions: dict[str, Any], count: int) -> dict[
             worker.join()
         elapsed = time.perf_counter() - start
         public.count_response = counting
+        if mode == "previous":
+            schema(_PREVIOUS_SCHEMA_UNDONE)
         return each * threads / elapsed
 
     figures: dict[str, list[float]] = {}
     for _round in range(3):
         for threads in (1, 8):
-            for with_counters in (False, True):
-                key = f"{'with' if with_counters else 'without'}_counters_{threads}_threads"
-                figures.setdefault(key, []).append(rate(threads, with_counters))
+            for mode in modes:
+                key = f"{mode}_counters_{threads}_threads"
+                figures.setdefault(key, []).append(rate(threads, mode))
     return {key: statistics.median(values) for key, values in figures.items()}
 
 
-def child(sizes: list[int], repeat: int) -> None:
+def bench_survey(account: Any, size: int) -> Any:
+    """The survey of eleven questions, one of each type, grown to `size` responses: one per
+    size, so that --reuse keeps each size as it was measured."""
+    from kizuna.survey.models import Question, Survey
+
+    survey, created = Survey.objects.get_or_create(
+        portal=account.portals.get(), title=f"Pulse {size}", defaults={"language": "en"}
+    )
+    if created:
+        for position, kind in enumerate(KINDS):
+            options: dict[str, Any] = {}
+            if kind in {"single_choice", "multiple_choice", "dropdown"}:
+                options = {"choices": CHOICES}
+            elif kind == "matrix":
+                options = {"rows": ROWS, "columns": COLUMNS}
+            Question.objects.create(
+                survey=survey, kind=kind, text=f"About {kind}", options=options, position=position
+            )
+    return survey
+
+
+def child(sizes: list[int], repeat: int, *, fill_only: bool = False) -> None:
     import django
 
     django.setup()
@@ -262,7 +351,7 @@ def child(sizes: list[int], repeat: int) -> None:
     from django.urls import reverse
 
     from kizuna.identity.models import User
-    from kizuna.survey.models import Answer, Question, Response, Survey
+    from kizuna.survey.models import Answer, Response, SurveyAccount
     from kizuna.survey.public import services as public
     from kizuna.survey.results import summaries
     from kizuna.survey.results.services import rebuild_summary
@@ -272,23 +361,10 @@ def child(sizes: list[int], repeat: int) -> None:
     call_command("createcachetable", verbosity=0)
     owner, created = User.objects.get_or_create(email="bench-results@example.com")
     if created:
-        account = create_account(name="Bench", owner=owner)
-        survey = Survey.objects.create(portal=account.portals.get(), title="Pulse", language="en")
-        for position, kind in enumerate(KINDS):
-            options: dict[str, Any] = {}
-            if kind in {"single_choice", "multiple_choice", "dropdown"}:
-                options = {"choices": CHOICES}
-            elif kind == "matrix":
-                options = {"rows": ROWS, "columns": COLUMNS}
-            Question.objects.create(
-                survey=survey, kind=kind, text=f"About {kind}", options=options, position=position
-            )
-    survey = Survey.objects.get(portal__account__members__user=owner)
-    questions = {q.kind: q for q in survey.questions.all()}
+        create_account(name="Bench", owner=owner)
+    account = SurveyAccount.objects.get(members__user=owner)
     client = Client(HTTP_HOST="localhost")
     client.force_login(owner)
-    summary_url = reverse("survey:survey_results:summary", args=[survey.pk])
-    export_url = reverse("survey:survey_results:export", args=[survey.pk])
     today = datetime.date.today()
     last_30_days = {
         "date_from": (today - datetime.timedelta(days=29)).isoformat(),
@@ -297,6 +373,10 @@ def child(sizes: list[int], repeat: int) -> None:
     out: dict[str, Any] = {"vendor": connection.vendor, "sizes": {}}
 
     for index, size in enumerate(sizes):
+        survey = bench_survey(account, size)
+        questions = {q.kind: q for q in survey.questions.all()}
+        summary_url = reverse("survey:survey_results:summary", args=[survey.pk])
+        export_url = reverse("survey:survey_results:export", args=[survey.pk])
         figures: dict[str, Any] = {}
         existing = Response.objects.filter(survey=survey).count()
         if existing < size:
@@ -305,6 +385,8 @@ def child(sizes: list[int], repeat: int) -> None:
             start = time.perf_counter()
             rebuild_summary(survey=survey)
             figures["rebuild_s"] = time.perf_counter() - start
+        if fill_only:
+            continue
         responses = Response.objects.filter(survey=survey)
         figures["responses"] = responses.count()
         if connection.vendor == "postgresql":
@@ -312,8 +394,8 @@ def child(sizes: list[int], repeat: int) -> None:
                 cursor.execute("ANALYZE")
         figures["answers"] = Answer.objects.filter(response__survey=survey).count()
 
-        def summary(query: dict[str, str] | None = None) -> None:
-            page = client.get(summary_url, query or {})
+        def summary(query: dict[str, str] | None = None, url: str = summary_url) -> None:
+            page = client.get(url, query or {})
             assert page.status_code == 200, page.status_code
 
         with CaptureQueriesContext(connection) as captured:
@@ -328,7 +410,7 @@ def child(sizes: list[int], repeat: int) -> None:
 
         if index == 0:
             sys.path.insert(0, str(ROOT))
-            from kizuna.survey.tests.results_recount import recount
+            from kizuna.testing.results_recount import recount
 
             start = time.perf_counter()
             recount(survey, responses)
@@ -388,7 +470,9 @@ def child(sizes: list[int], repeat: int) -> None:
 # --- the parent: runs the children, records the figures ----------------------------------------
 
 
-def run_child(sizes: list[int], repeat: int, env: dict[str, str]) -> dict[str, Any]:
+def run_child(
+    sizes: list[int], repeat: int, env: dict[str, str], *, fill_only: bool = False
+) -> dict[str, Any]:
     command = [
         sys.executable,
         str(Path(__file__)),
@@ -397,6 +481,7 @@ def run_child(sizes: list[int], repeat: int, env: dict[str, str]) -> dict[str, A
         ",".join(map(str, sizes)),
         "--repeat",
         str(repeat),
+        *(["--fill-only"] if fill_only else []),
     ]
     done = subprocess.run(command, env=env, cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True)
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -411,12 +496,15 @@ def main() -> None:
     parser.add_argument("--no-postgresql", action="store_true")
     parser.add_argument("--write", action="store_true", help="record in docs/benchmarks.json")
     parser.add_argument("--note", default="", help="added to every recorded figure")
+    parser.add_argument(
+        "--fill-only", action="store_true", help="grow the surveys (with --reuse), measure nothing"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     default = "20000" if quick() else "100000,1000000"
     sizes = [int(size) for size in (args.sizes or default).split(",")]
     if args.child:
-        child(sizes, args.repeat)
+        child(sizes, args.repeat, fill_only=args.fill_only)
         return
 
     base_env = {
@@ -431,7 +519,7 @@ def main() -> None:
     results: dict[str, Any] = {}
     if not args.no_sqlite:
         env = {**base_env, "KIZUNA_DATA_DIR": tempfile.mkdtemp(prefix="kizuna-bench-results-")}
-        results["sqlite"] = run_child(sizes[:1], args.repeat, env)
+        results["sqlite"] = run_child(sizes[:1], args.repeat, env, fill_only=args.fill_only)
     with nullcontext(None) if args.no_postgresql else _postgres(args.reuse) as url:
         if url:
             env = {
@@ -439,7 +527,7 @@ def main() -> None:
                 "DATABASE_URL": url,
                 "KIZUNA_DATA_DIR": tempfile.mkdtemp(prefix="kizuna-bench-results-"),
             }
-            results["postgresql"] = run_child(sizes, args.repeat, env)
+            results["postgresql"] = run_child(sizes, args.repeat, env, fill_only=args.fill_only)
     print(json.dumps(results, indent=2))
     if args.write:
         write(results, note=args.note)

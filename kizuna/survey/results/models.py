@@ -26,8 +26,21 @@ class DailyAnswerCount(models.Model):
     picked in them.
     """
 
-    survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="+")
-    question = models.ForeignKey(Question, on_delete=models.CASCADE, null=True, related_name="+")
+    # Neither foreign key constraints nor indexes of their own: each submission inserts about
+    # 20 rows, and each constraint is a check (and a row lock on the survey or question) at its
+    # commit, each index one more insert. Deleting a survey or question still deletes its rows
+    # (Django cascades, finding them by the index below).
+    survey = models.ForeignKey(
+        Survey, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
+    )
+    question = models.ForeignKey(
+        Question,
+        on_delete=models.CASCADE,
+        null=True,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
     day = models.DateField()
     key = models.TextField(blank=True)
     count = models.BigIntegerField(default=0)

@@ -37,9 +37,12 @@ MERGE_EVERY = 32
 _chance = random.Random()
 _TABLE = DailyAnswerCount._meta.db_table
 _COLUMNS = "survey_id, question_id, day, key, count, numbers, total, minimum, maximum"
-_PG_ROW = (
-    "(%s::bigint, %s::bigint, %s::date, %s::text, %s::bigint, %s::bigint, %s::float8, "
-    "%s::float8, %s::float8)"
+# PostgreSQL: the figures as one array per column, so the statement's text is the same for
+# every submission and its parameters are a few arrays, not nine per row
+_PG_INSERT = (
+    f"INSERT INTO {_TABLE} (survey_id, day, question_id, key, count, numbers, total, minimum, "  # noqa: S608
+    "maximum) SELECT %s::bigint, %s::date, f.* FROM unnest(%s::bigint[], %s::text[], "
+    "%s::bigint[], %s::bigint[], %s::float8[], %s::float8[], %s::float8[]) AS f"
 )
 
 # One figure: key, count, numbers, total, minimum, maximum
@@ -99,28 +102,35 @@ def _insert(*, survey_id: int, day: datetime.date, figures: Figures, shared_lock
     """Add counter rows (negative numbers take away) in one INSERT, which never waits for
     another transaction's rows as an UPDATE of a shared row would. `shared_lock`: the survey's
     shared advisory lock is taken by the same statement (PostgreSQL)."""
-    rows = [
-        [survey_id, question_id, day, key, *figure]
-        for (question_id, key), figure in figures.items()
-    ]
-    if not rows:
+    if not figures:
         return
-    params = [value for row in rows for value in row]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            values = ", ".join([_PG_ROW] * len(rows))
-            lock = ""
+            columns: list[list[Any]] = [[], [], [], [], [], [], []]
+            for (question_id, key), (count, numbers, total, minimum, maximum) in figures.items():
+                columns[0].append(question_id)
+                columns[1].append(key)
+                columns[2].append(count)
+                columns[3].append(numbers)
+                columns[4].append(total)
+                columns[5].append(minimum)
+                columns[6].append(maximum)
+            sql = _PG_INSERT
+            params: list[Any] = [survey_id, day, *columns]
             if shared_lock:
-                lock = " CROSS JOIN (SELECT pg_advisory_xact_lock_shared(%s)) AS survey_lock"
+                sql += ", (SELECT pg_advisory_xact_lock_shared(%s)) AS survey_lock"
                 params.append(_LOCK_PREFIX + survey_id)
-            cursor.execute(
-                f"INSERT INTO {_TABLE} ({_COLUMNS}) SELECT v.* FROM (VALUES {values}) "  # noqa: S608
-                f"AS v ({_COLUMNS}){lock}",
-                params,
-            )
+            cursor.execute(sql, params)
         else:
+            rows = [
+                [survey_id, question_id, day, key, *figure]
+                for (question_id, key), figure in figures.items()
+            ]
             values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
-            cursor.execute(f"INSERT INTO {_TABLE} ({_COLUMNS}) VALUES {values}", params)  # noqa: S608
+            cursor.execute(
+                f"INSERT INTO {_TABLE} ({_COLUMNS}) VALUES {values}",  # noqa: S608
+                [value for row in rows for value in row],
+            )
 
 
 def count_response(*, response: Response, answers: Iterable[tuple[Question, Any]]) -> None:
@@ -195,7 +205,9 @@ def _uncount_response(response: Response) -> None:
             numbers[question_id] = float(value)
     start, end = _day_bounds(day)
     for question_id, number in numbers.items():
-        rows = DailyAnswerCount.objects.filter(question_id=question_id, day=day, key="")
+        rows = DailyAnswerCount.objects.filter(
+            survey_id=response.survey_id, day=day, question_id=question_id, key=""
+        )
         held = rows.aggregate(smallest=Min("minimum"), largest=Max("maximum"))
         if number not in (held["smallest"], held["largest"]):
             continue

@@ -28,8 +28,8 @@ from kizuna.survey.results import services as results_services
 from kizuna.survey.results import summaries
 from kizuna.survey.results.models import DailyAnswerCount
 from kizuna.survey.tests.respondent import add_question
-from kizuna.survey.tests.results_recount import recount, responses_per_day
 from kizuna.testing.races import require_postgresql, run_together
+from kizuna.testing.results_recount import recount, responses_per_day
 
 KINDS = [
     "single_choice",

@@ -40,6 +40,7 @@ from kizuna.survey.models import Question, Response, Survey
 from kizuna.survey.results.services import delete_response
 from kizuna.survey.webhooks.models import Delivery
 from kizuna.survey.webhooks.services import signed_headers
+from kizuna.testing.races import require_postgresql, run_together
 from kizuna.work.leases import WorkStatus
 
 pytestmark = pytest.mark.usefixtures("survey_service")
@@ -278,6 +279,27 @@ def test_e4_a_replayed_webhook_id_is_acknowledged_and_ignored(
     assert (second.status_code, second.json()) == (200, {"outcome": "duplicate"})
     assert SurveyResponse.objects.filter(lead=lead).count() == 1
     assert IntakeEvent.objects.filter(event_id="msg_same").count() == 1
+
+
+def test_e4_one_response_delivered_twice_at_once_under_two_webhook_ids_is_recorded_once(
+    connection: Connection, lead: Lead, ada_survey: Survey
+) -> None:
+    require_postgresql("needs two writers at once")
+    event = completed_event(connection, lead, ada_survey)
+    answers: list[httpx.Response] = []
+
+    errors = run_together(
+        lambda: answers.append(post_event(connection, event, message_id="msg_first")),
+        lambda: answers.append(post_event(connection, event, message_id="msg_second")),
+    )
+
+    assert errors == []
+    assert sorted((a.status_code, a.json()["outcome"]) for a in answers) == [
+        (200, "duplicate"),
+        (200, "recorded"),
+    ]
+    assert SurveyResponse.objects.filter(lead=lead).count() == 1
+    assert Activity.objects.filter(kind=ActivityKind.SURVEY_RESPONDED, lead=lead).count() == 1
 
 
 def test_e4_a_tampered_webhook_is_refused_401_recorded_for_the_admin_and_not_recorded(

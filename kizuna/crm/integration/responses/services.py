@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Exists, Q, Subquery
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext_lazy as _
@@ -145,6 +145,8 @@ def _refuse(
 
 def _touch(connection: Connection) -> None:
     now = timezone.now()
+    if connection.last_event_at and connection.last_event_at >= now - LAST_EVENT_RESOLUTION:
+        return  # recent enough as the request found it: no UPDATE per event of a backlog
     Connection.objects.filter(
         Q(last_event_at__isnull=True) | Q(last_event_at__lt=now - LAST_EVENT_RESOLUTION),
         pk=connection.pk,
@@ -284,6 +286,44 @@ def _record_ids(record: Lead | Contact) -> tuple[int | None, int | None]:
     return None, record.pk
 
 
+def _invited(kind: str, pk: int) -> Q:
+    """The invitations sent to the record a reference names: through the record's own
+    index, where the organization's alone reads every invitation it ever sent."""
+    return Q(lead_id=pk) if kind == "lead" else Q(contact_id=pk)
+
+
+def _recipient_of(
+    connection: Connection,
+    kind: str,
+    pk: int,
+    *,
+    response_id: str,
+    survey_id: int,
+    reference: str,
+) -> tuple[Lead | Contact | None, bool, int | None]:
+    """The lead or contact, whether this response is recorded already and the id of the
+    invitation it answers, in one query: a backlog is recorded one delivery per request, and
+    each round trip to the database is a share of its rate."""
+    organization_id = connection.organization_id
+    recorded = SurveyResponse.objects.filter(connection=connection, response_id=response_id)
+    invitation = (
+        SurveyInvitation.objects.of(organization_id)
+        .filter(_invited(kind, pk), survey_id=survey_id, recipient_reference=reference)
+        .order_by("-created_at")
+        .values("pk")[:1]
+    )
+    model: type[Lead] | type[Contact] = Lead if kind == "lead" else Contact
+    record = (
+        model.objects.of(organization_id)
+        .filter(pk=pk)
+        .annotate(response_recorded=Exists(recorded), invitation_pk=Subquery(invitation))
+        .first()
+    )
+    if record is None:
+        return None, recorded.exists(), None
+    return record, record.response_recorded, record.invitation_pk
+
+
 def record_response(connection: Connection, data: Mapping[str, Any]) -> tuple[IntakeOutcome, str]:
     """Record a response.completed `data` (from a webhook or a pull); the outcome and why.
 
@@ -304,36 +344,32 @@ def record_response(connection: Connection, data: Mapping[str, Any]) -> tuple[In
     survey_id, survey_title, _portal_name = _survey(data)
     answers = _answers(data)
     organization_id = connection.organization_id
-    if SurveyResponse.objects.filter(connection=connection, response_id=response_id).exists():
-        return IntakeOutcome.DUPLICATE, response_id
     kind, pk = ours
-    record = _record_of(organization_id, kind, pk)
+    record, recorded, invitation_id = _recipient_of(
+        connection, kind, pk, response_id=response_id, survey_id=survey_id, reference=reference
+    )
+    if recorded:
+        return IntakeOutcome.DUPLICATE, response_id
     if record is None:
         return _keep_unmatched(
             connection, response_id, reference, survey_id, survey_title, submitted_at, answers
         )
     lead_id, contact_id = _record_ids(record)
-    invitation = (
-        SurveyInvitation.objects.of(organization_id)
-        .filter(survey_id=survey_id, recipient_reference=reference)
-        .order_by("-created_at")
-        .first()
-    )
     started_at = _moment(data, "started_at") if data.get("started_at") else None
     stored = _store_response(
         connection,
         data,
         lead_id=lead_id,
         contact_id=contact_id,
-        invitation=invitation,
+        invitation_id=invitation_id,
         submitted_at=submitted_at,
         started_at=started_at,
         answers=answers,
     )
     if not stored:
         return IntakeOutcome.DUPLICATE, response_id
-    if invitation is not None:
-        SurveyInvitation.objects.filter(pk=invitation.pk, completed_at__isnull=True).update(
+    if invitation_id is not None:
+        SurveyInvitation.objects.filter(pk=invitation_id, completed_at__isnull=True).update(
             completed_at=submitted_at
         )
     _timeline(
@@ -356,7 +392,7 @@ def _store_response(
     contact_id: int | None,
     submitted_at: datetime.datetime,
     answers: list[dict[str, Any]],
-    invitation: SurveyInvitation | None = None,
+    invitation_id: int | None = None,
     started_at: datetime.datetime | None = None,
     deleted_at: datetime.datetime | None = None,
 ) -> bool:
@@ -370,7 +406,7 @@ def _store_response(
                 organization_id=connection.organization_id,
                 lead_id=lead_id,
                 contact_id=contact_id,
-                invitation=invitation,
+                invitation_id=invitation_id,
                 response_id=str(data["response_id"])[:64],
                 recipient_reference=str(data.get("recipient_reference") or "")[:200],
                 survey_id=survey_id,
@@ -486,9 +522,10 @@ def record_opened(connection: Connection, data: Mapping[str, Any]) -> tuple[Inta
     if not connection.accepts_submission_at(opened_at):
         return IntakeOutcome.AFTER_CUT_OFF, opened_at.isoformat()
     survey_id, survey_title, _portal = _survey(data)
+    kind, pk = ours
     invitation = (
         SurveyInvitation.objects.of(connection.organization_id)
-        .filter(survey_id=survey_id, recipient_reference=reference)
+        .filter(_invited(kind, pk), survey_id=survey_id, recipient_reference=reference)
         .select_related("lead")
         .order_by("-created_at")
         .first()

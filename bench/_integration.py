@@ -1,0 +1,337 @@
+"""What the integration benchmarks (bench/integration_*.py, issue #7) share.
+
+A co-deployed Kizuna (CRM and Survey in one deployment, one database, as `kizuna serve` runs
+them): gunicorn gthread on loopback for the web and a separate `kizuna worker` process the
+benchmark starts and stops (what `kizuna serve` runs as its child). This process has Django
+set up on the same database: it builds the world, generates load and watches the CRM's rows.
+
+The world: Ada administers the CRM organization "Bench" and the Survey account "Bench
+surveys"; a survey of four questions (NPS, choice, matrix, short text); the integration is
+enabled through the Survey API like the wizard's Submit (services.enable: a webhook endpoint at
+the Survey service pointing at the CRM's intake URL); N leads, each with a personal invitation
+made through the Survey API 1,000 per call.
+
+Each benchmark runs one database per process (Django is set up once per process): `main()` of
+a benchmark calls `per_database()`, which runs the script again with `--child DATABASE` and
+collects the JSON line it prints last.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from _harness import BIN, ROOT, free_port, gunicorn, kizuna_env, postgres_database, stop, wait_up
+
+PASSWORD = "bench-password-0123456789"  # a throw-away database
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, as `uptime` shows them."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def per_database(script: str, databases: list[str], extra: list[str]) -> dict[str, dict[str, Any]]:
+    """Run `script --child DATABASE` for each of `databases` ("postgresql", "sqlite"); the
+    JSON object each printed last, by database. PostgreSQL gets a fresh database."""
+    results: dict[str, dict[str, Any]] = {}
+    for database in databases:
+        name = "bench_integration_" + Path(script).stem.removeprefix("integration_")
+        if database == "postgresql":
+            with postgres_database(name) as url:
+                if url is None:
+                    continue
+                results[database] = _child(script, url, extra)
+        else:
+            results[database] = _child(script, "", extra)
+    return results
+
+
+def _child(script: str, url: str, extra: list[str]) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, script, "--child", url or "sqlite", *extra],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    for line in lines[:-1]:
+        print(line, flush=True)
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+@dataclass
+class World:
+    survey_id: int
+    questions: dict[str, int]  # kind -> question id
+    connection_id: int
+    lead_ids: list[int]
+    tokens: dict[int, str]  # lead id -> invitation token at the Survey service
+
+
+class Deployment:
+    """Kizuna on loopback (web in gunicorn, the worker started and stopped on demand) and
+    Django set up in this process on the same database."""
+
+    def __init__(self, database_url: str, *, port: int = 0, web_processes: int = 2) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.data_dir = tempfile.mkdtemp(prefix="kizuna-bench-integration-")
+        extra = {
+            "KIZUNA_BIND": f"127.0.0.1:{self.port}",
+            "KIZUNA_BASE_URL": self.url,
+            "SURVEY_URL": self.url,
+            "KIZUNA_WEBHOOK_ALLOWED_ORIGINS": self.url,
+            # Every respondent of the benchmark comes from 127.0.0.1 and answers at once.
+            "KIZUNA_SURVEY_SUBMIT_RATE": "100000000/600",
+            "KIZUNA_SURVEY_PAGE_RATE": "100000000/600",
+            "KIZUNA_SURVEY_MIN_SECONDS": "0",
+            "PYTHONUNBUFFERED": "1",
+        }
+        if database_url:
+            extra["DATABASE_URL"] = database_url
+        self.env = kizuna_env(self.data_dir, **extra)
+        self.web_processes = web_processes
+        # Stopped by a signal, the servers still stop (__exit__ runs).
+        signal.signal(signal.SIGTERM, lambda *_args: sys.exit(1))
+        os.environ.clear()
+        os.environ.update(self.env)
+        import django
+        from django.core.management import call_command
+
+        django.setup()
+        import logging
+
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        call_command("migrate", verbosity=0)
+        call_command("createcachetable", verbosity=0)
+        self.web: subprocess.Popen[bytes] | None = None
+        self.worker: subprocess.Popen[bytes] | None = None
+
+    @property
+    def vendor(self) -> str:
+        from django.db import connection
+
+        return str(connection.vendor)
+
+    def start_web(self) -> None:
+        self.web = gunicorn(
+            "kizuna.wsgi:application", self.port, self.env, workers=self.web_processes
+        )
+        wait_up(self.url + "/survey/api/v1/openapi.json", timeout=90)
+
+    def start_worker(self, *, concurrency: int = 8, interval: float = 1.0) -> None:
+        """`kizuna worker` as `kizuna serve` starts it (default concurrency 8)."""
+        self.worker = subprocess.Popen(
+            [
+                str(BIN / "kizuna"),
+                "worker",
+                "--worker-id",
+                "bench",
+                "--concurrency",
+                str(concurrency),
+                "--interval",
+                str(interval),
+            ],
+            env=self.env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def stop_worker(self) -> None:
+        if self.worker is not None:
+            stop(self.worker)
+            self.worker = None
+
+    def close(self) -> None:
+        self.stop_worker()
+        if self.web is not None:
+            stop(self.web)
+            self.web = None
+
+    def __enter__(self) -> Deployment:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+MATRIX = {
+    "rows": [{"key": "speed", "label": "Speed"}, {"key": "price", "label": "Price"}],
+    "columns": [{"key": "good", "label": "Good"}, {"key": "poor", "label": "Poor"}],
+}
+CHOICES = [{"key": k, "label": k.upper()} for k in ("a", "b", "c", "d")]
+
+
+def set_up_world(*, leads: int, invite: bool = True) -> World:
+    """Ada, her organization and Survey account, a survey, the integration enabled through
+    the Survey API (the web must be up), `leads` leads with a personal invitation each."""
+    from django.utils import timezone
+
+    from kizuna.crm.integration import client, services
+    from kizuna.crm.integration.client import Credentials
+    from kizuna.crm.integration.models import Connection, ConnectionMethod, SurveyInvitation
+    from kizuna.crm.models import Lead, Membership, Organization, Role
+    from kizuna.identity.models import User
+    from kizuna.survey.keys.services import get_or_create_key
+    from kizuna.survey.models import AccountMember, Question, Survey
+    from kizuna.survey.services import create_account
+
+    ada = User.objects.create_user("ada@example.com", PASSWORD, full_name="Ada Bench")
+    organization = Organization.objects.create(name="Bench")
+    Membership.objects.create(organization=organization, user=ada, role=Role.ADMINISTRATOR)
+    account = create_account(name="Bench surveys", owner=ada)
+    survey = Survey.objects.create(
+        portal=account.portals.first(), title="Bench survey", language="en", created_by=ada
+    )
+    specs: list[tuple[str, dict[str, Any]]] = [
+        ("nps", {}),
+        ("single_choice", {"choices": CHOICES}),
+        ("matrix", MATRIX),
+        ("short_text", {}),
+    ]
+    questions = {
+        kind: Question.objects.create(
+            survey=survey, kind=kind, text=kind, options=options, position=n, is_required=True
+        ).pk
+        for n, (kind, options) in enumerate(specs)
+    }
+    member = AccountMember.objects.get(account=account, user=ada)
+    key = get_or_create_key(member=member, by=ada).reveal()
+    connection: Connection = services.enable(
+        organization=organization,
+        by=ada,
+        credentials=Credentials(email=ada.email, key=key),
+        method=ConnectionMethod.OTHER_ACCOUNT,
+        uses_all_portals=True,
+    )
+    created = Lead.objects.bulk_create(
+        Lead(
+            organization=organization,
+            family_name=f"Family{n}",
+            given_name=f"Given{n}",
+            email=f"lead{n}@example.com",
+        )
+        for n in range(leads)
+    )
+    tokens: dict[int, str] = {}
+    if invite:
+        for start in range(0, len(created), 1000):
+            part = created[start : start + 1000]
+            made = client.create_invitations(
+                connection.credentials(),
+                survey_id=survey.pk,
+                invitations=[
+                    client.InvitationRequest(
+                        recipient_reference=connection.recipient_reference(lead), email=lead.email
+                    )
+                    for lead in part
+                ],
+            )
+            now = timezone.now()
+            SurveyInvitation.objects.bulk_create(
+                SurveyInvitation(
+                    connection=connection,
+                    organization_id=organization.pk,
+                    lead=lead,
+                    survey_id=survey.pk,
+                    survey_title=survey.title,
+                    recipient_reference=invitation.recipient_reference,
+                    email=invitation.email,
+                    survey_token=invitation.token,
+                    link=invitation.link,
+                    sent_at=now,
+                    expires_at=invitation.expires_at,
+                )
+                for lead, invitation in zip(part, made, strict=True)
+            )
+            tokens.update(
+                (lead.pk, invitation.token) for lead, invitation in zip(part, made, strict=True)
+            )
+    return World(
+        survey_id=survey.pk,
+        questions=questions,
+        connection_id=connection.pk,
+        lead_ids=[lead.pk for lead in created],
+        tokens=tokens,
+    )
+
+
+def form_answers(world: World, number: int) -> dict[str, Any]:
+    """What a respondent posts on the public page (varied a little per respondent)."""
+    q = world.questions
+    return {
+        f"q{q['nps']}": str(number % 11),
+        f"q{q['single_choice']}": "abcd"[number % 4],
+        f"q{q['matrix']}-speed": "good",
+        f"q{q['matrix']}-price": "poor" if number % 2 else "good",
+        f"q{q['short_text']}": f"Answer number {number}: quick and friendly, thank you.",
+        "page": "1",
+        "action": "submit",
+    }
+
+
+def submit_in_process(world: World, lead_ids: list[int]) -> None:
+    """Respondents of `lead_ids` submit through the Survey's own service (what the public page
+    calls): the response and its delivery row in one transaction, as after a real submit."""
+    from kizuna.survey import validation
+    from kizuna.survey.models import Invitation, Question, Survey
+    from kizuna.survey.public.services import submit_response
+
+    survey = Survey.objects.select_related("portal__account").get(pk=world.survey_id)
+    questions = {q.pk: q for q in Question.objects.filter(survey=survey)}
+    by_token = {
+        invitation.token: invitation
+        for invitation in Invitation.objects.filter(token__in=[world.tokens[pk] for pk in lead_ids])
+    }
+    for number, lead_id in enumerate(lead_ids):
+        form = form_answers(world, number)
+        answers = {}
+        for question in questions.values():
+            name = f"q{question.pk}"
+            if question.kind == "matrix":
+                raw: Any = {row: [form[f"{name}-{row}"]] for row in ("speed", "price")}
+            else:
+                raw = [form[name]]
+            answers[question] = validation.validate_answer(question, raw)
+        submit_response(
+            survey=survey,
+            invitation=by_token[world.tokens[lead_id]],
+            answers=answers,
+            language="en",
+        )
+
+
+def analyze() -> None:
+    """Fresh planner statistics after a bulk load (what autovacuum does within a minute)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+
+
+def wait_until(condition: Any, *, timeout: float, interval: float = 0.05) -> float:
+    """Seconds until `condition()` is true; RuntimeError after `timeout`."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise RuntimeError(f"not done after {timeout} s")
+        time.sleep(interval)
+    return time.monotonic() - started

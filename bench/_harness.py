@@ -10,7 +10,8 @@ record of the last run of each figure:
      "target", "met", "note"}]}
 
 `docs/benchmarks.md` keeps the tables and what limits each figure. `quick()` is true under
-`make bench QUICK=1` (every benchmark small enough for the whole run to finish in minutes).
+`make bench QUICK=1` (every benchmark small enough for the whole run to finish in minutes);
+its figures go to var/benchmarks-quick.json, never over those of a full run.
 """
 
 from __future__ import annotations
@@ -25,20 +26,27 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 RESULTS = ROOT / "docs" / "benchmarks.json"
+QUICK_RESULTS = ROOT / "var" / "benchmarks-quick.json"
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 
 
 def quick() -> bool:
     """True under `make bench QUICK=1`: use the small sizes."""
     return os.environ.get("KIZUNA_BENCH_QUICK", "") not in ("", "0")
+
+
+def recording() -> bool:
+    """True under `make bench`: every benchmark records its figures (`record()`) as if it
+    had been given its --record (or --write) option."""
+    return os.environ.get("KIZUNA_BENCH_RECORD", "") not in ("", "0")
 
 
 def free_port() -> int:
@@ -104,13 +112,125 @@ def gunicorn(
     )
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the process group, then wait."""
+def kizuna(
+    args: list[str], env: dict[str, str], *, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """A `kizuna <args>` process (a worker, `serve`) in its own session, output to `log`."""
+    output = log.open("ab") if log is not None else subprocess.DEVNULL
+    return subprocess.Popen(
+        [str(BIN / "kizuna"), *args],
+        env=env,
+        cwd=ROOT,
+        stdout=output,
+        stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def stop(process: subprocess.Popen[bytes], *, timeout: float = 30) -> None:
+    """SIGTERM to the process group, then wait (SIGKILL after `timeout` seconds)."""
     try:
         os.killpg(process.pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    process.wait(timeout=30)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=timeout)
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The peak resident set of one process so far (VmHWM in /proc), in MB (2**20 bytes)."""
+    for line in (Path("/proc") / str(pid) / "status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for process {pid}")
+
+
+def children(pid: int) -> list[int]:
+    """The living descendants of `pid` (a gunicorn master's workers)."""
+    return [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and _descends_from(int(entry.name), pid)
+    ]
+
+
+def load_average() -> str:
+    """The machine's load averages (1, 5, 15 minutes), to record beside each figure."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.1f} / {five:.1f} / {fifteen:.1f}"
+
+
+def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> float:
+    """Poll `condition` until true; the seconds it took. RuntimeError naming `what` on timeout."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.01)
+    return time.monotonic() - started
+
+
+# A real SMTP server for the mail benchmarks: aiosmtpd in a process of its own (not a
+# thread of the benchmark, whose Python would share its GIL), writing the Message-ID of
+# each message it accepts as one line of a file.
+
+
+class SmtpSink:
+    """An aiosmtpd server in a child process; `message_ids()` reads what it accepted."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.path = directory / f"smtp-{self.port}.ids"
+        self.path.write_text("")
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "smtp-sink", str(self.port), str(self.path)],
+            cwd=ROOT,
+            start_new_session=True,
+        )
+        wait_for(self._listening, timeout=30, what="the SMTP server to listen")
+
+    def _listening(self) -> bool:
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def message_ids(self) -> list[str]:
+        return self.path.read_text().splitlines()
+
+    def count(self) -> int:
+        with self.path.open("rb") as file:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: file.read(1 << 16), b""))
+
+    def clear(self) -> None:
+        self.path.write_text("")
+
+    def stop(self) -> None:
+        stop(self.process)
+
+
+def _run_smtp_sink(port: int, path: str) -> None:
+    import re
+
+    from aiosmtpd.controller import Controller
+
+    message_id = re.compile(rb"^Message-ID:\s*(\S+)", re.IGNORECASE | re.MULTILINE)
+    # Opened for appending: clear() truncates the file under it.
+    output = Path(path).open("ab", buffering=0)  # noqa: SIM115
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            head = envelope.content.split(b"\r\n\r\n", 1)[0]
+            found = message_id.search(head)
+            output.write((found.group(1) if found else b"-") + b"\n")
+            return "250 OK"
+
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    controller.stop()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -191,12 +311,17 @@ def record(
     ratio: float | None = None,
     note: str = "",
 ) -> None:
-    """Merge one figure into docs/benchmarks.json (replacing the figure of the same id)."""
+    """Merge one figure into docs/benchmarks.json (replacing the figure of the same id).
+
+    A quick run (`make bench QUICK=1`, small sizes) writes var/benchmarks-quick.json instead:
+    its figures do not replace those of a full run.
+    """
+    path = QUICK_RESULTS if quick() else RESULTS
     data: dict[str, Any] = {"machine": "", "date": "", "results": []}
-    if RESULTS.exists():
-        data = json.loads(RESULTS.read_text(encoding="utf-8"))
+    if path.exists():
+        data = json.loads(path.read_text(encoding="utf-8"))
     data["machine"] = machine()
-    data["date"] = datetime.date.today().isoformat()
+    data["date"] = datetime.datetime.now(datetime.UTC).date().isoformat()
     figure = {
         "id": id,
         "value": round(value, 3),
@@ -209,4 +334,10 @@ def record(
     }
     results = [item for item in data.get("results", []) if item.get("id") != id]
     data["results"] = sorted([*results, figure], key=lambda item: item["id"])
-    RESULTS.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["smtp-sink"]:
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    _run_smtp_sink(int(sys.argv[2]), sys.argv[3])

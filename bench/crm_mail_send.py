@@ -1,81 +1,125 @@
-"""CRM bulk send: Kizuna's outbox + worker handler against raw smtplib, same SMTP server, same run.
+"""CRM bulk mail (issue 11, P3): Kizuna's outbox and `kizuna worker` against raw smtplib.
 
-An aiosmtpd server on loopback (a thread of this process) receives N messages
-twice:
+Both send to the same aiosmtpd server (a process of its own on loopback), in the same run,
+with the same number of SMTP connections in parallel (--connections, default: the threads
+of the worker's mail lane):
 
-1. raw smtplib: one connection, N `sendmail()` calls of prebuilt messages (the
-   floor: no database, no rendering);
-2. Kizuna: `queue_emails()` renders and queues N outbox rows in one transaction,
-   then `run_due_work()` (what `kizuna worker` runs) claims them under a lease and
-   sends each with the fenced two-step handoff, marking it sent with its timeline
-   entry.
+1. Kizuna: `queue_emails()` renders and queues N messages to N leads in one transaction
+   (what the compose page runs), then a real `kizuna worker` process, started and idle
+   beforehand, claims them under leases and sends each with the fenced two-step handoff
+   (transport.py), marking it sent with its timeline entry. The clock runs from the call
+   of queue_emails() until the server holds N messages and every row is marked sent;
+   the server must hold each row's Message-ID exactly once.
+2. The baseline: the very bytes of those N messages (built beforehand, not timed) sent with
+   raw smtplib `sendmail()`, one thread and one kept-open connection per connection of the
+   worker, the messages shared out between them.
 
-The database is a fresh SQLite file in a temporary data dir unless DATABASE_URL
-is set (then that database is used as it is: point it at a scratch database).
-Results are printed and, with --record, appended to docs/benchmarks.md.
+Figures: P3-sqlite and P3-postgresql (Kizuna's msg/s over the baseline's, target >= 0.7),
+and P5-worker-rss-mb, the worker's peak RSS (VmHWM in /proc) at the end of the send.
+Each database runs in a child process of its own (Django is set up once per process).
 
-    .venv/bin/python bench/crm_mail_send.py [--count 1000] [--record]
+    .venv/bin/python bench/crm_mail_send.py [--count 10000] [--databases sqlite,postgresql]
+        [--connections N] [--record]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import smtplib
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
-from email.message import EmailMessage
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _harness import free_port, machine  # noqa: E402
+from _harness import (  # noqa: E402
+    SmtpSink,
+    cpu_seconds,
+    kizuna,
+    kizuna_env,
+    load_average,
+    machine,
+    peak_rss_mb,
+    postgres_database,
+    quick,
+    record,
+    recording,
+    stop,
+    wait_for,
+)
+
+PG_DATABASE = "bench_crm_mail"
+TARGET_RATIO = 0.7
+TARGET_RSS_MB = 150.0
 
 
-class Counter:
-    def __init__(self) -> None:
-        self.count = 0
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server, session, envelope) -> str:
-        with self.lock:
-            self.count += 1
-        return "250 OK"
+Envelope = tuple[str, list[str], bytes]
 
 
-def raw_smtplib(port: int, count: int) -> float:
-    messages = []
-    for i in range(count):
-        message = EmailMessage()
-        message["From"] = "Ada Lovelace <kizuna@localhost>"
-        message["To"] = f"Given{i} Family{i} <lead{i}@example.com>"
-        message["Subject"] = f"Hello Given{i}"
-        message.set_content(f"Dear Given{i} Family{i} of Company {i}\n")
-        message.add_alternative(f"<p>Dear Given{i} Family{i} of Company {i}</p>", subtype="html")
-        messages.append(message)
+def raw_smtplib(port: int, envelopes: list[Envelope], connections: int) -> float:
+    """Seconds to send `envelopes` over `connections` kept-open connections in parallel."""
+    parts = [envelopes[number::connections] for number in range(connections)]
+    clients = [smtplib.SMTP("127.0.0.1", port) for _ in parts]
+    for client in clients:
+        client.ehlo()
+    errors: list[BaseException] = []
+
+    def send(client: smtplib.SMTP, part: list[Envelope]) -> None:
+        try:
+            for sender, recipients, data in part:
+                client.sendmail(sender, recipients, data)
+        except BaseException as error:  # reported by the main thread
+            errors.append(error)
+
+    threads = [
+        threading.Thread(target=send, args=(client, part))
+        for client, part in zip(clients, parts, strict=True)
+    ]
     started = time.perf_counter()
-    with smtplib.SMTP("127.0.0.1", port) as smtp:
-        for message in messages:
-            smtp.send_message(message)
-    return time.perf_counter() - started
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    for client in clients:
+        client.quit()
+    if errors:
+        raise errors[0]
+    return seconds
 
 
-def kizuna_outbox(count: int) -> tuple[float, float]:
-    from django.urls import reverse
+def child(count: int, connections: int | None, directory: Path) -> dict[str, Any]:
+    """One database: the Kizuna send through a worker process, then the baseline."""
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
 
     from kizuna.crm.mail import services, transport
     from kizuna.crm.mail.models import OutgoingMessage
     from kizuna.crm.models import Lead, Organization
     from kizuna.identity.models import User
     from kizuna.work import leases
+    from kizuna.work.leases import WorkStatus
 
-    reverse("crm_mail:unsubscribe", args=["warm-up"])  # load the URLconf outside the timings
-    organization = Organization.objects.create(name=f"Bench {time.time()}")
-    sender = User.objects.create_user(f"bench-{time.time()}@example.com", "x", full_name="Ada")
+    call_command("migrate", verbosity=0)
+    lane_threads = next(
+        registration.concurrency
+        for registration in leases.registrations()
+        if registration.model is OutgoingMessage
+    )
+    connections = connections or lane_threads or 1
+    organization = Organization.objects.create(name="Bench")
+    sender = User.objects.create_user("ada@example.com", "x" * 20, full_name="Ada Lovelace")
     leads = Lead.objects.bulk_create(
         Lead(
             organization=organization,
@@ -86,89 +130,178 @@ def kizuna_outbox(count: int) -> tuple[float, float]:
         )
         for i in range(count)
     )
-    started = time.perf_counter()
-    batch = services.queue_emails(
-        organization=organization,
-        sender=sender,
-        module="leads",
-        records=leads,
-        subject="Hello {{ lead.given_name }}",
-        body_html="<p>Dear {{ lead.full_name }} of {{ lead.company }}</p>",
-        body_text="",
+
+    sink = SmtpSink(directory)
+    env = kizuna_env(
+        os.environ["KIZUNA_DATA_DIR"],
+        KIZUNA_SMTP_HOST="127.0.0.1",
+        KIZUNA_SMTP_PORT=str(sink.port),
+        **({"DATABASE_URL": os.environ["DATABASE_URL"]} if "DATABASE_URL" in os.environ else {}),
     )
-    queued = time.perf_counter() - started
-    started = time.perf_counter()
-    while leases.run_due_work(worker_id="bench"):
-        pass
-    sent = time.perf_counter() - started
-    transport.reset()
-    done = OutgoingMessage.objects.filter(batch=batch, status="done").count()
-    assert done == count, f"only {done} of {count} sent"
-    return queued, sent
+    worker = kizuna(
+        ["worker", "--worker-id", "bench", "--concurrency", str(connections)],
+        env,
+        log=directory / "worker.log",
+    )
+    try:
+        # The worker is up (heartbeat written) before the clock starts.
+        from kizuna.work.models import WorkerProcess
+
+        wait_for(
+            lambda: WorkerProcess.objects.filter(worker_id="bench").exists(),
+            timeout=120,
+            what="the worker to start",
+        )
+        rss_idle = peak_rss_mb(worker.pid)
+        load_before = load_average()
+        cpu_before = cpu_seconds(worker.pid), cpu_seconds(sink.process.pid)
+        started = time.perf_counter()
+        batch = services.queue_emails(
+            organization=organization,
+            sender=sender,
+            module="leads",
+            records=leads,
+            subject="Hello {{ lead.given_name }}",
+            body_html="<p>Dear {{ lead.full_name }} of {{ lead.company }},</p>"
+            "<p>Our autumn catalogue is out.</p>",
+            body_text="",
+        )
+        queued = time.perf_counter() - started
+        outbox = OutgoingMessage.objects.filter(batch=batch)
+        wait_for(lambda: sink.count() >= count, timeout=3600, what=f"{count} messages")
+        wait_for(
+            lambda: not outbox.exclude(status=WorkStatus.DONE).exists(),
+            timeout=600,
+            what="every message marked sent",
+        )
+        kizuna_seconds = time.perf_counter() - started
+        worker_cpu = cpu_seconds(worker.pid) - cpu_before[0]
+        sink_cpu = cpu_seconds(sink.process.pid) - cpu_before[1]
+        rss_peak = peak_rss_mb(worker.pid)
+        load_during = load_average()
+    finally:
+        stop(worker, timeout=60)
+
+    rows = dict(outbox.values_list("message_id", "pk"))
+    received = Counter(sink.message_ids())
+    twice = sum(1 for seen in received.values() if seen > 1)
+    assert len(rows) == count, f"{len(rows)} rows for {count} leads"
+    assert set(received) == set(rows), "the server's Message-IDs differ from the outbox's"
+    assert twice == 0, f"{twice} Message-IDs arrived more than once"
+
+    # The baseline: the same bytes, not built in the timing.
+    envelopes = [transport.envelope(services.build_email(message)) for message in outbox]
+    sink.clear()
+    raw_sink_cpu = cpu_seconds(sink.process.pid)
+    raw_seconds = raw_smtplib(sink.port, envelopes, connections)
+    raw_sink_cpu = cpu_seconds(sink.process.pid) - raw_sink_cpu
+    assert sink.count() == count, f"the baseline delivered {sink.count()} of {count}"
+    sink.stop()
+
+    return {
+        "database": connection.vendor,
+        "count": count,
+        "connections": connections,
+        "kizuna_seconds": kizuna_seconds,
+        "queue_seconds": queued,
+        "raw_seconds": raw_seconds,
+        "kizuna_rate": count / kizuna_seconds,
+        "raw_rate": count / raw_seconds,
+        "ratio": raw_seconds / kizuna_seconds,
+        "worker_cpu_ms_per_message": 1000 * worker_cpu / count,
+        "server_cpu_ms_per_message": 1000 * sink_cpu / count,
+        "baseline_server_cpu_ms_per_message": 1000 * raw_sink_cpu / count,
+        "worker_rss_idle_mb": rss_idle,
+        "worker_rss_peak_mb": rss_peak,
+        "load_before": load_before,
+        "load_during": load_during,
+        "message_bytes": sum(len(data) for _, _, data in envelopes) // count,
+    }
+
+
+def run_child(database: str, args: argparse.Namespace) -> dict[str, Any] | None:
+    directory = Path(tempfile.mkdtemp(prefix="kizuna-bench-mail-"))
+    command = [sys.executable, __file__, "--child", "--count", str(args.count)]
+    if args.connections:
+        command += ["--connections", str(args.connections)]
+    extra: dict[str, str] = {}
+    if database == "postgresql":
+        with postgres_database(PG_DATABASE) as url:
+            if url is None:
+                return None
+            extra["DATABASE_URL"] = url
+            return _run(command, kizuna_env(str(directory), **extra))
+    return _run(command, kizuna_env(str(directory)))
+
+
+def _run(command: list[str], env: dict[str, str]) -> dict[str, Any]:
+    done = subprocess.run(command, env=env, cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True)
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def describe(result: dict[str, Any]) -> str:
+    return (
+        f"{result['database']}, {result['count']:,} messages of about "
+        f"{result['message_bytes']:,} bytes, {result['connections']} SMTP connections on each "
+        f"side: Kizuna {result['kizuna_rate']:,.0f} msg/s ({result['kizuna_seconds']:.1f} s, "
+        f"of which queue_emails {result['queue_seconds']:.1f} s), raw smtplib "
+        f"{result['raw_rate']:,.0f} msg/s ({result['raw_seconds']:.1f} s): ratio "
+        f"{result['ratio']:.2f}; worker CPU {result['worker_cpu_ms_per_message']:.2f} ms a "
+        f"message (SMTP server {result['server_cpu_ms_per_message']:.2f} ms, baseline's "
+        f"{result['baseline_server_cpu_ms_per_message']:.2f} ms); worker peak RSS "
+        f"{result['worker_rss_peak_mb']:.0f} MB "
+        f"(idle {result['worker_rss_idle_mb']:.0f} MB); {result['load_during']}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--count", type=int, default=1000)
-    parser.add_argument("--record", action="store_true", help="append to docs/benchmarks.md")
-    args = parser.parse_args()
-
-    port = free_port()
-    data_dir = Path(tempfile.mkdtemp(prefix="kizuna-bench-mail-"))
-    os.environ.update(
-        KIZUNA_DATA_DIR=str(data_dir),
-        KIZUNA_SMTP_HOST="127.0.0.1",
-        KIZUNA_SMTP_PORT=str(port),
-        DJANGO_SETTINGS_MODULE="kizuna.settings",
+    parser.add_argument("--count", type=int, default=1000 if quick() else 10_000)
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument(
+        "--connections", type=int, default=0, help="default: the worker's mail lane threads"
     )
-    import django
-    from django.core.management import call_command
+    parser.add_argument("--record", action="store_true", help="record in docs/benchmarks.json")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        directory = Path(os.environ["KIZUNA_DATA_DIR"])
+        print(json.dumps(child(args.count, args.connections or None, directory)))
+        return
 
-    django.setup()
-    from django.db import connection
-
-    call_command("migrate", verbosity=0)
-
-    from aiosmtpd.controller import Controller
-
-    counter = Counter()
-    controller = Controller(counter, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        raw = raw_smtplib(port, args.count)
-        queued, sent = kizuna_outbox(args.count)
-    finally:
-        controller.stop()
-    assert counter.count == 2 * args.count, counter.count
-
-    database = connection.vendor
-    lines = [
-        f"- {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine()}, {database}, "
-        f"{args.count} messages to aiosmtpd on loopback:",
-        f"  - raw smtplib, one connection: {raw:.2f} s ({args.count / raw:,.0f} msg/s)",
-        f"  - Kizuna queue_emails (render + queue): {queued:.2f} s "
-        f"({args.count / queued:,.0f} msg/s)",
-        f"  - Kizuna worker send (claim, SMTP, mark sent + timeline): {sent:.2f} s "
-        f"({args.count / sent:,.0f} msg/s, {sent / raw:.1f}x raw smtplib)",
-    ]
-    print("\n".join(lines))
-    if args.record:
-        path = ROOT / "docs" / "benchmarks.md"
-        text = path.read_text() if path.exists() else "# Benchmarks\n"
-        heading = "## CRM bulk send"
-        if heading not in text:
-            text = text.rstrip("\n") + (
-                f"\n\n{heading}\n\n"
-                "`bench/crm_mail_send.py`: N messages through the CRM outbox and the worker's\n"
-                "handler versus raw smtplib on one connection, to the same aiosmtpd server in\n"
-                "the same run.\n"
+    results = []
+    for database in args.databases.split(","):
+        result = run_child(database.strip(), args)
+        if result is None:
+            continue
+        print(describe(result), flush=True)
+        results.append(result)
+        if args.record or recording():
+            record(
+                f"P3-{result['database']}",
+                result["kizuna_rate"],
+                "msg/s",
+                baseline=result["raw_rate"],
+                ratio=result["ratio"],
+                target=f">= {TARGET_RATIO} of raw smtplib, same connections, same run",
+                met=result["ratio"] >= TARGET_RATIO,
+                note=f"{describe(result)}; {machine()}",
             )
-        # Append under the section (it may not be the last one in the file).
-        start = text.index(heading)
-        following = text.find("\n## ", start + len(heading))
-        insert_at = len(text) if following == -1 else following
-        text = text[:insert_at].rstrip("\n") + "\n\n" + "\n".join(lines) + "\n" + text[insert_at:]
-        path.write_text(text)
+    if (args.record or recording()) and results:
+        peak = max(results, key=lambda result: result["worker_rss_peak_mb"])
+        record(
+            "P5-worker-rss-mb",
+            peak["worker_rss_peak_mb"],
+            "MB",
+            target=f"<= {TARGET_RSS_MB:.0f} MB",
+            met=peak["worker_rss_peak_mb"] <= TARGET_RSS_MB,
+            note="; ".join(
+                f"{result['database']}: {result['worker_rss_peak_mb']:.0f} MB after "
+                f"{result['count']:,} messages (idle {result['worker_rss_idle_mb']:.0f} MB)"
+                for result in results
+            )
+            + " (VmHWM of the `kizuna worker` process)",
+        )
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from _harness import (  # noqa: E402
     machine,
     quick,
     record,
+    recording,
     stop,
     wait_up,
 )
@@ -198,7 +199,7 @@ def main() -> None:
         f"calls ({', '.join(str(size) for size in calls)})"
     )
     print(line)
-    if args.record:
+    if args.record or recording():
         record(
             "crm.survey_send.rate_vs_plain_mail",
             ratio,

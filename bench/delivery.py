@@ -48,6 +48,7 @@ from _harness import (  # noqa: E402
     postgres_database,
     quick,
     record,
+    recording,
 )
 
 
@@ -365,7 +366,7 @@ def main() -> None:
         f"bad signatures {healthy.bad + hanging.bad + down.bad}, duplicates "
         f"{healthy.duplicates + down.duplicates}, deliveries {counts}"
     )
-    if not args.record:
+    if not (args.record or recording()):
         return
     note = f"{machine()}; one worker, --concurrency 8; PostgreSQL"
     record(

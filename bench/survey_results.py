@@ -44,7 +44,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from _harness import ROOT, machine, postgres_database, quick
+from _harness import ROOT, machine, postgres_database, quick, recording
 from _harness import record as harness_record
 
 PG_DATABASE = "bench_survey_results"
@@ -529,7 +529,7 @@ def main() -> None:
             }
             results["postgresql"] = run_child(sizes, args.repeat, env, fill_only=args.fill_only)
     print(json.dumps(results, indent=2))
-    if args.write:
+    if args.write or recording():
         write(results, note=args.note)
 
 

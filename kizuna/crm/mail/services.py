@@ -518,10 +518,22 @@ def prepare_batch(preparation: BatchPreparation) -> None:
 
 
 def _sender(message: OutgoingMessage) -> User | None:
-    """The member who sent it; None if that member was deleted since."""
+    """The member who sent it; None if that member was deleted since.
+
+    Looked up once per sender for as long as the thread keeps its SMTP connection (the
+    messages of a batch have one sender): a member deleted in the middle of a send is
+    still named in the messages that connection sends after.
+    """
     if message.sender_id is None:
         return None
-    return User.objects.filter(pk=message.sender_id).only("email").first()
+    senders = transport.connection_cache()
+    # reply_to is the sender's address when the batch was queued: a cached sender is
+    # never taken for another user with the same id (tests reuse ids).
+    key = ("sender", message.sender_id, message.reply_to)
+    if key not in senders:
+        senders[key] = User.objects.filter(pk=message.sender_id).only("email").first()
+    sender: User | None = senders[key]
+    return sender
 
 
 def build_email(message: OutgoingMessage) -> EmailMessage:

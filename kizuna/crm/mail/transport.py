@@ -61,10 +61,20 @@ def backend() -> BaseEmailBackend:
     return current
 
 
+def connection_cache() -> dict[Any, Any]:
+    """A dict that lives as long as this thread's backend: what the messages sent over one
+    connection share (the sender's address of a batch), forgotten with the backend."""
+    cache: dict[Any, Any] | None = getattr(_local, "cache", None)
+    if cache is None:
+        cache = _local.cache = {}
+    return cache
+
+
 def reset() -> None:
     """Forget this thread's backend (settings changed, or a non-SMTP backend failed)."""
     current: BaseEmailBackend | None = getattr(_local, "backend", None)
     _local.backend = None
+    _local.cache = None
     if isinstance(current, SmtpBackend):
         reset_backend(current)
     elif current is not None:

@@ -1,0 +1,136 @@
+"""The sending threads' "sent" marks share transactions (group_commit.py): writes handed in
+while a commit runs are committed together afterwards, each returns its own result, and a
+failed transaction fails every write of its group and commits none of them."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+from django.db import connections
+
+from kizuna.crm.mail.group_commit import GroupCommit
+from kizuna.crm.models import Lead
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, "the threads did not get there"
+        time.sleep(0.01)
+
+
+class Threads:
+    """Each write handed to the group from a thread of its own; results and errors by name."""
+
+    def __init__(self, group: GroupCommit) -> None:
+        self.group = group
+        self.results: dict[str, object] = {}
+        self.errors: dict[str, BaseException] = {}
+        self.threads: list[threading.Thread] = []
+
+    def start(self, name: str, write: Callable[[], object]) -> None:
+        def run() -> None:
+            try:
+                self.results[name] = self.group.run(write)
+            except BaseException as error:  # asserted by the test
+                self.errors[name] = error
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        self.threads.append(thread)
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+
+def rename(lead: Lead, name: str) -> Callable[[], int]:
+    return lambda: Lead.objects.filter(pk=lead.pk).update(family_name=name)
+
+
+def held_open(lead: Lead, entered: threading.Event, release: threading.Event) -> Callable[[], int]:
+    """A first write that keeps its transaction open until released."""
+
+    def write() -> int:
+        entered.set()
+        release.wait(timeout=30)
+        return Lead.objects.filter(pk=lead.pk).update(family_name="first")
+
+    return write
+
+
+@pytest.fixture
+def leads(organization) -> list[Lead]:
+    return [
+        Lead.objects.create(organization=organization, family_name=f"L{number}")
+        for number in range(4)
+    ]
+
+
+def test_writes_handed_in_during_a_commit_are_committed_together_in_the_next_transaction(
+    leads,
+):
+    group = GroupCommit()
+    threads = Threads(group)
+    entered, release = threading.Event(), threading.Event()
+    threads.start("first", held_open(leads[0], entered, release))
+    wait_until(entered.is_set)
+    for number in (1, 2, 3):
+        threads.start(f"w{number}", rename(leads[number], f"renamed {number}"))
+    wait_until(lambda: len(group._pending) == 3)
+    release.set()
+    threads.join()
+
+    assert threads.errors == {}
+    assert threads.results == {"first": 1, "w1": 1, "w2": 1, "w3": 1}
+    assert (group.transactions, group.writes) == (2, 4)
+    assert sorted(Lead.objects.values_list("family_name", flat=True)) == [
+        "first",
+        "renamed 1",
+        "renamed 2",
+        "renamed 3",
+    ]
+
+
+def test_a_failed_transaction_fails_every_write_of_its_group_and_commits_none(leads):
+    group = GroupCommit()
+    threads = Threads(group)
+    entered, release = threading.Event(), threading.Event()
+    threads.start("first", held_open(leads[0], entered, release))
+    wait_until(entered.is_set)
+    threads.start("renames", rename(leads[1], "renamed"))
+    wait_until(lambda: len(group._pending) == 1)
+
+    def refused() -> int:
+        raise ValueError("refused")
+
+    threads.start("refused", refused)
+    wait_until(lambda: len(group._pending) == 2)
+    release.set()
+    threads.join()
+
+    assert threads.results == {"first": 1}
+    assert {name: str(error) for name, error in threads.errors.items()} == {
+        "renames": "refused",
+        "refused": "refused",
+    }
+    assert Lead.objects.get(pk=leads[0].pk).family_name == "first"
+    assert Lead.objects.get(pk=leads[1].pk).family_name == "L1"  # rolled back with the group
+    assert (group.transactions, group.writes) == (2, 3)
+
+
+def test_a_write_alone_is_committed_at_once_in_its_own_transaction(leads):
+    group = GroupCommit()
+
+    assert group.run(rename(leads[0], "alone")) == 1
+    assert group.run(rename(leads[1], "alone too")) == 1
+
+    assert (group.transactions, group.writes) == (2, 2)
+    assert Lead.objects.get(pk=leads[1].pk).family_name == "alone too"

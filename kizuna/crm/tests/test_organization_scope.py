@@ -3,16 +3,23 @@ memberships in the database so that a missing filter or order shows (issue 14).
 
 Ada is an active member of "Kizuna Demo" and "Aoki Foods", and a former member of "Abe
 Industries" (first by name): she never lands in, switches to or reads from Abe Industries.
+Each page acts on the row its address names: two contacts and two pending invitations are
+in her organization, and one of each in Charlie's, so that a lookup that lost its id (and
+finds "the" row) shows.
 """
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from kizuna.crm.access import SESSION_KEY
-from kizuna.crm.models import Lead, Membership, Organization, Role
+from kizuna.crm.models import Contact, Lead, MemberInvitation, Membership, Organization, Role
+from kizuna.crm.services import hash_token
 from kizuna.identity.models import User
 from kizuna.testing.personas import client_for
 
@@ -117,3 +124,46 @@ def test_a_user_whose_only_membership_is_deactivated_is_offered_to_create_an_org
     assert home.templates[0].name == "crm/welcome.html"
     assert client.get(reverse("crm:lead-detail", args=[lead.pk])).status_code == 404
     assert client.get(reverse("crm:lead-list")).status_code == 404
+
+
+# --- one row per address ---------------------------------------------------------------------
+
+
+def test_each_contacts_page_shows_that_contact(
+    ada_client: Client, organization: Organization, other_organization: Organization
+):
+    mori = Contact.objects.create(organization=organization, family_name="Mori")
+    kato = Contact.objects.create(organization=organization, family_name="Kato")
+    Contact.objects.create(organization=other_organization, family_name="Sato")
+
+    for contact in (mori, kato):
+        page = ada_client.get(reverse("crm:contact-detail", args=[contact.pk]))
+        assert page.status_code == 200
+        assert page.context["record"] == contact
+
+
+def invitation(organization: Organization, email: str, by: User | None = None) -> MemberInvitation:
+    now = timezone.now()
+    return MemberInvitation.objects.create(
+        organization=organization,
+        email=email,
+        role=Role.STANDARD,
+        token_hash=hash_token(email),
+        invited_by=by,
+        expires_at=now + datetime.timedelta(days=7),
+    )
+
+
+def test_withdrawing_an_invitation_withdraws_that_one_only(
+    ada_client: Client, ada: User, organization: Organization, other_organization: Organization
+):
+    first = invitation(organization, "first@example.com", ada)
+    second = invitation(organization, "second@example.com", ada)
+    charlies = invitation(other_organization, "third@example.com")
+
+    page = ada_client.post(reverse("crm:invitation-revoke", args=[second.pk]))
+
+    assert page.status_code == 302
+    assert sorted(MemberInvitation.objects.values_list("pk", flat=True)) == sorted(
+        [first.pk, charlies.pk]
+    )

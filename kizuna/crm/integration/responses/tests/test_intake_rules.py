@@ -882,3 +882,96 @@ def test_a_received_event_refreshes_when_the_connection_last_heard_from_the_surv
     heard = times[connection.pk]
     assert heard is not None and heard >= before
     assert times[other_connection.pk] == long_ago
+
+
+# --- matrix answers -------------------------------------------------------------------------
+
+
+def _matrix(event: dict[str, Any]) -> dict[str, Any]:
+    [answer] = [a for a in event["data"]["answers"] if a["question"]["kind"] == "matrix"]
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("display", "rows"),
+    [
+        ("価格: 良い; 品質: とても良い", [["価格", "良い"], ["品質", "とても良い"]]),
+        # A label holding "; " cannot be read back: the keys stand in for the labels.
+        ("価格; 税込: 良い; 品質: とても良い", [["price", "good"], ["quality", "excellent"]]),
+        ("価格 良い; 品質 とても良い", [["price", "good"], ["quality", "excellent"]]),
+        ("", [["price", "good"], ["quality", "excellent"]]),
+    ],
+)
+def test_a_matrix_answer_sent_before_labels_were_data_is_read_from_its_text(
+    connection: Connection, leads: dict[str, Lead], display: str, rows: list[list[str]]
+):
+    event = completed(connection, leads["hana"])
+    matrix = _matrix(event)
+    del matrix["rows"]
+    matrix["display"] = display
+
+    assert post(connection, event) == (200, {"outcome": "recorded"})
+
+    [recorded_matrix] = [a for a in SurveyResponse.objects.get().answers if a["kind"] == "matrix"]
+    assert recorded_matrix["rows"] == rows
+
+
+def test_a_matrix_answer_without_a_value_has_no_rows(connection: Connection, leads):
+    event = completed(connection, leads["hana"])
+    matrix = _matrix(event)
+    del matrix["rows"]
+    matrix["value"] = None
+
+    assert post(connection, event) == (200, {"outcome": "recorded"})
+
+    [recorded_matrix] = [a for a in SurveyResponse.objects.get().answers if a["kind"] == "matrix"]
+    assert recorded_matrix["rows"] == []
+
+
+@pytest.mark.parametrize(
+    "rows", [[{"key": "price"}], [{"label": "価格", "column": "good"}], ["price"]]
+)
+def test_a_matrix_answer_with_unreadable_rows_is_refused_400(
+    connection: Connection, leads: dict[str, Lead], rows: list[Any]
+):
+    event = completed(connection, leads["hana"])
+    _matrix(event)["rows"] = rows
+
+    assert post(connection, event, message_id="msg_1") == (400, {"outcome": "invalid"})
+
+    assert recorded() == []
+    assert list(IntakeEvent.objects.values_list("outcome", "detail")) == [
+        (IntakeOutcome.INVALID, "a matrix row is not an object with its label and column")
+    ]
+
+
+# --- events of other kinds without what they need -------------------------------------------
+
+
+def test_a_deletion_without_a_response_id_is_refused_400(connection: Connection, leads):
+    event = completed(connection, leads["hana"], event_type="response.deleted")
+    event["data"]["response_id"] = ""
+
+    assert post(connection, event) == (400, {"outcome": "invalid"})
+
+    assert IntakeEvent.objects.get().detail == "response_id is missing"
+
+
+def test_an_opened_event_without_a_crm_reference_changes_nothing(
+    connection: Connection, other_connection: Connection, leads: dict[str, Lead]
+):
+    invited = invitation(connection, leads["hana"])
+    public = completed(connection, None, event_type="invitation.opened")
+    others = completed(
+        connection,
+        None,
+        event_type="invitation.opened",
+        reference=other_connection.recipient_reference(leads["sato"]),
+    )
+
+    assert post(connection, public) == (200, {"outcome": "no_reference"})
+    assert post(connection, others) == (200, {"outcome": "other_connection"})
+
+    invited.refresh_from_db()
+    assert invited.opened_at is None
+    assert Activity.objects.count() == 0

@@ -223,6 +223,17 @@ class Page(Generic[T]):
 
 
 @dataclass(frozen=True)
+class DeletionPage:
+    """One page of GET /responses/deleted: each item has `response_id`, `survey` {id, title},
+    `recipient_reference`, `submitted_at` and `deleted_at`; every deletion since
+    `complete_since` is listed (the Survey service keeps them for a bounded time)."""
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+    complete_since: datetime.datetime
+
+
+@dataclass(frozen=True)
 class WebhookEndpoint:
     id: int
     url: str
@@ -400,6 +411,35 @@ def list_responses(
     return _read(
         lambda: Page(items=[dict(item) for item in body["items"]], next_cursor=body["next_cursor"])
     )
+
+
+def list_deleted_responses(
+    credentials: Credentials,
+    *,
+    since: datetime.datetime | None = None,
+    cursor: str | None = None,
+    limit: int = 100,
+) -> DeletionPage:
+    """One page of the responses deleted at or after `since`, in deletion order: what
+    response.deleted said, for when that webhook was lost."""
+    params = {"limit": str(limit)}
+    if since is not None:
+        params["since"] = since.isoformat()
+    if cursor:
+        params["cursor"] = cursor
+    body = _call("GET", "/responses/deleted", credentials=credentials, params=params)
+
+    def page() -> DeletionPage:
+        complete_since = _moment(body["complete_since"])
+        if complete_since is None:
+            raise ValueError("complete_since is missing")
+        return DeletionPage(
+            items=[dict(item) for item in body["items"]],
+            next_cursor=body["next_cursor"],
+            complete_since=complete_since,
+        )
+
+    return _read(page)
 
 
 def create_webhook_endpoint(

@@ -23,7 +23,7 @@ from kizuna.crm.integration.models import (
     ReconciliationKind,
     SurveyResponse,
 )
-from kizuna.crm.models import Lead, Organization
+from kizuna.crm.models import Activity, ActivityKind, Lead, Organization
 from kizuna.e2e.integration.respond import (
     add_questions,
     answer,
@@ -35,7 +35,8 @@ from kizuna.e2e.integration.respond import (
 from kizuna.identity.models import User
 from kizuna.survey.keys.services import regenerate_key
 from kizuna.survey.models import AccountMember, Question, Response, Survey
-from kizuna.survey.webhooks.models import Delivery, WebhookEndpoint
+from kizuna.survey.results.services import delete_response
+from kizuna.survey.webhooks.models import DeletedResponse, Delivery, WebhookEndpoint
 from kizuna.work.leases import WorkStatus
 
 pytestmark = pytest.mark.usefixtures("survey_service")
@@ -66,6 +67,11 @@ def lose_deliveries() -> None:
 def submitted_minutes_ago(minutes: int) -> None:
     """Move the Survey's responses back in time (a pull leaves out the last minute)."""
     Response.objects.update(submitted_at=timezone.now() - datetime.timedelta(minutes=minutes))
+
+
+def deleted_minutes_ago(minutes: int) -> None:
+    """Move the Survey's deletions back in time (a pull leaves out the last minute)."""
+    DeletedResponse.objects.update(deleted_at=timezone.now() - datetime.timedelta(minutes=minutes))
 
 
 def make_due(kind: ReconciliationKind) -> None:
@@ -248,3 +254,81 @@ def test_k2_reconciliation_waits_for_reconnection_and_nothing_recorded_is_lost(
     refused = ada_client.post(reverse("crm_survey_responses:reconcile"), follow=True)
     assert "Reconnect with the new SC key first" in refused.content.decode()
     assert SurveyResponse.objects.filter(lead=lead).count() == 1
+
+
+def test_e4_a_lost_response_deleted_is_healed_by_the_next_reconciliation(
+    connection: Connection, lead: Lead, ada_survey: Survey, questions: dict[str, Question]
+) -> None:
+    answer(invite(connection, lead, ada_survey), answers_for(questions))
+    run_worker()
+    assert SurveyResponse.objects.get(lead=lead).answers != []
+    delete_response(response=Response.objects.get(survey=ada_survey))
+    lose_deliveries()  # response.deleted never reaches the CRM
+    deleted_minutes_ago(2)
+    make_due(ReconciliationKind.PERIODIC)
+    run_worker()
+
+    recorded = SurveyResponse.objects.get(lead=lead)
+    assert recorded.answers == []
+    assert recorded.deleted_at is not None
+    entry = Activity.objects.get(lead=lead, kind=ActivityKind.SURVEY_RESPONSE_DELETED)
+    assert entry.summary == "Customer satisfaction"
+    periodic = Reconciliation.objects.get(kind=ReconciliationKind.PERIODIC)
+    assert (periodic.last_recorded, periodic.last_error) == (1, "")
+    # The next pull and a late redelivery of both events change nothing.
+    make_due(ReconciliationKind.PERIODIC)
+    Delivery.objects.update(status=WorkStatus.PENDING, next_attempt_at=timezone.now())
+    run_worker()
+    assert SurveyResponse.objects.get(lead=lead).answers == []
+    assert Activity.objects.filter(kind=ActivityKind.SURVEY_RESPONSE_DELETED).count() == 1
+    assert Reconciliation.objects.get(kind=ReconciliationKind.PERIODIC).last_recorded == 0
+
+
+def test_e4_a_response_submitted_and_deleted_while_deliveries_were_lost_never_shows(
+    connection: Connection, lead: Lead, ada_survey: Survey, questions: dict[str, Question]
+) -> None:
+    answer(invite(connection, lead, ada_survey), answers_for(questions))
+    delete_response(response=Response.objects.get(survey=ada_survey))
+    lose_deliveries()
+    deleted_minutes_ago(2)
+    make_due(ReconciliationKind.PERIODIC)
+    run_worker()
+    # Its response.completed arrives at last: the deletion the pull brought keeps it out.
+    Delivery.objects.filter(event_type="response.completed").update(
+        status=WorkStatus.PENDING, next_attempt_at=timezone.now()
+    )
+    run_worker()
+
+    recorded = SurveyResponse.objects.get(lead=lead)
+    assert (recorded.answers, recorded.deleted_at is not None) == ([], True)
+    assert not Activity.objects.filter(kind=ActivityKind.SURVEY_RESPONDED).exists()
+
+
+def test_d6_the_final_reconciliation_applies_deletions_made_before_the_cut_off_only(
+    connection: Connection,
+    lead: Lead,
+    ada: User,
+    organization: Organization,
+    ada_survey: Survey,
+    questions: dict[str, Question],
+) -> None:
+    other = Lead.objects.create(
+        organization=organization, family_name="Sato", email="s@example.com"
+    )
+    answer(invite(connection, lead, ada_survey), answers_for(questions))
+    answer(invite(connection, other, ada_survey), answers_for(questions))
+    run_worker()
+    first, second = Response.objects.order_by("submitted_at")
+    first_id, second_id = str(first.pk), str(second.pk)
+    delete_response(response=first)
+    lose_deliveries()
+    deleted_minutes_ago(3)
+    services.disable(organization=organization, by=ada)
+    delete_response(response=second)  # after the cut-off: the CRM keeps what it recorded
+    lose_deliveries()
+    make_due(ReconciliationKind.FINAL)
+    run_worker()
+
+    assert Reconciliation.objects.get(kind=ReconciliationKind.FINAL).status == WorkStatus.DONE
+    assert SurveyResponse.objects.get(response_id=first_id).answers == []
+    assert SurveyResponse.objects.get(response_id=second_id).answers != []

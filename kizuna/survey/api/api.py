@@ -42,7 +42,7 @@ from kizuna.survey.models import (
     Survey,
 )
 from kizuna.survey.webhooks import services as webhook_services
-from kizuna.survey.webhooks.models import WebhookEndpoint
+from kizuna.survey.webhooks.models import DeletedResponse, WebhookEndpoint
 
 M = TypeVar("M", bound=Model)
 NO_STORE = "no-store"  # answers holding secrets
@@ -377,6 +377,52 @@ def list_responses(
     return {
         "items": [webhook_services.response_payload(r) for r in page],
         "next_cursor": next_cursor,
+    }
+
+
+@api.get(
+    "/responses/deleted",
+    response={200: schemas.DeletedResponsePage, **ERRORS},
+    tags=["responses"],
+)
+def list_deleted_responses(
+    request: HttpRequest,
+    survey: int | None = None,
+    since: datetime.datetime | None = None,
+    cursor: str | None = None,
+    limit: int = Query(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE),
+) -> dict[str, Any]:
+    """Responses deleted at or after `since`, in deletion order: what response.deleted told,
+    for a client that missed it. Deletions are kept for 30 days (`complete_since`); the
+    answers of a deleted response are not. Follow `next_cursor` until it is null.
+    """
+    account_id = _member(request).account_id
+    complete_since = timezone.now() - DeletedResponse.RETENTION
+    deletions = DeletedResponse.objects.of(account_id).filter(deleted_at__gte=complete_since)
+    if survey is not None:
+        # Not _of_survey(): the survey itself may be deleted since. Only the account's own
+        # deletions are listed, so another account's survey id lists nothing.
+        deletions = deletions.filter(survey_id=survey)
+    if since is not None:
+        if timezone.is_naive(since):
+            raise api_errors.invalid({"since": [str(_("Give the time with its time zone."))]})
+        deletions = deletions.filter(deleted_at__gte=since)
+    page, next_cursor = _page_after(
+        deletions, moment="deleted_at", cursor=cursor, limit=limit, key=_uuid_key
+    )
+    return {
+        "items": [
+            {
+                "response_id": str(deletion.response_id),
+                "survey": {"id": deletion.survey_id, "title": deletion.survey_title},
+                "recipient_reference": deletion.recipient_reference,
+                "submitted_at": webhook_services.iso_time(deletion.submitted_at),
+                "deleted_at": webhook_services.iso_time(deletion.deleted_at),
+            }
+            for deletion in page
+        ],
+        "next_cursor": next_cursor,
+        "complete_since": webhook_services.iso_time(complete_since),
     }
 
 

@@ -183,6 +183,32 @@ class ResponsePage(Schema):
     next_cursor: str | None
 
 
+class SurveyNameOut(Schema):
+    id: int
+    title: str = Field(description="The survey's title when the response was deleted.")
+
+
+class DeletedResponseOut(Schema):
+    response_id: str = Field(description="The `response_id` of the deleted response.")
+    survey: SurveyNameOut
+    recipient_reference: str = Field(
+        description="The invitation's recipient reference; empty for the public link."
+    )
+    submitted_at: str = Field(description="When it had been submitted (UTC, ISO 8601 with Z).")
+    deleted_at: str = Field(description="When it was deleted (UTC, ISO 8601 with Z).")
+
+
+class DeletedResponsePage(Schema):
+    items: list[DeletedResponseOut] = Field(description="In deletion order.")
+    next_cursor: str | None
+    complete_since: str = Field(
+        description="Deletions are kept for 30 days: every deletion at or after this time "
+        "(UTC) is listed; one before it may no longer be. A client that last asked before "
+        "this time may have missed deletions and should compare its records with "
+        "GET /responses."
+    )
+
+
 class WebhookEndpointIn(Schema):
     url: str = Field(max_length=1000)
     events: list[str] = Field(

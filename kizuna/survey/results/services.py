@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from kizuna.survey.models import Answer, Question, QuestionKind, Response, Survey
 from kizuna.survey.results.models import DailyAnswerCount
-from kizuna.survey.webhooks.services import publish_event, response_payload
+from kizuna.survey.webhooks.services import keep_deletion, publish_event, response_payload
 
 MATRIX_SEPARATOR = "\x1f"
 SCALE_KINDS = {QuestionKind.RATING, QuestionKind.NPS}
@@ -287,7 +287,8 @@ def rebuild_summary(*, survey: Survey) -> int:
 
 
 def delete_response(*, response: Response) -> None:
-    """Delete a response and its answers, and tell subscribers (`response.deleted`).
+    """Delete a response and its answers, and tell subscribers (`response.deleted`, and
+    GET /responses/deleted for those that miss the event).
 
     The invitation stays completed: deleting is moderation, not an invitation
     to answer again.
@@ -296,5 +297,6 @@ def delete_response(*, response: Response) -> None:
     with transaction.atomic():
         payload = response_payload(response)
         publish_event(account=survey.portal.account, event_type="response.deleted", payload=payload)
+        keep_deletion(response=response)
         _uncount_response(response)
         response.delete()

@@ -14,3 +14,4 @@ class SurveyWebhooksConfig(AppConfig):
         # One endpoint gets a share of the lane's threads: a slow receiver waits alone.
         leases.register(models.Delivery, services.deliver, batch_size=20, lane_key="endpoint_id")
         periodic.register(services.probe_failing_endpoints, every_seconds=10)
+        periodic.register(services.prune_deleted_responses, every_seconds=3600)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import secrets
 from typing import ClassVar
 from urllib.parse import urlsplit
@@ -129,3 +130,35 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.delivery_id} at {self.attempted_at:%Y-%m-%d %H:%M:%S}"
+
+
+class DeletedResponse(models.Model):
+    """What is left of a deleted response for a while: which one, and when it was deleted.
+
+    GET /responses/deleted lists these, so a subscriber that missed response.deleted (its
+    deliveries dead-lettered after days of an outage) still learns of the deletion. Kept for
+    RETENTION, then pruned; nothing of the answers is kept.
+    """
+
+    RETENTION: ClassVar[datetime.timedelta] = datetime.timedelta(days=30)
+
+    response_id = models.UUIDField(primary_key=True)
+    account = models.ForeignKey(SurveyAccount, on_delete=models.CASCADE, related_name="+")
+    # No foreign key: the survey may be deleted once its last response is.
+    survey_id = models.PositiveBigIntegerField()
+    survey_title = models.CharField(max_length=300, blank=True)
+    recipient_reference = models.CharField(max_length=200, blank=True)
+    submitted_at = models.DateTimeField()
+    deleted_at = models.DateTimeField(default=timezone.now)
+
+    objects = AccountQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("deleted response")
+        verbose_name_plural = _("deleted responses")
+        indexes: ClassVar = [
+            models.Index(fields=["account", "deleted_at"], name="survey_deleted_response_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.response_id} (deleted {self.deleted_at:%Y-%m-%d})"

@@ -31,6 +31,7 @@ from kizuna.survey.audit.models import AuditAction
 from kizuna.survey.models import Invitation, Response, Survey, SurveyAccount
 from kizuna.survey.validation import answer_display, answer_labels
 from kizuna.survey.webhooks.models import (
+    DeletedResponse,
     Delivery,
     DeliveryAttempt,
     WebhookEndpoint,
@@ -49,8 +50,13 @@ EVENT_TYPES = tuple(WebhookEvent.values)
 GONE = 410
 
 
+def iso_time(value: datetime.datetime) -> str:
+    """A time as every payload and list of the API writes it: UTC, ISO 8601, with Z."""
+    return value.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
+
+
 def _iso(value: datetime.datetime | None) -> str | None:
-    return value.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z") if value else None
+    return iso_time(value) if value else None
 
 
 # --- payloads -------------------------------------------------------------------------------
@@ -116,6 +122,34 @@ def invitation_payload(invitation: Invitation) -> dict[str, Any]:
         "recipient_reference": "" if survey.is_anonymous else invitation.recipient_reference,
         "opened_at": _iso(invitation.opened_at),
     }
+
+
+# --- deletions ------------------------------------------------------------------------------
+
+
+def keep_deletion(*, response: Response) -> DeletedResponse:
+    """Remember that `response` is deleted (in the caller's transaction), for GET
+    /responses/deleted: which response, of which survey and recipient, submitted when."""
+    survey = response.survey
+    deletion, _created = DeletedResponse.objects.update_or_create(
+        response_id=response.pk,
+        defaults={
+            "account_id": survey.portal.account_id,
+            "survey_id": survey.pk,
+            "survey_title": survey.title,
+            "recipient_reference": response.recipient_reference,
+            "submitted_at": response.submitted_at,
+            "deleted_at": timezone.now(),
+        },
+    )
+    return deletion
+
+
+def prune_deleted_responses() -> int:
+    """Forget deletions older than DeletedResponse.RETENTION; how many were forgotten."""
+    horizon = timezone.now() - DeletedResponse.RETENTION
+    deleted, _by_model = DeletedResponse.objects.filter(deleted_at__lt=horizon).delete()
+    return deleted
 
 
 # --- publishing -----------------------------------------------------------------------------

@@ -571,12 +571,66 @@ def _pull(
     )
 
 
+def _pull_deletions(
+    credentials: client.Credentials, *, since: datetime.datetime, cursor: str | None
+) -> client.DeletionPage:
+    return client.list_deleted_responses(
+        credentials, since=since, cursor=cursor, limit=RECONCILIATION_PAGE_SIZE
+    )
+
+
 def reconcile(*, connection: Connection, until: datetime.datetime) -> int:
-    """Pull the responses submitted up to `until` that were not recorded yet (GET /responses)
-    and record them under the intake's rules; how many were new. SurveyError when the
-    Survey service cannot be asked."""
+    """Pull the responses submitted up to `until` that were not recorded yet (GET /responses),
+    and the deletions made up to `until` (GET /responses/deleted), and apply them under the
+    intake's rules; how many were new. SurveyError when the Survey service cannot be asked."""
     start = connection.reconciled_until or connection.enabled_at
     since = min(start, until) - RECONCILIATION_OVERLAP
+    found = _reconcile_responses(connection, since=since, until=until)
+    found += _reconcile_deletions(connection, since=since, until=until)
+    now = timezone.now()
+    Connection.objects.filter(
+        Q(reconciled_until__isnull=True) | Q(reconciled_until__lt=until), pk=connection.pk
+    ).update(reconciled_until=until)
+    Connection.objects.filter(pk=connection.pk).update(last_reconciled_at=now)
+    return found
+
+
+def _reconcile_deletions(
+    connection: Connection, *, since: datetime.datetime, until: datetime.datetime
+) -> int:
+    """response.deleted that delivery missed: the answers leave the CRM as if it had come."""
+    found = 0
+    cursor: str | None = None
+    while True:
+        page = call_survey(
+            connection, functools.partial(_pull_deletions, since=since, cursor=cursor)
+        )
+        if page.complete_since > since:
+            logger.warning(
+                "Connection %s last reconciled before %s: deletions older than that are no "
+                "longer listed by the Survey service",
+                connection.pk,
+                page.complete_since.isoformat(),
+            )
+        for item in page.items:
+            try:
+                if _moment(item, "deleted_at") >= until:
+                    return found
+                with transaction.atomic():
+                    outcome, _detail = delete_response(connection, item)
+            except BadEvent as error:
+                logger.warning("Reconciliation skipped a deletion it cannot read: %s", error)
+                continue
+            if outcome == IntakeOutcome.RECORDED:
+                found += 1
+        if page.next_cursor is None:
+            return found
+        cursor = page.next_cursor
+
+
+def _reconcile_responses(
+    connection: Connection, *, since: datetime.datetime, until: datetime.datetime
+) -> int:
     found = 0
     cursor: str | None = None
     while True:
@@ -596,11 +650,6 @@ def reconcile(*, connection: Connection, until: datetime.datetime) -> int:
         if page.next_cursor is None:
             break
         cursor = page.next_cursor
-    now = timezone.now()
-    Connection.objects.filter(
-        Q(reconciled_until__isnull=True) | Q(reconciled_until__lt=until), pk=connection.pk
-    ).update(reconciled_until=until)
-    Connection.objects.filter(pk=connection.pk).update(last_reconciled_at=now)
     return found
 
 

@@ -53,6 +53,7 @@ MATRIX: dict[str, tuple[dict[str, Any] | None, Expected]] = {
     ),
     "GET /survey/api/v1/invitations": (None, OWN),
     "GET /survey/api/v1/responses": (None, OWN),
+    "GET /survey/api/v1/responses/deleted": (None, OWN),
     "GET /survey/api/v1/webhooks": (None, OWN),
     "POST /survey/api/v1/webhooks": (
         {"url": "https://93.184.215.14/other", "events": ["response.completed"]},

@@ -232,3 +232,69 @@ def test_e4_d6_crm_and_survey_as_two_processes_with_two_databases(
     assert crm.shell(outcome) == "['invitation.opened', 'response.completed']"
     stored = "from kizuna.crm.integration.models import SurveyResponse;"
     assert crm.shell(stored + "print(SurveyResponse.objects.count())") == "1"
+
+
+SURVEY_LOSE_NEXT_EVENTS = """
+from kizuna.survey.webhooks.models import WebhookEndpoint
+print(WebhookEndpoint.objects.update(is_enabled=False))
+"""
+
+SURVEY_DELETE_RESPONSE = """
+import datetime
+from django.utils import timezone
+from kizuna.survey.models import Response
+from kizuna.survey.results.services import delete_response
+from kizuna.survey.webhooks.models import DeletedResponse, WebhookEndpoint
+delete_response(response=Response.objects.get())
+# Two minutes ago: a pull leaves out the last minute, for submissions still being stored.
+DeletedResponse.objects.update(deleted_at=timezone.now() - datetime.timedelta(minutes=2))
+print(WebhookEndpoint.objects.update(is_enabled=True))
+"""
+
+CRM_RECONCILE_NOW = """
+from kizuna.crm.integration.responses.services import request_reconciliation
+from kizuna.crm.models import Organization
+from kizuna.identity.models import User
+print(request_reconciliation(organization=Organization.objects.get(),
+                             requested_by=User.objects.get()).pk)
+"""
+
+
+def test_e4_a_lost_response_deleted_is_healed_by_reconciliation_between_two_processes(
+    services_apart: tuple[Service, Service],
+) -> None:
+    survey, crm = services_apart
+    made = json.loads(survey.shell(SURVEY_SETUP))
+    crm_side = json.loads(crm.shell(CRM_SETUP.replace("{key}", made["key"])))
+    api = httpx.Client(
+        base_url=crm.url + "/crm/api/v1",
+        headers={"Authorization": f"Bearer {crm_side['token']}"},
+        timeout=10,
+    )
+
+    def responses_of(lead: int) -> list[dict[str, Any]]:
+        listed = api.get(f"/leads/{lead}/survey-responses")
+        assert listed.status_code == 200, listed.text
+        items: list[dict[str, Any]] = listed.json()["items"]
+        return items
+
+    invited = json.loads(crm.shell(CRM_INVITE.format(survey=made["survey"], n=1)))
+    _respond(invited["link"], made["question"], 9)
+    wait_for(lambda: responses_of(invited["lead"]), timeout=60, message="recorded in the CRM")
+    # The endpoint is off while the response is deleted: response.deleted is never sent.
+    assert survey.shell(SURVEY_LOSE_NEXT_EVENTS) == "1"
+    survey.shell(SURVEY_DELETE_RESPONSE)
+    lost = "from kizuna.survey.webhooks.models import Delivery;" + (
+        "print(Delivery.objects.filter(event_type='response.deleted').count())"
+    )
+    assert survey.shell(lost) == "0"
+    assert responses_of(invited["lead"])[0]["deleted_at"] is None
+
+    crm.shell(CRM_RECONCILE_NOW)
+    healed = wait_for(
+        lambda: [r for r in responses_of(invited["lead"]) if r["deleted_at"] is not None],
+        timeout=60,
+        message="the deletion reaches the CRM by reconciliation",
+    )
+
+    assert healed[0]["answers"] == []

@@ -102,12 +102,21 @@ def gunicorn(
         "--log-level",
         "warning",
     ]
+    return start(command, env)
+
+
+def start(
+    command: list[str], env: dict[str, str], *, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """A server or worker process in its own session (so `stop()` ends its children too),
+    its output to `log` or nowhere."""
+    output = log.open("ab") if log is not None else subprocess.DEVNULL
     return subprocess.Popen(
         command,
         env=env,
         cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=output,
+        stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
         start_new_session=True,
     )
 
@@ -115,16 +124,8 @@ def gunicorn(
 def kizuna(
     args: list[str], env: dict[str, str], *, log: Path | None = None
 ) -> subprocess.Popen[bytes]:
-    """A `kizuna <args>` process (a worker, `serve`) in its own session, output to `log`."""
-    output = log.open("ab") if log is not None else subprocess.DEVNULL
-    return subprocess.Popen(
-        [str(BIN / "kizuna"), *args],
-        env=env,
-        cwd=ROOT,
-        stdout=output,
-        stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    """A `kizuna <args>` process (`worker`, `serve`) in its own session, output to `log`."""
+    return start([str(BIN / "kizuna"), *args], env, log=log)
 
 
 def stop(process: subprocess.Popen[bytes], *, timeout: float = 30) -> None:

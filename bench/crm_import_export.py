@@ -31,6 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _harness import quick  # noqa: E402
+
 HEADERS = ["姓", "名", "会社名", "メール", "電話", "役職", "リードソース", "リードステータス"]
 
 
@@ -46,8 +48,13 @@ def shift_jis_file(rows: int, start: int) -> bytes:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--import-rows", type=int, nargs="+", default=[10_000, 50_000])
-    parser.add_argument("--export-rows", type=int, nargs="+", default=[50_000, 200_000])
+    small = quick()
+    parser.add_argument(
+        "--import-rows", type=int, nargs="+", default=[2_000] if small else [10_000, 50_000]
+    )
+    parser.add_argument(
+        "--export-rows", type=int, nargs="+", default=[5_000] if small else [50_000, 200_000]
+    )
     parser.add_argument("--record", action="store_true", help="append to docs/benchmarks.md")
     args = parser.parse_args()
 

@@ -43,12 +43,14 @@ sys.path.insert(0, str(ROOT))
 
 from _harness import (  # noqa: E402
     BIN,
+    kizuna,
     kizuna_env,
     machine,
     postgres_database,
     quick,
     record,
     recording,
+    stop,
 )
 
 
@@ -172,18 +174,11 @@ class Bench:
         return count
 
     def start_worker(self) -> None:
-        self.worker = subprocess.Popen(
-            [BIN / "kizuna", "worker", "--worker-id", "bench"],
-            env=self.env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        self.worker = kizuna(["worker", "--worker-id", "bench"], self.env)
 
     def stop_worker(self) -> None:
         if self.worker is not None:
-            self.worker.terminate()
-            self.worker.wait(timeout=60)
+            stop(self.worker, timeout=60)
             self.worker = None
 
     def wait_done(self, count_done, total: int, timeout: float) -> float:  # type: ignore[no-untyped-def]

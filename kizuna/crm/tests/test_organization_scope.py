@@ -142,6 +142,19 @@ def test_each_contacts_page_shows_that_contact(
         assert page.context["record"] == contact
 
 
+def test_each_leads_page_shows_that_lead(
+    ada_client: Client, organization: Organization, other_organization: Organization
+):
+    hana = Lead.objects.create(organization=organization, family_name="Yamada")
+    ken = Lead.objects.create(organization=organization, family_name="Ito")
+    Lead.objects.create(organization=other_organization, family_name="Sato")
+
+    for lead in (hana, ken):
+        page = ada_client.get(reverse("crm:lead-detail", args=[lead.pk]))
+        assert page.status_code == 200
+        assert page.context["record"] == lead
+
+
 def invitation(organization: Organization, email: str, by: User | None = None) -> MemberInvitation:
     now = timezone.now()
     return MemberInvitation.objects.create(

@@ -72,6 +72,9 @@ class Lane:
         self.poll_seconds = poll_seconds
         self.should_stop = should_stop
         self.wake = threading.Event()
+        # Set while the dispatcher sleeps: with `wake` clear, nothing but a wake-up (or
+        # the poll interval) makes it look at the table again (is_asleep()).
+        self._sleeping = threading.Event()
         self._lock = threading.Lock()
         self._in_hand: dict[Any, LeasedWork] = {}
         self._per_key: Counter[Any] = Counter()
@@ -182,9 +185,15 @@ class Lane:
                     continue
                 if started and self.free_threads() > 0:
                     continue  # more may be due
+                self._sleeping.set()
                 self.wake.wait(self.poll_seconds)
+                self._sleeping.clear()
         finally:
             connections.close_all()
+
+    def is_asleep(self) -> bool:
+        """The dispatcher waits for a wake-up or its poll interval, and none is pending."""
+        return self._sleeping.is_set() and not self.wake.is_set()
 
     def start(self) -> None:
         for number in range(self.threads):

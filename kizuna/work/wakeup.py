@@ -76,9 +76,10 @@ class Listener(threading.Thread):
         while not self._stopped.is_set():
             try:
                 self._connection = self._connect()
-                self.on_state(True)
-                # Whatever was committed while nobody listened.
+                # Whatever was committed while nobody listened; then say we listen, so
+                # that once on_state(True) returned no wake-up from connecting is left.
                 self.on_wake("")
+                self.on_state(True)
                 while not self._stopped.is_set():
                     for notification in self._connection.notifies(timeout=0.5):
                         self.on_wake(notification.payload)

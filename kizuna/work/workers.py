@@ -273,7 +273,6 @@ class KizunaWorker(Worker):
                 lane.wake.set()
 
     def set_listening(self, listening: bool) -> None:
-        self.is_listening = listening
         if listening:
             poll = max(self.interval, wakeup.LISTENING_POLL_SECONDS)
         elif wakeup.is_available():
@@ -283,6 +282,8 @@ class KizunaWorker(Worker):
         for lane in self.lanes:
             lane.poll_seconds = poll
             lane.wake.set()  # sleep again with the new interval
+        # Last: once it reads True, the lanes were woken with the new interval.
+        self.is_listening = listening
 
     def renew_leases(self) -> None:
         for lane in self.lanes:

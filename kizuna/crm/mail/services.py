@@ -7,6 +7,7 @@ import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from email.utils import formataddr, make_msgid, parseaddr
 from typing import Any
 from urllib.parse import urlsplit
@@ -592,25 +593,19 @@ def _mark_sent(message: OutgoingMessage) -> Activity | None:
         return _activity(message, ActivityKind.EMAIL_SENT, message.subject)
 
 
-def _reopen(message: OutgoingMessage, sent: Activity, *, error: str, retry: bool) -> None:
-    """The server refused the message after we had committed it as sent: undo that."""
-    with transaction.atomic():
-        # Back to "leased" under the same fence, so the failure is recorded like any other.
-        reopened = OutgoingMessage.objects.filter(
-            pk=message.pk,
-            status=WorkStatus.DONE,
-            leased_by=message.leased_by,
-            attempts=message.attempts,
-        ).update(status=WorkStatus.LEASED)
-        if not reopened:
-            return
-        message.status = WorkStatus.LEASED
-        sent.delete()
-        _fail(message, error=error, retry=retry, sent_at=None, finished_at=None)
+def _still_held(message: OutgoingMessage) -> bool:
+    """Renew the lease just before the final dot: False if another worker took the row."""
+    return leases.update_if_held(
+        message, leased_until=timezone.now() + timedelta(seconds=message.lease_seconds)
+    )
 
 
 def send_outgoing_message(message: OutgoingMessage) -> None:
-    """The worker's handler for one outbox row (see transport.py for the ordering)."""
+    """The worker's handler for one outbox row (see transport.py for the ordering).
+
+    At least once: the row is marked sent only after the server answered 250 to the final
+    dot, so a worker killed in between leaves the row to be sent again (same Message-ID).
+    """
     email = build_email(message)
     connection = transport.backend()
     if not isinstance(connection, SmtpBackend):
@@ -619,27 +614,26 @@ def send_outgoing_message(message: OutgoingMessage) -> None:
     delivery = transport.SmtpDelivery(connection, email)
     try:
         delivery.begin()
+        if not _still_held(message):
+            # Another worker holds this row now: it sends the message, we must not.
+            delivery.abandon()
+            return
+        delivery.finish()
     except transport.PermanentSendError as error:
         _fail(message, error=str(error), retry=False)
         return
     except transport.TemporarySendError as error:
         _fail(message, error=str(error), retry=True)
         return
-    try:
-        sent = _mark_sent(message)
     except BaseException:
-        delivery.abandon()
+        delivery.abandon()  # the database failed before the dot: the server discards it
         raise
-    if sent is None:
-        # Another worker holds this row now: it sends the message, we must not.
-        delivery.abandon()
-        return
-    try:
-        delivery.finish()
-    except transport.PermanentSendError as error:
-        _reopen(message, sent, error=str(error), retry=False)
-    except transport.TemporarySendError as error:
-        _reopen(message, sent, error=str(error), retry=True)
+    if _mark_sent(message) is None:
+        logger.warning(
+            "Email %s was taken over by another worker while the server took it: "
+            "it may arrive twice (same Message-ID)",
+            message.pk,
+        )
 
 
 def _send_through_backend(message: OutgoingMessage, email: EmailMessage, connection: Any) -> None:

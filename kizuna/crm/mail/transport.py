@@ -1,19 +1,22 @@
 """Handing one message to the mail server in two steps, so the outbox can fence it.
 
-SMTP has no two-phase commit: a server accepts a message when it reads the final
-"." of DATA. `SmtpDelivery.begin()` sends the envelope and the whole message but
-that final dot; the caller then commits "sent" in the database (only the worker
-holding the row's lease can) and only after that calls `finish()`, which sends
-the dot. So:
+SMTP has no two-phase commit: a server takes responsibility for a message when it
+answers 250 to the final "." of DATA. `SmtpDelivery.begin()` sends the envelope and
+the whole message but that final dot; the caller then checks (and renews) its lease
+on the row (only the worker holding it may send), `finish()` sends the dot and reads
+the 250, and only then is the row committed as sent. So delivery is at least once,
+never lost:
 
-- a worker killed before the commit leaves the server with an unterminated DATA
-  it discards when the connection drops; the row is sent again later, once;
-- a worker that lost its lease (it was too slow and another worker took the row)
-  fails the commit and drops the connection instead of sending the dot;
-- the one window left is between the commit and the kernel taking the three bytes
-  ".\r\n" (microseconds): a kill exactly there loses that message;
-- a connection lost after the dot without a reply is retried (RFC 1047): the copy
-  carries the same Message-ID.
+- a worker killed before the dot leaves the server with an unterminated DATA it
+  discards when the connection drops; the row is sent again later, once;
+- a worker that lost its lease (it was taken for dead and another worker took the
+  row) drops the connection instead of sending the dot;
+- a worker killed after the dot and before it committed "sent" (or a connection
+  lost after the dot without a reply, RFC 1047) leaves the row leased to it: it is
+  sent again: a second copy with the same Message-ID, so the recipient's mail
+  program can tell it is the same message. Committing "sent" before the dot (as
+  Kizuna once did) loses the message instead when the worker dies in that window,
+  and with four sending threads per worker a kill lands there often.
 
 The SMTP connection is kept open between messages of one process (a worker sends
 batches), and reopened after an error or a quiet minute.

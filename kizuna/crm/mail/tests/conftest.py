@@ -118,7 +118,7 @@ class Inbox:
     # Seconds between taking the message and answering 250: a slow server.
     delay: float = 0.0
     # Called with the session at RCPT and after a message is taken (before the 250).
-    on_rcpt: Callable[[Any], None] | None = None
+    on_rcpt: Callable[[Any], object] | None = None
     on_message: Callable[[Any], None] | None = None
 
     async def handle_RCPT(self, server, session, envelope, address, options) -> str:

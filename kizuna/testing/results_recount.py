@@ -1,5 +1,6 @@
-"""The straightforward summary the fast one must equal: every answer loaded and counted in
-Python, as the results page computed it before the counters (docs/adr/0005)."""
+"""The straightforward summary and export the fast ones must equal: every answer loaded and
+counted (or displayed) in Python, as the results pages computed them before the counters and
+the export's grouped answers (docs/adr/0005)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from django.db.models import Count, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from kizuna.survey import validation
 from kizuna.survey.models import Answer, QuestionKind, Response, Survey
 from kizuna.survey.results import charts
 from kizuna.survey.results.summaries import (
@@ -19,6 +21,7 @@ from kizuna.survey.results.summaries import (
     MatrixTable,
     QuestionSummary,
     all_questions,
+    csv_cell,
     latest_texts,
     nps_score,
 )
@@ -111,3 +114,28 @@ def responses_per_day(responses: QuerySet[Response]) -> dict[datetime.date, int]
         .annotate(count=Count("id"))
         .values_list("day", "count")
     )
+
+
+def export_rows(survey: Survey, responses: QuerySet[Response]) -> list[list[str]]:
+    """The CSV export's rows (the header left out): each response's answers loaded as objects
+    and displayed one by one."""
+    questions = all_questions(survey)
+    zone = timezone.get_current_timezone()
+    rows = []
+    for response in responses.order_by("submitted_at", "id").prefetch_related("answers"):
+        values = {answer.question_id: answer.value for answer in response.answers.all()}
+        row = [
+            str(response.pk),
+            response.submitted_at.astimezone(zone).isoformat(timespec="seconds"),
+            csv_cell(response.language),
+        ]
+        if not survey.is_anonymous:
+            row.append(csv_cell(response.recipient_reference))
+        row += [
+            csv_cell(validation.answer_display(question, values[question.pk]))
+            if question.pk in values
+            else ""
+            for question in questions
+        ]
+        rows.append(row)
+    return rows

@@ -29,7 +29,7 @@ from kizuna.survey.results import summaries
 from kizuna.survey.results.models import DailyAnswerCount
 from kizuna.survey.tests.respondent import add_question
 from kizuna.testing.races import require_postgresql, run_together
-from kizuna.testing.results_recount import recount, responses_per_day
+from kizuna.testing.results_recount import export_rows, recount, responses_per_day
 
 KINDS = [
     "single_choice",
@@ -189,6 +189,68 @@ def test_i13_summary_of_any_period_equals_a_plain_recount(
     maintained = counters(survey)
     results_services.rebuild_summary(survey=survey)
     assert counters(survey) == maintained
+
+
+# What the export must display exactly: formulas, quotes and backslashes (escaped in JSON),
+# Japanese (escaped on SQLite), numbers JSON and Python write differently
+TRICKY_TEXT = st.sampled_from(
+    ["=1+1", "-12.5", "+81 3", '"quoted"', "back\\slash", "とても良い", "@x", "a,b"]
+)
+EXPORTED: dict[str, st.SearchStrategy[Any]] = {
+    **VALUES,
+    "short_text": st.one_of(VALUES["short_text"], TRICKY_TEXT),
+    "long_text": st.one_of(VALUES["long_text"], TRICKY_TEXT),
+    "number": st.one_of(VALUES["number"], st.sampled_from([1e-07, 1e16, 0.1, 2.5e-05, -0.5])),
+}
+EXPORTED_ANSWERS = st.fixed_dictionaries(
+    {kind: st.one_of(st.none(), EXPORTED[kind]) for kind in KINDS}
+)
+
+
+@pytest.mark.django_db
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    responses=st.lists(st.tuples(st.integers(0, 24 * 6), EXPORTED_ANSWERS), max_size=10),
+    batch=st.integers(1, 4),
+    archive=st.booleans(),
+    date_from=DAYS,
+)
+def test_i13_export_of_random_answers_equals_a_plain_export(
+    ada_client: Any,
+    survey: Survey,
+    responses: list[tuple[int, dict[str, Any]]],
+    batch: int,
+    archive: bool,
+    date_from: datetime.date | None,
+) -> None:
+    survey = Survey.objects.create(portal=survey.portal, title="Pulse", language="en")
+    questions = every_kind(survey)
+    for hours, answers in responses:
+        submit_at(survey, questions, FIRST_DAY + datetime.timedelta(hours=hours), answers)
+    if archive:
+        questions["multiple_choice"].options = {
+            "choices": [
+                {"key": "a", "label": "Apple", "archived": True},
+                {"key": "b", "label": "=Banana"},
+            ]
+        }
+        questions["multiple_choice"].is_archived = True
+        questions["multiple_choice"].save(update_fields=["options", "is_archived"])
+    url = reverse("survey:survey_results:export", args=[survey.pk])
+    query = {"date_from": date_from.isoformat()} if date_from else {}
+
+    with mock.patch.object(summaries, "EXPORT_BATCH", batch):
+        page = ada_client.get(url, query)
+        body = b"".join(page.streaming_content).decode("utf-8-sig")
+
+    selected = summaries.filter_responses(
+        Response.objects.filter(survey=survey), date_from=date_from, date_to=None
+    )
+    assert list(csv.reader(io.StringIO(body)))[1:] == export_rows(survey, selected)
 
 
 @pytest.mark.django_db

@@ -14,10 +14,11 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DatabaseError, connection
 from django.db.models import Max, Min, Q, QuerySet, Sum
 from django.utils import formats, timezone
 from django.utils.safestring import SafeString
@@ -440,6 +441,41 @@ def _cell_of(question: Question) -> Callable[[str | None], str]:
     return computed
 
 
+# How PostgreSQL plans the export's queries. The planner overestimates the answers of an id
+# array (about 4 times, the ids being random): it then starts parallel workers and JIT-compiles
+# the query, which cost more than the query, and sorts the answers to group them, as too many
+# for a hash table (a batch of 2,000 at load 20: 311 ms, 123 ms without the workers and JIT,
+# 79 ms hashed). A batch is bounded, so is the memory its hash table takes.
+_EXPORT_PLANNER = {"jit": "off", "max_parallel_workers_per_gather": "0", "work_mem": "32MB"}
+
+
+@contextmanager
+def _planned_for_export() -> Iterator[None]:
+    """Within: the export's planner settings for this connection (PostgreSQL), set once for
+    all the batches rather than in a transaction of each (each statement a round trip)."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    names = list(_EXPORT_PLANNER)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT " + ", ".join(["set_config(%s, %s, false)"] * len(names)),
+            [part for name in names for part in (name, _EXPORT_PLANNER[name])],
+        )
+    try:
+        yield
+    finally:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT set_config(name, reset_val, false) FROM pg_settings "
+                    "WHERE name = ANY(%s)",
+                    [names],
+                )
+        except DatabaseError:
+            pass  # a broken connection or transaction takes the settings away with it
+
+
 def _answers_of(response_ids: list[Any], question_ids: list[int]) -> dict[str, tuple[Any, ...]]:
     """The given responses' answers, by the response id's hex digits: for each, its answers'
     stored JSON texts in the order of `question_ids` (None where not answered).
@@ -451,18 +487,8 @@ def _answers_of(response_ids: list[Any], question_ids: list[int]) -> dict[str, t
     postgresql = connection.vendor == "postgresql"
     value = "value::text" if postgresql else "value"
     columns = ", ".join([f"max(CASE WHEN question_id = %s THEN {value} END)"] * len(question_ids))
-    with transaction.atomic(), connection.cursor() as cursor:
+    with connection.cursor() as cursor:
         if postgresql:
-            # The planner overestimates the answers of an id array (about 4 times): it then
-            # starts parallel workers and JIT-compiles the query, which cost more than the
-            # query, and sorts the answers to group them as too many for a hash table (on a
-            # batch of 2,000 at load 20: 311 ms, 123 ms without the workers and JIT, 79 ms
-            # hashed). The batch is bounded: so is the memory the hash table takes.
-            cursor.execute(
-                "SELECT set_config('jit', 'off', true), "
-                "set_config('max_parallel_workers_per_gather', '0', true), "
-                "set_config('work_mem', '32MB', true)"
-            )
             cursor.execute(
                 f"SELECT replace(response_id::text, '-', ''), {columns} "  # noqa: S608
                 f"FROM {table} WHERE response_id = ANY(%s) GROUP BY response_id",
@@ -508,31 +534,32 @@ def csv_lines(survey: Survey, responses: QuerySet[Response]) -> Iterator[str]:
     fields = ("id", "submitted_at", "language", "recipient_reference")
     ordered = responses.order_by("submitted_at", "id").values_list(*fields)
     after: tuple[datetime.datetime, Any] | None = None
-    while True:
-        page = ordered
-        if after is not None:
-            # the first condition alone lets the index (survey, submitted_at) start there
-            page = page.filter(submitted_at__gte=after[0]).filter(
-                Q(submitted_at__gt=after[0]) | Q(id__gt=after[1])
-            )
-        batch = list(page[:EXPORT_BATCH])
-        if not batch:
-            return
-        after = (batch[-1][1], batch[-1][0])
-        answers = _answers_of([row[0] for row in batch], question_ids) if questions else {}
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        rows = []
-        for response_id, submitted_at, language, reference in batch:
-            row = [
-                str(response_id),
-                submitted_at.astimezone(zone).isoformat(timespec="seconds"),
-                csv_cell(language),
-            ]
-            if with_reference:
-                row.append(csv_cell(reference))
-            values = answers.get(response_id.hex, unanswered)
-            row += [cell(raw) for cell, raw in zip(cells, values, strict=True)]
-            rows.append(row)
-        writer.writerows(rows)
-        yield buffer.getvalue()
+    with _planned_for_export():
+        while True:
+            page = ordered
+            if after is not None:
+                # the first condition alone lets the index (survey, submitted_at) start there
+                page = page.filter(submitted_at__gte=after[0]).filter(
+                    Q(submitted_at__gt=after[0]) | Q(id__gt=after[1])
+                )
+            batch = list(page[:EXPORT_BATCH])
+            if not batch:
+                return
+            after = (batch[-1][1], batch[-1][0])
+            answers = _answers_of([row[0] for row in batch], question_ids) if questions else {}
+            buffer = io.StringIO()
+            writer = csv.writer(buffer)
+            rows = []
+            for response_id, submitted_at, language, reference in batch:
+                row = [
+                    str(response_id),
+                    submitted_at.astimezone(zone).isoformat(timespec="seconds"),
+                    csv_cell(language),
+                ]
+                if with_reference:
+                    row.append(csv_cell(reference))
+                values = answers.get(response_id.hex, unanswered)
+                row += [cell(raw) for cell, raw in zip(cells, values, strict=True)]
+                rows.append(row)
+            writer.writerows(rows)
+            yield buffer.getvalue()

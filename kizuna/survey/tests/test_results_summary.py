@@ -253,6 +253,44 @@ def test_i13_export_of_random_answers_equals_a_plain_export(
     assert list(csv.reader(io.StringIO(body)))[1:] == export_rows(survey, selected)
 
 
+def planner_settings() -> list[tuple[str, str]]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name, setting FROM pg_settings WHERE name IN "
+            "('jit', 'max_parallel_workers_per_gather', 'work_mem') ORDER BY name"
+        )
+        return list(cursor.fetchall())
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+@pytest.mark.parametrize("read", ["whole", "left_after_a_batch"])
+def test_i13_the_export_gives_the_connection_back_with_its_planner_settings(
+    survey: Survey, read: str
+) -> None:
+    require_postgresql("the export's planner settings are PostgreSQL's")
+    questions = every_kind(survey)
+    for hours in range(3):
+        submit_at(survey, questions, FIRST_DAY + datetime.timedelta(hours=hours), {"nps": 9})
+    before = planner_settings()
+
+    with mock.patch.object(summaries, "EXPORT_BATCH", 1):
+        lines = summaries.csv_lines(survey, Response.objects.filter(survey=survey))
+        chunks = [next(lines), next(lines)]  # the header, the first response
+        during = planner_settings()
+        if read == "whole":
+            chunks += list(lines)
+        lines.close()
+
+    assert len(chunks) == (4 if read == "whole" else 2)
+    assert during == [
+        ("jit", "off"),
+        ("max_parallel_workers_per_gather", "0"),
+        ("work_mem", "32768"),
+    ]
+    assert planner_settings() == before
+
+
 @pytest.mark.django_db
 def test_i13_deleting_the_smallest_and_largest_number_recounts_them(survey: Survey) -> None:
     questions = every_kind(survey)

@@ -191,6 +191,11 @@ def timed(func: Callable[[], Any], repeat: int) -> dict[str, float]:
     }
 
 
+def load_average() -> float:
+    """The machine's 1-minute load average (2 cores here, shared): the context of a figure."""
+    return os.getloadavg()[0]
+
+
 def rss_mb() -> float:
     pages = int(Path("/proc/self/statm").read_text().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") / 1024 / 1024
@@ -404,8 +409,10 @@ def child(sizes: list[int], repeat: int, *, fill_only: bool = False) -> None:
         with CaptureQueriesContext(connection) as captured:
             summary(last_30_days)
         figures["queries_filtered"] = len(captured)
+        figures["summary_load"] = load_average()
         figures["summary"] = timed(summary, repeat)
         figures["summary_filtered"] = timed(lambda: summary(last_30_days), repeat)
+        figures["summary_load"] = max(figures["summary_load"], load_average())
         print(f"{connection.vendor} {size:,}: {figures}", file=sys.stderr)
 
         if index == 0:
@@ -429,6 +436,7 @@ def child(sizes: list[int], repeat: int, *, fill_only: bool = False) -> None:
         # the export, streamed as a browser downloads it
         before = rss_mb()
         peak = before
+        export_load = load_average()
         rows = 0
         start = time.perf_counter()
         page = client.get(export_url)
@@ -442,11 +450,15 @@ def child(sizes: list[int], repeat: int, *, fill_only: bool = False) -> None:
             "s": elapsed,
             "rows_per_s": (rows - 1) / elapsed,
             "rss_growth_mb": max(peak, rss_mb()) - before,
+            "peak_rss_mb": max(peak, rss_mb()),
+            "load": max(export_load, load_average()),
         }
         print(f"{connection.vendor} {size:,} export: {figures['export']}", file=sys.stderr)
 
         if index == 0:
+            submission_load = load_average()
             figures["submission"] = submission_cost(survey, questions, 400)
+            figures["submission"]["load"] = max(submission_load, load_average())
             # freshness: submit now, read the summary until it counts the new response
             counted = summaries.responses_per_day(survey, date_from=today, date_to=today)
             before_count = sum(counted.values())
@@ -581,7 +593,8 @@ def write(results: dict[str, Any], *, note: str = "") -> None:
             note=(
                 f"{figures['responses']:,} responses, {figures['answers']:,} answers; p95 "
                 f"unfiltered {figures['summary']['p95_ms']:.0f} ms, last 30 days "
-                f"{figures['summary_filtered']['p95_ms']:.0f} ms; {figures['queries']} queries"
+                f"{figures['summary_filtered']['p95_ms']:.0f} ms; {figures['queries']} queries; "
+                f"load average up to {figures['summary_load']:.0f} (2 cores)"
                 + (
                     f"; baseline: the summary computed from every answer in Python "
                     f"{figures['recount_ms']:.0f} ms, a SQL GROUP BY of the answers alone "
@@ -594,6 +607,13 @@ def write(results: dict[str, Any], *, note: str = "") -> None:
     largest = pg[max(pg, key=int)] if pg else None
     if largest:
         export = largest["export"]
+        sizes = "; ".join(
+            f"{figures['export']['rows']:,} responses: {figures['export']['rows_per_s']:,.0f}/s, "
+            f"peak RSS {figures['export']['peak_rss_mb']:.0f} MB "
+            f"(grew {figures['export']['rss_growth_mb']:.1f} MB), "
+            f"load {figures['export']['load']:.0f}"
+            for figures in pg.values()
+        )
         record(
             "P6-export-rows-per-second",
             export["rows_per_s"],
@@ -602,7 +622,7 @@ def write(results: dict[str, Any], *, note: str = "") -> None:
             met=export["rows_per_s"] >= 20_000,
             note=(
                 f"PostgreSQL, {export['rows']:,} responses of 11 questions in "
-                f"{export['s']:.1f} s; RSS grew {export['rss_growth_mb']:.1f} MB"
+                f"{export['s']:.1f} s; {sizes} (load average on 2 cores)"
             ),
         )
     first = pg[min(pg, key=int)] if pg else None
@@ -611,6 +631,7 @@ def write(results: dict[str, Any], *, note: str = "") -> None:
         for threads in (1, 8):
             with_counters = sub[f"with_counters_{threads}_threads"]
             without = sub[f"without_counters_{threads}_threads"]
+            previous = sub.get(f"previous_counters_{threads}_threads")
             record(
                 f"P6-submit-counters-{threads}-thread{'s' if threads > 1 else ''}",
                 with_counters,
@@ -622,6 +643,13 @@ def write(results: dict[str, Any], *, note: str = "") -> None:
                 note=(
                     "PostgreSQL, submit_response() of 11 answers in-process, with the summary "
                     "counters against the same without them, alternating, median of 3"
+                    + (
+                        f"; the counters as before (a VALUES row per figure, foreign keys) "
+                        f"{previous:.1f}/s, ratio {previous / without:.2f}, same run"
+                        if previous
+                        else ""
+                    )
+                    + f"; load average up to {sub['load']:.0f} (2 cores)"
                 ),
             )
         record(
@@ -630,7 +658,10 @@ def write(results: dict[str, Any], *, note: str = "") -> None:
             "s",
             target="a new response shows in the summary within 5 s",
             met=first["freshness_s"] <= 5,
-            note="PostgreSQL: submit, then GET the summary until it counts the response",
+            note=(
+                "PostgreSQL: submit, then GET the summary until it counts the response; "
+                f"load average {first['submission']['load']:.0f}"
+            ),
         )
     sqlite = results.get("sqlite", {}).get("sizes", {})
     for figures in sqlite.values():
@@ -643,7 +674,8 @@ def write(results: dict[str, Any], *, note: str = "") -> None:
             baseline=figures.get("recount_ms"),
             note=(
                 f"SQLite, {figures['responses']:,} responses; export "
-                f"{figures['export']['rows_per_s']:,.0f} responses/s"
+                f"{figures['export']['rows_per_s']:,.0f} responses/s; load average up to "
+                f"{max(figures['summary_load'], figures['export']['load']):.0f} (2 cores)"
             ),
         )
 

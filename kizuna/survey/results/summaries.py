@@ -13,7 +13,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -504,7 +504,7 @@ def _answers_of(response_ids: list[Any], question_ids: list[int]) -> dict[str, t
         return {row[0]: row[1:] for row in cursor.fetchall()}
 
 
-def csv_lines(survey: Survey, responses: QuerySet[Response]) -> Iterator[str]:
+def csv_lines(survey: Survey, responses: QuerySet[Response]) -> Generator[str, None, None]:
     """The CSV text: a header, then one row per response, one column per question (labels, not
     keys), in chunks of many rows (each chunk a write to the client).
 

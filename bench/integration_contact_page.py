@@ -27,8 +27,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _harness import machine, quick, record  # noqa: E402
-from _integration import Deployment, analyze, load_average, per_database, percentile, set_up_world  # noqa: E402
+from _harness import load_average, machine, quick, record, recording  # noqa: E402
+from _integration import Deployment, analyze, per_database, percentile, set_up_world  # noqa: E402
 
 TARGET_MS = 150.0
 ANSWERS = [
@@ -172,10 +172,10 @@ def main() -> None:
             f"with 1,000 responses p50 {r['many_p50']:.0f} ms, p95 {r['many_p95']:.0f} ms; "
             f"without survey history p50 {r['none_p50']:.0f} ms, p95 {r['none_p95']:.0f} ms; "
             f"queries: none {q['none']}, 10 responses {q['ten']}, 1,000 responses {q['many']}; "
-            f"load average {r['load_before']} before, {r['load_after']} after"
+            f"{r['load_before']} before, {r['load_after']} after"
         )
         print(line)
-        if args.record:
+        if args.record or recording():
             record(
                 f"I7-contact-1000-responses-p95-ms-{database}",
                 r["many_p95"],

@@ -2,8 +2,8 @@
 
 Co-deployed Kizuna (bench/_integration.py: CRM and Survey on one database, web in gunicorn
 2 x 8 threads). N leads are invited through the Survey API; while no worker runs (the receiver
-was down), each respondent submits through the Survey's own submit service, so N
-`response.completed` deliveries wait in the outbox. Then:
+was down), each invitation is answered: the rows the Survey's submit service writes, in bulk
+(_integration.backlog_in_bulk), so N `response.completed` deliveries wait in the outbox. Then:
 
 1. end to end (the figure): `kizuna worker` (default --concurrency 8) starts and delivers
    the backlog over HTTP to the CRM's intake, which verifies each signature and records the
@@ -13,16 +13,20 @@ was down), each respondent submits through the Survey's own submit service, so N
 2. the same backlog again with `--concurrency 32`, whose per-endpoint cap (a quarter of the
    lane's threads) is 8 instead of 2: how much of the figure is the delivery worker's cap;
 3. the CRM's intake alone (baseline): the same N deliveries, signed by this process and
-   POSTed straight to the intake URL from 8 threads, no worker in between.
+   POSTed straight to the intake URL from 8 threads, no worker in between;
+4. the same backlog healed by the reconciliation pull instead (GET /responses in pages of
+   500, each response recorded under the intake's rules), as the worker runs it.
 
 Between runs the CRM's records of the responses are removed (responses, intake events,
-timeline entries) and the deliveries made due again; the Survey's rows stay.
+timeline entries) and the deliveries made due again; the Survey's rows stay. The periodic
+reconciliation (15 minutes after enabling) is held back for the run.
 
-    .venv/bin/python bench/integration_intake.py [--count 10000] [--databases postgresql,sqlite]
-        [--profile] [--record]             (KIZUNA_BENCH_QUICK=1: 1,000 events, PostgreSQL)
+    .venv/bin/python bench/integration_intake.py [--count 10000] [--databases postgresql]
+        [--profile] [--record]     (KIZUNA_BENCH_QUICK=1: 200 events, PostgreSQL, no pass 2)
 
---profile also runs the intake of 300 deliveries in this process under cProfile (the view's
-service, receive_webhook) and prints where its time goes.
+--profile also runs the intake of 300 deliveries in this process under cProfile (the whole
+request through Django's test client) and prints where its time goes and the queries of one;
+--profile=only does just that; --profile=worker profiles the worker's loop instead.
 """
 
 from __future__ import annotations
@@ -42,14 +46,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _harness import machine, quick, record  # noqa: E402
+from _harness import load_average, machine, quick, record, recording  # noqa: E402
 from _integration import (  # noqa: E402
     Deployment,
     analyze,
-    load_average,
+    backlog_in_bulk,
     per_database,
     set_up_world,
-    submit_in_process,
     wait_until,
 )
 
@@ -65,6 +68,38 @@ def recorded_rate(expected: int) -> tuple[float, float]:
     span = SurveyResponse.objects.aggregate(first=Min("recorded_at"), last=Max("recorded_at"))
     seconds = (span["last"] - span["first"]).total_seconds()
     return (expected - 1) / seconds if seconds > 0 else float("inf"), seconds
+
+
+def hold_periodic_reconciliation() -> None:
+    """The periodic pull (15 minutes after enabling) would record part of the backlog in
+    pages while the deliveries are measured: it waits for a day here."""
+    import datetime
+
+    from django.utils import timezone
+
+    from kizuna.crm.integration.models import Reconciliation
+
+    Reconciliation.objects.update(next_attempt_at=timezone.now() + datetime.timedelta(days=1))
+
+
+def pull(count: int) -> dict[str, Any]:
+    """The same backlog healed by reconciliation instead (GET /responses, pages of 500, each
+    response recorded under the intake's rules), run in this process as the worker runs it."""
+    from django.utils import timezone
+
+    from kizuna.crm.integration.models import Connection, SurveyResponse
+    from kizuna.crm.integration.responses import services
+
+    connection = Connection.objects.get()
+    Connection.objects.filter(pk=connection.pk).update(reconciled_until=None)
+    connection.refresh_from_db()
+    load = load_average()
+    started = time.monotonic()
+    found = services.reconcile(connection=connection, until=timezone.now())
+    seconds = time.monotonic() - started
+    recorded = SurveyResponse.objects.count()
+    assert found == recorded == count, f"pull: {found} found, {recorded} of {count} recorded"
+    return {"rate": count / seconds, "seconds": seconds, "load": load}
 
 
 def reset_crm() -> None:
@@ -221,6 +256,28 @@ def profile_intake(count: int) -> str:
     )
 
 
+def profile_worker(count: int) -> str:
+    """`count` deliveries of the backlog sent by the worker's own loop (run_due_work, one
+    thread) in this process, under cProfile: the Survey side of each delivery and the
+    HTTP wait for the CRM's answer, apart."""
+    from kizuna.crm.integration.models import SurveyResponse
+    from kizuna.work import leases
+
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    while SurveyResponse.objects.count() < count and leases.run_due_work(worker_id="profile"):
+        pass
+    profiler.disable()
+    seconds = time.perf_counter() - started
+    done = SurveyResponse.objects.count()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(40)
+    return f"in-process worker: {done / seconds:.0f}/s (one thread, under cProfile)\n" + (
+        out.getvalue()
+    )
+
+
 def child(database_url: str, count: int, profile: str) -> dict[str, Any]:
     from django.db import connection as database
 
@@ -228,8 +285,9 @@ def child(database_url: str, count: int, profile: str) -> dict[str, Any]:
         deployment.start_web()
         started = time.monotonic()
         world = set_up_world(leads=count)
-        submit_in_process(world, world.lead_ids)
+        backlog_in_bulk(world, world.lead_ids)
         analyze()
+        hold_periodic_reconciliation()
         print(
             f"{deployment.vendor}: {count} responses submitted, deliveries waiting "
             f"({time.monotonic() - started:.0f} s to set up)",
@@ -239,14 +297,21 @@ def child(database_url: str, count: int, profile: str) -> dict[str, Any]:
         if profile == "only":
             print(profile_intake(min(300, count)), flush=True)
             return result
+        if profile == "worker":
+            print(profile_worker(min(300, count)), flush=True)
+            return result
         result["drain"] = drain(deployment, count, concurrency=8)
         print(f"  end to end, --concurrency 8: {result['drain']}", flush=True)
         reset_crm()
-        result["drain32"] = drain(deployment, count, concurrency=32)
-        print(f"  end to end, --concurrency 32: {result['drain32']}", flush=True)
-        reset_crm()
+        if not quick():
+            result["drain32"] = drain(deployment, count, concurrency=32)
+            print(f"  end to end, --concurrency 32: {result['drain32']}", flush=True)
+            reset_crm()
         result["direct"] = direct(deployment, count)
         print(f"  intake alone, 8 senders: {result['direct']}", flush=True)
+        reset_crm()
+        result["pull"] = pull(count)
+        print(f"  reconciliation pull: {result['pull']}", flush=True)
         if profile:
             reset_crm()
             print(profile_intake(min(300, count)), flush=True)
@@ -255,10 +320,14 @@ def child(database_url: str, count: int, profile: str) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--count", type=int, default=1000 if quick() else 10_000)
-    parser.add_argument("--databases", default="postgresql" if quick() else "postgresql,sqlite")
+    parser.add_argument("--count", type=int, default=200 if quick() else 10_000)
+    parser.add_argument("--databases", default="postgresql", help="postgresql,sqlite")
     parser.add_argument(
-        "--profile", nargs="?", const="also", default="", help="also, or only (no drains)"
+        "--profile",
+        nargs="?",
+        const="also",
+        default="",
+        help="also; only (the intake, no drains); worker (the worker's loop, no drains)",
     )
     parser.add_argument("--record", action="store_true", help="write docs/benchmarks.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -271,17 +340,24 @@ def main() -> None:
     for database, result in results.items():
         if "drain" not in result:
             continue
-        drain8, drain32, alone = result["drain"], result["drain32"], result["direct"]
+        drain8, alone = result["drain"], result["direct"]
+        drain32 = result.get("drain32")
+        wider = (
+            f"with --concurrency 32 (8 at a time) {drain32['rate']:,.0f}/s ({drain32['load']}); "
+            if drain32
+            else ""
+        )
         line = (
             f"{result['count']:,} waiting response.completed events, {database}, {machine()}: "
             f"end to end (worker --concurrency 8, 2 deliveries at a time to the one endpoint) "
-            f"{drain8['rate']:,.0f}/s (load {drain8['load']}; {drain8['total']:.1f} s with the "
-            f"worker's start); with --concurrency 32 (8 at a time) {drain32['rate']:,.0f}/s "
-            f"(load {drain32['load']}); the CRM intake alone, 8 senders POSTing signed "
-            f"deliveries straight to it: {alone['rate']:,.0f}/s (load {alone['load']})"
+            f"{drain8['rate']:,.0f}/s ({drain8['load']}; {drain8['total']:.1f} s with the "
+            f"worker's start); {wider}the CRM intake alone, 8 senders POSTing signed "
+            f"deliveries straight to it: {alone['rate']:,.0f}/s ({alone['load']}); "
+            f"the same backlog pulled by reconciliation (pages of 500): "
+            f"{result['pull']['rate']:,.0f}/s ({result['pull']['load']})"
         )
         print(line)
-        if args.record:
+        if args.record or recording():
             record(
                 f"I7-intake-backlog-per-second-{database}",
                 drain8["rate"],

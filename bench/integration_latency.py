@@ -12,7 +12,7 @@ the response on the lead. At the end every lead's response is checked through th
 Baseline, same run: the submit POST's own time (the public page storing the response and
 enqueueing its delivery); the rest is the delivery worker and the CRM's intake.
 
-    .venv/bin/python bench/integration_latency.py [--rate 5] [--seconds 60]
+    .venv/bin/python bench/integration_latency.py [--rate 2] [--seconds 60]
         [--databases postgresql] [--record]      (KIZUNA_BENCH_QUICK=1: 12 s)
 """
 
@@ -31,13 +31,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _harness import machine, quick, record  # noqa: E402
+from _harness import load_average, machine, quick, record, recording  # noqa: E402
 from _integration import (  # noqa: E402
     Deployment,
     World,
     analyze,
     form_answers,
-    load_average,
     per_database,
     percentile,
     set_up_world,
@@ -182,7 +181,7 @@ def child(database_url: str, rate: float, seconds: float) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rate", type=float, default=5.0, help="submissions per second")
+    parser.add_argument("--rate", type=float, default=2.0, help="submissions per second")
     parser.add_argument("--seconds", type=float, default=12.0 if quick() else 60.0)
     parser.add_argument("--databases", default="postgresql")
     parser.add_argument("--record", action="store_true", help="write docs/benchmarks.json")
@@ -199,11 +198,11 @@ def main() -> None:
             f"to visible on the lead p50 {r['p50']:.2f} s, p99 {r['p99']:.2f} s, max "
             f"{r['max']:.2f} s; the submit POST alone p50 {r['post_p50'] * 1000:.0f} ms, p99 "
             f"{r['post_p99'] * 1000:.0f} ms; POST statuses {r['statuses']}, not seen "
-            f"{r['missing']}, shown by the CRM API {r['shown_by_api']}/{r['count']}; load "
-            f"average {r['load_before']} before, {r['load_after']} after"
+            f"{r['missing']}, shown by the CRM API {r['shown_by_api']}/{r['count']}; "
+            f"{r['load_before']} before, {r['load_after']} after"
         )
         print(line)
-        if args.record:
+        if args.record or recording():
             complete = r["missing"] == 0 and r["shown_by_api"] == r["count"]
             record(
                 f"I7-submission-visible-p50-s-{database}",

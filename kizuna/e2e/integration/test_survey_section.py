@@ -194,8 +194,11 @@ def test_e1_the_section_renders_from_crm_data_while_the_survey_service_is_down(
     assert "Very kind people." in section_of(page_of(ada_client, contact))
 
 
-def _many(connection: Connection, contact: Contact, count: int) -> None:
+def _many(connection: Connection, contact: Lead | Contact, count: int) -> None:
     now = timezone.now()
+    record: dict[str, Any] = (
+        {"lead": contact} if isinstance(contact, Lead) else {"contact": contact}
+    )
     answers = [
         {"question_id": 1, "kind": "nps", "text": "Recommend us?", "position": 0, "value": 9,
          "display": "9"},
@@ -206,7 +209,7 @@ def _many(connection: Connection, contact: Contact, count: int) -> None:
         SurveyInvitation(
             connection=connection,
             organization_id=contact.organization_id,
-            contact=contact,
+            **record,
             survey_id=index,
             survey_title=f"Survey {index}",
             recipient_reference=connection.recipient_reference(contact),
@@ -219,7 +222,7 @@ def _many(connection: Connection, contact: Contact, count: int) -> None:
         SurveyResponse(
             connection=connection,
             organization_id=contact.organization_id,
-            contact=contact,
+            **record,
             response_id=f"{contact.pk}-{index}",
             survey_id=index,
             survey_title=f"Survey {index}",
@@ -253,6 +256,34 @@ def test_e1_a_contact_with_1000_responses_takes_as_many_queries_as_one_with_2(
     )
     assert history.status_code == 200
     assert "Survey 999" in history.content.decode()
+
+
+def test_e1_a_converted_lead_with_1000_responses_takes_as_many_queries_as_one_with_2(
+    connection: Connection, organization: Organization, ada: User, ada_client: Client
+) -> None:
+    few = Lead.objects.create(organization=organization, family_name="Few")
+    many = Lead.objects.create(organization=organization, family_name="Many")
+    _many(connection, few, 2)
+    _many(connection, many, 1000)
+    few_contact = crm_services.convert_lead(lead=few, by=ada)
+    many_contact = crm_services.convert_lead(lead=many, by=ada)
+    page_of(ada_client, few_contact)  # warm the session and the caches
+    counted = {}
+
+    records: list[tuple[str, Lead | Contact]] = [
+        ("few lead", few),
+        ("many lead", many),
+        ("few contact", few_contact),
+        ("many contact", many_contact),
+    ]
+    for name, record in records:
+        with CaptureQueriesContext(database) as queries:
+            html = page_of(ada_client, record)
+        counted[name] = len(queries)
+        assert "Survey 0<" in section_of(html)
+
+    assert counted["many lead"] == counted["few lead"]
+    assert counted["many contact"] == counted["few contact"]
 
 
 def test_e1_the_api_lists_a_records_survey_responses_in_its_organization_only(

@@ -33,6 +33,10 @@ class AuditAction(models.TextChoices):
     INTEGRATION_ENABLED = "integration.enabled", _("Survey integration enabled")
     INTEGRATION_DISABLED = "integration.disabled", _("Survey integration disabled")
     INTEGRATION_RECONNECTED = "integration.reconnected", _("Survey integration reconnected")
+    INTEGRATION_FINISHED_WITHOUT_SURVEY = (
+        "integration.finished_without_survey",
+        _("Survey integration disabled without the Survey service"),
+    )
 
 
 # Each entry read as a sentence; %(actor)s and %(target)s are names, the rest comes from `data`.
@@ -57,6 +61,9 @@ SENTENCES = {
     AuditAction.INTEGRATION_ENABLED: _("%(actor)s enabled the Survey integration."),
     AuditAction.INTEGRATION_DISABLED: _("%(actor)s disabled the Survey integration."),
     AuditAction.INTEGRATION_RECONNECTED: _("%(actor)s reconnected the Survey integration."),
+    AuditAction.INTEGRATION_FINISHED_WITHOUT_SURVEY: _(
+        "%(actor)s finished disabling the Survey integration without the Survey service."
+    ),
 }
 MODULES = {"leads": _("leads"), "contacts": _("contacts")}
 

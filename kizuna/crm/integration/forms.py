@@ -121,6 +121,21 @@ class UsersForm(forms.Form):
         return data
 
 
+class FinishDisablingForm(forms.Form):
+    """The final work after disabling stopped: a new SC key of the same account to finish
+    with, or none to try again with the stored one."""
+
+    email = forms.EmailField(label=_("Email address of the SC key"), max_length=254)
+    key = forms.CharField(
+        label=_("New SC key"),
+        max_length=200,
+        strip=True,
+        required=False,
+        help_text=_("Leave it empty to try again with the stored key."),
+        widget=forms.PasswordInput(attrs={"autocomplete": "off"}),
+    )
+
+
 class ReconnectForm(forms.Form):
     """K2: the new SC key after the old one was regenerated at the Survey service."""
 

@@ -21,7 +21,7 @@ from django.utils.translation import gettext_lazy as _
 from kizuna.crm.integration import client
 from kizuna.crm.models import Contact, Lead, Organization, OrganizationQuerySet
 from kizuna.lib import crypto
-from kizuna.work.leases import LeasedWork
+from kizuna.work.leases import LeasedWork, WorkStatus
 
 _M = TypeVar("_M", bound=models.Model)
 RECIPIENT_REFERENCE_PREFIX = "crm"
@@ -109,6 +109,9 @@ class Connection(models.Model):
     last_reconciled_at = models.DateTimeField(null=True, blank=True)
     final_reconciliation_done_at = models.DateTimeField(null=True, blank=True)
     webhook_endpoint_deleted_at = models.DateTimeField(null=True, blank=True)
+    # An administrator ended the final work that had stopped (the Survey service refused
+    # the key): what was recorded stays, the webhook endpoint stays at the Survey service.
+    finished_without_survey_at = models.DateTimeField(null=True, blank=True)
     last_event_at = models.DateTimeField(_("last event received"), null=True, blank=True)
 
     objects = ConnectionQuerySet.as_manager()
@@ -166,6 +169,20 @@ class Connection(models.Model):
         """The Survey invitation's recipient reference naming `record` for this connection."""
         kind = "lead" if isinstance(record, Lead) else "contact"
         return f"{RECIPIENT_REFERENCE_PREFIX}:{self.reference_key}:{kind}:{record.pk}"
+
+    def stopped_final_work(self) -> Reconciliation | None:
+        """The final work after disabling (D6), when it stopped before its end: the Survey
+        service refused the key (K2, its owner gone) or stayed unreachable through every
+        attempt. None when it ended, is still under way, or was finished without it."""
+        if self.is_current or self.finished_without_survey_at or self.webhook_endpoint_deleted_at:
+            return None
+        return (
+            Reconciliation.objects.filter(
+                connection=self, kind=ReconciliationKind.FINAL, status=WorkStatus.FAILED
+            )
+            .order_by("-pk")
+            .first()
+        )
 
     def accepts_submission_at(self, submitted_at: object) -> bool:
         """D6: a response submitted at `submitted_at` is recorded unless after the cut-off."""
@@ -421,7 +438,8 @@ class Reconciliation(LeasedWork):
     every: ClassVar[datetime.timedelta] = datetime.timedelta(minutes=15)
     # The final pull waits this long after the cut-off, for submissions still being stored.
     settle_delay: ClassVar[datetime.timedelta] = datetime.timedelta(minutes=2)
-    # Retried for weeks (capped at 6 hours apart): a FINAL run must end with the endpoint gone.
+    # Retried for weeks (capped at 6 hours apart) while the Survey service is unreachable; a
+    # key it refuses stops a FINAL run at once (it never comes back by waiting).
     max_attempts = models.PositiveIntegerField(_("maximum attempts"), default=200)
     lease_seconds: ClassVar[int] = 600
 

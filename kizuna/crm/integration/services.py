@@ -29,6 +29,7 @@ from kizuna.crm.models import Organization
 from kizuna.identity.models import User
 from kizuna.lib import crypto
 from kizuna.lib.api_errors import ErrorCode
+from kizuna.work.leases import WorkStatus
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -217,17 +218,7 @@ def reconnect(
             "not_set_up", _("The Survey integration is not set up for this organization.")
         )
     credentials = Credentials(email=(email or connection.sc_email).strip(), key=key.strip())
-    account = client.get_account(credentials)
-    if account.id != connection.survey_account_id:
-        raise IntegrationError(
-            "other_account",
-            _(
-                "This SC key belongs to the Survey account “%(other)s”, not to “%(account)s” "
-                "that the integration uses. Use a key of “%(account)s”, or disable the "
-                "integration and set it up again."
-            )
-            % {"other": account.name, "account": connection.survey_account_name},
-        )
+    account = _account_of_connection(connection, credentials)
     with transaction.atomic():
         locked = Connection.objects.select_for_update().get(pk=connection.pk)
         if not locked.is_current:
@@ -257,6 +248,89 @@ def reconnect(
             data={"account": account.name, "email": account.email},
         )
     return locked
+
+
+def _account_of_connection(connection: Connection, credentials: Credentials) -> client.Account:
+    """The Survey account of `credentials`; IntegrationError unless it is the connection's."""
+    account = client.get_account(credentials)
+    if account.id != connection.survey_account_id:
+        raise IntegrationError(
+            "other_account",
+            _(
+                "This SC key belongs to the Survey account “%(other)s”, not to “%(account)s” "
+                "that the integration uses. Use a key of “%(account)s”, or disable the "
+                "integration and set it up again."
+            )
+            % {"other": account.name, "account": connection.survey_account_name},
+        )
+    return account
+
+
+def _stopped_final_work(organization: Organization) -> tuple[Connection, Reconciliation]:
+    connection = (
+        Connection.objects.of(organization)
+        .filter(state=ConnectionState.DISABLED)
+        .order_by("-disabled_at", "-pk")
+        .first()
+    )
+    row = connection.stopped_final_work() if connection is not None else None
+    if connection is None or row is None or Connection.objects.of(organization).current().exists():
+        raise IntegrationError(
+            "nothing_to_finish", _("Disabling the Survey integration has nothing left to finish.")
+        )
+    return connection, row
+
+
+def finish_disabling(
+    *, organization: Organization, by: User, key: str = "", email: str | None = None
+) -> Connection:
+    """Run the final work after disabling again, once it stopped (D6): with a new SC key of
+    the same Survey account when the stored one was refused (K2 while disabling), else
+    with the stored key. The connection stays disabled; the cut-off does not move."""
+    connection, row = _stopped_final_work(organization)
+    account: client.Account | None = None
+    if key.strip():
+        credentials = Credentials(email=(email or connection.sc_email).strip(), key=key.strip())
+        account = _account_of_connection(connection, credentials)
+    with transaction.atomic():
+        now = timezone.now()
+        if account is not None:
+            connection.sc_email = account.email
+            connection.sc_key_encrypted = crypto.encrypt_secret(key.strip())
+            connection.reconnected_at = now
+            connection.save(update_fields=["sc_email", "sc_key_encrypted", "reconnected_at"])
+            record_audit(
+                organization=organization,
+                actor=by,
+                action=AuditAction.INTEGRATION_RECONNECTED,
+                data={"account": account.name, "email": account.email, "to_finish": True},
+            )
+        Reconciliation.objects.filter(pk=row.pk, status=WorkStatus.FAILED).update(
+            status=WorkStatus.PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            finished_at=None,
+            leased_until=None,
+        )
+    return connection
+
+
+def finish_without_survey(*, organization: Organization, by: User) -> Connection:
+    """End the stopped final work without the Survey service (D1-D6 still hold): what the
+    CRM recorded stays; responses submitted before the cut-off that still arrive are
+    recorded, later ones never; the webhook endpoint stays at the Survey service, where
+    its administrators can delete it."""
+    connection, _row = _stopped_final_work(organization)
+    with transaction.atomic():
+        connection.finished_without_survey_at = timezone.now()
+        connection.save(update_fields=["finished_without_survey_at"])
+        record_audit(
+            organization=organization,
+            actor=by,
+            action=AuditAction.INTEGRATION_FINISHED_WITHOUT_SURVEY,
+            data={"account": connection.survey_account_name},
+        )
+    return connection
 
 
 def call_survey(connection: Connection, call: Callable[[Credentials], T]) -> T:

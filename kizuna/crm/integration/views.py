@@ -97,6 +97,7 @@ def _settings_page(
     organization: Organization,
     *,
     reconnect_form: forms.ReconnectForm | None = None,
+    finish_form: forms.FinishDisablingForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
     connection = current_connection(organization)
@@ -105,6 +106,10 @@ def _settings_page(
     )
     if connection is not None and reconnect_form is None:
         reconnect_form = forms.ReconnectForm(initial={"email": connection.sc_email})
+    stopped = latest.stopped_final_work() if connection is None and latest is not None else None
+    if stopped is not None and finish_form is None:
+        assert latest is not None
+        finish_form = forms.FinishDisablingForm(initial={"email": latest.sc_email})
     return render(
         request,
         "crm_integration/settings.html",
@@ -114,6 +119,10 @@ def _settings_page(
             "latest": latest,
             "health": _health(latest) if latest is not None else None,
             "reconnect_form": reconnect_form,
+            "stopped_final_work": stopped,
+            "stopped_by_key": stopped is not None
+            and stopped.last_error.split(":", 1)[0] in client.CREDENTIAL_CODES,
+            "finish_form": finish_form,
             "linked_templates": templates_with_survey_links(organization)
             if connection is None and latest is not None
             else [],
@@ -149,6 +158,53 @@ def reconnect(request: HttpRequest) -> HttpResponse:
             messages.success(request, _("The Survey integration is connected again."))
             return redirect("crm_integration:settings")
     return _settings_page(request, organization, reconnect_form=form, status=422)
+
+
+@require_POST
+@login_required
+def finish_disabling(request: HttpRequest) -> HttpResponse:
+    """The final work after disabling stopped: run it again, with a new key if given."""
+    organization = get_organization_for_admin(request)
+    form = forms.FinishDisablingForm(request.POST)
+    if form.is_valid():
+        try:
+            services.finish_disabling(
+                organization=organization,
+                by=signed_in_user(request),
+                key=form.cleaned_data["key"],
+                email=form.cleaned_data["email"],
+            )
+        except SurveyError as error:
+            form.add_error(CREDENTIAL_FIELDS.get(error.code), error.message)
+        except IntegrationError as error:
+            if error.code == "nothing_to_finish":
+                messages.info(request, error.message)
+                return redirect("crm_integration:settings")
+            form.add_error(None, error.message)
+        else:
+            messages.success(
+                request,
+                _(
+                    "Disabling is finishing: the last check for responses and the removal of "
+                    "the webhook endpoint run again in a moment."
+                ),
+            )
+            return redirect("crm_integration:settings")
+    return _settings_page(request, organization, finish_form=form, status=422)
+
+
+@require_POST
+@login_required
+def finish_without_survey(request: HttpRequest) -> HttpResponse:
+    """The final work after disabling stopped: end it without the Survey service."""
+    organization = get_organization_for_admin(request)
+    try:
+        services.finish_without_survey(organization=organization, by=signed_in_user(request))
+    except IntegrationError as error:
+        messages.info(request, error.message)
+    else:
+        messages.success(request, _("Disabling is finished without the Survey service."))
+    return redirect("crm_integration:settings")
 
 
 @login_required

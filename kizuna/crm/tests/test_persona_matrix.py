@@ -133,6 +133,11 @@ MATRIX: dict[str, tuple[str, str, dict[str, Any], Expected]] = {
         "post", "", {}, {"ada": 422, "bob": 403, "charlie": 422, "anonymous": SIGN_IN},
     ),
     "crm_integration:disable": ("get", "", {}, {**ADMIN, "charlie": 302}),
+    # Nothing stopped to finish: back to the settings page, for administrators.
+    "crm_integration:finish-disabling": (
+        "post", "", {"email": "ada@example.com", "key": ""}, ADMIN_REDIRECT,
+    ),
+    "crm_integration:finish-without-survey": ("post", "", {}, ADMIN_REDIRECT),
     "crm_integration:setup-start": ("get", "", {}, {**ADMIN, "ada": 302}),
     "crm_integration:setup-cancel": ("post", "", {}, ADMIN_REDIRECT),
     "crm_integration:setup": ("get", "step", {}, {**ADMIN, "ada": 302}),

@@ -332,3 +332,174 @@ def test_d6_the_final_reconciliation_applies_deletions_made_before_the_cut_off_o
     assert Reconciliation.objects.get(kind=ReconciliationKind.FINAL).status == WorkStatus.DONE
     assert SurveyResponse.objects.get(response_id=first_id).answers == []
     assert SurveyResponse.objects.get(response_id=second_id).answers != []
+
+
+# --- K2 while disabling: the final work stops, the page says what to do ------------------------
+
+
+def disabled_with_key_revoked(
+    connection: Connection,
+    organization: Organization,
+    ada: User,
+    ada_member: AccountMember,
+    lead: Lead,
+    ada_survey: Survey,
+    questions: dict[str, Question],
+) -> None:
+    """A response whose delivery was lost, then disabling, then the key regenerated (K2)
+    before the final work ran: it fails once and stops."""
+    answer(invite(connection, lead, ada_survey), answers_for(questions))
+    lose_deliveries()
+    services.disable(organization=organization, by=ada)
+    regenerate_key(member=ada_member, by=ada)
+    make_due(ReconciliationKind.FINAL)
+    run_worker()
+
+
+@pytest.fixture
+def stopped(
+    survey_service: str,
+    connection: Connection,
+    organization: Organization,
+    ada: User,
+    ada_member: AccountMember,
+    lead: Lead,
+    ada_survey: Survey,
+    questions: dict[str, Question],
+) -> Reconciliation:
+    disabled_with_key_revoked(
+        connection, organization, ada, ada_member, lead, ada_survey, questions
+    )
+    return Reconciliation.objects.get(kind=ReconciliationKind.FINAL)
+
+
+def test_k2_a_key_revoked_while_disabling_stops_the_final_work_at_once(
+    stopped: Reconciliation, connection: Connection
+) -> None:
+    assert (stopped.status, stopped.attempts) == (WorkStatus.FAILED, 1)
+    assert stopped.last_error.startswith("revoked_key")
+    make_due(ReconciliationKind.FINAL)
+    run_worker()  # a failed row is never picked up again: bounded
+    stopped.refresh_from_db()
+    assert (stopped.status, stopped.attempts) == (WorkStatus.FAILED, 1)
+    disabled = connection_after(connection)
+    assert disabled.state == ConnectionState.DISABLED
+    assert disabled.webhook_endpoint_deleted_at is None
+    assert disabled.stopped_final_work() == stopped
+
+
+@pytest.mark.parametrize(
+    ("language", "title", "why", "finish", "without"),
+    [
+        (
+            "en",
+            "Disabling could not finish",
+            "The Survey service refused the stored SC key",
+            "Finish disabling",
+            "Finish without the Survey service",
+        ),
+        (
+            "ja",
+            "無効化を完了できませんでした",
+            "Surveyサービスが保存済みのSCキーを拒否しました",
+            "無効化を完了する",
+            "Surveyサービスなしで完了する",
+        ),
+    ],
+)
+@pytest.mark.usefixtures("stopped")
+def test_k2_the_settings_page_says_the_disabling_stopped_and_what_to_do_in_each_language(
+    ada_client: Client, language: str, title: str, why: str, finish: str, without: str
+) -> None:
+    page = ada_client.get(
+        reverse("crm_integration:settings"), headers={"Accept-Language": language}
+    ).content.decode()
+
+    assert 'id="final-work-stopped"' in page
+    for text in (title, why, finish, without):
+        assert text in page
+
+
+def test_k2_reconnecting_with_the_new_key_finishes_the_disabling(
+    stopped: Reconciliation,
+    connection: Connection,
+    ada_client: Client,
+    ada_member: AccountMember,
+    lead: Lead,
+) -> None:
+    from kizuna.survey.keys.services import get_or_create_key
+
+    new_key = get_or_create_key(member=ada_member, by=ada_member.user).reveal()
+    url = reverse("crm_integration:finish-disabling")
+
+    wrong = ada_client.post(url, {"email": "ada@example.com", "key": "sck_wrong"})
+    assert wrong.status_code == 422
+    assert Reconciliation.objects.get(pk=stopped.pk).status == WorkStatus.FAILED
+    done = ada_client.post(url, {"email": "ada@example.com", "key": new_key})
+    assert done.status_code == 302
+    run_worker()
+
+    stopped.refresh_from_db()
+    assert stopped.status == WorkStatus.DONE
+    assert SurveyResponse.objects.filter(lead=lead).count() == 1  # submitted before the cut-off
+    disabled = connection_after(connection)
+    assert disabled.state == ConnectionState.DISABLED
+    assert disabled.credentials().key == new_key
+    assert disabled.webhook_endpoint_deleted_at is not None
+    assert not WebhookEndpoint.objects.filter(pk=connection.webhook_endpoint_id or 0).exists()
+    assert (
+        'id="final-work-stopped"'
+        not in ada_client.get(reverse("crm_integration:settings")).content.decode()
+    )
+
+
+def test_k2_a_key_of_another_account_does_not_finish_the_disabling(
+    stopped: Reconciliation, ada_client: Client, carol_credentials: Credentials
+) -> None:
+    refused = ada_client.post(
+        reverse("crm_integration:finish-disabling"),
+        {"email": carol_credentials.email, "key": carol_credentials.key},
+    )
+
+    assert refused.status_code == 422
+    assert "belongs to the Survey account" in refused.content.decode()
+    stopped.refresh_from_db()
+    assert stopped.status == WorkStatus.FAILED
+
+
+def test_k2_finishing_without_the_survey_keeps_the_d_rules_and_is_audited(
+    stopped: Reconciliation,
+    connection: Connection,
+    ada_client: Client,
+    bob_client: Client,
+    lead: Lead,
+) -> None:
+    from kizuna.crm.audit.models import AuditAction, AuditEntry
+
+    url = reverse("crm_integration:finish-without-survey")
+    assert bob_client.post(url).status_code == 403
+    assert connection_after(connection).finished_without_survey_at is None
+
+    finished = ada_client.post(url)
+    # A delivery from before the cut-off that still arrives is recorded (D6): the endpoint
+    # stays at the Survey service (D1).
+    Delivery.objects.filter(event_type="response.completed").update(
+        status=WorkStatus.PENDING, next_attempt_at=timezone.now()
+    )
+    run_worker()
+
+    assert finished.status_code == 302
+    disabled = connection_after(connection)
+    assert disabled.finished_without_survey_at is not None
+    assert disabled.stopped_final_work() is None
+    assert WebhookEndpoint.objects.filter(pk=connection.webhook_endpoint_id or 0).exists()
+    assert SurveyResponse.objects.filter(lead=lead).count() == 1
+    assert (
+        AuditEntry.objects.filter(action=AuditAction.INTEGRATION_FINISHED_WITHOUT_SURVEY).count()
+        == 1
+    )
+    page = ada_client.get(reverse("crm_integration:settings")).content.decode()
+    assert 'id="finished-without-survey"' in page
+    assert 'id="final-work-stopped"' not in page
+    again = ada_client.post(url, follow=True)
+    assert "nothing left to finish" in again.content.decode()

@@ -713,8 +713,16 @@ def _after_run(row: Reconciliation, *, error: str, recorded: int, now: datetime.
 
 
 def _finish_disabled(row: Reconciliation, connection: Connection) -> None:
-    """After the cut-off: the last pull up to it, then the webhook endpoint goes."""
+    """After the cut-off: the last pull up to it, then the webhook endpoint goes.
+
+    A key the Survey service refuses (regenerated, K2; its owner gone or no longer an
+    administrator) stops the work at once: waiting never brings it back. The settings page
+    then asks for a new key of the account, or to finish without the Survey service.
+    """
     now = timezone.now()
+    if connection.finished_without_survey_at is not None:
+        leases.mark_done(row, last_run_at=now)
+        return
     try:
         recorded = 0
         if connection.final_reconciliation_done_at is None:
@@ -735,6 +743,11 @@ def _finish_disabled(row: Reconciliation, connection: Connection) -> None:
                         raise
             Connection.objects.filter(pk=connection.pk).update(webhook_endpoint_deleted_at=now)
     except SurveyError as error:
-        leases.mark_failed(row, error=f"{error.code}: {error.message}", last_run_at=now)
+        leases.mark_failed(
+            row,
+            error=f"{error.code}: {error.message}",
+            retry=not error.is_credential_error,
+            last_run_at=now,
+        )
         return
     leases.mark_done(row, last_run_at=now, last_recorded=recorded)

@@ -128,18 +128,27 @@ def kizuna(
     return start([str(BIN / "kizuna"), *args], env, log=log)
 
 
-def stop(process: subprocess.Popen[bytes], *, timeout: float = 30) -> None:
-    """SIGTERM to the process group, then wait (SIGKILL after `timeout` seconds)."""
+def stop(process: subprocess.Popen[bytes], *, timeout: float = 30) -> float:
+    """SIGTERM to the process group, then wait (SIGKILL after `timeout` seconds).
+
+    Returns the highest peak RSS (MB) of the process and its children, read just before
+    (a gunicorn master's workers: the peak of one web process over the run), 0 if gone.
+    """
+    peak = 0.0
+    for pid in [process.pid, *children(process.pid)]:
+        with suppress(OSError, RuntimeError):
+            peak = max(peak, peak_rss_mb(pid))
     try:
         os.killpg(process.pid, signal.SIGTERM)
     except ProcessLookupError:
-        return
+        return peak
     try:
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         with suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=timeout)
+    return peak
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -165,13 +174,16 @@ def load_average() -> str:
     return f"load average {one:.1f} / {five:.1f} / {fifteen:.1f}"
 
 
-def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> float:
-    """Poll `condition` until true; the seconds it took. RuntimeError naming `what` on timeout."""
+def wait_for(
+    condition: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.05
+) -> float:
+    """Poll `condition` every `interval` seconds until true; the seconds it took.
+    RuntimeError naming `what` on timeout."""
     started = time.monotonic()
     while not condition():
         if time.monotonic() - started > timeout:
             raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.01)
+        time.sleep(interval)
     return time.monotonic() - started
 
 
@@ -265,8 +277,10 @@ def _descends_from(process: int, ancestor: int) -> bool:
 
 @contextmanager
 def postgres_database(name: str) -> Iterator[str | None]:
-    """A fresh PostgreSQL database `name` for the run, dropped afterwards; None (and a line on
-    stderr) when PostgreSQL is not reachable."""
+    """A fresh PostgreSQL database for the run, `name` and this process's id (two runs at
+    once must not drop each other's), dropped afterwards; None (and a line on stderr) when
+    PostgreSQL is not reachable."""
+    name = f"{name}_{os.getpid()}"
     try:
         import psycopg
     except ImportError:

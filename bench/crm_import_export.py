@@ -89,7 +89,7 @@ def main() -> None:
             organization=organization, by=user, module="leads", filename="bench.csv", data=data
         )
         parsed = time.perf_counter()
-        services.start_import(job=job, skip_bad_rows=False, allow_duplicates=False)
+        services.start_import(job=job, by=user, skip_bad_rows=False, allow_duplicates=False)
         job = services.run_import(job_id=job.pk)
         done = time.perf_counter()
         assert job.created_count == count, (job.status, job.failure)

@@ -168,7 +168,10 @@ def child(count: int, connections: int | None, directory: Path) -> dict[str, Any
         )
         queued = time.perf_counter() - started
         outbox = OutgoingMessage.objects.filter(batch=batch)
-        wait_for(lambda: sink.count() >= count, timeout=3600, what=f"{count} messages")
+        # Polled a few times a second: reading the server's file often took CPU from the worker.
+        wait_for(
+            lambda: sink.count() >= count, timeout=3600, what=f"{count} messages", interval=0.2
+        )
         wait_for(
             lambda: not outbox.exclude(status=WorkStatus.DONE).exists(),
             timeout=600,

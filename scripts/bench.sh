@@ -2,7 +2,7 @@
 # `make bench`: every benchmark under bench/, one after the other. Never part of `make test`.
 # Each records its figures (bench/_harness.py: record()) in docs/benchmarks.json, or with
 # QUICK=1 (small sizes, minutes in all) in var/benchmarks-quick.json. Files under bench/
-# whose names start with `_` are helpers, not benchmarks.
+# whose names start with `_`, or that cannot run as a script, are helpers, not benchmarks.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export KIZUNA_BENCH_RECORD=1
@@ -13,6 +13,8 @@ summary=()
 for script in bench/*.py; do
     [ -e "$script" ] || continue
     case "$(basename "$script")" in _*) continue ;; esac
+    # A module other scripts serve (the baseline WSGI app) is no benchmark.
+    grep -q '^if __name__ == "__main__":' "$script" || continue
     printf '\n==> %s (%s)\n' "$script" "$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"
     began=$SECONDS
     if .venv/bin/python "$script" "$@"; then

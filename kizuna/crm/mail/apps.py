@@ -14,6 +14,8 @@ class CrmMailConfig(AppConfig):
         from kizuna.work import leases
 
         leases.register(BatchPreparation, prepare_batch, batch_size=1)
-        # One SMTP server per deployment: at most four connections to it at once.
-        leases.register(OutgoingMessage, send_outgoing_message, batch_size=50, concurrency=4)
+        # One SMTP server per deployment: at most eight connections to it at once. With
+        # four, a worker spent 5.3 ms of CPU a message instead of 3.4 (its lane claimed
+        # fewer rows at a time) and sent half as fast (bench/crm_mail_send.py).
+        leases.register(OutgoingMessage, send_outgoing_message, batch_size=50, concurrency=8)
         hooks.register()

@@ -1,9 +1,9 @@
 """Group commit: the sending threads of a worker share one transaction for their small writes.
 
-A sending thread writes to the database for each message (the row marked sent under its
-lease, with its timeline entry). Committed one by one, those commits were most of the
-worker's database time: on PostgreSQL each waits for the WAL to reach the disk, on SQLite
-each takes the write lock. A thread hands its write to `GroupCommit.run()` instead: the
+A sending thread writes to the database twice for each message (its lease checked and
+renewed before the final dot, the row marked sent with its timeline entry after the 250).
+Committed one by one, each commit waits on PostgreSQL for the WAL to reach the disk and
+takes SQLite's write lock. A thread hands its write to `GroupCommit.run()` instead: the
 first one in leads and runs, in one transaction, every write handed in meanwhile; the
 others wait for that commit. Nobody waits for a timer: while one commit is under way the
 next group gathers by itself, so groups grow with the load and stay single writes without.

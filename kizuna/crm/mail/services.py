@@ -30,6 +30,7 @@ from kizuna.crm.mail.extensions import (
     PrepareContext,
     placeholder_namespace,
 )
+from kizuna.crm.mail.group_commit import GroupCommit
 from kizuna.crm.mail.models import BatchPreparation, EmailTemplate, OutgoingMessage, SendBatch
 from kizuna.crm.mail.rendering import (
     RECORD_MODEL,
@@ -585,18 +586,32 @@ def _fail(message: OutgoingMessage, *, error: str, retry: bool, **fields: Any) -
             )
 
 
+def _mark_sent_now(message: OutgoingMessage) -> Activity | None:
+    """Mark the row sent (only the lease holder can) with its timeline entry, in the
+    caller's transaction; None if another worker holds the row now."""
+    if not leases.mark_done(message, sent_at=timezone.now()):
+        return None
+    return _activity(message, ActivityKind.EMAIL_SENT, message.subject)
+
+
 def _mark_sent(message: OutgoingMessage) -> Activity | None:
-    """Commit "sent" (only the lease holder can) with the timeline entry, in one transaction."""
+    """Commit "sent" with the timeline entry, in one transaction."""
     with transaction.atomic():
-        if not leases.mark_done(message, sent_at=timezone.now()):
-            return None
-        return _activity(message, ActivityKind.EMAIL_SENT, message.subject)
+        return _mark_sent_now(message)
+
+
+# A worker's sending threads commit their lease checks and "sent" marks together: a write
+# handed in while another thread's commit runs goes into the next shared transaction
+# (group_commit.py). Each write is still committed before its thread goes on.
+_sending_writes = GroupCommit()
 
 
 def _still_held(message: OutgoingMessage) -> bool:
     """Renew the lease just before the final dot: False if another worker took the row."""
-    return leases.update_if_held(
-        message, leased_until=timezone.now() + timedelta(seconds=message.lease_seconds)
+    return _sending_writes.run(
+        lambda: leases.update_if_held(
+            message, leased_until=timezone.now() + timedelta(seconds=message.lease_seconds)
+        )
     )
 
 
@@ -628,7 +643,7 @@ def send_outgoing_message(message: OutgoingMessage) -> None:
     except BaseException:
         delivery.abandon()  # the database failed before the dot: the server discards it
         raise
-    if _mark_sent(message) is None:
+    if _sending_writes.run(lambda: _mark_sent_now(message)) is None:
         logger.warning(
             "Email %s was taken over by another worker while the server took it: "
             "it may arrive twice (same Message-ID)",

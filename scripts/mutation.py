@@ -14,6 +14,15 @@ explained. Usage:
     make mutation                       # every module
     make mutation MODULES="sc-keys"     # some of them (the others keep their last results)
     .venv/bin/python scripts/mutation.py --report sc-keys   # the report again, no new run
+    .venv/bin/python scripts/mutation.py --survivors webhooks   # see below
+
+--survivors runs, in the module's copy left by its last full run, only the mutants neither
+killed nor explained there (those that survived, and those a stopped run never reached),
+against the tests as they are now: new and changed test files are copied in; the mutated
+file and the list of test paths must be unchanged since that run. Killed mutants stay killed
+when tests are only added, so the score is the one a full run would give; the report says
+how many were run again and when. On a shared machine a module can take hours: a full run
+stopped by MUTATION_TIMEOUT is finished this way.
 """
 
 from __future__ import annotations
@@ -69,7 +78,8 @@ MODULES = [
         "crm-access",
         "kizuna/crm/access.py",
         "kizuna/crm/tests/test_persona_matrix.py kizuna/crm/tests/test_home.py "
-        "kizuna/crm/tests/test_invitation_view.py kizuna/crm/tests/test_settings_views.py",
+        "kizuna/crm/tests/test_invitation_view.py kizuna/crm/tests/test_settings_views.py "
+        "kizuna/crm/tests/test_access.py kizuna/crm/tests/test_organization_scope.py",
     ),
 ]
 
@@ -104,6 +114,12 @@ class Result:
     unexplained: list[dict[str, str]] = field(default_factory=list)
     seconds: int = 0
     error: str = ""
+    # Set by --survivors: how many mutants were run again, in how long, and when.
+    rerun: int = 0
+    rerun_seconds: int = 0
+    rerun_at: str = ""
+    # The commit the project was at for the last run (the module may change after it).
+    commit: str = ""
 
     @property
     def score(self) -> float:
@@ -232,10 +248,81 @@ def _run_mutmut(module: Module, result: Result) -> None:
     result.seconds = round(time.monotonic() - started)
 
 
-def run_module(module: Module, *, rerun: bool = True) -> Result:
-    """Mutate and test `module`; with rerun=False only read what its last run left."""
+def _sync_tests(module: Module, workdir: Path) -> None:
+    """Copy the project's files as they are now into the module's copy, all but the mutated
+    file (its mutants are those of the last full run, so it must not have changed)."""
+    if (ROOT / module.source).read_bytes() != (workdir / module.source).read_bytes():
+        raise SystemExit(f"{module.source} changed since the last full run: run it in full")
+    copied = tomllib.loads((workdir / "pyproject.toml").read_text(encoding="utf-8"))
+    if copied["tool"]["mutmut"]["pytest_add_cli_args_test_selection"] != _expanded(
+        module.test_paths
+    ):
+        # mutmut would run every mutant again: new tests go in the files or folders listed.
+        raise SystemExit(f"The test files of {module.name} changed: run it in full")
+    for path in (ROOT / "kizuna").rglob("*"):
+        relative = path.relative_to(ROOT)
+        if path.is_dir() or "__pycache__" in relative.parts or str(relative) == module.source:
+            continue
+        for copy in (workdir / relative, workdir / "mutants" / relative):
+            if not copy.exists() or copy.read_bytes() != path.read_bytes():
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, copy)
+
+
+def _rerun_survivors(module: Module, result: Result) -> None:
+    """Run, against the current tests, the mutants of the last full run not killed (survived
+    or never reached)."""
+    workdir = WORK / module.name
+    _sync_tests(module, workdir)
+    explained = _explanations()
+    with tempfile.TemporaryDirectory(prefix="kizuna-mutation-") as data_dir:
+        # Those explained already are left as they are (at worst a new test would kill one
+        # that still counts as equivalent or accepted).
+        survivors = [
+            mutant.name
+            for mutant in _mutants(workdir, _environment(data_dir))
+            if mutant.status not in KILLED and (module.name, *mutant.change) not in explained
+        ]
+    result.rerun = len(survivors)
+    if not survivors:
+        return
+    log = WORK / f"{module.name}.survivors.log"
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="kizuna-mutation-") as data_dir:
+        try:
+            with log.open("w", encoding="utf-8") as output:
+                finished = subprocess.run(
+                    [str(MUTMUT), "run", "--max-children", "1", *survivors],
+                    cwd=workdir,
+                    env=_environment(data_dir),
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    timeout=TIMEOUT_SECONDS,
+                    check=False,
+                )
+            if finished.returncode != 0:
+                result.error = f"mutmut run exited with {finished.returncode}: see {log}"
+        except subprocess.TimeoutExpired:
+            result.error = f"stopped after {TIMEOUT_SECONDS} s (MUTATION_TIMEOUT): see {log}"
+    result.rerun_seconds = round(time.monotonic() - started)
+    result.rerun_at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+
+def _head() -> str:
+    found = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    )
+    return found.stdout.strip()
+
+
+def run_module(module: Module, *, rerun: bool = True, survivors: bool = False) -> Result:
+    """Mutate and test `module`; with rerun=False only read what its last run left; with
+    survivors=True run again only the mutants its last full run did not kill."""
     result = Result(module.name, module.source, module.test_paths)
-    if rerun:
+    result.commit = _head()
+    if survivors:
+        _rerun_survivors(module, result)
+    elif rerun:
         _run_mutmut(module, result)
     with tempfile.TemporaryDirectory(prefix="kizuna-mutation-") as data_dir:
         mutants = _mutants(WORK / module.name, _environment(data_dir))
@@ -332,8 +419,17 @@ def _section(result: Result) -> list[str]:
         f"{result.total} mutants, {result.killed} killed, {len(result.equivalent)} "
         f"equivalent, {result.survived} surviving: **{result.score:.1f}%** "
         f"({result.seconds} s)."
+        + (f" Measured at commit {result.commit}." if result.commit else "")
     )
     lines.append("")
+    if result.rerun_at:
+        lines += [
+            f"The {result.rerun} mutants the full run had neither killed nor explained (survived "
+            f"or not reached) "
+            f"were run against the tests of {result.rerun_at} (`--survivors`, "
+            f"{result.rerun_seconds} s).",
+            "",
+        ]
     if result.error:
         lines += [f"**The run did not finish:** {result.error}", ""]
     for title, entries in (
@@ -373,9 +469,11 @@ def write_report(results: dict[str, Result]) -> None:
     ]
     ordered = [results[m.name] for m in MODULES if m.name in results]
     for result in ordered:
+        # A stopped run's figures cover only the mutants it reached: not a score yet.
+        score = f"{result.score:.1f}%" + (" (run not finished)" if result.error else "")
         lines.append(
             f"| {result.module} | `{result.source}` | {result.total} | {result.killed} | "
-            f"{len(result.equivalent)} | {result.survived} | {result.score:.1f}% |"
+            f"{len(result.equivalent)} | {result.survived} | {score} |"
         )
     for module in MODULES:
         if module.name not in results:
@@ -388,7 +486,8 @@ def write_report(results: dict[str, Result]) -> None:
 
 def main(names: list[str]) -> int:
     rerun = "--report" not in names
-    names = [name for name in names if name != "--report"]
+    survivors = "--survivors" in names
+    names = [name for name in names if name not in {"--report", "--survivors"}]
     known = {module.name: module for module in MODULES}
     unknown = sorted(set(names) - set(known))
     if unknown:
@@ -400,9 +499,13 @@ def main(names: list[str]) -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     for module in chosen:
         print(f"{module.name}: mutating {module.source} ...", flush=True)
-        result = run_module(module, rerun=rerun)
+        result = run_module(module, rerun=rerun, survivors=survivors)
+        previous = results.get(module.name, result)
+        if not rerun or survivors:
+            result.seconds = previous.seconds
         if not rerun:
-            result.seconds = results.get(module.name, result).seconds
+            result.rerun, result.rerun_seconds = previous.rerun, previous.rerun_seconds
+            result.rerun_at, result.commit = previous.rerun_at, previous.commit
         results[module.name] = result
         write_report(results)
         verdict = "ok" if result.passes else "BELOW TARGET OR UNEXPLAINED SURVIVORS"

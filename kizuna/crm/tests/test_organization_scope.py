@@ -71,6 +71,20 @@ def test_the_header_lists_only_the_organizations_she_is_an_active_member_of(
     assert listed == [aoki, organization]
 
 
+def test_organizations_of_the_same_name_are_listed_in_the_order_they_were_made(ada: User):
+    older = Organization.objects.create(name="Aoki Foods")
+    newer = Organization.objects.create(name="Aoki Foods")
+    # Her membership of the newer one is the older membership.
+    Membership.objects.create(organization=newer, user=ada)
+    Membership.objects.create(organization=older, user=ada)
+    client = client_for(ada)
+
+    page = client.get(reverse("crm:home"))
+
+    assert [m.organization for m in page.context["memberships"]] == [older, newer]
+    assert page.context["organization"] == older
+
+
 def test_switching_takes_her_to_the_other_organization_and_stays(
     ada_browser: Client, organization: Organization
 ):

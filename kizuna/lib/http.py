@@ -12,6 +12,7 @@ address too, and a URL whose host is malformed is refused, never an exception.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -358,6 +359,15 @@ def _exchange(
     return status_code, answer_headers, body, duration_ms
 
 
+@functools.cache
+def _default_tls_context() -> ssl.SSLContext:
+    """httpx's default context (certifi's CAs), built once per process: building it loads the
+    CA bundle, about 40 % of the time of a webhook delivery to a receiver on loopback when
+    each request built its own (bench/integration_intake.py --profile=worker). A context is
+    safe to share between threads and requests."""
+    return httpx.create_ssl_context()
+
+
 def _send(
     method: str,
     request_url: httpx.URL,
@@ -373,7 +383,10 @@ def _send(
 ) -> tuple[int, dict[str, str], bytearray]:
     with (
         httpx.Client(
-            timeout=timeout, follow_redirects=False, trust_env=False, verify=verify
+            timeout=timeout,
+            follow_redirects=False,
+            trust_env=False,
+            verify=_default_tls_context() if verify is True else verify,
         ) as client,
         client.stream(
             method, request_url, content=content, headers=headers, extensions=extensions

@@ -12,6 +12,7 @@ import base64
 import copy
 import datetime
 import json
+import logging
 import secrets
 import uuid
 from typing import Any
@@ -975,3 +976,46 @@ def test_an_opened_event_without_a_crm_reference_changes_nothing(
     invited.refresh_from_db()
     assert invited.opened_at is None
     assert Activity.objects.count() == 0
+
+
+def test_a_deletion_arriving_before_a_contacts_response_is_kept_on_that_contact(
+    connection: Connection, organization: Organization, leads: dict[str, Lead]
+):
+    mori = Contact.objects.create(organization=organization, family_name="Mori")
+    deletion = completed(connection, mori, response_id="r-1", event_type="response.deleted")
+
+    assert post(connection, deletion) == (200, {"outcome": "recorded"})
+
+    assert recorded() == [(None, mori.pk, organization.pk)]
+
+
+# --- what the administrators read about refused deliveries ----------------------------------
+
+
+def test_a_refused_deliverys_reason_is_kept_within_its_column(connection: Connection):
+    event_type = "x" * 600
+    body = json.dumps({"type": event_type, "data": {}}).encode()
+
+    assert post(connection, body) == (400, {"outcome": "invalid"})
+
+    detail = IntakeEvent.objects.get().detail
+    assert detail == f"unknown event type {event_type!r}"[:500]
+
+
+def test_a_refused_delivery_is_logged_with_its_connection_and_reason(
+    connection: Connection, other_connection: Connection, leads, caplog: pytest.LogCaptureFixture
+):
+    event = completed(connection, leads["hana"])
+
+    post(connection, event, secret=other_connection.webhook_secret())
+
+    assert [
+        (r.levelno, r.getMessage())
+        for r in caplog.records
+        if r.name == "kizuna.crm.integration.responses.services"
+    ] == [
+        (
+            logging.WARNING,
+            f"Survey webhook refused for connection {connection.pk}: No matching signature found",
+        )
+    ]

@@ -7,6 +7,9 @@ Personas (kizuna/testing/personas.py): Ada administers the CRM organization "Kiz
 (Bob is a standard user there) and owns the Survey account "Ada's Surveys" (`account`, here
 with a second portal); Carol owns another Survey account; Charlie administers another CRM
 organization.
+
+The fixtures every module of this folder shares live here (`connection`, `smtp`,
+`questions`, `lead`); helpers to call are in respond.py (answering) and mailing.py (sending).
 """
 
 from __future__ import annotations
@@ -18,10 +21,16 @@ import pytest
 from django.utils import translation
 
 from kizuna.crm.integration.client import Credentials
+from kizuna.crm.integration.models import Connection
+from kizuna.crm.integration.sending import hooks as sending_hooks
+from kizuna.crm.mail import transport
+from kizuna.crm.models import Lead, Membership, Organization
+from kizuna.e2e.integration.respond import add_questions, enable
 from kizuna.identity.models import User
 from kizuna.survey.keys.services import get_or_create_key
-from kizuna.survey.models import AccountMember, Portal, Survey, SurveyAccount
+from kizuna.survey.models import AccountMember, Portal, Question, Survey, SurveyAccount
 from kizuna.survey.services import create_portal
+from kizuna.testing.smtp import MailServer, smtp_settings
 
 
 @pytest.fixture
@@ -69,3 +78,45 @@ def ada_survey(ada_portals: list[Portal], ada: User) -> Survey:
 def carol_credentials(carol_member: AccountMember) -> Credentials:
     key = get_or_create_key(member=carol_member).reveal()
     return Credentials(email="carol@example.com", key=key)
+
+
+@pytest.fixture(autouse=True)
+def _registered() -> None:
+    # Tests of CRM mail replace the "survey" namespace with their own and remove it.
+    sending_hooks.register()
+
+
+@pytest.fixture
+def smtp(mail_server: tuple[MailServer, int]) -> Iterator[MailServer]:
+    """Real SMTP (aiosmtpd on loopback) for CRM mail."""
+    server, port = mail_server
+    # The worker keeps its SMTP connection between messages: not across tests.
+    transport.reset()
+    try:
+        with smtp_settings(port):
+            yield server
+    finally:
+        transport.reset()
+
+
+@pytest.fixture
+def connection(
+    organization: Organization,
+    ada: User,
+    ada_membership: Membership,
+    ada_credentials: Credentials,
+) -> Connection:
+    """Ada's organization connected to her Survey account, all portals in use."""
+    return enable(organization, ada, ada_credentials)
+
+
+@pytest.fixture
+def questions(ada_survey: Survey) -> dict[str, Question]:
+    return add_questions(ada_survey)
+
+
+@pytest.fixture
+def lead(organization: Organization) -> Lead:
+    return Lead.objects.create(
+        organization=organization, family_name="Yamada", given_name="Hana", email="hana@example.com"
+    )

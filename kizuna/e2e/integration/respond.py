@@ -21,13 +21,13 @@ from kizuna.work import leases
 # --- helpers --------------------------------------------------------------------------------
 
 
-def enable(organization: Organization, by: User, credentials: Credentials) -> Connection:
+def enable(
+    organization: Organization, by: User, credentials: Credentials, **kwargs: Any
+) -> Connection:
+    """Enable with another user's account (all portals unless `kwargs` say otherwise)."""
+    options: dict[str, Any] = {"uses_all_portals": True, "method": ConnectionMethod.OTHER_ACCOUNT}
     return services.enable(
-        organization=organization,
-        by=by,
-        credentials=credentials,
-        method=ConnectionMethod.OTHER_ACCOUNT,
-        uses_all_portals=True,
+        organization=organization, by=by, credentials=credentials, **(options | kwargs)
     )
 
 

@@ -21,6 +21,7 @@ from kizuna.crm.integration.models import (
 )
 from kizuna.crm.integration.services import IntegrationError
 from kizuna.crm.models import Contact, Lead, Organization
+from kizuna.e2e.integration.respond import enable
 from kizuna.identity.models import User
 from kizuna.lib.api_errors import ErrorCode
 from kizuna.survey.keys.services import regenerate_key
@@ -28,15 +29,6 @@ from kizuna.survey.models import AccountMember, Portal, SurveyAccount
 from kizuna.survey.webhooks.models import WebhookEndpoint
 
 pytestmark = pytest.mark.usefixtures("survey_service")
-
-
-def enable(
-    organization: Organization, by: User, credentials: Credentials, **kwargs: Any
-) -> Connection:
-    options: dict[str, Any] = {"uses_all_portals": True, "method": ConnectionMethod.OTHER_ACCOUNT}
-    return services.enable(
-        organization=organization, by=by, credentials=credentials, **(options | kwargs)
-    )
 
 
 @pytest.mark.usefixtures("ada_membership")

@@ -15,7 +15,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from kizuna.crm.integration import services
-from kizuna.crm.integration.client import Credentials
 from kizuna.crm.integration.models import (
     Connection,
     ConnectionState,
@@ -25,10 +24,8 @@ from kizuna.crm.integration.models import (
 )
 from kizuna.crm.models import Activity, ActivityKind, Lead, Organization
 from kizuna.e2e.integration.respond import (
-    add_questions,
     answer,
     answers_for,
-    enable,
     invite,
     run_worker,
 )
@@ -40,23 +37,6 @@ from kizuna.survey.webhooks.models import DeletedResponse, Delivery, WebhookEndp
 from kizuna.work.leases import WorkStatus
 
 pytestmark = pytest.mark.usefixtures("survey_service")
-
-
-@pytest.fixture
-def connection(organization: Organization, ada: User, ada_credentials: Credentials) -> Connection:
-    return enable(organization, ada, ada_credentials)
-
-
-@pytest.fixture
-def questions(ada_survey: Survey) -> dict[str, Question]:
-    return add_questions(ada_survey)
-
-
-@pytest.fixture
-def lead(organization: Organization) -> Lead:
-    return Lead.objects.create(
-        organization=organization, family_name="Yamada", given_name="Hana", email="hana@example.com"
-    )
 
 
 def lose_deliveries() -> None:

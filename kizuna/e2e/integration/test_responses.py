@@ -28,7 +28,6 @@ from kizuna.crm.integration.models import (
 )
 from kizuna.crm.models import Activity, ActivityKind, Contact, Lead, Organization
 from kizuna.e2e.integration.respond import (
-    add_questions,
     answer,
     answers_for,
     enable,
@@ -44,23 +43,6 @@ from kizuna.testing.races import require_postgresql, run_together
 from kizuna.work.leases import WorkStatus
 
 pytestmark = pytest.mark.usefixtures("survey_service")
-
-
-@pytest.fixture
-def questions(ada_survey: Survey) -> dict[str, Question]:
-    return add_questions(ada_survey)
-
-
-@pytest.fixture
-def connection(organization: Organization, ada: User, ada_credentials: Credentials) -> Connection:
-    return enable(organization, ada, ada_credentials)
-
-
-@pytest.fixture
-def lead(organization: Organization) -> Lead:
-    return Lead.objects.create(
-        organization=organization, family_name="Yamada", given_name="Hana", email="hana@example.com"
-    )
 
 
 def post_event(

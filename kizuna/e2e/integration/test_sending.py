@@ -10,8 +10,6 @@ leaves, with the reason in the sender's language.
 from __future__ import annotations
 
 import datetime
-import re
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -24,113 +22,30 @@ from kizuna.crm.integration import client, services
 from kizuna.crm.integration.client import Credentials
 from kizuna.crm.integration.models import (
     Connection,
-    ConnectionMethod,
     ConnectionState,
     SurveyInvitation,
     parse_recipient_reference,
 )
-from kizuna.crm.integration.sending import hooks as sending_hooks
 from kizuna.crm.integration.sending import services as sending
 from kizuna.crm.mail import services as mail_services
-from kizuna.crm.mail import transport
 from kizuna.crm.mail.extensions import PrepareContext
 from kizuna.crm.mail.models import BatchPreparation, EmailTemplate, OutgoingMessage, SendBatch
-from kizuna.crm.models import Contact, Lead, Membership, Organization
+from kizuna.crm.models import Contact, Lead, Organization
+from kizuna.e2e.integration.mailing import (
+    CountingCalls,
+    links_in,
+    make_contacts,
+    send_page,
+)
+from kizuna.e2e.integration.respond import enable, run_worker
 from kizuna.identity.models import User
 from kizuna.survey.keys.services import regenerate_key
 from kizuna.survey.models import AccountMember, Invitation, Portal, Survey, SurveyAccount
 from kizuna.testing.receiver import Answer, Receiver
-from kizuna.testing.smtp import MailServer, free_port, smtp_settings
-from kizuna.work import leases
+from kizuna.testing.smtp import MailServer, free_port
 from kizuna.work.leases import WorkStatus
 
 pytestmark = pytest.mark.usefixtures("survey_service")
-
-LINK = re.compile(r"(https?://[^\s\"<>]+/s/i/([A-Za-z0-9_\-]+)/)")
-
-
-@pytest.fixture(autouse=True)
-def _registered() -> None:
-    # Tests of CRM mail replace the "survey" namespace with their own and remove it.
-    sending_hooks.register()
-
-
-@pytest.fixture
-def smtp(mail_server: tuple[MailServer, int]) -> Iterator[MailServer]:
-    server, port = mail_server
-    # The worker keeps its SMTP connection between messages: not across tests.
-    transport.reset()
-    try:
-        with smtp_settings(port):
-            yield server
-    finally:
-        transport.reset()
-
-
-def enable(
-    organization: Organization, by: User, credentials: Credentials, **kwargs: Any
-) -> Connection:
-    options: dict[str, Any] = {"uses_all_portals": True, "method": ConnectionMethod.OTHER_ACCOUNT}
-    return services.enable(
-        organization=organization, by=by, credentials=credentials, **(options | kwargs)
-    )
-
-
-@pytest.fixture
-def connection(
-    organization: Organization,
-    ada: User,
-    ada_membership: Membership,
-    ada_credentials: Credentials,
-    ada_survey: Survey,
-) -> Connection:
-    return enable(organization, ada, ada_credentials)
-
-
-def make_contacts(organization: Organization, count: int) -> list[Contact]:
-    return [
-        Contact.objects.create(
-            organization=organization,
-            family_name=f"Family{i}",
-            given_name=f"Given{i}",
-            email=f"person{i}@example.com",
-        )
-        for i in range(count)
-    ]
-
-
-def run_worker() -> None:
-    while leases.run_due_work(worker_id="test"):
-        pass
-
-
-def links_in(message: Any) -> list[tuple[str, str]]:
-    body = message.get_body(("plain",)).get_content()
-    return LINK.findall(body)
-
-
-def send_page(ada_client: Client, module: str, records: list[Any], **data: Any) -> Any:
-    return ada_client.post(
-        reverse("crm_survey_sending:send"),
-        {"module": module, "ids": ",".join(str(r.pk) for r in records), **data},
-    )
-
-
-class CountingCalls:
-    """Counts create_invitations calls; every call still goes to the Survey service."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.sizes: list[int] = []
-        original = client.create_invitations
-
-        def counting(
-            credentials: Credentials, *, survey_id: int, invitations: Any
-        ) -> list[client.Invitation]:
-            self.sizes.append(len(invitations))
-            return original(credentials, survey_id=survey_id, invitations=invitations)
-
-        monkeypatch.setattr(client, "create_invitations", counting)
-
 
 # E3: "Insert survey link" ------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ with the contact's own link, and that link opening the survey at the real Survey
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,14 +13,12 @@ import pytest
 from kizuna.crm.integration import services
 from kizuna.crm.integration.client import Credentials
 from kizuna.crm.integration.models import Connection, ConnectionMethod
-from kizuna.crm.integration.sending import hooks as sending_hooks
-from kizuna.crm.mail import transport
 from kizuna.crm.mail.models import EmailTemplate, SendBatch
 from kizuna.crm.models import Contact, Organization
 from kizuna.identity.models import User
 from kizuna.survey.models import Invitation, Survey
 from kizuna.testing.pages import sign_in, watch_for_errors
-from kizuna.testing.smtp import MailServer, smtp_settings
+from kizuna.testing.smtp import MailServer
 from kizuna.work import leases
 
 pytestmark = pytest.mark.usefixtures("survey_service")
@@ -30,22 +28,6 @@ TEXTS = {
     "en-US": {"insert": "Insert survey link", "send": "Send survey", "save": "Save"},
     "ja-JP": {"insert": "アンケートのリンクを挿入", "send": "アンケートを送信", "save": "保存"},
 }
-
-
-@pytest.fixture(autouse=True)
-def _registered() -> None:
-    sending_hooks.register()
-
-
-@pytest.fixture
-def smtp(mail_server: tuple[MailServer, int]) -> Iterator[MailServer]:
-    server, port = mail_server
-    transport.reset()
-    try:
-        with smtp_settings(port):
-            yield server
-    finally:
-        transport.reset()
 
 
 @pytest.mark.usefixtures("ada_membership")

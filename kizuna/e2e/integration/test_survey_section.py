@@ -17,14 +17,12 @@ from django.utils import timezone
 
 from kizuna.crm import services as crm_services
 from kizuna.crm.integration import services
-from kizuna.crm.integration.client import Credentials
 from kizuna.crm.integration.models import Connection, SurveyInvitation, SurveyResponse
 from kizuna.crm.models import Contact, Lead, Organization
 from kizuna.e2e.integration.respond import (
     add_questions,
     answer,
     answers_for,
-    enable,
     invite,
     run_worker,
 )
@@ -33,11 +31,6 @@ from kizuna.survey.models import Question, Survey
 from kizuna.testing.crm_api import ApiClient
 
 pytestmark = pytest.mark.usefixtures("survey_service")
-
-
-@pytest.fixture
-def connection(organization: Organization, ada: User, ada_credentials: Credentials) -> Connection:
-    return enable(organization, ada, ada_credentials)
 
 
 @pytest.fixture

@@ -29,7 +29,6 @@ from kizuna.crm.integration.models import (
     SurveyInvitation,
     SurveyResponse,
 )
-from kizuna.crm.integration.sending import hooks as sending_hooks
 from kizuna.crm.mail import transport
 from kizuna.crm.mail.models import EmailTemplate
 from kizuna.crm.models import Contact, Organization
@@ -78,11 +77,6 @@ TEXTS = {
         "else": "ほかにご意見は?",
     },
 }
-
-
-@pytest.fixture(autouse=True)
-def _registered() -> None:
-    sending_hooks.register()
 
 
 @pytest.fixture

@@ -38,7 +38,9 @@ resumes where it stopped; any other ends the send for the recipients not
 prepared yet, with its message on the batch page. A recipient never gets a
 message without the values prepared for them. `context.batch_key` and
 `context.part` are the same on every retry of a part, so `prepare` can be made
-idempotent with them (an idempotency key at the remote service).
+idempotent with them (an idempotency key at the remote service). For a recipient it
+cannot serve while it serves the others, `prepare` gives a RecipientRefusal: that one
+recipient is reported as not sent, with the reason, and the others are sent.
 """
 
 from __future__ import annotations
@@ -69,6 +71,15 @@ PREPARE_PART_SIZE = 1000
 
 
 @dataclass(frozen=True)
+class RecipientRefusal:
+    """What prepare() gives for a recipient whose values it could not make while it made
+    the others' (the survey refused their link): that recipient gets no message, and
+    the send reports `reason` for them, on the batch page and their timeline."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class EditorContext:
     """Where an editor is shown: the organization, the signed-in user, the module."""
 
@@ -91,6 +102,7 @@ class EditorButton:
     label: Any  # str or lazy translation
     insertions: Callable[[EditorContext], Sequence[Insertion]]
     order: int
+    help: Any = ""  # a line under the toolbar while the button is shown
 
 
 @dataclass(frozen=True)
@@ -132,7 +144,16 @@ class PrepareContext:
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
-Prepare = Callable[[PrepareContext, Sequence["Lead | Contact"]], Mapping[int, Mapping[str, str]]]
+Prepare = Callable[
+    [PrepareContext, Sequence["Lead | Contact"]],
+    Mapping[int, "Mapping[str, str] | RecipientRefusal"],
+]
+
+
+# What a person reads for `{{ name.<key> }}` in the lists of sent emails and on the
+# timeline, in the current language ("Survey link: Customer satisfaction"), given the
+# organization's id and the key; "" when it cannot tell.
+Describe = Callable[[int, str], str]
 
 
 @dataclass(frozen=True)
@@ -140,6 +161,7 @@ class PlaceholderNamespace:
     name: str
     resolve: Callable[[MergeContext, str], str]
     prepare: Prepare | None = None
+    describe: Describe | None = None
     # Values only the recipient may read (a survey link of their own): the local mailbox
     # hides them in the copy the sender reads.
     recipient_only: bool = True
@@ -156,9 +178,13 @@ def register_editor_button(
     label: Any,
     insertions: Callable[[EditorContext], Sequence[Insertion]],
     order: int = 100,
+    help: Any = "",
 ) -> None:
-    """Add a button to the toolbar of the template editor and the compose form."""
-    _buttons[key] = EditorButton(key=key, label=label, insertions=insertions, order=order)
+    """Add a button to the toolbar of the template editor and the compose form; `help`
+    (a lazy translation) says what the sender should know about what it inserts."""
+    _buttons[key] = EditorButton(
+        key=key, label=label, insertions=insertions, order=order, help=help
+    )
 
 
 def register_placeholder_namespace(
@@ -166,18 +192,24 @@ def register_placeholder_namespace(
     *,
     resolve: Callable[[MergeContext, str], str],
     prepare: Prepare | None = None,
+    describe: Describe | None = None,
     recipient_only: bool = True,
 ) -> None:
     """Let templates use `{{ name.<key> }}`, rendered per recipient by `resolve`, or from
     what `prepare` made for the whole batch (see the module docstring).
 
     Its values are the recipient's alone unless `recipient_only=False` (a value that is
-    the same for everyone): the sender's copy in the local mailbox hides them.
+    the same for everyone): the sender's copy in the local mailbox hides them, and the
+    lists of sent emails and the timeline show `describe(organization id, key)` instead.
     """
     if name in RESERVED_NAMESPACES:
         raise ValueError(f"{name!r} is a built-in placeholder namespace")
     _namespaces[name] = PlaceholderNamespace(
-        name=name, resolve=resolve, prepare=prepare, recipient_only=recipient_only
+        name=name,
+        resolve=resolve,
+        prepare=prepare,
+        describe=describe,
+        recipient_only=recipient_only,
     )
 
 
@@ -192,6 +224,7 @@ class ShownButton:
     key: str
     label: Any
     insertions: Sequence[Insertion]
+    help: Any = ""
 
 
 def editor_buttons(context: EditorContext) -> list[ShownButton]:
@@ -200,7 +233,11 @@ def editor_buttons(context: EditorContext) -> list[ShownButton]:
     for button in sorted(_buttons.values(), key=lambda b: (b.order, b.key)):
         insertions = list(button.insertions(context))
         if insertions:
-            shown.append(ShownButton(key=button.key, label=button.label, insertions=insertions))
+            shown.append(
+                ShownButton(
+                    key=button.key, label=button.label, insertions=insertions, help=button.help
+                )
+            )
     return shown
 
 

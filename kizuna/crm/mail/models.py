@@ -128,10 +128,18 @@ class SendBatch(models.Model):
         return self.subject
 
     def readable_subject(self) -> str:
-        """The subject with its placeholders as field names ("[Given name], join us")."""
+        """The subject with its placeholders as field names ("[Given name], join us") and
+        an extension's as it describes them ("[Survey link: Customer satisfaction]")."""
         from kizuna.crm.mail.rendering import readable_placeholders
 
-        return readable_placeholders(self.subject, self.module)
+        return readable_placeholders(self.subject, self.module, self.organization_id)
+
+    def readable_body(self) -> str:
+        """The plain-text body as written, its placeholders shown like the subject's."""
+        from kizuna.crm.mail.rendering import html_to_text, readable_placeholders
+
+        text = self.body_text if self.body_text.strip() else html_to_text(self.body_html)
+        return readable_placeholders(text, self.module, self.organization_id)
 
     def progress(self) -> BatchProgress:
         counts = dict(
@@ -221,6 +229,8 @@ class OutgoingMessage(LeasedWork):
     from_address = models.CharField(_("from"), max_length=300)
     reply_to = models.CharField(_("reply to"), max_length=300, blank=True)
     subject = models.CharField(_("subject"), max_length=1000)
+    # The subject as the timeline shows it: personal values (a survey link) described.
+    summary = models.CharField(_("summary"), max_length=500, blank=True)
     body_html = models.TextField(_("body (HTML)"), blank=True)
     body_text = models.TextField(_("body (plain text)"))
     message_id = models.CharField(_("Message-ID"), max_length=250, unique=True)
@@ -243,6 +253,10 @@ class OutgoingMessage(LeasedWork):
 
     def __str__(self) -> str:
         return f"{self.to_address}: {self.subject}"
+
+    @property
+    def timeline_summary(self) -> str:
+        return self.summary or self.subject[:500]
 
     @property
     def record(self) -> Lead | Contact | None:

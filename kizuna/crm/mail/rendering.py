@@ -18,6 +18,7 @@ from html import escape
 from html.parser import HTMLParser
 
 import nh3
+from django.conf import settings
 from django.db.models import Field
 from django.utils import translation
 from django.utils.translation import gettext_lazy as _
@@ -92,9 +93,21 @@ def all_merge_fields() -> list[MergeField]:
     return [field for field in leads if field.module] + contacts
 
 
-def readable_placeholders(text: str, module: str) -> str:
+def describe_placeholder(namespace: str, key: str, organization_id: int | None) -> str:
+    """What a person reads for an extension's placeholder ("Survey link: Customer
+    satisfaction"), or its bare name when the extension cannot tell."""
+    extension = placeholder_namespace(namespace)
+    if extension is not None and extension.describe is not None and organization_id is not None:
+        label = extension.describe(organization_id, key)
+        if label:
+            return label
+    return f"{namespace}.{key}"
+
+
+def readable_placeholders(text: str, module: str, organization_id: int | None = None) -> str:
     """`text` with its placeholders as field names a person reads, in the current language:
-    "{{ lead.given_name }}, join us" -> "[Given name], join us" (lists of sent emails)."""
+    "{{ lead.given_name }}, join us" -> "[Given name], join us" (lists of sent emails);
+    an extension's ("{{ survey.12 }}") as it describes it for this organization."""
     model = RECORD_MODEL[module]
     record_fields = set(record_field_names(module))
 
@@ -107,7 +120,11 @@ def readable_placeholders(text: str, module: str) -> str:
         if namespace == "unsubscribe_url" and key is None:
             return f"[{_('Unsubscribe link')}]"
         # An extension's placeholder ({{ survey.12 }}) or one the batch could not render.
-        return f"[{namespace}.{key}]" if key else f"[{namespace}]"
+        return (
+            f"[{describe_placeholder(namespace, key, organization_id)}]"
+            if key
+            else f"[{namespace}]"
+        )
 
     return PLACEHOLDER.sub(label, text)
 
@@ -313,6 +330,9 @@ class RenderedMessage:
     # Values in it that only its recipient may read: the unsubscribe link, and the
     # values of recipient-only extension placeholders (a personal survey link).
     recipient_only: tuple[str, ...] = ()
+    # The subject as the sender's timeline shows it: recipient-only values described
+    # ("[Survey link: Customer satisfaction]"), never the recipient's own link.
+    summary: str = ""
 
 
 def _recipient_only(values: dict[tuple[str, str | None], str]) -> list[str]:
@@ -322,6 +342,20 @@ def _recipient_only(values: dict[tuple[str, str | None], str]) -> list[str]:
         if extension is not None and extension.recipient_only and value:
             found.append(value)
     return found
+
+
+def _summary(subject: str, context: MergeContext, values: dict[tuple[str, str | None], str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        namespace, key = match.group(1), match.group(2)
+        extension = placeholder_namespace(namespace)
+        if key is not None and extension is not None and extension.recipient_only:
+            # The timeline is the sender's: their language, not the recipient's.
+            language = (context.sender.language if context.sender else "") or settings.LANGUAGE_CODE
+            with translation.override(language):
+                return f"[{describe_placeholder(namespace, key, context.organization.pk)}]"
+        return values.get((namespace, key), "")
+
+    return " ".join(PLACEHOLDER.sub(replace, subject).split())
 
 
 def render_message(
@@ -353,4 +387,5 @@ def render_message(
         html=html,
         text=text,
         recipient_only=(context.unsubscribe_url, *_recipient_only(values)),
+        summary=_summary(subject, context, values),
     )

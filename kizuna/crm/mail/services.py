@@ -28,6 +28,7 @@ from kizuna.crm.mail.extensions import (
     MergeContext,
     PlaceholderError,
     PrepareContext,
+    RecipientRefusal,
     placeholder_namespace,
 )
 from kizuna.crm.mail.group_commit import GroupCommit
@@ -50,6 +51,7 @@ logger = logging.getLogger(__name__)
 SKIP_OPTED_OUT = "opted_out"
 SKIP_NO_EMAIL = "no_email"
 SKIP_DELETED = "deleted"  # deleted before its message was prepared
+SKIP_REFUSED = "refused"  # an extension could not make this recipient's values (the detail)
 
 
 # Templates ------------------------------------------------------------------
@@ -187,14 +189,16 @@ def skip_reason(record: Lead | Contact) -> str:
     return "" if record.email else SKIP_NO_EMAIL
 
 
-def _skip_summary(subject: str, reason: str, language: str) -> str:
-    # The timeline shows the summary as it is: write the reason in the sender's language.
+def _skip_summary(batch: SendBatch, reason: str, language: str, detail: str = "") -> str:
+    # The timeline shows the summary as it is: write it in the sender's language.
     with override(language):
-        why = (
-            gettext("opted out of email")
-            if reason == SKIP_OPTED_OUT
-            else gettext("no email address")
-        )
+        subject = batch.readable_subject()
+        if reason == SKIP_REFUSED:
+            why = detail
+        elif reason == SKIP_OPTED_OUT:
+            why = gettext("opted out of email")
+        else:
+            why = gettext("no email address")
     return f"{subject} ({why})"[:500]
 
 
@@ -249,11 +253,13 @@ def _prepare_part(
     part: int,
     options: Mapping[str, Mapping[str, Any]],
     records: Sequence[Lead | Contact],
-) -> dict[int, dict[tuple[str, str], str]]:
-    """Have each namespace make its values for these recipients (one call per namespace)."""
+) -> tuple[dict[int, dict[tuple[str, str], str]], dict[int, str]]:
+    """Have each namespace make its values for these recipients (one call per namespace):
+    the values of each recipient, and why a namespace refused some of them."""
     prepared: dict[int, dict[tuple[str, str], str]] = {record.pk: {} for record in records}
+    refused: dict[int, str] = {}
     if not records:
-        return prepared
+        return prepared, refused
     with override(language):
         for name, keys in placeholders.items():
             namespace = placeholder_namespace(name)
@@ -271,9 +277,13 @@ def _prepare_part(
             )
             values = namespace.prepare(context, records)
             for record in records:
-                for value_key, value in values.get(record.pk, {}).items():
+                made = values.get(record.pk, {})
+                if isinstance(made, RecipientRefusal):
+                    refused.setdefault(record.pk, made.reason)
+                    continue
+                for value_key, value in made.items():
                     prepared[record.pk][(name, value_key)] = value
-    return prepared
+    return prepared, refused
 
 
 def _store_messages(
@@ -292,6 +302,7 @@ def _store_messages(
                 from_address=from_address,
                 reply_to=sender.email if sender is not None else "",
                 subject=item.rendered.subject,
+                summary=item.rendered.summary[:500],
                 body_html=item.rendered.html,
                 body_text=item.rendered.text,
                 message_id=_message_id(),
@@ -310,7 +321,7 @@ def _store_messages(
             Activity(
                 organization_id=batch.organization_id,
                 kind=ActivityKind.EMAIL_QUEUED,
-                summary=message.subject[:500],
+                summary=message.timeline_summary,
                 data={"batch": batch.pk, "to": message.to_address},
                 actor=sender,
                 created_at=now,
@@ -329,13 +340,16 @@ def _store_skipped(
     language: str,
     skipped: Sequence[tuple[Lead | Contact, str]],
     now: Any,
+    refused: Mapping[int, str] | None = None,
 ) -> None:
+    """The "skipped" timeline entries; `refused`: why an extension refused a recipient."""
+    details = refused or {}
     Activity.objects.bulk_create(
         [
             Activity(
                 organization_id=batch.organization_id,
                 kind=ActivityKind.EMAIL_SKIPPED,
-                summary=_skip_summary(batch.subject, reason, language),
+                summary=_skip_summary(batch, reason, language, details.get(record.pk, "")),
                 data={"batch": batch.pk, "reason": reason},
                 actor=sender,
                 created_at=now,
@@ -347,12 +361,23 @@ def _store_skipped(
     )
 
 
-def _skipped_entry(record: Lead | Contact, reason: str, language: str) -> dict[str, Any]:
-    return {
+def _skipped_entry(
+    record: Lead | Contact, reason: str, language: str, detail: str = ""
+) -> dict[str, Any]:
+    entry = {
         "id": record.pk,
         "name": record.display_name(recipient_language(record, language)),
         "reason": reason,
     }
+    return {**entry, "detail": detail} if detail else entry
+
+
+def _set_refused_aside(
+    records: Sequence[Lead | Contact], refused: Mapping[int, str]
+) -> tuple[list[Lead | Contact], list[tuple[Lead | Contact, str]]]:
+    """The records that get a message, and those an extension refused (SKIP_REFUSED)."""
+    kept = [record for record in records if record.pk not in refused]
+    return kept, [(record, SKIP_REFUSED) for record in records if record.pk in refused]
 
 
 def queue_emails(
@@ -390,28 +415,28 @@ def queue_emails(
             sendable.append(record)
 
     placeholders = prepared_placeholders(subject, body_html, body_text)
-    key = secrets.token_urlsafe(24) if placeholders else ""
-    first = sendable[:PREPARE_PART_SIZE] if placeholders else sendable
-    prepared = (
-        _prepare_part(
-            organization=organization,
-            sender=sender,
-            module=module,
-            language=language,
-            placeholders=placeholders,
-            key=key,
-            part=0,
-            options=options,
-            records=first,
-        )
-        if placeholders
-        else {}
+    # The first part while the sender waits (its refusal refuses the send); the worker
+    # does the others, one part after the other, and the batch page shows the progress.
+    first = sendable[:PREPARE_PART_SIZE]
+    in_parts = bool(placeholders) or len(first) < len(sendable)
+    key = secrets.token_urlsafe(24) if in_parts else ""
+    prepared, refused = _prepare_part(
+        organization=organization,
+        sender=sender,
+        module=module,
+        language=language,
+        placeholders=placeholders,
+        key=key,
+        part=0,
+        options=options,
+        records=first if placeholders else [],
     )
+    served, refused_first = _set_refused_aside(first, refused)
     queued = _render_for(
         organization=organization,
         sender=sender,
         module=module,
-        records=first,
+        records=served,
         subject=subject,
         body_html=body_html,
         body_text=body_text,
@@ -430,12 +455,22 @@ def queue_emails(
             body_html=body_html,
             body_text=body_text,
             total=len(records),
-            skipped=[_skipped_entry(record, reason, language) for record, reason in skipped],
+            skipped=[
+                _skipped_entry(record, reason, language, refused.get(record.pk, ""))
+                for record, reason in [*skipped, *refused_first]
+            ],
             created_at=now,
         )
         _store_messages(batch=batch, sender=sender, language=language, queued=queued, now=now)
-        _store_skipped(batch=batch, sender=sender, language=language, skipped=skipped, now=now)
-        if placeholders:
+        _store_skipped(
+            batch=batch,
+            sender=sender,
+            language=language,
+            skipped=[*skipped, *refused_first],
+            now=now,
+            refused=refused,
+        )
+        if in_parts:
             is_complete = len(first) == len(sendable)
             BatchPreparation.objects.create(
                 batch=batch,
@@ -480,7 +515,7 @@ def prepare_batch(preparation: BatchPreparation) -> None:
             else:
                 records.append(record)
         try:
-            prepared = _prepare_part(
+            prepared, refused = _prepare_part(
                 organization=organization,
                 sender=sender,
                 module=batch.module,
@@ -489,8 +524,10 @@ def prepare_batch(preparation: BatchPreparation) -> None:
                 key=preparation.key,
                 part=start // PREPARE_PART_SIZE,
                 options=preparation.options,
-                records=records,
+                records=records if placeholders else [],
             )
+            records, refused_here = _set_refused_aside(records, refused)
+            skipped += refused_here
             queued = _render_for(
                 organization=organization,
                 sender=sender,
@@ -510,9 +547,19 @@ def prepare_batch(preparation: BatchPreparation) -> None:
             if not leases.update_if_held(preparation, prepared_count=start + len(ids)):
                 return  # another worker holds this preparation now
             _store_messages(batch=batch, sender=sender, language=language, queued=queued, now=now)
-            _store_skipped(batch=batch, sender=sender, language=language, skipped=skipped, now=now)
+            _store_skipped(
+                batch=batch,
+                sender=sender,
+                language=language,
+                skipped=skipped,
+                now=now,
+                refused=refused,
+            )
             if skipped or gone:
-                entries = [_skipped_entry(record, reason, language) for record, reason in skipped]
+                entries = [
+                    _skipped_entry(record, reason, language, refused.get(record.pk, ""))
+                    for record, reason in skipped
+                ]
                 entries += [{"id": None, "name": "", "reason": SKIP_DELETED}] * gone
                 SendBatch.objects.filter(pk=batch.pk).update(skipped=[*batch.skipped, *entries])
                 batch.skipped = [*batch.skipped, *entries]
@@ -582,7 +629,10 @@ def _fail(message: OutgoingMessage, *, error: str, retry: bool, **fields: Any) -
         leases.mark_failed(message, error=error, retry=retry, **fields)
         if message.status == WorkStatus.FAILED:
             _activity(
-                message, ActivityKind.EMAIL_FAILED, f"{message.subject} ({error})", error=error
+                message,
+                ActivityKind.EMAIL_FAILED,
+                f"{message.timeline_summary} ({error})",
+                error=error,
             )
 
 
@@ -591,7 +641,7 @@ def _mark_sent_now(message: OutgoingMessage) -> Activity | None:
     caller's transaction; None if another worker holds the row now."""
     if not leases.mark_done(message, sent_at=timezone.now()):
         return None
-    return _activity(message, ActivityKind.EMAIL_SENT, message.subject)
+    return _activity(message, ActivityKind.EMAIL_SENT, message.timeline_summary)
 
 
 def _mark_sent(message: OutgoingMessage) -> Activity | None:

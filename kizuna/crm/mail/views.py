@@ -20,8 +20,8 @@ from kizuna.crm.mail.access import (
     get_module,
     get_template_for_editor,
     get_template_for_member,
-    parse_ids,
-    requested_records,
+    recipients_context,
+    selected_records,
 )
 from kizuna.crm.mail.extensions import EditorContext, MergeContext, PlaceholderError, editor_buttons
 from kizuna.crm.mail.forms import ComposeForm, TemplateForm
@@ -258,7 +258,7 @@ def compose(request: HttpRequest) -> HttpResponse:
     source = request.POST if request.method == "POST" else request.GET
     module = get_module(source.get("module"))
     try:
-        records = requested_records(organization, module, parse_ids(source.getlist("ids")))
+        records = selected_records(request, organization, module, source)
     except SelectionError as error:
         messages.error(request, str(error))
         return redirect(LIST_URL_NAMES[module])
@@ -284,24 +284,13 @@ def compose(request: HttpRequest) -> HttpResponse:
     else:
         initial = _initial_from_template(organization, module, source.get("template"))
         form = ComposeForm(initial=initial, organization=organization, module=module)
-    language = get_language() or "en"
-    recipients = [
-        {
-            "record": record,
-            "name": record.display_name(language),
-            "skip": services.skip_reason(record),
-        }
-        for record in records
-    ]
     return render(
         request,
         "crm_mail/compose.html",
         {
             "form": form,
             "module": module,
-            "ids": ",".join(str(record.pk) for record in records),
-            "recipients": recipients,
-            "sendable": sum(1 for recipient in recipients if not recipient["skip"]),
+            **recipients_context(records, get_language() or "en"),
             **_editor_context(request, organization, module),
         },
     )

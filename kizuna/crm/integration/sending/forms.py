@@ -8,11 +8,9 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from kizuna.crm.integration.client import SurveyInfo
+from kizuna.crm.integration.sending.services import DEFAULT_EXPIRY_DAYS, MAX_EXPIRY_DAYS
 from kizuna.crm.mail.models import EmailTemplate
 from kizuna.crm.models import Organization
-
-DEFAULT_EXPIRY_DAYS = 30
-MAX_EXPIRY_DAYS = 365
 
 
 class SendSurveyForm(forms.Form):
@@ -33,9 +31,11 @@ class SendSurveyForm(forms.Form):
         label=_("Links work for (days)"),
         min_value=1,
         max_value=MAX_EXPIRY_DAYS,
-        required=False,
         initial=DEFAULT_EXPIRY_DAYS,
-        help_text=_("Leave empty for links that never expire."),
+        help_text=_(
+            "Each link stops working after this many days, or when the survey is closed if "
+            "that comes first."
+        ),
     )
 
     def __init__(
@@ -60,6 +60,5 @@ class SendSurveyForm(forms.Form):
     def chosen_survey(self) -> SurveyInfo:
         return self.surveys[self.cleaned_data["survey"]]
 
-    def expires_at(self) -> datetime.datetime | None:
-        days = self.cleaned_data.get("expiry_days")
-        return timezone.now() + datetime.timedelta(days=days) if days else None
+    def expires_at(self) -> datetime.datetime:
+        return timezone.now() + datetime.timedelta(days=self.cleaned_data["expiry_days"])

@@ -10,6 +10,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
+from django.utils.text import format_lazy
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -54,6 +55,15 @@ def survey_link_insertions(
     ]
 
 
+SURVEY_LINK_HELP = format_lazy(
+    gettext_lazy(
+        "Each recipient gets a survey link of their own; it works for {days} days from "
+        "sending, or until the survey is closed."
+    ),
+    days=services.DEFAULT_EXPIRY_DAYS,
+)
+
+
 def send_survey_action(request: HttpRequest, record: Lead | Contact) -> SafeString | None:
     """ "Send survey" on a lead or contact page while the integration is set up."""
     if current_connection(record.organization_id) is None:
@@ -82,12 +92,16 @@ SEND_SURVEY_BULK_ACTION = crm_extensions.BulkAction(
 
 def register() -> None:
     mail_extensions.register_editor_button(
-        BUTTON_KEY, label=gettext_lazy("Insert survey link"), insertions=survey_link_insertions
+        BUTTON_KEY,
+        label=gettext_lazy("Insert survey link"),
+        insertions=survey_link_insertions,
+        help=SURVEY_LINK_HELP,
     )
     mail_extensions.register_placeholder_namespace(
         services.NAMESPACE,
         resolve=services.example_survey_link,
         prepare=services.prepare_survey_links,
+        describe=services.describe_survey_link,
     )
     crm_extensions.register_detail_action(send_survey_action)
     crm_extensions.register_bulk_action(SEND_SURVEY_BULK_ACTION)

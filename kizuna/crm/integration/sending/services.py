@@ -45,13 +45,25 @@ from kizuna.crm.integration.models import (
 )
 from kizuna.crm.integration.services import call_survey
 from kizuna.crm.mail import services as mail_services
-from kizuna.crm.mail.extensions import MergeContext, PlaceholderError, PrepareContext
+from kizuna.crm.mail.extensions import (
+    MergeContext,
+    PlaceholderError,
+    PrepareContext,
+    RecipientRefusal,
+)
 from kizuna.crm.mail.models import EmailTemplate, SendBatch
 from kizuna.crm.models import Contact, Lead, Organization
 from kizuna.identity.models import User
 from kizuna.lib.api_errors import ErrorCode
 
 NAMESPACE = "survey"
+# Every survey link sent by CRM mail expires (as Salesforce's autoExpiryDays and
+# Qualtrics' link expiration do): a link forwarded or found in an old mailbox must not
+# answer as its recipient for ever. "Send survey" asks for the validity; a link inserted
+# with "Insert survey link" works for DEFAULT_EXPIRY_DAYS from when it is made. The
+# Survey service also refuses every link once the survey is closed.
+DEFAULT_EXPIRY_DAYS = 30
+MAX_EXPIRY_DAYS = 365
 _SURVEY_ID = re.compile(r"^[0-9]{1,18}$")
 _ANY_SURVEY_PLACEHOLDER = re.compile(r"\{\{\s*survey\.[A-Za-z0-9_\-]+\s*\}\}")
 # Survey service failures that may go away: a part prepared by the worker is retried.
@@ -160,24 +172,89 @@ def _sendable_surveys(connection: Connection, keys: frozenset[str]) -> dict[int,
 # Making the links ------------------------------------------------------------------------
 
 
-def _expiry(options: Mapping[str, Any]) -> datetime.datetime | None:
+def _expiry(options: Mapping[str, Any]) -> datetime.datetime:
+    """The links' expiry the sender chose, else DEFAULT_EXPIRY_DAYS from now."""
     value = options.get("expires_at")
-    return parse_datetime(value) if isinstance(value, str) and value else None
+    chosen = parse_datetime(value) if isinstance(value, str) and value else None
+    return chosen or timezone.now() + datetime.timedelta(days=DEFAULT_EXPIRY_DAYS)
 
 
 def _record_fields(record: Lead | Contact) -> dict[str, Any]:
     return {"lead": record} if isinstance(record, Lead) else {"contact": record}
 
 
+_ITEM_FIELD = re.compile(r"^invitations\.([0-9]+)\.")
+
+
+def _invite(
+    connection: Connection, survey_id: int, requests: Sequence[InvitationRequest]
+) -> tuple[list[client.Invitation], dict[str, str]]:
+    """Invitations for `requests` (one call), and the references the Survey service
+    refused by name ({reference: why}): those are left out and the others asked again."""
+    try:
+        return _call(
+            connection,
+            functools.partial(client.create_invitations, survey_id=survey_id, invitations=requests),
+        ), {}
+    except PlaceholderError as error:
+        cause = error.__cause__
+        if not isinstance(cause, SurveyError) or cause.code != ErrorCode.INVALID:
+            raise
+        refused: dict[str, str] = {}
+        for field in cause.fields:
+            match = _ITEM_FIELD.match(field)
+            if match is None or int(match.group(1)) >= len(requests):
+                raise  # a refusal of the whole batch, not of some recipients
+            request = requests[int(match.group(1))]
+            # In the sender's words (the Survey service answers in its own language).
+            if field.endswith(".email"):
+                why = _("the Survey service does not accept the email address “%(email)s”") % {
+                    "email": request.email
+                }
+            elif field.endswith(".name"):
+                why = _("the Survey service does not accept the name “%(name)s”") % {
+                    "name": request.name
+                }
+            else:
+                why = _("the Survey service refused this recipient")
+            refused.setdefault(request.recipient_reference, why)
+    rest = [request for request in requests if request.recipient_reference not in refused]
+    made = (
+        _call(
+            connection,
+            functools.partial(client.create_invitations, survey_id=survey_id, invitations=rest),
+        )
+        if rest
+        else []
+    )
+    return made, refused
+
+
+def _refusal_of(invitation: client.Invitation, survey: SurveyInfo) -> str:
+    """Why this recipient gets no link to `survey` (a link they cannot use), or ""."""
+    if invitation.state == "completed":
+        return _("already answered the survey “%(title)s”") % {"title": survey.title}
+    if invitation.state == "expired":
+        return _("the Survey service gave an expired link for “%(title)s”") % {
+            "title": survey.title
+        }
+    return ""
+
+
 def prepare_survey_links(
     context: PrepareContext, records: Sequence[Lead | Contact]
-) -> dict[int, dict[str, str]]:
+) -> dict[int, dict[str, str] | RecipientRefusal]:
     """Each recipient's own link to each survey named in the message, one API call per
-    survey for these (at most 1,000) recipients; {record pk: {survey id: link}}."""
+    survey for these (at most 1,000) recipients; {record pk: {survey id: link}}.
+
+    A recipient the Survey service refuses by name (an address it does not take), or
+    whose link could not be used (they already answered), gets a RecipientRefusal
+    saying why; the others get their links."""
     connection = sending_connection(context.organization)
     surveys = _sendable_surveys(connection, context.keys)
     expires_at = _expiry(context.options)
     links: dict[int, dict[str, str]] = {record.pk: {} for record in records}
+    refusals: dict[int, list[str]] = {}
     for survey_id, survey in surveys.items():
         by_reference = {connection.recipient_reference(record): record for record in records}
         requests = [
@@ -189,29 +266,37 @@ def prepare_survey_links(
             )
             for reference, record in by_reference.items()
         ]
-        invitations = []
+        invitations: list[client.Invitation] = []
+        refused: dict[str, str] = {}
         for start in range(0, len(requests), client.MAX_INVITATIONS_PER_CALL):
-            part = requests[start : start + client.MAX_INVITATIONS_PER_CALL]
-            invitations += _call(
-                connection,
-                functools.partial(client.create_invitations, survey_id=survey_id, invitations=part),
+            made, refused_here = _invite(
+                connection, survey_id, requests[start : start + client.MAX_INVITATIONS_PER_CALL]
             )
-        if {invitation.recipient_reference for invitation in invitations} != set(by_reference):
+            invitations += made
+            refused |= refused_here
+        if {invitation.recipient_reference for invitation in invitations} | set(refused) != set(
+            by_reference
+        ):
             raise PlaceholderError(
                 _("Survey links could not be made, so nothing was sent: %(reason)s")
                 % {"reason": client.MESSAGES[ClientErrorCode.BAD_ANSWER]},
                 temporary=True,
             )
-        _keep_invitations(connection, survey, invitations, by_reference)
+        usable = []
         for invitation in invitations:
-            if invitation.state == "expired":
-                raise PlaceholderError(
-                    _("The Survey service gave an expired link for “%(title)s”. Nothing was sent.")
-                    % {"title": survey.title}
-                )
             record = by_reference[invitation.recipient_reference]
-            links[record.pk][str(survey_id)] = invitation.link
-    return links
+            if why := _refusal_of(invitation, survey):
+                refused[invitation.recipient_reference] = why
+            else:
+                usable.append(invitation)
+                links[record.pk][str(survey_id)] = invitation.link
+        _keep_invitations(connection, survey, usable, by_reference)
+        for reference, why in refused.items():
+            refusals.setdefault(by_reference[reference].pk, []).append(why)
+    return {
+        pk: RecipientRefusal("; ".join(refusals[pk])) if pk in refusals else values
+        for pk, values in links.items()
+    }
 
 
 def _keep_invitations(
@@ -257,6 +342,20 @@ def _keep_invitations(
         )
 
 
+def describe_survey_link(organization_id: int, key: str) -> str:
+    """What the lists of sent emails and the timeline show for a survey link: the survey's
+    name as it was sent (each recipient's own link is theirs alone, never shown)."""
+    if not _SURVEY_ID.match(key):
+        return ""
+    titles = SurveyInvitation.objects.filter(
+        organization_id=organization_id, survey_id=int(key)
+    ).values_list("survey_title", flat=True)
+    title = next(iter(titles[:1]), "")
+    if not title:
+        return _("Survey link")
+    return _("Survey link: %(title)s") % {"title": title}
+
+
 def example_survey_link(context: MergeContext, key: str) -> str:
     """The template preview's link: an example, nothing is created."""
     return f"{settings.SURVEY_URL}/s/i/example-{key}/"
@@ -296,6 +395,7 @@ def send_survey(
 ) -> SendBatch:
     """Email `survey` to the records with `template` (E2): each gets a link of their own.
 
+    expires_at: when the links stop working (None: DEFAULT_EXPIRY_DAYS from sending).
     PlaceholderError when no working links can be made: nothing is queued then.
     """
     subject, body_html, body_text = _message_with_link(template, survey)

@@ -13,8 +13,12 @@ from kizuna.crm.integration.client import SurveyError, SurveyInfo
 from kizuna.crm.integration.sending import services
 from kizuna.crm.integration.sending.forms import SendSurveyForm
 from kizuna.crm.integration.sending.hooks import SEND_SURVEY_BULK_ACTION
-from kizuna.crm.mail import services as mail_services
-from kizuna.crm.mail.access import SelectionError, get_module, parse_ids, requested_records
+from kizuna.crm.mail.access import (
+    SelectionError,
+    get_module,
+    recipients_context,
+    selected_records,
+)
 from kizuna.crm.mail.extensions import PlaceholderError
 
 LIST_URL_NAMES = {"leads": "crm:lead-list", "contacts": "crm:contact-list"}
@@ -33,7 +37,7 @@ def send_survey(request: HttpRequest) -> HttpResponse:
     source = request.POST if request.method == "POST" else request.GET
     module = get_module(source.get("module"))
     try:
-        records = requested_records(organization, module, parse_ids(source.getlist("ids")))
+        records = selected_records(request, organization, module, source)
     except SelectionError as error:
         messages.error(request, str(error))
         return redirect(LIST_URL_NAMES[module])
@@ -70,15 +74,6 @@ def send_survey(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, _("The survey is being sent."))
             return redirect("crm_mail:batch", pk=batch.pk)
-    language = get_language() or "en"
-    recipients = [
-        {
-            "record": record,
-            "name": record.display_name(language),
-            "skip": mail_services.skip_reason(record),
-        }
-        for record in records
-    ]
     return render(
         request,
         "crm_survey_sending/send_survey.html",
@@ -87,8 +82,6 @@ def send_survey(request: HttpRequest) -> HttpResponse:
             "refusal": refusal,
             "has_surveys": bool(surveys),
             "module": module,
-            "ids": ",".join(str(record.pk) for record in records),
-            "recipients": recipients,
-            "sendable": sum(1 for recipient in recipients if not recipient["skip"]),
+            **recipients_context(records, get_language() or "en"),
         },
     )

@@ -157,7 +157,9 @@ def test_600_selected_records_are_posted_and_sent(ada, ada_client, organization)
     page = ada_client.post(reverse("crm_mail:compose"), _selection(ids))
     assert page.status_code == 200
     assert "Send to 600 recipients" in page.content.decode()
-    assert len(page.context["recipients"]) == 600
+    # The first hundred are listed, the others counted.
+    assert len(page.context["recipients"]) == 100
+    assert 'data-more-recipients="500">And 500 more recipients.' in page.content.decode()
 
     response = ada_client.post(
         reverse("crm_mail:compose"),
@@ -197,15 +199,26 @@ def test_an_empty_selection_goes_back_to_the_list_with_an_error(ada_client, lead
     assert "Select at least one record." in ada_client.get(response["Location"]).content.decode()
 
 
-def test_more_than_1000_records_are_refused_with_a_clear_error(ada_client, organization):
+def test_more_than_10000_records_are_refused_with_a_clear_error(ada_client, organization):
     # One comma-separated field: Django refuses more than 1,000 form fields anyway.
-    ids = ",".join(str(lead.pk) for lead in _many_leads(organization, 1001))
+    ids = ",".join(str(lead.pk) for lead in _many_leads(organization, 10_001))
     response = ada_client.post(
         reverse("crm_mail:compose"), _selection([ids]), HTTP_ACCEPT_LANGUAGE="ja"
     )
     assert response.status_code == 302
     page = ada_client.get(response["Location"], HTTP_ACCEPT_LANGUAGE="ja").content.decode()
-    assert "1通のメールで選択できるのは1000件までです。" in page
+    assert "1通のメールで選択できるのは10000件までです。" in page
+    assert SendBatch.objects.count() == 0
+
+
+def test_all_records_matching_the_list_filters_open_the_composer(ada_client, organization):
+    leads = _many_leads(organization, 120)
+    listing = ada_client.get(reverse("crm:lead-list"), {"q": "L00"}).content.decode()
+    compose = reverse("crm_mail:compose") + "?module=leads&amp;match=q%3DL00"
+    assert f'href="{compose}">Send email: all 100 matching records</a>' in listing
+    page = ada_client.get(reverse("crm_mail:compose"), {"module": "leads", "match": "q=L00"})
+    assert page.context["ids"] == ",".join(str(lead.pk) for lead in leads[:100])
+    assert "Send to 100 recipients" in page.content.decode()
     assert SendBatch.objects.count() == 0
 
 

@@ -13,6 +13,7 @@ from django.urls import reverse
 from kizuna.crm.integration import client
 from kizuna.crm.integration.client import Credentials
 from kizuna.crm.models import Contact, Organization
+from kizuna.identity.models import User
 
 LINK = re.compile(r"(https?://[^\s\"<>]+/s/i/([A-Za-z0-9_\-]+)/)")
 
@@ -58,3 +59,10 @@ class CountingCalls:
             return original(credentials, survey_id=survey_id, invitations=invitations)
 
         monkeypatch.setattr(client, "create_invitations", counting)
+
+
+def speak(user: User, client_: Client, language: str) -> None:
+    """The user reads the CRM in `language` (their setting and the language cookie)."""
+    user.language = language
+    user.save(update_fields=["language"])
+    client_.cookies["kizuna_language"] = language

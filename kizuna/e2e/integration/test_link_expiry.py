@@ -17,7 +17,7 @@ from kizuna.crm.integration.models import Connection, SurveyInvitation
 from kizuna.crm.integration.sending import services as sending
 from kizuna.crm.mail.models import OutgoingMessage, SendBatch
 from kizuna.crm.models import Organization
-from kizuna.e2e.integration.mailing import links_in, make_contacts, send_page
+from kizuna.e2e.integration.mailing import links_in, make_contacts, send_page, speak
 from kizuna.e2e.integration.respond import run_worker
 from kizuna.identity.models import User
 from kizuna.survey.models import Invitation, Survey
@@ -36,12 +36,6 @@ AT_MOST = {
     "en": "Ensure this value is less than or equal to 365.",
     "ja": "この値は 365 以下でなければなりません。",
 }
-
-
-def speak(user: User, client_: Client, language: str) -> None:
-    user.language = language
-    user.save(update_fields=["language"])
-    client_.cookies["kizuna_language"] = language
 
 
 def days_left(moment: datetime.datetime | None) -> float:

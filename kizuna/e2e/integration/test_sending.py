@@ -36,6 +36,7 @@ from kizuna.e2e.integration.mailing import (
     links_in,
     make_contacts,
     send_page,
+    speak,
 )
 from kizuna.e2e.integration.respond import enable, run_worker
 from kizuna.identity.models import User
@@ -345,12 +346,6 @@ def assert_nothing_sent(smtp: MailServer) -> None:
     assert SendBatch.objects.count() == 0
     assert OutgoingMessage.objects.count() == 0
     assert smtp.received == []
-
-
-def speak(user: User, client_: Client, language: str) -> None:
-    user.language = language
-    user.save(update_fields=["language"])
-    client_.cookies["kizuna_language"] = language
 
 
 REFUSALS = {

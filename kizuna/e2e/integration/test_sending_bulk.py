@@ -16,7 +16,7 @@ from django.urls import reverse
 from kizuna.crm.integration.models import Connection, SurveyInvitation
 from kizuna.crm.mail.models import OutgoingMessage, SendBatch
 from kizuna.crm.models import Activity, ActivityKind, Contact, Organization
-from kizuna.e2e.integration.mailing import CountingCalls, send_page
+from kizuna.e2e.integration.mailing import CountingCalls, send_page, speak
 from kizuna.e2e.integration.respond import answer, invite, run_worker
 from kizuna.identity.models import User
 from kizuna.survey.models import Invitation, Survey
@@ -99,9 +99,7 @@ def test_e2_recipients_the_survey_refuses_are_reported_by_name_and_the_others_ar
     questions: Any,
     language: str,
 ) -> None:
-    ada.language = language
-    ada.save(update_fields=["language"])
-    ada_client.cookies["kizuna_language"] = language
+    speak(ada, ada_client, language)
     fine = Contact.objects.create(
         organization=organization, family_name="Ok", given_name="Fine", email="fine@example.com"
     )

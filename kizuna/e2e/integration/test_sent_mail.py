@@ -14,7 +14,7 @@ from kizuna.crm.integration.models import Connection
 from kizuna.crm.integration.sending import services as sending
 from kizuna.crm.mail.models import SendBatch
 from kizuna.crm.models import Activity, ActivityKind, Organization
-from kizuna.e2e.integration.mailing import links_in, make_contacts
+from kizuna.e2e.integration.mailing import links_in, make_contacts, speak
 from kizuna.e2e.integration.respond import run_worker
 from kizuna.identity.models import User
 from kizuna.survey.models import Survey
@@ -24,12 +24,6 @@ pytestmark = pytest.mark.usefixtures("survey_service")
 
 SURVEY_LINK = {"en": "Survey link", "ja": "アンケートのリンク"}
 GIVEN_NAME = {"en": "Given name", "ja": "名"}
-
-
-def speak(user: User, client_: Client, language: str) -> None:
-    user.language = language
-    user.save(update_fields=["language"])
-    client_.cookies["kizuna_language"] = language
 
 
 @pytest.mark.parametrize("language", ["en", "ja"])

@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from kizuna.crm.integration import services
+from kizuna.crm.integration.client import Credentials
 from kizuna.crm.integration.models import (
     Connection,
     ConnectionState,

@@ -91,7 +91,9 @@ def respondent(
 
     url = f"{base}/s/i/{world.tokens[lead_id]}/"
     with httpx.Client(timeout=30, follow_redirects=False) as client:
-        page = client.get(url)
+        # The connection is not kept while the respondent waits for the slot: gunicorn
+        # closes an idle keep-alive after 2 s, and a POST on it would fail unanswered.
+        page = client.get(url, headers={"Connection": "close"})
         page.raise_for_status()
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
         started = re.search(r'name="started" value="([^"]+)"', page.text)

@@ -189,8 +189,13 @@ def submit_response(
             # Last: the summary's counter rows stay locked only until the commit.
             count_response(response=response, answers=answers.items())
     except IntegrityError:
-        # The one-to-one invitation column is the last line of defence.
-        raise AlreadyAnswered from None
+        # The one-to-one invitation column is the last line of defence of a single-use
+        # invitation: only its breach means "already answered". Any other integrity failure
+        # (and every one through the shared link, which has no such column) is a fault to
+        # be seen, never a respondent's repeat.
+        if invitation is not None and Response.objects.filter(invitation=invitation).exists():
+            raise AlreadyAnswered from None
+        raise
     return response
 
 

@@ -3,8 +3,10 @@ transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
-from django.db import IntegrityError
+from django.db import IntegrityError, connection
 from django.test import Client
 from django.urls import reverse
 
@@ -136,3 +138,68 @@ def test_the_unique_invitation_column_is_the_backstop(survey: Survey) -> None:
 
     with pytest.raises(IntegrityError):
         Response.objects.create(survey=survey, invitation=invitation)
+
+
+@pytest.fixture
+def answers_refused_by_the_database(db: None) -> Iterator[None]:
+    """A trigger that makes the database refuse every new answer with a constraint error: an
+    integrity failure that has nothing to do with a respondent answering twice."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "CREATE FUNCTION test_refuse_answer() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'refused by the test' USING ERRCODE = 'check_violation';"
+                " END $$"
+            )
+            cursor.execute(
+                "CREATE TRIGGER test_refuse_answer BEFORE INSERT ON survey_answer "
+                "FOR EACH ROW EXECUTE FUNCTION test_refuse_answer()"
+            )
+        else:
+            cursor.execute(
+                "CREATE TEMP TRIGGER test_refuse_answer BEFORE INSERT ON survey_answer "
+                "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+            )
+    yield
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("DROP TRIGGER test_refuse_answer ON survey_answer")
+            cursor.execute("DROP FUNCTION test_refuse_answer()")
+        else:
+            cursor.execute("DROP TRIGGER test_refuse_answer")
+
+
+def test_an_integrity_failure_through_the_shared_link_is_a_server_error_not_already_answered(
+    survey: Survey,
+    question: Question,
+    endpoint: WebhookEndpoint,
+    answers_refused_by_the_database: None,
+) -> None:
+    client = Client(raise_request_exception=False)
+    url = reverse("survey_public:survey", args=[survey.public_id])
+
+    refused = post(client, url, {f"q{question.pk}": "a"})
+
+    assert refused.status_code == 500
+    assert "already" not in refused.content.decode().lower()
+    assert Response.objects.count() == 0
+    assert Delivery.objects.count() == 0
+
+
+def test_an_integrity_failure_of_an_unanswered_invitation_is_not_already_answered(
+    survey: Survey, question: Question, answers_refused_by_the_database: None
+) -> None:
+    invitation = Invitation.objects.create(survey=survey)
+
+    with pytest.raises(IntegrityError):
+        public_services.submit_response(
+            survey=survey, invitation=invitation, answers={question: "a"}, language="en"
+        )
+
+    assert Response.objects.count() == 0
+    invitation.refresh_from_db()
+    assert invitation.completed_at is None
+    client = Client()
+    page = client.get(reverse("survey_public:invitation", args=[invitation.token]))
+    assert page.status_code == 200
+    assert "Favourite fruit?" in page.content.decode()

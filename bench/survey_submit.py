@@ -1,50 +1,74 @@
-"""Public survey submission throughput and latency, against a one-row-insert baseline.
+"""Issue 11, P1: a respondent's server CPU, and public submissions against a raw-insert baseline.
 
-For each database (SQLite in a fresh data dir, then a fresh PostgreSQL database
-`bench_survey` when PostgreSQL is reachable) this:
+For each database (SQLite in a fresh data dir, then a fresh PostgreSQL database when
+reachable) this:
 
-1. migrates, creates a one-page survey of six questions (choice, multiple
-   choice, rating, NPS, short text, matrix) and the baseline's table;
-2. starts Kizuna under gunicorn gthread (2 processes x 8 threads, as
-   `kizuna serve` runs it on this machine) and the baseline WSGI app
-   (bench/baseline_insert_wsgi.py) with the same settings, both on loopback;
-3. sends N form POSTs to /s/<public id>/ from a small thread pool (each thread
-   first GETs the form for its CSRF cookie, like a browser) and N POSTs to the
-   baseline, bounded by a request count and a time limit; only POSTs are timed;
-4. checks that every submission was stored (302 and a Response row each) and
-   prints a Markdown table; --write appends it to docs/benchmarks.md.
+1. migrates, creates a one-page survey of ten required questions, one of each kind a
+   respondent meets most (single choice, multiple choice, rating, NPS, short text, long
+   text, matrix, number, date, dropdown), and the baseline's table;
+2. starts Kizuna under gunicorn gthread (2 processes x 8 threads, as `kizuna serve` runs it)
+   and the baseline WSGI app (bench/baseline_insert_wsgi.py: one raw INSERT per POST) with
+   the same settings and server, both on loopback, both kept up for the whole run;
+3. **P1-cpu-ms**: R respondents, each a browser of its own (no cookies) that GETs the form
+   and POSTs a valid answer to it, 4 at a time; the server processes' CPU seconds over that
+   part divided by R;
+4. **P1-<database>**: the maximum POST rate of each target, closed loop from 8 client
+   threads, in alternating rounds (baseline, Kizuna, baseline, Kizuna, ...) so that a
+   machine whose load drifts weighs on both alike; the ratio is Kizuna's requests/s over
+   the baseline's; then Kizuna alone at half its maximum rate, paced (open loop, latency
+   counted from each request's scheduled time), for the p99;
+5. checks that every submission was answered 302 and stored (one Response per 302, ten
+   answers each) and records the figures in docs/benchmarks.json with the load average.
 
-    .venv/bin/python bench/survey_submit.py [--requests 600] [--threads 8] [--write]
+The per-address submission limit is lifted for the run (KIZUNA_SURVEY_SUBMIT_RATE) but its
+bucket is still counted on every submission, and so is the minimum time from opening the
+form to submitting it (KIZUNA_SURVEY_MIN_SECONDS=0): each thread of step 4 posts its one
+form again and again. bench/survey_crowd.py measures with the limits on.
 
-The submit rate limit is lifted for the run (KIZUNA_SURVEY_SUBMIT_RATE), and so is the
-minimum time from opening the form to submitting it (KIZUNA_SURVEY_MIN_SECONDS=0): each
-thread posts its one form again and again. bench/survey_crowd.py measures with them on.
+    .venv/bin/python bench/survey_submit.py [--respondents 1000] [--requests 1000]
+                                            [--databases sqlite,postgresql]
+
+`make bench QUICK=1` runs it small (about a minute).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
-from _harness import free_port, gunicorn, stop, wait_up
+from _harness import (
+    BIN,
+    ROOT,
+    cpu_seconds,
+    free_port,
+    gunicorn,
+    kizuna_env,
+    machine,
+    postgres_database,
+    quick,
+    record,
+    stop,
+    wait_up,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 PG_DATABASE = "bench_survey"
-TIME_LIMIT_SECONDS = 120.0
+ROUND_SECONDS_LIMIT = 120.0
+CPU_TARGET_MS = 6.0
+RATIO_TARGET = 0.5
+P99_TARGET_MS = 100.0
+LIMITS_LIFTED = {"KIZUNA_SURVEY_SUBMIT_RATE": "100000000/600", "KIZUNA_SURVEY_MIN_SECONDS": "0"}
 
 
 # --- in a child process with Django set up --------------------------------------------------
@@ -65,46 +89,45 @@ def setup_database() -> None:
     account = create_account(name="Bench", owner=owner)
     survey = Survey.objects.create(portal=account.portals.get(), title="Bench survey")
     choices = [{"key": k, "label": k.upper()} for k in ("a", "b", "c", "d")]
-    specs = [
-        ("single_choice", {"choices": choices}),
-        ("multiple_choice", {"choices": choices}),
-        ("rating", {}),
-        ("nps", {}),
-        ("short_text", {}),
-        (
-            "matrix",
-            {
-                "rows": [{"key": "r1", "label": "R1"}, {"key": "r2", "label": "R2"}],
-                "columns": [{"key": "c1", "label": "C1"}, {"key": "c2", "label": "C2"}],
-            },
-        ),
+    matrix = {
+        "rows": [{"key": "r1", "label": "R1"}, {"key": "r2", "label": "R2"}],
+        "columns": [{"key": "c1", "label": "C1"}, {"key": "c2", "label": "C2"}],
+    }
+    specs: list[tuple[str, dict[str, Any], Any]] = [
+        ("single_choice", {"choices": choices}, "b"),
+        ("multiple_choice", {"choices": choices}, ["a", "c"]),
+        ("rating", {}, "4"),
+        ("nps", {}, "9"),
+        ("short_text", {}, "Quick and friendly service, thank you."),
+        ("long_text", {}, "The form was short.\nThe staff answered every question."),
+        ("matrix", matrix, {"r1": "c1", "r2": "c2"}),
+        ("number", {"min": 0, "max": 100}, "42"),
+        ("date", {}, "2026-01-02"),
+        ("dropdown", {"choices": choices}, "d"),
     ]
-    questions = [
-        Question.objects.create(
-            survey=survey, kind=kind, text=kind, options=options, position=n, is_required=True
+    form: dict[str, Any] = {"page": "1", "action": "submit"}
+    for position, (kind, options, answer) in enumerate(specs):
+        question = Question.objects.create(
+            survey=survey,
+            kind=kind,
+            text=kind,
+            options=options,
+            position=position,
+            is_required=True,
         )
-        for n, (kind, options) in enumerate(specs)
-    ]
+        if isinstance(answer, dict):
+            form.update({f"q{question.pk}-{row}": column for row, column in answer.items()})
+        else:
+            form[f"q{question.pk}"] = answer
     if connection.vendor == "postgresql":
         key, stamp = "id bigserial PRIMARY KEY", "timestamptz"
     else:
         key, stamp = "id integer PRIMARY KEY AUTOINCREMENT", "datetime"
-    ddl = (
-        f"CREATE TABLE bench_baseline_row ({key}, created_at {stamp} NOT NULL, body text NOT NULL)"
-    )
     with connection.cursor() as cursor:
-        cursor.execute(ddl)
-    form = {
-        f"q{questions[0].pk}": "b",
-        f"q{questions[1].pk}": ["a", "c"],
-        f"q{questions[2].pk}": "4",
-        f"q{questions[3].pk}": "9",
-        f"q{questions[4].pk}": "Quick and friendly service, thank you.",
-        f"q{questions[5].pk}-r1": "c1",
-        f"q{questions[5].pk}-r2": "c2",
-        "page": "1",
-        "action": "submit",
-    }
+        cursor.execute(
+            f"CREATE TABLE bench_baseline_row ({key}, created_at {stamp} NOT NULL, "
+            "body text NOT NULL)"
+        )
     print(json.dumps({"public_id": survey.public_id, "form": form}))
 
 
@@ -112,85 +135,30 @@ def count_rows() -> None:
     import django
 
     django.setup()
-    from django.db import connection
-
     from kizuna.survey.models import Answer, Response
 
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT COUNT(*) FROM bench_baseline_row")
-        baseline = cursor.fetchone()[0]
-    print(
-        json.dumps(
-            {
-                "responses": Response.objects.count(),
-                "answers": Answer.objects.count(),
-                "baseline": baseline,
-            }
-        )
-    )
+    print(json.dumps({"responses": Response.objects.count(), "answers": Answer.objects.count()}))
 
 
 # --- the load -----------------------------------------------------------------------------
 
 
-class Load:
-    """N POSTs from `threads` clients; latencies of the POSTs only."""
+class SurveyForm:
+    """The survey's form as a browser sees it: GET it (CSRF cookie, signed start), POST it."""
 
-    def __init__(self, total: int, threads: int) -> None:
-        self.total = total
-        self.threads = threads
-        self.lock = threading.Lock()
-        self.sent = 0
-        self.latencies: list[float] = []
-        self.statuses: dict[int, int] = {}
-
-    def _take(self) -> bool:
-        with self.lock:
-            if self.sent >= self.total:
-                return False
-            self.sent += 1
-            return True
-
-    def run(self, send: object) -> float:
-        self.sent = 0
-        start = time.perf_counter()
-        deadline = time.monotonic() + TIME_LIMIT_SECONDS
-        workers = [
-            threading.Thread(target=self._worker, args=(send, deadline))
-            for _ in range(self.threads)
-        ]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        return time.perf_counter() - start
-
-    def _worker(self, send: object, deadline: float) -> None:
-        with httpx.Client(timeout=30, follow_redirects=False) as client:
-            prepared = send.prepare(client)  # type: ignore[attr-defined]
-            while time.monotonic() < deadline and self._take():
-                began = time.perf_counter()
-                status = send.post(client, prepared)  # type: ignore[attr-defined]
-                elapsed = time.perf_counter() - began
-                with self.lock:
-                    self.latencies.append(elapsed)
-                    self.statuses[status] = self.statuses.get(status, 0) + 1
-
-
-class SurveySubmit:
-    def __init__(self, base: str, public_id: str, form: dict[str, object]) -> None:
+    def __init__(self, base: str, public_id: str, form: dict[str, Any]) -> None:
         self.url = f"{base}/s/{public_id}/"
         self.form = form
 
-    def prepare(self, client: httpx.Client) -> dict[str, object]:
+    def open(self, client: httpx.Client) -> dict[str, Any]:
         page = client.get(self.url)
         page.raise_for_status()
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
         started = re.search(r'name="started" value="([^"]+)"', page.text)
-        assert token and started, "the form has no CSRF token"
+        assert token and started, "the form has no CSRF token or start time"
         return {**self.form, "csrfmiddlewaretoken": token.group(1), "started": started.group(1)}
 
-    def post(self, client: httpx.Client, data: dict[str, object]) -> int:
+    def post(self, client: httpx.Client, data: dict[str, Any]) -> int:
         return client.post(self.url, data=data).status_code
 
 
@@ -198,24 +166,130 @@ class BaselineInsert:
     def __init__(self, base: str) -> None:
         self.url = f"{base}/"
 
-    def prepare(self, client: httpx.Client) -> dict[str, object]:
+    def open(self, client: httpx.Client) -> dict[str, Any]:
         return {"answer": "Quick and friendly service, thank you."}
 
-    def post(self, client: httpx.Client, data: dict[str, object]) -> int:
+    def post(self, client: httpx.Client, data: dict[str, Any]) -> int:
         return client.post(self.url, data=data).status_code
 
 
-def summarize(name: str, load: Load, seconds: float) -> tuple[str, float]:
-    latencies = sorted(load.latencies)
-    done = len(latencies)
-    p50 = statistics.median(latencies) * 1000
-    p99 = latencies[min(done - 1, int(done * 0.99))] * 1000
-    rate = done / seconds
-    statuses = ", ".join(f"{code}x{count}" for code, count in sorted(load.statuses.items()))
-    return f"| {name} | {done} | {rate:,.0f} | {p50:.1f} | {p99:.1f} | {statuses} |", rate
+Target = SurveyForm | BaselineInsert
 
 
-def run_database(label: str, env: dict[str, str], args: argparse.Namespace) -> list[str]:
+class Tally:
+    """Statuses and latencies of the requests of one part of the run."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.latencies: list[float] = []
+        self.statuses: dict[int, int] = {}
+        self.seconds = 0.0
+
+    def add(self, status: int, latency: float) -> None:
+        with self.lock:
+            self.latencies.append(latency)
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.seconds if self.seconds else 0.0
+
+    def percentile(self, share: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * share))] * 1000
+
+
+def in_threads(count: int, work: Callable[[], None]) -> float:
+    """Run `work` in `count` threads; the seconds until all are done."""
+    threads = [threading.Thread(target=work) for _ in range(count)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - start
+
+
+def respondents(survey: SurveyForm, total: int, tally: Tally, threads: int = 4) -> None:
+    """`total` respondents, each a new browser: GET the form, POST the answers."""
+    left = iter(range(total))
+    lock = threading.Lock()
+
+    def work() -> None:
+        with httpx.Client(timeout=30) as client:
+            while True:
+                with lock:
+                    if next(left, None) is None:
+                        return
+                client.cookies.clear()
+                data = survey.open(client)
+                began = time.perf_counter()
+                tally.add(survey.post(client, data), time.perf_counter() - began)
+
+    tally.seconds = in_threads(threads, work)
+
+
+def closed_loop(target: Target, total: int, threads: int) -> Tally:
+    """`total` POSTs as fast as `threads` clients can send them."""
+    tally = Tally()
+    left = iter(range(total))
+    lock = threading.Lock()
+    deadline = time.monotonic() + ROUND_SECONDS_LIMIT
+
+    def work() -> None:
+        with httpx.Client(timeout=30) as client:
+            data = target.open(client)
+            while time.monotonic() < deadline:
+                with lock:
+                    if next(left, None) is None:
+                        return
+                began = time.perf_counter()
+                tally.add(target.post(client, data), time.perf_counter() - began)
+
+    # Opening the form (each thread once) is not part of the POST rate.
+    tally.seconds = in_threads(threads, work)
+    return tally
+
+
+def paced(target: Target, rate: float, seconds: float, threads: int = 16) -> Tally:
+    """POSTs at `rate` per second for `seconds`; latency from each one's scheduled time, so a
+    server that falls behind shows it (no coordinated omission)."""
+    tally = Tally()
+    total = max(int(rate * seconds), 1)
+    slots = iter(range(total))
+    lock = threading.Lock()
+    clients: list[tuple[httpx.Client, dict[str, Any]]] = []
+    for _ in range(threads):
+        client = httpx.Client(timeout=30)
+        clients.append((client, target.open(client)))
+    start = time.perf_counter() + 0.2
+    pool = iter(clients)
+
+    def work() -> None:
+        with lock:
+            client, data = next(pool)
+        while True:
+            with lock:
+                slot = next(slots, None)
+            if slot is None:
+                return
+            due = start + slot / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            status = target.post(client, data)
+            tally.add(status, time.perf_counter() - due)
+
+    tally.seconds = in_threads(threads, work)
+    for client, _data in clients:
+        client.close()
+    return tally
+
+
+# --- one database -------------------------------------------------------------------------
+
+
+def run_database(label: str, env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
     here = [sys.executable, str(Path(__file__).resolve())]
     subprocess.run([str(BIN / "kizuna"), "migrate", "-v", "0"], env=env, check=True, cwd=ROOT)
     subprocess.run([str(BIN / "kizuna"), "createcachetable"], env=env, check=True, cwd=ROOT)
@@ -229,28 +303,55 @@ def run_database(label: str, env: dict[str, str], args: argparse.Namespace) -> l
     kizuna_port, baseline_port = free_port(), free_port()
     kizuna = gunicorn("kizuna.wsgi:application", kizuna_port, env)
     baseline = gunicorn("bench.baseline_insert_wsgi:application", baseline_port, env)
-    rows = []
+    survey = SurveyForm(f"http://127.0.0.1:{kizuna_port}", setup["public_id"], setup["form"])
+    insert = BaselineInsert(f"http://127.0.0.1:{baseline_port}")
+    load_before = os.getloadavg()[0]
+    submitted = 0
     try:
-        wait_up(f"http://127.0.0.1:{kizuna_port}/s/{setup['public_id']}/")
-        wait_up(f"http://127.0.0.1:{baseline_port}/")
-        submit = SurveySubmit(f"http://127.0.0.1:{kizuna_port}", setup["public_id"], setup["form"])
-        insert = BaselineInsert(f"http://127.0.0.1:{baseline_port}")
-        for target in (insert, submit):  # warm up both: connections, imports, caches
-            Load(total=args.threads * 5, threads=args.threads).run(target)
-        results = {}
-        for name, target in (
-            ("baseline: one-row INSERT", insert),
-            ("survey submit POST /s/<id>/", submit),
-        ):
-            load = Load(total=args.requests, threads=args.threads)
-            seconds = load.run(target)
-            row, rate = summarize(f"{label}: {name}", load, seconds)
-            results[name] = (load, rate)
-            rows.append(row)
-            print(row, flush=True)
+        wait_up(survey.url)
+        wait_up(insert.url)
+        # Warm up both: connections, imports, per-process caches of every worker.
+        closed_loop(insert, args.threads * 10, args.threads)
+        submitted += len(closed_loop(survey, args.threads * 10, args.threads).latencies)
+        warm = Tally()
+        respondents(survey, 20, warm)
+        submitted += len(warm.latencies)
+
+        cpu = Tally()
+        cpu_start = cpu_seconds(kizuna.pid)
+        respondents(survey, args.respondents, cpu)
+        cpu_ms = (cpu_seconds(kizuna.pid) - cpu_start) / args.respondents * 1000
+        submitted += len(cpu.latencies)
+        print(f"{label}: {cpu_ms:.2f} ms of server CPU per respondent", flush=True)
+        if args.cpu_only:
+            return {"label": label, "cpu_ms": cpu_ms}
+
+        rounds: dict[str, list[Tally]] = {"baseline": [], "submit": []}
+        for _ in range(args.rounds):
+            for name, target in (("baseline", insert), ("submit", survey)):
+                tally = closed_loop(target, args.requests // args.rounds, args.threads)
+                rounds[name].append(tally)
+                print(
+                    f"{label}: {name} {tally.rate:,.0f} req/s, p99 {tally.percentile(0.99):.0f} "
+                    f"ms, {tally.statuses}",
+                    flush=True,
+                )
+        submitted += sum(len(t.latencies) for t in rounds["submit"])
+        rate = {
+            name: sum(len(t.latencies) for t in tallies) / sum(t.seconds for t in tallies)
+            for name, tallies in rounds.items()
+        }
+        half = paced(survey, rate["submit"] / 2, args.paced_seconds)
+        submitted += len(half.latencies)
+        print(
+            f"{label}: at {rate['submit'] / 2:,.0f} req/s p50 {half.percentile(0.5):.1f} ms, "
+            f"p99 {half.percentile(0.99):.1f} ms, {half.statuses}",
+            flush=True,
+        )
     finally:
         stop(kizuna)
         stop(baseline)
+    load_after = os.getloadavg()[0]
     counts = json.loads(
         subprocess.run(
             [*here, "--count"], env=env, check=True, cwd=ROOT, capture_output=True, text=True
@@ -258,50 +359,87 @@ def run_database(label: str, env: dict[str, str], args: argparse.Namespace) -> l
         .stdout.strip()
         .splitlines()[-1]
     )
-    submit_load = results["survey submit POST /s/<id>/"][0]
-    expected = args.threads * 5 + len(submit_load.latencies)
-    stored_ok = submit_load.statuses == {302: len(submit_load.latencies)}
-    verdict = "all stored" if stored_ok and counts["responses"] == expected else "MISMATCH"
-    rows.append(
-        f"| {label}: check | | | | | {counts['responses']} responses stored for {expected} "
-        f"submissions ({verdict}), {counts['answers']} answers |"
+    tallies = [cpu, half, *rounds["submit"]]
+    every_302 = all(set(t.statuses) == {302} for t in tallies)
+    stored = every_302 and counts["responses"] == submitted and counts["answers"] == 10 * submitted
+    return {
+        "label": label,
+        "cpu_ms": cpu_ms,
+        "rate": rate,
+        "ratio": rate["submit"] / rate["baseline"],
+        "p99_max": statistics.median(t.percentile(0.99) for t in rounds["submit"]),
+        "p99_half": half.percentile(0.99),
+        "p50_half": half.percentile(0.5),
+        "stored": stored,
+        "check": f"{counts['responses']} responses and {counts['answers']} answers stored for "
+        f"{submitted} submissions",
+        "load": f"load average {load_before:.1f} before, {load_after:.1f} after",
+    }
+
+
+def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    setting = (
+        f"{args.respondents} respondents (GET + POST, 4 at a time), {args.requests} POSTs per "
+        f"target in {args.rounds} alternating rounds from {args.threads} client threads, "
+        f"{args.paced_seconds:.0f} s paced at half the maximum; gunicorn gthread 2 x 8"
     )
-    ratio = results["baseline: one-row INSERT"][1] / max(
-        results["survey submit POST /s/<id>/"][1], 1e-9
+    for result in results:
+        print(
+            f"| {result['label']} | {result['cpu_ms']:.2f} | {result['rate']['baseline']:,.0f} | "
+            f"{result['rate']['submit']:,.0f} | {result['ratio']:.2f} | {result['p99_max']:.0f} | "
+            f"{result['p50_half']:.1f} | {result['p99_half']:.1f} | {result['check']} | "
+            f"{result['load']} |"
+        )
+    if not args.record:
+        return
+    by_label = {result["label"]: result for result in results}
+    worst_cpu = max(results, key=lambda result: result["cpu_ms"])
+    cpu_notes = ", ".join(f"{r['label']} {r['cpu_ms']:.2f} ms ({r['load']})" for r in results)
+    record(
+        "P1-cpu-ms",
+        worst_cpu["cpu_ms"],
+        "ms",
+        target=f"<= {CPU_TARGET_MS:g} ms of server CPU per respondent",
+        met=worst_cpu["cpu_ms"] <= CPU_TARGET_MS,
+        note=f"the higher of the databases: {cpu_notes}; {setting}",
     )
-    rows.append(f"| {label}: baseline / submit throughput | | {ratio:.1f}x | | | |")
-    print(rows[-2], rows[-1], sep="\n", flush=True)
-    return rows
-
-
-def postgres_env(base_env: dict[str, str]) -> dict[str, str] | None:
-    try:
-        import psycopg
-    except ImportError:
-        return None
-    try:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE}")
-            admin.execute(f"CREATE DATABASE {PG_DATABASE}")
-    except psycopg.Error as error:
-        print(f"PostgreSQL skipped: {error}", file=sys.stderr)
-        return None
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{PG_DATABASE}"
-    return {**base_env, "DATABASE_URL": url}
-
-
-def drop_postgres() -> None:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
+    for label, id in (("SQLite", "P1-sqlite"), ("PostgreSQL", "P1-postgresql")):
+        if label not in by_label:
+            continue
+        result = by_label[label]
+        met = (
+            result["ratio"] >= RATIO_TARGET
+            and result["p99_half"] <= P99_TARGET_MS
+            and result["stored"]
+        )
+        record(
+            id,
+            result["rate"]["submit"],
+            "req/s",
+            baseline=result["rate"]["baseline"],
+            ratio=result["ratio"],
+            target=f"ratio >= {RATIO_TARGET} of the one-row-insert baseline, p99 <= "
+            f"{P99_TARGET_MS:g} ms at half the maximum rate, every submission stored",
+            met=met,
+            note=f"p99 {result['p99_half']:.1f} ms at half the maximum (p50 "
+            f"{result['p50_half']:.1f}), {result['p99_max']:.0f} ms at the maximum; "
+            f"{result['check']}; {result['load']}; {setting}",
+        )
 
 
 def main() -> None:
+    small = quick()
     parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=600)
+    parser.add_argument("--respondents", type=int, default=200 if small else 1000)
+    parser.add_argument("--requests", type=int, default=600 if small else 3000)
+    parser.add_argument("--rounds", type=int, default=2 if small else 3)
     parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--write", action="store_true", help="append to docs/benchmarks.md")
+    parser.add_argument("--paced-seconds", type=float, default=5.0 if small else 20.0)
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument(
+        "--no-record", dest="record", action="store_false", help="do not write benchmarks.json"
+    )
+    parser.add_argument("--cpu-only", action="store_true", help="only P1-cpu-ms, not recorded")
     parser.add_argument("--setup", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--count", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -312,55 +450,27 @@ def main() -> None:
         count_rows()
         return
 
-    data = tempfile.mkdtemp(prefix="kizuna-bench-survey-")
-    base_env = {
-        **os.environ,
-        "KIZUNA_DATA_DIR": data,
-        "DJANGO_SETTINGS_MODULE": "kizuna.settings",
-        "KIZUNA_SURVEY_SUBMIT_RATE": "100000000/600",
-        "KIZUNA_SURVEY_MIN_SECONDS": "0",
-        "PYTHONPATH": str(ROOT),
-    }
-    base_env.pop("DATABASE_URL", None)
-    header = [
-        f"{os.cpu_count()} cores (shared), Python {sys.version.split()[0]}, "
-        f"{args.requests} POSTs x {args.threads} client threads per target, gunicorn gthread "
-        f"2 proc x 8 threads per server, loopback, {datetime.date.today().isoformat()}",
-        "",
-        "| target | POSTs | req/s | p50 ms | p99 ms | statuses |",
-        "| --- | ---: | ---: | ---: | ---: | --- |",
-    ]
-    print("\n".join(header), flush=True)
-    rows: list[str] = []
-    try:
-        rows += run_database("SQLite", base_env, args)
-        pg_env = postgres_env(base_env)
-        if pg_env is not None:
-            try:
-                rows += run_database("PostgreSQL", pg_env, args)
-            finally:
-                drop_postgres()
-    finally:
-        shutil.rmtree(data, ignore_errors=True)
-    if args.write:
-        section = ROOT / "docs" / "benchmarks.md"
-        existing = section.read_text() if section.exists() else "# Benchmarks\n"
-        text = "\n".join(
-            [
-                "",
-                "## Survey public submission",
-                "",
-                "`bench/survey_submit.py`: a six-question one-page survey submitted through",
-                "`/s/<public id>/` (CSRF, validation, rate limit in the database cache, Response +",
-                "Answers + outbox in one transaction, redirect), against a WSGI app that only",
-                "inserts one row, with the same settings and server, in the same run.",
-                "",
-                *header,
-                *rows,
-                "",
-            ]
-        )
-        section.write_text(existing.rstrip("\n") + "\n" + text)
+    print(machine(), flush=True)
+    databases = args.databases.split(",")
+    results = []
+    if "sqlite" in databases:
+        with tempfile.TemporaryDirectory(prefix="kizuna-bench-submit-") as data:
+            results.append(run_database("SQLite", kizuna_env(data, **LIMITS_LIFTED), args))
+    if "postgresql" in databases:
+        with (
+            tempfile.TemporaryDirectory(prefix="kizuna-bench-submit-") as data,
+            postgres_database(PG_DATABASE) as url,
+        ):
+            if url is not None:
+                env = kizuna_env(data, DATABASE_URL=url, **LIMITS_LIFTED)
+                results.append(run_database("PostgreSQL", env, args))
+    if args.cpu_only:
+        return
+    print(
+        "| database | CPU ms / respondent | baseline req/s | submit req/s | ratio | p99 ms at max "
+        "| p50 ms at half | p99 ms at half | check | load |"
+    )
+    report(results, args)
 
 
 if __name__ == "__main__":

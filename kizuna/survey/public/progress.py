@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import SESSION_KEY as USER_SESSION_KEY
@@ -28,7 +27,8 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from kizuna.survey import validation
-from kizuna.survey.models import Invitation, Question, QuestionKind, Section, Survey
+from kizuna.survey.models import Invitation, Question, QuestionKind, Survey
+from kizuna.survey.public.definitions import Definition, Page, definition_of
 
 STARTED_SALT = "kizuna.survey.started"
 PROGRESS_PREFIX = "survey_progress"
@@ -37,32 +37,6 @@ PROGRESS_PREFIX = "survey_progress"
 MAX_PROGRESS_CHARACTERS = 50_000
 # How long an anonymous respondent's unfinished answers stay: to finish the same day.
 ANONYMOUS_PROGRESS_SECONDS = 24 * 3600
-
-
-@dataclass
-class Page:
-    """One page of the form: a section (or the questions outside any section)."""
-
-    section: Section | None
-    questions: list[Question]
-
-
-def survey_pages(survey: Survey) -> list[Page]:
-    """The pages of a survey in order; archived questions are no longer asked."""
-    questions = list(survey.questions.filter(is_archived=False).order_by("position", "id"))
-    sections = list(survey.sections.order_by("position", "id"))
-    by_section: dict[int | None, list[Question]] = {}
-    section_ids = {section.pk for section in sections}
-    for question in questions:
-        key = question.section_id if question.section_id in section_ids else None
-        by_section.setdefault(key, []).append(question)
-    pages = []
-    if None in by_section:
-        pages.append(Page(section=None, questions=by_section[None]))
-    for section in sections:
-        if by_section.get(section.pk) or section.title or section.description:
-            pages.append(Page(section=section, questions=by_section.get(section.pk, [])))
-    return pages or [Page(section=None, questions=[])]
 
 
 def raw_answer(question: Question, data: QueryDict) -> list[str] | dict[str, list[str]]:
@@ -128,12 +102,13 @@ class ResponseProgress:
 
     def __init__(self, session: SessionBase, *, survey: Survey, invitation: Invitation | None):
         self.session = session
-        self.pages = survey_pages(survey)
+        self.definition: Definition = definition_of(survey)
+        self.pages: list[Page] = self.definition.pages
         owner = f"i{invitation.pk}" if invitation else "anon"
         self.key = f"{PROGRESS_PREFIX}:{survey.pk}:{owner}"
         saved: dict[str, Any] = session.get(self.key) or {}
         self.answers: dict[str, Any] = dict(saved.get("answers") or {})
-        self.started: str = saved.get("started") or _new_started()
+        self._started: str = saved.get("started") or ""
         self.typed: dict[str, Any] = {}
 
     @property
@@ -186,6 +161,10 @@ class ResponseProgress:
         key = str(question.pk)
         return self.typed[key] if key in self.typed else self.answers.get(key, [])
 
+    def is_blank(self, number: int) -> bool:
+        """True when nothing was typed or kept for page `number`'s questions."""
+        return not any(self.shown(question) for question in self.pages[number - 1].questions)
+
     def errors_on(self, number: int) -> dict[str, list[str]]:
         """The messages of the questions of page `number` whose answers are not valid."""
         _values, errors = validate_answers(self.pages[number - 1].questions, self.answers)
@@ -200,6 +179,18 @@ class ResponseProgress:
                 raise InvalidPage(number, errors)
             values.update(page_values)
         return values
+
+    @property
+    def started(self) -> str:
+        """The signed moment the respondent first saw the form: signed when first needed (a
+        submission carries its own)."""
+        if not self._started:
+            self._started = _new_started()
+        return self._started
+
+    @started.setter
+    def started(self, value: str) -> None:
+        self._started = value
 
     @property
     def started_at(self) -> datetime.datetime | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.conf import settings
@@ -26,9 +26,10 @@ from standardwebhooks import Webhook
 from kizuna.identity.models import User
 from kizuna.lib import crypto
 from kizuna.lib import http as outbound
+from kizuna.lib.prepared import PreparedQuery
 from kizuna.survey.audit import services as audit
 from kizuna.survey.audit.models import AuditAction
-from kizuna.survey.models import Invitation, Response, Survey, SurveyAccount
+from kizuna.survey.models import Answer, Invitation, Response, Survey, SurveyAccount
 from kizuna.survey.validation import answer_display, answer_labels
 from kizuna.survey.webhooks.models import (
     DeletedResponse,
@@ -71,15 +72,20 @@ def _survey_payload(survey: Survey) -> dict[str, Any]:
     }
 
 
-def response_payload(response: Response) -> dict[str, Any]:
+def response_payload(
+    response: Response, *, answers: Iterable[Answer] | None = None
+) -> dict[str, Any]:
     """The `data` of response.completed and response.deleted (contracts/schemas/).
 
     Every answer carries its question (id, kind, text), its stored value, its text for
     people and its labels as data (`choices`, or a matrix's `rows` with their columns), so
-    the receiver needs no other call to show it and never parses the text.
+    the receiver needs no other call to show it and never parses the text. `answers`, with
+    their questions, when the caller has them in hand (the submission just stored).
     """
     survey = response.survey
-    if "answers" in getattr(response, "_prefetched_objects_cache", {}):
+    if answers is not None:
+        answers = sorted(answers, key=lambda a: (a.question.position, a.question_id))
+    elif "answers" in getattr(response, "_prefetched_objects_cache", {}):
         # Listing many responses (the API) prefetches answers with their questions.
         answers = sorted(response.answers.all(), key=lambda a: (a.question.position, a.question_id))
     else:
@@ -155,26 +161,38 @@ def prune_deleted_responses() -> int:
 # --- publishing -----------------------------------------------------------------------------
 
 
+# Read in the transaction of every submission: compiled once per thread (lib/prepared.py).
+_ENABLED_ENDPOINTS_OF_ACCOUNT: PreparedQuery[WebhookEndpoint] = PreparedQuery(
+    lambda account_id: WebhookEndpoint.objects.filter(account_id=account_id, is_enabled=True),
+    placeholder=-8_642_097_531,
+)
+
+
 def publish_event(
-    *, account: SurveyAccount, event_type: str, payload: dict[str, Any]
+    *,
+    account: SurveyAccount,
+    event_type: str,
+    payload: dict[str, Any] | Callable[[], dict[str, Any]],
 ) -> list[Delivery]:
     """One Delivery per enabled endpoint of `account` subscribed to `event_type`.
 
     Runs in the caller's transaction: the event is enqueued if and only if the
-    rows it describes are committed.
+    rows it describes are committed. `payload` may be a function that makes it, called
+    only when some endpoint is subscribed.
     """
     if event_type not in EVENT_TYPES:
         raise ValueError(f"Unknown webhook event {event_type!r}")
     endpoints = [
         endpoint
-        for endpoint in WebhookEndpoint.objects.filter(account=account, is_enabled=True)
+        for endpoint in _ENABLED_ENDPOINTS_OF_ACCOUNT.all(account.pk)
         if endpoint.is_subscribed_to(event_type)
     ]
     if not endpoints:
         return []
     now = timezone.now()
-    envelope = {"type": event_type, "timestamp": _iso(now), "data": payload}
-    with transaction.atomic():
+    data = payload() if callable(payload) else payload
+    envelope = {"type": event_type, "timestamp": _iso(now), "data": data}
+    with transaction.atomic(savepoint=False):
         deliveries = Delivery.objects.bulk_create(
             Delivery(
                 endpoint=endpoint,

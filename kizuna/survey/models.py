@@ -331,6 +331,9 @@ class Response(models.Model):
     language = models.CharField(max_length=8, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     submitted_at = models.DateTimeField(_("submitted at"), default=timezone.now, db_index=True)
+    # The nonce of the signed start of the form sent through the shared link: one response per
+    # form drawn, so a start kept from long ago cannot skip the minimum time again and again.
+    start_nonce = models.CharField(max_length=32, null=True, blank=True, unique=True)
 
     objects = OfSurveyQuerySet.as_manager()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -67,16 +68,33 @@ def validate_answers(
     return values, errors
 
 
+def signed_start(moment: datetime.datetime) -> str:
+    """The form's hidden `started`: the moment it was first drawn and a nonce of its own, signed.
+
+    The nonce makes each start value good for one response through the shared link: a bot that
+    keeps one value from long ago to skip the minimum time gets one submission out of it
+    (services.submit_response stores the nonce, unique).
+    """
+    return signing.dumps([moment.isoformat(), secrets.token_hex(12)], salt=STARTED_SALT)
+
+
 def _new_started() -> str:
-    return signing.dumps(timezone.now().isoformat(), salt=STARTED_SALT)
+    return signed_start(timezone.now())
+
+
+def _read_start(started: str) -> tuple[datetime.datetime, str] | None:
+    """The moment and nonce of a `started` value we signed (it cannot be forged), or None."""
+    try:
+        moment, nonce = signing.loads(started, salt=STARTED_SALT)
+        return datetime.datetime.fromisoformat(moment), str(nonce)
+    except (signing.BadSignature, TypeError, ValueError):
+        return None
 
 
 def _started_at(started: str) -> datetime.datetime | None:
-    """When the respondent first saw the form (a value we signed, so it cannot be forged)."""
-    try:
-        return datetime.datetime.fromisoformat(signing.loads(started, salt=STARTED_SALT))
-    except (signing.BadSignature, TypeError, ValueError):
-        return None
+    """When the respondent first saw the form."""
+    read = _read_start(started)
+    return read[0] if read else None
 
 
 def _size(value: Any) -> int:
@@ -195,6 +213,12 @@ class ResponseProgress:
     @property
     def started_at(self) -> datetime.datetime | None:
         return _started_at(self.started)
+
+    @property
+    def start_nonce(self) -> str | None:
+        """The nonce of the signed start (what makes one form good for one response)."""
+        read = _read_start(self.started)
+        return read[1] if read else None
 
     def keep(self) -> None:
         """Save the answers so far, for the next page or a later visit.

@@ -54,6 +54,10 @@ class SurveyFull(SubmissionRefused):
     """The survey has its maximum number of responses (Survey.max_responses)."""
 
 
+class FormSentTwice(SubmissionRefused):
+    """The shared link's form with this signed start was already sent and stored."""
+
+
 class HourlyCeilingReached(SubmissionRefused):
     """The survey had its maximum of responses within the last hour; one more fits after
     `wait_seconds`."""
@@ -136,6 +140,7 @@ def submit_response(
     answers: Mapping[Question, Any],
     language: str,
     started_at: datetime.datetime | None = None,
+    start_nonce: str | None = None,
 ) -> Response:
     """Store one completed response with its answers and enqueue `response.completed`.
 
@@ -145,7 +150,8 @@ def submit_response(
     the database lets exactly one transaction set it, whatever the survey's
     anonymity (an anonymous response keeps no link to the invitation, so the
     one-to-one column cannot be what guards it). Through the shared link
-    (no invitation) the survey's ceilings apply: SurveyFull, HourlyCeilingReached.
+    (no invitation) the survey's ceilings apply: SurveyFull, HourlyCeilingReached; and the
+    form's `start_nonce` is stored, unique: the same form sent again is FormSentTwice.
     """
     now = timezone.now()
     if not survey.accepts_responses():
@@ -176,6 +182,7 @@ def submit_response(
                 language=language[:8],
                 started_at=started_at,
                 submitted_at=now,
+                start_nonce=start_nonce if invitation is None else None,
             )
             stored = [
                 Answer(response=response, question=question, value=value)
@@ -195,11 +202,14 @@ def submit_response(
             count_response(response=response, answers=answers.items())
     except IntegrityError:
         # The one-to-one invitation column is the last line of defence of a single-use
-        # invitation: only its breach means "already answered". Any other integrity failure
+        # invitation: only its breach means "already answered", and only a start nonce already
+        # stored means the same form was sent twice. Any other integrity failure
         # (and every one through the shared link, which has no such column) is a fault to
         # be seen, never a respondent's repeat.
         if invitation is not None and Response.objects.filter(invitation=invitation).exists():
             raise AlreadyAnswered from None
+        if start_nonce and Response.objects.filter(start_nonce=start_nonce).exists():
+            raise FormSentTwice from None
         raise
     return response
 

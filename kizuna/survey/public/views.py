@@ -16,7 +16,7 @@ import math
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import partial, wraps
+from functools import wraps
 from typing import Any
 
 from django.conf import settings
@@ -351,80 +351,137 @@ def _refusal(request: HttpRequest, survey: Survey, reason: str, *, status: int) 
     )
 
 
-def _respond(
-    request: HttpRequest, *, survey: Survey, invitation: Invitation | None, done_url: str
-) -> HttpResponse:
-    progress = ResponseProgress(request.session, survey=survey, invitation=invitation)
-    show_page = partial(_render_page, request, progress, survey=survey, invitation=invitation)
-    if request.method != "POST":
-        return show_page(number=progress.page_number(request.GET.get("page")), errors={})
+class _Visit:
+    """One request of a respondent to a survey's form, and how each step of it is answered.
 
-    number = progress.page_number(request.POST.get("page"))
-    refused = progress.take(request.POST, number=number)
-    if invitation is not None and invitation.started_at is None:
-        services.record_invitation_started(invitation=invitation)
-    going_back = request.POST.get("action", "") == "back" and number > 1
-    moving = going_back or number < progress.page_count
-    if moving and (wait := _take_page_slot(request)):
-        return show_page(
-            number=number, errors={}, status=429, wait_seconds=wait, limited_by="network"
-        )
-    if going_back:
-        if refused:
-            return show_page(number=number, errors=refused)
-        progress.keep()
-        return redirect(f"{request.path}?page={number - 1}")
-    if errors := {**progress.errors_on(number), **refused}:
-        return show_page(number=number, errors=errors)
-    if number < progress.page_count:
-        progress.keep()
-        return redirect(f"{request.path}?page={number + 1}")
+    The respondent's way through the pages is their ResponseProgress; this object decides,
+    for a GET or a POST, whether to draw a page, move to another, hold the submission as
+    likely automated, refuse it for a limit, or store it.
+    """
 
-    if invitation is None and (held := _held_reason(request, progress)):
-        # Not stored and not kept in a session; counted for the results page. A person
-        # gets the page back with every answer, and sending it again a moment later works.
-        services.record_held_submission(survey=survey, reason=held)
-        return show_page(number=number, errors={}, status=400, is_held=True)
-    # An invitation accepts one response: its token bounds it, not the address it comes from.
-    if invitation is None and (wait := _take_submission_slot(request)):
-        progress.keep()  # the page shows them, and a later visit finds them too
-        return show_page(
-            number=number, errors={}, status=429, wait_seconds=wait, limited_by="network"
-        )
-    try:
-        services.submit_response(
-            survey=survey,
-            invitation=invitation,
-            answers=progress.values(),
-            language=translation.get_language() or "",
-            started_at=progress.started_at,
-        )
-    except InvalidPage as invalid:
-        progress.keep()  # with this page's answers, for when the respondent comes back to it
-        return show_page(number=invalid.number, errors=invalid.errors)
-    except services.SurveyClosed:
-        return _refusal(request, survey, "closed", status=410)
-    except services.SurveyFull:
-        return _refusal(request, survey, "full", status=410)
-    except services.HourlyCeilingReached as ceiling:
-        progress.keep()  # the page shows them, and a later visit finds them too
-        return show_page(
+    def __init__(
+        self,
+        request: HttpRequest,
+        *,
+        survey: Survey,
+        invitation: Invitation | None,
+        done_url: str,
+    ) -> None:
+        self.request = request
+        self.survey = survey
+        self.invitation = invitation
+        self.done_url = done_url
+        self.progress = ResponseProgress(request.session, survey=survey, invitation=invitation)
+
+    def answer(self) -> HttpResponse:
+        if self.request.method != "POST":
+            return self.show(self.progress.page_number(self.request.GET.get("page")))
+        number = self.progress.page_number(self.request.POST.get("page"))
+        refused = self.progress.take(self.request.POST, number=number)
+        if self.invitation is not None and self.invitation.started_at is None:
+            services.record_invitation_started(invitation=self.invitation)
+        going_back = self.request.POST.get("action", "") == "back" and number > 1
+        if going_back or number < self.progress.page_count:
+            return self.move(number, refused=refused, going_back=going_back)
+        if errors := {**self.progress.errors_on(number), **refused}:
+            return self.show(number, errors=errors)
+        return self.submit(number)
+
+    def show(
+        self,
+        number: int,
+        *,
+        errors: Mapping[str, list[str]] | None = None,
+        status: int = 200,
+        wait_seconds: int = 0,
+        limited_by: str = "",
+        is_held: bool = False,
+    ) -> HttpResponse:
+        return _render_page(
+            self.request,
+            self.progress,
+            survey=self.survey,
+            invitation=self.invitation,
             number=number,
-            errors={},
-            status=429,
-            wait_seconds=ceiling.wait_seconds,
-            limited_by="survey",
+            errors=errors or {},
+            status=status,
+            wait_seconds=wait_seconds,
+            limited_by=limited_by,
+            is_held=is_held,
         )
-    except services.InvitationExpired:
-        return _refusal(request, survey, "expired", status=410)
-    except services.AlreadyAnswered:
-        progress.forget()
-        return _refusal(request, survey, "answered", status=409)
-    progress.forget()
-    done = HttpResponseRedirect(done_url)
-    if invitation is None and survey.one_response_per_browser:
-        _remember_answered(done, survey)
-    return done
+
+    def limited(self, number: int, *, wait_seconds: int, limited_by: str) -> HttpResponse:
+        """Page `number` again with what was typed, saying when to send it (429)."""
+        return self.show(number, status=429, wait_seconds=wait_seconds, limited_by=limited_by)
+
+    def move(
+        self, number: int, *, refused: Mapping[str, list[str]], going_back: bool
+    ) -> HttpResponse:
+        """Next or Back: keep the answers so far and go to the next or previous page."""
+        if wait := _take_page_slot(self.request):
+            return self.limited(number, wait_seconds=wait, limited_by="network")
+        if going_back:
+            if refused:
+                return self.show(number, errors=refused)
+            self.progress.keep()
+            return redirect(f"{self.request.path}?page={number - 1}")
+        if errors := {**self.progress.errors_on(number), **refused}:
+            return self.show(number, errors=errors)
+        self.progress.keep()
+        return redirect(f"{self.request.path}?page={number + 1}")
+
+    def submit(self, number: int) -> HttpResponse:
+        """The last page's Submit: store the response, or say why not."""
+        shared_link = self.invitation is None
+        if shared_link and (held := _held_reason(self.request, self.progress)):
+            # Not stored and not kept in a session; counted for the results page. A person
+            # gets the page back with every answer, and sending it again a moment later works.
+            services.record_held_submission(survey=self.survey, reason=held)
+            return self.show(number, status=400, is_held=True)
+        # An invitation accepts one response: its token bounds it, not the address it comes from.
+        if shared_link and (wait := _take_submission_slot(self.request)):
+            self.progress.keep()  # the page shows them, and a later visit finds them too
+            return self.limited(number, wait_seconds=wait, limited_by="network")
+        try:
+            services.submit_response(
+                survey=self.survey,
+                invitation=self.invitation,
+                answers=self.progress.values(),
+                language=translation.get_language() or "",
+                started_at=self.progress.started_at,
+                start_nonce=self.progress.start_nonce if shared_link else None,
+            )
+        except InvalidPage as invalid:
+            self.progress.keep()  # with this page's answers, for when the respondent comes back
+            return self.show(invalid.number, errors=invalid.errors)
+        except services.HourlyCeilingReached as ceiling:
+            self.progress.keep()  # the page shows them, and a later visit finds them too
+            return self.limited(number, wait_seconds=ceiling.wait_seconds, limited_by="survey")
+        except services.FormSentTwice:
+            # The same form (its signed start) was stored already: a second click, or a bot
+            # sending one start again and again to skip the minimum time. Counted, not stored.
+            services.record_held_submission(survey=self.survey, reason=HeldReason.REPEAT)
+            self.progress.forget()
+            return _refusal(self.request, self.survey, "sent_twice", status=409)
+        except services.SubmissionRefused as refusal:
+            return self.refused(refusal)
+        self.progress.forget()
+        done = HttpResponseRedirect(self.done_url)
+        if shared_link and self.survey.one_response_per_browser:
+            _remember_answered(done, self.survey)
+        return done
+
+    def refused(self, refusal: services.SubmissionRefused) -> HttpResponse:
+        """The survey or invitation no longer takes this response (closed, full, expired,
+        answered): the page says which."""
+        if isinstance(refusal, services.AlreadyAnswered):
+            self.progress.forget()
+            return _refusal(self.request, self.survey, "answered", status=409)
+        reason = {
+            services.SurveyFull: "full",
+            services.InvitationExpired: "expired",
+        }.get(type(refusal), "closed")
+        return _refusal(self.request, self.survey, reason, status=410)
 
 
 def _too_large_is_explained(view: ViewFunction) -> ViewFunction:
@@ -468,7 +525,7 @@ def respond(request: HttpRequest, public_id: str) -> HttpResponse:
             return _refusal(request, survey, "answered_here", status=409)
         return _refusal(request, survey, "answered_here", status=200)
     done_url = reverse("survey_public:done", args=[survey.public_id])
-    return _respond(request, survey=survey, invitation=None, done_url=done_url)
+    return _Visit(request, survey=survey, invitation=None, done_url=done_url).answer()
 
 
 def done(request: HttpRequest, public_id: str) -> HttpResponse:
@@ -500,7 +557,7 @@ def respond_to_invitation(request: HttpRequest, token: str) -> HttpResponse:
     if request.method != "HEAD" and invitation.opened_at is None:
         services.record_invitation_opened(invitation=invitation)
     done_url = reverse("survey_public:invitation-done", args=[invitation.token])
-    return _respond(request, survey=survey, invitation=invitation, done_url=done_url)
+    return _Visit(request, survey=survey, invitation=invitation, done_url=done_url).answer()
 
 
 def invitation_done(request: HttpRequest, token: str) -> HttpResponse:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from django.core import signing
 from django.test import Client
 from django.utils import timezone
 
 from kizuna.survey.models import Question, Section, Survey
-from kizuna.survey.public.progress import STARTED_SALT
+from kizuna.survey.public.progress import signed_start
 
 CHOICES = [
     {"key": "a", "label": "Apple"},
@@ -53,8 +52,7 @@ def two_page_survey(survey: Survey) -> tuple[Question, Question]:
 
 def opened_ago(seconds: float) -> str:
     """The signed start time a form drawn `seconds` ago carries (its hidden `started`)."""
-    moment = timezone.now() - datetime.timedelta(seconds=seconds)
-    return signing.dumps(moment.isoformat(), salt=STARTED_SALT)
+    return signed_start(timezone.now() - datetime.timedelta(seconds=seconds))
 
 
 def post(client: Client, url: str, data: dict[str, Any], **extra: Any) -> Any:

@@ -335,3 +335,51 @@ def test_12_3_the_answered_cookie_of_another_survey_or_forged_does_not_count(
     sent = post(browser, public_url(survey), {f"q{question.pk}": "8"})
 
     assert sent.status_code == 302
+
+
+def test_12_3_a_start_kept_from_long_ago_is_good_for_one_response(
+    survey: Survey, question: Question
+) -> None:
+    kept_start = opened_ago(3600)  # a bot opened the form once, an hour ago
+
+    first = post(Client(), public_url(survey), {f"q{question.pk}": "9", "started": kept_start})
+    replayed = [
+        post(Client(), public_url(survey), {f"q{question.pk}": "9", "started": kept_start})
+        for _ in range(3)
+    ]
+
+    assert first.status_code == 302
+    assert [r.status_code for r in replayed] == [409, 409, 409]
+    assert "These answers were already sent" in replayed[0].content.decode()
+    assert Response.objects.count() == 1
+    held = HeldSubmissionCount.objects.get(survey=survey)
+    assert (held.reason, held.count) == ("repeat", 3)
+
+
+def test_12_3_a_start_refused_by_a_ceiling_is_still_good_once_the_ceiling_allows(
+    survey: Survey, question: Question
+) -> None:
+    survey.max_responses_per_hour = 1
+    survey.save(update_fields=["max_responses_per_hour"])
+    post(Client(), public_url(survey), {f"q{question.pk}": "9"})
+    start = opened_ago(60)
+
+    refused = post(Client(), public_url(survey), {f"q{question.pk}": "8", "started": start})
+    Survey.objects.filter(pk=survey.pk).update(max_responses_per_hour=2)
+    later = post(Client(), public_url(survey), {f"q{question.pk}": "8", "started": start})
+
+    assert (refused.status_code, later.status_code) == (429, 302)
+    assert Response.objects.count() == 2
+
+
+def test_12_3_invitation_links_do_not_spend_the_start(survey: Survey, question: Question) -> None:
+    start = opened_ago(60)
+    invitations = [Invitation.objects.create(survey=survey) for _ in range(2)]
+
+    statuses = [
+        post(Client(), invitation_url(i), {f"q{question.pk}": "7", "started": start}).status_code
+        for i in invitations
+    ]
+
+    assert statuses == [302, 302]
+    assert list(Response.objects.values_list("start_nonce", flat=True)) == [None, None]

@@ -8,19 +8,21 @@ same run with those limits switched off.
 
 For each database (SQLite in a fresh data dir, then PostgreSQL when reachable) this:
 
-1. migrates and creates one six-question survey per round;
-2. runs a warm-up round (not counted), then pairs of rounds, one with the limits on (the
-   defaults) and one off (a bucket no crowd empties, no minimum time), the order swapped from
-   pair to pair; each round on its own gunicorn gthread server (2 processes x 8 threads, as
-   `kizuna serve` runs it) and its own survey, every request from 127.0.0.1;
-3. in a round, each of the N respondents first opens the form with a client of its own
-   (CSRF cookie, signed start time: untimed), everybody waits the minimum time as people
-   take it to answer, then the N submissions are sent 16 at a time: that part is timed;
+1. migrates and creates two six-question surveys per round;
+2. runs a warm-up round (not counted), then the rounds: in each, two gunicorn gthread servers
+   (2 processes x 8 threads each, as `kizuna serve` runs it) on the same database, one with
+   the limits on (the defaults) and one off (a bucket no crowd empties, no minimum time),
+   each with a survey and a crowd of its own, every request from 127.0.0.1;
+3. in a round, each of the N respondents of each crowd first opens the form with a client of
+   its own (CSRF cookie, signed start time: untimed), everybody waits the minimum time as
+   people take it to answer, then both crowds send their N submissions at the same time, 16
+   at a time each: each crowd's time to the last answer is timed. The two modes share
+   whatever load the machine has at that moment (earlier runs, one mode after the other,
+   varied twice as much from round to round as between the modes);
 4. empties the rate limits between rounds (each round is a crowd of its own), counts the
-   responses stored for the round's survey, and records the median respondents/s of each
-   mode and the median of the pairs' on/off ratios (docs/benchmarks.json, id
-   survey-crowd-<database>): a ratio within a pair, a minute apart, is what a machine whose
-   load drifts still compares fairly.
+   responses stored for each survey, and records the median respondents/s of each mode and
+   the median of the rounds' on/off ratios (docs/benchmarks.json, id
+   survey-crowd-<database>) with the load average.
 
     .venv/bin/python bench/survey_crowd.py [--respondents 500] [--concurrency 16] [--rounds 3]
                                            [--databases sqlite,postgresql]
@@ -48,6 +50,7 @@ from _harness import (
     free_port,
     gunicorn,
     kizuna_env,
+    load_average,
     machine,
     postgres_database,
     quick,
@@ -160,25 +163,45 @@ class Respondent:
             self.client.close()
 
 
-def run_round(base: str, survey: dict[str, object], respondents: int, concurrency: int) -> dict:
-    url = f"{base}/s/{survey['public_id']}/"
-    crowd = [Respondent(url, survey["answers"]) for _ in range(respondents)]  # type: ignore[arg-type]
+def run_round(
+    crowds: dict[str, tuple[str, dict[str, object]]], respondents: int, concurrency: int
+) -> dict[str, dict]:
+    """One crowd per mode, each on its own server and survey, sent at the same time: both
+    modes share whatever load the machine has at that moment."""
+    people = {
+        mode: [
+            Respondent(f"{base}/s/{survey['public_id']}/", survey["answers"])  # type: ignore[arg-type]
+            for _ in range(respondents)
+        ]
+        for mode, (base, survey) in crowds.items()
+    }
     with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(lambda person: person.open(), crowd))
+        for crowd in people.values():
+            list(pool.map(lambda person: person.open(), crowd))
     time.sleep(PERSON_SECONDS)
-    statuses: dict[int, int] = {}
+    outcomes: dict[str, dict] = {}
     lock = threading.Lock()
 
-    def send(person: Respondent) -> None:
-        status = person.send()
-        with lock:
-            statuses[status] = statuses.get(status, 0) + 1
+    def send_crowd(mode: str) -> None:
+        statuses: dict[int, int] = {}
 
-    began = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(send, crowd))
-    seconds = time.perf_counter() - began
-    return {"seconds": seconds, "rate": respondents / seconds, "statuses": statuses}
+        def send(person: Respondent) -> None:
+            status = person.send()
+            with lock:
+                statuses[status] = statuses.get(status, 0) + 1
+
+        began = time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(send, people[mode]))
+        seconds = time.perf_counter() - began
+        outcomes[mode] = {"seconds": seconds, "rate": respondents / seconds, "statuses": statuses}
+
+    threads = [threading.Thread(target=send_crowd, args=(mode,)) for mode in people]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
 
 
 def child(env: dict[str, str], *args: str) -> str:
@@ -192,30 +215,38 @@ def child(env: dict[str, str], *args: str) -> str:
 def run_database(label: str, env: dict[str, str], args: argparse.Namespace) -> list[str]:
     subprocess.run([str(BIN / "kizuna"), "migrate", "-v", "0"], env=env, check=True, cwd=ROOT)
     subprocess.run([str(BIN / "kizuna"), "createcachetable"], env=env, check=True, cwd=ROOT)
-    surveys = json.loads(child(env, "--setup", str(args.rounds * 2 + 1)))
-    results: dict[str, list[dict]] = {"on": [], "off": [], "warm-up": []}
-    modes = ["warm-up"]
-    for pair in range(args.rounds):
-        modes += ["on", "off"] if pair % 2 == 0 else ["off", "on"]
-    for number, mode in enumerate(modes):
+    surveys = json.loads(child(env, "--setup", str((args.rounds + 1) * 2)))
+    results: dict[str, list[dict]] = {"on": [], "off": []}
+    load = [load_average()]
+    for number in range(args.rounds + 1):  # the first round warms up, not counted
         child(env, "--clear")
-        port = free_port()
-        server_env = {**env, **(LIMITS_OFF if mode == "off" else {})}
-        server = gunicorn("kizuna.wsgi:application", port, server_env)
+        servers = {}
         try:
-            base = f"http://127.0.0.1:{port}"
-            wait_up(f"{base}/accounts/sign-in/")
-            outcome = run_round(base, surveys[number], args.respondents, args.concurrency)
+            crowds = {}
+            for index, mode in enumerate(("on", "off")):
+                port = free_port()
+                server_env = {**env, **(LIMITS_OFF if mode == "off" else {})}
+                servers[mode] = gunicorn("kizuna.wsgi:application", port, server_env)
+                base = f"http://127.0.0.1:{port}"
+                wait_up(f"{base}/accounts/sign-in/")
+                crowds[mode] = (base, surveys[number * 2 + index])
+            outcomes = run_round(crowds, args.respondents, args.concurrency)
         finally:
-            stop(server)
-        stored = json.loads(child(env, "--count", str(surveys[number]["pk"])))["responses"]
-        outcome["stored"] = stored
-        results[mode].append(outcome)
-        print(
-            f"{label} limits {mode}: {outcome['rate']:.0f} respondents/s, "
-            f"statuses {outcome['statuses']}, {stored} stored",
-            flush=True,
-        )
+            for server in servers.values():
+                stop(server)
+        for index, mode in enumerate(("on", "off")):
+            outcome = outcomes[mode]
+            survey_pk = surveys[number * 2 + index]["pk"]
+            outcome["stored"] = json.loads(child(env, "--count", str(survey_pk)))["responses"]
+            if number:
+                results[mode].append(outcome)
+            print(
+                f"{label} {'round ' + str(number) if number else 'warm-up'} limits {mode}: "
+                f"{outcome['rate']:.0f} respondents/s, statuses {outcome['statuses']}, "
+                f"{outcome['stored']} stored",
+                flush=True,
+            )
+    load.append(load_average())
     rate_on = statistics.median(r["rate"] for r in results["on"])
     rate_off = statistics.median(r["rate"] for r in results["off"])
     all_stored = all(
@@ -227,9 +258,10 @@ def run_database(label: str, env: dict[str, str], args: argparse.Namespace) -> l
     )
     met = all_stored and ratio >= 0.9
     note = (
-        f"{args.respondents} respondents from 127.0.0.1 at concurrency {args.concurrency}, "
-        f"median of {args.rounds} pairs of rounds (on/off ratio within each pair); limits off: "
-        f"{rate_off:.0f}/s; every submission stored, none refused: {all_stored}"
+        f"{args.respondents} respondents from 127.0.0.1 at concurrency {args.concurrency} per "
+        f"mode, the two modes' crowds sent at the same time to two servers on one database, "
+        f"median of {args.rounds} rounds' on/off ratios; limits off: {rate_off:.0f}/s; every "
+        f"submission stored, none refused: {all_stored}; {load[0]} before, {load[1]} after"
     )
     record(
         f"survey-crowd-{label.lower()}",
@@ -242,7 +274,7 @@ def run_database(label: str, env: dict[str, str], args: argparse.Namespace) -> l
         note=note,
     )
 
-    pair_ratios = ", ".join(
+    round_ratios = ", ".join(
         f"{on['rate'] / off['rate']:.2f}"
         for on, off in zip(results["on"], results["off"], strict=True)
     )
@@ -255,7 +287,7 @@ def run_database(label: str, env: dict[str, str], args: argparse.Namespace) -> l
         f"{sum(r['stored'] for r in results['on'])} of {args.respondents * args.rounds} |",
         f"| {label} | limits off | {rate_off:,.0f} | {rounds('off')} | "
         f"{sum(r['stored'] for r in results['off'])} of {args.respondents * args.rounds} |",
-        f"| {label} | on / off (median of the pairs) | {ratio:.2f} | {pair_ratios} | "
+        f"| {label} | on / off (median of the rounds) | {ratio:.2f} | {round_ratios} | "
         f"{'met' if met else 'NOT met'} |",
     ]
 

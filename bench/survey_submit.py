@@ -17,13 +17,15 @@ reachable) this:
    machine whose load drifts weighs on both alike; the ratio is Kizuna's requests/s over
    the baseline's; then Kizuna alone at half its maximum rate, paced (open loop, latency
    counted from each request's scheduled time), for the p99;
+   every POST sends a form opened for it beforehand (untimed), since a form's signed start
+   is good for one response;
 5. checks that every submission was answered 302 and stored (one Response per 302, ten
    answers each) and records the figures in docs/benchmarks.json with the load average.
 
 The per-address submission limit is lifted for the run (KIZUNA_SURVEY_SUBMIT_RATE) but its
 bucket is still counted on every submission, and so is the minimum time from opening the
-form to submitting it (KIZUNA_SURVEY_MIN_SECONDS=0): each thread of step 4 posts its one
-form again and again. bench/survey_crowd.py measures with the limits on.
+form to submitting it (KIZUNA_SURVEY_MIN_SECONDS=0). bench/survey_crowd.py measures with the
+limits on.
 
     .venv/bin/python bench/survey_submit.py [--respondents 1000] [--requests 1000]
                                             [--databases sqlite,postgresql]
@@ -59,6 +61,7 @@ from _harness import (
     postgres_database,
     quick,
     record,
+    recording,
     stop,
     wait_up,
 )
@@ -229,25 +232,37 @@ def respondents(survey: SurveyForm, total: int, tally: Tally, threads: int = 4) 
     tally.seconds = in_threads(threads, work)
 
 
+def opened_forms(target: Target, client: httpx.Client, count: int) -> list[dict[str, Any]]:
+    """`count` forms opened ahead (untimed): a signed start is good for one response, so each
+    POST sends a form of its own, as each person does."""
+    return [target.open(client) for _ in range(count)]
+
+
 def closed_loop(target: Target, total: int, threads: int) -> Tally:
     """`total` POSTs as fast as `threads` clients can send them."""
     tally = Tally()
-    left = iter(range(total))
-    lock = threading.Lock()
-    deadline = time.monotonic() + ROUND_SECONDS_LIMIT
+    ready = threading.Barrier(threads + 1)
+    deadline = [float("inf")]  # set once every form is opened
 
     def work() -> None:
         with httpx.Client(timeout=30) as client:
-            data = target.open(client)
-            while time.monotonic() < deadline:
-                with lock:
-                    if next(left, None) is None:
-                        return
+            forms = opened_forms(target, client, total // threads)
+            ready.wait()
+            for data in forms:
+                if time.monotonic() > deadline[0]:
+                    return
                 began = time.perf_counter()
                 tally.add(target.post(client, data), time.perf_counter() - began)
 
-    # Opening the form (each thread once) is not part of the POST rate.
-    tally.seconds = in_threads(threads, work)
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    ready.wait()  # every form opened: the timed part starts
+    deadline[0] = time.monotonic() + ROUND_SECONDS_LIMIT
+    start = time.perf_counter()
+    for worker in workers:
+        worker.join()
+    tally.seconds = time.perf_counter() - start
     return tally
 
 
@@ -255,20 +270,21 @@ def paced(target: Target, rate: float, seconds: float, threads: int = 16) -> Tal
     """POSTs at `rate` per second for `seconds`; latency from each one's scheduled time, so a
     server that falls behind shows it (no coordinated omission)."""
     tally = Tally()
-    total = max(int(rate * seconds), 1)
+    total = max(int(rate * seconds), threads)
     slots = iter(range(total))
     lock = threading.Lock()
-    clients: list[tuple[httpx.Client, dict[str, Any]]] = []
+    clients: list[tuple[httpx.Client, list[dict[str, Any]]]] = []
     for _ in range(threads):
         client = httpx.Client(timeout=30)
-        clients.append((client, target.open(client)))
+        # Each thread may take more than its share of the slots when others lag.
+        clients.append((client, opened_forms(target, client, total // threads * 2 + 2)))
     start = time.perf_counter() + 0.2
     pool = iter(clients)
 
     def work() -> None:
         with lock:
-            client, data = next(pool)
-        while True:
+            client, forms = next(pool)
+        for data in forms:
             with lock:
                 slot = next(slots, None)
             if slot is None:
@@ -281,7 +297,7 @@ def paced(target: Target, rate: float, seconds: float, threads: int = 16) -> Tal
             tally.add(status, time.perf_counter() - due)
 
     tally.seconds = in_threads(threads, work)
-    for client, _data in clients:
+    for client, _forms in clients:
         client.close()
     return tally
 
@@ -390,7 +406,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
             f"{result['p50_half']:.1f} | {result['p99_half']:.1f} | {result['check']} | "
             f"{result['load']} |"
         )
-    if not args.record:
+    if not (args.record or recording()):
         return
     by_label = {result["label"]: result for result in results}
     worst_cpu = max(results, key=lambda result: result["cpu_ms"])
@@ -437,7 +453,7 @@ def main() -> None:
     parser.add_argument("--paced-seconds", type=float, default=5.0 if small else 20.0)
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument(
-        "--no-record", dest="record", action="store_false", help="do not write benchmarks.json"
+        "--record", action="store_true", help="record the figures (make bench always does)"
     )
     parser.add_argument("--cpu-only", action="store_true", help="only P1-cpu-ms, not recorded")
     parser.add_argument("--setup", action="store_true", help=argparse.SUPPRESS)

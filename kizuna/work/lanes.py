@@ -6,6 +6,15 @@ once: rows of a key that is at its limit are left in the table (or given back)
 for later. So a receiver that hangs until the timeout holds at most its own few
 threads, while other endpoints, accounts and the CRM's mail go on in their lanes.
 
+Threads nobody else wants are lent: a key whose last runs were all fast (under
+FAST_SECONDS) may go past its limit into the free threads, but never into the
+last `per_key_limit` of them, which stay for the other keys. One fast endpoint (the
+CRM's intake, which gets every response of an account) so drains its backlog with
+most of the lane instead of a quarter; if it turns slow, what it borrowed is held
+until the timeout at worst while the reserve serves the others, and it gets no
+more until it is fast again. The claim query itself skips keys at their limit, so
+another key's due row is claimed as soon as any thread is free.
+
 The rows a lane holds are renewed with the worker's heartbeat (renew_leases), so a
 lease runs out only when its worker is gone. A lane sleeps until one of its rows
 finishes, the worker is woken (a committed outbox row, see kizuna/work/wakeup.py),
@@ -19,7 +28,7 @@ import logging
 import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +42,9 @@ from kizuna.work.leases import LeasedWork, Registration
 logger = logging.getLogger(__name__)
 
 ERROR_PAUSE_SECONDS = 5.0
+# A key whose last FAST_RUNS rows each took less than this may borrow idle threads.
+FAST_SECONDS = 0.5
+FAST_RUNS = 4
 
 
 @dataclass(frozen=True)
@@ -78,6 +90,7 @@ class Lane:
         self._lock = threading.Lock()
         self._in_hand: dict[Any, LeasedWork] = {}
         self._per_key: Counter[Any] = Counter()
+        self._recent_seconds: dict[Any, deque[float]] = {}
         self._queue: queue.SimpleQueue[LeasedWork | None] = queue.SimpleQueue()
         self._runners: list[threading.Thread] = []
         self._dispatcher: threading.Thread | None = None
@@ -93,39 +106,74 @@ class Lane:
         with self._lock:
             return self.threads - len(self._in_hand)
 
+    def is_fast(self, key: Any) -> bool:
+        """Its last FAST_RUNS rows each ran in under FAST_SECONDS (call with the lock held)."""
+        recent = self._recent_seconds.get(key)
+        return (
+            recent is not None
+            and len(recent) == FAST_RUNS
+            and all(seconds < FAST_SECONDS for seconds in recent)
+        )
+
+    def _may_take(self, key: Any) -> bool:
+        """Within its key's limit, or a fast key borrowing a thread beyond the reserve
+        (call with the lock held)."""
+        if self.per_key_limit is None or self._per_key[key] < self.per_key_limit:
+            return True
+        free_after = self.threads - len(self._in_hand) - 1
+        return free_after >= self.per_key_limit and self.is_fast(key)
+
     def fill(self) -> int:
         """Claim as many due rows as there are free threads; how many were started."""
         free = self.free_threads()
         if free <= 0:
             return 0
         rows_of_kind = self.registration.model._default_manager.all()
+        full: list[Any] = []
         if self.per_key_limit is not None:
             with self._lock:
                 full = [key for key, count in self._per_key.items() if count >= self.per_key_limit]
-            if full:
-                rows_of_kind = rows_of_kind.exclude(**{f"{self.registration.lane_key}__in": full})
+        within_limits = rows_of_kind
+        if full:
+            within_limits = rows_of_kind.exclude(**{f"{self.registration.lane_key}__in": full})
         if (
             connections[rows_of_kind.db].vendor == "sqlite"
             and not leases.due(rows_of_kind).exists()
         ):
             # A read takes no write lock: polling often must not queue the web's writers.
             return 0
-        rows = leases.claim(
-            rows_of_kind, worker_id=self.worker_id, limit=min(free, self.registration.batch_size)
+        started = self._start(
+            leases.claim(
+                within_limits,
+                worker_id=self.worker_id,
+                limit=min(free, self.registration.batch_size),
+            )
         )
+        with self._lock:
+            spare = self.threads - len(self._in_hand) - (self.per_key_limit or 0)
+            lenders = [key for key in full if self.is_fast(key)]
+        if spare > 0 and lenders:
+            started += self._start(
+                leases.claim(
+                    rows_of_kind.filter(**{f"{self.registration.lane_key}__in": lenders}),
+                    worker_id=self.worker_id,
+                    limit=min(spare, self.registration.batch_size),
+                )
+            )
+        return started
+
+    def _start(self, rows: list[LeasedWork]) -> int:
         started = 0
         now = timezone.now()
         for row in rows:
             key = self._key(row)
             with self._lock:
-                if self.per_key_limit is not None and self._per_key[key] >= self.per_key_limit:
-                    over_limit = True
-                else:
-                    over_limit = False
+                taken = self._may_take(key)
+                if taken:
                     self._in_hand[row.pk] = row
                     self._per_key[key] += 1
                     self._lag = max(self._lag, (now - row.next_attempt_at).total_seconds())
-            if over_limit:
+            if not taken:
                 # Its key's threads are busy: back to the table, for this worker or another.
                 leases.release(row)
                 continue
@@ -139,6 +187,7 @@ class Lane:
         try:
             while (row := self._queue.get()) is not None:
                 close_old_connections()
+                began = time.monotonic()
                 try:
                     leases.run_row(self.registration, row)
                 except Exception:
@@ -156,6 +205,9 @@ class Lane:
                         self._per_key[key] -= 1
                         if self._per_key[key] <= 0:
                             del self._per_key[key]
+                        if self.per_key_limit is not None:
+                            recent = self._recent_seconds.setdefault(key, deque(maxlen=FAST_RUNS))
+                            recent.append(time.monotonic() - began)
                         self._ran += 1
                     self.wake.set()
         finally:

@@ -193,3 +193,52 @@ def test_p3_a_submitted_event_wakes_the_worker_at_its_commit(
             message="the commit of the event woke the worker (it polls once an hour)",
         )
     assert Delivery._meta.label in worker.wakes
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_p1_a_fast_endpoint_alone_borrows_idle_threads_but_never_the_reserve_of_the_others(
+    gated: GatedReceiver, account: SurveyAccount, carol_account: SurveyAccount, monkeypatch
+):
+    require_postgresql("threads writing at once")
+    # "Fast" however loaded the machine: every run so far counts as fast.
+    monkeypatch.setattr(lanes, "FAST_SECONDS", LONGER_THAN_ANY_TEST)
+    busy = endpoint(account, gated.origin + "/slow")
+    other = endpoint(carol_account, gated.origin + "/fast")
+    gated.release.set()  # /slow answers at once for now
+    publish(account, lanes.FAST_RUNS)
+
+    with WorkerThread("lending", concurrency=8):
+        try:
+            wait_for(
+                lambda: statuses(busy) == [WorkStatus.DONE] * lanes.FAST_RUNS,
+                timeout=TIMEOUT,
+                message="the endpoint's first deliveries, each fast",
+            )
+            with gated.lock:
+                gated.most_waiting_on_slow = 0
+            gated.release.clear()  # from now on /slow holds every request
+            publish(account, 20)
+            # Alone, it gets six of the eight threads: the last two are the others' reserve.
+            wait_for(
+                lambda: gated.waiting_on_slow == 6,
+                timeout=TIMEOUT,
+                message="the busy endpoint borrows the idle threads",
+            )
+            publish(carol_account, 3)
+            wait_for(
+                lambda: statuses(other) == [WorkStatus.DONE] * 3,
+                timeout=TIMEOUT,
+                message="another endpoint is served by the reserve meanwhile",
+            )
+            assert gated.waiting_on_slow == 6
+        finally:
+            gated.release.set()
+        wait_for(
+            lambda: statuses(busy) == [WorkStatus.DONE] * (lanes.FAST_RUNS + 20),
+            timeout=TIMEOUT,
+            message="the busy endpoint gets everything once it answers",
+        )
+
+    assert gated.most_waiting_on_slow == 6
+    assert gated.count("/slow") == lanes.FAST_RUNS + 20

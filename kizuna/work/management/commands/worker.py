@@ -56,7 +56,8 @@ class Command(BaseCommand):
             default=DEFAULT_CONCURRENCY,
             help=_(
                 "Rows of each kind of work (webhook deliveries, emails) handled at once; "
-                "one endpoint gets at most a quarter of them (default: %(default)s)."
+                "one endpoint gets a quarter of them, more only while no other needs them "
+                "(default: %(default)s)."
             ),
         )
         parser.add_argument(

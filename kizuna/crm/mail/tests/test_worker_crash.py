@@ -78,6 +78,14 @@ def local_ports(pid: int) -> set[int]:
     return ports
 
 
+def alive(process, log: Path) -> bool:
+    """True while `process` runs; a worker that exited early (the database refused its
+    connection on a crowded server, say) fails the test at once, with its log."""
+    if process.poll() is not None:
+        raise AssertionError(f"the worker exited early:\n{log.read_text(errors='replace')}")
+    return True
+
+
 @pytest.mark.usefixtures("ada_membership")
 @pytest.mark.parametrize("moment", ["before_data", "after_dot"])
 def test_a_worker_killed_mid_batch_loses_no_message_and_repeats_only_what_it_held(
@@ -143,7 +151,9 @@ def test_a_worker_killed_mid_batch_loses_no_message_and_repeats_only_what_it_hel
         # The survivor starts once the victim holds a batch: a victim slow to start on a
         # loaded machine would otherwise find every message sent before it claims one.
         wait_for(
-            lambda: OutgoingMessage.objects.filter(leased_by="victim").exists(),
+            lambda: (
+                alive(victim, log) and OutgoingMessage.objects.filter(leased_by="victim").exists()
+            ),
             timeout=180,
             message="the victim to claim a batch",
         )
@@ -153,7 +163,10 @@ def test_a_worker_killed_mid_batch_loses_no_message_and_repeats_only_what_it_hel
         wait_for(killed.is_set, timeout=180, message="the victim to be killed mid-batch")
         victim.wait(timeout=30)
         wait_for(
-            lambda: not OutgoingMessage.objects.exclude(status=WorkStatus.DONE).exists(),
+            lambda: (
+                alive(survivor, log)
+                and not OutgoingMessage.objects.exclude(status=WorkStatus.DONE).exists()
+            ),
             timeout=300,
             message="the survivor to send everything",
         )

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: every benchmark under bench/, one after the other. Never part of `make test`.
 # Each records its figures (bench/_harness.py: record()) in docs/benchmarks.json, or with
-# QUICK=1 (small sizes, minutes in all) in var/benchmarks-quick.json. Files under bench/
+# QUICK=1 (small sizes) in var/benchmarks-quick.json. Files under bench/
 # whose names start with `_`, or that cannot run as a script, are helpers, not benchmarks.
 set -uo pipefail
 cd "$(dirname "$0")/.."

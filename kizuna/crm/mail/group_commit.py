@@ -11,7 +11,11 @@ next group gathers by itself, so groups grow with the load and stay single write
 Each write is the same fenced statement it would be alone and returns its own result to
 its own thread. If the transaction fails, every write of the group fails with that error
 in its own thread and none of them is committed: exactly what a thread sees when its own
-commit fails.
+commit fails. A group locks several rows in the order its writes arrived, so on PostgreSQL
+it can deadlock with another transaction locking some of the same rows in another order
+(the heartbeat renewing the leases of every row in hand): PostgreSQL rolls back one of the
+two, and a group rolled back so runs again (its writes must be safe to run again after a
+rollback: fenced UPDATEs and INSERTs are).
 """
 
 from __future__ import annotations
@@ -21,9 +25,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from django.db import transaction
+from django.db import OperationalError, transaction
 
 T = TypeVar("T")
+
+DEADLOCK_ATTEMPTS = 3
+# PostgreSQL's deadlock_detected and serialization_failure: the transaction was chosen to be
+# rolled back so that another could go on; running it again is the remedy.
+_RETRY_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def _rolled_back_to_break_a_cycle(error: OperationalError) -> bool:
+    return getattr(error.__cause__, "sqlstate", None) in _RETRY_SQLSTATES
 
 
 @dataclass
@@ -68,9 +81,15 @@ class GroupCommit:
             group = self._pending[: self.max_group]
             del self._pending[: self.max_group]
         try:
-            with transaction.atomic(using=self.using):
-                for item in group:
-                    item.result = item.write()
+            for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+                try:
+                    with transaction.atomic(using=self.using):
+                        for item in group:
+                            item.result = item.write()
+                    break
+                except OperationalError as error:
+                    if attempt == DEADLOCK_ATTEMPTS or not _rolled_back_to_break_a_cycle(error):
+                        raise
         except BaseException as error:
             for item in group:
                 item.error, item.result = error, None

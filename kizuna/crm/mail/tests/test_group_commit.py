@@ -1,6 +1,7 @@
 """The sending threads' "sent" marks share transactions (group_commit.py): writes handed in
 while a commit runs are committed together afterwards, each returns its own result, and a
-failed transaction fails every write of its group and commits none of them."""
+failed transaction fails every write of its group and commits none of them, but one rolled
+back by PostgreSQL to break a deadlock runs again."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import time
 from collections.abc import Callable
 
 import pytest
-from django.db import connections
+from django.db import OperationalError, connections, transaction
 
 from kizuna.crm.mail.group_commit import GroupCommit
 from kizuna.crm.models import Lead
+from kizuna.testing.races import require_postgresql
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -134,3 +136,50 @@ def test_a_write_alone_is_committed_at_once_in_its_own_transaction(leads):
 
     assert (group.transactions, group.writes) == (2, 2)
     assert Lead.objects.get(pk=leads[1].pk).family_name == "alone too"
+
+
+@pytest.mark.postgres
+def test_a_group_caught_in_a_deadlock_runs_again_and_commits_each_write_once(leads):
+    """The group locks lead 0 then lead 1; another transaction locks lead 1 then lead 0
+    (as the heartbeat renews every lease in hand): PostgreSQL rolls one of them back.
+    Whichever it picks, the group's writes end committed once, each with its result."""
+    require_postgresql("SQLite takes one write lock: no deadlock")
+    group = GroupCommit()
+    group_holds_first, other_holds_second = threading.Event(), threading.Event()
+    runs: list[int] = []
+
+    def lock_first_then_second() -> int:
+        runs.append(1)
+        Lead.objects.filter(pk=leads[0].pk).update(family_name="group")
+        group_holds_first.set()
+        other_holds_second.wait(timeout=30)
+        return Lead.objects.filter(pk=leads[1].pk).update(family_name="group")
+
+    other_errors: list[BaseException] = []
+
+    def lock_second_then_first() -> None:
+        try:
+            with transaction.atomic():
+                Lead.objects.filter(pk=leads[1].pk).update(given_name="other")
+                other_holds_second.set()
+                group_holds_first.wait(timeout=30)
+                Lead.objects.filter(pk=leads[0].pk).update(given_name="other")
+        except OperationalError as error:  # PostgreSQL may pick this one instead
+            other_errors.append(error)
+        finally:
+            connections.close_all()
+
+    other = threading.Thread(target=lock_second_then_first)
+    other.start()
+    threads = Threads(group)
+    threads.start("group", lock_first_then_second)
+    threads.join()
+    other.join(timeout=30)
+
+    assert threads.errors == {}
+    assert threads.results == {"group": 1}
+    assert list(
+        Lead.objects.filter(pk__in=[leads[0].pk, leads[1].pk]).values_list("family_name", flat=True)
+    ) == ["group", "group"]
+    # Either the other transaction was rolled back, or the group was and ran again.
+    assert (len(other_errors), len(runs)) in {(1, 1), (0, 2)}

@@ -976,6 +976,63 @@ def test_an_opened_event_without_a_crm_reference_changes_nothing(
     invited.refresh_from_db()
     assert invited.opened_at is None
     assert Activity.objects.count() == 0
+    assert events(connection) == [
+        ("invitation.opened", IntakeOutcome.NO_REFERENCE, ""),
+        (
+            "invitation.opened",
+            IntakeOutcome.OTHER_CONNECTION,
+            others["data"]["recipient_reference"],
+        ),
+    ]
+
+
+def test_a_foreign_reference_is_kept_for_the_admin_within_its_column(
+    connection: Connection, leads: dict[str, Lead]
+):
+    """Another CRM's reference key can be of any length."""
+    reference = "crm:" + "k" * 300 + ":lead:1"
+    opened = completed(connection, None, event_type="invitation.opened", reference=reference)
+
+    assert post(connection, opened) == (200, {"outcome": "other_connection"})
+
+    assert events(connection) == [
+        ("invitation.opened", IntakeOutcome.OTHER_CONNECTION, reference[:200])
+    ]
+
+
+def test_an_opening_marks_the_invitation_of_its_own_survey_even_if_another_is_newer(
+    connection: Connection, leads: dict[str, Lead]
+):
+    hana = leads["hana"]
+    invited = invitation(connection, hana)  # survey 12, as in the event
+    newer = invitation(connection, hana, survey_id=13)
+
+    opened = completed(connection, hana, event_type="invitation.opened")
+    assert post(connection, opened) == (200, {"outcome": "recorded"})
+
+    opened_at = dict(SurveyInvitation.objects.values_list("pk", "opened_at"))
+    assert opened_at == {invited.pk: SUBMITTED, newer.pk: None}
+
+
+def test_an_opening_marks_the_invitation_its_link_was_made_for(
+    organization: Organization, connection: Connection, leads: dict[str, Lead]
+):
+    """Hana was invited to the same survey by an earlier connection of the organization and
+    again, later, by the current one: the link she opened names the current one."""
+    hana = leads["hana"]
+    disabled_at(connection, SUBMITTED + datetime.timedelta(days=1))
+    earlier = invitation(connection, hana)
+    current = _connection(organization)
+    invited = invitation(current, hana)
+    SurveyInvitation.objects.filter(pk=earlier.pk).update(
+        created_at=invited.created_at + datetime.timedelta(minutes=1)
+    )
+
+    opened = completed(current, hana, event_type="invitation.opened")
+    assert post(current, opened) == (200, {"outcome": "recorded"})
+
+    opened_at = dict(SurveyInvitation.objects.values_list("pk", "opened_at"))
+    assert opened_at == {earlier.pk: None, invited.pk: SUBMITTED}
 
 
 def test_a_deletion_arriving_before_a_contacts_response_is_kept_on_that_contact(

@@ -949,9 +949,15 @@ def test_a_matrix_answer_with_unreadable_rows_is_refused_400(
 # --- events of other kinds without what they need -------------------------------------------
 
 
-def test_a_deletion_without_a_response_id_is_refused_400(connection: Connection, leads):
+@pytest.mark.parametrize("missing", ["", None])
+def test_a_deletion_without_a_response_id_is_refused_400(
+    connection: Connection, leads, missing: str | None
+):
     event = completed(connection, leads["hana"], event_type="response.deleted")
-    event["data"]["response_id"] = ""
+    if missing is None:
+        del event["data"]["response_id"]
+    else:
+        event["data"]["response_id"] = missing
 
     assert post(connection, event) == (400, {"outcome": "invalid"})
 

@@ -356,3 +356,47 @@ def record(
 if __name__ == "__main__" and sys.argv[1:2] == ["smtp-sink"]:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     _run_smtp_sink(int(sys.argv[2]), sys.argv[3])
+
+
+def ten_question_survey() -> tuple[Any, dict[str, Any]]:
+    """In a child process with Django set up: the 10-question single-page survey of issue 11
+    (one question of every kind) and a valid answer to it, as the POSTed form."""
+    from kizuna.identity.models import User
+    from kizuna.survey.models import Question, Survey
+    from kizuna.survey.services import create_account
+
+    owner = User.objects.create_user("bench@example.com", "bench-password-0123456789")
+    account = create_account(name="Bench", owner=owner)
+    survey = Survey.objects.create(portal=account.portals.get(), title="Bench survey")
+    choices = [{"key": k, "label": k.upper()} for k in ("a", "b", "c", "d")]
+    matrix = {
+        "rows": [{"key": "r1", "label": "R1"}, {"key": "r2", "label": "R2"}],
+        "columns": [{"key": "c1", "label": "C1"}, {"key": "c2", "label": "C2"}],
+    }
+    specs: list[tuple[str, dict[str, Any], Any]] = [
+        ("single_choice", {"choices": choices}, "b"),
+        ("multiple_choice", {"choices": choices}, ["a", "c"]),
+        ("rating", {}, "4"),
+        ("nps", {}, "9"),
+        ("short_text", {}, "Quick and friendly service, thank you."),
+        ("long_text", {}, "The form was short.\nThe staff answered every question."),
+        ("matrix", matrix, {"r1": "c1", "r2": "c2"}),
+        ("number", {"min": 0, "max": 100}, "42"),
+        ("date", {}, "2026-01-02"),
+        ("dropdown", {"choices": choices}, "d"),
+    ]
+    form: dict[str, Any] = {"page": "1", "action": "submit"}
+    for position, (kind, options, answer) in enumerate(specs):
+        question = Question.objects.create(
+            survey=survey,
+            kind=kind,
+            text=kind,
+            options=options,
+            position=position,
+            is_required=True,
+        )
+        if isinstance(answer, dict):
+            form.update({f"q{question.pk}-{row}": column for row, column in answer.items()})
+        else:
+            form[f"q{question.pk}"] = answer
+    return survey, form

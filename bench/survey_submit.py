@@ -63,6 +63,7 @@ from _harness import (
     record,
     recording,
     stop,
+    ten_question_survey,
     wait_up,
 )
 
@@ -84,44 +85,7 @@ def setup_database() -> None:
     django.setup()
     from django.db import connection
 
-    from kizuna.identity.models import User
-    from kizuna.survey.models import Question, Survey
-    from kizuna.survey.services import create_account
-
-    owner = User.objects.create_user("bench@example.com", "bench-password")
-    account = create_account(name="Bench", owner=owner)
-    survey = Survey.objects.create(portal=account.portals.get(), title="Bench survey")
-    choices = [{"key": k, "label": k.upper()} for k in ("a", "b", "c", "d")]
-    matrix = {
-        "rows": [{"key": "r1", "label": "R1"}, {"key": "r2", "label": "R2"}],
-        "columns": [{"key": "c1", "label": "C1"}, {"key": "c2", "label": "C2"}],
-    }
-    specs: list[tuple[str, dict[str, Any], Any]] = [
-        ("single_choice", {"choices": choices}, "b"),
-        ("multiple_choice", {"choices": choices}, ["a", "c"]),
-        ("rating", {}, "4"),
-        ("nps", {}, "9"),
-        ("short_text", {}, "Quick and friendly service, thank you."),
-        ("long_text", {}, "The form was short.\nThe staff answered every question."),
-        ("matrix", matrix, {"r1": "c1", "r2": "c2"}),
-        ("number", {"min": 0, "max": 100}, "42"),
-        ("date", {}, "2026-01-02"),
-        ("dropdown", {"choices": choices}, "d"),
-    ]
-    form: dict[str, Any] = {"page": "1", "action": "submit"}
-    for position, (kind, options, answer) in enumerate(specs):
-        question = Question.objects.create(
-            survey=survey,
-            kind=kind,
-            text=kind,
-            options=options,
-            position=position,
-            is_required=True,
-        )
-        if isinstance(answer, dict):
-            form.update({f"q{question.pk}-{row}": column for row, column in answer.items()})
-        else:
-            form[f"q{question.pk}"] = answer
+    survey, form = ten_question_survey()
     if connection.vendor == "postgresql":
         key, stamp = "id bigserial PRIMARY KEY", "timestamptz"
     else:

@@ -35,3 +35,14 @@ def _empty_shared_cache(request: pytest.FixtureRequest) -> Iterator[None]:
 
         with request.getfixturevalue("django_db_blocker").unblock():
             cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _no_language_left_active() -> Iterator[None]:
+    """A request activates its language in the test's thread (the public survey pages, a
+    signed-in user's choice) and nothing gives it back: the next test of that worker, of any
+    app, starts in the default language again."""
+    yield
+    from django.utils import translation
+
+    translation.deactivate()

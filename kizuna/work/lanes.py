@@ -12,8 +12,10 @@ last `per_key_limit` of them, which stay for the other keys. One fast endpoint (
 CRM's intake, which gets every response of an account) so drains its backlog with
 most of the lane instead of a quarter; if it turns slow, what it borrowed is held
 until the timeout at worst while the reserve serves the others, and it gets no
-more until it is fast again. The claim query itself skips keys at their limit, so
-another key's due row is claimed as soon as any thread is free.
+more until it is fast again. A lane claims only rows that can run: the claim query
+skips keys at their limit, so another key's due row is claimed as soon as any
+thread is free, and of the rows it locks it leases only those within their key's
+share (a row claimed and given back would cost two writes and an attempt undone).
 
 The rows a lane holds are renewed with the worker's heartbeat (renew_leases), so a
 lease runs out only when its worker is gone. A lane sleeps until one of its rows
@@ -115,71 +117,79 @@ class Lane:
             and all(seconds < FAST_SECONDS for seconds in recent)
         )
 
-    def _may_take(self, key: Any) -> bool:
-        """Within its key's limit, or a fast key borrowing a thread beyond the reserve
-        (call with the lock held)."""
-        if self.per_key_limit is None or self._per_key[key] < self.per_key_limit:
-            return True
-        free_after = self.threads - len(self._in_hand) - 1
-        return free_after >= self.per_key_limit and self.is_fast(key)
+    def _closed_keys(self, free: int) -> list[Any]:
+        """Keys at their limit that may not borrow now (call with the lock held)."""
+        assert self.per_key_limit is not None
+        lending = free > self.per_key_limit  # a thread beyond the others' reserve is free
+        return [
+            key
+            for key, count in self._per_key.items()
+            if count >= self.per_key_limit and not (lending and self.is_fast(key))
+        ]
+
+    def _choose(self, rows: list[LeasedWork]) -> list[LeasedWork]:
+        """The rows, among these due ones in their order, that can run now: within their
+        key's limit first, then a fast key's borrowing beyond it, up to the free threads.
+        """
+        assert self.per_key_limit is not None
+        limit = self.per_key_limit
+        with self._lock:
+            free = self.threads - len(self._in_hand)
+            taken = Counter(self._per_key)
+            fast = {self._key(row) for row in rows if self.is_fast(self._key(row))}
+        chosen: list[LeasedWork] = []
+        for row in rows:
+            key = self._key(row)
+            if len(chosen) < free and taken[key] < limit:
+                chosen.append(row)
+                taken[key] += 1
+        for row in rows:
+            key = self._key(row)
+            # Borrowing leaves the last `limit` free threads to the other keys.
+            if key in fast and row not in chosen and free - len(chosen) - 1 >= limit:
+                chosen.append(row)
+        return sorted(chosen, key=rows.index)
 
     def fill(self) -> int:
-        """Claim as many due rows as there are free threads; how many were started."""
+        """Claim the due rows that can run now, up to the free threads; how many were started.
+
+        Rows of a key at its limit are not claimed (and so never given back): the claim
+        leaves out the keys that may not borrow, and among the rows it looks at leases
+        only those within their key's share (_choose).
+        """
         free = self.free_threads()
         if free <= 0:
             return 0
         rows_of_kind = self.registration.model._default_manager.all()
-        full: list[Any] = []
-        if self.per_key_limit is not None:
-            with self._lock:
-                full = [key for key, count in self._per_key.items() if count >= self.per_key_limit]
-        within_limits = rows_of_kind
-        if full:
-            within_limits = rows_of_kind.exclude(**{f"{self.registration.lane_key}__in": full})
         if (
             connections[rows_of_kind.db].vendor == "sqlite"
             and not leases.due(rows_of_kind).exists()
         ):
             # A read takes no write lock: polling often must not queue the web's writers.
             return 0
-        started = self._start(
-            leases.claim(
-                within_limits,
-                worker_id=self.worker_id,
-                limit=min(free, self.registration.batch_size),
-            )
-        )
+        limit = min(free, self.registration.batch_size)
+        if self.per_key_limit is None:
+            return self._start(leases.claim(rows_of_kind, worker_id=self.worker_id, limit=limit))
         with self._lock:
-            spare = self.threads - len(self._in_hand) - (self.per_key_limit or 0)
-            lenders = [key for key in full if self.is_fast(key)]
-        if spare > 0 and lenders:
-            started += self._start(
-                leases.claim(
-                    rows_of_kind.filter(**{f"{self.registration.lane_key}__in": lenders}),
-                    worker_id=self.worker_id,
-                    limit=min(spare, self.registration.batch_size),
-                )
-            )
-        return started
+            closed = self._closed_keys(free)
+        candidates = rows_of_kind
+        if closed:
+            candidates = rows_of_kind.exclude(**{f"{self.registration.lane_key}__in": closed})
+        return self._start(
+            leases.claim(candidates, worker_id=self.worker_id, limit=limit, choose=self._choose)
+        )
 
     def _start(self, rows: list[LeasedWork]) -> int:
-        started = 0
+        # Only this dispatcher adds rows in hand: what _choose let run still can (rows that
+        # finished meanwhile only left more room).
         now = timezone.now()
         for row in rows:
-            key = self._key(row)
             with self._lock:
-                taken = self._may_take(key)
-                if taken:
-                    self._in_hand[row.pk] = row
-                    self._per_key[key] += 1
-                    self._lag = max(self._lag, (now - row.next_attempt_at).total_seconds())
-            if not taken:
-                # Its key's threads are busy: back to the table, for this worker or another.
-                leases.release(row)
-                continue
+                self._in_hand[row.pk] = row
+                self._per_key[self._key(row)] += 1
+                self._lag = max(self._lag, (now - row.next_attempt_at).total_seconds())
             self._queue.put(row)
-            started += 1
-        return started
+        return len(rows)
 
     # Running --------------------------------------------------------------------------
 

@@ -106,8 +106,15 @@ def due(queryset: models.QuerySet[W]) -> models.QuerySet[W]:
     )
 
 
-def _runnable(queryset: models.QuerySet[W], *, limit: int, now: datetime) -> list[W]:
-    """Lock up to `limit` due rows to run, failing those abandoned on their last attempt.
+def _runnable(
+    queryset: models.QuerySet[W],
+    *,
+    limit: int,
+    now: datetime,
+    choose: Callable[[list[W]], list[W]] | None = None,
+) -> list[W]:
+    """Lock up to `limit` due rows to run, failing those abandoned on their last attempt;
+    `choose` keeps those to run among the rest (the others are left as they are).
 
     Selects again while a batch held nothing but abandoned rows, so that a worker
     does not go to sleep while other rows are due.
@@ -135,16 +142,29 @@ def _runnable(queryset: models.QuerySet[W], *, limit: int, now: datetime) -> lis
                 last_error=ABANDONED_ERROR,
             )
         rows = [row for row in selected if row not in exhausted]
+        if choose is not None and rows:
+            rows = choose(rows)
         if rows or not exhausted:
             return rows
 
 
-def claim(queryset: models.QuerySet[W], *, worker_id: str, limit: int = 10) -> list[W]:
-    """Lease up to `limit` due rows for this worker; no two workers get the same row."""
+def claim(
+    queryset: models.QuerySet[W],
+    *,
+    worker_id: str,
+    limit: int = 10,
+    choose: Callable[[list[W]], list[W]] | None = None,
+) -> list[W]:
+    """Lease up to `limit` due rows for this worker; no two workers get the same row.
+
+    choose(rows), given the first `limit` due rows (in the order they fell due), returns
+    those to lease: the others are not touched, and are free again for any worker
+    when this claim's transaction ends.
+    """
     model = queryset.model
     now = timezone.now()
     with transaction.atomic(using=queryset.db):
-        rows = _runnable(queryset, limit=limit, now=now)
+        rows = _runnable(queryset, limit=limit, now=now, choose=choose)
         if not rows:
             return []
         leased_until = now + timedelta(seconds=model.lease_seconds)

@@ -14,11 +14,14 @@ minutes).
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 
 from kizuna.survey.models import SurveyAccount
 from kizuna.survey.webhooks import services
@@ -174,6 +177,45 @@ def test_p1_a_lane_claims_no_more_rows_of_one_endpoint_than_its_share(
     # The rows given back were not tried: their attempt is not counted.
     assert sorted(Delivery.objects.values_list("attempts", flat=True)) == [0] * 4 + [1] * 4
     assert lane.free_threads() == 4
+
+
+def updates_of_deliveries(queries: CaptureQueriesContext) -> int:
+    table = Delivery._meta.db_table
+    return sum(query["sql"].startswith(f'UPDATE "{table}"') for query in queries.captured_queries)
+
+
+@pytest.mark.django_db
+def test_p2_a_lane_leases_only_rows_that_can_run_and_gives_none_back(
+    account: SurveyAccount, carol_account: SurveyAccount, monkeypatch
+):
+    busy = endpoint(account, "https://93.184.215.14/busy")
+    fast = endpoint(carol_account, "https://93.184.215.14/fast")
+    publish(account, 12)  # first in line: more than the lane has threads
+    publish(carol_account, 6)
+    lane = lanes.Lane(
+        leases.Registration(
+            Delivery, services.deliver, 20, lane_key="endpoint_id", per_key_limit=2
+        ),
+        worker_id="w",
+        threads=8,
+        poll_seconds=1,
+        should_stop=lambda: False,
+    )
+    # `fast` ran fast lately: it may borrow what the others leave.
+    lane._recent_seconds[fast.pk] = deque([0.01] * lanes.FAST_RUNS, maxlen=lanes.FAST_RUNS)
+
+    with CaptureQueriesContext(connection) as first_fill:
+        assert lane.fill() == 2  # the eight rows it looked at are all `busy`'s
+    with CaptureQueriesContext(connection) as second_fill:
+        assert lane.fill() == 4  # `fast`: its two, and two borrowed; two stay free
+
+    assert updates_of_deliveries(first_fill) == 1
+    assert updates_of_deliveries(second_fill) == 1
+    assert statuses(busy) == [WorkStatus.LEASED] * 2 + [WorkStatus.PENDING] * 10
+    assert statuses(fast) == [WorkStatus.LEASED] * 4 + [WorkStatus.PENDING] * 2
+    assert Delivery.objects.filter(status=WorkStatus.PENDING).exclude(attempts=0).count() == 0
+    assert lane.free_threads() == 2
+    assert lane.fill() == 0  # the reserve is for a third endpoint, not for these two
 
 
 @pytest.mark.postgres

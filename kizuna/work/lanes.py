@@ -22,6 +22,12 @@ lease runs out only when its worker is gone. A lane sleeps until one of its rows
 finishes, the worker is woken (a committed outbox row, see kizuna/work/wakeup.py),
 or its poll interval passes (poll_seconds, set by the worker: short on SQLite,
 long while PostgreSQL notifications arrive).
+
+A kind without keys may claim ahead (Registration.claim_ahead): the lane then holds up to
+`threads + claim_ahead` rows, queued for its threads, and claims again only once half of
+the rows ahead are taken, so that many rows share one claim (the CRM's mail: a claim for
+every row or two cost more CPU than sending the row). Rows ahead are renewed like the
+others and given back, unstarted, when the worker stops.
 """
 
 from __future__ import annotations
@@ -83,6 +89,7 @@ class Lane:
             # One key gets a quarter of the threads unless its kind says otherwise.
             limit = registration.per_key_limit or self.threads // 4
             self.per_key_limit = max(1, min(limit, self.threads))
+        self.claim_ahead = 0 if registration.lane_key else registration.claim_ahead
         self.poll_seconds = poll_seconds
         self.should_stop = should_stop
         self.wake = threading.Event()
@@ -107,6 +114,18 @@ class Lane:
     def free_threads(self) -> int:
         with self._lock:
             return self.threads - len(self._in_hand)
+
+    def _refills_at(self) -> int:
+        """Claim again when fewer rows than this are in hand (all threads busy: none ahead)."""
+        return self.threads + self.claim_ahead // 2
+
+    def room(self) -> int:
+        """How many rows to claim now: 0 until the rows in hand fall under the refill mark."""
+        with self._lock:
+            in_hand = len(self._in_hand)
+        if in_hand >= self._refills_at():
+            return 0
+        return self.threads + self.claim_ahead - in_hand
 
     def is_fast(self, key: Any) -> bool:
         """Its last FAST_RUNS rows each ran in under FAST_SECONDS (call with the lock held)."""
@@ -151,13 +170,14 @@ class Lane:
         return sorted(chosen, key=rows.index)
 
     def fill(self) -> int:
-        """Claim the due rows that can run now, up to the free threads; how many were started.
+        """Claim the due rows that can run now, up to the free threads (and the rows ahead, for
+        a lane that claims ahead); how many were started.
 
         Rows of a key at its limit are not claimed (and so never given back): the claim
         leaves out the keys that may not borrow, and among the rows it looks at leases
         only those within their key's share (_choose).
         """
-        free = self.free_threads()
+        free = self.room()  # the free threads, unless the lane claims ahead
         if free <= 0:
             return 0
         rows_of_kind = self.registration.model._default_manager.all()
@@ -197,6 +217,9 @@ class Lane:
         try:
             while (row := self._queue.get()) is not None:
                 close_old_connections()
+                if self.claim_ahead and self.should_stop():
+                    self._give_back_unstarted(row)
+                    continue
                 began = time.monotonic()
                 try:
                     leases.run_row(self.registration, row)
@@ -219,9 +242,24 @@ class Lane:
                             recent = self._recent_seconds.setdefault(key, deque(maxlen=FAST_RUNS))
                             recent.append(time.monotonic() - began)
                         self._ran += 1
-                    self.wake.set()
+                        refill = len(self._in_hand) < self._refills_at()
+                    if refill:
+                        self.wake.set()
         finally:
             connections.close_all()
+
+    def _give_back_unstarted(self, row: LeasedWork) -> None:
+        """A row claimed ahead when the worker stops: back to the table for any worker."""
+        try:
+            leases.release(row)
+        except Exception:
+            logger.warning("%s %s is left to its lease", self.label, row.pk, exc_info=True)
+        with self._lock:
+            self._in_hand.pop(row.pk, None)
+            key = self._key(row)
+            self._per_key[key] -= 1
+            if self._per_key[key] <= 0:
+                del self._per_key[key]
 
     def _give_back(self, row: LeasedWork) -> None:
         connections.close_all()
@@ -245,7 +283,7 @@ class Lane:
                     connections.close_all()
                     self.wake.wait(ERROR_PAUSE_SECONDS)
                     continue
-                if started and self.free_threads() > 0:
+                if started and self.room() > 0:
                     continue  # more may be due
                 self._sleeping.set()
                 self.wake.wait(self.poll_seconds)

@@ -16,12 +16,17 @@ it can deadlock with another transaction locking some of the same rows in anothe
 (the heartbeat renewing the leases of every row in hand): PostgreSQL rolls back one of the
 two, and a group rolled back so runs again (its writes must be safe to run again after a
 rollback: fenced UPDATEs and INSERTs are).
+
+Writes of one kind can share their statements too: `run_batched(write_all, argument)`
+hands the group's arguments of `write_all` to one call, `write_all(arguments)`, which
+returns each one's result in order (one UPDATE for the "sent" marks of eight threads
+instead of eight).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -41,7 +46,9 @@ def _rolled_back_to_break_a_cycle(error: OperationalError) -> bool:
 
 @dataclass
 class _Write(Generic[T]):
-    write: Callable[[], T]
+    write: Callable[[], T] | None
+    batch: Callable[[Sequence[Any]], Sequence[T]] | None = None
+    argument: Any = None
     done: threading.Event = field(default_factory=threading.Event)
     leads: bool = False
     result: Any = None
@@ -63,7 +70,14 @@ class GroupCommit:
 
     def run(self, write: Callable[[], T]) -> T:
         """Run `write()` inside a transaction shared with other threads' writes; its result."""
-        item: _Write[T] = _Write(write)
+        return self._run(_Write(write))
+
+    def run_batched(self, write_all: Callable[[Sequence[Any]], Sequence[T]], argument: Any) -> T:
+        """Run `write_all([..., argument, ...])` once for every argument of the group handed
+        in with the same `write_all`, inside the shared transaction; `argument`'s result."""
+        return self._run(_Write(None, write_all, argument))
+
+    def _run(self, item: _Write[T]) -> T:
         with self._lock:
             self._pending.append(item)
             item.leads = not self._busy
@@ -84,8 +98,7 @@ class GroupCommit:
             for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
                 try:
                     with transaction.atomic(using=self.using):
-                        for item in group:
-                            item.result = item.write()
+                        _write_group(group)
                     break
                 except OperationalError as error:
                     if attempt == DEADLOCK_ATTEMPTS or not _rolled_back_to_break_a_cycle(error):
@@ -107,3 +120,16 @@ class GroupCommit:
                 item.done.set()
             if successor is not None:
                 successor.done.set()
+
+
+def _write_group(group: list[_Write[Any]]) -> None:
+    batches: dict[Callable[[Sequence[Any]], Sequence[Any]], list[_Write[Any]]] = {}
+    for item in group:
+        if item.batch is not None:
+            batches.setdefault(item.batch, []).append(item)
+        elif item.write is not None:
+            item.result = item.write()
+    for write_all, items in batches.items():
+        results = write_all([item.argument for item in items])
+        for item, result in zip(items, results, strict=True):
+            item.result = result

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 from django.db import OperationalError, connections, transaction
@@ -183,3 +183,44 @@ def test_a_group_caught_in_a_deadlock_runs_again_and_commits_each_write_once(lea
     ) == ["group", "group"]
     # Either the other transaction was rolled back, or the group was and ran again.
     assert (len(other_errors), len(runs)) in {(1, 1), (0, 2)}
+
+
+def test_writes_of_one_kind_in_a_group_share_one_call_and_each_gets_its_own_result(leads):
+    group = GroupCommit()
+    calls: list[list[Lead]] = []
+
+    def rename_all(batch: Sequence[Lead]) -> list[str]:
+        calls.append(list(batch))
+        Lead.objects.filter(pk__in=[lead.pk for lead in batch]).update(family_name="together")
+        return [f"renamed {lead.family_name}" for lead in batch]
+
+    results: dict[str, object] = {}
+    threads = Threads(group)
+    entered, release = threading.Event(), threading.Event()
+    threads.start("first", held_open(leads[0], entered, release))
+    wait_until(entered.is_set)
+
+    def hand_in(lead: Lead) -> None:
+        try:
+            results[lead.family_name] = group.run_batched(rename_all, lead)
+        finally:
+            connections.close_all()
+
+    for lead in leads[1:]:
+        thread = threading.Thread(target=hand_in, args=(lead,))
+        thread.start()
+        threads.threads.append(thread)
+    wait_until(lambda: len(group._pending) == 3)
+    release.set()
+    threads.join()
+
+    assert threads.errors == {}
+    assert results == {"L1": "renamed L1", "L2": "renamed L2", "L3": "renamed L3"}
+    assert [sorted(lead.family_name for lead in batch) for batch in calls] == [["L1", "L2", "L3"]]
+    assert (group.transactions, group.writes) == (2, 4)
+    assert sorted(Lead.objects.values_list("family_name", flat=True)) == [
+        "first",
+        "together",
+        "together",
+        "together",
+    ]

@@ -1,0 +1,68 @@
+"""The "sent" marks of a group of messages (issue 11 P3): the group's sending threads
+share one fenced UPDATE and one INSERT of timeline entries; a message another worker took
+over meanwhile is not marked by this one, and the others of its group still are."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from kizuna.crm.mail import services
+from kizuna.crm.mail.models import OutgoingMessage
+from kizuna.crm.mail.tests.conftest import queue_text_email
+from kizuna.crm.models import Activity, ActivityKind, Lead
+from kizuna.work import leases
+from kizuna.work.leases import WorkStatus
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def claimed(organization, ada) -> list[OutgoingMessage]:
+    leads = Lead.objects.bulk_create(
+        Lead(organization=organization, family_name=f"F{number}", email=f"r{number}@example.com")
+        for number in range(3)
+    )
+    queue_text_email(organization, ada, leads, subject="Hello {{ lead.family_name }}")
+    rows = leases.claim(OutgoingMessage.objects.order_by("pk"), worker_id="w", limit=3)
+    return sorted(rows, key=lambda row: row.pk)
+
+
+def sent_entries() -> list[tuple[int | None, str]]:
+    return sorted(
+        Activity.objects.filter(kind=ActivityKind.EMAIL_SENT).values_list("lead_id", "summary")
+    )
+
+
+def test_p3_a_group_of_sent_marks_is_one_update_and_one_insert(claimed):
+    with CaptureQueriesContext(connection) as queries:
+        assert services._mark_all_sent(claimed) == [True, True, True]
+
+    writes = [query["sql"].split()[0] for query in queries if "SAVEPOINT" not in query["sql"]]
+    assert writes == ["UPDATE", "INSERT"]
+    assert set(OutgoingMessage.objects.values_list("status", flat=True)) == {WorkStatus.DONE}
+    assert sent_entries() == sorted((row.lead_id, row.subject) for row in claimed)
+
+
+def test_p3_a_message_taken_over_by_another_worker_is_not_marked_and_the_others_are(claimed):
+    taken = claimed[1]
+    # Its lease ran out and another worker claimed it: a new attempt under another name.
+    OutgoingMessage.objects.filter(pk=taken.pk).update(leased_by="other", attempts=2)
+
+    assert services._mark_all_sent(claimed) == [True, False, True]
+
+    statuses = dict(OutgoingMessage.objects.values_list("pk", "status"))
+    assert statuses == {
+        claimed[0].pk: WorkStatus.DONE,
+        taken.pk: WorkStatus.LEASED,
+        claimed[2].pk: WorkStatus.DONE,
+    }
+    assert sent_entries() == sorted((row.lead_id, row.subject) for row in (claimed[0], claimed[2]))
+
+
+def test_p3_renewing_a_group_s_leases_renews_the_rows_still_held_only(claimed):
+    OutgoingMessage.objects.filter(pk=claimed[0].pk).update(leased_by="other", attempts=2)
+
+    assert services._renew_leases(claimed) == [False, True, True]
+    assert OutgoingMessage.objects.get(pk=claimed[0].pk).leased_by == "other"

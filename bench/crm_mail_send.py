@@ -14,18 +14,24 @@ of the worker's mail lane):
    raw smtplib `sendmail()`, one thread and one kept-open connection per connection of the
    worker, the messages shared out between them.
 
+Scale-out (--workers W, README "scale out"): W `kizuna worker` processes share the send,
+each with connections / W lane threads; the baseline then runs in W processes too, each
+with connections / W threads and connections, so both sides have the same processes and
+the same SMTP connections in parallel. W = 1 is the plain single-worker measure.
+
 Figures: P3-sqlite and P3-postgresql (Kizuna's msg/s over the baseline's, target >= 0.7),
 and P5-worker-rss-mb, the worker's peak RSS (VmHWM in /proc) at the end of the send.
 Each database runs in a child process of its own (Django is set up once per process).
 
     .venv/bin/python bench/crm_mail_send.py [--count 10000] [--databases sqlite,postgresql]
-        [--connections N] [--record]
+        [--connections N] [--workers W] [--record]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import smtplib
 import subprocess
@@ -96,7 +102,61 @@ def raw_smtplib(port: int, envelopes: list[Envelope], connections: int) -> float
     return seconds
 
 
-def child(count: int, connections: int | None, directory: Path) -> dict[str, Any]:
+def raw_smtplib_processes(
+    port: int, envelopes: list[Envelope], connections: int, processes: int
+) -> float:
+    """raw_smtplib() in `processes` forked processes, connections / processes each: seconds
+    from the moment all are connected until the last one is done."""
+    if processes == 1:
+        return raw_smtplib(port, envelopes, connections)
+    context = multiprocessing.get_context("fork")
+    go = context.Event()
+    ready = context.Semaphore(0)
+
+    def send(part: list[Envelope]) -> None:
+        clients = [smtplib.SMTP("127.0.0.1", port) for _ in range(connections // processes)]
+        for client in clients:
+            client.ehlo()
+        shares = [part[number :: len(clients)] for number in range(len(clients))]
+        ready.release()
+        go.wait()
+
+        def one(client: smtplib.SMTP, share: list[Envelope]) -> None:
+            for sender, recipients, data in share:
+                client.sendmail(sender, recipients, data)
+
+        threads = [
+            threading.Thread(target=one, args=(client, share))
+            for client, share in zip(clients, shares, strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for client in clients:
+            client.quit()
+
+    workers = [
+        context.Process(target=send, args=(envelopes[number::processes],))
+        for number in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    for _worker in workers:
+        assert ready.acquire(timeout=120), "a baseline process did not connect"
+    started = time.perf_counter()
+    go.set()
+    for worker in workers:
+        worker.join()
+    seconds = time.perf_counter() - started
+    failed = [worker.exitcode for worker in workers if worker.exitcode]
+    assert not failed, f"a baseline process failed: {failed}"
+    return seconds
+
+
+def child(
+    count: int, connections: int | None, directory: Path, processes: int = 1
+) -> dict[str, Any]:
     """One database: the Kizuna send through a worker process, then the baseline."""
     import django
 
@@ -118,6 +178,7 @@ def child(count: int, connections: int | None, directory: Path) -> dict[str, Any
         if registration.model is OutgoingMessage
     )
     connections = connections or lane_threads or 1
+    assert connections % processes == 0, "--connections must be a multiple of --workers"
     organization = Organization.objects.create(name="Bench")
     sender = User.objects.create_user("ada@example.com", "x" * 20, full_name="Ada Lovelace")
     leads = Lead.objects.bulk_create(
@@ -138,23 +199,38 @@ def child(count: int, connections: int | None, directory: Path) -> dict[str, Any
         KIZUNA_SMTP_PORT=str(sink.port),
         **({"DATABASE_URL": os.environ["DATABASE_URL"]} if "DATABASE_URL" in os.environ else {}),
     )
-    worker = kizuna(
-        ["worker", "--worker-id", "bench", "--concurrency", str(connections)],
-        env,
-        log=directory / "worker.log",
-    )
+    workers = [
+        kizuna(
+            [
+                "worker",
+                "--worker-id",
+                f"bench-{number}",
+                "--concurrency",
+                str(connections // processes),
+            ],
+            env,
+            log=directory / f"worker-{number}.log",
+        )
+        for number in range(processes)
+    ]
+
+    def workers_cpu() -> float:
+        return sum(cpu_seconds(worker.pid) for worker in workers)
+
     try:
-        # The worker is up (heartbeat written) before the clock starts.
+        # The workers are up (heartbeat written) before the clock starts.
         from kizuna.work.models import WorkerProcess
 
         wait_for(
-            lambda: WorkerProcess.objects.filter(worker_id="bench").exists(),
+            lambda: (
+                WorkerProcess.objects.filter(worker_id__startswith="bench-").count() == processes
+            ),
             timeout=120,
-            what="the worker to start",
+            what="the workers to start",
         )
-        rss_idle = peak_rss_mb(worker.pid)
+        rss_idle = max(peak_rss_mb(worker.pid) for worker in workers)
         load_before = load_average()
-        cpu_before = cpu_seconds(worker.pid), cpu_seconds(sink.process.pid)
+        cpu_before = workers_cpu(), cpu_seconds(sink.process.pid)
         started = time.perf_counter()
         batch = services.queue_emails(
             organization=organization,
@@ -178,12 +254,13 @@ def child(count: int, connections: int | None, directory: Path) -> dict[str, Any
             what="every message marked sent",
         )
         kizuna_seconds = time.perf_counter() - started
-        worker_cpu = cpu_seconds(worker.pid) - cpu_before[0]
+        worker_cpu = workers_cpu() - cpu_before[0]
         sink_cpu = cpu_seconds(sink.process.pid) - cpu_before[1]
-        rss_peak = peak_rss_mb(worker.pid)
+        rss_peak = max(peak_rss_mb(worker.pid) for worker in workers)
         load_during = load_average()
     finally:
-        stop(worker, timeout=60)
+        for worker in workers:
+            stop(worker, timeout=60)
 
     rows = dict(outbox.values_list("message_id", "pk"))
     received = Counter(sink.message_ids())
@@ -196,7 +273,7 @@ def child(count: int, connections: int | None, directory: Path) -> dict[str, Any
     envelopes = [transport.envelope(services.build_email(message)) for message in outbox]
     sink.clear()
     raw_sink_cpu = cpu_seconds(sink.process.pid)
-    raw_seconds = raw_smtplib(sink.port, envelopes, connections)
+    raw_seconds = raw_smtplib_processes(sink.port, envelopes, connections, processes)
     raw_sink_cpu = cpu_seconds(sink.process.pid) - raw_sink_cpu
     assert sink.count() == count, f"the baseline delivered {sink.count()} of {count}"
     sink.stop()
@@ -205,6 +282,7 @@ def child(count: int, connections: int | None, directory: Path) -> dict[str, Any
         "database": connection.vendor,
         "count": count,
         "connections": connections,
+        "workers": processes,
         "kizuna_seconds": kizuna_seconds,
         "queue_seconds": queued,
         "raw_seconds": raw_seconds,
@@ -225,6 +303,7 @@ def child(count: int, connections: int | None, directory: Path) -> dict[str, Any
 def run_child(database: str, args: argparse.Namespace) -> dict[str, Any] | None:
     directory = Path(tempfile.mkdtemp(prefix="kizuna-bench-mail-"))
     command = [sys.executable, __file__, "--child", "--count", str(args.count)]
+    command += ["--workers", str(args.workers)]
     if args.connections:
         command += ["--connections", str(args.connections)]
     extra: dict[str, str] = {}
@@ -242,16 +321,24 @@ def _run(command: list[str], env: dict[str, str]) -> dict[str, Any]:
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
+def _processes(result: dict[str, Any]) -> str:
+    workers = result.get("workers", 1)
+    if workers == 1:
+        return " (one worker process)"
+    return f" in {workers} processes ({workers} workers; the baseline in {workers} processes)"
+
+
 def describe(result: dict[str, Any]) -> str:
     return (
         f"{result['database']}, {result['count']:,} messages of about "
         f"{result['message_bytes']:,} bytes, {result['connections']} SMTP connections on each "
-        f"side: Kizuna {result['kizuna_rate']:,.0f} msg/s ({result['kizuna_seconds']:.1f} s, "
+        f"side{_processes(result)}: Kizuna {result['kizuna_rate']:,.0f} msg/s "
+        f"({result['kizuna_seconds']:.1f} s, "
         f"of which queue_emails {result['queue_seconds']:.1f} s), raw smtplib "
         f"{result['raw_rate']:,.0f} msg/s ({result['raw_seconds']:.1f} s): ratio "
         f"{result['ratio']:.2f}; worker CPU {result['worker_cpu_ms_per_message']:.2f} ms a "
         f"message (SMTP server {result['server_cpu_ms_per_message']:.2f} ms, baseline's "
-        f"{result['baseline_server_cpu_ms_per_message']:.2f} ms); worker peak RSS "
+        f"{result['baseline_server_cpu_ms_per_message']:.2f} ms); peak RSS of a worker "
         f"{result['worker_rss_peak_mb']:.0f} MB "
         f"(idle {result['worker_rss_idle_mb']:.0f} MB); {result['load_during']}"
     )
@@ -264,12 +351,15 @@ def main() -> None:
     parser.add_argument(
         "--connections", type=int, default=0, help="default: the worker's mail lane threads"
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes (and baseline processes)"
+    )
     parser.add_argument("--record", action="store_true", help="record in docs/benchmarks.json")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         directory = Path(os.environ["KIZUNA_DATA_DIR"])
-        print(json.dumps(child(args.count, args.connections or None, directory)))
+        print(json.dumps(child(args.count, args.connections or None, directory, args.workers)))
         return
 
     results = []

@@ -11,14 +11,17 @@ For each database (SQLite in a fresh data dir, then PostgreSQL when reachable) t
 1. migrates and creates two six-question surveys per round;
 2. runs a warm-up round (not counted), then the rounds: in each, two gunicorn gthread servers
    (2 processes x 8 threads each, as `kizuna serve` runs it) on the same database, one with
-   the limits on (the defaults) and one off (a bucket no crowd empties, no minimum time),
-   each with a survey and a crowd of its own, every request from 127.0.0.1;
-3. in a round, each of the N respondents of each crowd first opens the form with a client of
-   its own (CSRF cookie, signed start time: untimed), everybody waits the minimum time as
-   people take it to answer, then both crowds send their N submissions at the same time, 16
-   at a time each: each crowd's time to the last answer is timed. The two modes share
-   whatever load the machine has at that moment (earlier runs, one mode after the other,
-   varied twice as much from round to round as between the modes);
+   the limits on (the defaults) and one off (`KIZUNA_SURVEY_SUBMIT_RATE=off`: no per-address
+   bucket, nothing counted; `KIZUNA_SURVEY_MIN_SECONDS=0`: no minimum time), each with a
+   survey and a crowd of its own, every request from 127.0.0.1;
+3. in a round, each crowd runs in a client process of its own (two crowds in one interpreter
+   shared its one lock and were timed by its scheduling as much as by the servers); each of
+   its N respondents first opens the form with a client of its own (CSRF cookie, signed start
+   time: untimed), everybody waits the minimum time as people take it to answer, then both
+   crowds send their N submissions at the same time, 16 at a time each: each crowd's time to
+   the last answer is timed. The two modes share whatever load the machine has at that
+   moment (earlier runs, one mode after the other, varied twice as much from round to round
+   as between the modes), and which crowd's process starts first alternates by round;
 4. empties the rate limits between rounds (each round is a crowd of its own), counts the
    responses stored for each survey, and records the median respondents/s of each mode and
    the median of the rounds' on/off ratios (docs/benchmarks.json, id
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import re
 import shutil
 import statistics
@@ -42,6 +46,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 from _harness import (
@@ -61,7 +66,8 @@ from _harness import (
 
 # What a person takes at least (the default of KIZUNA_SURVEY_MIN_SECONDS), and a margin.
 PERSON_SECONDS = 3.5
-LIMITS_OFF = {"KIZUNA_SURVEY_SUBMIT_RATE": "100000000/600", "KIZUNA_SURVEY_MIN_SECONDS": "0"}
+# The switches of the limits: no per-address bucket at all (nothing counted), no minimum time.
+LIMITS_OFF = {"KIZUNA_SURVEY_SUBMIT_RATE": "off", "KIZUNA_SURVEY_MIN_SECONDS": "0"}
 
 
 # --- in a child process with Django set up --------------------------------------------------
@@ -163,44 +169,67 @@ class Respondent:
             self.client.close()
 
 
+def send_crowd(
+    url: str,
+    answers: dict[str, object],
+    respondents: int,
+    concurrency: int,
+    ready: Any,
+    outcome: Any,
+) -> None:
+    """In a process of its own: open the forms of `respondents` people (untimed), wait for the
+    other crowd (`ready`, a barrier) and the time a person takes, send the submissions
+    `concurrency` at a time; put the seconds to the last answer and the statuses into
+    `outcome` (a queue)."""
+    people = [Respondent(url, answers) for _ in range(respondents)]
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(lambda person: person.open(), people))
+    ready.wait()
+    time.sleep(PERSON_SECONDS)
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def send(person: Respondent) -> None:
+        status = person.send()
+        with lock:
+            statuses[status] = statuses.get(status, 0) + 1
+
+    began = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(send, people))
+    outcome.put({"seconds": time.perf_counter() - began, "statuses": statuses})
+
+
 def run_round(
     crowds: dict[str, tuple[str, dict[str, object]]], respondents: int, concurrency: int
 ) -> dict[str, dict]:
-    """One crowd per mode, each on its own server and survey, sent at the same time: both
-    modes share whatever load the machine has at that moment."""
-    people = {
-        mode: [
-            Respondent(f"{base}/s/{survey['public_id']}/", survey["answers"])  # type: ignore[arg-type]
-            for _ in range(respondents)
-        ]
+    """One crowd per mode, each on its own server and survey and from a client process of its
+    own (the two crowds' clients do not share one interpreter), sent at the same moment: both
+    modes share whatever load the machine has then."""
+    context = multiprocessing.get_context("fork")
+    ready = context.Barrier(len(crowds))
+    queues = {mode: context.Queue() for mode in crowds}
+    processes = [
+        context.Process(
+            target=send_crowd,
+            args=(
+                f"{base}/s/{survey['public_id']}/",
+                survey["answers"],
+                respondents,
+                concurrency,
+                ready,
+                queues[mode],
+            ),
+        )
         for mode, (base, survey) in crowds.items()
-    }
-    with ThreadPoolExecutor(concurrency) as pool:
-        for crowd in people.values():
-            list(pool.map(lambda person: person.open(), crowd))
-    time.sleep(PERSON_SECONDS)
-    outcomes: dict[str, dict] = {}
-    lock = threading.Lock()
-
-    def send_crowd(mode: str) -> None:
-        statuses: dict[int, int] = {}
-
-        def send(person: Respondent) -> None:
-            status = person.send()
-            with lock:
-                statuses[status] = statuses.get(status, 0) + 1
-
-        began = time.perf_counter()
-        with ThreadPoolExecutor(concurrency) as pool:
-            list(pool.map(send, people[mode]))
-        seconds = time.perf_counter() - began
-        outcomes[mode] = {"seconds": seconds, "rate": respondents / seconds, "statuses": statuses}
-
-    threads = [threading.Thread(target=send_crowd, args=(mode,)) for mode in people]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    ]
+    for process in processes:
+        process.start()
+    outcomes = {mode: queue.get(timeout=600) for mode, queue in queues.items()}
+    for process in processes:
+        process.join()
+    for outcome in outcomes.values():
+        outcome["rate"] = respondents / outcome["seconds"]
     return outcomes
 
 
@@ -230,6 +259,8 @@ def run_database(label: str, env: dict[str, str], args: argparse.Namespace) -> l
                 base = f"http://127.0.0.1:{port}"
                 wait_up(f"{base}/accounts/sign-in/")
                 crowds[mode] = (base, surveys[number * 2 + index])
+            if number % 2:
+                crowds = dict(reversed(crowds.items()))
             outcomes = run_round(crowds, args.respondents, args.concurrency)
         finally:
             for server in servers.values():

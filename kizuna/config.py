@@ -103,6 +103,13 @@ def env_rate(name: str, default: Rate) -> Rate:
     return rate
 
 
+def env_rate_or_off(name: str, default: Rate) -> Rate | None:
+    """A rate as env_rate(), or `off` (None): no limit of this kind at all, not even counted."""
+    if env(name).lower() == "off":
+        return None
+    return env_rate(name, default)
+
+
 def data_dir() -> Path:
     return _writable_directory("KIZUNA_DATA_DIR", Path("var"))
 

@@ -148,7 +148,10 @@ KIZUNA_SC_KEY_WINDOW_SECONDS = config.env_int("KIZUNA_SC_KEY_WINDOW_SECONDS", 90
 # Submissions through a survey's shared link per client address, as a token bucket (issue 12):
 # a room of 600 behind one address (an office NAT, a venue's Wi-Fi) answering at once gets
 # through, then one a second. Scripts are held by the honeypot and the time check instead.
-KIZUNA_SURVEY_SUBMIT_RATE = config.env_rate("KIZUNA_SURVEY_SUBMIT_RATE", config.Rate(600, 600))
+# `off` (None): no per-address limit, not even counted (a proxy in front limits instead).
+KIZUNA_SURVEY_SUBMIT_RATE = config.env_rate_or_off(
+    "KIZUNA_SURVEY_SUBMIT_RATE", config.Rate(600, 600)
+)
 # The shortest time a person takes from opening a survey to submitting it, in seconds:
 # faster submissions through the shared link are held as likely automated (0: no check).
 KIZUNA_SURVEY_MIN_SECONDS = config.env_int("KIZUNA_SURVEY_MIN_SECONDS", 3)

@@ -351,3 +351,20 @@ def test_former_secret_keys_are_read_as_a_list_for_a_rotation(
     monkeypatch.setenv("KIZUNA_SECRET_KEY_FALLBACKS", " old-key-one , ,old-key-two")
 
     assert config.secret_key_fallbacks() == ["old-key-one", "old-key-two"]
+
+
+@pytest.mark.parametrize("raw", ["off", " OFF "])
+def test_12_a_survey_limit_written_off_is_no_limit(
+    monkeypatch: pytest.MonkeyPatch, raw: str
+) -> None:
+    monkeypatch.setenv("KIZUNA_SURVEY_SUBMIT_RATE", raw)
+
+    assert config.env_rate_or_off("KIZUNA_SURVEY_SUBMIT_RATE", config.Rate(600, 600)) is None
+
+
+def test_12_a_survey_limit_not_off_is_a_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KIZUNA_SURVEY_SUBMIT_RATE", "5/60")
+
+    assert config.env_rate_or_off(
+        "KIZUNA_SURVEY_SUBMIT_RATE", config.Rate(600, 600)
+    ) == config.Rate(5, 60)

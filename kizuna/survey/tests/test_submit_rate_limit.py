@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
 from django.test import Client, override_settings
 from django.urls import reverse
 
@@ -61,3 +62,24 @@ def test_invalid_forms_and_page_moves_do_not_count(
     valid = post(anonymous_client, url, {f"q{question.pk}": "ok"})
 
     assert [invalid.status_code, valid.status_code] == [200, 302]
+
+
+@override_settings(KIZUNA_SURVEY_SUBMIT_RATE=None)
+def test_12_the_limit_switched_off_counts_nothing_and_refuses_nobody(
+    survey: Survey, question: Question, anonymous_client: Client
+) -> None:
+    url = reverse("survey_public:survey", args=[survey.public_id])
+
+    statuses = [
+        post(anonymous_client, url, {f"q{question.pk}": f"answer {n}"}).status_code
+        for n in range(5)
+    ]
+
+    assert statuses == [302] * 5
+    assert Response.objects.count() == 5
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COUNT(*) FROM kizuna_cache WHERE cache_key LIKE %s",
+            ["%ratelimit-bucket:survey-submit:%"],
+        )
+        assert cursor.fetchone()[0] == 0

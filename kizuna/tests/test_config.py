@@ -259,9 +259,10 @@ def test_postgres_urls_get_a_test_database_name_per_run(monkeypatch: pytest.Monk
 
     database = config.database(Path("/nonexistent"))
 
-    assert database["ENGINE"] == "django.db.backends.postgresql"
+    assert database["ENGINE"] == "kizuna.lib.postgresql"
     assert database["NAME"] == "kizuna"
     assert database["CONN_MAX_AGE"] == 600
+    assert database["CONN_HEALTH_CHECKS"] is True
     assert database["TEST"] == {"NAME": "test_kizuna_abc"}
 
 

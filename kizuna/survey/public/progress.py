@@ -91,12 +91,6 @@ def _read_start(started: str) -> tuple[datetime.datetime, str] | None:
         return None
 
 
-def _started_at(started: str) -> datetime.datetime | None:
-    """When the respondent first saw the form."""
-    read = _read_start(started)
-    return read[0] if read else None
-
-
 def _size(value: Any) -> int:
     return len(json.dumps(value, ensure_ascii=False))
 
@@ -128,6 +122,10 @@ class ResponseProgress:
         self.answers: dict[str, Any] = dict(saved.get("answers") or {})
         self._started: str = saved.get("started") or ""
         self.typed: dict[str, Any] = {}
+        # The signed start read once, and the answers validated once, per request (each
+        # costs as much as a statement: issue 11); both are dropped when what they read changes.
+        self._read: tuple[str, tuple[datetime.datetime, str] | None] | None = None
+        self._validated: tuple[dict[Question, Any], dict[int, dict[str, list[str]]]] | None = None
 
     @property
     def page_count(self) -> int:
@@ -150,7 +148,7 @@ class ResponseProgress:
         for the page drawn in answer.
         """
         started = str(data.get("started", ""))
-        if _started_at(started) is not None:
+        if started and self._start_of(started) is not None:
             self.started = started
         questions = self.pages[number - 1].questions
         self.typed = {str(q.pk): raw_answer(q, data) for q in questions}
@@ -172,6 +170,7 @@ class ResponseProgress:
             )
             return {**refused, longest: [*refused.get(longest, []), message]}
         self.answers = answers
+        self._validated = None
         return refused
 
     def shown(self, question: Question) -> Any:
@@ -183,20 +182,30 @@ class ResponseProgress:
         """True when nothing was typed or kept for page `number`'s questions."""
         return not any(self.shown(question) for question in self.pages[number - 1].questions)
 
+    def _validate(self) -> tuple[dict[Question, Any], dict[int, dict[str, list[str]]]]:
+        """Every page's valid answers, and the messages of each page in error by number."""
+        if self._validated is None:
+            values: dict[Question, Any] = {}
+            errors: dict[int, dict[str, list[str]]] = {}
+            for number, page in enumerate(self.pages, start=1):
+                page_values, page_errors = validate_answers(page.questions, self.answers)
+                values.update(page_values)
+                if page_errors:
+                    errors[number] = page_errors
+            self._validated = (values, errors)
+        return self._validated
+
     def errors_on(self, number: int) -> dict[str, list[str]]:
         """The messages of the questions of page `number` whose answers are not valid."""
-        _values, errors = validate_answers(self.pages[number - 1].questions, self.answers)
-        return errors
+        return dict(self._validate()[1].get(number, {}))
 
     def values(self) -> dict[Question, Any]:
         """Every page's validated answers, or InvalidPage naming the first page in error."""
-        values: dict[Question, Any] = {}
-        for number, page in enumerate(self.pages, start=1):
-            page_values, errors = validate_answers(page.questions, self.answers)
-            if errors:
-                raise InvalidPage(number, errors)
-            values.update(page_values)
-        return values
+        values, errors = self._validate()
+        if errors:
+            number = min(errors)
+            raise InvalidPage(number, dict(errors[number]))
+        return dict(values)
 
     @property
     def started(self) -> str:
@@ -210,14 +219,21 @@ class ResponseProgress:
     def started(self, value: str) -> None:
         self._started = value
 
+    def _start_of(self, started: str) -> tuple[datetime.datetime, str] | None:
+        """The moment and nonce of `started`, read (its signature checked) once."""
+        if self._read is None or self._read[0] != started:
+            self._read = (started, _read_start(started))
+        return self._read[1]
+
     @property
     def started_at(self) -> datetime.datetime | None:
-        return _started_at(self.started)
+        read = self._start_of(self.started)
+        return read[0] if read else None
 
     @property
     def start_nonce(self) -> str | None:
         """The nonce of the signed start (what makes one form good for one response)."""
-        read = _read_start(self.started)
+        read = self._start_of(self.started)
         return read[1] if read else None
 
     def keep(self) -> None:

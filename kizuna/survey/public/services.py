@@ -10,9 +10,10 @@ from __future__ import annotations
 import datetime
 import math
 from collections.abc import Mapping
+from contextlib import nullcontext
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -26,11 +27,12 @@ from kizuna.survey.models import (
     Response,
     Survey,
 )
-from kizuna.survey.results.services import count_response
+from kizuna.survey.results.services import count_response, counted, response_counting_insert
 from kizuna.survey.webhooks.services import (
     invitation_payload,
     publish_event,
     response_payload,
+    subscribed_endpoints,
 )
 
 
@@ -161,7 +163,25 @@ def submit_response(
             raise ValueError("invitation of another survey")
         if invitation_is_expired(invitation):
             raise InvitationExpired
+    if invitation is not None and started_at is None:
+        started_at = invitation.started_at
+    linked = invitation is not None and not survey.is_anonymous
+    response = Response(
+        survey=survey,
+        invitation=invitation if linked else None,
+        recipient_reference=invitation.recipient_reference if linked and invitation else "",
+        language=language[:8],
+        started_at=started_at,
+        submitted_at=now,
+        start_nonce=start_nonce if invitation is None else None,
+    )
+    values = [(question, value) for question, value in answers.items() if value is not None]
+    account = survey.portal.account
+    endpoints = subscribed_endpoints(account=account, event_type="response.completed")
     try:
+        if _in_one_statement(survey=survey, invitation=invitation, endpoints=endpoints):
+            _store_in_one_statement(response, values, answers)
+            return response
         with transaction.atomic():
             if invitation is None and (survey.max_responses or survey.max_responses_per_hour):
                 _check_ceilings(survey, now)
@@ -172,31 +192,15 @@ def submit_response(
                 if not claimed:
                     raise AlreadyAnswered
                 invitation.completed_at = now
-                if started_at is None:
-                    started_at = invitation.started_at
-            linked = invitation is not None and not survey.is_anonymous
-            response = Response(
-                survey=survey,
-                invitation=invitation if linked else None,
-                recipient_reference=invitation.recipient_reference if linked and invitation else "",
-                language=language[:8],
-                started_at=started_at,
-                submitted_at=now,
-                start_nonce=start_nonce if invitation is None else None,
-            )
-            stored = [
-                Answer(response=response, question=question, value=value)
-                for question, value in answers.items()
-                if value is not None
-            ]
             # Plain INSERTs: compiling them through the ORM cost a respondent more CPU than
             # the database spent storing them (issue 11).
             prepared.insert([response])
-            prepared.insert(stored)
+            _insert_answers(response, values)
             publish_event(
-                account=survey.portal.account,
+                account=account,
                 event_type="response.completed",
-                payload=lambda: response_payload(response, answers=stored),
+                payload=lambda: response_payload(response, answers=_answers(response, values)),
+                endpoints=endpoints,
             )
             # Last: the summary's counter rows stay locked only until the commit.
             count_response(response=response, answers=answers.items())
@@ -212,6 +216,74 @@ def submit_response(
             raise FormSentTwice from None
         raise
     return response
+
+
+def _answers(response: Response, values: list[tuple[Question, Any]]) -> list[Answer]:
+    return [Answer(response=response, question=question, value=value) for question, value in values]
+
+
+def _answers_statement(
+    response: Response, values: list[tuple[Question, Any]]
+) -> tuple[str, list[Any]]:
+    return prepared.insert_statement(
+        Answer,
+        ["response_id", "question_id", "value"],
+        [(response.pk, question.pk, value) for question, value in values],
+        connection,
+    )
+
+
+def _insert_answers(response: Response, values: list[tuple[Question, Any]]) -> None:
+    if values:
+        with connection.cursor() as cursor:
+            cursor.execute(*_answers_statement(response, values))
+
+
+def _in_one_statement(
+    *, survey: Survey, invitation: Invitation | None, endpoints: list[Any]
+) -> bool:
+    """Whether the response, its answers and its counters can be stored by one statement, in
+    autocommit: on PostgreSQL, through the shared link (no invitation to claim), with no
+    ceiling to check first and no webhook to enqueue with it."""
+    return (
+        connection.vendor == "postgresql"
+        and invitation is None
+        and not (survey.max_responses or survey.max_responses_per_hour)
+        and not endpoints
+    )
+
+
+def _store_in_one_statement(
+    response: Response, values: list[tuple[Question, Any]], answers: Mapping[Question, Any]
+) -> None:
+    """The Response, its Answers and the summary counters in one INSERT with two more in its
+    WITH clause: one round trip, atomic as every statement is (no BEGIN or COMMIT to send).
+    Inside a transaction already (a test's), within a savepoint so that a refused statement
+    leaves the transaction usable for the checks that follow it."""
+    response_sql, response_params = prepared.insert_statement(
+        Response,
+        [field.attname for field in Response._meta.concrete_fields],
+        [[getattr(response, field.attname) for field in Response._meta.concrete_fields]],
+        connection,
+    )
+    parts = [response_sql]
+    params = list(response_params)
+    if values:
+        answers_sql, answers_params = _answers_statement(response, values)
+        parts.append(answers_sql)
+        params += answers_params
+    counters_sql, counters_params = response_counting_insert(
+        response=response, answers=answers.items()
+    )
+    clauses = ", ".join(f"stored_{n} AS ({sql})" for n, sql in enumerate(parts))
+    with (
+        transaction.atomic() if connection.in_atomic_block else nullcontext(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(f"WITH {clauses} {counters_sql}", [*params, *counters_params])
+    response._state.adding = False
+    response._state.db = connection.alias
+    counted(response=response)
 
 
 def record_held_submission(*, survey: Survey, reason: HeldReason) -> None:

@@ -98,6 +98,27 @@ def _lock(survey_id: int, *, exclusive: bool) -> None:
         cursor.execute(f"SELECT {function}(%s)", [_LOCK_PREFIX + survey_id])
 
 
+def _pg_insert(
+    *, survey_id: int, day: datetime.date, figures: Figures, shared_lock: bool
+) -> tuple[str, list[Any]]:
+    """The PostgreSQL INSERT of counter rows, and its parameters."""
+    columns: list[list[Any]] = [[], [], [], [], [], [], []]
+    for (question_id, key), (count, numbers, total, minimum, maximum) in figures.items():
+        columns[0].append(question_id)
+        columns[1].append(key)
+        columns[2].append(count)
+        columns[3].append(numbers)
+        columns[4].append(total)
+        columns[5].append(minimum)
+        columns[6].append(maximum)
+    sql = _PG_INSERT
+    params: list[Any] = [survey_id, day, *columns]
+    if shared_lock:
+        sql += ", (SELECT pg_advisory_xact_lock_shared(%s)) AS survey_lock"
+        params.append(_LOCK_PREFIX + survey_id)
+    return sql, params
+
+
 def _insert(*, survey_id: int, day: datetime.date, figures: Figures, shared_lock: bool) -> None:
     """Add counter rows (negative numbers take away) in one INSERT, which never waits for
     another transaction's rows as an UPDATE of a shared row would. `shared_lock`: the survey's
@@ -106,21 +127,9 @@ def _insert(*, survey_id: int, day: datetime.date, figures: Figures, shared_lock
         return
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            columns: list[list[Any]] = [[], [], [], [], [], [], []]
-            for (question_id, key), (count, numbers, total, minimum, maximum) in figures.items():
-                columns[0].append(question_id)
-                columns[1].append(key)
-                columns[2].append(count)
-                columns[3].append(numbers)
-                columns[4].append(total)
-                columns[5].append(minimum)
-                columns[6].append(maximum)
-            sql = _PG_INSERT
-            params: list[Any] = [survey_id, day, *columns]
-            if shared_lock:
-                sql += ", (SELECT pg_advisory_xact_lock_shared(%s)) AS survey_lock"
-                params.append(_LOCK_PREFIX + survey_id)
-            cursor.execute(sql, params)
+            cursor.execute(
+                *_pg_insert(survey_id=survey_id, day=day, figures=figures, shared_lock=shared_lock)
+            )
         else:
             rows = [
                 [survey_id, question_id, day, key, *figure]
@@ -133,20 +142,47 @@ def _insert(*, survey_id: int, day: datetime.date, figures: Figures, shared_lock
             )
 
 
-def count_response(*, response: Response, answers: Iterable[tuple[Question, Any]]) -> None:
-    """Add a new response and its answers to the summary counters: one statement in the
-    caller's transaction. One submission in MERGE_EVERY then merges the rows of its day, after
-    the commit, in a transaction of its own."""
+def _response_figures(answers: Iterable[tuple[Question, Any]]) -> Figures:
     figures: Figures = {(None, ""): [1, 0, 0.0, None, None]}
     for question, value in answers:
         if value is not None:
             for figure in answer_figures(question.kind, value):
                 _add_up(figures, question.pk, figure)
-    day = summary_day(response.submitted_at)
-    survey_id = response.survey_id
-    _insert(survey_id=survey_id, day=day, figures=figures, shared_lock=True)
+    return figures
+
+
+def _merge_now_and_then(*, survey_id: int, day: datetime.date) -> None:
     if _chance.random() * MERGE_EVERY < 1:
         transaction.on_commit(lambda: merge_counters(survey_id=survey_id, day=day))
+
+
+def count_response(*, response: Response, answers: Iterable[tuple[Question, Any]]) -> None:
+    """Add a new response and its answers to the summary counters: one statement in the
+    caller's transaction. One submission in MERGE_EVERY then merges the rows of its day, after
+    the commit, in a transaction of its own."""
+    day = summary_day(response.submitted_at)
+    survey_id = response.survey_id
+    _insert(survey_id=survey_id, day=day, figures=_response_figures(answers), shared_lock=True)
+    _merge_now_and_then(survey_id=survey_id, day=day)
+
+
+def response_counting_insert(
+    *, response: Response, answers: Iterable[tuple[Question, Any]]
+) -> tuple[str, list[Any]]:
+    """PostgreSQL: count_response() as an INSERT and its parameters, for the caller to run as
+    the last part of the statement that stores the response (the public submission stores a
+    response, its answers and its counters in one statement); call counted() after it ran."""
+    return _pg_insert(
+        survey_id=response.survey_id,
+        day=summary_day(response.submitted_at),
+        figures=_response_figures(answers),
+        shared_lock=True,
+    )
+
+
+def counted(*, response: Response) -> None:
+    """What follows response_counting_insert(): now and then a merge of the day's rows."""
+    _merge_now_and_then(survey_id=response.survey_id, day=summary_day(response.submitted_at))
 
 
 def merge_counters(*, survey_id: int, day: datetime.date) -> None:

@@ -168,25 +168,33 @@ _ENABLED_ENDPOINTS_OF_ACCOUNT: PreparedQuery[WebhookEndpoint] = PreparedQuery(
 )
 
 
+def subscribed_endpoints(*, account: SurveyAccount, event_type: str) -> list[WebhookEndpoint]:
+    """The enabled endpoints of `account` subscribed to `event_type`."""
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"Unknown webhook event {event_type!r}")
+    return [
+        endpoint
+        for endpoint in _ENABLED_ENDPOINTS_OF_ACCOUNT.all(account.pk)
+        if endpoint.is_subscribed_to(event_type)
+    ]
+
+
 def publish_event(
     *,
     account: SurveyAccount,
     event_type: str,
     payload: dict[str, Any] | Callable[[], dict[str, Any]],
+    endpoints: list[WebhookEndpoint] | None = None,
 ) -> list[Delivery]:
     """One Delivery per enabled endpoint of `account` subscribed to `event_type`.
 
     Runs in the caller's transaction: the event is enqueued if and only if the
     rows it describes are committed. `payload` may be a function that makes it, called
-    only when some endpoint is subscribed.
+    only when some endpoint is subscribed. `endpoints`: subscribed_endpoints() of the same
+    account and event, when the caller read them already.
     """
-    if event_type not in EVENT_TYPES:
-        raise ValueError(f"Unknown webhook event {event_type!r}")
-    endpoints = [
-        endpoint
-        for endpoint in _ENABLED_ENDPOINTS_OF_ACCOUNT.all(account.pk)
-        if endpoint.is_subscribed_to(event_type)
-    ]
+    if endpoints is None:
+        endpoints = subscribed_endpoints(account=account, event_type=event_type)
     if not endpoints:
         return []
     now = timezone.now()

@@ -32,6 +32,10 @@ kizuna.testing.matrix (import it; not a plugin)
 kizuna.testing.worker (import it; not a plugin)
     run_worker(): run every due leased work item (mail, deliveries) in the test's process;
     WorkerThread(worker_id, concurrency=...): a real KizunaWorker in a thread (a context).
+kizuna.testing.intake (import it; not a plugin)
+    new_connection(organization, **fields): an enabled connection made in the database;
+    completed(connection, record, ...): the contract's example event for a record's link;
+    post(connection, event, ...) -> (status, body): signed and posted to its intake; SUBMITTED.
 kizuna.testing.csvfiles (import it; not a plugin)
     CSV files for import tests: JA_HEADERS, EN_HEADERS, csv_text(), csv_bytes(), upload(),
     lead_rows().

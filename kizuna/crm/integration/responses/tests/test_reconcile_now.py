@@ -9,8 +9,8 @@ from django.test import Client
 from django.urls import reverse
 
 from kizuna.crm.integration.models import Connection, ConnectionState, Reconciliation
-from kizuna.crm.integration.responses.tests.test_intake_rules import _connection
 from kizuna.crm.models import Membership, Organization
+from kizuna.testing.intake import new_connection
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +24,7 @@ def run_now(client: Client) -> list[str]:
 def test_run_now_without_an_integration_says_it_is_not_set_up_and_queues_nothing(
     ada_client: Client, ada_membership: Membership, other_organization: Organization
 ):
-    _connection(other_organization)
+    new_connection(other_organization)
 
     assert run_now(ada_client) == ["The Survey integration is not set up for this organization."]
 
@@ -34,7 +34,7 @@ def test_run_now_without_an_integration_says_it_is_not_set_up_and_queues_nothing
 def test_run_now_with_a_refused_key_asks_to_reconnect_first_and_queues_nothing(
     ada_client: Client, organization: Organization
 ):
-    connection = _connection(organization)
+    connection = new_connection(organization)
     Connection.objects.filter(pk=connection.pk).update(state=ConnectionState.NEEDS_RECONNECTION)
 
     assert run_now(ada_client) == [

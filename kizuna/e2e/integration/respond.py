@@ -4,6 +4,7 @@ Survey's webhooks over HTTP to the CRM's intake and runs reconciliations)."""
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from django.test import Client
@@ -12,11 +13,19 @@ from django.utils import timezone
 
 from kizuna.crm.integration import client, services
 from kizuna.crm.integration.client import Credentials
-from kizuna.crm.integration.models import Connection, ConnectionMethod, SurveyInvitation
+from kizuna.crm.integration.models import (
+    Connection,
+    ConnectionMethod,
+    Reconciliation,
+    ReconciliationKind,
+    SurveyInvitation,
+)
 from kizuna.crm.models import Contact, Lead, Organization
 from kizuna.identity.models import User
-from kizuna.survey.models import Question, Survey
+from kizuna.survey.models import Question, Response, Survey
+from kizuna.survey.webhooks.models import DeletedResponse, Delivery
 from kizuna.work import leases
+from kizuna.work.leases import WorkStatus
 
 # --- helpers --------------------------------------------------------------------------------
 
@@ -34,6 +43,25 @@ def enable(
 def run_worker() -> None:
     while leases.run_due_work(worker_id="test"):
         pass
+
+
+def lose_deliveries() -> None:
+    """The webhooks never reached the CRM (dead-lettered after days of a CRM outage)."""
+    Delivery.objects.update(status=WorkStatus.FAILED, finished_at=timezone.now())
+
+
+def submitted_minutes_ago(minutes: int) -> None:
+    """Move the Survey's responses back in time (a pull leaves out the last minute)."""
+    Response.objects.update(submitted_at=timezone.now() - datetime.timedelta(minutes=minutes))
+
+
+def deleted_minutes_ago(minutes: int) -> None:
+    """Move the Survey's deletions back in time (a pull leaves out the last minute)."""
+    DeletedResponse.objects.update(deleted_at=timezone.now() - datetime.timedelta(minutes=minutes))
+
+
+def make_due(kind: ReconciliationKind) -> None:
+    Reconciliation.objects.filter(kind=kind).update(next_attempt_at=timezone.now())
 
 
 def invite(connection: Connection, record: Lead | Contact, survey: Survey) -> SurveyInvitation:

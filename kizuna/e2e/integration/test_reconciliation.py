@@ -27,36 +27,21 @@ from kizuna.crm.models import Activity, ActivityKind, Lead, Organization
 from kizuna.e2e.integration.respond import (
     answer,
     answers_for,
+    deleted_minutes_ago,
     invite,
+    lose_deliveries,
+    make_due,
     run_worker,
+    submitted_minutes_ago,
 )
 from kizuna.identity.models import User
 from kizuna.survey.keys.services import regenerate_key
 from kizuna.survey.models import AccountMember, Question, Response, Survey
 from kizuna.survey.results.services import delete_response
-from kizuna.survey.webhooks.models import DeletedResponse, Delivery, WebhookEndpoint
+from kizuna.survey.webhooks.models import Delivery, WebhookEndpoint
 from kizuna.work.leases import WorkStatus
 
 pytestmark = pytest.mark.usefixtures("survey_service")
-
-
-def lose_deliveries() -> None:
-    """The webhooks never reached the CRM (dead-lettered after days of a CRM outage)."""
-    Delivery.objects.update(status=WorkStatus.FAILED, finished_at=timezone.now())
-
-
-def submitted_minutes_ago(minutes: int) -> None:
-    """Move the Survey's responses back in time (a pull leaves out the last minute)."""
-    Response.objects.update(submitted_at=timezone.now() - datetime.timedelta(minutes=minutes))
-
-
-def deleted_minutes_ago(minutes: int) -> None:
-    """Move the Survey's deletions back in time (a pull leaves out the last minute)."""
-    DeletedResponse.objects.update(deleted_at=timezone.now() - datetime.timedelta(minutes=minutes))
-
-
-def make_due(kind: ReconciliationKind) -> None:
-    Reconciliation.objects.filter(kind=kind).update(next_attempt_at=timezone.now())
 
 
 def test_e4_enabling_schedules_the_periodic_reconciliation(connection: Connection) -> None:

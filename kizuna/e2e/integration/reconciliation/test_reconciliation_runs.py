@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import re
 from typing import Any
 
 import pytest
@@ -41,7 +42,7 @@ from kizuna.identity.models import User
 from kizuna.lib.api_errors import ErrorCode
 from kizuna.survey.models import Question, Response, Survey
 from kizuna.survey.results.services import delete_response
-from kizuna.survey.webhooks.models import WebhookEndpoint
+from kizuna.survey.webhooks.models import DeletedResponse, WebhookEndpoint
 from kizuna.work.leases import WorkStatus
 
 pytestmark = pytest.mark.usefixtures("survey_service")
@@ -315,11 +316,15 @@ def test_e4_the_log_says_when_deletions_older_than_the_survey_keeps_could_not_be
         record.getMessage() for record in caplog.records if record.name == intake.logger.name
     ]
     assert len(warnings) == 1
-    assert warnings[0].startswith(
-        f"Connection {connection.pk} last reconciled before "
-    ) and warnings[0].endswith(
-        ": deletions older than that are no longer listed by the Survey service"
+    found = re.fullmatch(
+        rf"Connection {connection.pk} last reconciled before (\S+): deletions older than that "
+        r"are no longer listed by the Survey service",
+        warnings[0],
     )
+    assert found is not None
+    kept_since = datetime.datetime.fromisoformat(found.group(1))
+    thirty_days_ago = timezone.now() - DeletedResponse.RETENTION
+    assert thirty_days_ago - datetime.timedelta(minutes=5) < kept_since <= thirty_days_ago
     assert periodic_of(connection).last_error == ""
 
 
@@ -331,6 +336,32 @@ def test_e4_a_connection_reconciled_recently_logs_no_warning(
         run_worker()
 
     assert [record for record in caplog.records if record.name == intake.logger.name] == []
+
+
+def test_d6_re_enabling_does_not_pull_what_was_submitted_while_disabled(
+    connection: Connection,
+    organization: Organization,
+    ada: User,
+    ada_credentials: Credentials,
+    lead: Lead,
+    ada_survey: Survey,
+    questions: dict[str, Question],
+) -> None:
+    link = invite(connection, lead, ada_survey)
+    services.disable(organization=organization, by=ada)
+    answer(link, answers_for(questions))  # D5: the link still works, after the cut-off
+    hour_ago = timezone.now() - datetime.timedelta(hours=1)
+    Connection.objects.filter(pk=connection.pk).update(disabled_at=hour_ago)
+    Response.objects.update(submitted_at=hour_ago + datetime.timedelta(minutes=30))
+    make_due(ReconciliationKind.FINAL)
+    run_worker()
+    again = enable(organization, ada, ada_credentials)
+    make_due(ReconciliationKind.PERIODIC)
+    run_worker()
+
+    assert not SurveyResponse.objects.exists()
+    assert periodic_of(again).status == WorkStatus.PENDING
+    assert (periodic_of(again).last_recorded, periodic_of(again).last_error) == (0, "")
 
 
 # --- the final run after disabling (D6) ---------------------------------------------------------

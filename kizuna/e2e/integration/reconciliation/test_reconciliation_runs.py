@@ -347,12 +347,20 @@ def test_d6_re_enabling_does_not_pull_what_was_submitted_while_disabled(
     ada_survey: Survey,
     questions: dict[str, Question],
 ) -> None:
-    link = invite(connection, lead, ada_survey)
+    """Neither a response submitted in the gap nor the deletion of another made in the gap."""
+    [other] = leads(organization, 1)
+    links = [invite(connection, record, ada_survey) for record in (lead, other)]
     services.disable(organization=organization, by=ada)
-    answer(link, answers_for(questions))  # D5: the link still works, after the cut-off
+    for link in links:  # D5: the links still work, after the cut-off
+        answer(link, answers_for(questions))
+    delete_response(response=Response.objects.get(recipient_reference=links[1].recipient_reference))
     hour_ago = timezone.now() - datetime.timedelta(hours=1)
     Connection.objects.filter(pk=connection.pk).update(disabled_at=hour_ago)
     Response.objects.update(submitted_at=hour_ago + datetime.timedelta(minutes=30))
+    DeletedResponse.objects.update(
+        submitted_at=hour_ago + datetime.timedelta(minutes=30),
+        deleted_at=hour_ago + datetime.timedelta(minutes=40),
+    )
     make_due(ReconciliationKind.FINAL)
     run_worker()
     again = enable(organization, ada, ada_credentials)

@@ -27,6 +27,7 @@ stopped by MUTATION_TIMEOUT is finished this way.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -53,6 +54,12 @@ class Module:
     name: str
     source: str
     tests: str  # paths separated by spaces
+    # A mutmut name pattern: only the mutants of the functions it matches (one rule of a
+    # larger file); "" mutates the whole file.
+    functions: str = ""
+
+    def mutates(self, name: str) -> bool:
+        return not self.functions or fnmatch.fnmatch(name, self.functions)
 
     @property
     def test_paths(self) -> list[str]:
@@ -72,7 +79,16 @@ MODULES = [
     Module(
         "intake",
         "kizuna/crm/integration/responses/services.py",
-        "kizuna/crm/integration/responses/tests kizuna/e2e/integration/test_reconciliation.py",
+        "kizuna/crm/integration/responses/tests kizuna/e2e/integration/test_reconciliation.py "
+        "kizuna/e2e/integration/reconciliation",
+    ),
+    # D6 itself: the comparison of a submission time with the cut-off, one method of the
+    # integration's models.
+    Module(
+        "d6-rule",
+        "kizuna/crm/integration/models.py",
+        "kizuna/crm/integration/responses/tests",
+        functions="*xǁConnectionǁaccepts_submission_at__mutmut_*",
     ),
     Module(
         "crm-access",
@@ -118,8 +134,17 @@ class Result:
     rerun: int = 0
     rerun_seconds: int = 0
     rerun_at: str = ""
-    # The commit the project was at for the last run (the module may change after it).
+    # The commit that last changed the mutated file, at the last run (it may change after).
     commit: str = ""
+    functions: str = ""  # Module.functions: only these functions of the file were mutated
+
+    @property
+    def mutated(self) -> str:
+        shown = f"`{self.source}`"
+        if self.functions:
+            name = re.sub(r"__mutmut_\*$", "", self.functions).lstrip("*").removeprefix("x")
+            shown += f" (only `{name.replace('ǁ', '.').strip('.')}`)"
+        return shown
 
     @property
     def score(self) -> float:
@@ -233,7 +258,7 @@ def _run_mutmut(module: Module, result: Result) -> None:
         try:
             with log.open("w", encoding="utf-8") as output:
                 finished = subprocess.run(
-                    [str(MUTMUT), "run", "--max-children", "1"],
+                    [str(MUTMUT), "run", "--max-children", "1", *_patterns(module)],
                     cwd=workdir,
                     env=_environment(data_dir),
                     stdout=output,
@@ -246,6 +271,11 @@ def _run_mutmut(module: Module, result: Result) -> None:
         except subprocess.TimeoutExpired:
             result.error = f"stopped after {TIMEOUT_SECONDS} s (MUTATION_TIMEOUT): see {log}"
     result.seconds = round(time.monotonic() - started)
+
+
+def _patterns(module: Module) -> list[str]:
+    """The mutants `mutmut run` is given: none (every one) or the module's functions."""
+    return [module.functions] if module.functions else []
 
 
 def _sync_tests(module: Module, workdir: Path) -> None:
@@ -267,6 +297,11 @@ def _sync_tests(module: Module, workdir: Path) -> None:
             if not copy.exists() or copy.read_bytes() != path.read_bytes():
                 copy.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, copy)
+    # A test module deleted or renamed since would still run (twice, under its old name).
+    for copies in (workdir, workdir / "mutants"):
+        for copy in (copies / "kizuna").rglob("*.py"):
+            if not (ROOT / copy.relative_to(copies)).exists():
+                copy.unlink()
 
 
 def _rerun_survivors(module: Module, result: Result) -> None:
@@ -281,7 +316,9 @@ def _rerun_survivors(module: Module, result: Result) -> None:
         survivors = [
             mutant.name
             for mutant in _mutants(workdir, _environment(data_dir))
-            if mutant.status not in KILLED and (module.name, *mutant.change) not in explained
+            if module.mutates(mutant.name)
+            and mutant.status not in KILLED
+            and (module.name, *mutant.change) not in explained
         ]
     result.rerun = len(survivors)
     if not survivors:
@@ -308,9 +345,14 @@ def _rerun_survivors(module: Module, result: Result) -> None:
     result.rerun_at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
 
 
-def _head() -> str:
+def _source_commit(source: str) -> str:
+    """The commit that last changed the mutated file: the score is valid for the file as of
+    it (a commit id of HEAD would change with every rebase before landing)."""
     found = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ["git", "log", "-1", "--format=%h", "--", source],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     return found.stdout.strip()
 
@@ -318,14 +360,18 @@ def _head() -> str:
 def run_module(module: Module, *, rerun: bool = True, survivors: bool = False) -> Result:
     """Mutate and test `module`; with rerun=False only read what its last run left; with
     survivors=True run again only the mutants its last full run did not kill."""
-    result = Result(module.name, module.source, module.test_paths)
-    result.commit = _head()
+    result = Result(module.name, module.source, module.test_paths, functions=module.functions)
+    result.commit = _source_commit(module.source)
     if survivors:
         _rerun_survivors(module, result)
     elif rerun:
         _run_mutmut(module, result)
     with tempfile.TemporaryDirectory(prefix="kizuna-mutation-") as data_dir:
-        mutants = _mutants(WORK / module.name, _environment(data_dir))
+        mutants = [
+            mutant
+            for mutant in _mutants(WORK / module.name, _environment(data_dir))
+            if module.mutates(mutant.name)
+        ]
     explained = _explanations()
     not_run = sum(mutant.status == "not checked" for mutant in mutants)
     if not_run and not result.error:
@@ -368,7 +414,9 @@ for path in walk_mutatable_files():
     data.load()
     for name, exit_code in data.exit_code_by_key.items():
         status = status_by_exit_code[exit_code]
-        diff = "" if status == "killed" else get_diff_for_mutant(name, path=path)
+        # Not run yet ("not checked") needs its diff too: --survivors leaves out the explained.
+        killed = {"killed", "timeout", "caught by type check"}
+        diff = "" if status in killed else get_diff_for_mutant(name, path=path)
         found.append({"name": name, "status": status, "diff": diff})
 print(json.dumps(found))
 """
@@ -413,13 +461,13 @@ def _code(text: str) -> str:
 
 
 def _section(result: Result) -> list[str]:
-    lines = [f"## {result.module}: `{result.source}`", ""]
+    lines = [f"## {result.module}: {result.mutated}", ""]
     lines.append(
         f"Tests: {', '.join(f'`{test}`' for test in result.tests)}. "
         f"{result.total} mutants, {result.killed} killed, {len(result.equivalent)} "
         f"equivalent, {result.survived} surviving: **{result.score:.1f}%** "
         f"({result.seconds} s)."
-        + (f" Measured at commit {result.commit}." if result.commit else "")
+        + (f" Measured on the file as of commit {result.commit}." if result.commit else "")
     )
     lines.append("")
     if result.rerun_at:
@@ -472,7 +520,7 @@ def write_report(results: dict[str, Result]) -> None:
         # A stopped run's figures cover only the mutants it reached: not a score yet.
         score = f"{result.score:.1f}%" + (" (run not finished)" if result.error else "")
         lines.append(
-            f"| {result.module} | `{result.source}` | {result.total} | {result.killed} | "
+            f"| {result.module} | {result.mutated} | {result.total} | {result.killed} | "
             f"{len(result.equivalent)} | {result.survived} | {score} |"
         )
     for module in MODULES:

@@ -450,3 +450,26 @@ def test_d6_a_final_run_that_cannot_reach_the_survey_says_when_it_tried(
     assert final.last_error.startswith("unreachable: ")
     assert final.last_run_at is not None
     assert fresh(connection).final_reconciliation_done_at is None
+
+
+def test_d6_a_final_run_after_finishing_without_the_survey_ends_without_calling_it(
+    connection: Connection, organization: Organization, ada: User, settings: Any
+) -> None:
+    """A final run still queued when the administrator finished without the Survey service
+    (its worker's lease ran out meanwhile) ends at its next turn and asks the Survey nothing."""
+    services.disable(organization=organization, by=ada)
+    finished_at = timezone.now()
+    Connection.objects.filter(pk=connection.pk).update(finished_without_survey_at=finished_at)
+    settings.SURVEY_URL = UNREACHABLE  # any call would fail as "unreachable"
+    make_due(ReconciliationKind.FINAL)
+    run_worker()
+
+    final = Reconciliation.objects.get(kind=ReconciliationKind.FINAL)
+    assert (final.status, final.attempts, final.last_error) == (WorkStatus.DONE, 1, "")
+    assert final.last_run_at is not None
+    assert final.last_run_at >= finished_at
+    disabled = fresh(connection)
+    assert (disabled.final_reconciliation_done_at, disabled.webhook_endpoint_deleted_at) == (
+        None,
+        None,
+    )

@@ -526,7 +526,12 @@ def write_report(results: dict[str, Result]) -> None:
     for module in MODULES:
         if module.name not in results:
             lines.append(f"| {module.name} | `{module.source}` | not run yet | | | | |")
-    lines += ["", "Adding a module is one line in `MODULES` of `scripts/mutation.py`.", ""]
+    lines += [
+        "",
+        "Adding a module is one line in `MODULES` of `scripts/mutation.py`; a module can be one",
+        "rule of a larger file (`functions=`, a mutmut name pattern, as d6-rule is).",
+        "",
+    ]
     for result in ordered:
         lines += _section(result)
     DOC.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")

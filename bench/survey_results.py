@@ -14,13 +14,16 @@ size; PostgreSQL, database `bench_survey_results`, at every size):
    and with a 30-day filter, against, in the same run at the first size, the summary as it was
    computed before the counters (every answer loaded into Python) and a plain SQL GROUP BY of
    the answers (what pushing the aggregation into SQL costs at least);
-4. streams the CSV export and measures rows per second and the growth of the process's RSS;
+4. streams the CSV export and measures rows per second, the growth of the process's RSS and
+   the CPU of the process and of its PostgreSQL backend; at the first size alternating with
+   the export as it was before (`previous_csv_lines`), and checks both give the same bytes;
 5. at the first size: submits responses through `submit_response` with and without the counter
    statements (sequential, then 8 threads), and how long a new response takes to show in the
    summary.
 
-    .venv/bin/python bench/survey_results.py [--sizes 100000,1000000] [--reuse] [--write]
-        [--no-sqlite] [--no-postgresql] [--fill-only] [--submissions-only]
+    .venv/bin/python bench/survey_results.py [--sizes 100000,1000000] [--reuse]
+        [--write | --record] [--no-sqlite] [--no-postgresql]
+        [--fill-only | --submissions-only | --export-only]
 
 `make bench QUICK=1`: 20,000 responses. Records P6-* in docs/benchmarks.json.
 """
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import random
@@ -340,6 +344,205 @@ def submission_cost(survey: Any, questions: dict[str, Any], count: int) -> dict[
     return {key: statistics.median(values) for key, values in figures.items()}
 
 
+def previous_csv_lines(survey: Any, responses: Any) -> Iterator[str]:
+    """summaries.csv_lines as it was before the export's third pass, for comparison in the
+    same run: responses in batches by their (submitted_at, id) order (a query each), each
+    batch's answers by an array of its ids, the time converted as a datetime per row, rows
+    written by csv.writer."""
+    import csv
+    import io
+
+    from django.db import connection
+    from django.db.models import Q
+    from django.utils import timezone
+    from django.utils.translation import gettext as _
+
+    from kizuna.survey import validation
+    from kizuna.survey.models import Answer
+    from kizuna.survey.results import summaries
+
+    def cell_of(question: Any) -> Callable[[str | None], str]:
+        if question.kind in summaries._CACHED_KINDS:
+            cached: dict[str | None, str] = {None: ""}
+
+            def lookup(raw: str | None) -> str:
+                if raw not in cached:
+                    display = validation.answer_display(question, json.loads(raw or "null"))
+                    cached[raw] = summaries.csv_cell(display)
+                return cached[raw]
+
+            return lookup
+
+        def text(raw: str | None) -> str:
+            if raw is None:
+                return ""
+            value = raw[1:-1] if raw[:1] == '"' and "\\" not in raw else str(json.loads(raw))
+            return summaries.csv_cell(value)
+
+        return text
+
+    def answers_of(response_ids: list[Any], question_ids: list[int]) -> dict[str, Any]:
+        postgresql = connection.vendor == "postgresql"
+        value = "value::text" if postgresql else "value"
+        columns = ", ".join(
+            [f"max(CASE WHEN question_id = %s THEN {value} END)"] * len(question_ids)
+        )
+        table = Answer._meta.db_table
+        with connection.cursor() as cursor:
+            if postgresql:
+                cursor.execute(
+                    f"SELECT replace(response_id::text, '-', ''), {columns} "
+                    f"FROM {table} WHERE response_id = ANY(%s) GROUP BY response_id",
+                    [*question_ids, response_ids],
+                )
+            else:
+                marks = ", ".join(["%s"] * len(response_ids))
+                cursor.execute(
+                    f"SELECT response_id, {columns} FROM {table} "
+                    f"WHERE response_id IN ({marks}) GROUP BY response_id",
+                    [*question_ids, *(response_id.hex for response_id in response_ids)],
+                )
+            return {row[0]: row[1:] for row in cursor.fetchall()}
+
+    questions = summaries.all_questions(survey)
+    header = [_("Response ID"), _("Submitted at"), _("Language")]
+    if not survey.is_anonymous:
+        header.append(_("Recipient reference"))
+    header += [
+        _("%(label)s (archived)") % {"label": question.text}
+        if question.is_archived
+        else question.text
+        for question in questions
+    ]
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow([summaries.csv_cell(cell) for cell in header])
+    yield buffer.getvalue()
+    zone = timezone.get_current_timezone()
+    question_ids = [question.pk for question in questions]
+    cells = [cell_of(question) for question in questions]
+    unanswered = (None,) * len(questions)
+    fields = ("id", "submitted_at", "language", "recipient_reference")
+    ordered = responses.order_by("submitted_at", "id").values_list(*fields)
+    after = None
+    with summaries._planned_for_export():
+        while True:
+            page = ordered
+            if after is not None:
+                page = page.filter(submitted_at__gte=after[0]).filter(
+                    Q(submitted_at__gt=after[0]) | Q(id__gt=after[1])
+                )
+            batch = list(page[: summaries.EXPORT_BATCH])
+            if not batch:
+                return
+            after = (batch[-1][1], batch[-1][0])
+            answers = answers_of([row[0] for row in batch], question_ids)
+            buffer = io.StringIO()
+            rows = []
+            for response_id, submitted_at, language, reference in batch:
+                row = [
+                    str(response_id),
+                    submitted_at.astimezone(zone).isoformat(timespec="seconds"),
+                    summaries.csv_cell(language),
+                ]
+                if not survey.is_anonymous:
+                    row.append(summaries.csv_cell(reference))
+                values = answers.get(response_id.hex, unanswered)
+                row += [cell(raw) for cell, raw in zip(cells, values, strict=True)]
+                rows.append(row)
+            csv.writer(buffer).writerows(rows)
+            yield buffer.getvalue()
+
+
+def database_cpu_s() -> float | None:
+    """CPU seconds used so far by this connection's PostgreSQL backend (on this machine);
+    None on SQLite, whose work is the process's own."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stream_export(client: Any, url: str) -> dict[str, Any]:
+    """The CSV export streamed as a browser downloads it: responses per second, the growth of
+    the process's RSS, the CPU of this process and of its database backend."""
+    before = rss_mb()
+    peak = before
+    load = load_average()
+    database_before = database_cpu_s()
+    cpu_before = time.process_time()
+    digest = hashlib.sha256()
+    rows = 0
+    start = time.perf_counter()
+    page = client.get(url)
+    for chunk in page.streaming_content:
+        rows += chunk.count(b"\n")
+        digest.update(chunk)
+        if rows % 20_000 < 500:
+            peak = max(peak, rss_mb())
+    elapsed = time.perf_counter() - start
+    python_cpu = time.process_time() - cpu_before
+    database_after = database_cpu_s()
+    database_cpu = (
+        database_after - database_before
+        if database_before is not None and database_after is not None
+        else None
+    )
+    return {
+        "rows": rows - 1,
+        "s": elapsed,
+        "rows_per_s": (rows - 1) / elapsed,
+        "python_cpu_s": python_cpu,
+        "database_cpu_s": database_cpu,
+        "rss_growth_mb": max(peak, rss_mb()) - before,
+        "peak_rss_mb": max(peak, rss_mb()),
+        "load": max(load, load_average()),
+        "sha256": digest.hexdigest(),
+    }
+
+
+def export_figures(client: Any, url: str, *, rounds: int) -> dict[str, Any]:
+    """The export now; with `rounds` > 1 alternating with the export as it was before
+    (`previous_csv_lines`) in the same process, so both share the machine's load. The
+    figures of the median round of each (by responses per second)."""
+    from unittest import mock
+
+    from kizuna.survey.results import summaries
+
+    names = ["previous", "now"] if rounds > 1 else ["now"]
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for _round in range(rounds):
+        for name in names:
+            replaced = (
+                mock.patch.object(summaries, "csv_lines", previous_csv_lines)
+                if name == "previous"
+                else nullcontext()
+            )
+            with replaced:
+                runs[name].append(stream_export(client, url))
+            print(f"export {name}: {runs[name][-1]}", file=sys.stderr)
+
+    def median(measured: list[dict[str, Any]]) -> dict[str, Any]:
+        return sorted(measured, key=lambda run: run["rows_per_s"])[(len(measured) - 1) // 2]
+
+    figures = median(runs["now"])
+    figures["rounds_per_s"] = [run["rows_per_s"] for run in runs["now"]]
+    if "previous" in runs:
+        figures["previous"] = median(runs["previous"])
+        figures["previous"]["rounds_per_s"] = [run["rows_per_s"] for run in runs["previous"]]
+        figures["same_output"] = all(
+            run["sha256"] == figures["sha256"] for run in runs["now"] + runs["previous"]
+        )
+    return figures
+
+
 def bench_survey(account: Any, size: int) -> Any:
     """The survey of eleven questions, one of each type, grown to `size` responses: one per
     size, so that --reuse keeps each size as it was measured."""
@@ -361,9 +564,9 @@ def bench_survey(account: Any, size: int) -> Any:
     return survey
 
 
-def child(
-    sizes: list[int], repeat: int, *, fill_only: bool = False, submissions_only: bool = False
-) -> None:
+def child(sizes: list[int], repeat: int, *, mode: str = "all") -> None:
+    """Measure in this process; `mode`: all, fill (grow the surveys only), submissions (what
+    the counters cost at the first size only) or export (the CSV export only)."""
     import django
 
     django.setup()
@@ -408,9 +611,9 @@ def child(
             start = time.perf_counter()
             rebuild_summary(survey=survey)
             figures["rebuild_s"] = time.perf_counter() - start
-        if fill_only:
+        if mode == "fill":
             continue
-        if submissions_only:
+        if mode == "submissions":
             submission_load = load_average()
             figures["submission"] = submission_cost(survey, questions, 400)
             figures["submission"]["load"] = max(submission_load, load_average())
@@ -422,6 +625,11 @@ def child(
             with connection.cursor() as cursor:
                 cursor.execute("ANALYZE")
         figures["answers"] = Answer.objects.filter(response__survey=survey).count()
+
+        if mode == "export":
+            figures["export"] = export_figures(client, export_url, rounds=2 if index == 0 else 1)
+            out["sizes"][str(size)] = figures
+            continue
 
         def summary(query: dict[str, str] | None = None, url: str = summary_url) -> None:
             page = client.get(url, query or {})
@@ -457,27 +665,7 @@ def child(
                 cursor.fetchall()
                 figures["sql_group_by_ms"] = (time.perf_counter() - start) * 1000
 
-        # the export, streamed as a browser downloads it
-        before = rss_mb()
-        peak = before
-        export_load = load_average()
-        rows = 0
-        start = time.perf_counter()
-        page = client.get(export_url)
-        for chunk in page.streaming_content:  # type: ignore[attr-defined]
-            rows += chunk.count(b"\n")
-            if rows % 20_000 < 500:
-                peak = max(peak, rss_mb())
-        elapsed = time.perf_counter() - start
-        figures["export"] = {
-            "rows": rows - 1,
-            "s": elapsed,
-            "rows_per_s": (rows - 1) / elapsed,
-            "rss_growth_mb": max(peak, rss_mb()) - before,
-            "peak_rss_mb": max(peak, rss_mb()),
-            "load": max(export_load, load_average()),
-        }
-        print(f"{connection.vendor} {size:,} export: {figures['export']}", file=sys.stderr)
+        figures["export"] = export_figures(client, export_url, rounds=2 if index == 0 else 1)
 
         if index == 0:
             submission_load = load_average()
@@ -506,14 +694,7 @@ def child(
 # --- the parent: runs the children, records the figures ----------------------------------------
 
 
-def run_child(
-    sizes: list[int],
-    repeat: int,
-    env: dict[str, str],
-    *,
-    fill_only: bool = False,
-    submissions_only: bool = False,
-) -> dict[str, Any]:
+def run_child(sizes: list[int], repeat: int, env: dict[str, str], *, mode: str) -> dict[str, Any]:
     command = [
         sys.executable,
         str(Path(__file__)),
@@ -522,8 +703,8 @@ def run_child(
         ",".join(map(str, sizes)),
         "--repeat",
         str(repeat),
-        *(["--fill-only"] if fill_only else []),
-        *(["--submissions-only"] if submissions_only else []),
+        "--mode",
+        mode,
     ]
     done = subprocess.run(command, env=env, cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True)
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -536,7 +717,9 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="keep the PostgreSQL database")
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--no-postgresql", action="store_true")
-    parser.add_argument("--write", action="store_true", help="record in docs/benchmarks.json")
+    parser.add_argument(
+        "--write", "--record", action="store_true", help="record in docs/benchmarks.json"
+    )
     parser.add_argument("--note", default="", help="added to every recorded figure")
     parser.add_argument(
         "--fill-only", action="store_true", help="grow the surveys (with --reuse), measure nothing"
@@ -546,13 +729,27 @@ def main() -> None:
         action="store_true",
         help="measure only what the counters cost the submission, at the first size",
     )
+    parser.add_argument(
+        "--export-only",
+        action="store_true",
+        help="measure only the CSV export (against the previous export at the first size)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default="all", help=argparse.SUPPRESS)
     args = parser.parse_args()
     default = "20000" if quick() else "100000,1000000"
     sizes = [int(size) for size in (args.sizes or default).split(",")]
     if args.child:
-        child(sizes, args.repeat, fill_only=args.fill_only, submissions_only=args.submissions_only)
+        child(sizes, args.repeat, mode=args.mode)
         return
+    mode = "all"
+    for option, its_mode in (
+        (args.fill_only, "fill"),
+        (args.submissions_only, "submissions"),
+        (args.export_only, "export"),
+    ):
+        if option:
+            mode = its_mode
 
     base_env = {
         **os.environ,
@@ -566,13 +763,7 @@ def main() -> None:
     results: dict[str, Any] = {}
     if not args.no_sqlite:
         env = {**base_env, "KIZUNA_DATA_DIR": tempfile.mkdtemp(prefix="kizuna-bench-results-")}
-        results["sqlite"] = run_child(
-            sizes[:1],
-            args.repeat,
-            env,
-            fill_only=args.fill_only,
-            submissions_only=args.submissions_only,
-        )
+        results["sqlite"] = run_child(sizes[:1], args.repeat, env, mode=mode)
     with nullcontext(None) if args.no_postgresql else _postgres(args.reuse) as url:
         if url:
             env = {
@@ -580,13 +771,7 @@ def main() -> None:
                 "DATABASE_URL": url,
                 "KIZUNA_DATA_DIR": tempfile.mkdtemp(prefix="kizuna-bench-results-"),
             }
-            results["postgresql"] = run_child(
-                sizes,
-                args.repeat,
-                env,
-                fill_only=args.fill_only,
-                submissions_only=args.submissions_only,
-            )
+            results["postgresql"] = run_child(sizes, args.repeat, env, mode=mode)
     print(json.dumps(results, indent=2))
     if args.write or recording():
         write(results, note=args.note)
@@ -610,6 +795,15 @@ def _postgres(reuse: bool) -> Iterator[str | None]:
     yield admin_url.rsplit("/", 1)[0] + "/" + PG_DATABASE
 
 
+def export_cpu(export: dict[str, Any]) -> str:
+    """The CPU an export took per 1,000 responses: this process's and its database's."""
+    per = 1000 / export["rows"]
+    text = f"CPU per 1,000 responses {export['python_cpu_s'] * per * 1000:.0f} ms Python"
+    if export.get("database_cpu_s") is not None:
+        text += f" + {export['database_cpu_s'] * per * 1000:.0f} ms PostgreSQL"
+    return text
+
+
 def write(results: dict[str, Any], *, note: str = "") -> None:
     """Record the figures in docs/benchmarks.json; `note` is added to each (the conditions)."""
     print(f"machine: {machine()}")
@@ -623,6 +817,8 @@ def write(results: dict[str, Any], *, note: str = "") -> None:
             print(vendor, size, figures)
     pg = results.get("postgresql", {}).get("sizes", {})
     for size, figures in pg.items():
+        if "summary" not in figures:  # --export-only
+            continue
         responses = int(size)
         name = {100_000: "P6-summary-100k-ms", 1_000_000: "P6-summary-1m-ms"}.get(responses)
         if not name:
@@ -656,20 +852,36 @@ def write(results: dict[str, Any], *, note: str = "") -> None:
         export = largest["export"]
         sizes = "; ".join(
             f"{figures['export']['rows']:,} responses: {figures['export']['rows_per_s']:,.0f}/s, "
-            f"peak RSS {figures['export']['peak_rss_mb']:.0f} MB "
+            f"{export_cpu(figures['export'])}, peak RSS {figures['export']['peak_rss_mb']:.0f} MB "
             f"(grew {figures['export']['rss_growth_mb']:.1f} MB), "
             f"load {figures['export']['load']:.0f}"
             for figures in pg.values()
         )
+        compared = next(
+            (figures["export"] for figures in pg.values() if "previous" in figures["export"]), None
+        )
+        before = ""
+        if compared:
+            previous = compared["previous"]
+            before = (
+                f"; the export as it was before, alternating with it in the same run at "
+                f"{compared['rows']:,}: {previous['rows_per_s']:,.0f}/s "
+                f"({export_cpu(previous)}) against {compared['rows_per_s']:,.0f}/s now "
+                f"(rounds now {', '.join(f'{r:,.0f}' for r in compared['rounds_per_s'])}, before "
+                f"{', '.join(f'{r:,.0f}' for r in previous['rounds_per_s'])}), "
+                f"{'the same bytes' if compared['same_output'] else 'DIFFERENT OUTPUT'}"
+            )
         record(
             "P6-export-rows-per-second",
             export["rows_per_s"],
             "responses/s",
             target=">= 20,000 responses per second, streamed, memory flat",
             met=export["rows_per_s"] >= 20_000,
+            baseline=compared["previous"]["rows_per_s"] if compared else None,
+            ratio=compared["rows_per_s"] / compared["previous"]["rows_per_s"] if compared else None,
             note=(
                 f"PostgreSQL, {export['rows']:,} responses of 11 questions in "
-                f"{export['s']:.1f} s; {sizes} (load average on 2 cores)"
+                f"{export['s']:.1f} s; {sizes} (load average on 2 cores){before}"
             ),
         )
     first = pg[min(pg, key=int)] if pg else None
@@ -712,6 +924,8 @@ def write(results: dict[str, Any], *, note: str = "") -> None:
         )
     sqlite = results.get("sqlite", {}).get("sizes", {})
     for figures in sqlite.values():
+        if "summary" not in figures:  # --export-only
+            continue
         record(
             "P6-summary-sqlite-ms",
             max(figures["summary"]["p95_ms"], figures["summary_filtered"]["p95_ms"]),

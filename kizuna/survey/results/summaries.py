@@ -6,20 +6,20 @@ that the date filter applies to everything on the page and in the export.
 
 from __future__ import annotations
 
-import csv
 import datetime
-import io
 import json
 import math
 import re
+import uuid
 from collections import Counter
 from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import call
 from typing import Any
 
-from django.db import DatabaseError, connection
-from django.db.models import Max, Min, Q, QuerySet, Sum
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Max, Min, QuerySet, Sum
 from django.utils import formats, timezone
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
@@ -388,20 +388,28 @@ def csv_cell(text: str) -> str:
 
 
 EXPORT_BATCH = 2000
-_DISPLAY_CACHE_LIMIT = 10_000
+_CACHE_LIMIT = 10_000
 _CACHED_KINDS = CHOICE_KINDS | {
     QuestionKind.RATING,
     QuestionKind.NPS,
     QuestionKind.MATRIX,
     QuestionKind.NUMBER,
 }
+_NEEDS_QUOTES = re.compile('[",\r\n]').search
+
+
+def _csv_field(text: str) -> str:
+    """`text` as a field of a CSV line, quoted as csv.writer quotes it (QUOTE_MINIMAL)."""
+    if _NEEDS_QUOTES(text):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 class _CachedCells(dict[str | None, str]):
-    """One question's CSV cells by the answer's stored JSON text, computed on first sight.
+    """One question's CSV fields by the answer's stored JSON text, computed on first sight.
 
     The answers of a choice, scale, matrix or number question take few distinct values: a
-    cell is then one dictionary lookup. Bounded: emptied when it grows past the limit.
+    field is then one dictionary lookup. Bounded: emptied when it grows past the limit.
     """
 
     def __init__(self, question: Question) -> None:
@@ -409,22 +417,33 @@ class _CachedCells(dict[str | None, str]):
         self.question = question
 
     def __missing__(self, raw: str) -> str:
-        if len(self) >= _DISPLAY_CACHE_LIMIT:
+        if len(self) >= _CACHE_LIMIT:
             self.clear()
             self[None] = ""
-        cell = self[raw] = csv_cell(validation.answer_display(self.question, json.loads(raw)))
+        display = validation.answer_display(self.question, json.loads(raw))
+        cell = self[raw] = _csv_field(csv_cell(display))
+        return cell
+
+
+class _PlainCells(dict[str, str]):
+    """CSV fields of short texts that repeat (a response's language), by the text."""
+
+    def __missing__(self, text: str) -> str:
+        if len(self) >= _CACHE_LIMIT:
+            self.clear()
+        cell = self[text] = _csv_field(csv_cell(text))
         return cell
 
 
 def _text_cell(raw: str | None) -> str:
-    """The CSV cell of a text answer (short or long text, email, date): its stored JSON text
+    """The CSV field of a text answer (short or long text, email, date): its stored JSON text
     read without a JSON decoder when it is a string holding no escape."""
     if raw is None:
         return ""
     text = raw[1:-1] if raw[:1] == '"' and "\\" not in raw else str(json.loads(raw))
     if text.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(text):
-        return "'" + text
-    return text
+        text = "'" + text
+    return _csv_field(text)
 
 
 def _cell_of(question: Question) -> Callable[[str | None], str]:
@@ -436,23 +455,69 @@ def _cell_of(question: Question) -> Callable[[str | None], str]:
     def computed(raw: str | None) -> str:  # a kind of no known shape: decoded every time
         if raw is None:
             return ""
-        return csv_cell(validation.answer_display(question, json.loads(raw)))
+        return _csv_field(csv_cell(validation.answer_display(question, json.loads(raw))))
 
     return computed
 
 
-# How PostgreSQL plans the export's queries. The planner overestimates the answers of an id
-# array (about 4 times, the ids being random): it then starts parallel workers and JIT-compiles
-# the query, which cost more than the query, and sorts the answers to group them, as too many
-# for a hash table (a batch of 2,000 at load 20: 311 ms, 123 ms without the workers and JIT,
-# 79 ms hashed). A batch is bounded, so is the memory its hash table takes.
+_MINUTE = datetime.timedelta(minutes=1)
+_NO_TIME = datetime.timedelta(0)
+# One hour of local times: the local "YYYY-MM-DDTHH:" at the hour's start and at the next
+# local hour, the local minute at the start, the offset ("+09:00")
+_Hour = tuple[str, str, int, str]
+
+
+class _LocalTimes(dict[str, _Hour | None]):
+    """Submission times as the export writes them, `isoformat(timespec="seconds")` in the
+    deployment's time zone ("2026-12-07T10:02:03+09:00"), from the UTC times its queries read
+    ("2026-12-07 01:02:03"). Worked out once per UTC hour: a time is then its minute and second
+    after the hour's local date and hour (a datetime per row was a quarter of the export's
+    Python time). An hour in which the offset changes, or an offset with seconds, is converted
+    time by time."""
+
+    def __init__(self, zone: datetime.tzinfo) -> None:
+        super().__init__()
+        self.zone = zone
+
+    def local(self, utc: str) -> str:
+        hour = self[utc[:13]]
+        if hour is None:
+            moment = datetime.datetime.fromisoformat(utc).replace(tzinfo=datetime.UTC)
+            return moment.astimezone(self.zone).isoformat(timespec="seconds")
+        at_start, next_hour, minute, offset = hour
+        if not minute:
+            return at_start + utc[14:19] + offset
+        minute += int(utc[14:16])
+        if minute < 60:
+            return f"{at_start}{minute:02d}{utc[16:19]}{offset}"
+        return f"{next_hour}{minute - 60:02d}{utc[16:19]}{offset}"
+
+    def __missing__(self, utc_hour: str) -> _Hour | None:
+        if len(self) >= _CACHE_LIMIT:
+            self.clear()
+        start = datetime.datetime.fromisoformat(utc_hour + ":00").replace(tzinfo=datetime.UTC)
+        local = start.astimezone(self.zone)
+        last = (start + datetime.timedelta(seconds=3599)).astimezone(self.zone)
+        offset = local.utcoffset()
+        hour: _Hour | None = None
+        if offset is not None and offset == last.utcoffset() and offset % _MINUTE == _NO_TIME:
+            text = local.isoformat(timespec="seconds")
+            after = local + datetime.timedelta(minutes=60 - local.minute)
+            hour = (text[:14], after.isoformat()[:14], local.minute, text[19:])
+        self[utc_hour] = hour
+        return hour
+
+
+# The export's planner settings (ADR 0005, second pass): no JIT compilation and no parallel
+# workers, which the planner chose for the export's earlier queries and which cost more than
+# those queries (a cursor's query never runs in parallel anyway), and 32 MB for its sorts.
 _EXPORT_PLANNER = {"jit": "off", "max_parallel_workers_per_gather": "0", "work_mem": "32MB"}
 
 
 @contextmanager
 def _planned_for_export() -> Iterator[None]:
     """Within: the export's planner settings for this connection (PostgreSQL), set once for
-    all the batches rather than in a transaction of each (each statement a round trip)."""
+    the whole export, and given back after it (the connection is kept between requests)."""
     if connection.vendor != "postgresql":
         yield
         return
@@ -476,42 +541,97 @@ def _planned_for_export() -> Iterator[None]:
             pass  # a broken connection or transaction takes the settings away with it
 
 
-def _answers_of(response_ids: list[Any], question_ids: list[int]) -> dict[str, tuple[Any, ...]]:
-    """The given responses' answers, by the response id's hex digits: for each, its answers'
-    stored JSON texts in the order of `question_ids` (None where not answered).
+# A row of the export's queries: the response id ("0f3c...-..."), its UTC time
+# ("2026-12-07 01:02:03"), language, recipient reference, then its answers' stored JSON texts
+# in the order of the questions (None where not answered)
+_Row = tuple[Any, ...]
+_RESPONSE_FIELDS = ("id", "submitted_at", "language", "recipient_reference")
 
-    One query by the index (response, question), grouped into one row per response by the
-    database; the ids as one array parameter on PostgreSQL.
-    """
-    table = Answer._meta.db_table
-    postgresql = connection.vendor == "postgresql"
-    value = "value::text" if postgresql else "value"
-    columns = ", ".join([f"max(CASE WHEN question_id = %s THEN {value} END)"] * len(question_ids))
-    with connection.cursor() as cursor:
-        if postgresql:
-            cursor.execute(
-                f"SELECT replace(response_id::text, '-', ''), {columns} "  # noqa: S608
-                f"FROM {table} WHERE response_id = ANY(%s) GROUP BY response_id",
-                [*question_ids, response_ids],
-            )
-        else:
-            marks = ", ".join(["%s"] * len(response_ids))
-            cursor.execute(
-                f"SELECT response_id, {columns} FROM {table} "  # noqa: S608
-                f"WHERE response_id IN ({marks}) GROUP BY response_id",
-                [*question_ids, *(response_id.hex for response_id in response_ids)],
-            )
-        return {row[0]: row[1:] for row in cursor.fetchall()}
+
+def _answer_columns(question_ids: list[int], value: str) -> str:
+    return ", ".join(
+        f"max(CASE WHEN question_id = %s THEN {value} END) AS q{index}"
+        for index in range(len(question_ids))
+    )
+
+
+def _rows_postgresql(
+    responses: QuerySet[Response], question_ids: list[int]
+) -> Iterator[list[_Row]]:
+    """The export's rows in batches, from one query read through a server-side cursor in one
+    transaction (one snapshot): each response's answers found by its id and grouped into its
+    row by the database, the time written in UTC by the database."""
+    selected, params = responses.order_by().values_list(*_RESPONSE_FIELDS).query.sql_with_params()
+    answers = ", a.*" if question_ids else ""
+    lateral = ""
+    if question_ids:
+        columns = _answer_columns(question_ids, "value::text")
+        lateral = (
+            f"CROSS JOIN LATERAL (SELECT {columns} FROM {Answer._meta.db_table} "  # noqa: S608
+            "WHERE response_id = r.id) AS a"
+        )
+    sql = (
+        "SELECT r.id::text, to_char(r.submitted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), "  # noqa: S608
+        f"r.language, r.recipient_reference{answers} FROM ({selected}) AS r {lateral} "
+        "ORDER BY r.submitted_at, r.id"
+    )
+    with transaction.atomic(), connection.chunked_cursor() as cursor:
+        cursor.execute(sql, [*params, *question_ids])
+        while batch := cursor.fetchmany(EXPORT_BATCH):
+            yield batch
+
+
+def _rows_sqlite(responses: QuerySet[Response], question_ids: list[int]) -> Iterator[list[_Row]]:
+    """The export's rows in batches: responses by their (submitted_at, id) order after the
+    last of the previous batch, then that batch's answers in one query grouped by response."""
+    selected, params = responses.order_by().values_list(*_RESPONSE_FIELDS).query.sql_with_params()
+    first = (
+        "SELECT r.id, substr(r.submitted_at, 1, 19), r.language, r.recipient_reference, "  # noqa: S608
+        f"r.submitted_at || '' FROM ({selected}) AS r "
+    )
+    # the first condition alone lets the index (survey, submitted_at) start there
+    after_last = first + "WHERE r.submitted_at >= %s AND (r.submitted_at > %s OR r.id > %s) "
+    order = "ORDER BY r.submitted_at, r.id LIMIT %s"
+    answers_of = (
+        f"SELECT response_id, {_answer_columns(question_ids, 'value')} "  # noqa: S608
+        f"FROM {Answer._meta.db_table} WHERE response_id IN "
+    )
+    unanswered = (None,) * len(question_ids)
+    last: _Row | None = None
+    while True:
+        with connection.cursor() as cursor:
+            if last is None:
+                cursor.execute(first + order, [*params, EXPORT_BATCH])
+            else:
+                cursor.execute(
+                    after_last + order, [*params, last[4], last[4], last[0], EXPORT_BATCH]
+                )
+            batch = cursor.fetchall()
+            if not batch:
+                return
+            last = batch[-1]
+            by_response: dict[str, _Row] = {}
+            if question_ids:
+                ids = [row[0] for row in batch]
+                marks = ", ".join(["%s"] * len(ids))
+                cursor.execute(f"{answers_of}({marks}) GROUP BY response_id", [*question_ids, *ids])
+                by_response = {row[0]: row[1:] for row in cursor.fetchall()}
+        yield [
+            (str(uuid.UUID(hex=row[0])), *row[1:4], *by_response.get(row[0], unanswered))
+            for row in batch
+        ]
 
 
 def csv_lines(survey: Survey, responses: QuerySet[Response]) -> Generator[str, None, None]:
     """The CSV text: a header, then one row per response, one column per question (labels, not
-    keys), in chunks of many rows (each chunk a write to the client).
+    keys), in chunks of EXPORT_BATCH rows (each chunk a write to the client).
 
-    Responses are read in batches by their (submitted_at, id) order and each batch's answers in
-    one query, one row per response with its values as stored JSON text in the columns' order,
-    so memory stays flat whatever the count and the work left to Python is a lookup per cell
-    for choice, scale, matrix and number answers (few distinct values) and a slice for text.
+    The rows come from the database in their (submitted_at, id) order, each with its answers'
+    stored JSON texts in the columns' order (`_rows_postgresql`, `_rows_sqlite`), so memory
+    stays flat whatever the count and the work left to Python is a lookup per field for
+    choice, scale, matrix and number answers (few distinct values), a slice for text, and the
+    time placed after its hour's local date (`_LocalTimes`). Fields are quoted as csv.writer
+    quotes them.
     """
     questions = all_questions(survey)
     header = [_("Response ID"), _("Submitted at"), _("Language")]
@@ -522,44 +642,21 @@ def csv_lines(survey: Survey, responses: QuerySet[Response]) -> Generator[str, N
         if question.is_archived:
             text = _("%(label)s (archived)") % {"label": text}
         header.append(text)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow([csv_cell(cell) for cell in header])
-    yield buffer.getvalue()
-    zone = timezone.get_current_timezone()
-    question_ids = [question.pk for question in questions]
-    cells = [_cell_of(question) for question in questions]
-    unanswered: tuple[None, ...] = (None,) * len(questions)
+    yield ",".join(_csv_field(csv_cell(cell)) for cell in header) + "\r\n"
+    times = _LocalTimes(timezone.get_current_timezone())
+    languages = _PlainCells()
     with_reference = not survey.is_anonymous
-    fields = ("id", "submitted_at", "language", "recipient_reference")
-    ordered = responses.order_by("submitted_at", "id").values_list(*fields)
-    after: tuple[datetime.datetime, Any] | None = None
+    cells = [_cell_of(question) for question in questions]
+    question_ids = [question.pk for question in questions]
+    rows = _rows_postgresql if connection.vendor == "postgresql" else _rows_sqlite
     with _planned_for_export():
-        while True:
-            page = ordered
-            if after is not None:
-                # the first condition alone lets the index (survey, submitted_at) start there
-                page = page.filter(submitted_at__gte=after[0]).filter(
-                    Q(submitted_at__gt=after[0]) | Q(id__gt=after[1])
-                )
-            batch = list(page[:EXPORT_BATCH])
-            if not batch:
-                return
-            after = (batch[-1][1], batch[-1][0])
-            answers = _answers_of([row[0] for row in batch], question_ids) if questions else {}
-            buffer = io.StringIO()
-            writer = csv.writer(buffer)
-            rows = []
-            for response_id, submitted_at, language, reference in batch:
-                row = [
-                    str(response_id),
-                    submitted_at.astimezone(zone).isoformat(timespec="seconds"),
-                    csv_cell(language),
-                ]
+        for batch in rows(responses, question_ids):
+            lines = []
+            for row in batch:
+                fields = [row[0], times.local(row[1]), languages[row[2]]]
                 if with_reference:
-                    row.append(csv_cell(reference))
-                values = answers.get(response_id.hex, unanswered)
-                row += [cell(raw) for cell, raw in zip(cells, values, strict=True)]
-                rows.append(row)
-            writer.writerows(rows)
-            yield buffer.getvalue()
+                    fields.append(_csv_field(csv_cell(row[3])) if row[3] else "")
+                fields += map(call, cells, row[4:])
+                lines.append(",".join(fields))
+            lines.append("")
+            yield "\r\n".join(lines)

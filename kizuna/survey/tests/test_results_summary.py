@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import datetime
 import io
+import zoneinfo
 from typing import Any
 from unittest import mock
 
@@ -19,6 +20,7 @@ from django.db import connection
 from django.db.models import Max, Min, Sum
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -251,6 +253,63 @@ def test_i13_export_of_random_answers_equals_a_plain_export(
         Response.objects.filter(survey=survey), date_from=date_from, date_to=None
     )
     assert list(csv.reader(io.StringIO(body)))[1:] == export_rows(survey, selected)
+
+
+# Time zones whose offset is not whole hours, changes twice a year, changes by half an hour
+# (Lord Howe) or had seconds (Tokyo's local mean time until 1888), and instants near changes
+ZONES = st.sampled_from(
+    [
+        "Asia/Tokyo",
+        "UTC",
+        "America/New_York",
+        "Asia/Kolkata",
+        "Asia/Kathmandu",
+        "America/St_Johns",
+        "Australia/Lord_Howe",
+    ]
+)
+CHANGES = [
+    datetime.datetime(2026, 3, 8, 7, tzinfo=datetime.UTC),  # New York, into summer time
+    datetime.datetime(2026, 11, 1, 6, tzinfo=datetime.UTC),  # and out of it
+    datetime.datetime(2026, 4, 4, 15, tzinfo=datetime.UTC),  # Lord Howe, half an hour back
+    datetime.datetime(2026, 10, 3, 15, 30, tzinfo=datetime.UTC),  # and forward
+    datetime.datetime(1887, 12, 31, 14, 41, 1, tzinfo=datetime.UTC),  # Tokyo, mean time ends
+]
+INSTANTS = st.one_of(
+    st.datetimes(
+        datetime.datetime(1850, 1, 1),
+        datetime.datetime(2100, 1, 1),
+        timezones=st.just(datetime.UTC),
+    ),
+    st.builds(
+        lambda change, seconds: change + datetime.timedelta(seconds=seconds),
+        st.sampled_from(CHANGES),
+        st.floats(-7200, 7200),
+    ),
+)
+
+
+@pytest.mark.django_db
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(zone=ZONES, instants=st.lists(INSTANTS, min_size=1, max_size=8))
+def test_i13_export_writes_each_time_as_isoformat_does_in_the_time_zone(
+    survey: Survey, zone: str, instants: list[datetime.datetime]
+) -> None:
+    survey = Survey.objects.create(portal=survey.portal, title="Pulse", language="en")
+    questions = every_kind(survey)
+    for at in instants:
+        submit_at(survey, questions, at, {"nps": 9})
+    responses = Response.objects.filter(survey=survey)
+
+    with timezone.override(zoneinfo.ZoneInfo(zone)):
+        body = "".join(summaries.csv_lines(survey, responses))
+        expected = export_rows(survey, responses)
+
+    assert list(csv.reader(io.StringIO(body)))[1:] == expected
 
 
 def planner_settings() -> list[tuple[str, str]]:

@@ -174,6 +174,11 @@ def load_average() -> str:
     return f"load average {one:.1f} / {five:.1f} / {fifteen:.1f}"
 
 
+def load_one_minute() -> float:
+    """The 1-minute load average alone, for a figure that keeps the highest seen in its run."""
+    return os.getloadavg()[0]
+
+
 def wait_for(
     condition: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.05
 ) -> float:

@@ -24,7 +24,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -393,13 +392,3 @@ def backlog_in_bulk(world: World, lead_ids: list[int]) -> None:
                 .prefetch_related("answers__question")
                 for endpoint in endpoints
             )
-
-
-def wait_until(condition: Any, *, timeout: float, interval: float = 0.05) -> float:
-    """Seconds until `condition()` is true; RuntimeError after `timeout`."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise RuntimeError(f"not done after {timeout} s")
-        time.sleep(interval)
-    return time.monotonic() - started

@@ -46,14 +46,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _harness import load_average, machine, quick, record, recording  # noqa: E402
+from _harness import load_average, machine, quick, record, recording, wait_for  # noqa: E402
 from _integration import (  # noqa: E402
     Deployment,
     analyze,
     backlog_in_bulk,
     per_database,
     set_up_world,
-    wait_until,
 )
 
 TARGET = 500.0
@@ -133,9 +132,18 @@ def drain(deployment: Deployment, count: int, *, concurrency: int) -> dict[str, 
     load = load_average()
     started = time.monotonic()
     deployment.start_worker(concurrency=concurrency)
-    wait_until(lambda: SurveyResponse.objects.count() >= count, timeout=3600, interval=0.2)
+    wait_for(
+        lambda: SurveyResponse.objects.count() >= count,
+        timeout=3600,
+        interval=0.2,
+        what="every response recorded in the CRM",
+    )
     total = time.monotonic() - started
-    wait_until(lambda: not Delivery.objects.exclude(status=WorkStatus.DONE).exists(), timeout=120)
+    wait_for(
+        lambda: not Delivery.objects.exclude(status=WorkStatus.DONE).exists(),
+        timeout=120,
+        what="every delivery done",
+    )
     deployment.stop_worker()
     rate, span = recorded_rate(count)
     durations = list(DeliveryAttempt.objects.values_list("duration_ms", flat=True))

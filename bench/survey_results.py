@@ -48,7 +48,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from _harness import ROOT, machine, postgres_database, quick, recording
+from _harness import ROOT, load_one_minute, machine, postgres_database, quick, recording
 from _harness import record as harness_record
 
 PG_DATABASE = "bench_survey_results"
@@ -193,11 +193,6 @@ def timed(func: Callable[[], Any], repeat: int) -> dict[str, float]:
         "p95_ms": samples[min(len(samples) - 1, round(0.95 * (len(samples) - 1)))],
         "max_ms": samples[-1],
     }
-
-
-def load_average() -> float:
-    """The machine's 1-minute load average (2 cores here, shared): the context of a figure."""
-    return os.getloadavg()[0]
 
 
 def rss_mb() -> float:
@@ -475,7 +470,7 @@ def stream_export(client: Any, url: str) -> dict[str, Any]:
     the process's RSS, the CPU of this process and of its database backend."""
     before = rss_mb()
     peak = before
-    load = load_average()
+    load = load_one_minute()
     database_before = database_cpu_s()
     cpu_before = time.process_time()
     digest = hashlib.sha256()
@@ -503,7 +498,7 @@ def stream_export(client: Any, url: str) -> dict[str, Any]:
         "database_cpu_s": database_cpu,
         "rss_growth_mb": max(peak, rss_mb()) - before,
         "peak_rss_mb": max(peak, rss_mb()),
-        "load": max(load, load_average()),
+        "load": max(load, load_one_minute()),
         "sha256": digest.hexdigest(),
     }
 
@@ -614,9 +609,9 @@ def child(sizes: list[int], repeat: int, *, mode: str = "all") -> None:
         if mode == "fill":
             continue
         if mode == "submissions":
-            submission_load = load_average()
+            submission_load = load_one_minute()
             figures["submission"] = submission_cost(survey, questions, 400)
-            figures["submission"]["load"] = max(submission_load, load_average())
+            figures["submission"]["load"] = max(submission_load, load_one_minute())
             out["sizes"][str(size)] = figures
             break
         responses = Response.objects.filter(survey=survey)
@@ -641,10 +636,10 @@ def child(sizes: list[int], repeat: int, *, mode: str = "all") -> None:
         with CaptureQueriesContext(connection) as captured:
             summary(last_30_days)
         figures["queries_filtered"] = len(captured)
-        figures["summary_load"] = load_average()
+        figures["summary_load"] = load_one_minute()
         figures["summary"] = timed(summary, repeat)
         figures["summary_filtered"] = timed(lambda: summary(last_30_days), repeat)
-        figures["summary_load"] = max(figures["summary_load"], load_average())
+        figures["summary_load"] = max(figures["summary_load"], load_one_minute())
         print(f"{connection.vendor} {size:,}: {figures}", file=sys.stderr)
 
         if index == 0:
@@ -668,9 +663,9 @@ def child(sizes: list[int], repeat: int, *, mode: str = "all") -> None:
         figures["export"] = export_figures(client, export_url, rounds=2 if index == 0 else 1)
 
         if index == 0:
-            submission_load = load_average()
+            submission_load = load_one_minute()
             figures["submission"] = submission_cost(survey, questions, 400)
-            figures["submission"]["load"] = max(submission_load, load_average())
+            figures["submission"]["load"] = max(submission_load, load_one_minute())
             # freshness: submit now, read the summary until it counts the new response
             counted = summaries.responses_per_day(survey, date_from=today, date_to=today)
             before_count = sum(counted.values())

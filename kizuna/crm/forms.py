@@ -93,10 +93,18 @@ class ListForm(forms.Form):
     before = forms.CharField(required=False)
 
     def __init__(
-        self, *args: Any, module: str, organization: Organization, user: User, **kwargs: Any
+        self,
+        *args: Any,
+        module: str,
+        organization: Organization,
+        user: User,
+        members: list[User] | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.module = module
+        if members is None:
+            members = list(member_users(organization))
         cast(forms.ChoiceField, self.fields["status"]).choices = [
             ("", _("All statuses")),
             *LeadStatus.choices,
@@ -105,7 +113,7 @@ class ListForm(forms.Form):
             ("", _("All owners")),
             ("me", _("Mine")),
             ("none", _("No owner")),
-            *((str(u.pk), u.get_full_name()) for u in member_users(organization)),
+            *((str(u.pk), u.get_full_name()) for u in members),
         ]
         cast(forms.ChoiceField, self.fields["source"]).choices = [
             ("", _("All sources")),
@@ -172,10 +180,19 @@ class BulkForm(forms.Form):
     owner = forms.ChoiceField(required=False, label=_("New owner"))
     status = forms.ChoiceField(required=False, label=_("New status"))
 
-    def __init__(self, *args: Any, module: str, organization: Organization, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        module: str,
+        organization: Organization,
+        members: list[User] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.module = module
-        self.members = {str(u.pk): u for u in member_users(organization)}
+        if members is None:
+            members = list(member_users(organization))
+        self.members = {str(u.pk): u for u in members}
         cast(forms.ChoiceField, self.fields["owner"]).choices = [
             ("", "---------"),
             ("none", _("(nobody)")),

@@ -5,6 +5,12 @@ so page 20,000 costs what page 1 costs. Every sort is a column tuple ending in
 the id, all in one direction, so PostgreSQL compares it as a row value against
 the cursor and walks one of the indexes of models.py (recent, name, company,
 and status/owner/source for filtered "recent" lists).
+
+The count under the title is exact up to a limit and "more than N" beyond, so
+it never costs more than the limit's rows: read from one index alone for
+filters (migration 0006), from the table row by row for search words, hence
+the lower limit with words. A first page with fewer rows than a page holds is
+its own count.
 """
 
 from __future__ import annotations
@@ -16,9 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db.models import F, Func, Q, QuerySet, TextField
+from django.db.models import F, Func, QuerySet, TextField
 from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan, TupleLessThan
-from django.db.models.functions import Upper
 from django.utils.dateparse import parse_datetime
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
@@ -27,10 +32,14 @@ from kizuna.crm.models import Lead
 
 PAGE_SIZE = 50
 # Counting a million rows costs more than the page itself: count up to this and
-# show "10,000+" beyond.
+# show "more than 10,000" beyond.
 COUNT_LIMIT = 10_000
+# With search words each row counted is a visit to the table (a trigram match
+# is checked on the row itself): 10,000 of them took 450 ms on the loaded
+# 2-core machine of docs/benchmarks.md, 1,000 took 80 ms.
+SEARCH_COUNT_LIMIT = 1_000
 MAX_SEARCH_TERMS = 5
-# Shorter words cannot use a trigram index: they match the start of a name instead.
+# A shorter word has no trigram of its own: it matches the start of a word.
 SUBSTRING_MIN_LENGTH = 3
 
 
@@ -62,11 +71,12 @@ DEFAULT_SORT = "recent"
 
 
 class SearchText(Func):
-    """The text a search matches: the same expression as the trigram index of
-    migration 0002, so PostgreSQL can use that index."""
+    """The text a search matches, " FAMILY GIVEN COMPANY EMAIL": the same
+    expression as the trigram index of migration 0006, so PostgreSQL can use
+    that index. The leading space puts one before every word."""
 
     template = (
-        "UPPER((%(table)s.family_name || ' ' || %(table)s.given_name || ' ' || "
+        "UPPER((' ' || %(table)s.family_name || ' ' || %(table)s.given_name || ' ' || "
         "%(table)s.company || ' ' || %(table)s.email))"
     )
     output_field = TextField()
@@ -82,29 +92,18 @@ def search_terms(query: str) -> list[str]:
 
 def apply_search(queryset: QuerySet[Any], query: str) -> QuerySet[Any]:
     """Every word must match: a word of three characters or more anywhere in
-    "family given company email" (trigram index); a shorter one, which no trigram
-    can find, at the start of the family name, given name or company, like a
-    phone book (btree indexes on UPPER(column) text_pattern_ops, migration 0003).
+    "family given company email"; a shorter one at the start of a word of it
+    (of the family or given name, a word of the company, the email), like a
+    phone book. Both are conditions on one trigram index (migration 0006): the
+    words of a search are looked up together in one scan of it.
     """
     terms = search_terms(query)
     if not terms:
         return queryset
-    table = queryset.model._meta.db_table
-    queryset = queryset.alias(
-        search_text=SearchText(table),
-        family_upper=Upper("family_name"),
-        given_upper=Upper("given_name"),
-        company_upper=Upper("company"),
-    )
+    queryset = queryset.alias(search_text=SearchText(queryset.model._meta.db_table))
     for term in terms:
-        if len(term) >= SUBSTRING_MIN_LENGTH:
-            queryset = queryset.filter(search_text__contains=term)
-        else:
-            queryset = queryset.filter(
-                Q(family_upper__startswith=term)
-                | Q(given_upper__startswith=term)
-                | Q(company_upper__startswith=term)
-            )
+        word = term if len(term) >= SUBSTRING_MIN_LENGTH else f" {term}"
+        queryset = queryset.filter(search_text__contains=word)
     return queryset
 
 
@@ -146,16 +145,17 @@ class Page:
     rows: list[Any]
     next_cursor: str | None
     previous_cursor: str | None
-    count: int
-    count_is_capped: bool
     is_first: bool
+    # None when the caller asked for no count (the API's pages have none).
+    count: int | None = None
+    count_is_capped: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def capped_count(queryset: QuerySet[Any]) -> tuple[int, bool]:
-    """How many rows, counted up to COUNT_LIMIT, and whether there are more."""
-    count = queryset.order_by()[: COUNT_LIMIT + 1].count()
-    return min(count, COUNT_LIMIT), count > COUNT_LIMIT
+def capped_count(queryset: QuerySet[Any], limit: int = COUNT_LIMIT) -> tuple[int, bool]:
+    """How many rows, counted up to `limit`, and whether there are more."""
+    count = queryset.order_by()[: limit + 1].count()
+    return min(count, limit), count > limit
 
 
 def _row_values(row: Any, sort: Sort) -> list[Any]:
@@ -169,13 +169,23 @@ def paginate(
     after: str = "",
     before: str = "",
     page_size: int | None = None,
+    count_limit: int | None = None,
 ) -> Page:
-    """One page of `queryset` in `sort` order, after or before a cursor."""
+    """One page of `queryset` in `sort` order, after or before a cursor; with
+    `count_limit`, the rows of the whole queryset counted up to it."""
     page_size = page_size or PAGE_SIZE
+    page = _page(queryset, sort=sort, after=after, before=before, page_size=page_size)
+    if count_limit is not None:
+        if page.is_first and page.next_cursor is None:
+            page.count, page.count_is_capped = len(page.rows), False
+        else:
+            page.count, page.count_is_capped = capped_count(queryset, count_limit)
+    return page
+
+
+def _page(queryset: QuerySet[Any], *, sort: Sort, after: str, before: str, page_size: int) -> Page:
     columns = Tuple(*(F(column) for column in sort.columns))
     backward = [c if sort.descending else f"-{c}" for c in sort.columns]
-    count, count_is_capped = capped_count(queryset)
-
     before_values = decode_cursor(before, sort) if before else None
     after_values = decode_cursor(after, sort) if after and before_values is None else None
 
@@ -187,16 +197,13 @@ def paginate(
         )
         has_more_before = len(rows) > page_size
         rows = rows[:page_size][::-1]
-        is_first = not has_more_before
         return Page(
             rows=rows,
             next_cursor=encode_cursor(_row_values(rows[-1], sort)) if rows else None,
             previous_cursor=(
                 encode_cursor(_row_values(rows[0], sort)) if rows and has_more_before else None
             ),
-            count=count,
-            count_is_capped=count_is_capped,
-            is_first=is_first,
+            is_first=not has_more_before,
         )
 
     page_queryset = queryset
@@ -212,8 +219,6 @@ def paginate(
         previous_cursor=(
             encode_cursor(_row_values(rows[0], sort)) if after_values is not None and rows else None
         ),
-        count=count,
-        count_is_capped=count_is_capped,
         is_first=after_values is None,
     )
 
@@ -229,6 +234,11 @@ class ListQuery:
     sort: Sort = SORTS[DEFAULT_SORT]
     after: str = ""
     before: str = ""
+
+    @property
+    def count_limit(self) -> int:
+        """How far its list counts (COUNT_LIMIT, lower with search words)."""
+        return SEARCH_COUNT_LIMIT if search_terms(self.search) else COUNT_LIMIT
 
     def filter(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
         queryset = apply_search(queryset, self.search)

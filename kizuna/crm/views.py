@@ -28,7 +28,7 @@ from kizuna.crm.access import (
     signed_in_user,
     switch_organization,
 )
-from kizuna.crm.forms import BulkForm, ListForm, OrganizationForm, form_class_for
+from kizuna.crm.forms import BulkForm, ListForm, OrganizationForm, form_class_for, member_users
 from kizuna.crm.models import Activity, Contact, Lead, LeadStatus, model_for
 
 SINGULAR = {"leads": "lead", "contacts": "contact"}
@@ -108,13 +108,23 @@ def _list_context(
 ) -> dict[str, Any]:
     organization = get_organization_for_member(request)
     model = model_for(module)
+    # One query for the owners of both forms' menus.
+    members = list(member_users(organization))
     form = ListForm(
-        request.GET, module=module, organization=organization, user=signed_in_user(request)
+        request.GET,
+        module=module,
+        organization=organization,
+        user=signed_in_user(request),
+        members=members,
     )
     query = form.list_query()
     queryset = query.filter(model.objects.of(organization))
     page = listing.paginate(
-        queryset.select_related("owner"), sort=query.sort, after=query.after, before=query.before
+        queryset.select_related("owner"),
+        sort=query.sort,
+        after=query.after,
+        before=query.before,
+        count_limit=query.count_limit,
     )
     kept = {key: request.GET[key] for key in LIST_PARAMETERS if request.GET.get(key)}
     selected = set(bulk_form.cleaned_data.get("ids", [])) if bulk_form is not None else set()
@@ -133,7 +143,8 @@ def _list_context(
         else (f"?{urlencode(kept)}" if not page.is_first else ""),
         "first_url": f"?{urlencode(kept)}",
         "column_sorts": _column_sorts(kept, query.sort.key),
-        "bulk_form": bulk_form or BulkForm(module=module, organization=organization),
+        "bulk_form": bulk_form
+        or BulkForm(module=module, organization=organization, members=members),
         "bulk_extensions": extensions.bulk_actions(request, module),
     }
 

@@ -6,13 +6,16 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from kizuna.crm import listing
 from kizuna.crm.models import Lead, LeadStatus, Organization
 from kizuna.crm.tests.conftest import make_contact, make_lead
+from kizuna.testing.races import require_postgresql
 
 pytestmark = pytest.mark.django_db
 
@@ -78,6 +81,10 @@ def people(organization: Organization, ada_membership: Any, bob_membership: Any)
         ("su", ["鈴木"]),
         ("さく", ["佐藤"]),
         ("100%", []),
+        # ... the start of any word: of a company name, of an email.
+        ("mo", ["鈴木"]),
+        ("gr na", ["Hopper"]),
+        ("an", ["Lovelace"]),
     ],
 )
 def test_it_searches_name_company_and_email(
@@ -175,11 +182,56 @@ def test_the_count_stops_at_the_limit(
     ada_client: Client, organization: Organization, ada_membership: Any, monkeypatch: Any
 ) -> None:
     monkeypatch.setattr(listing, "COUNT_LIMIT", 2)
+    monkeypatch.setattr(listing, "PAGE_SIZE", 1)
     for index in range(3):
         make_lead(organization, ada_membership.user, family_name=f"N{index}")
     response = ada_client.get(reverse("crm:lead-list"))
     assert (response.context["page"].count, response.context["page"].count_is_capped) == (2, True)
     assert "More than 2 records" in response.content.decode()
+
+
+def test_p4_with_search_words_the_count_stops_at_the_lower_search_limit(
+    ada_client: Client, organization: Organization, ada_membership: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(listing, "COUNT_LIMIT", 3)
+    monkeypatch.setattr(listing, "SEARCH_COUNT_LIMIT", 2)
+    monkeypatch.setattr(listing, "PAGE_SIZE", 1)
+    for index in range(3):
+        make_lead(organization, ada_membership.user, family_name=f"Nakamura{index}")
+    url = reverse("crm:lead-list")
+    searched = ada_client.get(url, {"q": "naka"}).context["page"]
+    assert (searched.count, searched.count_is_capped) == (2, True)
+    listed = ada_client.get(url, {"status": "new"}).context["page"]
+    assert (listed.count, listed.count_is_capped) == (3, False)
+
+
+def test_p4_a_first_page_with_room_to_spare_is_its_own_count(
+    ada_client: Client, people: dict[str, Lead]
+) -> None:
+    with CaptureQueriesContext(connection) as queries:
+        response = ada_client.get(reverse("crm:lead-list"), {"source": "web"})
+    assert (response.context["page"].count, response.context["page"].count_is_capped) == (2, False)
+    assert "2 records" in response.content.decode()
+    assert not [query for query in queries.captured_queries if "COUNT(" in query["sql"]]
+
+
+def test_p4_a_list_page_makes_the_same_queries_whatever_it_shows(
+    ada_client: Client, organization: Organization, ada_membership: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(listing, "PAGE_SIZE", 3)
+    for index in range(8):
+        make_lead(organization, ada_membership.user, family_name=f"Kato{index}", status="new")
+    url = reverse("crm:lead-list")
+    counted = []
+    for params in ({}, {"q": "kato", "status": "new", "owner": "none", "source": "none"}):
+        first = ada_client.get(url, params)
+        with CaptureQueriesContext(connection) as queries:
+            ada_client.get(url + first.context["next_url"])
+        counted.append(len(queries))
+        with CaptureQueriesContext(connection) as queries:
+            ada_client.get(url, params)
+        counted.append(len(queries))
+    assert len(set(counted)) == 1, counted
 
 
 def test_a_cursor_is_plain_row_values(organization: Organization, ada_membership: Any) -> None:
@@ -245,3 +297,24 @@ def test_the_contact_list_links_to_export_and_import_contacts(ada_client: Client
     html = ada_client.get(reverse("crm:contact-list")).content.decode()
     assert f'id="record-export" href="{reverse("crm_imports:export", args=["contacts"])}"' in html
     assert f'href="{reverse("crm_imports:start")}?module=contacts">Import</a>' in html
+
+
+def test_p4_on_postgresql_search_and_filter_counts_are_read_from_the_indexes_of_0006(
+    organization: Organization, ada_membership: Any
+) -> None:
+    require_postgresql("the list indexes of migration 0006 exist on PostgreSQL only")
+    make_lead(organization, ada_membership.user, family_name="佐藤", company="Suzuki Motors")
+    leads = Lead.objects.of(organization)
+    filtered = listing.ListQuery(
+        statuses=("new",), owner=str(ada_membership.user.pk), source="web"
+    ).filter(leads)
+    searched = listing.apply_search(Lead.objects.all(), "佐藤 mo")
+    with connection.cursor() as cursor:
+        # A handful of rows: make the planner show which index it can use at all.
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_bitmapscan = off")
+        assert "Index Only Scan" in filtered.order_by().values("pk")[:10].explain()
+        # A trigram (GIN) index is read through a bitmap only.
+        cursor.execute("SET LOCAL enable_bitmapscan = on")
+        cursor.execute("SET LOCAL enable_indexscan = off")
+        assert "Bitmap Index Scan on crm_lead_words_trgm" in searched.explain()

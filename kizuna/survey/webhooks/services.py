@@ -24,7 +24,7 @@ from django.utils.translation import gettext_lazy as _
 from standardwebhooks import Webhook
 
 from kizuna.identity.models import User
-from kizuna.lib import crypto
+from kizuna.lib import crypto, prepared
 from kizuna.lib import http as outbound
 from kizuna.lib.prepared import PreparedQuery
 from kizuna.survey.audit import services as audit
@@ -589,6 +589,18 @@ def _timeouts() -> tuple[float, float]:
     return total, min(settings.KIZUNA_WEBHOOK_CONNECT_TIMEOUT_SECONDS, total)
 
 
+# Read for every delivery sent: compiled once per thread (lib/prepared.py), as the lookups of
+# a submission are. A delivery costs a worker about 5 ms of CPU, a compiled lookup 0.8 of it.
+_ENDPOINT: PreparedQuery[WebhookEndpoint] = PreparedQuery(
+    lambda endpoint_id: WebhookEndpoint.objects.filter(pk=endpoint_id),
+    placeholder=-7_531_902_468,
+)
+
+
+def _record_attempt(delivery: Delivery, **fields: Any) -> None:
+    prepared.insert([DeliveryAttempt(delivery=delivery, **fields)])
+
+
 def deliver(delivery: Delivery) -> None:
     """Send one claimed delivery and record the attempt (the worker's handler).
 
@@ -597,7 +609,9 @@ def deliver(delivery: Delivery) -> None:
     retried with back-off until max_attempts (more than 3 days), then failed
     (dead-lettered, replayable from Settings > Webhooks).
     """
-    endpoint = WebhookEndpoint.objects.get(pk=delivery.endpoint_id)
+    endpoint = _ENDPOINT.get(delivery.endpoint_id)
+    if endpoint is None:
+        raise WebhookEndpoint.DoesNotExist(f"Endpoint {delivery.endpoint_id} was deleted")
     if not endpoint.is_enabled:
         leases.mark_failed(
             delivery,
@@ -627,14 +641,12 @@ def deliver(delivery: Delivery) -> None:
         )
     except outbound.OutboundError as error:
         duration_ms = round((timezone.now() - started).total_seconds() * 1000)
-        DeliveryAttempt.objects.create(
-            delivery=delivery, attempted_at=started, duration_ms=duration_ms, error=str(error)
-        )
+        _record_attempt(delivery, attempted_at=started, duration_ms=duration_ms, error=str(error))
         leases.mark_failed(delivery, error=str(error), retry=True)
         _record_failure(endpoint, delivery, str(error))
         return
-    DeliveryAttempt.objects.create(
-        delivery=delivery,
+    _record_attempt(
+        delivery,
         attempted_at=started,
         status_code=result.status_code,
         duration_ms=result.duration_ms,

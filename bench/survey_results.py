@@ -25,7 +25,7 @@ size; PostgreSQL, database `bench_survey_results`, at every size):
         [--write | --record] [--no-sqlite] [--no-postgresql]
         [--fill-only | --submissions-only | --export-only]
 
-`make bench QUICK=1`: 20,000 responses. Records P6-* in docs/benchmarks.json.
+`make bench QUICK=1`: 5,000 responses. Records P6-* in docs/benchmarks.json.
 """
 
 from __future__ import annotations
@@ -732,7 +732,7 @@ def main() -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="all", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    default = "20000" if quick() else "100000,1000000"
+    default = "5000" if quick() else "100000,1000000"
     sizes = [int(size) for size in (args.sizes or default).split(",")]
     if args.child:
         child(sizes, args.repeat, mode=args.mode)

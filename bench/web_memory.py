@@ -108,7 +108,7 @@ def run(label: str, env: dict[str, str], respondents: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--respondents", type=int, default=200 if quick() else 1000)
+    parser.add_argument("--respondents", type=int, default=100 if quick() else 1000)
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--record", action="store_true", help="record in docs/benchmarks.json")
     parser.add_argument("--set-up", action="store_true", help=argparse.SUPPRESS)

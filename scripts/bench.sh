@@ -19,6 +19,7 @@ for script in bench/*.py; do
     began=$SECONDS
     if .venv/bin/python "$script" "$@"; then
         summary+=("$(printf '%5d s  %s' $((SECONDS - began)) "$script")")
+        printf '<== %s: %d s\n' "$script" $((SECONDS - began))
     else
         summary+=("$(printf '%5d s  %s FAILED' $((SECONDS - began)) "$script")")
         echo "FAILED: $script" >&2

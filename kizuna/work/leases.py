@@ -224,9 +224,14 @@ def _update_all_if_held(rows: Sequence[LeasedWork], values: dict[str, Any]) -> b
     if not rows:
         return True
     manager = _manager(rows[0])
-    held = Q()
+    # _still_ours() of each row, one IN per (holder, attempt): a condition per row cost more
+    # to compile than the UPDATE took to run.
+    by_claim: dict[tuple[str, int], list[Any]] = {}
     for row in rows:
-        held |= _still_ours(row)
+        by_claim.setdefault((row.leased_by, row.attempts), []).append(row.pk)
+    held = Q()
+    for (leased_by, attempts), pks in by_claim.items():
+        held |= Q(pk__in=pks, status=WorkStatus.LEASED, leased_by=leased_by, attempts=attempts)
     with transaction.atomic(using=manager.db):  # a savepoint in the caller's transaction
         if manager.filter(held).update(**values) != len(rows):
             transaction.set_rollback(True, using=manager.db)

@@ -12,6 +12,7 @@ plain-text part; the merged HTML is sanitized again (a value may land in a link)
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from html import escape
@@ -358,6 +359,21 @@ def _summary(subject: str, context: MergeContext, values: dict[tuple[str, str | 
     return " ".join(PLACEHOLDER.sub(replace, subject).split())
 
 
+@functools.lru_cache(maxsize=64)
+def _footer(language: str, organization_name: str) -> tuple[str, str]:
+    """The unsubscribe note and link label (the same for every recipient of a batch in
+    one language: activating a language for each message of a bulk send cost CPU)."""
+    with translation.override(language):
+        note = str(
+            _(
+                "You receive this email from %(organization)s. "
+                "To stop receiving emails, unsubscribe:"
+            )
+            % {"organization": organization_name}
+        )
+        return note, str(_("Unsubscribe"))
+
+
 def render_message(
     *, subject: str, body_html: str, body_text: str, context: MergeContext
 ) -> RenderedMessage:
@@ -367,15 +383,7 @@ def render_message(
     rendered_subject = " ".join(render_string(subject, context, html=False, values=values).split())
     html = sanitize_merged_html(render_string(body_html, context, html=True, values=values))
     text = render_string(text_source, context, html=False, values=values).strip()
-    with translation.override(context.language):
-        note = str(
-            _(
-                "You receive this email from %(organization)s. "
-                "To stop receiving emails, unsubscribe:"
-            )
-            % {"organization": context.organization.name}
-        )
-        link_label = str(_("Unsubscribe"))
+    note, link_label = _footer(context.language, context.organization.name)
     if html:
         html += (
             f"\n<hr>\n<p>{escape(note)} "

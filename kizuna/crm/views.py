@@ -29,7 +29,7 @@ from kizuna.crm.access import (
     switch_organization,
 )
 from kizuna.crm.forms import BulkForm, ListForm, OrganizationForm, form_class_for, member_users
-from kizuna.crm.models import Activity, Contact, Lead, LeadStatus, model_for
+from kizuna.crm.models import Activity, Contact, Lead, LeadSource, LeadStatus, model_for
 
 SINGULAR = {"leads": "lead", "contacts": "contact"}
 RECENT_ON_DASHBOARD = 8
@@ -133,6 +133,8 @@ def _list_context(
         "form": form,
         "page": page,
         "rows": [(row, row.pk in selected) for row in page.rows],
+        "status_labels": dict(LeadStatus.choices),
+        "source_labels": dict(LeadSource.choices),
         "is_filtered": bool(query.search or query.statuses or query.owner or query.source),
         "query_string": urlencode(kept),
         "next_url": f"?{urlencode({**kept, 'after': page.next_cursor})}"

@@ -10,10 +10,10 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from kizuna.crm import listing
-from kizuna.crm.models import Lead, LeadStatus, Organization
+from kizuna.crm.models import Lead, LeadSource, LeadStatus, Organization
 from kizuna.crm.tests.conftest import make_contact, make_lead
 from kizuna.testing.races import require_postgresql
 
@@ -318,3 +318,27 @@ def test_p4_on_postgresql_search_and_filter_counts_are_read_from_the_indexes_of_
         cursor.execute("SET LOCAL enable_bitmapscan = on")
         cursor.execute("SET LOCAL enable_indexscan = off")
         assert "Bitmap Index Scan on crm_lead_words_trgm" in searched.explain()
+
+
+@pytest.mark.parametrize("language", ["en", "ja"])
+def test_p4_each_row_shows_its_status_and_source_labels_in_the_users_language(
+    ada_client: Client, people: dict[str, Lead], language: str
+) -> None:
+    response = ada_client.get(
+        reverse("crm:lead-list"), {"sort": "name"}, HTTP_ACCEPT_LANGUAGE=language
+    )
+    with translation.override(language):
+        expected = [
+            f'<span class="badge status-{status}">{LeadStatus(status).label}</span></td>\n'
+            f"        <td>{LeadSource(source).label}</td>"
+            for status, source in [
+                ("unqualified", "web"),
+                ("qualified", ""),
+                ("new", "web"),
+                ("contacted", "event"),
+            ]
+        ]
+    content = response.content.decode()
+    positions = [content.find(cell) for cell in expected]
+    assert -1 not in positions, expected
+    assert positions == sorted(positions)

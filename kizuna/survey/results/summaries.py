@@ -13,11 +13,12 @@ import re
 import uuid
 from collections import Counter
 from collections.abc import Callable, Generator, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from operator import call
 from typing import Any
 
+import psycopg
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Max, Min, QuerySet, Sum
 from django.utils import formats, timezone
@@ -435,11 +436,18 @@ class _PlainCells(dict[str, str]):
         return cell
 
 
+# A text answer's stored JSON text that is its CSV field once its quotes are taken off: a
+# string holding no escape and no comma that does not start like a formula
+_PLAIN_TEXT = re.compile(r'"[^=+\-@\\,"][^\\,"]*"').fullmatch
+
+
 def _text_cell(raw: str | None) -> str:
     """The CSV field of a text answer (short or long text, email, date): its stored JSON text
     read without a JSON decoder when it is a string holding no escape."""
     if raw is None:
         return ""
+    if _PLAIN_TEXT(raw):
+        return raw[1:-1]
     text = raw[1:-1] if raw[:1] == '"' and "\\" not in raw else str(json.loads(raw))
     if text.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(text):
         text = "'" + text
@@ -560,7 +568,9 @@ def _rows_postgresql(
 ) -> Iterator[list[_Row]]:
     """The export's rows in batches, from one query read through a server-side cursor in one
     transaction (one snapshot): each response's answers found by its id and grouped into its
-    row by the database, the time written in UTC by the database."""
+    row by the database, the time written in UTC by the database. The fetches are pipelined:
+    the next batch is asked for before this one is written, so that the database reads it
+    meanwhile (1.5 times the responses per second on a loaded machine, ADR 0005)."""
     selected, params = responses.order_by().values_list(*_RESPONSE_FIELDS).query.sql_with_params()
     answers = ", a.*" if question_ids else ""
     lateral = ""
@@ -575,10 +585,26 @@ def _rows_postgresql(
         f"r.language, r.recipient_reference{answers} FROM ({selected}) AS r {lateral} "
         "ORDER BY r.submitted_at, r.id"
     )
-    with transaction.atomic(), connection.chunked_cursor() as cursor:
-        cursor.execute(sql, [*params, *question_ids])
-        while batch := cursor.fetchmany(EXPORT_BATCH):
-            yield batch
+    fetch = f"FETCH FORWARD {EXPORT_BATCH} FROM kizuna_export"
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"DECLARE kizuna_export NO SCROLL CURSOR FOR {sql}", [*params, *question_ids]
+            )
+        raw = connection.connection
+        with raw.pipeline() if psycopg.Pipeline.is_supported() else nullcontext():
+            current = raw.cursor()
+            current.execute(fetch)
+            while True:
+                ahead = raw.cursor()
+                ahead.execute(fetch)
+                batch = current.fetchall()
+                if not batch:
+                    break
+                yield batch
+                current = ahead
+        with connection.cursor() as cursor:  # within a caller's transaction, an export again
+            cursor.execute("CLOSE kizuna_export")
 
 
 def _rows_sqlite(responses: QuerySet[Response], question_ids: list[int]) -> Iterator[list[_Row]]:

@@ -15,6 +15,7 @@ explained. Usage:
     make mutation MODULES="sc-keys"     # some of them (the others keep their last results)
     .venv/bin/python scripts/mutation.py --report sc-keys   # the report again, no new run
     .venv/bin/python scripts/mutation.py --survivors webhooks   # see below
+    .venv/bin/python scripts/mutation.py --survived intake      # see below
 
 --survivors runs, in the module's copy left by its last full run, only the mutants neither
 killed nor explained there (those that survived, and those a stopped run never reached),
@@ -22,7 +23,8 @@ against the tests as they are now: new and changed test files are copied in; the
 file and the list of test paths must be unchanged since that run. Killed mutants stay killed
 when tests are only added, so the score is the one a full run would give; the report says
 how many were run again and when. On a shared machine a module can take hours: a full run
-stopped by MUTATION_TIMEOUT is finished this way.
+stopped by MUTATION_TIMEOUT is finished this way. --survived is --survivors without the
+mutants the stopped run never reached: the quick check that new tests kill what survived.
 """
 
 from __future__ import annotations
@@ -304,7 +306,7 @@ def _sync_tests(module: Module, workdir: Path) -> None:
                 copy.unlink()
 
 
-def _rerun_survivors(module: Module, result: Result) -> None:
+def _rerun_survivors(module: Module, result: Result, *, reached_only: bool = False) -> None:
     """Run, against the current tests, the mutants of the last full run not killed (survived
     or never reached)."""
     workdir = WORK / module.name
@@ -318,6 +320,7 @@ def _rerun_survivors(module: Module, result: Result) -> None:
             for mutant in _mutants(workdir, _environment(data_dir))
             if module.mutates(mutant.name)
             and mutant.status not in KILLED
+            and not (reached_only and mutant.status in NOT_RUN)
             and (module.name, *mutant.change) not in explained
         ]
     result.rerun = len(survivors)
@@ -357,13 +360,15 @@ def _source_commit(source: str) -> str:
     return found.stdout.strip()
 
 
-def run_module(module: Module, *, rerun: bool = True, survivors: bool = False) -> Result:
+def run_module(
+    module: Module, *, rerun: bool = True, survivors: bool = False, reached_only: bool = False
+) -> Result:
     """Mutate and test `module`; with rerun=False only read what its last run left; with
     survivors=True run again only the mutants its last full run did not kill."""
     result = Result(module.name, module.source, module.test_paths, functions=module.functions)
     result.commit = _source_commit(module.source)
     if survivors:
-        _rerun_survivors(module, result)
+        _rerun_survivors(module, result, reached_only=reached_only)
     elif rerun:
         _run_mutmut(module, result)
     with tempfile.TemporaryDirectory(prefix="kizuna-mutation-") as data_dir:
@@ -539,8 +544,9 @@ def write_report(results: dict[str, Result]) -> None:
 
 def main(names: list[str]) -> int:
     rerun = "--report" not in names
-    survivors = "--survivors" in names
-    names = [name for name in names if name not in {"--report", "--survivors"}]
+    reached_only = "--survived" in names
+    survivors = "--survivors" in names or reached_only
+    names = [name for name in names if name not in {"--report", "--survivors", "--survived"}]
     known = {module.name: module for module in MODULES}
     unknown = sorted(set(names) - set(known))
     if unknown:
@@ -552,7 +558,7 @@ def main(names: list[str]) -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     for module in chosen:
         print(f"{module.name}: mutating {module.source} ...", flush=True)
-        result = run_module(module, rerun=rerun, survivors=survivors)
+        result = run_module(module, rerun=rerun, survivors=survivors, reached_only=reached_only)
         previous = results.get(module.name, result)
         if not rerun or survivors:
             result.seconds = previous.seconds

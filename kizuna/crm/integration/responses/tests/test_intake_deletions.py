@@ -17,7 +17,7 @@ from kizuna.crm.integration.models import (
     IntakeOutcome,
     SurveyResponse,
 )
-from kizuna.crm.models import Lead, Organization
+from kizuna.crm.models import Activity, ActivityKind, Contact, Lead, Organization
 from kizuna.testing.intake import SUBMITTED, completed, new_connection, post
 
 pytestmark = pytest.mark.django_db
@@ -124,3 +124,19 @@ def test_a_deletion_repeated_after_re_enabling_leaves_the_one_row_the_earlier_co
     assert list(SurveyResponse.objects.values_list("connection_id", "response_id")) == [
         (connection.pk, "r-1")
     ]
+
+
+def test_a_deleted_response_of_a_converted_lead_leaves_its_entry_on_the_lead_and_the_contact(
+    organization: Organization, connection: Connection, hana: Lead
+):
+    contact = Contact.objects.create(organization=organization, family_name="Hana")
+    Lead.objects.filter(pk=hana.pk).update(converted_contact=contact)
+    post(connection, completed(connection, hana, response_id="r-1"))
+
+    assert post(connection, deletion_of(connection, hana, response_id="r-1")) == (
+        200,
+        {"outcome": "recorded"},
+    )
+
+    entry = Activity.objects.get(kind=ActivityKind.SURVEY_RESPONSE_DELETED)
+    assert (entry.lead_id, entry.contact_id) == (hana.pk, contact.pk)

@@ -10,7 +10,7 @@ this process (Django's test client): the Survey section reads a bounded number o
 "many" must take exactly as many queries as "ten".
 
     .venv/bin/python bench/integration_contact_page.py [--requests 300]
-        [--databases postgresql,sqlite] [--record]       (KIZUNA_BENCH_QUICK=1: 60 requests)
+        [--databases postgresql,sqlite] [--port N] [--record]   (KIZUNA_BENCH_QUICK=1: 60 requests)
 """
 
 from __future__ import annotations
@@ -85,10 +85,10 @@ def history(contact: Any, connection_id: int, count: int) -> None:
     )
 
 
-def child(database_url: str, requests: int) -> dict[str, Any]:
+def child(database_url: str, requests: int, port: int) -> dict[str, Any]:
     import httpx
 
-    with Deployment(database_url if database_url != "sqlite" else "") as deployment:
+    with Deployment(database_url if database_url != "sqlite" else "", port=port) as deployment:
         from django.conf import settings
         from django.db import connection as database
         from django.test import Client
@@ -157,13 +157,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=60 if quick() else 300)
     parser.add_argument("--databases", default="postgresql" if quick() else "postgresql,sqlite")
+    parser.add_argument("--port", type=int, default=0, help="the web server's (default: any free)")
     parser.add_argument("--record", action="store_true", help="write docs/benchmarks.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.requests)))
+        print(json.dumps(child(args.child, args.requests, args.port)))
         return
-    results = per_database(__file__, args.databases.split(","), ["--requests", str(args.requests)])
+    results = per_database(
+        __file__,
+        args.databases.split(","),
+        ["--requests", str(args.requests), "--port", str(args.port)],
+    )
     for database, r in results.items():
         q = r["queries"]
         constant = q["many"] == q["ten"]

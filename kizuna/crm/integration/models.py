@@ -14,6 +14,7 @@ from typing import ClassVar, TypeVar
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -208,6 +209,17 @@ def current_connection(organization: Organization | int) -> Connection | None:
     sending needs `is_enabled`.
     """
     return Connection.objects.of(organization).current().first()
+
+
+def current_connection_for_page(request: HttpRequest, organization_id: int) -> Connection | None:
+    """current_connection(), asked once per request: the parts a record page draws (the
+    Survey section, the "Send survey" button) each need it."""
+    asked: dict[int, Connection | None] = request.__dict__.setdefault(
+        "_kizuna_current_connections", {}
+    )
+    if organization_id not in asked:
+        asked[organization_id] = current_connection(organization_id)
+    return asked[organization_id]
 
 
 class SurveyInvitation(models.Model):

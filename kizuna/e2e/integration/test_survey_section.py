@@ -27,7 +27,8 @@ from kizuna.e2e.integration.respond import (
     run_worker,
 )
 from kizuna.identity.models import User
-from kizuna.survey.models import Question, Survey
+from kizuna.survey.models import Question, Response, Survey
+from kizuna.survey.results.services import delete_response
 from kizuna.testing.crm_api import ApiClient
 
 pytestmark = pytest.mark.usefixtures("survey_service")
@@ -108,6 +109,37 @@ def test_e1_the_section_in_japanese(
     assert "送信したアンケート" in section
     assert "回答済み" in section
     assert "推奨者" in section
+
+
+def test_e1_the_section_drawn_again_shows_each_change_of_its_invitation_and_response(
+    connection: Connection,
+    contact: Contact,
+    ada_survey: Survey,
+    questions: dict[str, Question],
+    ada_client: Client,
+) -> None:
+    """The section's pieces are kept per process between pages: a change is never hidden
+    behind a piece drawn before it, in either language."""
+    invitation = invite(connection, contact, ada_survey)
+    sent = section_of(page_of(ada_client, contact))
+    assert '<span class="badge">Sent</span>' in sent
+    assert "No response yet." in sent
+
+    answer(invitation, answers_for(questions))
+    run_worker()
+    answered = section_of(page_of(ada_client, contact))
+    assert '<span class="badge ok">Responded</span>' in answered
+    assert "Very kind people." in answered
+    in_japanese = ada_client.get(
+        reverse("crm:contact-detail", args=[contact.pk]), HTTP_ACCEPT_LANGUAGE="ja"
+    )
+    assert "回答済み" in section_of(in_japanese.content.decode())
+
+    delete_response(response=Response.objects.get(survey=ada_survey))
+    run_worker()
+    deleted = section_of(page_of(ada_client, contact))
+    assert "its answers were removed from the CRM" in deleted
+    assert "Very kind people." not in deleted
 
 
 def test_e1_invitations_and_responses_are_newest_first_and_unanswered_ones_are_listed(

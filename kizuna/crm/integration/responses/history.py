@@ -5,10 +5,16 @@ scores, a matrix as a table). The history follows a lead converted into a contac
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Q, QuerySet
+from django.template.loader import render_to_string
+from django.utils import timezone, translation
+from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
 from kizuna.crm.integration.models import SurveyInvitation, SurveyResponse
@@ -17,20 +23,48 @@ from kizuna.crm.models import Contact, Lead
 NPS_GROUPS = ((9, _("Promoter")), (7, _("Passive")), (0, _("Detractor")))
 
 
-def _of_record(queryset: QuerySet[Any], record: Lead | Contact) -> QuerySet[Any]:
+def converted_lead_ids(record: Lead | Contact) -> list[int]:
+    """The leads converted into `record` (a contact): their survey history is the contact's."""
+    if isinstance(record, Lead):
+        return []
+    return list(
+        Lead.objects.filter(
+            organization_id=record.organization_id, converted_contact=record
+        ).values_list("pk", flat=True)
+    )
+
+
+def _of_record(
+    queryset: QuerySet[Any], record: Lead | Contact, lead_ids: Sequence[int] | None
+) -> QuerySet[Any]:
     queryset = queryset.filter(organization_id=record.organization_id)
     if isinstance(record, Lead):
         return queryset.filter(lead=record)
-    return queryset.filter(Q(contact=record) | Q(lead__converted_contact=record))
+    if lead_ids is None:
+        lead_ids = converted_lead_ids(record)
+    # Without converted leads (most contacts) the newest rows come straight from the
+    # record's index; an OR joined to the leads read and sorted every row of the record.
+    if not lead_ids:
+        return queryset.filter(contact=record)
+    return queryset.filter(Q(contact=record) | Q(lead_id__in=lead_ids))
 
 
-def responses_of(record: Lead | Contact) -> QuerySet[SurveyResponse]:
-    """The record's responses, newest first (deleted ones without their answers)."""
-    return _of_record(SurveyResponse.objects.all(), record).order_by("-submitted_at", "-pk")
+def responses_of(
+    record: Lead | Contact, *, lead_ids: Sequence[int] | None = None
+) -> QuerySet[SurveyResponse]:
+    """The record's responses, newest first (deleted ones without their answers);
+    `lead_ids`: converted_lead_ids(record) when the caller has it already."""
+    return _of_record(SurveyResponse.objects.all(), record, lead_ids).order_by(
+        "-submitted_at", "-pk"
+    )
 
 
-def invitations_of(record: Lead | Contact) -> QuerySet[SurveyInvitation]:
-    return _of_record(SurveyInvitation.objects.all(), record).order_by("-created_at", "-pk")
+def invitations_of(
+    record: Lead | Contact, *, lead_ids: Sequence[int] | None = None
+) -> QuerySet[SurveyInvitation]:
+    return _of_record(SurveyInvitation.objects.all(), record, lead_ids).order_by(
+        "-created_at", "-pk"
+    )
 
 
 @dataclass(frozen=True)
@@ -84,3 +118,84 @@ def invitation_state(invitation: SurveyInvitation) -> Any:
     if invitation.opened_at:
         return _("Opened")
     return _("Sent")
+
+
+class _Fragments:
+    """Rendered pieces of the Survey section kept per process, by everything they show.
+
+    A response is written once and changes only when it is deleted, an invitation when it is
+    opened, answered or expires: each key holds every value its piece shows (and the
+    language and time zone), so a piece is never stale, only forgotten when the oldest
+    leave. A record page with a long history then renders its Survey section from here
+    instead of through the template engine again (issue #7: the contact with 1,000
+    responses).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._pieces: OrderedDict[Hashable, SafeString] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def render(self, template: str, key: tuple[Any, ...], context: dict[str, Any]) -> SafeString:
+        key = (
+            template,
+            translation.get_language(),
+            timezone.get_current_timezone_name(),
+            *key,
+        )
+        with self._lock:
+            piece = self._pieces.get(key)
+            if piece is not None:
+                self._pieces.move_to_end(key)
+                return piece
+        piece = render_to_string(template, context)
+        with self._lock:
+            self._pieces[key] = piece
+            while len(self._pieces) > self.size:
+                self._pieces.popitem(last=False)
+        return piece
+
+    def clear(self) -> None:
+        with self._lock:
+            self._pieces.clear()
+
+
+fragments = _Fragments(size=4000)
+
+
+def rendered_response(response: SurveyResponse, *, module: str) -> SafeString:
+    """One response with its answers as the Survey section and the history page show it."""
+    key = (
+        module,
+        response.pk,
+        response.response_id,
+        response.survey_title,
+        response.portal_name,
+        response.submitted_at,
+        response.deleted_at,
+        response.lead_id,
+        response.contact_id,
+        repr(response.answers),
+    )
+    return fragments.render(
+        "crm_survey_responses/_response.html",
+        key,
+        {"module": module, "response": response, "answers": shown_answers(response.answers)},
+    )
+
+
+def rendered_invitation(invitation: SurveyInvitation) -> SafeString:
+    """One row of the Survey section's table of surveys sent."""
+    key = (
+        invitation.survey_title,
+        invitation.created_at,
+        invitation.sent_at,
+        invitation.opened_at,
+        invitation.completed_at,
+        invitation.expires_at,
+    )
+    return fragments.render(
+        "crm_survey_responses/_invitation.html",
+        key,
+        {"invitation": invitation, "state": invitation_state(invitation)},
+    )

@@ -8,7 +8,7 @@ from django.template.loader import render_to_string
 from django.utils.safestring import SafeString
 
 from kizuna.crm import extensions
-from kizuna.crm.integration.models import current_connection
+from kizuna.crm.integration.models import current_connection_for_page
 from kizuna.crm.integration.responses import history
 from kizuna.crm.models import Contact, Lead
 
@@ -18,22 +18,24 @@ PANEL_INVITATIONS = 20
 
 def survey_panel(request: HttpRequest, record: Lead | Contact) -> SafeString | None:
     """The Survey section: invitations and responses with their answers, newest first."""
-    if current_connection(record.organization_id) is None:
+    if current_connection_for_page(request, record.organization_id) is None:
         return None
-    invitations = list(history.invitations_of(record)[: PANEL_INVITATIONS + 1])
-    responses = list(history.responses_of(record)[: PANEL_RESPONSES + 1])
+    module = "leads" if isinstance(record, Lead) else "contacts"
+    lead_ids = history.converted_lead_ids(record)
+    invitations = list(history.invitations_of(record, lead_ids=lead_ids)[: PANEL_INVITATIONS + 1])
+    responses = list(history.responses_of(record, lead_ids=lead_ids)[: PANEL_RESPONSES + 1])
     return render_to_string(
         "crm_survey_responses/panel.html",
         {
-            "module": "leads" if isinstance(record, Lead) else "contacts",
+            "module": module,
             "record": record,
             "invitations": [
-                (invitation, history.invitation_state(invitation))
+                history.rendered_invitation(invitation)
                 for invitation in invitations[:PANEL_INVITATIONS]
             ],
             "more_invitations": len(invitations) > PANEL_INVITATIONS,
             "responses": [
-                (response, history.shown_answers(response.answers))
+                history.rendered_response(response, module=module)
                 for response in responses[:PANEL_RESPONSES]
             ],
             "more_responses": len(responses) > PANEL_RESPONSES,

@@ -124,6 +124,6 @@ def record_history(request: HttpRequest, module: str, pk: int) -> HttpResponse:
             "module": module,
             "record": record,
             "page": page,
-            "responses": [(response, history.shown_answers(response.answers)) for response in page],
+            "responses": [history.rendered_response(response, module=module) for response in page],
         },
     )

@@ -17,7 +17,7 @@ from django.utils.translation import gettext_lazy
 from kizuna.crm import extensions as crm_extensions
 from kizuna.crm.access import current_membership
 from kizuna.crm.integration.client import SurveyError
-from kizuna.crm.integration.models import current_connection
+from kizuna.crm.integration.models import current_connection, current_connection_for_page
 from kizuna.crm.integration.sending import services
 from kizuna.crm.mail import extensions as mail_extensions
 from kizuna.crm.models import Contact, Lead
@@ -66,7 +66,7 @@ SURVEY_LINK_HELP = format_lazy(
 
 def send_survey_action(request: HttpRequest, record: Lead | Contact) -> SafeString | None:
     """ "Send survey" on a lead or contact page while the integration is set up."""
-    if current_connection(record.organization_id) is None:
+    if current_connection_for_page(request, record.organization_id) is None:
         return None
     module = "leads" if isinstance(record, Lead) else "contacts"
     query = urlencode({"module": module, "ids": record.pk})

@@ -125,6 +125,8 @@ class FinishDisablingForm(forms.Form):
     """The final work after disabling stopped: a new SC key of the same account to finish
     with, or none to try again with the stored one."""
 
+    # Which disabled connection (the newest stopped one when empty).
+    connection_id = forms.IntegerField(required=False, widget=forms.HiddenInput)
     email = forms.EmailField(label=_("Email address of the SC key"), max_length=254)
     key = forms.CharField(
         label=_("New SC key"),

@@ -266,28 +266,52 @@ def _account_of_connection(connection: Connection, credentials: Credentials) -> 
     return account
 
 
-def _stopped_final_work(organization: Organization) -> tuple[Connection, Reconciliation]:
-    connection = (
+def stopped_disablings(organization: Organization) -> list[tuple[Connection, Reconciliation]]:
+    """The organization's disabled connections whose final work stopped before its end, each
+    with that work, newest first. Enabling again leaves them as they are: their cut-off,
+    their last check for responses and their webhook endpoint are still theirs to finish."""
+    candidates = (
         Connection.objects.of(organization)
-        .filter(state=ConnectionState.DISABLED)
-        .order_by("-disabled_at", "-pk")
-        .first()
-    )
-    row = connection.stopped_final_work() if connection is not None else None
-    if connection is None or row is None or Connection.objects.of(organization).current().exists():
-        raise IntegrationError(
-            "nothing_to_finish", _("Disabling the Survey integration has nothing left to finish.")
+        .filter(
+            state=ConnectionState.DISABLED,
+            finished_without_survey_at__isnull=True,
+            webhook_endpoint_deleted_at__isnull=True,
         )
-    return connection, row
+        .order_by("-disabled_at", "-pk")
+    )
+    return [
+        (connection, row)
+        for connection in candidates
+        if (row := connection.stopped_final_work()) is not None
+    ]
+
+
+def _stopped_final_work(
+    organization: Organization, connection_id: int | None
+) -> tuple[Connection, Reconciliation]:
+    """The stopped final work of the disabled connection `connection_id` (the newest one
+    when None); IntegrationError `nothing_to_finish` when it has none."""
+    for connection, row in stopped_disablings(organization):
+        if connection_id is None or connection.pk == connection_id:
+            return connection, row
+    raise IntegrationError(
+        "nothing_to_finish", _("Disabling the Survey integration has nothing left to finish.")
+    )
 
 
 def finish_disabling(
-    *, organization: Organization, by: User, key: str = "", email: str | None = None
+    *,
+    organization: Organization,
+    by: User,
+    key: str = "",
+    email: str | None = None,
+    connection_id: int | None = None,
 ) -> Connection:
     """Run the final work after disabling again, once it stopped (D6): with a new SC key of
     the same Survey account when the stored one was refused (K2 while disabling), else
-    with the stored key. The connection stays disabled; the cut-off does not move."""
-    connection, row = _stopped_final_work(organization)
+    with the stored key. The connection stays disabled; the cut-off does not move, also when
+    the integration was enabled again meanwhile (a connection of its own)."""
+    connection, row = _stopped_final_work(organization, connection_id)
     account: client.Account | None = None
     if key.strip():
         credentials = Credentials(email=(email or connection.sc_email).strip(), key=key.strip())
@@ -315,12 +339,14 @@ def finish_disabling(
     return connection
 
 
-def finish_without_survey(*, organization: Organization, by: User) -> Connection:
+def finish_without_survey(
+    *, organization: Organization, by: User, connection_id: int | None = None
+) -> Connection:
     """End the stopped final work without the Survey service (D1-D6 still hold): what the
     CRM recorded stays; responses submitted before the cut-off that still arrive are
     recorded, later ones never; the webhook endpoint stays at the Survey service, where
     its administrators can delete it."""
-    connection, _row = _stopped_final_work(organization)
+    connection, _row = _stopped_final_work(organization, connection_id)
     with transaction.atomic():
         connection.finished_without_survey_at = timezone.now()
         connection.save(update_fields=["finished_without_survey_at"])

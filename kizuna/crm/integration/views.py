@@ -4,6 +4,7 @@ disabling (D1-D4), and the webhook intake address (E4, D6)."""
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from kizuna.crm.integration.models import (
     Connection,
     ConnectionMethod,
     IntakeEvent,
+    Reconciliation,
     SurveyResponse,
     UnmatchedResponse,
     current_connection,
@@ -92,6 +94,40 @@ def templates_with_survey_links(organization: Organization) -> list[EmailTemplat
     ]
 
 
+@dataclass(frozen=True)
+class StoppedDisabling:
+    """A disabled connection whose final work stopped, and the form to finish it with."""
+
+    connection: Connection
+    work: Reconciliation
+    form: forms.FinishDisablingForm
+
+    @property
+    def stopped_by_key(self) -> bool:
+        return self.work.last_error.split(":", 1)[0] in client.CREDENTIAL_CODES
+
+
+def _stopped_disablings(
+    organization: Organization, posted: forms.FinishDisablingForm | None
+) -> list[StoppedDisabling]:
+    """Every stopped disabling, also while the integration is enabled again: re-enabling
+    leaves the previous connection's final work where it stopped (issue #7)."""
+    stopped = []
+    for connection, work in services.stopped_disablings(organization):
+        if posted is not None and (posted.data.get("connection_id") or "") in (
+            "",
+            str(connection.pk),
+        ):
+            form, posted = posted, None
+        else:
+            form = forms.FinishDisablingForm(
+                initial={"email": connection.sc_email, "connection_id": connection.pk}
+            )
+        form.auto_id = f"id_finish_{connection.pk}_%s"  # several forms on one page
+        stopped.append(StoppedDisabling(connection=connection, work=work, form=form))
+    return stopped
+
+
 def _settings_page(
     request: HttpRequest,
     organization: Organization,
@@ -106,10 +142,6 @@ def _settings_page(
     )
     if connection is not None and reconnect_form is None:
         reconnect_form = forms.ReconnectForm(initial={"email": connection.sc_email})
-    stopped = latest.stopped_final_work() if connection is None and latest is not None else None
-    if stopped is not None and finish_form is None:
-        assert latest is not None
-        finish_form = forms.FinishDisablingForm(initial={"email": latest.sc_email})
     return render(
         request,
         "crm_integration/settings.html",
@@ -119,10 +151,7 @@ def _settings_page(
             "latest": latest,
             "health": _health(latest) if latest is not None else None,
             "reconnect_form": reconnect_form,
-            "stopped_final_work": stopped,
-            "stopped_by_key": stopped is not None
-            and stopped.last_error.split(":", 1)[0] in client.CREDENTIAL_CODES,
-            "finish_form": finish_form,
+            "stopped_disablings": _stopped_disablings(organization, finish_form),
             "linked_templates": templates_with_survey_links(organization)
             if connection is None and latest is not None
             else [],
@@ -140,40 +169,43 @@ def settings_page(request: HttpRequest) -> HttpResponse:
 @require_POST
 @login_required
 def reconnect(request: HttpRequest) -> HttpResponse:
-    organization = get_organization_for_admin(request)
-    form = forms.ReconnectForm(request.POST)
-    if form.is_valid():
-        try:
-            services.reconnect(
-                organization=organization,
-                by=signed_in_user(request),
-                key=form.cleaned_data["key"],
-                email=form.cleaned_data["email"],
-            )
-        except SurveyError as error:
-            form.add_error(CREDENTIAL_FIELDS.get(error.code), error.message)
-        except IntegrationError as error:
-            form.add_error(None, error.message)
-        else:
-            messages.success(request, _("The Survey integration is connected again."))
-            return redirect("crm_integration:settings")
-    return _settings_page(request, organization, reconnect_form=form, status=422)
+    """K2: the connection in use goes on with a new SC key of its Survey account."""
+    return _act_with_key(
+        request,
+        forms.ReconnectForm(request.POST),
+        services.reconnect,
+        done=_("The Survey integration is connected again."),
+    )
 
 
 @require_POST
 @login_required
 def finish_disabling(request: HttpRequest) -> HttpResponse:
     """The final work after disabling stopped: run it again, with a new key if given."""
+    return _act_with_key(
+        request,
+        forms.FinishDisablingForm(request.POST),
+        services.finish_disabling,
+        done=_(
+            "Disabling is finishing: the last check for responses and the removal of "
+            "the webhook endpoint run again in a moment."
+        ),
+    )
+
+
+def _act_with_key(
+    request: HttpRequest,
+    form: forms.ReconnectForm | forms.FinishDisablingForm,
+    act: Callable[..., Connection],
+    *,
+    done: str,
+) -> HttpResponse:
+    """Reconnecting and finishing a disabling alike: `act` with the SC key (and email) of
+    `form`; the key's errors go to their field, the page is drawn again with them (422)."""
     organization = get_organization_for_admin(request)
-    form = forms.FinishDisablingForm(request.POST)
     if form.is_valid():
         try:
-            services.finish_disabling(
-                organization=organization,
-                by=signed_in_user(request),
-                key=form.cleaned_data["key"],
-                email=form.cleaned_data["email"],
-            )
+            act(organization=organization, by=signed_in_user(request), **form.cleaned_data)
         except SurveyError as error:
             form.add_error(CREDENTIAL_FIELDS.get(error.code), error.message)
         except IntegrationError as error:
@@ -182,15 +214,11 @@ def finish_disabling(request: HttpRequest) -> HttpResponse:
                 return redirect("crm_integration:settings")
             form.add_error(None, error.message)
         else:
-            messages.success(
-                request,
-                _(
-                    "Disabling is finishing: the last check for responses and the removal of "
-                    "the webhook endpoint run again in a moment."
-                ),
-            )
+            messages.success(request, done)
             return redirect("crm_integration:settings")
-    return _settings_page(request, organization, finish_form=form, status=422)
+    if isinstance(form, forms.FinishDisablingForm):
+        return _settings_page(request, organization, finish_form=form, status=422)
+    return _settings_page(request, organization, reconnect_form=form, status=422)
 
 
 @require_POST
@@ -198,8 +226,13 @@ def finish_disabling(request: HttpRequest) -> HttpResponse:
 def finish_without_survey(request: HttpRequest) -> HttpResponse:
     """The final work after disabling stopped: end it without the Survey service."""
     organization = get_organization_for_admin(request)
+    connection_id = request.POST.get("connection_id", "")
     try:
-        services.finish_without_survey(organization=organization, by=signed_in_user(request))
+        services.finish_without_survey(
+            organization=organization,
+            by=signed_in_user(request),
+            connection_id=int(connection_id) if connection_id.isdigit() else None,
+        )
     except IntegrationError as error:
         messages.info(request, error.message)
     else:
@@ -590,7 +623,12 @@ def _step_confirm(
         request,
         state,
         "confirm",
-        {"invitees": invitees, "error": error, "portals": state.chosen_portals()},
+        {
+            "invitees": invitees,
+            "error": error,
+            "portals": state.chosen_portals(),
+            "stopped_disablings": [c for c, _work in services.stopped_disablings(organization)],
+        },
         status=502 if error else 200,
     )
 

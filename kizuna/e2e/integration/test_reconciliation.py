@@ -28,6 +28,7 @@ from kizuna.e2e.integration.respond import (
     answer,
     answers_for,
     deleted_minutes_ago,
+    enable,
     invite,
     lose_deliveries,
     make_due,
@@ -469,3 +470,68 @@ def test_k2_finishing_without_the_survey_keeps_the_d_rules_and_is_audited(
     assert 'id="final-work-stopped"' not in page
     again = ada_client.post(url, follow=True)
     assert "nothing left to finish" in again.content.decode()
+
+
+def test_k2_a_disabling_stopped_before_enabling_again_is_still_shown_and_can_be_finished(
+    stopped: Reconciliation,
+    connection: Connection,
+    organization: Organization,
+    ada: User,
+    ada_member: AccountMember,
+    ada_client: Client,
+    lead: Lead,
+) -> None:
+    from kizuna.survey.keys.services import get_or_create_key
+
+    new_key = get_or_create_key(member=ada_member, by=ada).reveal()
+    enabled_again = enable(organization, ada, Credentials(email="ada@example.com", key=new_key))
+    page = ada_client.get(reverse("crm_integration:settings")).content.decode()
+    assert f'id="final-work-stopped-{connection.pk}"' in page
+    assert "Enabling the integration again did not finish it" in page
+    assert f'id="final-work-stopped-{enabled_again.pk}"' not in page
+
+    done = ada_client.post(
+        reverse("crm_integration:finish-disabling"),
+        {"email": "ada@example.com", "key": new_key, "connection_id": str(connection.pk)},
+    )
+    assert done.status_code == 302
+    run_worker()
+
+    stopped.refresh_from_db()
+    assert stopped.status == WorkStatus.DONE
+    # The response submitted before the cut-off is recorded once, on the old connection.
+    assert list(SurveyResponse.objects.filter(lead=lead).values_list("connection", flat=True)) == [
+        connection.pk
+    ]
+    assert connection_after(connection).webhook_endpoint_deleted_at is not None
+    assert not WebhookEndpoint.objects.filter(pk=connection.webhook_endpoint_id or 0).exists()
+    current = connection_after(enabled_again)
+    assert current.state == ConnectionState.ENABLED
+    assert WebhookEndpoint.objects.filter(pk=current.webhook_endpoint_id or 0).exists()
+    page = ada_client.get(reverse("crm_integration:settings")).content.decode()
+    assert 'id="final-work-stopped' not in page
+
+
+def test_k2_a_disabling_stopped_before_enabling_again_can_be_finished_without_the_survey(
+    stopped: Reconciliation,
+    connection: Connection,
+    organization: Organization,
+    ada: User,
+    ada_member: AccountMember,
+    ada_client: Client,
+) -> None:
+    from kizuna.survey.keys.services import get_or_create_key
+
+    new_key = get_or_create_key(member=ada_member, by=ada).reveal()
+    enabled_again = enable(organization, ada, Credentials(email="ada@example.com", key=new_key))
+
+    finished = ada_client.post(
+        reverse("crm_integration:finish-without-survey"), {"connection_id": str(connection.pk)}
+    )
+
+    assert finished.status_code == 302
+    assert connection_after(connection).finished_without_survey_at is not None
+    assert connection_after(enabled_again).finished_without_survey_at is None
+    assert connection_after(enabled_again).state == ConnectionState.ENABLED
+    page = ada_client.get(reverse("crm_integration:settings")).content.decode()
+    assert 'id="final-work-stopped' not in page

@@ -535,3 +535,25 @@ def test_k2_a_disabling_stopped_before_enabling_again_can_be_finished_without_th
     assert connection_after(enabled_again).state == ConnectionState.ENABLED
     page = ada_client.get(reverse("crm_integration:settings")).content.decode()
     assert 'id="final-work-stopped' not in page
+
+
+def test_k2_setting_up_again_says_the_stopped_disabling_is_left_to_finish(
+    stopped: Reconciliation,
+    connection: Connection,
+    ada_client: Client,
+    carol_credentials: Credentials,
+) -> None:
+    def step(name: str) -> str:
+        return reverse("crm_integration:setup", kwargs={"step": name})
+
+    ada_client.post(step("method"), {"method": "other_account"})
+    ada_client.post(
+        step("credentials"), {"email": "carol@example.com", "key": carol_credentials.key}
+    )
+    ada_client.post(step("portals"), {"use_all": "on"})
+    ada_client.post(step("users"), {})
+    confirm = ada_client.get(step("confirm")).content.decode()
+
+    assert 'id="previous-disabling-stopped"' in confirm
+    assert connection.survey_account_name.replace("'", "&#x27;") in confirm
+    assert "Enabling the integration again does not finish it" in confirm

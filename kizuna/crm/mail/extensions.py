@@ -31,8 +31,9 @@ send calls it with up to PREPARE_PART_SIZE recipients at a time, before any
 message of those recipients is queued, and renders each message from the values
 it returned (`resolve` is then only used for the preview). The first part is
 prepared while the sender waits: a PlaceholderError there refuses the whole send
-with its message, and nothing is queued or sent. Later parts are prepared by the
-worker (kizuna.crm.mail.models.BatchPreparation): a PlaceholderError with
+with its message, and nothing is queued or sent, unless it says `background=True`
+(the service is slow, not refusing): then the worker prepares that part too. Later
+parts are prepared by the worker (kizuna.crm.mail.models.BatchPreparation): a PlaceholderError with
 `temporary=True` (a service that is down) is retried with back-off and the send
 resumes where it stopped; any other ends the send for the recipients not
 prepared yet, with its message on the batch page. A recipient never gets a
@@ -59,11 +60,15 @@ class PlaceholderError(Exception):
 
     temporary: the cause may go away (a service that is down): a part of a batch
     prepared by the worker is retried later instead of ending the send.
+    background: the service works but did not answer in time while the sender waited
+    (a loaded machine): the send is not refused, the worker prepares every part instead
+    (retried as a temporary error), and the sender sees the progress on the batch page.
     """
 
-    def __init__(self, message: str, *, temporary: bool = False) -> None:
+    def __init__(self, message: str, *, temporary: bool = False, background: bool = False) -> None:
         super().__init__(message)
-        self.temporary = temporary
+        self.temporary = temporary or background
+        self.background = background
 
 
 # Recipients handed to one call of a namespace's prepare().

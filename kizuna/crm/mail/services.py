@@ -419,7 +419,8 @@ def queue_emails(
 
     Records that opted out or have no email address are skipped and reported in
     the batch and on their timelines. Placeholders of extensions are resolved
-    before the transaction; a PlaceholderError from one of them queues nothing.
+    before the transaction; a PlaceholderError from one of them queues nothing (one with
+    `background` hands the whole preparation to the worker instead).
     Namespaces that prepare their values per batch (extensions.py) get the first
     PREPARE_PART_SIZE recipients now; the worker prepares the others
     (prepare_batch), and their messages are queued as each part is prepared.
@@ -443,17 +444,24 @@ def queue_emails(
     first = sendable[:PREPARE_PART_SIZE]
     in_parts = bool(placeholders) or len(first) < len(sendable)
     key = secrets.token_urlsafe(24) if in_parts else ""
-    prepared, refused = _prepare_part(
-        organization=organization,
-        sender=sender,
-        module=module,
-        language=language,
-        placeholders=placeholders,
-        key=key,
-        part=0,
-        options=options,
-        records=first if placeholders else [],
-    )
+    try:
+        prepared, refused = _prepare_part(
+            organization=organization,
+            sender=sender,
+            module=module,
+            language=language,
+            placeholders=placeholders,
+            key=key,
+            part=0,
+            options=options,
+            records=first if placeholders else [],
+        )
+    except PlaceholderError as error:
+        if not error.background:
+            raise
+        # A slow service is not a refusal: the worker prepares the first part too (its
+        # values are made idempotently), and the sender does not wait for it again.
+        first, prepared, refused = [], {}, {}
     served, refused_first = _set_refused_aside(first, refused)
     queued = _render_for(
         organization=organization,

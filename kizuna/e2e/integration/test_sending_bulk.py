@@ -7,8 +7,12 @@ name with the reason while the others are sent. Real Survey over HTTP, real SMTP
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -16,10 +20,11 @@ from django.urls import reverse
 from kizuna.crm.integration.models import Connection, SurveyInvitation
 from kizuna.crm.mail.models import OutgoingMessage, SendBatch
 from kizuna.crm.models import Activity, ActivityKind, Contact, Organization
-from kizuna.e2e.integration.mailing import CountingCalls, send_page, speak
+from kizuna.e2e.integration.mailing import CountingCalls, links_in, send_page, speak
 from kizuna.e2e.integration.respond import answer, invite, run_worker
 from kizuna.identity.models import User
 from kizuna.survey.models import Invitation, Survey
+from kizuna.testing.races import require_postgresql
 from kizuna.testing.smtp import MailServer
 
 pytestmark = pytest.mark.usefixtures("survey_service")
@@ -141,3 +146,71 @@ def test_e2_recipients_the_survey_refuses_are_reported_by_name_and_the_others_ar
     assert skipped.summary == f"Customer satisfaction ({reasons[broken.pk]})"
     assert not Invitation.objects.filter(email="not-an-email").exists()
     assert OutgoingMessage.objects.filter(contact__in=[broken, answered]).count() == 0
+
+
+@contextmanager
+def survey_invitations_locked() -> Iterator[None]:
+    """The Survey service's invitations table locked by another session, as a machine under
+    load keeps it waiting: its POST /invitations blocks until the block ends (reads go on)."""
+    from django.db import connection as database
+
+    settings = database.settings_dict
+    with psycopg.connect(
+        dbname=settings["NAME"],
+        user=settings["USER"],
+        password=settings["PASSWORD"],
+        host=settings["HOST"],
+        port=settings["PORT"] or None,
+    ) as holder:
+        holder.execute(f"LOCK TABLE {Invitation._meta.db_table} IN SHARE MODE")
+        yield
+    # Leaving psycopg's block commits: the lock is gone.
+
+
+def test_e2_a_survey_service_too_slow_for_the_first_part_leaves_it_to_the_worker_once(
+    organization: Organization,
+    ada_client: Client,
+    connection: Connection,
+    ada_survey: Survey,
+    smtp: MailServer,
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Any,
+) -> None:
+    """The first part's invitations take longer than KIZUNA_SURVEY_TIMEOUT_SECONDS: the
+    sender is not refused and never sees the timeout; the batch page shows the links being
+    made; the worker makes them, and each recipient gets one email with one link, although
+    the Survey service went on with the call the CRM gave up on (issue #7)."""
+    require_postgresql("locks a table of the Survey service's database")
+    settings.KIZUNA_SURVEY_TIMEOUT_SECONDS = 2.0
+    calls = CountingCalls(monkeypatch)
+    contacts = many_contacts(organization, 30)
+
+    with survey_invitations_locked():
+        response = send_page(ada_client, "contacts", contacts, survey=ada_survey.pk)
+        batch = SendBatch.objects.get()
+        assert response.status_code == 302
+        assert response["Location"] == reverse("crm_mail:batch", args=[batch.pk])
+        assert calls.sizes == [30]  # the call that timed out
+        assert not OutgoingMessage.objects.exists()
+        progress = ada_client.get(reverse("crm_mail:batch", args=[batch.pk])).content.decode()
+        assert 'data-preparing="30"' in progress
+        assert "did not answer in time" not in progress
+
+    # The Survey service finishes the call the CRM stopped waiting for.
+    deadline = time.monotonic() + 60
+    while Invitation.objects.filter(survey=ada_survey).count() < 30:
+        assert time.monotonic() < deadline, "the Survey service never finished the call"
+        time.sleep(0.1)
+    settings.KIZUNA_SURVEY_TIMEOUT_SECONDS = 60.0
+    run_worker()
+
+    assert calls.sizes == [30, 30]
+    assert batch.progress().sent == 30
+    assert batch.progress().is_finished
+    assert Invitation.objects.filter(survey=ada_survey).count() == 30
+    assert SurveyInvitation.objects.filter(organization=organization).count() == 30
+    addresses = sorted(message["To"] for message in smtp.received)
+    assert len(addresses) == 30
+    assert len(set(addresses)) == 30
+    links = [link for message in smtp.received for link, _token in links_in(message)]
+    assert len(links) == len(set(links)) == 30

@@ -11,7 +11,10 @@ way back to this organization only. A retried part creates nothing twice: the Su
 API answers an invited (survey, reference) with its existing invitation.
 
 Anything that stops working links from being made raises PlaceholderError with the
-reason in the sender's language: the send is refused before any email leaves.
+reason in the sender's language: the send is refused before any email leaves. Invitations
+that the Survey service (which just listed the surveys) does not make in time are not a
+refusal: the worker makes them (PlaceholderError background), and the sender follows the
+progress on the batch page.
 """
 
 from __future__ import annotations
@@ -110,8 +113,14 @@ def sending_connection(organization: Organization) -> Connection:
     return connection
 
 
-def _call(connection: Connection, call: Callable[[Credentials], T]) -> T:
-    """A call to the Survey service whose failure refuses the send, with the reason."""
+def _call(
+    connection: Connection, call: Callable[[Credentials], T], *, slow_is_refusal: bool = True
+) -> T:
+    """A call to the Survey service whose failure refuses the send, with the reason.
+
+    slow_is_refusal False: a call that does not answer in time leaves the work to the
+    worker instead (PlaceholderError background), for a service that answered a moment ago.
+    """
     try:
         return call_survey(connection, call)
     except SurveyError as error:
@@ -120,6 +129,7 @@ def _call(connection: Connection, call: Callable[[Credentials], T]) -> T:
             _("Survey links could not be made, so nothing was sent: %(reason)s")
             % {"reason": error.message},
             temporary=temporary,
+            background=not slow_is_refusal and error.code == ClientErrorCode.TIMEOUT,
         ) from error
 
 
@@ -191,10 +201,14 @@ def _invite(
 ) -> tuple[list[client.Invitation], dict[str, str]]:
     """Invitations for `requests` (one call), and the references the Survey service
     refused by name ({reference: why}): those are left out and the others asked again."""
+    # The Survey service listed the surveys a moment ago: a thousand invitations that take
+    # longer than the time limit on a loaded machine are not a refusal. The worker makes
+    # them; they are idempotent there, so the call given up on here creates nothing twice.
     try:
         return _call(
             connection,
             functools.partial(client.create_invitations, survey_id=survey_id, invitations=requests),
+            slow_is_refusal=False,
         ), {}
     except PlaceholderError as error:
         cause = error.__cause__
@@ -223,6 +237,7 @@ def _invite(
         _call(
             connection,
             functools.partial(client.create_invitations, survey_id=survey_id, invitations=rest),
+            slow_is_refusal=False,
         )
         if rest
         else []

@@ -14,6 +14,10 @@ from django.db import connection
 
 from kizuna import config
 
+# A guard against a hung command, not a measure: a migrate takes 5 s of CPU, which a machine
+# loaded 20 times over stretches past a minute.
+SUBPROCESS_TIMEOUT = 300
+
 
 def run_kizuna(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     # Without the test run's own settings (and the async switch only Playwright tests need).
@@ -27,7 +31,7 @@ def run_kizuna(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
         env={**clean, **env},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=SUBPROCESS_TIMEOUT,
     )
 
 

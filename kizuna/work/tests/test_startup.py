@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+# A guard against a hung command, not a measure: a migrate takes 5 s of CPU, which a machine
+# loaded 20 times over stretches past a minute.
+SUBPROCESS_TIMEOUT = 300
+
 
 def run_kizuna(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("KIZUNA_", "DATABASE_"))}
@@ -18,7 +22,7 @@ def run_kizuna(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedPr
         env={**clean, "KIZUNA_DATA_DIR": str(tmp_path), **env},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=SUBPROCESS_TIMEOUT,
     )
 
 

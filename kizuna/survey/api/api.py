@@ -11,6 +11,7 @@ deployment-internal route (/internal/accounts-for-email) takes the trust token
 from __future__ import annotations
 
 import datetime
+import json
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -349,7 +350,7 @@ def list_responses(
     since: datetime.datetime | None = None,
     cursor: str | None = None,
     limit: int = Query(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE),
-) -> dict[str, Any]:
+) -> HttpResponse:
     """Responses in submission order, each as the `data` of a response.completed event.
 
     `since` keeps those submitted at or after that time; follow `next_cursor`
@@ -374,10 +375,17 @@ def list_responses(
         limit=limit,
         key=_uuid_key,
     )
-    return {
+    body = {
         "items": [webhook_services.response_payload(r) for r in page],
         "next_cursor": next_cursor,
     }
+    # The payloads are the webhooks' own, already in the shape of schemas.ResponsePage (a
+    # test holds them to it): validating them again cost more than half the time of a page
+    # of 500 (the reconciliation pull of a backlog, issue 7).
+    return HttpResponse(
+        json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+        content_type="application/json; charset=utf-8",
+    )
 
 
 @api.get(

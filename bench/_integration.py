@@ -18,6 +18,7 @@ collects the JSON line it prints last.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
@@ -325,15 +326,23 @@ def analyze() -> None:
         cursor.execute("ANALYZE")
 
 
-def backlog_in_bulk(world: World, lead_ids: list[int]) -> None:
+def backlog_in_bulk(
+    world: World, lead_ids: list[int], *, outage: datetime.timedelta | None = None
+) -> None:
     """What `submit_in_process` leaves behind, written in bulk (a backlog of 10,000 in a
     minute rather than a quarter of an hour on a loaded machine): each invitation answered,
     its Response and Answers, and one `response.completed` Delivery per enabled endpoint with
     the payload `publish_event` would have enqueued. Only the results' counters are left out
-    (nothing the CRM reads)."""
+    (nothing the CRM reads).
+
+    `outage`: the responses were submitted one after the other over that long, up to now,
+    while the CRM was down (the integration enabled before it, a pull made then), and their
+    deliveries are due now; without it, each thousand is submitted when it is written.
+    """
     from django.db import transaction
     from django.utils import timezone
 
+    from kizuna.crm.integration.models import Connection
     from kizuna.survey import validation
     from kizuna.survey.models import Answer, Invitation, Question, Response, Survey
     from kizuna.survey.webhooks.models import Delivery, WebhookEndpoint
@@ -346,10 +355,17 @@ def backlog_in_bulk(world: World, lead_ids: list[int]) -> None:
         for endpoint in WebhookEndpoint.objects.filter(account=survey.portal.account)
         if endpoint.is_enabled and endpoint.is_subscribed_to("response.completed")
     ]
+    began = timezone.now() - (outage or datetime.timedelta(0))
+    if outage is not None:
+        Connection.objects.filter(pk=world.connection_id).update(
+            enabled_at=began - datetime.timedelta(minutes=1),
+            reconciled_until=began - datetime.timedelta(minutes=1),
+        )
     for start in range(0, len(lead_ids), 1000):
         part = lead_ids[start : start + 1000]
         now = timezone.now()
         invitations = list(Invitation.objects.filter(token__in=[world.tokens[pk] for pk in part]))
+
         with transaction.atomic():
             Invitation.objects.filter(pk__in=[i.pk for i in invitations]).update(completed_at=now)
             responses = Response.objects.bulk_create(
@@ -358,9 +374,11 @@ def backlog_in_bulk(world: World, lead_ids: list[int]) -> None:
                     invitation=invitation,
                     recipient_reference=invitation.recipient_reference,
                     language="en",
-                    submitted_at=now,
+                    submitted_at=(
+                        now if outage is None else began + outage * (start + n) / len(lead_ids)
+                    ),
                 )
-                for invitation in invitations
+                for n, invitation in enumerate(invitations)
             )
             answers = []
             for number, response in enumerate(responses):
@@ -381,13 +399,14 @@ def backlog_in_bulk(world: World, lead_ids: list[int]) -> None:
                     event_type="response.completed",
                     payload={
                         "type": "response.completed",
-                        "timestamp": _iso(now),
+                        "timestamp": _iso(response.submitted_at),
                         "data": response_payload(response),
                     },
-                    created_at=now,
+                    created_at=response.submitted_at,
                     next_attempt_at=now,
                 )
                 for response in Response.objects.filter(pk__in=[r.pk for r in responses])
+                .order_by("submitted_at", "pk")
                 .select_related("survey__portal")
                 .prefetch_related("answers__question")
                 for endpoint in endpoints

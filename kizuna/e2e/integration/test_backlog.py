@@ -1,0 +1,298 @@
+"""A backlog of response events (E4, D6), with the real Survey service over HTTP.
+
+Deliveries that arrive long after their events (the CRM was down, retries) bring the periodic
+reconciliation forward; it records the backlog from GET /responses a page per transaction,
+under the intake's rules, and the deliveries still queued then find their responses recorded.
+Deletions follow the cut-off of D6 whichever way they arrive.
+"""
+
+from __future__ import annotations
+
+import datetime
+import threading
+import time
+
+import pytest
+from django.db import connection as database
+from django.db import connections, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from kizuna.crm.integration import client, services
+from kizuna.crm.integration.models import (
+    Connection,
+    IntakeEvent,
+    IntakeOutcome,
+    Reconciliation,
+    ReconciliationKind,
+    SurveyInvitation,
+    SurveyResponse,
+    UnmatchedResponse,
+)
+from kizuna.crm.integration.responses import services as responses
+from kizuna.crm.models import Activity, ActivityKind, Contact, Lead, Organization
+from kizuna.e2e.integration.respond import answer, answers_for, invite, run_worker
+from kizuna.identity.models import User
+from kizuna.survey.models import Question, Response, Survey
+from kizuna.survey.results.services import delete_response
+from kizuna.survey.webhooks.models import Delivery
+from kizuna.testing.races import require_postgresql
+from kizuna.work.leases import WorkStatus
+
+pytestmark = pytest.mark.usefixtures("survey_service")
+
+
+def people(organization: Organization, count: int) -> list[Lead]:
+    return [
+        Lead.objects.create(
+            organization=organization, family_name=f"Person{n}", email=f"person{n}@example.com"
+        )
+        for n in range(count)
+    ]
+
+
+def answered_during_an_outage(minutes: int) -> None:
+    """The responses were submitted `minutes` ago and their deliveries held since (the CRM was
+    down): the Survey's rows and the events' times moved back together, and the integration
+    enabled before them."""
+    then = timezone.now() - datetime.timedelta(minutes=minutes)
+    Connection.objects.update(enabled_at=then - datetime.timedelta(minutes=1))
+    Response.objects.update(submitted_at=then)
+    for delivery in Delivery.objects.all():
+        delivery.payload["timestamp"] = then.isoformat()
+        if delivery.event_type == "response.completed":
+            delivery.payload["data"]["submitted_at"] = then.isoformat()
+        delivery.save(update_fields=["payload"])
+
+
+def periodic() -> Reconciliation:
+    return Reconciliation.objects.get(kind=ReconciliationKind.PERIODIC)
+
+
+def test_e4_a_late_delivery_brings_the_pull_forward_which_records_the_backlog(
+    connection: Connection,
+    organization: Organization,
+    ada_survey: Survey,
+    questions: dict[str, Question],
+) -> None:
+    leads = people(organization, 3)
+    for lead in leads:
+        answer(invite(connection, lead, ada_survey), answers_for(questions))
+    answered_during_an_outage(minutes=2)
+    # One delivery is retried now; the others wait for their next attempt, in an hour.
+    _first, *held = Delivery.objects.filter(event_type="response.completed").order_by("pk")
+    Delivery.objects.filter(pk__in=[d.pk for d in held]).update(
+        next_attempt_at=timezone.now() + datetime.timedelta(hours=1)
+    )
+    run_worker()
+
+    assert SurveyResponse.objects.count() == 3
+    assert sorted(SurveyResponse.objects.values_list("lead_id", flat=True)) == sorted(
+        lead.pk for lead in leads
+    )
+    assert periodic().status == WorkStatus.PENDING
+    assert periodic().last_recorded == 2  # the two the deliveries had not brought
+    assert periodic().next_attempt_at > timezone.now() + datetime.timedelta(minutes=14)
+    assert Activity.objects.filter(kind=ActivityKind.SURVEY_RESPONDED).count() == 3
+    assert not SurveyInvitation.objects.filter(completed_at__isnull=True).exists()
+    # The held deliveries come at last: acknowledged, nothing recorded twice.
+    Delivery.objects.update(next_attempt_at=timezone.now())
+    run_worker()
+    assert SurveyResponse.objects.count() == 3
+    outcomes = sorted(
+        IntakeEvent.objects.filter(event_type="response.completed").values_list(
+            "outcome", flat=True
+        )
+    )
+    assert outcomes == [IntakeOutcome.DUPLICATE, IntakeOutcome.DUPLICATE, IntakeOutcome.RECORDED]
+    assert not Delivery.objects.exclude(status=WorkStatus.DONE).exists()
+
+
+@pytest.mark.parametrize("late", [False, True])
+def test_e4_a_delivery_on_time_or_of_an_event_pulled_already_leaves_the_pull_alone(
+    connection: Connection,
+    organization: Organization,
+    ada_survey: Survey,
+    questions: dict[str, Question],
+    late: bool,
+) -> None:
+    (lead,) = people(organization, 1)
+    answer(invite(connection, lead, ada_survey), answers_for(questions))
+    if late:
+        answered_during_an_outage(minutes=2)
+        Connection.objects.filter(pk=connection.pk).update(reconciled_until=timezone.now())
+    scheduled = periodic().next_attempt_at
+    run_worker()
+
+    assert SurveyResponse.objects.get().lead == lead
+    assert (periodic().next_attempt_at, periodic().last_run_at) == (scheduled, None)
+
+
+def test_e4_a_page_is_recorded_under_the_intakes_rules_in_the_same_queries_whatever_its_size(
+    connection: Connection,
+    organization: Organization,
+    ada_survey: Survey,
+    questions: dict[str, Question],
+) -> None:
+    """A lead, a contact, a lead converted meanwhile, a lead deleted meanwhile (kept as
+    unmatched) and one recorded already by its delivery, in one page; then a page of one."""
+    lead, converted, gone, delivered, alone = people(organization, 5)
+    contact = Contact.objects.create(organization=organization, family_name="Mori")
+    invitations: dict[Lead | Contact, SurveyInvitation] = {
+        record: invite(connection, record, ada_survey)
+        for record in (lead, converted, gone, delivered, contact, alone)
+    }
+    for record in (delivered, lead, contact, converted, gone):
+        answer(invitations[record], answers_for(questions))
+    # Every delivery was lost but the response.completed of `delivered`.
+    Delivery.objects.exclude(
+        pk=Delivery.objects.filter(event_type="response.completed").order_by("pk")[:1]
+    ).update(status=WorkStatus.FAILED)
+    run_worker()
+    assert SurveyResponse.objects.get().lead == delivered
+    new_contact = Contact.objects.create(organization=organization, family_name="Converted")
+    Lead.objects.filter(pk=converted.pk).update(converted_contact=new_contact)
+    gone_reference = connection.recipient_reference(gone)
+    gone.delete()
+    items = client.list_responses(connection.credentials(), limit=500).items
+
+    with CaptureQueriesContext(database) as page_of_five:
+        found = responses.record_responses(connection, items)
+
+    assert found == 4
+    expected: dict[tuple[int | None, int | None], Lead | Contact] = {
+        (lead.pk, None): lead,
+        (None, contact.pk): contact,
+        (converted.pk, new_contact.pk): converted,
+    }
+    rows = {
+        (row.lead_id, row.contact_id): row for row in SurveyResponse.objects.exclude(lead=delivered)
+    }
+    assert sorted(rows, key=str) == sorted(expected, key=str)
+    for place, row in rows.items():
+        invited = invitations[expected[place]]
+        assert row.invitation_id == invited.pk
+        assert row.response_id == str(
+            Response.objects.get(invitation__token=invited.survey_token).pk
+        )
+        assert [answer["display"] for answer in row.answers][:2] == ["Good", "9"]
+        invited.refresh_from_db()
+        assert invited.completed_at == row.submitted_at
+        timeline = Activity.objects.get(
+            kind=ActivityKind.SURVEY_RESPONDED, data__response_id=row.response_id
+        )
+        assert (timeline.lead_id, timeline.contact_id, timeline.data["survey_id"]) == (
+            *place,
+            ada_survey.pk,
+        )
+    unmatched = UnmatchedResponse.objects.get()
+    assert (unmatched.recipient_reference, unmatched.connection) == (gone_reference, connection)
+    assert SurveyResponse.objects.filter(lead=delivered).count() == 1
+    assert Activity.objects.filter(kind=ActivityKind.SURVEY_RESPONDED).count() == 4
+    # The same page again records nothing; a page of one takes the queries of a page of five.
+    assert responses.record_responses(connection, items) == 0
+    answer(invitations[alone], answers_for(questions))
+    latest = client.list_responses(connection.credentials(), limit=500).items[-1:]
+    with CaptureQueriesContext(database) as page_of_one:
+        assert responses.record_responses(connection, latest) == 1
+    assert len(page_of_one.captured_queries) == len(page_of_five.captured_queries)
+
+
+@pytest.mark.postgres
+def test_e4_a_response_its_delivery_records_while_the_page_is_written_is_recorded_once(
+    connection: Connection,
+    organization: Organization,
+    ada_survey: Survey,
+    questions: dict[str, Question],
+) -> None:
+    """A delivery records one of the page's responses after the page found it unrecorded and
+    commits while the page's INSERT waits on it: the delivery's row stays, the page records
+    the others, each response once with one timeline entry."""
+    require_postgresql("needs two writers at once")
+    leads = people(organization, 3)
+    for lead in leads:
+        answer(invite(connection, lead, ada_survey), answers_for(questions))
+    items = client.list_responses(connection.credentials(), limit=500).items
+    inserted = threading.Event()
+
+    def deliver_the_second() -> None:
+        with transaction.atomic():
+            assert responses.record_response(connection, items[1])[0] == IntakeOutcome.RECORDED
+            inserted.set()
+            # Commit once the page's INSERT waits for this row.
+            with database.cursor() as cursor:
+                for _ in range(600):
+                    cursor.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND datname = current_database()"
+                    )
+                    if cursor.fetchone()[0]:
+                        return
+                    time.sleep(0.05)
+            raise AssertionError("the page never waited for the delivery's row")
+
+    errors: list[BaseException] = []
+
+    def delivery() -> None:
+        try:
+            deliver_the_second()
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=delivery)
+    thread.start()
+    assert inserted.wait(timeout=30)
+    found = responses.record_responses(connection, items)
+    thread.join(timeout=60)
+
+    assert errors == []
+    assert found == 2
+    assert sorted(SurveyResponse.objects.values_list("lead_id", flat=True)) == sorted(
+        lead.pk for lead in leads
+    )
+    assert Activity.objects.filter(kind=ActivityKind.SURVEY_RESPONDED).count() == 3
+
+
+# --- D6 for deletions -----------------------------------------------------------------------
+
+
+def test_d6_a_deletion_is_applied_when_made_before_the_cut_off_never_when_made_after(
+    connection: Connection,
+    organization: Organization,
+    ada: User,
+    ada_survey: Survey,
+    questions: dict[str, Question],
+) -> None:
+    """Both deletions are delivered after disabling, while the endpoint still exists: the CRM
+    keeps what the Survey service held at the cut-off, as the final reconciliation does."""
+    before, after = people(organization, 2)
+    for lead in (before, after):
+        answer(invite(connection, lead, ada_survey), answers_for(questions))
+    run_worker()
+    delete_response(
+        response=Response.objects.get(invitation__recipient_reference__endswith=f":{before.pk}")
+    )
+    Delivery.objects.filter(event_type="response.deleted").update(
+        next_attempt_at=timezone.now() + datetime.timedelta(hours=1)  # the CRM is slow to answer
+    )
+    services.disable(organization=organization, by=ada)
+    delete_response(
+        response=Response.objects.get(invitation__recipient_reference__endswith=f":{after.pk}")
+    )
+    Delivery.objects.update(next_attempt_at=timezone.now())
+    run_worker()
+
+    kept = SurveyResponse.objects.get(lead=after)
+    removed = SurveyResponse.objects.get(lead=before)
+    assert (removed.answers, removed.deleted_at is not None) == ([], True)
+    assert (len(kept.answers), kept.deleted_at) == (4, None)
+    assert list(
+        Activity.objects.filter(kind=ActivityKind.SURVEY_RESPONSE_DELETED).values_list(
+            "lead_id", flat=True
+        )
+    ) == [before.pk]
+    assert sorted(
+        IntakeEvent.objects.filter(event_type="response.deleted").values_list("outcome", flat=True)
+    ) == [IntakeOutcome.AFTER_CUT_OFF, IntakeOutcome.RECORDED]

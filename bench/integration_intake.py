@@ -141,7 +141,6 @@ def drain(deployment: Deployment, count: int, *, concurrency: int) -> dict[str, 
     from kizuna.crm.integration.models import (
         IntakeEvent,
         IntakeOutcome,
-        Reconciliation,
         SurveyResponse,
     )
     from kizuna.survey.webhooks.models import Delivery, DeliveryAttempt
@@ -177,7 +176,8 @@ def drain(deployment: Deployment, count: int, *, concurrency: int) -> dict[str, 
         # Until the Survey's outbox is empty: every delivery acknowledged by the CRM.
         "acknowledged": acknowledged,
         "by_deliveries": IntakeEvent.objects.filter(outcome=IntakeOutcome.RECORDED).count(),
-        "by_pull": sum(Reconciliation.objects.values_list("last_recorded", flat=True)),
+        "by_pull": SurveyResponse.objects.count()
+        - IntakeEvent.objects.filter(outcome=IntakeOutcome.RECORDED).count(),
         # The worker's view: how long the CRM took to answer each delivery.
         "post_ms_p50": statistics.median(durations),
         "post_ms_mean": statistics.fmean(durations),

@@ -28,6 +28,7 @@ import functools
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -623,20 +624,30 @@ def _insert_new(rows: list[SurveyResponse] | list[UnmatchedResponse]) -> set[str
     fields = [field for field in model._meta.concrete_fields if not field.primary_key]
     table = database.ops.quote_name(model._meta.db_table)
     columns = ", ".join(database.ops.quote_name(field.column) for field in fields)
-    placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    returning = database.ops.quote_name("response_id")
     inserted: set[str] = set()
     with database.cursor() as cursor:
         for start in range(0, len(rows), RECONCILIATION_PAGE_SIZE):
             part = rows[start : start + RECONCILIATION_PAGE_SIZE]
-            params = [
-                field.get_db_prep_save(field.pre_save(row, add=True), database)
-                for row in part
+            values = [
+                [field.get_db_prep_save(field.pre_save(row, add=True), database) for row in part]
                 for field in fields
             ]
+            if database.vendor == "postgresql":
+                # One array a column, as bulk_create writes many rows there: a short
+                # statement whatever the number of rows.
+                arrays = ", ".join(
+                    f"(%s)::{field.db_type(database).split('(')[0]}[]"  # type: ignore[union-attr]
+                    for field in fields
+                )
+                rows_sql, params = f"SELECT * FROM UNNEST({arrays})", values  # noqa: S608
+            else:
+                row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
+                rows_sql = "VALUES " + ", ".join([row_sql] * len(part))
+                params = [column[n] for n in range(len(part)) for column in values]
             cursor.execute(
-                f"INSERT INTO {table} ({columns}) VALUES "  # noqa: S608
-                f"{', '.join([placeholders] * len(part))} "
-                f"ON CONFLICT DO NOTHING RETURNING {database.ops.quote_name('response_id')}",
+                f"INSERT INTO {table} ({columns}) {rows_sql} "
+                f"ON CONFLICT DO NOTHING RETURNING {returning}",
                 params,
             )
             inserted.update(response_id for (response_id,) in cursor.fetchall())
@@ -894,6 +905,13 @@ def _pull(
     )
 
 
+def _answer_to(
+    asked: Future[client.Page[dict[str, Any]]], _credentials: client.Credentials
+) -> client.Page[dict[str, Any]]:
+    """The page asked for in another thread (its SurveyError raised here, in call_survey)."""
+    return asked.result()
+
+
 def _pull_deletions(
     credentials: client.Credentials, *, since: datetime.datetime, cursor: str | None
 ) -> client.DeletionPage:
@@ -954,26 +972,33 @@ def _reconcile_deletions(
 def _reconcile_responses(
     connection: Connection, *, since: datetime.datetime, until: datetime.datetime
 ) -> int:
-    """The responses submitted from `since` to `until`, recorded a page per transaction."""
+    """The responses submitted from `since` to `until`, recorded a page per transaction.
+
+    The next page is asked for while this one is recorded: the Survey service (another
+    process, or another machine) builds it meanwhile, instead of the two waiting in turn.
+    """
     found = 0
-    cursor: str | None = None
-    while True:
-        page = call_survey(connection, functools.partial(_pull, since=since, cursor=cursor))
-        before: list[dict[str, Any]] = []
-        reached_until = False
-        for item in page.items:
-            try:
-                reached_until = _moment(item, "submitted_at") >= until
-            except BadEvent as error:
-                logger.warning("Reconciliation skipped a response it cannot read: %s", error)
-                continue
-            if reached_until:
-                break
-            before.append(item)
-        found += record_responses(connection, before)
-        if reached_until or page.next_cursor is None:
-            return found
-        cursor = page.next_cursor
+    credentials = connection.credentials()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconcile") as asker:
+        asked = asker.submit(_pull, credentials, since=since, cursor=None)
+        while True:
+            page = call_survey(connection, functools.partial(_answer_to, asked))
+            before: list[dict[str, Any]] = []
+            reached_until = False
+            for item in page.items:
+                try:
+                    reached_until = _moment(item, "submitted_at") >= until
+                except BadEvent as error:
+                    logger.warning("Reconciliation skipped a response it cannot read: %s", error)
+                    continue
+                if reached_until:
+                    break
+                before.append(item)
+            if not reached_until and page.next_cursor is not None:
+                asked = asker.submit(_pull, credentials, since=since, cursor=page.next_cursor)
+            found += record_responses(connection, before)
+            if reached_until or page.next_cursor is None:
+                return found
 
 
 def request_reconciliation(*, organization: Organization, requested_by: User) -> Reconciliation:

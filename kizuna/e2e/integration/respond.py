@@ -51,13 +51,24 @@ def lose_deliveries() -> None:
 
 
 def submitted_minutes_ago(minutes: int) -> None:
-    """Move the Survey's responses back in time (a pull leaves out the last minute)."""
-    Response.objects.update(submitted_at=timezone.now() - datetime.timedelta(minutes=minutes))
+    """Move the Survey's responses back in time (a pull leaves out its last seconds), and the
+    connections enabled since back before them: their first pull starts where they were enabled."""
+    moment = timezone.now() - datetime.timedelta(minutes=minutes)
+    Response.objects.update(submitted_at=moment)
+    _enabled_before(moment)
 
 
 def deleted_minutes_ago(minutes: int) -> None:
-    """Move the Survey's deletions back in time (a pull leaves out the last minute)."""
-    DeletedResponse.objects.update(deleted_at=timezone.now() - datetime.timedelta(minutes=minutes))
+    """Move the Survey's deletions back in time, as submitted_minutes_ago moves responses."""
+    moment = timezone.now() - datetime.timedelta(minutes=minutes)
+    DeletedResponse.objects.update(deleted_at=moment)
+    _enabled_before(moment)
+
+
+def _enabled_before(moment: datetime.datetime) -> None:
+    Connection.objects.filter(enabled_at__gte=moment).update(
+        enabled_at=moment - datetime.timedelta(minutes=1)
+    )
 
 
 def make_due(kind: ReconciliationKind) -> None:

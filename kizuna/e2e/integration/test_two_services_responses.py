@@ -252,7 +252,13 @@ print(WebhookEndpoint.objects.update(is_enabled=True))
 """
 
 CRM_RECONCILE_NOW = """
+import datetime
+from django.utils import timezone
+from kizuna.crm.integration.models import Connection
 from kizuna.crm.integration.responses.services import request_reconciliation
+# The deletion was moved two minutes back: the connection was enabled before it (its first
+# pull starts where it was enabled).
+Connection.objects.update(enabled_at=timezone.now() - datetime.timedelta(minutes=3))
 from kizuna.crm.models import Organization
 from kizuna.identity.models import User
 print(request_reconciliation(organization=Organization.objects.get(),

@@ -924,8 +924,13 @@ def reconcile(*, connection: Connection, until: datetime.datetime) -> int:
     """Pull the responses submitted up to `until` that were not recorded yet (GET /responses),
     and the deletions made up to `until` (GET /responses/deleted), and apply them under the
     intake's rules; how many were new. SurveyError when the Survey service cannot be asked."""
-    start = connection.reconciled_until or connection.enabled_at
-    since = min(start, until) - RECONCILIATION_OVERLAP
+    if connection.reconciled_until is None:
+        # D6: the first pull starts where the connection was enabled. Five minutes earlier
+        # would reach into a gap after an earlier connection was disabled, and a response
+        # through that connection's link is recorded by this one.
+        since = min(connection.enabled_at, until)
+    else:
+        since = min(connection.reconciled_until, until) - RECONCILIATION_OVERLAP
     found = _reconcile_responses(connection, since=since, until=until)
     found += _reconcile_deletions(connection, since=since, until=until)
     now = timezone.now()

@@ -372,6 +372,37 @@ def test_d6_re_enabling_does_not_pull_what_was_submitted_while_disabled(
     assert (periodic_of(again).last_recorded, periodic_of(again).last_error) == (0, "")
 
 
+def test_d6_re_enabling_minutes_after_a_response_in_the_gap_does_not_pull_it(
+    connection: Connection,
+    organization: Organization,
+    ada: User,
+    ada_credentials: Credentials,
+    lead: Lead,
+    ada_survey: Survey,
+    questions: dict[str, Question],
+) -> None:
+    """The gap is short: disabled four minutes ago, answered through the old link three minutes
+    ago, enabled again now. The new connection's first pull starts where it was enabled, not
+    five minutes before, so the answer of the gap stays out (the overlap is for later pulls)."""
+    link = invite(connection, lead, ada_survey)
+    services.disable(organization=organization, by=ada)
+    answer(link, answers_for(questions))
+    now = timezone.now()
+    Connection.objects.filter(pk=connection.pk).update(
+        disabled_at=now - datetime.timedelta(minutes=4)
+    )
+    submitted_minutes_ago(3)
+    make_due(ReconciliationKind.FINAL)
+    run_worker()
+    again = enable(organization, ada, ada_credentials)
+    make_due(ReconciliationKind.PERIODIC)
+    run_worker()
+
+    assert not SurveyResponse.objects.exists()
+    assert periodic_of(again).status == WorkStatus.PENDING
+    assert (periodic_of(again).last_recorded, periodic_of(again).last_error) == (0, "")
+
+
 # --- the final run after disabling (D6) ---------------------------------------------------------
 
 

@@ -469,14 +469,16 @@ def record_response(connection: Connection, data: Mapping[str, Any]) -> tuple[In
         )
     lead_id, contact_id = _record_ids(record)
     stored = _store_response(
-        connection,
-        data,
-        lead_id=lead_id,
-        contact_id=contact_id,
-        invitation_id=invitation_id,
-        submitted_at=read.submitted_at,
-        started_at=read.started_at,
-        answers=read.answers,
+        _response_row(
+            connection,
+            data,
+            lead_id=lead_id,
+            contact_id=contact_id,
+            invitation_id=invitation_id,
+            submitted_at=read.submitted_at,
+            started_at=read.started_at,
+            answers=read.answers,
+        )
     )
     if not stored:
         return IntakeOutcome.DUPLICATE, response_id
@@ -674,31 +676,9 @@ def _complete_invitations(completed: dict[int, datetime.datetime]) -> None:
         )
 
 
-def _store_response(
-    connection: Connection,
-    data: Mapping[str, Any],
-    *,
-    lead_id: int | None,
-    contact_id: int | None,
-    submitted_at: datetime.datetime,
-    answers: list[dict[str, Any]],
-    invitation_id: int | None = None,
-    started_at: datetime.datetime | None = None,
-    deleted_at: datetime.datetime | None = None,
-) -> bool:
-    """Where a SurveyResponse row is written one at a time, from an event's (or a pull's)
-    `data`: False when the connection has it already (a concurrent arrival won)."""
-    row = _response_row(
-        connection,
-        data,
-        lead_id=lead_id,
-        contact_id=contact_id,
-        submitted_at=submitted_at,
-        answers=answers,
-        invitation_id=invitation_id,
-        started_at=started_at,
-        deleted_at=deleted_at,
-    )
+def _store_response(row: SurveyResponse) -> bool:
+    """Write one SurveyResponse row (from _response_row): False when the connection has it
+    already (a concurrent arrival won)."""
     try:
         with transaction.atomic():
             row.save(force_insert=True)
@@ -806,13 +786,15 @@ def delete_response(
         record = _record_of(organization_id, kind, pk)
         lead_id, contact_id = _record_ids(record) if record is not None else (None, None)
         stored = _store_response(
-            connection,
-            data,
-            lead_id=lead_id,
-            contact_id=contact_id,
-            submitted_at=_moment(data, "submitted_at"),
-            answers=[],
-            deleted_at=deleted_at,
+            _response_row(
+                connection,
+                data,
+                lead_id=lead_id,
+                contact_id=contact_id,
+                submitted_at=_moment(data, "submitted_at"),
+                answers=[],
+                deleted_at=deleted_at,
+            )
         )
         if not stored:
             return IntakeOutcome.DUPLICATE, response_id

@@ -233,11 +233,7 @@ class Lane:
                     self._give_back(row)
                 finally:
                     with self._lock:
-                        self._in_hand.pop(row.pk, None)
-                        key = self._key(row)
-                        self._per_key[key] -= 1
-                        if self._per_key[key] <= 0:
-                            del self._per_key[key]
+                        key = self._forget(row)
                         if self.per_key_limit is not None:
                             recent = self._recent_seconds.setdefault(key, deque(maxlen=FAST_RUNS))
                             recent.append(time.monotonic() - began)
@@ -255,11 +251,16 @@ class Lane:
         except Exception:
             logger.warning("%s %s is left to its lease", self.label, row.pk, exc_info=True)
         with self._lock:
-            self._in_hand.pop(row.pk, None)
-            key = self._key(row)
-            self._per_key[key] -= 1
-            if self._per_key[key] <= 0:
-                del self._per_key[key]
+            self._forget(row)
+
+    def _forget(self, row: LeasedWork) -> Any:
+        """Drop `row` from what this lane holds (under the lock); its key."""
+        self._in_hand.pop(row.pk, None)
+        key = self._key(row)
+        self._per_key[key] -= 1
+        if self._per_key[key] <= 0:
+            del self._per_key[key]
+        return key
 
     def _give_back(self, row: LeasedWork) -> None:
         connections.close_all()

@@ -469,15 +469,8 @@ def record_response(connection: Connection, data: Mapping[str, Any]) -> tuple[In
         )
     lead_id, contact_id = _record_ids(record)
     stored = _store_response(
-        _response_row(
-            connection,
-            data,
-            lead_id=lead_id,
-            contact_id=contact_id,
-            invitation_id=invitation_id,
-            submitted_at=read.submitted_at,
-            started_at=read.started_at,
-            answers=read.answers,
+        _completed_row(
+            connection, read, lead_id=lead_id, contact_id=contact_id, invitation_id=invitation_id
         )
     )
     if not stored:
@@ -585,15 +578,12 @@ def _write_page(connection: Connection, page: dict[str, Completed]) -> int:
             continue
         invitation_id = invitations.get((read.kind, read.pk, read.survey_id, read.reference))
         responses.append(
-            _response_row(
+            _completed_row(
                 connection,
-                read.data,
+                read,
                 lead_id=lead_id,
                 contact_id=contact_id,
                 invitation_id=invitation_id,
-                submitted_at=read.submitted_at,
-                started_at=read.started_at,
-                answers=read.answers,
             )
         )
         if invitation_id is not None:
@@ -685,6 +675,27 @@ def _store_response(row: SurveyResponse) -> bool:
     except IntegrityError:
         return False
     return True
+
+
+def _completed_row(
+    connection: Connection,
+    read: Completed,
+    *,
+    lead_id: int | None,
+    contact_id: int | None,
+    invitation_id: int | None,
+) -> SurveyResponse:
+    """The SurveyResponse of a response read under the intake's rules, not saved yet."""
+    return _response_row(
+        connection,
+        read.data,
+        lead_id=lead_id,
+        contact_id=contact_id,
+        invitation_id=invitation_id,
+        submitted_at=read.submitted_at,
+        started_at=read.started_at,
+        answers=read.answers,
+    )
 
 
 def _response_row(

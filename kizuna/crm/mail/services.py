@@ -15,14 +15,14 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
-from django.db import transaction
+from django.db import connections, router, transaction
 from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 from django.utils.translation import gettext, override
 
 from kizuna.crm.audit import services as audit
 from kizuna.crm.audit.models import AuditAction
-from kizuna.crm.mail import transport
+from kizuna.crm.mail import fenced, transport
 from kizuna.crm.mail.extensions import (
     PREPARE_PART_SIZE,
     MergeContext,
@@ -697,29 +697,53 @@ _sending_writes = GroupCommit()
 
 
 def _renew_leases(messages: Sequence[OutgoingMessage]) -> list[bool]:
-    """Renew the leases of a group's messages in one UPDATE (row by row if any was taken)."""
-    leased_until = timezone.now() + timedelta(seconds=OutgoingMessage.lease_seconds)
-    if leases.update_all_if_held(messages, leased_until=leased_until):
-        return [True] * len(messages)
-    return [leases.update_if_held(message, leased_until=leased_until) for message in messages]
+    """Renew the leases of a group's messages in one fenced UPDATE; per message, whether
+    this worker still held it."""
+    until = timezone.now() + timedelta(seconds=OutgoingMessage.lease_seconds)
+    return fenced.renew_leases(messages, until=until)
 
 
 def _mark_all_sent(messages: Sequence[OutgoingMessage]) -> list[bool]:
-    """Mark a group's messages sent with their timeline entries: one UPDATE and one INSERT
-    (row by row if another worker took any of them)."""
+    """Mark a group's messages sent with their timeline entries: one fenced UPDATE and one
+    INSERT (the entries of the messages this worker still held)."""
     now = timezone.now()
-    if leases.mark_all_done(messages, sent_at=now):
-        marked = [True] * len(messages)
-    else:
-        marked = [leases.mark_done(message, sent_at=now) for message in messages]
-    plain.insert(
-        [
-            _activity_entry(message, ActivityKind.EMAIL_SENT, message.timeline_summary, now)
-            for message, is_marked in zip(messages, marked, strict=True)
-            if is_marked
-        ]
-    )
+    marked = fenced.mark_sent(messages, at=now)
+    sent = [message for message, is_marked in zip(messages, marked, strict=True) if is_marked]
+    if sent:
+        connection = connections[router.db_for_write(Activity)]
+        sql, params = plain.insert_statement(
+            Activity,
+            _SENT_ENTRY_FIELDS,
+            [
+                (
+                    message.organization_id,
+                    message.lead_id,
+                    message.contact_id,
+                    ActivityKind.EMAIL_SENT,
+                    message.timeline_summary[:500],
+                    {"batch": message.batch_id, "message": message.pk, "to": message.to_address},
+                    message.sender_id,
+                    now,
+                )
+                for message in sent
+            ],
+            connection,
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
     return marked
+
+
+_SENT_ENTRY_FIELDS = (
+    "organization_id",
+    "lead_id",
+    "contact_id",
+    "kind",
+    "summary",
+    "data",
+    "actor_id",
+    "created_at",
+)
 
 
 def _still_held(message: OutgoingMessage) -> bool:

@@ -27,13 +27,23 @@ def signed_in_user(request: HttpRequest) -> User:
 
 
 def memberships_of(request: HttpRequest) -> list[Membership]:
-    if not request.user.is_authenticated:
-        return []
-    return list(
-        Membership.objects.filter(user=request.user, is_active=True)
-        .select_related("organization")
-        .order_by("organization__name", "organization_id")
-    )
+    """The signed-in user's active memberships, by organization name.
+
+    Read once per request: current_membership() and the layout's organization switcher
+    both need them on every page. switch_organization() reads them again.
+    """
+    cached = getattr(request, "_crm_memberships", None)
+    if cached is not None:
+        return cached
+    memberships: list[Membership] = []
+    if request.user.is_authenticated:
+        memberships = list(
+            Membership.objects.filter(user=request.user, is_active=True)
+            .select_related("organization")
+            .order_by("organization__name", "organization_id")
+        )
+    request._crm_memberships = memberships  # type: ignore[attr-defined]
+    return memberships
 
 
 def current_membership(request: HttpRequest) -> Membership:
@@ -53,6 +63,9 @@ def current_membership(request: HttpRequest) -> Membership:
 
 
 def switch_organization(request: HttpRequest, organization_id: int) -> Membership:
+    """Make `organization_id` the current organization (one the user has just joined or
+    created in this request too), or 404."""
+    request._crm_memberships = None  # type: ignore[attr-defined]
     membership = next(
         (m for m in memberships_of(request) if m.organization_id == organization_id), None
     )

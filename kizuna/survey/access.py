@@ -32,13 +32,23 @@ def signed_in_user(request: HttpRequest) -> User:
 
 
 def memberships_of(request: HttpRequest) -> list[AccountMember]:
-    if not request.user.is_authenticated:
-        return []
-    return list(
-        AccountMember.objects.filter(user=request.user)
-        .select_related("account")
-        .order_by("account__name", "account_id")
-    )
+    """The signed-in user's memberships, by account name.
+
+    Read once per request: current_membership() and the layout's account switcher both
+    need them on every page. switch_account() reads them again.
+    """
+    cached = getattr(request, "_survey_memberships", None)
+    if cached is not None:
+        return cached
+    memberships: list[AccountMember] = []
+    if request.user.is_authenticated:
+        memberships = list(
+            AccountMember.objects.filter(user=request.user)
+            .select_related("account")
+            .order_by("account__name", "account_id")
+        )
+    request._survey_memberships = memberships  # type: ignore[attr-defined]
+    return memberships
 
 
 def current_membership_or_none(request: HttpRequest) -> AccountMember | None:
@@ -67,6 +77,9 @@ def current_membership(request: HttpRequest) -> AccountMember:
 
 
 def switch_account(request: HttpRequest, account_id: int) -> AccountMember:
+    """Make `account_id` the current account (one the user has just joined or created in
+    this request too), or 404."""
+    request._survey_memberships = None  # type: ignore[attr-defined]
     membership = next((m for m in memberships_of(request) if m.account_id == account_id), None)
     if membership is None:
         raise Http404("No such account")

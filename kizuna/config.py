@@ -107,7 +107,10 @@ def env_rate_or_off(name: str, default: Rate) -> Rate | None:
     """A rate as env_rate(), or `off` (None): no limit of this kind at all, not even counted."""
     if env(name).lower() == "off":
         return None
-    return env_rate(name, default)
+    try:
+        return env_rate(name, default)
+    except ConfigError as error:
+        raise ConfigError(f"{error} Or off: no limit.") from None
 
 
 def data_dir() -> Path:

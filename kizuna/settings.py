@@ -157,10 +157,12 @@ KIZUNA_SURVEY_SUBMIT_RATE = config.env_rate_or_off(
 KIZUNA_SURVEY_MIN_SECONDS = config.env_int("KIZUNA_SURVEY_MIN_SECONDS", 3)
 # Page moves (Next, Back: each keeps answers in the session) per client address, as a token
 # bucket: a crowd of 500 behind one address moving through ten pages, refilled in an hour.
-KIZUNA_SURVEY_PAGE_RATE = config.env_rate("KIZUNA_SURVEY_PAGE_RATE", config.Rate(5000, 3600))
+# `off` (None): not counted at all, as KIZUNA_SURVEY_SUBMIT_RATE.
+KIZUNA_SURVEY_PAGE_RATE = config.env_rate_or_off("KIZUNA_SURVEY_PAGE_RATE", config.Rate(5000, 3600))
 # Survey links that lead nowhere (made-up invitation tokens) per client address, as a token
 # bucket: 100 at once, then one every 6 seconds; a link that exists is always answered.
-KIZUNA_SURVEY_UNKNOWN_LINK_RATE = config.env_rate(
+# `off` (None): every unknown link is a 404, none counted.
+KIZUNA_SURVEY_UNKNOWN_LINK_RATE = config.env_rate_or_off(
     "KIZUNA_SURVEY_UNKNOWN_LINK_RATE", config.Rate(100, 600)
 )
 # Invitations to join a Survey account: emails one account may send, and days a link works.

@@ -367,6 +367,39 @@ def test_12_a_survey_limit_written_off_is_no_limit(
     assert config.env_rate_or_off("KIZUNA_SURVEY_SUBMIT_RATE", config.Rate(600, 600)) is None
 
 
+def test_every_survey_limit_per_address_can_be_switched_off(tmp_path: Path) -> None:
+    names = (
+        "KIZUNA_SURVEY_SUBMIT_RATE",
+        "KIZUNA_SURVEY_PAGE_RATE",
+        "KIZUNA_SURVEY_UNKNOWN_LINK_RATE",
+    )
+    script = (
+        "from django.conf import settings as s\n"
+        f"print(repr(tuple(getattr(s, name) for name in {names!r})))\n"
+    )
+
+    result = run_kizuna(
+        {"KIZUNA_DATA_DIR": str(tmp_path), **dict.fromkeys(names, "off")}, "shell", "-c", script
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "(None, None, None)"
+
+
+def test_a_survey_limit_that_is_neither_a_rate_nor_off_says_both_are_accepted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KIZUNA_SURVEY_PAGE_RATE", "none")
+
+    with pytest.raises(config.ConfigError) as raised:
+        config.env_rate_or_off("KIZUNA_SURVEY_PAGE_RATE", config.Rate(5000, 3600))
+
+    assert str(raised.value) == (
+        "KIZUNA_SURVEY_PAGE_RATE='none' must be COUNT/SECONDS, for example 5000/3600 "
+        "(5000 per 3600 seconds). Or off: no limit."
+    )
+
+
 def test_12_a_survey_limit_not_off_is_a_rate(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KIZUNA_SURVEY_SUBMIT_RATE", "5/60")
 

@@ -157,10 +157,12 @@ def _unknown_link(request: HttpRequest) -> HttpResponse:
 
     Once an address has sent too many (guessing tokens), it gets a short 429 instead, until
     its allowance comes back; links that exist are looked up first and always answered.
+    Switched off (KIZUNA_SURVEY_UNKNOWN_LINK_RATE=off), nothing is counted.
     """
-    wait = ratelimit.take_smoothed(
-        "survey-unknown-link", _client_address(request), settings.KIZUNA_SURVEY_UNKNOWN_LINK_RATE
-    )
+    rate = settings.KIZUNA_SURVEY_UNKNOWN_LINK_RATE
+    if rate is None:
+        raise Http404
+    wait = ratelimit.take_smoothed("survey-unknown-link", _client_address(request), rate)
     if not wait:
         raise Http404
     response = render(
@@ -216,10 +218,12 @@ def _held_reason(request: HttpRequest, progress: ResponseProgress) -> HeldReason
 
 
 def _take_page_slot(request: HttpRequest) -> int:
-    """Count one page move (Next, Back) from this address: 0, or the seconds to wait."""
-    return ratelimit.take_smoothed(
-        "survey-page", _client_address(request), settings.KIZUNA_SURVEY_PAGE_RATE
-    )
+    """Count one page move (Next, Back) from this address: 0, or the seconds to wait.
+    Switched off (KIZUNA_SURVEY_PAGE_RATE=off), nothing is counted."""
+    rate = settings.KIZUNA_SURVEY_PAGE_RATE
+    if rate is None:
+        return 0
+    return ratelimit.take_smoothed("survey-page", _client_address(request), rate)
 
 
 def _render_page(

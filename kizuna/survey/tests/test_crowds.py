@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import pytest
 from django.conf import settings
+from django.db import connection
 from django.test import Client, override_settings
 from django.urls import reverse
 
@@ -104,6 +105,19 @@ def test_12_1_the_unknown_links_page_speaks_the_browsers_language() -> None:
 
     assert limited.status_code == 429
     assert "存在しないリンクが多すぎます" in limited.content.decode()
+
+
+@override_settings(KIZUNA_SURVEY_UNKNOWN_LINK_RATE=None)
+def test_12_1_unknown_links_switched_off_are_404_and_never_counted() -> None:
+    statuses = [Client().get(f"/s/i/guess-{n}/", REMOTE_ADDR=OFFICE).status_code for n in range(5)]
+
+    assert statuses == [404] * 5
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COUNT(*) FROM kizuna_cache WHERE cache_key LIKE %s",
+            ["%ratelimit-bucket:survey-unknown-link:%"],
+        )
+        assert cursor.fetchone()[0] == 0
 
 
 def test_12_2_12_3_300_public_submissions_from_one_address_within_a_minute_are_all_stored(

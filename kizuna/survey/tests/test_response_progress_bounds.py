@@ -12,6 +12,7 @@ import datetime
 
 import pytest
 from django.contrib.sessions.models import Session
+from django.db import connection
 from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
@@ -142,6 +143,29 @@ def test_9_4_page_moves_count_in_a_rate_limit_per_address(
     assert "draft 3" in page  # still on screen
     assert _kept_answers(anonymous_client, survey)[str(story.pk)] == ["draft 2"]
     assert elsewhere.status_code == 302
+
+
+@override_settings(KIZUNA_SURVEY_PAGE_RATE=None)
+def test_9_4_page_moves_switched_off_are_never_counted(
+    survey: Survey, anonymous_client: Client
+) -> None:
+    name, [story] = _survey_with_texts(survey, 1)
+    _to_page_two(anonymous_client, survey, name)
+    backs = [
+        anonymous_client.post(
+            _url(survey), {"page": "2", "action": "back", f"q{story.pk}": f"draft {n}"}
+        ).status_code
+        for n in range(5)
+    ]
+
+    assert backs == [302] * 5
+    assert _kept_answers(anonymous_client, survey)[str(story.pk)] == ["draft 4"]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COUNT(*) FROM kizuna_cache WHERE cache_key LIKE %s",
+            ["%ratelimit-bucket:survey-page:%"],
+        )
+        assert cursor.fetchone()[0] == 0
 
 
 def test_9_4_an_anonymous_respondents_progress_lasts_a_day(

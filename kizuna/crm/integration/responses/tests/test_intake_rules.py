@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 import pytest
+from django.db import connection as database
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -213,6 +214,43 @@ def test_the_same_response_delivered_twice_is_recorded_once(
     assert SurveyResponse.objects.filter(response_id="r-1").count() == 1
     assert Activity.objects.filter(lead=leads["hana"]).count() == 1
     assert events(connection)[-1] == ("response.completed", IntakeOutcome.DUPLICATE, "r-1")
+
+
+def test_a_late_delivery_of_a_recorded_response_is_acknowledged_with_one_lookup_and_one_insert(
+    connection: Connection, leads: dict[str, Lead]
+):
+    """A backlog's deliveries come after its pull recorded their responses: each is stored as
+    a duplicate event without the work of recording (the event is hours old here)."""
+    event = completed(connection, leads["hana"], response_id="r-1")
+    assert post(connection, event, message_id="msg_1") == (200, {"outcome": "recorded"})
+    # last_event_at needs no refresh during these deliveries
+    Connection.objects.filter(pk=connection.pk).update(
+        last_event_at=timezone.now() + datetime.timedelta(hours=1)
+    )
+
+    statements: list[str] = []
+
+    def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        statements.append(sql)  # the test client empties connection.queries per request
+        return execute(sql, params, many, context)
+
+    with database.execute_wrapper(count):
+        assert post(connection, event, message_id="msg_2") == (200, {"outcome": "duplicate"})
+    assert post(connection, event, message_id="msg_2") == (200, {"outcome": "duplicate"})
+
+    # The connection by its token, "recorded already?", the event.
+    assert len(statements) == 3, statements
+    assert SurveyResponse.objects.count() == 1
+    assert Activity.objects.filter(lead=leads["hana"]).count() == 1
+    assert events(connection) == [
+        ("response.completed", IntakeOutcome.RECORDED, ""),
+        ("response.completed", IntakeOutcome.DUPLICATE, "r-1"),
+    ]
+    assert list(
+        IntakeEvent.objects.filter(connection=connection)
+        .order_by("pk")
+        .values_list("event_id", flat=True)
+    ) == ["msg_1", "msg_2"]
 
 
 def test_a_repeated_webhook_id_is_acknowledged_and_not_recorded_again(

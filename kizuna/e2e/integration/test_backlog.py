@@ -255,6 +255,74 @@ def test_e4_a_response_its_delivery_records_while_the_page_is_written_is_recorde
     assert Activity.objects.filter(kind=ActivityKind.SURVEY_RESPONDED).count() == 3
 
 
+@pytest.mark.postgres
+def test_e4_a_lead_deleted_while_its_page_is_written_keeps_its_response_as_unmatched(
+    connection: Connection,
+    organization: Organization,
+    ada_survey: Survey,
+    questions: dict[str, Question],
+) -> None:
+    """The page found the third lead, then the lead is deleted (in the transaction of a
+    delivery the page's INSERT waits on) before the page commits: the page fails on the
+    missing lead and is recorded one response at a time, the deleted lead's response kept for
+    the administrators, the others recorded once."""
+    require_postgresql("needs two writers at once")
+    leads = people(organization, 3)
+    for lead in leads:
+        answer(invite(connection, lead, ada_survey), answers_for(questions))
+    gone_reference = connection.recipient_reference(leads[2])
+    items = client.list_responses(connection.credentials(), limit=500).items
+    inserted = threading.Event()
+
+    def deliver_the_second_and_delete_the_third() -> None:
+        with transaction.atomic():
+            assert responses.record_response(connection, items[1])[0] == IntakeOutcome.RECORDED
+            inserted.set()
+            with database.cursor() as cursor:
+                for _ in range(600):
+                    cursor.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND datname = current_database()"
+                    )
+                    if cursor.fetchone()[0]:
+                        break
+                    time.sleep(0.05)
+                else:
+                    raise AssertionError("the page never waited for the delivery's row")
+            Lead.objects.get(pk=leads[2].pk).delete()
+
+    errors: list[BaseException] = []
+
+    def delivery() -> None:
+        try:
+            deliver_the_second_and_delete_the_third()
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=delivery)
+    thread.start()
+    assert inserted.wait(timeout=30)
+    found = responses.record_responses(connection, items)
+    thread.join(timeout=60)
+
+    assert errors == []
+    assert found == 2  # the first recorded, the third kept; the second was the delivery's
+    assert sorted(SurveyResponse.objects.values_list("lead_id", flat=True)) == sorted(
+        lead.pk for lead in leads[:2]
+    )
+    unmatched = UnmatchedResponse.objects.get()
+    assert (unmatched.recipient_reference, unmatched.connection) == (gone_reference, connection)
+    assert unmatched.response_id == str(items[2]["response_id"])
+    assert (unmatched.submitted_at, len(unmatched.answers)) == (
+        datetime.datetime.fromisoformat(items[2]["submitted_at"]),
+        len(items[2]["answers"]),
+    )
+    assert Activity.objects.filter(kind=ActivityKind.SURVEY_RESPONDED).count() == 2
+    assert responses.record_responses(connection, items) == 0  # nothing twice
+
+
 # --- D6 for deletions -----------------------------------------------------------------------
 
 

@@ -25,7 +25,7 @@ timeline entries, the pull's progress) and the deliveries made due again; the Su
 stay.
 
     .venv/bin/python bench/integration_intake.py [--count 10000] [--databases postgresql]
-        [--profile] [--record]     (KIZUNA_BENCH_QUICK=1: 200 events, PostgreSQL)
+        [--profile] [--port N] [--record]     (KIZUNA_BENCH_QUICK=1: 200 events, PostgreSQL)
 
 --profile also runs the intake of 300 deliveries in this process under cProfile (the whole
 request through Django's test client) and prints where its time goes and the queries of one;
@@ -363,10 +363,10 @@ def profile_listing() -> str:
     )
 
 
-def child(database_url: str, count: int, profile: str) -> dict[str, Any]:
+def child(database_url: str, count: int, profile: str, port: int) -> dict[str, Any]:
     from django.db import connection as database
 
-    with Deployment(database_url if database_url != "sqlite" else "") as deployment:
+    with Deployment(database_url if database_url != "sqlite" else "", port=port) as deployment:
         deployment.start_web()
         started = time.monotonic()
         world = set_up_world(leads=count)
@@ -415,13 +415,15 @@ def main() -> None:
         help="also; only (the intake, no drains); worker (the worker's loop, no drains); "
         "pull (the reconciliation pull, no drains)",
     )
+    parser.add_argument("--port", type=int, default=0, help="the web server's (default: any free)")
     parser.add_argument("--record", action="store_true", help="write docs/benchmarks.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.count, args.profile)))
+        print(json.dumps(child(args.child, args.count, args.profile, args.port)))
         return
-    extra = ["--count", str(args.count)] + ([f"--profile={args.profile}"] if args.profile else [])
+    extra = ["--count", str(args.count), "--port", str(args.port)]
+    extra += [f"--profile={args.profile}"] if args.profile else []
     results = per_database(__file__, args.databases.split(","), extra)
     for database, result in results.items():
         if "drain" not in result:

@@ -22,7 +22,13 @@ bodies = st.lists(st.sampled_from([*"ab Z9.\n\r-=日本語é>", "From ", "x" * 5
 )
 
 
-def email_of(subject: str, name: str, text: str, html: str) -> EmailMultiAlternatives:
+def email_of(
+    subject: str,
+    name: str,
+    text: str,
+    html: str,
+    token: str = "a-b_c",  # noqa: S107
+) -> EmailMultiAlternatives:
     email = EmailMultiAlternatives(
         subject=subject,
         body=text,
@@ -32,7 +38,7 @@ def email_of(subject: str, name: str, text: str, html: str) -> EmailMultiAlterna
         headers={
             "Date": "Mon, 07 Dec 2026 02:13:55 -0000",
             "Message-ID": "<1.2.3.kizuna@example.com>",
-            "List-Unsubscribe": "<https://crm.example.com/crm/mail/unsubscribe/a-b_c/>",
+            "List-Unsubscribe": f"<https://crm.example.com/crm/mail/unsubscribe/{token}/>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         },
     )
@@ -53,3 +59,62 @@ def test_p3_the_bytes_sent_are_the_bytes_django_writes_for_the_message(subject, 
     if boundary is not None:
         theirs.set_boundary(boundary.group(1).decode())
     assert ours == theirs.as_bytes(linesep="\r\n")
+
+
+# Header values with nothing to encode or fold: printable ASCII words, single spaces
+# (an empty value is left to the email package).
+plain_words = st.lists(
+    st.text(st.sampled_from(list("abcXYZ019.,;:=?\\\"'<>()@-_")), min_size=1, max_size=8),
+    min_size=1,
+    max_size=5,
+).map(" ".join)
+
+
+def django_bytes(email: EmailMultiAlternatives, boundary_from: bytes) -> bytes:
+    theirs = email.message()
+    boundary = re.search(rb'boundary="([^"]+)"', boundary_from)
+    if boundary is not None:
+        theirs.set_boundary(boundary.group(1).decode())
+    return theirs.as_bytes(linesep="\r\n")
+
+
+# Unsubscribe tokens of every length: the link fits its line, or is folded onto its own.
+tokens = st.text(st.sampled_from(list("aZ09-_")), min_size=1, max_size=120)
+
+
+@settings(max_examples=200, deadline=None)
+@given(subject=plain_words, name=plain_words, text=bodies, html=bodies, token=tokens)
+def test_p3_a_plain_message_is_written_directly_with_the_bytes_django_writes(
+    subject, name, text, html, token
+):
+    email = email_of(subject, name, text, html, token)
+    ours = transport.plain_message_bytes(email, "utf-8")
+    lines = [*text.splitlines(), *html.splitlines()]
+    too_long = any(len(line.encode()) > 998 for line in lines)
+    if too_long or not text:
+        # Quoted-printable, or Django leaves the empty text part out: the email package
+        # writes those (message_bytes, tested above).
+        return
+    if any(c in "".join(lines) for c in "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"):
+        return
+    assert ours is not None
+    assert ours == django_bytes(email_of(subject, name, text, html, token), ours)
+
+
+def test_p3_a_message_with_a_japanese_subject_is_left_to_the_email_package():
+    email = email_of("ご案内", "Ada", "Hello", "<p>Hello</p>")
+
+    assert transport.plain_message_bytes(email, "utf-8") is None
+    _, _, data = transport.envelope(email)
+    assert data == django_bytes(email_of("ご案内", "Ada", "Hello", "<p>Hello</p>"), data)
+    assert b"Subject: =?utf-8?" in data
+
+
+def test_p3_a_text_only_plain_message_is_one_part_as_django_writes_it():
+    email = email_of("Hello", "Ada", "Dear Ada,\n\n日本語 too.\n", "")
+
+    ours = transport.plain_message_bytes(email, "utf-8")
+
+    assert ours is not None and b"multipart" not in ours
+    assert b"Content-Transfer-Encoding: 8bit\r\n" in ours
+    assert ours == django_bytes(email_of("Hello", "Ada", "Dear Ada,\n\n日本語 too.\n", ""), ours)

@@ -9,6 +9,7 @@ Lookups use a keyed fingerprint (HMAC-SHA256), never the secret itself.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 
@@ -47,8 +48,15 @@ def _derive(secret_key: str, info: bytes) -> bytes:
 
 
 def _fernet() -> MultiFernet:
+    return _fernet_of(tuple(_secret_keys()))
+
+
+@functools.lru_cache(maxsize=8)
+def _fernet_of(secret_keys: tuple[str, ...]) -> MultiFernet:
+    """Built once per list of secret keys: deriving the keys (HKDF) was most of the CPU of a
+    decryption, which the worker makes for every webhook delivery it signs."""
     return MultiFernet(
-        [Fernet(base64.urlsafe_b64encode(_derive(key, _ENCRYPTION_INFO))) for key in _secret_keys()]
+        [Fernet(base64.urlsafe_b64encode(_derive(key, _ENCRYPTION_INFO))) for key in secret_keys]
     )
 
 

@@ -31,7 +31,6 @@ from kizuna.crm.mail.extensions import (
     RecipientRefusal,
     placeholder_namespace,
 )
-from kizuna.crm.mail.group_commit import GroupCommit
 from kizuna.crm.mail.models import BatchPreparation, EmailTemplate, OutgoingMessage, SendBatch
 from kizuna.crm.mail.rendering import (
     RECORD_MODEL,
@@ -45,6 +44,7 @@ from kizuna.crm.models import Activity, ActivityKind, Contact, Lead, Organizatio
 from kizuna.identity import mailbox
 from kizuna.identity.models import User
 from kizuna.lib import prepared as plain
+from kizuna.lib.group_commit import GroupCommit
 from kizuna.work import leases, wakeup
 from kizuna.work.leases import WorkStatus
 

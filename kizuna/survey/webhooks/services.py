@@ -11,12 +11,12 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connections, router, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -26,6 +26,7 @@ from standardwebhooks import Webhook
 from kizuna.identity.models import User
 from kizuna.lib import crypto, prepared
 from kizuna.lib import http as outbound
+from kizuna.lib.group_commit import GroupCommit
 from kizuna.lib.prepared import PreparedQuery
 from kizuna.survey.audit import services as audit
 from kizuna.survey.audit.models import AuditAction
@@ -601,6 +602,61 @@ def _record_attempt(delivery: Delivery, **fields: Any) -> None:
     prepared.insert([DeliveryAttempt(delivery=delivery, **fields)])
 
 
+# The lane's threads commit their accepted deliveries together: the attempts of a group in
+# one INSERT and their "done" marks in one fenced UPDATE, in one transaction shared by the
+# threads that finished meanwhile (lib/group_commit.py), instead of two commits a delivery.
+# Each thread still goes on only once its own delivery is committed.
+_bookkeeping = GroupCommit()
+
+
+def _column(connection: Any, name: str) -> str:
+    field: Any = Delivery._meta.get_field(name)
+    return str(connection.ops.quote_name(field.column))
+
+
+def _mark_done_if_held(deliveries: Sequence[Delivery]) -> list[bool]:
+    """leases.mark_done() of several deliveries in one UPDATE ... RETURNING: each is marked
+    only while it is still leased to the claim its row object came from (same holder, same
+    attempt: leases._still_ours, condition for condition); per delivery, whether it was.
+
+    Through the ORM (mark_all_done: a Q per claim, a savepoint, and row by row again when a
+    row was taken) it cost the worker more CPU than the statement costs the database.
+    """
+    connection = connections[router.db_for_write(Delivery)]
+    now = timezone.now()
+    pk, status, leased_by, attempts = (
+        _column(connection, name) for name in ("id", "status", "leased_by", "attempts")
+    )
+    held = " OR ".join([f"({pk} = %s AND {leased_by} = %s AND {attempts} = %s)"] * len(deliveries))
+    sql = (
+        f"UPDATE {connection.ops.quote_name(Delivery._meta.db_table)} "  # noqa: S608
+        f"SET {status} = %s, {_column(connection, 'finished_at')} = %s, "
+        f"{_column(connection, 'leased_until')} = NULL, {_column(connection, 'last_error')} = '' "
+        f"WHERE {status} = %s AND ({held}) RETURNING {pk}"
+    )
+    finished_field: Any = Delivery._meta.get_field("finished_at")
+    finished_at = finished_field.get_db_prep_value(now, connection)
+    params: list[Any] = [WorkStatus.DONE.value, finished_at, WorkStatus.LEASED.value]
+    for delivery in deliveries:
+        params += [delivery.pk, delivery.leased_by, delivery.attempts]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        marked = {row[0] for row in cursor.fetchall()}
+    for delivery in deliveries:
+        if delivery.pk in marked:
+            delivery.status, delivery.finished_at = WorkStatus.DONE, now
+            delivery.leased_until, delivery.last_error = None, ""
+    return [delivery.pk in marked for delivery in deliveries]
+
+
+def _record_all_accepted(accepted: Sequence[tuple[Delivery, DeliveryAttempt]]) -> list[bool]:
+    """Store the attempts and mark the deliveries done, each only if still ours (one INSERT,
+    one UPDATE); whether each was marked. An attempt is stored even when its delivery was
+    taken over: it was made."""
+    prepared.insert([attempt for _delivery, attempt in accepted])
+    return _mark_done_if_held([delivery for delivery, _attempt in accepted])
+
+
 def deliver(delivery: Delivery) -> None:
     """Send one claimed delivery and record the attempt (the worker's handler).
 
@@ -645,8 +701,8 @@ def deliver(delivery: Delivery) -> None:
         leases.mark_failed(delivery, error=str(error), retry=True)
         _record_failure(endpoint, delivery, str(error))
         return
-    _record_attempt(
-        delivery,
+    attempt = DeliveryAttempt(
+        delivery=delivery,
         attempted_at=started,
         status_code=result.status_code,
         duration_ms=result.duration_ms,
@@ -654,9 +710,11 @@ def deliver(delivery: Delivery) -> None:
     )
     status = result.status_code
     if 200 <= status < 300:
-        leases.mark_done(delivery)
+        _bookkeeping.run_batched(_record_all_accepted, (delivery, attempt))
         _record_success(endpoint)
-    elif status == GONE:
+        return
+    prepared.insert([attempt])
+    if status == GONE:
         reason = str(_("The endpoint answered 410 Gone: it asked to receive no more events."))
         leases.mark_failed(delivery, error=reason, retry=False)
         _record_failure(endpoint, delivery, f"HTTP {status}")

@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 import pytest
 from django.db import OperationalError, connections, transaction
 
-from kizuna.crm.mail.group_commit import GroupCommit
 from kizuna.crm.models import Lead
+from kizuna.lib.group_commit import GroupCommit
 from kizuna.testing.races import require_postgresql
 
 pytestmark = pytest.mark.django_db(transaction=True)

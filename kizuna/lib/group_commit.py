@@ -1,12 +1,13 @@
-"""Group commit: the sending threads of a worker share one transaction for their small writes.
+"""Group commit: the threads of a worker's lane share one transaction for their small writes.
 
-A sending thread writes to the database twice for each message (its lease checked and
-renewed before the final dot, the row marked sent with its timeline entry after the 250).
-Committed one by one, each commit waits on PostgreSQL for the WAL to reach the disk and
-takes SQLite's write lock. A thread hands its write to `GroupCommit.run()` instead: the
-first one in leads and runs, in one transaction, every write handed in meanwhile; the
-others wait for that commit. Nobody waits for a timer: while one commit is under way the
-next group gathers by itself, so groups grow with the load and stay single writes without.
+A thread of a lane writes to the database for each row it works on (CRM mail: its lease
+checked and renewed before the final dot, the row marked sent with its timeline entry after
+the 250; a webhook delivery: its attempt and its "done" mark). Committed one by one, each
+commit waits on PostgreSQL for the WAL to reach the disk and takes SQLite's write lock. A
+thread hands its write to `GroupCommit.run()` instead: the first one in leads and runs, in
+one transaction, every write handed in meanwhile; the others wait for that commit. Nobody
+waits for a timer: while one commit is under way the next group gathers by itself, so groups
+grow with the load and stay single writes without.
 
 Each write is the same fenced statement it would be alone and returns its own result to
 its own thread. If the transaction fails, every write of the group fails with that error

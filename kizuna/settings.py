@@ -82,6 +82,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "kizuna.lib.middleware.PublicPathsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -93,7 +94,22 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "csp.middleware.CSPMiddleware",
+    "kizuna.lib.middleware.CSPMiddleware",
+]
+# The public survey pages, for people who are not signed in, go through this chain instead
+# (kizuna/lib/middleware.py): the same security headers, session (a respondent's progress
+# through the pages), language, CSRF and CSP, without signing-in, messages, htmx and the
+# signed-in user's language, which they do not use (issue 11: the whole chain was a quarter
+# of a submission's CPU).
+PUBLIC_PATH_PREFIXES = ["/s/"]
+PUBLIC_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "kizuna.lib.middleware.CSPMiddleware",
 ]
 
 ROOT_URLCONF = "kizuna.urls"

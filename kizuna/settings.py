@@ -222,6 +222,8 @@ CONTENT_SECURITY_POLICY = {
         "form-action": ["'self'"],
     }
 }
+# No report-only policy: the one above is enforced (kizuna/lib/middleware.CSPMiddleware reads it).
+CONTENT_SECURITY_POLICY_REPORT_ONLY = None
 
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", _("English")), ("ja", _("Japanese"))]

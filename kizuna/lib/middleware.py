@@ -96,8 +96,7 @@ class CSPMiddleware(BaseCSPMiddleware):
         policy = settings.CONTENT_SECURITY_POLICY
         if (
             getattr(request, "_csp_nonce", None) is not None
-            # django-csp's own optional setting, which Kizuna does not set.
-            or getattr(settings, "CONTENT_SECURITY_POLICY_REPORT_ONLY", None)
+            or settings.CONTENT_SECURITY_POLICY_REPORT_ONLY
             or not policy
             or policy.get("EXCLUDE_URL_PREFIXES")
             or HEADER in response

@@ -13,7 +13,7 @@ from django.db import connection as database
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import dateformat, timezone, translation
 
 from kizuna.crm import services as crm_services
 from kizuna.crm.integration import services
@@ -109,6 +109,46 @@ def test_e1_the_section_in_japanese(
     assert "送信したアンケート" in section
     assert "回答済み" in section
     assert "推奨者" in section
+
+
+def test_e1_dates_are_shown_as_the_readers_language_writes_them_and_the_table_has_three_columns(
+    connection: Connection,
+    contact: Contact,
+    ada_survey: Survey,
+    questions: dict[str, Question],
+    ada_client: Client,
+) -> None:
+    """A date answer in the reader's format (not ISO); the response's time written as the
+    timeline writes it; each invitation's dates in one cell, so the table fits the column."""
+    day = Question.objects.create(
+        survey=ada_survey, kind="date", text="Visited on?", position=ada_survey.questions.count()
+    )
+    answer(
+        invite(connection, contact, ada_survey),
+        answers_for(questions) | {f"q{questions['rating'].pk}": "4", f"q{day.pk}": "2026-01-15"},
+    )
+    run_worker()
+    submitted = SurveyResponse.objects.get().submitted_at
+
+    english = section_of(page_of(ada_client, contact))
+    japanese = section_of(
+        ada_client.get(
+            reverse("crm:contact-detail", args=[contact.pk]), HTTP_ACCEPT_LANGUAGE="ja"
+        ).content.decode()
+    )
+
+    assert "<dt>Visited on?</dt>" in english
+    assert '<time datetime="2026-01-15">Jan. 15, 2026</time>' in english
+    assert '<time datetime="2026-01-15">2026年1月15日</time>' in japanese
+    local = timezone.localtime(submitted)
+    with translation.override("en"):
+        assert f"Submitted on {dateformat.format(local, 'N j, Y')}," in english
+    assert f"{local.year}年{local.month}月{local.day}日" in japanese
+    header = re.search(r"<thead>.*?</thead>", english, re.DOTALL)
+    assert header is not None
+    assert re.findall(r"<th>(.*?)</th>", header.group(0)) == ["Survey", "State", "Dates"]
+    assert 'Sent on <span class="date">' in english and "Responded on" in english
+    assert "に回答" in japanese and "リンクの有効期限" in japanese
 
 
 def test_e1_the_section_drawn_again_shows_each_change_of_its_invitation_and_response(

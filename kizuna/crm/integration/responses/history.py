@@ -5,6 +5,7 @@ scores, a matrix as a table). The history follows a lead converted into a contac
 
 from __future__ import annotations
 
+import datetime
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
@@ -76,6 +77,7 @@ class ShownAnswer:
     scale: int | None = None  # 10 for NPS
     group: Any = ""  # NPS: promoter, passive, detractor
     rows: tuple[tuple[str, str], ...] = ()  # matrix: (row, column) labels
+    day: datetime.date | None = None  # date: shown in the reader's format, not as ISO
 
     @property
     def stars(self) -> str:
@@ -104,12 +106,22 @@ def shown_answers(answers: list[dict[str, Any]]) -> list[ShownAnswer]:
                     group=group if kind == "nps" else "",
                 )
             )
+        elif kind == "date" and (day := _iso_date(value)) is not None:
+            shown.append(ShownAnswer(text, kind, display, day=day))
         elif kind == "matrix":
             rows = tuple((str(row), str(column)) for row, column in answer.get("rows") or [])
             shown.append(ShownAnswer(text, kind, display, rows=rows))
         else:
             shown.append(ShownAnswer(text, kind, display))
     return shown
+
+
+def _iso_date(value: Any) -> datetime.date | None:
+    """A date answer's value ("YYYY-MM-DD"), None when it is not one (then its text shows)."""
+    try:
+        return datetime.date.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def invitation_state(invitation: SurveyInvitation) -> Any:

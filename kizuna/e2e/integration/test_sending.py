@@ -162,6 +162,36 @@ def test_e2_sending_from_a_contact_gives_each_recipient_a_working_link_of_their_
     assert len(tokens) == 3
 
 
+def test_e2_the_send_form_asks_the_survey_service_for_its_surveys_once_per_request(
+    organization: Organization,
+    ada_client: Client,
+    connection: Connection,
+    ada_survey: Survey,
+    smtp: MailServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The form lists the surveys; sending checks the chosen one against that same list."""
+    listed: list[str] = []
+    original = client.list_surveys
+
+    def counting(credentials: Credentials, **options: Any) -> list[client.SurveyInfo]:
+        listed.append(credentials.email)
+        return original(credentials, **options)
+
+    monkeypatch.setattr(client, "list_surveys", counting)
+    (contact,) = make_contacts(organization, 1)
+
+    form = ada_client.get(
+        reverse("crm_survey_sending:send"), {"module": "contacts", "ids": str(contact.pk)}
+    )
+    assert (form.status_code, len(listed)) == (200, 1)
+    sent = send_page(ada_client, "contacts", [contact], survey=ada_survey.pk, template="")
+    assert (sent.status_code, len(listed)) == (302, 2)
+    run_worker()
+    assert len(smtp.received) == 1
+    assert len(listed) == 2  # the one part was prepared in the request
+
+
 def test_e2_a_template_is_sent_with_its_survey_links_pointing_at_the_chosen_survey(
     organization: Organization,
     ada: User,
@@ -256,6 +286,10 @@ def test_e2_a_bulk_send_makes_invitations_per_part_never_per_recipient_and_resum
     preparation = BatchPreparation.objects.get()
     assert preparation.status == WorkStatus.PENDING
     assert "cannot be reached" in preparation.last_error
+    # True while the part is retried (the first part went out): not "nothing was sent".
+    assert preparation.last_error.startswith(
+        "Survey links could not be made, so the emails waiting for them have not been sent: "
+    )
     assert batch.progress().preparing == 3
 
     settings.SURVEY_URL = survey_url

@@ -19,10 +19,12 @@ progress on the batch page.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -126,7 +128,10 @@ def _call(
     except SurveyError as error:
         temporary = error.code in TEMPORARY_CODES or error.is_credential_error
         raise PlaceholderError(
-            _("Survey links could not be made, so nothing was sent: %(reason)s")
+            _(
+                "Survey links could not be made, so the emails waiting for them have not been "
+                "sent: %(reason)s"
+            )
             % {"reason": error.message},
             temporary=temporary,
             background=not slow_is_refusal and error.code == ClientErrorCode.TIMEOUT,
@@ -137,9 +142,38 @@ def _in_use(connection: Connection, survey: SurveyInfo) -> bool:
     return connection.uses_all_portals or survey.portal in connection.portal_ids()
 
 
+# The survey lists asked for in this request, by connection (surveys_listed_once()).
+_listed: ContextVar[dict[int, list[SurveyInfo]] | None] = ContextVar("listed", default=None)
+
+
+@contextlib.contextmanager
+def surveys_listed_once() -> Iterator[None]:
+    """Within it the Survey service is asked for the survey list once per connection: the
+    send form lists the surveys, then sending checks the chosen one against the same list.
+    A list that could not be had is asked for again. The worker, outside it, always asks."""
+    token = _listed.set({})
+    try:
+        yield
+    finally:
+        _listed.reset(token)
+
+
+def _list_surveys(
+    connection: Connection,
+    call: Callable[[Connection, Callable[[Credentials], list[SurveyInfo]]], list[SurveyInfo]],
+) -> list[SurveyInfo]:
+    listed = _listed.get()
+    if listed is not None and connection.pk in listed:
+        return listed[connection.pk]
+    surveys = call(connection, client.list_surveys)
+    if listed is not None:
+        listed[connection.pk] = surveys
+    return surveys
+
+
 def open_surveys(connection: Connection) -> list[SurveyInfo]:
     """The open surveys of the portals the integration uses (SurveyError when unreachable)."""
-    surveys = call_survey(connection, client.list_surveys)
+    surveys = _list_surveys(connection, call_survey)
     return [survey for survey in surveys if survey.is_open and _in_use(connection, survey)]
 
 
@@ -153,7 +187,7 @@ def _sendable_surveys(connection: Connection, keys: frozenset[str]) -> dict[int,
                 % {"placeholder": f"{{{{ {NAMESPACE}.{key} }}}}"}
             )
         wanted.append(int(key))
-    surveys = {survey.id: survey for survey in _call(connection, client.list_surveys)}
+    surveys = {survey.id: survey for survey in _list_surveys(connection, _call)}
     found = {}
     for survey_id in wanted:
         survey = surveys.get(survey_id)
@@ -293,7 +327,10 @@ def prepare_survey_links(
             by_reference
         ):
             raise PlaceholderError(
-                _("Survey links could not be made, so nothing was sent: %(reason)s")
+                _(
+                    "Survey links could not be made, so the emails waiting for them have not been "
+                    "sent: %(reason)s"
+                )
                 % {"reason": client.MESSAGES[ClientErrorCode.BAD_ANSWER]},
                 temporary=True,
             )

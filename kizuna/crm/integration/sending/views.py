@@ -20,6 +20,7 @@ from kizuna.crm.mail.access import (
     selected_records,
 )
 from kizuna.crm.mail.extensions import PlaceholderError
+from kizuna.crm.models import Contact, Lead, Organization
 
 LIST_URL_NAMES = {"leads": "crm:lead-list", "contacts": "crm:contact-list"}
 
@@ -41,6 +42,16 @@ def send_survey(request: HttpRequest) -> HttpResponse:
     except SelectionError as error:
         messages.error(request, str(error))
         return redirect(LIST_URL_NAMES[module])
+    with services.surveys_listed_once():
+        return _send_survey(request, organization, module, records)
+
+
+def _send_survey(
+    request: HttpRequest,
+    organization: Organization,
+    module: str,
+    records: list[Lead | Contact],
+) -> HttpResponse:
     refusal = ""
     surveys: list[SurveyInfo] = []
     try:

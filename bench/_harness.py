@@ -160,10 +160,13 @@ def _postgres_template(admin: Any) -> str:
 
 
 def gunicorn(
-    app: str, port: int, env: dict[str, str], *, workers: int = 2, threads: int = 8
+    app: str, port: int, env: dict[str, str], *, workers: int | None = None, threads: int = 8
 ) -> subprocess.Popen[bytes]:
     """A gunicorn gthread server on loopback, as `kizuna serve` runs it (its own session, so
-    `stop()` ends its workers too)."""
+    `stop()` ends its workers too): 2 processes, or 1 in a quick run (a process start is
+    seconds of a loaded machine, and a quick run checks that the benchmark works)."""
+    if workers is None:
+        workers = 1 if quick() else 2
     command = [
         str(BIN / "gunicorn"),
         app,
@@ -242,6 +245,23 @@ def children(pid: int) -> list[int]:
         for entry in Path("/proc").iterdir()
         if entry.name.isdigit() and _descends_from(int(entry.name), pid)
     ]
+
+
+def timed_ms(func: Callable[[], Any], repeat: int) -> list[float]:
+    """Call `func` once to warm caches and plans, then `repeat` times: the milliseconds of
+    each call, sorted."""
+    func()
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        func()
+        samples.append((time.perf_counter() - start) * 1000)
+    return sorted(samples)
+
+
+def percentile95(samples: list[float]) -> float:
+    """The 95th percentile of sorted `samples` (the nearest rank)."""
+    return samples[min(len(samples) - 1, round(0.95 * (len(samples) - 1)))]
 
 
 def load_average() -> str:

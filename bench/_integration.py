@@ -92,7 +92,9 @@ class Deployment:
     """Kizuna on loopback (web in gunicorn, the worker started and stopped on demand) and
     Django set up in this process on the same database."""
 
-    def __init__(self, database_url: str, *, port: int = 0, web_processes: int = 2) -> None:
+    def __init__(
+        self, database_url: str, *, port: int = 0, web_processes: int | None = None
+    ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = tempfile.mkdtemp(prefix="kizuna-bench-integration-")

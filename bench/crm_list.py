@@ -34,10 +34,23 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from _harness import PG_ADMIN_URL, ROOT, load_average, machine, quick, record, recording
+from _harness import (
+    PG_ADMIN_URL,
+    ROOT,
+    load_average,
+    machine,
+    percentile95,
+    quick,
+    record,
+    recording,
+    timed_ms,
+)
 
 # A quick run has a database of its own: it must not drop the million rows a full run keeps.
 PG_DATABASE = "bench_crm_list_quick" if quick() else "bench_crm_list"
+# GETs of each whole page at least: enough for a p95 that is not just the maximum (a quick
+# run checks that the benchmark works).
+PAGE_RUNS = 10 if quick() else 20
 BATCH = 10_000
 
 FAMILY = [
@@ -183,15 +196,8 @@ def ensure_database(reuse: bool) -> str:
 
 
 def timed(func: Callable[[], Any], repeat: int) -> tuple[float, float]:
-    func()  # warm the cache and the plan
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        samples.append((time.perf_counter() - start) * 1000)
-    samples.sort()
-    p95 = samples[min(len(samples) - 1, round(0.95 * (len(samples) - 1)))]
-    return statistics.median(samples), p95
+    samples = timed_ms(func, repeat)
+    return statistics.median(samples), percentile95(samples)
 
 
 def fill(rows: int, organization: Any, owners: list[Any]) -> dict[str, float]:
@@ -270,7 +276,7 @@ def explain(queryset: Any) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000 if quick() else 1_000_000)
-    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--repeat", type=int, default=5 if quick() else 15)
     parser.add_argument("--reuse", action="store_true", help="keep a filled database")
     parser.add_argument("--write", action="store_true", help="append to docs/benchmarks.md")
     parser.add_argument("--record", action="store_true", help="record in docs/benchmarks.json")
@@ -408,7 +414,7 @@ def main() -> None:
             response = client.get(url)
             assert response.status_code == 200, response.status_code
 
-        runs = max(20, args.repeat)  # enough GETs for a p95 that is not just the maximum
+        runs = max(PAGE_RUNS, args.repeat)
         cpu_started = time.process_time()
         median, p95 = timed(get, runs)
         # This process's CPU (Django, the template) per page; the database's is apart.
@@ -500,7 +506,7 @@ def main() -> None:
             met=page_p95[worst] <= 100 and len(counts) == 1 and total >= 1_000_000,
             note=(
                 f"{total:,} leads; slowest list page {worst.removeprefix('HTML ')} "
-                f"(p95 over {max(20, args.repeat)} GETs in Django's test client); "
+                f"(p95 over {max(PAGE_RUNS, args.repeat)} GETs in Django's test client); "
                 + ", ".join(
                     f"{label.removeprefix('HTML ')}: {page_queries[label]} queries, "
                     f"{page_cpu[label]:.0f} ms of Django CPU"

@@ -387,7 +387,7 @@ def describe(result: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--count", type=int, default=500 if quick() else 10_000)
+    parser.add_argument("--count", type=int, default=200 if quick() else 10_000)
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument(
         "--connections", type=int, default=0, help="default: the worker's mail lane threads"

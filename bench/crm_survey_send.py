@@ -126,7 +126,7 @@ def set_up() -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--count", type=int, default=500 if quick() else 10_000)
+    parser.add_argument("--count", type=int, default=200 if quick() else 10_000)
     parser.add_argument("--record", action="store_true", help="write docs/benchmarks.json")
     args = parser.parse_args()
 

@@ -155,7 +155,7 @@ def child(database_url: str, requests: int, port: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=60 if quick() else 300)
+    parser.add_argument("--requests", type=int, default=30 if quick() else 300)
     parser.add_argument("--databases", default="postgresql" if quick() else "postgresql,sqlite")
     parser.add_argument("--port", type=int, default=0, help="the web server's (default: any free)")
     parser.add_argument("--record", action="store_true", help="write docs/benchmarks.json")

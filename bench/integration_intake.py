@@ -405,7 +405,7 @@ def child(database_url: str, count: int, profile: str, port: int) -> dict[str, A
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--count", type=int, default=200 if quick() else 10_000)
+    parser.add_argument("--count", type=int, default=100 if quick() else 10_000)
     parser.add_argument("--databases", default="postgresql", help="postgresql,sqlite")
     parser.add_argument(
         "--profile",

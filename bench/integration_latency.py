@@ -184,7 +184,7 @@ def child(database_url: str, rate: float, seconds: float) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rate", type=float, default=2.0, help="submissions per second")
-    parser.add_argument("--seconds", type=float, default=12.0 if quick() else 60.0)
+    parser.add_argument("--seconds", type=float, default=6.0 if quick() else 60.0)
     parser.add_argument("--databases", default="postgresql")
     parser.add_argument("--record", action="store_true", help="write docs/benchmarks.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)

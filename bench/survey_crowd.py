@@ -8,12 +8,14 @@ same run with those limits switched off.
 
 For each database (SQLite in a fresh data dir, then PostgreSQL when reachable) this:
 
-1. migrates and creates two six-question surveys per round;
+1. starts from a copy of the migrated template database and creates two six-question
+   surveys per round;
 2. runs a warm-up round (not counted), then the rounds: in each, two gunicorn gthread servers
-   (2 processes x 8 threads each, as `kizuna serve` runs it) on the same database, one with
-   the limits on (the defaults) and one off (`KIZUNA_SURVEY_SUBMIT_RATE=off`: no per-address
-   bucket, nothing counted; `KIZUNA_SURVEY_MIN_SECONDS=0`: no minimum time), each with a
-   survey and a crowd of its own, every request from 127.0.0.1;
+   (2 processes x 8 threads each, as `kizuna serve` runs it; 1 process in a quick run) on
+   the same database, one with the limits on (the defaults) and one off
+   (`KIZUNA_SURVEY_SUBMIT_RATE=off`: no per-address bucket, nothing counted;
+   `KIZUNA_SURVEY_MIN_SECONDS=0`: no minimum time), each with a survey and a crowd of its
+   own, every request from 127.0.0.1;
 3. in a round, each crowd runs in a client process of its own (two crowds in one interpreter
    shared its one lock and were timed by its scheduling as much as by the servers); each of
    its N respondents first opens the form with a client of its own (CSRF cookie, signed start
@@ -51,7 +53,6 @@ from typing import Any
 
 import httpx
 from _harness import (
-    BIN,
     ROOT,
     free_port,
     gunicorn,
@@ -127,13 +128,14 @@ def clear_rate_limits() -> None:
     print("{}")
 
 
-def count_responses(survey_pk: int) -> None:
+def count_responses(survey_pks: list[int]) -> None:
+    """Print the responses stored for each survey, by its id, as JSON."""
     import django
 
     django.setup()
     from kizuna.survey.models import Response
 
-    print(json.dumps({"responses": Response.objects.filter(survey_id=survey_pk).count()}))
+    print(json.dumps({pk: Response.objects.filter(survey_id=pk).count() for pk in survey_pks}))
 
 
 # --- the crowd ----------------------------------------------------------------------------
@@ -246,15 +248,16 @@ def child(env: dict[str, str], *args: str) -> str:
 
 
 def run_database(label: str, env: dict[str, str], args: argparse.Namespace) -> list[str]:
-    subprocess.run([str(BIN / "kizuna"), "migrate", "-v", "0"], env=env, check=True, cwd=ROOT)
-    subprocess.run([str(BIN / "kizuna"), "createcachetable"], env=env, check=True, cwd=ROOT)
+    # The database is a copy of the migrated template (kizuna_env), its cache table empty.
     surveys = json.loads(child(env, "--setup", str((args.rounds + 1) * 2)))
     results: dict[str, list[dict]] = {"on": [], "off": []}
     load = [load_average()]
     # The first round warms up, not counted; a quick run (a check that the script works)
     # goes without: a round is about two minutes of process starts on a loaded machine.
-    for number in range(1 if quick() else 0, args.rounds + 1):
-        child(env, "--clear")
+    first = 1 if quick() else 0
+    for number in range(first, args.rounds + 1):
+        if number > first:
+            child(env, "--clear")
         servers = {}
         try:
             crowds = {}
@@ -271,10 +274,11 @@ def run_database(label: str, env: dict[str, str], args: argparse.Namespace) -> l
         finally:
             for server in servers.values():
                 stop(server)
+        pks = [str(surveys[number * 2 + index]["pk"]) for index in range(2)]
+        stored = json.loads(child(env, "--count", ",".join(pks)))
         for index, mode in enumerate(("on", "off")):
             outcome = outcomes[mode]
-            survey_pk = surveys[number * 2 + index]["pk"]
-            outcome["stored"] = json.loads(child(env, "--count", str(survey_pk)))["responses"]
+            outcome["stored"] = stored[pks[index]]
             if number:
                 results[mode].append(outcome)
             print(
@@ -331,11 +335,11 @@ def run_database(label: str, env: dict[str, str], args: argparse.Namespace) -> l
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--respondents", type=int, default=100 if quick() else 500)
+    parser.add_argument("--respondents", type=int, default=40 if quick() else 500)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=1 if quick() else 3)
     parser.add_argument("--setup", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--count", help=argparse.SUPPRESS)
     parser.add_argument("--clear", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--databases", default="sqlite,postgresql", help="which of sqlite,postgresql to run"
@@ -348,7 +352,7 @@ def main() -> None:
         setup_surveys(args.setup)
         return
     if args.count is not None:
-        count_responses(args.count)
+        count_responses([int(pk) for pk in args.count.split(",")])
         return
 
     print(f"{machine()}; {args.respondents} respondents x {args.rounds} rounds per mode")

@@ -25,7 +25,7 @@ size; PostgreSQL, database `bench_survey_results`, at every size):
         [--write | --record] [--no-sqlite] [--no-postgresql]
         [--fill-only | --submissions-only | --export-only]
 
-`make bench QUICK=1`: 5,000 responses. Records P6-* in docs/benchmarks.json.
+`make bench QUICK=1`: 2,000 responses. Records P6-* in docs/benchmarks.json.
 """
 
 from __future__ import annotations
@@ -48,10 +48,22 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from _harness import ROOT, load_one_minute, machine, postgres_database, quick, recording
+from _harness import (
+    ROOT,
+    load_one_minute,
+    machine,
+    migrated_sqlite,
+    percentile95,
+    postgres_database,
+    quick,
+    recording,
+    timed_ms,
+)
 from _harness import record as harness_record
 
 PG_DATABASE = "bench_survey_results"
+# Submissions of one block of submission_cost() (3 rounds of 4-6 blocks; 1 in a quick run).
+SUBMISSIONS = 80 if quick() else 400
 KINDS = [
     "single_choice",
     "multiple_choice",
@@ -181,16 +193,10 @@ def _sqlite_insert(cursor: Any, responses: list[Any], answers: list[Any]) -> Non
 
 
 def timed(func: Callable[[], Any], repeat: int) -> dict[str, float]:
-    func()  # warm caches and plans
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        samples.append((time.perf_counter() - start) * 1000)
-    samples.sort()
+    samples = timed_ms(func, repeat)
     return {
         "median_ms": statistics.median(samples),
-        "p95_ms": samples[min(len(samples) - 1, round(0.95 * (len(samples) - 1)))],
+        "p95_ms": percentile95(samples),
         "max_ms": samples[-1],
     }
 
@@ -331,7 +337,7 @@ def submission_cost(survey: Any, questions: dict[str, Any], count: int) -> dict[
         raise RuntimeError(f"submissions failed three times: {errors[0]!r}")
 
     figures: dict[str, list[float]] = {}
-    for _round in range(3):
+    for _round in range(1 if quick() else 3):
         for threads in (1, 8):
             for mode in modes:
                 key = f"{mode}_counters_{threads}_threads"
@@ -610,7 +616,7 @@ def child(sizes: list[int], repeat: int, *, mode: str = "all") -> None:
             continue
         if mode == "submissions":
             submission_load = load_one_minute()
-            figures["submission"] = submission_cost(survey, questions, 400)
+            figures["submission"] = submission_cost(survey, questions, SUBMISSIONS)
             figures["submission"]["load"] = max(submission_load, load_one_minute())
             out["sizes"][str(size)] = figures
             break
@@ -664,7 +670,7 @@ def child(sizes: list[int], repeat: int, *, mode: str = "all") -> None:
 
         if index == 0:
             submission_load = load_one_minute()
-            figures["submission"] = submission_cost(survey, questions, 400)
+            figures["submission"] = submission_cost(survey, questions, SUBMISSIONS)
             figures["submission"]["load"] = max(submission_load, load_one_minute())
             # freshness: submit now, read the summary until it counts the new response
             counted = summaries.responses_per_day(survey, date_from=today, date_to=today)
@@ -708,7 +714,7 @@ def run_child(sizes: list[int], repeat: int, env: dict[str, str], *, mode: str) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="")
-    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=5 if quick() else 20)
     parser.add_argument("--reuse", action="store_true", help="keep the PostgreSQL database")
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--no-postgresql", action="store_true")
@@ -732,7 +738,7 @@ def main() -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="all", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    default = "5000" if quick() else "100000,1000000"
+    default = "2000" if quick() else "100000,1000000"
     sizes = [int(size) for size in (args.sizes or default).split(",")]
     if args.child:
         child(sizes, args.repeat, mode=args.mode)
@@ -758,6 +764,7 @@ def main() -> None:
     results: dict[str, Any] = {}
     if not args.no_sqlite:
         env = {**base_env, "KIZUNA_DATA_DIR": tempfile.mkdtemp(prefix="kizuna-bench-results-")}
+        migrated_sqlite(Path(env["KIZUNA_DATA_DIR"]))  # a copy of the migrated template
         results["sqlite"] = run_child(sizes[:1], args.repeat, env, mode=mode)
     with nullcontext(None) if args.no_postgresql else _postgres(args.reuse) as url:
         if url:

@@ -51,7 +51,6 @@ from typing import Any
 
 import httpx
 from _harness import (
-    BIN,
     ROOT,
     cpu_seconds,
     free_port,
@@ -271,8 +270,7 @@ def paced(target: Target, rate: float, seconds: float, threads: int = 16) -> Tal
 
 def run_database(label: str, env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
     here = [sys.executable, str(Path(__file__).resolve())]
-    subprocess.run([str(BIN / "kizuna"), "migrate", "-v", "0"], env=env, check=True, cwd=ROOT)
-    subprocess.run([str(BIN / "kizuna"), "createcachetable"], env=env, check=True, cwd=ROOT)
+    # The database is a copy of the migrated template (kizuna_env).
     setup = json.loads(
         subprocess.run(
             [*here, "--setup"], env=env, check=True, cwd=ROOT, capture_output=True, text=True
@@ -410,11 +408,11 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
 def main() -> None:
     small = quick()
     parser = argparse.ArgumentParser()
-    parser.add_argument("--respondents", type=int, default=200 if small else 1000)
-    parser.add_argument("--requests", type=int, default=300 if small else 3000)
+    parser.add_argument("--respondents", type=int, default=60 if small else 1000)
+    parser.add_argument("--requests", type=int, default=120 if small else 3000)
     parser.add_argument("--rounds", type=int, default=1 if small else 3)
     parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--paced-seconds", type=float, default=5.0 if small else 20.0)
+    parser.add_argument("--paced-seconds", type=float, default=3.0 if small else 20.0)
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument(
         "--record", action="store_true", help="record the figures (make bench always does)"

@@ -3,10 +3,11 @@
 For each database (SQLite in a fresh data dir, then a fresh PostgreSQL database when
 reachable): a one-page survey of ten required questions (one of each kind a respondent
 meets most), Kizuna under gunicorn gthread (2 processes x 8 threads, as `kizuna serve` runs
-it), then R respondents, each a browser of its own (no cookies) that GETs the form and POSTs
-a valid answer, 8 at a time: the load of P1 (bench/survey_submit.py). The figure is the
-highest peak resident set (VmHWM in /proc) of the gunicorn workers at the end, read before
-they stop (`_harness.stop()`); every POST must be answered 302.
+it; 1 process in a quick run), then R respondents, each a browser of its own (no cookies)
+that GETs the form and POSTs a valid answer, 8 at a time: the load of P1
+(bench/survey_submit.py). The figure is the highest peak resident set (VmHWM in /proc) of
+the gunicorn workers at the end, read before they stop (`_harness.stop()`); every POST must
+be answered 302.
 
     .venv/bin/python bench/web_memory.py [--respondents 1000] [--databases sqlite,postgresql]
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -25,7 +27,6 @@ from typing import Any
 
 import httpx
 from _harness import (
-    BIN,
     ROOT,
     children,
     free_port,
@@ -44,6 +45,9 @@ from _harness import (
 )
 
 TARGET_MB = 150.0
+# One TLS context for every respondent's client: each new one loaded the CA bundle, tens of
+# ms of the benchmark's CPU a respondent, for plain-http requests (as bench/survey_crowd.py).
+TLS = ssl.create_default_context()
 
 
 def set_up() -> None:
@@ -57,7 +61,7 @@ def set_up() -> None:
 
 def respond(url: str, form: dict[str, Any]) -> int:
     """One respondent: GET the form (CSRF cookie, signed start time), POST the answer."""
-    with httpx.Client(timeout=60) as client:
+    with httpx.Client(timeout=60, verify=TLS) as client:
         page = client.get(url)
         page.raise_for_status()
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
@@ -69,8 +73,7 @@ def respond(url: str, form: dict[str, Any]) -> int:
 
 def run(label: str, env: dict[str, str], respondents: int) -> dict[str, Any]:
     here = [sys.executable, str(Path(__file__).resolve())]
-    subprocess.run([str(BIN / "kizuna"), "migrate", "-v", "0"], env=env, check=True, cwd=ROOT)
-    subprocess.run([str(BIN / "kizuna"), "createcachetable"], env=env, check=True, cwd=ROOT)
+    # The database is a copy of the migrated template (kizuna_env).
     done = subprocess.run(
         [*here, "--set-up"], env=env, check=True, cwd=ROOT, capture_output=True, text=True
     )
@@ -108,7 +111,7 @@ def run(label: str, env: dict[str, str], respondents: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--respondents", type=int, default=100 if quick() else 1000)
+    parser.add_argument("--respondents", type=int, default=40 if quick() else 1000)
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--record", action="store_true", help="record in docs/benchmarks.json")
     parser.add_argument("--set-up", action="store_true", help=argparse.SUPPRESS)
@@ -156,7 +159,8 @@ def main() -> None:
             f"start), statuses {result['statuses']}, {result['load']}"
             for result in results
         )
-        + f"; VmHWM of each gunicorn gthread worker (2 x 8 threads); {machine()}",
+        + f"; VmHWM of each gunicorn gthread worker ({1 if quick() else 2} x 8 threads); "
+        f"{machine()}",
     )
 
 

@@ -36,11 +36,12 @@ from django.db import OperationalError, transaction
 
 T = TypeVar("T")
 
-# A group whose every attempt is rolled back fails its writes: a "sent" mark among them
-# leaves a message the server already took to be sent again (a second copy). Three were
-# used up once in a 10,000-message run on PostgreSQL at load 15 (the heartbeat renewing
-# the leases in hand, three times in a row): the attempts after the first wait a little
-# longer each, for the other transaction to finish.
+# A group whose every attempt is rolled back fails its writes: a "done" mark among them
+# (an email the SMTP server already took, a delivery its receiver already acknowledged)
+# leaves that work to be done a second time. Three attempts were used up once in a
+# 10,000-message CRM send on PostgreSQL at load 15 (the heartbeat renewing the leases in
+# hand, three times in a row): the attempts after the first wait a little longer each, for
+# the other transaction to finish.
 DEADLOCK_ATTEMPTS = 8
 DEADLOCK_PAUSE_SECONDS = 0.01
 # PostgreSQL's deadlock_detected and serialization_failure: the transaction was chosen to be

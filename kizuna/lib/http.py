@@ -8,6 +8,14 @@ check and connect (rebinding) cannot slip through. Origins in `allowed_origins`
 (the co-deployed CRM, a test receiver) skip the address check. IPv6 addresses that
 carry an IPv4 address (IPv4-mapped, NAT64, 6to4, Teredo) are judged by that IPv4
 address too, and a URL whose host is malformed is refused, never an exception.
+
+Connections are kept alive and reused (the worker sends hundreds of webhooks a second to
+one CRM): each pool holds connections to one checked address for one host name (its TLS
+server name and certificate), so a request reuses only a connection to an address that was
+just checked for it, and a name that now resolves elsewhere, or to a forbidden address, gets
+no connection made for its old address. Pools are bounded (MAX_POOLS addresses, at most
+MAX_IDLE_PER_ADDRESS idle connections each), shared by the threads of a process, and close
+connections idle for KEEPALIVE_SECONDS.
 """
 
 from __future__ import annotations
@@ -15,11 +23,15 @@ from __future__ import annotations
 import functools
 import ipaddress
 import json
+import os
 import re
 import socket
 import ssl
+import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import SplitResult, urlsplit
@@ -37,6 +49,7 @@ __all__ = [
     "Result",
     "UnsafeURLError",
     "check_url",
+    "close_idle_connections",
     "post",
     "request",
 ]
@@ -53,6 +66,14 @@ MAX_ADDRESSES_TRIED = 3
 # RFC 6052's well-known NAT64 prefix: a gateway translates 64:ff9b::a.b.c.d to a.b.c.d.
 NAT64_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")
 HOST_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
+# Kept-alive connections: pools of at most this many addresses (host name and address), each
+# keeping at most MAX_IDLE_PER_ADDRESS idle connections, closed after KEEPALIVE_SECONDS idle.
+# Shorter than the keep-alive of common servers (gunicorn: 2 s), so that we close first and a
+# reused connection is seldom one the server is closing at that moment.
+MAX_POOLS = 32
+MAX_IDLE_PER_ADDRESS = 8
+MAX_CONNECTIONS_PER_ADDRESS = 64
+KEEPALIVE_SECONDS = 1.5
 
 
 class OutboundError(Exception):
@@ -319,7 +340,7 @@ def _exchange(
     host_header = target.host if ":" not in target.host else f"[{target.host}]"
     if target.port != default_port:
         host_header = f"{host_header}:{target.port}"
-    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    extensions: dict[str, Any] = {"sni_hostname": target.host} if target.scheme == "https" else {}
     timeout = httpx.Timeout(timeout_seconds, connect=connect_timeout_seconds)
     started = time.monotonic()
     deadline = started + timeout_seconds
@@ -331,6 +352,8 @@ def _exchange(
             status_code, answer_headers, body = _send(
                 method,
                 httpx.URL(url).copy_with(host=address),
+                target=target,
+                address=address,
                 content=content,
                 headers={"User-Agent": USER_AGENT, **headers, "Host": host_header},
                 extensions=extensions,
@@ -368,41 +391,176 @@ def _default_tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+@functools.cache
+def _unverified_tls_context() -> ssl.SSLContext:
+    return httpx.create_ssl_context(verify=False)
+
+
+def _tls_context(verify: ssl.SSLContext | bool) -> ssl.SSLContext:
+    if verify is True:
+        return _default_tls_context()
+    if verify is False:
+        return _unverified_tls_context()
+    return verify
+
+
+@dataclass
+class _Pool:
+    transport: httpx.HTTPTransport
+    # The context is kept with its pool: the key holds its id(), which stays its own while
+    # the context lives.
+    context: ssl.SSLContext
+    in_use: int = 0
+    last_used: float = 0.0
+
+
+class _Pools:
+    """Kept-alive connections by (scheme, host name, port, checked address, TLS context).
+
+    A pool only ever connects to its address; which address a request may use was decided
+    by the check of that request. Least recently used pools beyond MAX_POOLS, and pools idle
+    for KEEPALIVE_SECONDS, are closed when nobody is using them (checked at each request, and
+    by a thread that runs while pools are open).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pools: OrderedDict[tuple[Any, ...], _Pool] = OrderedDict()
+        self._sweeper: threading.Thread | None = None
+
+    @contextmanager
+    def transport(
+        self, target: _Target, address: str, verify: ssl.SSLContext | bool
+    ) -> Iterator[httpx.HTTPTransport]:
+        context = _tls_context(verify)
+        key = (target.scheme, target.host, target.port, address, id(context))
+        with self._lock:
+            pool = self._pools.get(key)
+            if pool is None:
+                pool = _Pool(self._new_transport(context), context)
+                self._pools[key] = pool
+            self._pools.move_to_end(key)
+            pool.in_use += 1
+            closing = self._take_closable(time.monotonic())
+            if self._sweeper is None:
+                self._sweeper = threading.Thread(
+                    target=self._sweep, name="kizuna-http-pools", daemon=True
+                )
+                self._sweeper.start()
+        _close(closing)
+        try:
+            yield pool.transport
+        finally:
+            with self._lock:
+                pool.in_use -= 1
+                pool.last_used = time.monotonic()
+
+    @staticmethod
+    def _new_transport(context: ssl.SSLContext) -> httpx.HTTPTransport:
+        return httpx.HTTPTransport(
+            verify=context,
+            trust_env=False,
+            limits=httpx.Limits(
+                max_connections=MAX_CONNECTIONS_PER_ADDRESS,
+                max_keepalive_connections=MAX_IDLE_PER_ADDRESS,
+                keepalive_expiry=KEEPALIVE_SECONDS,
+            ),
+        )
+
+    def _take_closable(self, now: float, *, idle_seconds: float = KEEPALIVE_SECONDS) -> list[_Pool]:
+        """Remove the pools to close (call with the lock held): unused ones idle for
+        `idle_seconds`, and the least recently used unused ones beyond MAX_POOLS."""
+        closing = []
+        excess = len(self._pools) - MAX_POOLS
+        for key, pool in list(self._pools.items()):  # least recently used first
+            if pool.in_use:
+                continue
+            if excess > 0 or now - pool.last_used >= idle_seconds:
+                closing.append(self._pools.pop(key))
+                excess -= 1
+        return closing
+
+    def _sweep(self) -> None:
+        """Close idle pools every KEEPALIVE_SECONDS; end once none is left (the next request
+        starts another sweeper)."""
+        while True:
+            time.sleep(KEEPALIVE_SECONDS)
+            with self._lock:
+                closing = self._take_closable(time.monotonic())
+                finished = not self._pools
+                if finished:
+                    self._sweeper = None
+            _close(closing)
+            if finished:
+                return
+
+    def close_idle(self) -> None:
+        with self._lock:
+            closing = self._take_closable(time.monotonic(), idle_seconds=0)
+        _close(closing)
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: the parent's connections are the parent's (never closed here)."""
+        self._lock = threading.Lock()
+        self._pools = OrderedDict()
+        self._sweeper = None
+
+
+def _close(pools: list[_Pool]) -> None:
+    for pool in pools:
+        pool.transport.close()
+
+
+_pools = _Pools()
+os.register_at_fork(after_in_child=_pools.forget_after_fork)
+
+
+def close_idle_connections() -> None:
+    """Close every kept-alive connection not in use now."""
+    _pools.close_idle()
+
+
 def _send(
     method: str,
     request_url: httpx.URL,
     *,
+    target: _Target,
+    address: str,
     content: bytes | None,
     headers: dict[str, str],
-    extensions: dict[str, str],
+    extensions: dict[str, Any],
     timeout: httpx.Timeout,
     verify: ssl.SSLContext | bool,
     deadline: float,
     max_body_bytes: int,
     truncate: bool,
 ) -> tuple[int, dict[str, str], bytearray]:
-    with (
-        httpx.Client(
-            timeout=timeout,
-            follow_redirects=False,
-            trust_env=False,
-            verify=_default_tls_context() if verify is True else verify,
-        ) as client,
-        client.stream(
-            method, request_url, content=content, headers=headers, extensions=extensions
-        ) as response,
-    ):
-        body = bytearray()
-        for chunk in response.iter_bytes():
-            body.extend(chunk)
-            if len(body) > max_body_bytes and not truncate:
-                raise BodyTooLarge(f"The answer is larger than {max_body_bytes} bytes.")
-            # A server dripping its body must not hold the worker past the limit.
-            if time.monotonic() > deadline:
-                if truncate:
+    request = httpx.Request(
+        method,
+        request_url,
+        content=content,
+        headers=headers,
+        extensions={**extensions, "timeout": timeout.as_dict()},
+    )
+    with _pools.transport(target, address, verify) as transport:
+        response = transport.handle_request(request)
+        try:
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body.extend(chunk)
+                if len(body) > max_body_bytes and not truncate:
+                    raise BodyTooLarge(f"The answer is larger than {max_body_bytes} bytes.")
+                # A server dripping its body must not hold the worker past the limit.
+                if time.monotonic() > deadline:
+                    if truncate:
+                        break
+                    raise RequestTimedOut(
+                        "The answer did not arrive in full within the time limit."
+                    )
+                if truncate and len(body) >= max_body_bytes:
                     break
-                raise RequestTimedOut("The answer did not arrive in full within the time limit.")
-            if truncate and len(body) >= max_body_bytes:
-                break
-        answer_headers = {name.lower(): value for name, value in response.headers.items()}
-        return response.status_code, answer_headers, body
+            answer_headers = {name.lower(): value for name, value in response.headers.items()}
+            return response.status_code, answer_headers, body
+        finally:
+            # An answer not read to its end closes its connection; a whole one frees it.
+            response.close()

@@ -37,6 +37,8 @@ class ReceivedRequest:
     headers: dict[str, str]
     body: bytes
     method: str = "POST"
+    # The client's end of the connection (address, port): one connection, one value.
+    peer: tuple[str, int] = ("", 0)
 
 
 @dataclass
@@ -48,6 +50,8 @@ class Receiver:
     requests: list[ReceivedRequest] = field(default_factory=list)
 
     scheme: str = "http"
+    # HTTP/1.1 with connections kept open between requests (else HTTP/1.0: one per request).
+    keep_alive: bool = False
 
     @property
     def origin(self) -> str:
@@ -65,12 +69,20 @@ class Receiver:
 
 def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        @property  # read for each request and answer
+        def protocol_version(self) -> str:  # type: ignore[override]
+            return "HTTP/1.1" if receiver.keep_alive else "HTTP/1.0"
+
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
             receiver.requests.append(
                 ReceivedRequest(
-                    self.path, {k.lower(): v for k, v in self.headers.items()}, body, self.command
+                    self.path,
+                    {k.lower(): v for k, v in self.headers.items()},
+                    body,
+                    self.command,
+                    (self.client_address[0], self.client_address[1]),
                 )
             )
             answer = receiver._next()

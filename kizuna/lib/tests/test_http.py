@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import threading
 
 import pytest
 
@@ -361,3 +362,155 @@ def test_request_to_a_closed_port_fails_to_connect():
         http.request(
             "GET", f"http://127.0.0.1:{port}/", allowed_origins=[f"http://127.0.0.1:{port}"]
         )
+
+
+# --- kept-alive connections -----------------------------------------------------------------
+
+
+def post_to(receiver: Receiver, url: str | None = None, **options) -> http.PostResult:
+    return http.post(
+        url or receiver.url(),
+        content=b"{}",
+        headers={},
+        allowed_origins=options.pop("allowed_origins", [receiver.origin]),
+        **options,
+    )
+
+
+def peers(receiver: Receiver) -> list[tuple[str, int]]:
+    return [request.peer for request in receiver.requests]
+
+
+def test_requests_to_one_address_reuse_a_kept_alive_connection(receiver: Receiver):
+    receiver.keep_alive = True
+
+    post_to(receiver)
+    post_to(receiver)
+    http.request("GET", receiver.url(), allowed_origins=[receiver.origin])
+
+    assert len(receiver.requests) == 3
+    assert len(set(peers(receiver))) == 1
+
+
+def test_a_kept_alive_connection_is_not_used_once_its_url_is_refused(receiver: Receiver):
+    receiver.keep_alive = True
+    post_to(receiver)
+
+    with pytest.raises(http.UnsafeURLError):
+        post_to(receiver, allowed_origins=[])
+
+    assert len(receiver.requests) == 1
+
+
+@pytest.fixture
+def loopback_is_public(monkeypatch):
+    """127.0.0.1 and 127.0.0.2 count as public addresses (the receiver stands for a server on
+    the internet); every other address is judged as usual."""
+    real = http._is_public
+    monkeypatch.setattr(
+        http, "_is_public", lambda address: address in {"127.0.0.1", "127.0.0.2"} or real(address)
+    )
+
+
+def resolving(monkeypatch, answers: dict[str, list[str]]) -> None:
+    """Each name of `answers` resolves to the next address of its list at each lookup."""
+    real = socket.getaddrinfo
+
+    def resolve(host, port, *args, **kwargs):
+        if host not in answers:
+            return real(host, port, *args, **kwargs)
+        address = answers[host].pop(0)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(http.socket, "getaddrinfo", resolve)
+
+
+def test_a_name_now_resolving_to_a_forbidden_address_is_refused_despite_a_kept_connection(
+    receiver: Receiver, monkeypatch, loopback_is_public
+):
+    receiver.keep_alive = True
+    resolving(monkeypatch, {"hooks.example": ["127.0.0.1", "10.0.0.7", "127.0.0.1"]})
+    url = f"http://hooks.example:{receiver.port}/hook"
+
+    assert post_to(receiver, url, allowed_origins=[]).status_code == 200
+    with pytest.raises(http.UnsafeURLError) as refused:
+        post_to(receiver, url, allowed_origins=[])
+    assert refused.value.code == "private_address"
+    assert len(receiver.requests) == 1
+    # Back on the checked address: its kept connection serves it again.
+    assert post_to(receiver, url, allowed_origins=[]).status_code == 200
+    assert len(set(peers(receiver))) == 1
+
+
+def test_a_name_now_resolving_to_another_address_never_uses_the_connection_to_the_old_one(
+    receiver: Receiver, monkeypatch, loopback_is_public
+):
+    receiver.keep_alive = True
+    # The receiver listens on 127.0.0.1 only: nothing answers at 127.0.0.2.
+    resolving(monkeypatch, {"hooks.example": ["127.0.0.1", "127.0.0.2"]})
+    url = f"http://hooks.example:{receiver.port}/hook"
+
+    assert post_to(receiver, url, allowed_origins=[]).status_code == 200
+    with pytest.raises(http.ConnectionFailed):
+        post_to(receiver, url, allowed_origins=[])
+    assert len(receiver.requests) == 1
+
+
+def test_a_connection_whose_answer_did_not_come_is_not_reused(receiver: Receiver):
+    receiver.keep_alive = True
+    receiver.answer(Answer(delay_seconds=1.5, body=b"late"), Answer(status=201, body=b"second"))
+    with pytest.raises(http.RequestTimedOut):
+        post_to(receiver, timeout_seconds=0.3)
+
+    result = post_to(receiver)
+
+    assert (result.status_code, result.body) == (201, "second")
+    first, second = peers(receiver)
+    assert first != second
+
+
+def test_idle_kept_alive_connections_are_closed(receiver: Receiver):
+    receiver.keep_alive = True
+    post_to(receiver)
+
+    http.close_idle_connections()
+    post_to(receiver)
+
+    first, second = peers(receiver)
+    assert first != second
+
+
+def test_the_least_recently_used_connections_beyond_the_bound_are_closed(
+    receiver: Receiver, monkeypatch
+):
+    receiver.keep_alive = True
+    monkeypatch.setattr(http, "MAX_POOLS", 1)
+    by_name = f"http://localhost:{receiver.port}/hook"
+    origins = [receiver.origin, f"http://localhost:{receiver.port}"]
+
+    post_to(receiver, allowed_origins=origins)
+    post_to(receiver, by_name, allowed_origins=origins)  # another pool: the first one closes
+    post_to(receiver, allowed_origins=origins)
+
+    first, _by_name, third = peers(receiver)
+    assert first != third
+
+
+def test_threads_sending_at_once_share_the_kept_alive_connections(receiver: Receiver):
+    receiver.keep_alive = True
+    results: list[int] = []
+
+    def send() -> None:
+        for _ in range(5):
+            results.append(post_to(receiver).status_code)
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert results == [200] * 40
+    assert len(receiver.requests) == 40
+    # At most one connection per thread sending at the same time.
+    assert len(set(peers(receiver))) <= 8

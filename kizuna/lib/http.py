@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import SplitResult, urlsplit
 
+import httpcore  # noqa: F401  # at start-up (about 90 ms of CPU), not in the first request
 import httpx
 
 __all__ = [
@@ -147,7 +148,10 @@ def _split(url: str) -> SplitResult | None:
         return None
 
 
+@functools.lru_cache(maxsize=256)
 def _origin_key(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of a valid http(s) URL, else None; kept, as every request asks it
+    for its URL and for each allowed origin."""
     parts = _split(url)
     if parts is None:
         return None

@@ -72,6 +72,7 @@ SOCKET_USERS = {
 }
 HTTP_CLIENTS = {
     "httpx",
+    "httpcore",
     "requests",
     "urllib3",
     "aiohttp",

@@ -253,3 +253,157 @@ def test_without_a_limit_a_claim_takes_ten_rows_and_a_kind_runs_ten_per_round(mo
     leases.register(ProbeWork, finish)
     assert run_due_work(worker_id="b") == 10
     assert ProbeWork.objects.filter(status=WorkStatus.DONE).count() == 10
+
+
+# Progress and finishing marks of several rows at once (mail groups, issue 11 P3): all of
+# them or none, and never a row the caller does not hold or did not name.
+
+
+def claimed_rows(worker_id: str, *keys: str) -> list[ProbeWork]:
+    register_worker(worker_id)
+    for key in keys:
+        row(key)
+    claimed = claim(ProbeWork.objects.filter(key__in=keys), worker_id=worker_id, limit=len(keys))
+    return sorted(claimed, key=lambda found: found.key)
+
+
+def stored(*keys: str, fields: tuple[str, ...] = ("status", "hold_seconds")) -> list[tuple]:
+    return list(ProbeWork.objects.filter(key__in=keys).order_by("key").values_list(*fields))
+
+
+def test_progress_saved_on_a_held_row_is_on_the_row_object_too():
+    (held,) = claimed_rows("a", "held")
+
+    assert leases.update_if_held(held, hold_seconds=2.5)
+
+    assert held.hold_seconds == 2.5
+    assert stored("held") == [(WorkStatus.LEASED, 2.5)]
+
+
+def test_a_group_of_rows_all_held_is_updated_in_one_go_and_the_row_objects_follow():
+    first, second = claimed_rows("a", "first", "second")
+    (alone,) = claimed_rows("a", "alone")
+
+    assert leases.update_all_if_held([first, second], hold_seconds=1.5)
+    assert leases.update_all_if_held([alone], hold_seconds=3.0)
+    assert leases.update_all_if_held([]) is True  # nothing to update: nothing lost
+
+    assert (first.hold_seconds, second.hold_seconds, alone.hold_seconds) == (1.5, 1.5, 3.0)
+    assert stored("first", "second", "alone") == [
+        (WorkStatus.LEASED, 3.0),
+        (WorkStatus.LEASED, 1.5),
+        (WorkStatus.LEASED, 1.5),
+    ]
+
+
+def test_a_group_holds_rows_of_different_claims_and_touches_no_row_it_does_not_name():
+    # "retried" is on its second attempt, the others on their first: two claims, one group.
+    (retried,) = claimed_rows("a", "retried")
+    assert leases.mark_failed(retried, error="timeout")
+    ProbeWork.objects.filter(pk=retried.pk).update(next_attempt_at=timezone.now())
+    (retried,) = claim(ProbeWork.objects.filter(key="retried"), worker_id="a")
+    first, unnamed = claimed_rows("a", "first", "unnamed")
+    assert (retried.attempts, first.attempts, unnamed.attempts) == (2, 1, 1)
+
+    assert leases.update_all_if_held([retried, first], hold_seconds=1.5)
+
+    assert stored("first", "retried", "unnamed") == [
+        (WorkStatus.LEASED, 1.5),
+        (WorkStatus.LEASED, 1.5),
+        (WorkStatus.LEASED, 0.0),
+    ]
+
+
+@pytest.mark.parametrize(
+    "lost",
+    [
+        {"leased_by": "b"},  # taken over by another worker at the same attempt number
+        {"attempts": 2},  # claimed again since (a later attempt)
+        {"status": WorkStatus.DONE, "leased_until": None},  # finished meanwhile
+    ],
+    ids=["another-worker", "a-later-attempt", "finished"],
+)
+def test_a_group_with_one_row_no_longer_held_changes_none_of_them(lost):
+    first, second, third = claimed_rows("a", "first", "second", "third")
+    ProbeWork.objects.filter(pk=second.pk).update(**lost)
+
+    assert not leases.update_all_if_held([first, second, third], hold_seconds=1.5)
+    assert not leases.mark_all_done([first, second, third])
+
+    assert [hold for _status, hold in stored("first", "second", "third")] == [0.0, 0.0, 0.0]
+    assert stored("first", "third", fields=("status",)) == [(WorkStatus.LEASED,)] * 2
+    assert first.status == WorkStatus.LEASED and first.hold_seconds == 0.0
+
+
+def test_a_group_marked_done_forgets_the_errors_of_its_earlier_attempts():
+    first, second = claimed_rows("a", "first", "second")
+    ProbeWork.objects.filter(pk=first.pk).update(last_error="timeout on attempt 0")
+    other = row("other", last_error="refused")
+
+    assert leases.mark_all_done([first, second], hold_seconds=0.5)
+
+    assert stored("first", "second", fields=("status", "last_error", "leased_until")) == [
+        (WorkStatus.DONE, "", None),
+        (WorkStatus.DONE, "", None),
+    ]
+    assert (first.status, first.last_error) == (WorkStatus.DONE, "")
+    assert ProbeWork.objects.get(pk=other.pk).last_error == "refused"
+
+
+def test_renewing_extends_by_the_kind_s_lease_only_the_named_rows_this_worker_holds():
+    named, unnamed = claimed_rows("a", "named", "unnamed")
+    ProbeWork.objects.update(leased_until=timezone.now())
+    before = timezone.now()
+
+    assert leases.renew(ProbeWork, pks=[named.pk], worker_id="a") == 1
+
+    renewed = ProbeWork.objects.get(pk=named.pk).leased_until
+    left_alone = ProbeWork.objects.get(pk=unnamed.pk).leased_until
+    assert renewed is not None and left_alone is not None
+    assert renewed >= before + timedelta(seconds=ProbeWork.lease_seconds)
+    assert left_alone < before
+
+
+def test_a_kind_registers_without_claiming_ahead_unless_it_asks(monkeypatch):
+    monkeypatch.setattr(leases, "_registry", {})
+
+    def handler(found: ProbeWork) -> None:
+        pass
+
+    leases.register(ProbeWork, handler, lane_key="key")
+    assert leases.registrations() == [leases.Registration(ProbeWork, handler, 10, lane_key="key")]
+    assert leases.registrations()[0].claim_ahead == 0
+
+    leases.register(
+        ProbeWork, handler, batch_size=3, concurrency=2, lane_key="key", per_key_limit=1
+    )
+    assert leases.registrations() == [leases.Registration(ProbeWork, handler, 3, 2, "key", 1, 0)]
+    leases.register(ProbeWork, handler, batch_size=3, concurrency=2, claim_ahead=5)
+    assert leases.registrations() == [
+        leases.Registration(ProbeWork, handler, 3, 2, None, None, claim_ahead=5)
+    ]
+
+    with pytest.raises(ValueError) as refused:
+        leases.register(ProbeWork, handler, lane_key="key", claim_ahead=4)
+    assert str(refused.value) == "claim_ahead would hold rows beyond their key's limit"
+
+
+def test_a_claim_leases_only_the_due_rows_its_chooser_keeps_and_none_if_it_keeps_none():
+    for key in ("first", "second", "third"):
+        row(key)
+    seen: list[list[str]] = []
+
+    def second_only(rows: list[ProbeWork]) -> list[ProbeWork]:
+        seen.append([found.key for found in rows])
+        return rows[1:2]
+
+    claimed = claim(ProbeWork.objects.all(), worker_id="a", limit=3, choose=second_only)
+    assert claim(ProbeWork.objects.all(), worker_id="a", limit=3, choose=lambda rows: []) == []
+
+    assert [found.key for found in claimed] == ["second"]
+    assert seen == [["first", "second", "third"]]
+    assert stored("first", "second", "third", fields=("status", "leased_by")) == [
+        (WorkStatus.PENDING, ""),
+        (WorkStatus.LEASED, "a"),
+        (WorkStatus.PENDING, ""),
+    ]

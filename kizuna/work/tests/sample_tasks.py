@@ -47,3 +47,29 @@ def returns_something_unstorable() -> object:
 def asks_its_worker_to_stop() -> str:
     os.kill(os.getpid(), signal.SIGTERM)
     return "finished anyway"
+
+
+def _take_over(context: TaskContext) -> None:
+    """Another worker took the task back meanwhile (as after a lost heartbeat)."""
+    from django_tasks_db.models import DBTaskResult
+
+    DBTaskResult.objects.filter(pk=context.task_result.id).update(
+        worker_ids=[*context.task_result.worker_ids, "second"]
+    )
+
+
+@task(takes_context=True)
+def is_taken_over_then_succeeds(context: TaskContext) -> str:
+    _take_over(context)
+    return "too late"
+
+
+@task(takes_context=True)
+def is_taken_over_then_fails(context: TaskContext) -> None:
+    _take_over(context)
+    raise Boom("too late")
+
+
+@task(takes_context=True)
+def describes_its_call(context: TaskContext, first: int, second: int = 0) -> str:
+    return f"attempt {context.attempt}: {first}, {second}"

@@ -1,3 +1,4 @@
+import logging
 from datetime import timedelta
 
 import pytest
@@ -260,3 +261,128 @@ def test_a_task_reclaimed_by_another_worker_cannot_be_finished_by_the_first():
 
     assert not finish_successfully(result, 1)
     assert finish_with_error(result, exception_class_path="x", traceback="x") is None
+
+
+def worker_log(caplog) -> list[tuple[str, str]]:
+    return [
+        (record.levelname, record.getMessage())
+        for record in caplog.records
+        if record.name == "kizuna.work.workers"
+    ]
+
+
+def test_a_failed_attempt_that_will_run_again_is_a_warning_and_a_final_failure_an_error(caplog):
+    retried = sample_tasks.fails_until_third_attempt.enqueue()
+    failed = sample_tasks.always_fails.enqueue()
+    worker = make_worker()
+
+    with caplog.at_level(logging.INFO, logger="kizuna.work.workers"):
+        assert worker.run_one_task()
+        assert worker.run_one_task()
+
+    path = "kizuna.work.tests.sample_tasks"
+    assert worker_log(caplog) == [
+        (
+            "WARNING",
+            f"Task {retried.id} ({path}.fails_until_third_attempt) failed on attempt 1 with "
+            "Boom: attempt 1; now READY",
+        ),
+        (
+            "ERROR",
+            f"Task {failed.id} ({path}.always_fails) failed on attempt 1 with Boom: once; "
+            "now FAILED",
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sample", "message"),
+    [
+        (
+            sample_tasks.is_taken_over_then_succeeds,
+            "Task {id} finished, but it was taken from worker w-test meanwhile (its heartbeat "
+            "was lost): that result is not recorded.",
+        ),
+        (
+            sample_tasks.is_taken_over_then_fails,
+            "Task {id} failed, but it was taken from worker w-test meanwhile.",
+        ),
+    ],
+    ids=["succeeds", "fails"],
+)
+def test_a_task_taken_over_while_it_ran_keeps_the_other_worker_s_claim(caplog, sample, message):
+    enqueued = sample.enqueue()
+
+    with caplog.at_level(logging.INFO, logger="kizuna.work.workers"):
+        assert make_worker().run_one_task()
+
+    result = db_result(enqueued)
+    assert (result.status, result.worker_ids) == (TaskResultStatus.RUNNING, ["w-test", "second"])
+    assert (result.return_value, result.exception_class_path) == (None, "")
+    assert worker_log(caplog) == [("WARNING", message.format(id=enqueued.id))]
+
+
+def test_a_task_gets_the_arguments_it_was_enqueued_with_by_position_and_by_name():
+    with_context = sample_tasks.describes_its_call.enqueue(1, second=2)
+    plain = sample_tasks.succeeds.enqueue(value=21)
+    worker = make_worker()
+
+    assert worker.run_one_task() and worker.run_one_task()
+
+    assert db_result(with_context).return_value == "attempt 1: 1, 2"
+    assert db_result(plain).return_value == 42
+
+
+def test_a_worker_of_every_queue_runs_the_tasks_of_the_default_queue():
+    enqueued = sample_tasks.succeeds.enqueue(1)
+    worker = KizunaWorker(queue_names=["*"], interval=0, batch=True, worker_id="w-all")
+
+    assert worker.run_one_task()
+
+    assert db_result(enqueued).status == TaskResultStatus.SUCCESSFUL
+
+
+def test_a_worker_signals_each_task_s_start_and_end_and_a_failing_receiver_stops_nothing(
+    caplog,
+):
+    from django_tasks.backends.base import BaseTaskBackend
+    from django_tasks_db.compat import task_finished, task_started
+
+    seen: list[tuple[str, bool, str, str]] = []
+
+    def on_start(sender, task_result, **kwargs):
+        seen.append(("started", issubclass(sender, BaseTaskBackend), task_result.id, ""))
+
+    def on_finish(sender, task_result, **kwargs):
+        seen.append(
+            ("finished", issubclass(sender, BaseTaskBackend), task_result.id, task_result.status)
+        )
+        if task_result.id == broken.id:
+            raise RuntimeError("a broken receiver")
+
+    succeeded = sample_tasks.succeeds.enqueue(1)
+    retried = sample_tasks.fails_until_third_attempt.enqueue()
+    failed = sample_tasks.always_fails.enqueue()
+    broken = sample_tasks.always_fails.enqueue()
+    task_started.connect(on_start)
+    task_finished.connect(on_finish)
+    worker = make_worker()
+    try:
+        with caplog.at_level(logging.INFO, logger="kizuna.work.workers"):
+            while worker.run_one_task():
+                pass
+    finally:
+        task_started.disconnect(on_start)
+        task_finished.disconnect(on_finish)
+
+    assert seen == [
+        ("started", True, succeeded.id, ""),
+        ("finished", True, succeeded.id, TaskResultStatus.SUCCESSFUL),
+        ("started", True, retried.id, ""),  # to run again later: not finished
+        ("started", True, failed.id, ""),
+        ("finished", True, failed.id, TaskResultStatus.FAILED),
+        ("started", True, broken.id, ""),
+        ("finished", True, broken.id, TaskResultStatus.FAILED),
+    ]
+    assert db_result(broken).status == TaskResultStatus.FAILED
+    assert worker_log(caplog)[-1] == ("ERROR", f"Task {broken.id} failed unexpectedly")

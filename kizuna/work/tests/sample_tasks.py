@@ -73,3 +73,24 @@ def is_taken_over_then_fails(context: TaskContext) -> None:
 @task(takes_context=True)
 def describes_its_call(context: TaskContext, first: int, second: int = 0) -> str:
     return f"attempt {context.attempt}: {first}, {second}"
+
+
+def _hide_table(table: str) -> None:
+    """The table goes away under the worker (a restore in progress, say); the test puts it back."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {table} RENAME TO {table}_away")
+
+
+@task()
+def hides_the_task_table_then_fails(table: str) -> None:
+    _hide_table(table)
+    raise Boom("and its failure cannot be recorded")
+
+
+@task()
+def hides_the_worker_table_then_stops_its_worker(table: str) -> str:
+    _hide_table(table)
+    os.kill(os.getpid(), signal.SIGTERM)
+    return "stopped"

@@ -360,14 +360,17 @@ def test_a_worker_runs_one_lane_per_kind_of_work_under_its_own_name_and_logs_the
 
 @pytest.mark.django_db(transaction=True)
 def test_a_batch_worker_has_no_lanes_and_says_when_nothing_is_left(caplog):
-    worker = KizunaWorker(queue_names=["default"], interval=0, batch=True, worker_id="batch")
+    worker = KizunaWorker(
+        queue_names=["default", "other"], interval=0, batch=True, worker_id="batch"
+    )
 
     with caplog.at_level(logging.INFO, logger="kizuna.work.workers"):
         worker.run()
 
     assert worker.lanes == []
+    assert worker.is_stopping()
     assert [record.getMessage() for record in caplog.records] == [
-        "Worker batch started (queues default; lanes none)",
+        "Worker batch started (queues default,other; lanes none)",
         "Worker batch: nothing left to do, exiting.",
         "Worker batch stopped",
     ]
@@ -448,3 +451,116 @@ def test_a_worker_takes_back_abandoned_tasks_once_per_heartbeat_interval_not_eve
     worker._last_recovery -= 6.1  # a heartbeat interval later
     worker.recover_if_due()
     assert DBTaskResult.objects.get(pk=task.id).status == TaskResultStatus.FAILED
+
+
+def test_a_new_worker_is_not_listening_yet_and_runs_at_least_one_row_at_a_time():
+    worker = KizunaWorker(
+        queue_names=["default"], interval=1, batch=False, worker_id="w", concurrency=0
+    )
+
+    assert worker.is_listening is False
+    assert worker.concurrency == 1
+    assert (
+        KizunaWorker(
+            queue_names=["default"], interval=1, batch=False, worker_id="w", concurrency=1
+        ).concurrency
+        == 1
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_lease_renewal_is_logged_and_the_heartbeat_goes_on(caplog):
+    from kizuna.work.workers import Heartbeat
+
+    renewals: list[int] = []
+
+    def fails_first(**kwargs: object) -> None:
+        renewals.append(len(renewals))
+        if len(renewals) == 1:
+            raise RuntimeError("the database went away")
+
+    register_worker("beating")
+    heartbeat = Heartbeat("beating", interval=0.05, on_beat=fails_first)
+    with caplog.at_level(logging.INFO, logger="kizuna.work.workers"):
+        heartbeat.start()
+        deadline = time.monotonic() + 10
+        while len(renewals) < 2:
+            assert time.monotonic() < deadline, "no second beat within 10 seconds"
+            time.sleep(0.05)
+        heartbeat.stop()
+
+    failures = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert [record.getMessage() for record in failures] == ["Heartbeat of worker beating failed"]
+    assert failures[0].exc_info is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_error_in_a_round_is_logged_and_the_worker_goes_on_to_the_next(caplog):
+    from django.db import connection
+
+    # The sessions table is gone (a restore in progress, say): the clean-up of expired
+    # sessions, the first round's recovery, fails with a database error.
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE django_session RENAME TO django_session_away")
+    try:
+        stopper = sample_tasks.asks_its_worker_to_stop.enqueue()
+        worker = KizunaWorker(queue_names=["default"], interval=0, batch=False, worker_id="w")
+        worker._wake.set()  # no pause after the error: the next round comes at once
+        worker.configure_signals()
+        try:
+            with caplog.at_level(logging.INFO, logger="kizuna.work.workers"):
+                worker.run()
+        finally:
+            worker.reset_signals()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE django_session_away RENAME TO django_session")
+
+    # (Its lanes may log claims that met the locked SQLite table: not this.)
+    messages = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    assert messages.count("Worker w: database error, retrying") == 1
+    # The next round ran the task (which then stopped the worker).
+    assert DBTaskResult.objects.get(pk=stopper.id).status == TaskResultStatus.SUCCESSFUL
+
+
+def put_back(table: str) -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {table}_away RENAME TO {table}")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_failure_that_cannot_be_recorded_is_logged_and_left_to_recovery(caplog):
+    table = DBTaskResult._meta.db_table
+    enqueued = sample_tasks.hides_the_task_table_then_fails.enqueue(table)
+    worker = KizunaWorker(queue_names=["default"], interval=0, batch=True, worker_id="w")
+    try:
+        with caplog.at_level(logging.INFO, logger="kizuna.work.workers"):
+            assert worker.run_one_task()
+    finally:
+        put_back(table)
+
+    errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    assert errors == [f"Task {enqueued.id}: could not record its failure"]
+    # Still running as far as the database knows: recovery takes it back once this worker
+    # is gone.
+    assert DBTaskResult.objects.get(pk=enqueued.id).status == TaskResultStatus.RUNNING
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_that_cannot_delete_its_row_when_stopping_logs_it_and_stops(caplog):
+    table = WorkerProcess._meta.db_table
+    sample_tasks.hides_the_worker_table_then_stops_its_worker.enqueue(table)
+    worker = KizunaWorker(queue_names=["default"], interval=0, batch=False, worker_id="w")
+    worker.configure_signals()
+    try:
+        with caplog.at_level(logging.INFO, logger="kizuna.work.workers"):
+            worker.run()
+    finally:
+        worker.reset_signals()
+        put_back(table)
+
+    errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    assert errors[-1] == "Worker w could not unregister"
+    assert caplog.records[-1].getMessage() == "Worker w stopped"

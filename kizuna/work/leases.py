@@ -282,20 +282,29 @@ def mark_failed(row: LeasedWork, *, error: str, retry: bool = True, **fields: An
 
 
 def renew(model: type[LeasedWork], *, pks: Iterable[Any], worker_id: str) -> int:
-    """Extend the leases of the rows `worker_id` still holds; how many it holds.
+    """Extend the leases of the rows `worker_id` still holds; how many it renewed.
 
     The worker calls this with its heartbeat for the rows it is working on, so that a
     slow batch never outlives its lease while its worker is alive. A row taken over
     by another worker (its lease had run out) is not ours any more and is left alone.
+    A row locked by another transaction is skipped (SKIP LOCKED on PostgreSQL): that is
+    this worker's own handler writing it (a sending group's fenced renewal or done mark),
+    or a claim that will find it held. Waiting for it instead could deadlock with a group
+    that locks the same rows in another order; the next heartbeat renews what was skipped.
     """
     pks = list(pks)
     if not pks:
         return 0
-    return (
-        model._default_manager.all()
-        .filter(pk__in=pks, status=WorkStatus.LEASED, leased_by=worker_id)
-        .update(leased_until=timezone.now() + timedelta(seconds=model.lease_seconds))
-    )
+    manager = model._default_manager
+    with transaction.atomic(using=manager.db):
+        free = (
+            manager.filter(pk__in=pks, status=WorkStatus.LEASED, leased_by=worker_id)
+            .select_for_update(skip_locked=True)
+            .values("pk")
+        )
+        return manager.filter(pk__in=free).update(
+            leased_until=timezone.now() + timedelta(seconds=model.lease_seconds)
+        )
 
 
 def release(row: LeasedWork) -> bool:

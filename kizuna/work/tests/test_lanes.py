@@ -9,10 +9,11 @@ another gets "table is locked" at once instead of waiting (kizuna/testing/races.
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 
 from kizuna.testing.processes import wait_for
 from kizuna.testing.races import require_postgresql
@@ -96,3 +97,43 @@ def test_p2_renewing_extends_only_the_rows_this_worker_still_holds(monkeypatch):
     assert renewed == 1
     assert {row.key for row in ProbeWork.objects.exclude(leased_until=None)} == {"mine"}
     assert leases.renew(ProbeWork, pks=[], worker_id="a") == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_p2_renewing_skips_a_row_locked_by_a_write_in_progress_instead_of_waiting_for_it():
+    # A sending group's transaction holds some of the worker's rows while the heartbeat
+    # renews them all: waiting for it could deadlock (the group locks the rows in another
+    # order); the renewal leaves the locked row to that write and to the next heartbeat.
+    require_postgresql("a lock held by another connection")
+    register_worker("a")
+    for key in ("busy", "free"):
+        ProbeWork.objects.create(key=key)
+    held = {row.key: row for row in claim(ProbeWork.objects.all(), worker_id="a", limit=10)}
+    ProbeWork.objects.update(leased_until=None)
+    locked, release_lock = threading.Event(), threading.Event()
+
+    def write_in_progress() -> None:
+        try:
+            with transaction.atomic():
+                ProbeWork.objects.select_for_update().get(key="busy")
+                locked.set()
+                release_lock.wait(timeout=60)
+        finally:
+            connection.close()
+
+    writer = threading.Thread(target=write_in_progress)
+    writer.start()
+    try:
+        assert locked.wait(timeout=60)
+        with connection.cursor() as cursor:
+            # Waiting for the lock would fail here instead of hanging the test.
+            cursor.execute("SET lock_timeout = '5s'")
+        renewed = leases.renew(ProbeWork, pks=[row.pk for row in held.values()], worker_id="a")
+    finally:
+        release_lock.set()
+        writer.join()
+
+    assert renewed == 1
+    assert {row.key for row in ProbeWork.objects.exclude(leased_until=None)} == {"free"}
+    assert leases.renew(ProbeWork, pks=[held["busy"].pk], worker_id="a") == 1

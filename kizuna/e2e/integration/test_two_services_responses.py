@@ -180,17 +180,26 @@ def _respond(link: str, question: int, score: int) -> None:
         assert done.status_code == 302, done.text[:2000]
 
 
+def _crm_api(url: str, token: str) -> httpx.Client:
+    """A client of the CRM's API that opens a connection per request: between two calls the
+    test runs `kizuna shell` processes that take seconds under load, past gunicorn's 2 s
+    keep-alive, and a kept connection could be reused just as the server closes it
+    ("Server disconnected without sending a response")."""
+    return httpx.Client(
+        base_url=url + "/crm/api/v1",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+        limits=httpx.Limits(max_keepalive_connections=0),
+    )
+
+
 def test_e4_d6_crm_and_survey_as_two_processes_with_two_databases(
     services_apart: tuple[Service, Service],
 ) -> None:
     survey, crm = services_apart
     made = json.loads(survey.shell(SURVEY_SETUP))
     crm_side = json.loads(crm.shell(CRM_SETUP.replace("{key}", made["key"])))
-    api = httpx.Client(
-        base_url=crm.url + "/crm/api/v1",
-        headers={"Authorization": f"Bearer {crm_side['token']}"},
-        timeout=10,
-    )
+    api = _crm_api(crm.url, crm_side["token"])
 
     def responses_of(lead: int) -> list[dict[str, Any]]:
         listed = api.get(f"/leads/{lead}/survey-responses")
@@ -272,11 +281,7 @@ def test_e4_a_lost_response_deleted_is_healed_by_reconciliation_between_two_proc
     survey, crm = services_apart
     made = json.loads(survey.shell(SURVEY_SETUP))
     crm_side = json.loads(crm.shell(CRM_SETUP.replace("{key}", made["key"])))
-    api = httpx.Client(
-        base_url=crm.url + "/crm/api/v1",
-        headers={"Authorization": f"Bearer {crm_side['token']}"},
-        timeout=10,
-    )
+    api = _crm_api(crm.url, crm_side["token"])
 
     def responses_of(lead: int) -> list[dict[str, Any]]:
         listed = api.get(f"/leads/{lead}/survey-responses")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 from django_tasks import TaskContext, task
 
@@ -77,10 +78,19 @@ def describes_its_call(context: TaskContext, first: int, second: int = 0) -> str
 
 def _hide_table(table: str) -> None:
     """The table goes away under the worker (a restore in progress, say); the test puts it back."""
-    from django.db import connection
+    from django.db import OperationalError, connection
 
-    with connection.cursor() as cursor:
-        cursor.execute(f"ALTER TABLE {table} RENAME TO {table}_away")
+    # On SQLite the worker's lanes may be reading the table at that instant: try again.
+    for _attempt in range(100):
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(f"ALTER TABLE {table} RENAME TO {table}_away")
+            return
+        except OperationalError as error:
+            if "locked" not in str(error):
+                raise
+            time.sleep(0.05)
+    raise RuntimeError(f"{table} stayed locked")
 
 
 @task()
@@ -91,6 +101,6 @@ def hides_the_task_table_then_fails(table: str) -> None:
 
 @task()
 def hides_the_worker_table_then_stops_its_worker(table: str) -> str:
+    os.kill(os.getpid(), signal.SIGTERM)  # first: the worker stops even if this task fails
     _hide_table(table)
-    os.kill(os.getpid(), signal.SIGTERM)
     return "stopped"

@@ -40,8 +40,9 @@ T = TypeVar("T")
 # (an email the SMTP server already took, a delivery its receiver already acknowledged)
 # leaves that work to be done a second time. Three attempts were used up once in a
 # 10,000-message CRM send on PostgreSQL at load 15 (the heartbeat renewing the leases in
-# hand, three times in a row): the attempts after the first wait a little longer each, for
-# the other transaction to finish.
+# hand, three times in a row; leases.renew() now skips the rows a group holds, so that
+# cycle is gone): the attempts after the first wait a little longer each, for the other
+# transaction to finish.
 DEADLOCK_ATTEMPTS = 8
 DEADLOCK_PAUSE_SECONDS = 0.01
 # PostgreSQL's deadlock_detected and serialization_failure: the transaction was chosen to be

@@ -6,8 +6,10 @@ import re
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.contrib.sessions.backends.db import SessionStore
 from django.db import connection
+from django.http import Http404
 from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 
@@ -101,3 +103,17 @@ def test_switching_to_an_organization_joined_after_the_memberships_were_read_fin
         organization.pk,
         other_organization.pk,
     }
+
+
+@pytest.mark.django_db
+def test_someone_not_signed_in_has_no_memberships_and_no_current_organization():
+    request = RequestFactory().get("/crm/")
+    request.user = AnonymousUser()
+    request.session = SessionStore()
+
+    assert memberships_of(request) == []
+    with CaptureQueriesContext(connection) as queries:
+        assert memberships_of(request) == []  # kept on the request: read once
+    assert len(queries) == 0
+    with pytest.raises(Http404):
+        current_membership(request)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 from django.db import connection as database
@@ -63,6 +64,50 @@ def answered_during_an_outage(minutes: int) -> None:
         if delivery.event_type == "response.completed":
             delivery.payload["data"]["submitted_at"] = then.isoformat()
         delivery.save(update_fields=["payload"])
+
+
+def _page_written_beside(
+    write_page: Callable[[], int],
+    *,
+    delivery: Callable[[], IntakeOutcome],
+    then: Callable[[], object] = lambda: None,
+) -> int:
+    """Run `write_page` while a delivery, in a transaction of its own, has recorded one of
+    the page's responses: the delivery runs `then` and commits once the page's INSERT waits
+    on its row (PostgreSQL). What write_page returned."""
+    inserted = threading.Event()
+    errors: list[BaseException] = []
+
+    def deliver() -> None:
+        try:
+            with transaction.atomic():
+                assert delivery() == IntakeOutcome.RECORDED
+                inserted.set()
+                with database.cursor() as cursor:
+                    for _ in range(600):
+                        cursor.execute(
+                            "SELECT count(*) FROM pg_stat_activity "
+                            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                        )
+                        if cursor.fetchone()[0]:
+                            break
+                        time.sleep(0.05)
+                    else:
+                        raise AssertionError("the page never waited for the delivery's row")
+                then()
+        except BaseException as error:
+            errors.append(error)
+            inserted.set()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=deliver)
+    thread.start()
+    assert inserted.wait(timeout=30)
+    found = write_page() if not errors else 0
+    thread.join(timeout=60)
+    assert errors == []
+    return found
 
 
 def periodic() -> Reconciliation:
@@ -213,41 +258,11 @@ def test_e4_a_response_its_delivery_records_while_the_page_is_written_is_recorde
     for lead in leads:
         answer(invite(connection, lead, ada_survey), answers_for(questions))
     items = client.list_responses(connection.credentials(), limit=500).items
-    inserted = threading.Event()
+    found = _page_written_beside(
+        lambda: responses.record_responses(connection, items),
+        delivery=lambda: responses.record_response(connection, items[1])[0],
+    )
 
-    def deliver_the_second() -> None:
-        with transaction.atomic():
-            assert responses.record_response(connection, items[1])[0] == IntakeOutcome.RECORDED
-            inserted.set()
-            # Commit once the page's INSERT waits for this row.
-            with database.cursor() as cursor:
-                for _ in range(600):
-                    cursor.execute(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                        "AND datname = current_database()"
-                    )
-                    if cursor.fetchone()[0]:
-                        return
-                    time.sleep(0.05)
-            raise AssertionError("the page never waited for the delivery's row")
-
-    errors: list[BaseException] = []
-
-    def delivery() -> None:
-        try:
-            deliver_the_second()
-        except BaseException as error:
-            errors.append(error)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=delivery)
-    thread.start()
-    assert inserted.wait(timeout=30)
-    found = responses.record_responses(connection, items)
-    thread.join(timeout=60)
-
-    assert errors == []
     assert found == 2
     assert sorted(SurveyResponse.objects.values_list("lead_id", flat=True)) == sorted(
         lead.pk for lead in leads
@@ -272,42 +287,12 @@ def test_e4_a_lead_deleted_while_its_page_is_written_keeps_its_response_as_unmat
         answer(invite(connection, lead, ada_survey), answers_for(questions))
     gone_reference = connection.recipient_reference(leads[2])
     items = client.list_responses(connection.credentials(), limit=500).items
-    inserted = threading.Event()
+    found = _page_written_beside(
+        lambda: responses.record_responses(connection, items),
+        delivery=lambda: responses.record_response(connection, items[1])[0],
+        then=lambda: Lead.objects.get(pk=leads[2].pk).delete(),
+    )
 
-    def deliver_the_second_and_delete_the_third() -> None:
-        with transaction.atomic():
-            assert responses.record_response(connection, items[1])[0] == IntakeOutcome.RECORDED
-            inserted.set()
-            with database.cursor() as cursor:
-                for _ in range(600):
-                    cursor.execute(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                        "AND datname = current_database()"
-                    )
-                    if cursor.fetchone()[0]:
-                        break
-                    time.sleep(0.05)
-                else:
-                    raise AssertionError("the page never waited for the delivery's row")
-            Lead.objects.get(pk=leads[2].pk).delete()
-
-    errors: list[BaseException] = []
-
-    def delivery() -> None:
-        try:
-            deliver_the_second_and_delete_the_third()
-        except BaseException as error:
-            errors.append(error)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=delivery)
-    thread.start()
-    assert inserted.wait(timeout=30)
-    found = responses.record_responses(connection, items)
-    thread.join(timeout=60)
-
-    assert errors == []
     assert found == 2  # the first recorded, the third kept; the second was the delivery's
     assert sorted(SurveyResponse.objects.values_list("lead_id", flat=True)) == sorted(
         lead.pk for lead in leads[:2]

@@ -98,8 +98,8 @@ def sending_connection(organization: Organization) -> Connection:
         raise PlaceholderError(
             _(
                 "The Survey integration is disabled, so survey links cannot be sent. "
-                "Nothing was sent. Remove the survey link from the email, or ask an "
-                "administrator to set up the integration again."
+                "The emails waiting for survey links have not been sent. Remove the survey "
+                "link from the email, or ask an administrator to set up the integration again."
             )
         )
     if connection.state == ConnectionState.NEEDS_RECONNECTION:
@@ -108,7 +108,8 @@ def sending_connection(organization: Organization) -> Connection:
             _(
                 "The Survey integration needs to be reconnected: its SC key was regenerated "
                 "in Survey. Survey links cannot be sent until an administrator enters the new "
-                "key in Settings > Extensions & APIs > Survey. Nothing was sent."
+                "key in Settings > Extensions & APIs > Survey. The emails waiting for survey "
+                "links have not been sent."
             ),
             temporary=True,
         )
@@ -195,8 +196,9 @@ def _sendable_surveys(connection: Connection, keys: frozenset[str]) -> dict[int,
             raise PlaceholderError(
                 _(
                     "The survey of the link %(placeholder)s is not a survey of the portals "
-                    "the Survey integration uses (it may have been deleted). Nothing was sent. "
-                    "Insert the link again with “Insert survey link”."
+                    "the Survey integration uses (it may have been deleted). The emails "
+                    "waiting for survey links have not been sent. Insert the link again with "
+                    "“Insert survey link”."
                 )
                 % {"placeholder": placeholder(survey_id)}
             )
@@ -204,8 +206,8 @@ def _sendable_surveys(connection: Connection, keys: frozenset[str]) -> dict[int,
             raise PlaceholderError(
                 _(
                     "The survey “%(title)s” is closed and accepts no responses, so its links "
-                    "would not work. Nothing was sent. Open it again in Survey, or choose "
-                    "another survey."
+                    "would not work. The emails waiting for survey links have not been sent. "
+                    "Open it again in Survey, or choose another survey."
                 )
                 % {"title": survey.title}
             )

@@ -94,7 +94,7 @@ MODULES = [
         "intake",
         "kizuna/crm/integration/responses/services.py",
         "kizuna/crm/integration/responses/tests kizuna/e2e/integration/test_reconciliation.py "
-        "kizuna/e2e/integration/reconciliation",
+        "kizuna/e2e/integration/reconciliation kizuna/e2e/integration/test_backlog.py",
     ),
     # D6 itself: the comparison of a submission time with the cut-off, one method of the
     # integration's models.

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
-from django.db import DatabaseError, models, transaction
+from django.db import DatabaseError, connections, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -260,6 +260,71 @@ def mark_all_done(rows: Sequence[LeasedWork], **fields: Any) -> bool:
             "last_error": "",
             **fields,
         },
+    )
+
+
+def update_each_if_held(rows: Sequence[LeasedWork], **fields: Any) -> list[bool]:
+    """update_if_held() of several rows of one kind in one UPDATE ... RETURNING; per row (in
+    order), whether it was still held and so written.
+
+    The fence is _still_ours(), condition for condition (same holder, same attempt, still
+    leased), one IN per claim, so the rows another worker took over are told apart in the
+    same statement: no savepoint and no second pass row by row, as update_all_if_held()
+    needs. A lane's hot path (CRM mail's renewals and sent marks, webhook deliveries' done
+    marks) spent more CPU building those through the ORM than the database spent on them.
+    """
+    if not rows:
+        return []
+    model = type(rows[0])
+    connection = connections[_manager(rows[0]).db]
+
+    def column(name: str) -> str:
+        field: Any = model._meta.get_field(name)
+        return str(connection.ops.quote_name(field.column))
+
+    named: list[Any] = [model._meta.get_field(name) for name in fields]
+    assignments = ", ".join(f"{connection.ops.quote_name(field.column)} = %s" for field in named)
+    params: list[Any] = [
+        field.get_db_prep_save(value, connection)
+        for field, value in zip(named, fields.values(), strict=True)
+    ]
+    by_claim: dict[tuple[str, int], list[Any]] = {}
+    for row in rows:
+        by_claim.setdefault((row.leased_by, row.attempts), []).append(row.pk)
+    pk, leased_by, attempts = column("id"), column("leased_by"), column("attempts")
+    claims = []
+    for (holder, attempt), pks in by_claim.items():
+        claims.append(
+            f"({pk} IN ({', '.join(['%s'] * len(pks))}) AND {leased_by} = %s AND {attempts} = %s)"
+        )
+        params += [*pks, holder, attempt]
+    params.append(WorkStatus.LEASED)
+    sql = (
+        f"UPDATE {connection.ops.quote_name(model._meta.db_table)} "  # noqa: S608
+        f"SET {assignments} WHERE ({' OR '.join(claims)}) AND {column('status')} = %s "
+        f"RETURNING {pk}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        updated = {row[0] for row in cursor.fetchall()}
+    held = [row.pk in updated for row in rows]
+    for row, is_held in zip(rows, held, strict=True):
+        if is_held:
+            for name, value in fields.items():
+                setattr(row, name, value)
+    return held
+
+
+def mark_each_done(rows: Sequence[LeasedWork], **fields: Any) -> list[bool]:
+    """mark_done() of several rows of one kind in one statement (update_each_if_held());
+    per row, whether it was still held and so marked."""
+    return update_each_if_held(
+        rows,
+        status=WorkStatus.DONE,
+        finished_at=timezone.now(),
+        leased_until=None,
+        last_error="",
+        **fields,
     )
 
 

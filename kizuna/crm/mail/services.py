@@ -22,7 +22,7 @@ from django.utils.translation import gettext, override
 
 from kizuna.crm.audit import services as audit
 from kizuna.crm.audit.models import AuditAction
-from kizuna.crm.mail import fenced, transport
+from kizuna.crm.mail import transport
 from kizuna.crm.mail.extensions import (
     PREPARE_PART_SIZE,
     MergeContext,
@@ -747,14 +747,21 @@ def _renew_leases(messages: Sequence[OutgoingMessage]) -> list[bool]:
     """Renew the leases of a group's messages in one fenced UPDATE; per message, whether
     this worker still held it."""
     until = timezone.now() + timedelta(seconds=OutgoingMessage.lease_seconds)
-    return fenced.renew_leases(messages, until=until)
+    return leases.update_each_if_held(messages, leased_until=until)
 
 
 def _mark_all_sent(messages: Sequence[OutgoingMessage]) -> list[bool]:
     """Mark a group's messages sent with their timeline entries: one fenced UPDATE and one
     INSERT (the entries of the messages this worker still held)."""
     now = timezone.now()
-    marked = fenced.mark_sent(messages, at=now)
+    marked = leases.update_each_if_held(
+        messages,
+        status=WorkStatus.DONE,
+        finished_at=now,
+        leased_until=None,
+        last_error="",
+        sent_at=now,
+    )
     sent = [message for message, is_marked in zip(messages, marked, strict=True) if is_marked]
     if sent:
         connection = connections[router.db_for_write(Activity)]

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connections, router, transaction
+from django.db import transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -609,52 +609,12 @@ def _record_attempt(delivery: Delivery, **fields: Any) -> None:
 _bookkeeping = GroupCommit()
 
 
-def _column(connection: Any, name: str) -> str:
-    field: Any = Delivery._meta.get_field(name)
-    return str(connection.ops.quote_name(field.column))
-
-
-def _mark_done_if_held(deliveries: Sequence[Delivery]) -> list[bool]:
-    """leases.mark_done() of several deliveries in one UPDATE ... RETURNING: each is marked
-    only while it is still leased to the claim its row object came from (same holder, same
-    attempt: leases._still_ours, condition for condition); per delivery, whether it was.
-
-    Through the ORM (mark_all_done: a Q per claim, a savepoint, and row by row again when a
-    row was taken) it cost the worker more CPU than the statement costs the database.
-    """
-    connection = connections[router.db_for_write(Delivery)]
-    now = timezone.now()
-    pk, status, leased_by, attempts = (
-        _column(connection, name) for name in ("id", "status", "leased_by", "attempts")
-    )
-    held = " OR ".join([f"({pk} = %s AND {leased_by} = %s AND {attempts} = %s)"] * len(deliveries))
-    sql = (
-        f"UPDATE {connection.ops.quote_name(Delivery._meta.db_table)} "  # noqa: S608
-        f"SET {status} = %s, {_column(connection, 'finished_at')} = %s, "
-        f"{_column(connection, 'leased_until')} = NULL, {_column(connection, 'last_error')} = '' "
-        f"WHERE {status} = %s AND ({held}) RETURNING {pk}"
-    )
-    finished_field: Any = Delivery._meta.get_field("finished_at")
-    finished_at = finished_field.get_db_prep_value(now, connection)
-    params: list[Any] = [WorkStatus.DONE.value, finished_at, WorkStatus.LEASED.value]
-    for delivery in deliveries:
-        params += [delivery.pk, delivery.leased_by, delivery.attempts]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        marked = {row[0] for row in cursor.fetchall()}
-    for delivery in deliveries:
-        if delivery.pk in marked:
-            delivery.status, delivery.finished_at = WorkStatus.DONE, now
-            delivery.leased_until, delivery.last_error = None, ""
-    return [delivery.pk in marked for delivery in deliveries]
-
-
 def _record_all_accepted(accepted: Sequence[tuple[Delivery, DeliveryAttempt]]) -> list[bool]:
     """Store the attempts and mark the deliveries done, each only if still ours (one INSERT,
     one UPDATE); whether each was marked. An attempt is stored even when its delivery was
     taken over: it was made."""
     prepared.insert([attempt for _delivery, attempt in accepted])
-    return _mark_done_if_held([delivery for delivery, _attempt in accepted])
+    return leases.mark_each_done([delivery for delivery, _attempt in accepted])
 
 
 def deliver(delivery: Delivery) -> None:

@@ -86,7 +86,12 @@ MODULES = [
         "kizuna/work/tests/test_worker.py kizuna/work/tests/test_retry.py "
         "kizuna/work/tests/test_lanes.py kizuna/work/tests/test_lease_promises.py",
     ),
-    Module("webhooks", "kizuna/survey/webhooks/services.py", "kizuna/survey/webhooks/tests"),
+    # prune_deleted_responses() is tested through the API that lists deleted responses.
+    Module(
+        "webhooks",
+        "kizuna/survey/webhooks/services.py",
+        "kizuna/survey/webhooks/tests kizuna/survey/api/tests/test_deleted_responses.py",
+    ),
     Module("validation", "kizuna/survey/validation.py", "kizuna/survey/tests/test_validation.py"),
     # The CRM's intake of Survey events and the D6 cut-off rule it applies (E4, D6); the
     # reconciliation pull needs the real Survey service (live_server, in the test process).

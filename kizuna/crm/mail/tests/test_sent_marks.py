@@ -12,6 +12,8 @@ from kizuna.crm.mail import services
 from kizuna.crm.mail.models import OutgoingMessage
 from kizuna.crm.mail.tests.conftest import queue_text_email
 from kizuna.crm.models import Activity, ActivityKind, Lead
+from kizuna.testing.races import require_postgresql
+from kizuna.testing.worker import run_worker
 from kizuna.work import leases
 from kizuna.work.leases import WorkStatus
 
@@ -66,3 +68,27 @@ def test_p3_renewing_a_group_s_leases_renews_the_rows_still_held_only(claimed):
 
     assert services._renew_leases(claimed) == [False, True, True]
     assert OutgoingMessage.objects.get(pk=claimed[0].pk).leased_by == "other"
+
+
+def test_p3_on_postgresql_a_sending_thread_commits_without_waiting_for_the_disk(
+    ada, organization, smtp
+):
+    """Its renewals and "sent" marks are seen by every other transaction at once (the
+    fence); only a crash of the database server could lose the last ones, which sends
+    those messages again with their Message-IDs, never loses one."""
+    require_postgresql("synchronous_commit is PostgreSQL's")
+    leads = Lead.objects.bulk_create(
+        Lead(organization=organization, family_name=f"F{number}", email=f"r{number}@example.com")
+        for number in range(2)
+    )
+    queue_text_email(organization, ada, leads)
+    run_worker()
+
+    assert sorted(message.envelope_to[0] for message in smtp.messages) == [
+        "r0@example.com",
+        "r1@example.com",
+    ]
+    assert set(OutgoingMessage.objects.values_list("status", flat=True)) == {WorkStatus.DONE}
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone() == ("off",)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import pytest
 from django.db import connection as database
 from django.db import connections, transaction
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -37,7 +38,9 @@ from kizuna.identity.models import User
 from kizuna.survey.models import Question, Response, Survey
 from kizuna.survey.results.services import delete_response
 from kizuna.survey.webhooks.models import Delivery
+from kizuna.survey.webhooks.services import deliver
 from kizuna.testing.races import require_postgresql
+from kizuna.work import leases
 from kizuna.work.leases import WorkStatus
 
 pytestmark = pytest.mark.usefixtures("survey_service")
@@ -171,6 +174,108 @@ def test_e4_a_delivery_on_time_or_of_an_event_pulled_already_leaves_the_pull_alo
 
     assert SurveyResponse.objects.get().lead == lead
     assert (periodic().next_attempt_at, periodic().last_run_at) == (scheduled, None)
+
+
+def time_passes(seconds: int) -> None:
+    """`seconds` pass: the Survey's responses, their deliveries' event times and the CRM's
+    last pull move back by that much."""
+    earlier = datetime.timedelta(seconds=seconds)
+    Response.objects.update(submitted_at=F("submitted_at") - earlier)
+    Connection.objects.update(
+        enabled_at=F("enabled_at") - earlier, reconciled_until=F("reconciled_until") - earlier
+    )
+    for delivery in Delivery.objects.all():
+        places = [(delivery.payload, "timestamp")]
+        if delivery.event_type == "response.completed":
+            places.append((delivery.payload["data"], "submitted_at"))
+        for place, key in places:
+            place[key] = (datetime.datetime.fromisoformat(place[key]) - earlier).isoformat()
+        delivery.save(update_fields=["payload"])
+
+
+def test_e4_what_was_submitted_after_a_backlogs_pull_is_pulled_before_its_delivery_comes(
+    connection: Connection,
+    organization: Organization,
+    ada_survey: Survey,
+    questions: dict[str, Question],
+) -> None:
+    """The Survey's outbox delivers in the order of the events: a response submitted as the
+    CRM came back, too recent for the pull of the backlog, waits behind the whole backlog.
+    A late delivery the pull went ahead of brings the next pull forward, which records it."""
+    before, also_before, last = people(organization, 3)
+    for lead in (before, also_before):
+        answer(invite(connection, lead, ada_survey), answers_for(questions))
+    answered_during_an_outage(minutes=2)
+    answer(invite(connection, last, ada_survey), answers_for(questions))  # just now
+    _first, queued, behind = Delivery.objects.filter(event_type="response.completed").order_by("pk")
+    Delivery.objects.filter(pk__in=[queued.pk, behind.pk]).update(
+        next_attempt_at=timezone.now() + datetime.timedelta(hours=1)
+    )
+    run_worker()  # the first delivery brings the pull of the backlog forward
+    assert sorted(SurveyResponse.objects.values_list("lead_id", flat=True)) == sorted(
+        [before.pk, also_before.pk]
+    )
+    assert periodic().last_recorded == 1
+    time_passes(seconds=60)
+    Delivery.objects.filter(pk=queued.pk).update(next_attempt_at=timezone.now())
+    run_worker()  # the next one, of a response pulled already, brings the next pull
+
+    assert sorted(SurveyResponse.objects.values_list("lead_id", flat=True)) == sorted(
+        [before.pk, also_before.pk, last.pk]
+    )
+    assert periodic().last_recorded == 1
+    assert periodic().next_attempt_at > timezone.now() + datetime.timedelta(minutes=14)
+    assert Delivery.objects.get(pk=behind.pk).status == WorkStatus.PENDING  # still queued
+    # It comes at last: acknowledged, nothing recorded twice.
+    Delivery.objects.update(next_attempt_at=timezone.now())
+    run_worker()
+    assert SurveyResponse.objects.count() == 3
+    assert Activity.objects.filter(kind=ActivityKind.SURVEY_RESPONDED).count() == 3
+    assert list(
+        IntakeEvent.objects.filter(event_type="response.completed")
+        .order_by("pk")
+        .values_list("outcome", flat=True)
+    ) == [IntakeOutcome.RECORDED, IntakeOutcome.DUPLICATE, IntakeOutcome.DUPLICATE]
+
+
+@pytest.mark.parametrize(
+    ("last_recorded", "seconds", "brought"),
+    [(1, 60, True), (0, 60, False), (1, 15, False)],
+    ids=["after-a-pull-that-found-a-backlog", "after-a-pull-that-found-none", "pulled-just-now"],
+)
+def test_e4_a_late_delivery_of_a_pulled_response_brings_the_pull_only_behind_a_backlog(
+    connection: Connection,
+    organization: Organization,
+    ada_survey: Survey,
+    questions: dict[str, Question],
+    last_recorded: int,
+    seconds: int,
+    brought: bool,
+) -> None:
+    """Brought forward when the last pull recorded what delivery had not and ended
+    PULL_AGAIN_AFTER ago or more; otherwise the delivery is acknowledged and the pull left
+    alone (a chain of pulls ends with one that finds nothing)."""
+    (lead,) = people(organization, 1)
+    answer(invite(connection, lead, ada_survey), answers_for(questions))
+    answered_during_an_outage(minutes=2)
+    connection.refresh_from_db()
+    responses.reconcile(connection=connection, until=timezone.now())
+    assert SurveyResponse.objects.get().lead == lead
+    Connection.objects.filter(pk=connection.pk).update(
+        reconciled_until=timezone.now() - datetime.timedelta(seconds=seconds)
+    )
+    Reconciliation.objects.filter(pk=periodic().pk).update(last_recorded=last_recorded)
+    scheduled = periodic().next_attempt_at
+    (delivery,) = leases.claim(
+        Delivery.objects.filter(event_type="response.completed"), worker_id="test"
+    )
+    deliver(delivery)  # over HTTP to the intake, as the worker sends it
+
+    assert Delivery.objects.get(pk=delivery.pk).status == WorkStatus.DONE
+    assert IntakeEvent.objects.get().outcome == IntakeOutcome.DUPLICATE
+    assert (periodic().next_attempt_at <= timezone.now()) is brought
+    if not brought:
+        assert periodic().next_attempt_at == scheduled
 
 
 def test_e4_a_page_is_recorded_under_the_intakes_rules_in_the_same_queries_whatever_its_size(

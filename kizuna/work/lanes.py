@@ -214,15 +214,20 @@ class Lane:
             # A read takes no write lock: polling often must not queue the web's writers.
             return 0
         limit = min(free, self.registration.batch_size)
+        model = self.registration.model
         if self.per_key_limit is None:
-            return self._start(leases.claim(rows_of_kind, worker_id=self.worker_id, limit=limit))
+            return self._start(leases.claim_due(model, worker_id=self.worker_id, limit=limit))
+        assert self.registration.lane_key is not None
         with self._lock:
             closed = self._closed_keys(free)
-        candidates = rows_of_kind
-        if closed:
-            candidates = rows_of_kind.exclude(**{f"{self.registration.lane_key}__in": closed})
         return self._start(
-            leases.claim(candidates, worker_id=self.worker_id, limit=limit, choose=self._choose)
+            leases.claim_due(
+                model,
+                worker_id=self.worker_id,
+                limit=limit,
+                choose=self._choose,
+                skip=(self.registration.lane_key, closed),
+            )
         )
 
     def _start(self, rows: list[LeasedWork]) -> int:

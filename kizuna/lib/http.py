@@ -15,7 +15,9 @@ server name and certificate), so a request reuses only a connection to an addres
 just checked for it, and a name that now resolves elsewhere, or to a forbidden address, gets
 no connection made for its old address. Pools are bounded (MAX_POOLS addresses, at most
 MAX_IDLE_PER_ADDRESS idle connections each), shared by the threads of a process, and close
-connections idle for KEEPALIVE_SECONDS.
+connections idle for KEEPALIVE_SECONDS. A kept-alive connection that the server closed as the
+request went out (its own keep-alive ran out: it closes without an answer) is no answer from
+the server: the request is sent once more, on a new connection, within the same time limit.
 """
 
 from __future__ import annotations
@@ -353,7 +355,7 @@ def _exchange(
     # address until one accepts the connection.
     for address in target.addresses[:MAX_ADDRESSES_TRIED]:
         try:
-            status_code, answer_headers, body = _send(
+            status_code, answer_headers, body = _send_once_more_if_stale(
                 method,
                 _url_at(url, address),
                 target=target,
@@ -441,9 +443,15 @@ class _Pools:
 
     @contextmanager
     def transport(
-        self, target: _Target, address: str, verify: ssl.SSLContext | bool
+        self, target: _Target, address: str, verify: ssl.SSLContext | bool, *, fresh: bool = False
     ) -> Iterator[httpx.HTTPTransport]:
+        """The pool of kept-alive connections to `address` for `target`; `fresh`: a transport
+        of its own instead, whose one connection is new and closed at the end."""
         context = _tls_context(verify)
+        if fresh:
+            with self._new_transport(context) as transport:
+                yield transport
+            return
         key = (target.scheme, target.host, target.port, address, id(context))
         with self._lock:
             pool = self._pools.get(key)
@@ -531,6 +539,70 @@ def close_idle_connections() -> None:
     _pools.close_idle()
 
 
+# What a server that closed a kept-alive connection as the request went out leaves the
+# client with: no answer (RemoteProtocolError "Server disconnected without sending a
+# response"), or a reset connection (ReadError, WriteError).
+_STALE_CONNECTION_ERRORS = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
+class _Connecting:
+    """httpcore's trace hook for one request: whether it opened a connection of its own, and
+    whether an answer began (its status line and headers arrived)."""
+
+    __slots__ = ("answered", "opened")
+
+    def __init__(self) -> None:
+        self.opened = self.answered = False
+
+    def __call__(self, event: str, info: dict[str, Any]) -> None:
+        if event == "connection.connect_tcp.started":
+            self.opened = True
+        elif event == "http11.receive_response_headers.complete":
+            self.answered = True
+
+
+def _send_once_more_if_stale(
+    method: str,
+    request_url: httpx.URL,
+    *,
+    target: _Target,
+    address: str,
+    timeout: httpx.Timeout,
+    deadline: float,
+    **options: Any,
+) -> tuple[int, dict[str, str], bytearray]:
+    """_send(); if the kept-alive connection it took was closed by the server without an
+    answer, the same request once more on a new connection, in the time left."""
+    connecting = _Connecting()
+    try:
+        return _send(
+            method,
+            request_url,
+            target=target,
+            address=address,
+            timeout=timeout,
+            deadline=deadline,
+            trace=connecting,
+            **options,
+        )
+    except _STALE_CONNECTION_ERRORS:
+        left = deadline - time.monotonic()
+        # A new connection that failed, or an answer cut short: the server's doing.
+        if connecting.opened or connecting.answered or left <= 0:
+            raise
+    timeout = httpx.Timeout(left, connect=min(left, timeout.connect or left))
+    return _send(
+        method,
+        request_url,
+        target=target,
+        address=address,
+        timeout=timeout,
+        deadline=deadline,
+        fresh=True,
+        **options,
+    )
+
+
 def _send(
     method: str,
     request_url: httpx.URL,
@@ -545,15 +617,23 @@ def _send(
     deadline: float,
     max_body_bytes: int,
     truncate: bool,
+    trace: _Connecting | None = None,
+    fresh: bool = False,
 ) -> tuple[int, dict[str, str], bytearray]:
+    """One request and its answer, on a kept-alive connection to `address` if one is idle,
+    else on a new one that is kept (`fresh`: a new connection of its own, closed after)."""
     request = httpx.Request(
         method,
         request_url,
         content=content,
         headers=headers,
-        extensions={**extensions, "timeout": timeout.as_dict()},
+        extensions={
+            **extensions,
+            "timeout": timeout.as_dict(),
+            **({"trace": trace} if trace is not None else {}),
+        },
     )
-    with _pools.transport(target, address, verify) as transport:
+    with _pools.transport(target, address, verify, fresh=fresh) as transport:
         response = transport.handle_request(request)
         try:
             body = bytearray()

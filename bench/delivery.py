@@ -22,6 +22,11 @@ does); "latency" is from that commit to the receiver reading the request.
    would have waited for the last delivery.
 
     .venv/bin/python bench/delivery.py [--record]   (KIZUNA_BENCH_QUICK=1: about a minute)
+    .venv/bin/python bench/delivery.py --drain-only [--drain-count N] [--py-spy FILE]
+
+--drain-only runs part 3 alone, to one endpoint (a larger --drain-count steadies the
+figure); --py-spy records the worker's thread holding the GIL with py-spy while it drains
+(a flame graph, or collapsed stacks if FILE ends in .txt).
 
 The receivers are on loopback, which the Survey service refuses for the URLs users
 type (SSRF guard): the bench allows their origins the way an operator allows the
@@ -36,6 +41,7 @@ import argparse
 import datetime
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -250,13 +256,27 @@ def direct_post_ms(receiver: Receiver, path: str, count: int) -> list[float]:
     return times
 
 
+def profile(pid: int, path: str) -> subprocess.Popen[bytes]:
+    """py-spy recording `pid` until SIGINT (py-spy from this virtualenv, or on the PATH)."""
+    spy = Path(sys.executable).parent / "py-spy"
+    output_format = "raw" if path.endswith(".txt") else "flamegraph"
+    command = [str(spy) if spy.exists() else "py-spy", "record", "--pid", str(pid)]
+    return subprocess.Popen(
+        [*command, "--rate", "200", "--format", output_format, "--output", path, "--gil"],
+        stdout=subprocess.DEVNULL,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--record", action="store_true")
+    parser.add_argument("--drain-only", action="store_true", help="part 3 alone")
+    parser.add_argument("--drain-count", type=int, help="deliveries queued (default 600)")
+    parser.add_argument("--py-spy", metavar="FILE", help="profile the worker's drain")
     args = parser.parse_args()
     small = quick()
     steady_seconds = 3 if small else 20
-    drain_count = 60 if small else 600
+    drain_count = args.drain_count or (60 if small else 600)
     backlog = 100 if small else 300
 
     healthy = Receiver()
@@ -281,54 +301,58 @@ def main() -> None:
         fast = bench.endpoint(healthy, "/fast", 0)
         rows: list[tuple[str, str, str]] = []
 
-        # 0. Baseline: straight POSTs.
-        floor = direct_post_ms(healthy, "/fast", 200)
-        floor_p50 = statistics.median(floor)
+        floor_p50 = p50 = p99 = isolation_p99 = 0.0
+        steady_published = 0
+        if not args.drain_only:
+            # 0. Baseline: straight POSTs.
+            floor = direct_post_ms(healthy, "/fast", 200)
+            floor_p50 = statistics.median(floor)
 
-        # 1. Latency at a steady 50/s.
-        bench.start_worker()
-        bench.wait_started()
-        published = bench.steady([0], 50, steady_seconds)
-        steady_published = published
-        bench.wait_done(lambda: len(healthy.arrivals), published, 120)
-        latencies = [value * 1000 for value in healthy.latencies()]
-        p50, p99 = statistics.median(latencies), percentile(latencies, 0.99)
-        rows.append(
-            (
-                f"steady 50/s, healthy endpoint ({published} events)",
-                f"{p50:.0f} ms",
-                f"{p99:.0f} ms",
+            # 1. Latency at a steady 50/s.
+            bench.start_worker()
+            bench.wait_started()
+            published = bench.steady([0], 50, steady_seconds)
+            steady_published = published
+            bench.wait_done(lambda: len(healthy.arrivals), published, 120)
+            latencies = [value * 1000 for value in healthy.latencies()]
+            p50, p99 = statistics.median(latencies), percentile(latencies, 0.99)
+            rows.append(
+                (
+                    f"steady 50/s, healthy endpoint ({published} events)",
+                    f"{p50:.0f} ms",
+                    f"{p99:.0f} ms",
+                )
             )
-        )
 
-        # 2. Isolation: another account's endpoint hangs past the timeout.
-        bench.endpoint(hanging, "/hang", 1)
-        healthy.arrivals.clear()
-        healthy.sent_at.clear()
-        published = bench.steady([1, 0], 20, steady_seconds)
-        bench.wait_done(lambda: len(healthy.arrivals), published, 120)
-        isolated = healthy.latencies()
-        isolation_p99 = percentile(isolated, 0.99)
-        rows.append(
-            (
-                "steady 20/s each, another endpoint hanging (3 s, timeout 2 s)",
-                f"{statistics.median(isolated) * 1000:.0f} ms",
-                f"{isolation_p99 * 1000:.0f} ms",
+            # 2. Isolation: another account's endpoint hangs past the timeout.
+            bench.endpoint(hanging, "/hang", 1)
+            healthy.arrivals.clear()
+            healthy.sent_at.clear()
+            published = bench.steady([1, 0], 20, steady_seconds)
+            bench.wait_done(lambda: len(healthy.arrivals), published, 120)
+            isolated = healthy.latencies()
+            isolation_p99 = percentile(isolated, 0.99)
+            rows.append(
+                (
+                    "steady 20/s each, another endpoint hanging (3 s, timeout 2 s)",
+                    f"{statistics.median(isolated) * 1000:.0f} ms",
+                    f"{isolation_p99 * 1000:.0f} ms",
+                )
             )
-        )
-        print(*rows[-1], sep=" | ", flush=True)
-        WebhookEndpoint.objects.filter(url__endswith="/hang").update(is_enabled=False)
-        Delivery.objects.filter(endpoint__url__endswith="/hang").delete()
+            print(*rows[-1], sep=" | ", flush=True)
+            WebhookEndpoint.objects.filter(url__endswith="/hang").update(is_enabled=False)
+            Delivery.objects.filter(endpoint__url__endswith="/hang").delete()
 
         # 3. Drain: a backlog queued while no worker runs, made due at once when the
         # worker is up (its start-up is not part of the figure).
         bench.stop_worker()
         drain = {}
-        for label, endpoints, lending in (
+        drains = [
             ("1 endpoint", 1, True),
             ("1 endpoint, lending off (a quarter of the lane)", 1, False),
             ("4 endpoints", 4, True),
-        ):
+        ]
+        for label, endpoints, lending in drains[:1] if args.drain_only else drains:
             targets = [fast] + [
                 bench.endpoint(healthy, f"/drain{endpoints}-{n}", 2 + n)
                 for n in range(endpoints - 1)
@@ -345,6 +369,9 @@ def main() -> None:
             bench.wait_started()
             assert bench.worker is not None
             cpu_before = cpu_seconds(bench.worker.pid)
+            spy = None
+            if args.py_spy and (endpoints, lending) == (1, True):
+                spy = profile(bench.worker.pid, args.py_spy)
             with transaction.atomic():
                 backlog_rows.update(next_attempt_at=timezone.now())
                 wakeup.notify(Delivery)
@@ -357,6 +384,9 @@ def main() -> None:
                 900,
             )
             cpu_ms = (cpu_seconds(bench.worker.pid) - cpu_before) * 1000 / pending
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(timeout=60)
             bench.stop_worker()
             drain[(endpoints, lending)] = pending / seconds
             rows.append(
@@ -369,6 +399,13 @@ def main() -> None:
             print(*rows[-1], sep=" | ", flush=True)
             for target in targets[1:]:
                 WebhookEndpoint.objects.filter(pk=target.pk).update(is_enabled=False)
+
+        if args.drain_only:
+            print(f"\n{machine()}, {datetime.date.today()}, PostgreSQL, one worker --concurrency 8")
+            for row in rows:
+                print(" | ".join(row))
+            print(f"load average at the end: {load_average()}")
+            return
 
         # 4. Recovery after a simulated one-hour outage.
         outage = bench.endpoint(down, "/down", 5)

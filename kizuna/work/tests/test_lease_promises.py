@@ -407,3 +407,67 @@ def test_a_claim_leases_only_the_due_rows_its_chooser_keeps_and_none_if_it_keeps
         (WorkStatus.LEASED, "a"),
         (WorkStatus.PENDING, ""),
     ]
+
+
+# Marks of several rows in one statement that tell each row apart (webhook deliveries' done
+# marks, CRM mail's renewals and sent marks): each row held is written, each row lost is
+# reported and left as it is, and no row the caller did not name is touched.
+
+
+def test_each_row_of_a_group_is_written_while_held_and_each_lost_one_is_told_apart():
+    (retried,) = claimed_rows("a", "retried")
+    assert leases.mark_failed(retried, error="timeout")
+    ProbeWork.objects.filter(pk=retried.pk).update(next_attempt_at=timezone.now())
+    (retried,) = claim(ProbeWork.objects.filter(key="retried"), worker_id="a")
+    finished, first, later, taken, unnamed = claimed_rows(  # in the order of their keys
+        "a", "first", "taken", "later", "finished", "unnamed"
+    )
+    ProbeWork.objects.filter(pk=taken.pk).update(leased_by="b")
+    ProbeWork.objects.filter(pk=later.pk).update(attempts=2)
+    ProbeWork.objects.filter(pk=finished.pk).update(status=WorkStatus.DONE, leased_until=None)
+    group = [taken, retried, finished, first, later]  # not in the order of their ids
+
+    assert leases.update_each_if_held(group, hold_seconds=1.5) == [
+        False,
+        True,
+        False,
+        True,
+        False,
+    ]
+    assert leases.update_each_if_held([], hold_seconds=1.5) == []
+
+    assert stored("finished", "first", "later", "retried", "taken", "unnamed") == [
+        (WorkStatus.DONE, 0.0),
+        (WorkStatus.LEASED, 1.5),
+        (WorkStatus.LEASED, 0.0),
+        (WorkStatus.LEASED, 1.5),
+        (WorkStatus.LEASED, 0.0),
+        (WorkStatus.LEASED, 0.0),
+    ]
+    assert [found.hold_seconds for found in group] == [0.0, 1.5, 0.0, 1.5, 0.0]
+    assert unnamed.hold_seconds == 0.0
+
+
+def test_each_row_of_a_group_marked_done_forgets_its_errors_and_a_lost_one_keeps_its_state():
+    first, second, taken = claimed_rows("a", "first", "second", "taken")  # in key order
+    ProbeWork.objects.filter(pk=first.pk).update(last_error="timeout on attempt 0")
+    ProbeWork.objects.filter(pk=taken.pk).update(leased_by="b", last_error="refused")
+    other = row("other", last_error="refused")
+    before = timezone.now()
+
+    assert leases.mark_each_done([second, taken, first], hold_seconds=0.5) == [True, False, True]
+
+    fields = ("status", "last_error", "leased_until", "hold_seconds", "leased_by")
+    assert stored("first", "second", "taken", fields=fields) == [
+        (WorkStatus.DONE, "", None, 0.5, "a"),
+        (WorkStatus.DONE, "", None, 0.5, "a"),
+        (WorkStatus.LEASED, "refused", taken.leased_until, 0.0, "b"),
+    ]
+    finished = ProbeWork.objects.filter(key__in=["first", "second"]).values_list(
+        "finished_at", flat=True
+    )
+    assert all(at is not None and at >= before for at in finished)
+    assert (first.status, first.last_error, first.leased_until) == (WorkStatus.DONE, "", None)
+    assert (taken.status, taken.finished_at) == (WorkStatus.LEASED, None)
+    assert ProbeWork.objects.get(pk=other.pk).last_error == "refused"
+    assert ProbeWork.objects.get(pk=other.pk).status == WorkStatus.PENDING

@@ -786,7 +786,9 @@ def _commit_without_waiting_for_the_disk() -> None:
         return
     with connection.cursor() as cursor:
         cursor.execute("SET synchronous_commit TO OFF")
-    _asynchronous_commit.connection = connection.connection
+    # Inside a transaction (a test's) the setting goes with its rollback: made again next time.
+    if not connection.in_atomic_block:
+        _asynchronous_commit.connection = connection.connection
 
 
 def _mark_all_sent(messages: Sequence[OutgoingMessage]) -> list[bool]:

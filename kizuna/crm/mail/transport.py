@@ -112,7 +112,7 @@ def envelope(message: EmailMessage) -> tuple[str, list[str], bytes]:
             if isinstance(message.from_email, str)
             else sanitize_address(message.from_email, encoding)
         )
-        recipients = [sanitize_address(address, encoding) for address in message.recipients()]
+        recipients = [recipient_address(address, encoding) for address in message.recipients()]
         data = plain_message_bytes(message, encoding)
         if data is None:
             data = message_bytes(message.message())
@@ -122,6 +122,30 @@ def envelope(message: EmailMessage) -> tuple[str, list[str], bytes]:
 
 
 _sanitized_sender = functools.lru_cache(maxsize=64)(sanitize_address)
+
+# Addresses that Django's sanitize_address() gives back as they are: a dot-atom address at an
+# ASCII domain, alone or after a name of ASCII letters and digits in words of single spaces,
+# too short to be folded (tests/test_envelope.py compares the two).
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_PLAIN_ADDRESS = rf"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@{_LABEL}(?:\.{_LABEL})+"
+_PLAIN_RECIPIENT = re.compile(
+    rf"{_PLAIN_ADDRESS}|[A-Za-z0-9]+(?: [A-Za-z0-9]+)* <{_PLAIN_ADDRESS}>"
+)
+_LONGEST_PLAIN_NAME = 60
+
+
+def recipient_address(address: str, encoding: str) -> str:
+    """sanitize_address(address, encoding), without parsing a plain address: parsing each
+    recipient with the email package cost 0.1 ms, about a fourteenth of a bulk message's CPU
+    in the worker."""
+    if (
+        len(address) <= 254
+        and _PLAIN_RECIPIENT.fullmatch(address)
+        and address.find(" <") <= _LONGEST_PLAIN_NAME
+    ):
+        return address
+    return sanitize_address(address, encoding)
+
 
 # A header value that the email package's folding (compat32) gives back as it is, when the
 # line fits: printable ASCII words with single spaces (tests/test_envelope.py compares).

@@ -5,8 +5,11 @@ own `as_bytes()` writes for the same message: headers plain or folded and encode
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from email.utils import formataddr
 
 from django.core.mail import EmailMultiAlternatives
+from django.core.mail.message import sanitize_address
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -118,3 +121,53 @@ def test_p3_a_text_only_plain_message_is_one_part_as_django_writes_it():
     assert ours is not None and b"multipart" not in ours
     assert b"Content-Transfer-Encoding: 8bit\r\n" in ours
     assert ours == django_bytes(email_of("Hello", "Ada", "Dear Ada,\n\n日本語 too.\n", ""), ours)
+
+
+# Addresses that are plain (taken as they are) or nearly so: each part is often a plain one.
+address_parts = st.one_of(
+    st.sampled_from(["lead1", "a.b+c_d-e", "Ann", "x..y", ".x"]),
+    st.text(st.sampled_from(list("aZ09._+-\"' (),@日é")), min_size=1, max_size=24),
+)
+names = st.one_of(
+    st.none(),
+    st.lists(
+        st.sampled_from(["Ada", "lovelace", "9", "é", "O'Brien", "Jr.", "山田"]), max_size=4
+    ).map(" ".join),
+    st.text(st.sampled_from(list("aZ09 .,\"'<>日")), max_size=80),
+    st.sampled_from(["A" * 60, "A" * 59 + " b"]),  # the longest plain name, and one more
+)
+domains = st.one_of(
+    st.sampled_from(["example.com", "EXAMPLE.co.jp", "ex-ample.com"]),
+    st.lists(
+        st.sampled_from(["example", "ex-ample", "-bad", "a" * 64, "com", "xn--abc", "日本"]),
+        min_size=1,
+        max_size=3,
+    ).map(".".join),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(name=names, local=address_parts, domain=domains, as_written=st.booleans())
+def test_p3_a_recipient_address_is_what_django_would_make_of_it(name, local, domain, as_written):
+    address = f"{local}@{domain}"
+    if name is None:
+        recipient = address
+    elif address.isascii() and not as_written:
+        recipient = formataddr((name, address))  # what build_email() writes
+    else:
+        recipient = f"{name} <{address}>"
+    assert outcome(transport.recipient_address, recipient) == outcome(sanitize_address, recipient)
+
+
+def outcome(sanitize: Callable[[str, str], str], address: str) -> str | type[Exception]:
+    """The address made, or the kind of error (the email package's parser fails on some)."""
+    try:
+        return sanitize(address, "utf-8")
+    except Exception as error:
+        return type(error)
+
+
+def test_p3_a_plain_recipient_address_is_taken_as_it_is():
+    for address in ["Given1 Family1 <lead1@example.com>", "a.b+c_d-e@mail.Example-1.co.jp"]:
+        assert transport.recipient_address(address, "utf-8") == address
+        assert transport._PLAIN_RECIPIENT.fullmatch(address)

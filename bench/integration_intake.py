@@ -5,7 +5,8 @@ Co-deployed Kizuna (bench/_integration.py: CRM and Survey on one database, web i
 integration enabled before it, its last pull made then) while each invitation was answered,
 one after the other through the outage: the rows the Survey's submit service writes, in bulk
 (_integration.backlog_in_bulk), so N `response.completed` deliveries wait in the outbox, due
-now. Then:
+now. Before each end-to-end pass the outage is made to end as its last response is submitted
+(outage_ends_now: the backlog moved later in time). Then:
 
 1. end to end (the figure): `kizuna worker` (default --concurrency 8) starts and delivers
    the backlog over HTTP to the CRM's intake. The first late delivery brings the periodic

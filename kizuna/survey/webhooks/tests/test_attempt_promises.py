@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.db import connection as database
 from django.db import transaction
-from django.test import override_settings
+from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone, translation
 
@@ -190,6 +190,31 @@ def test_a_published_delivery_is_created_and_due_at_the_moment_its_event_is_stam
         # due at once.
         assert row.next_attempt_at == row.created_at
         assert row.payload["timestamp"] == services.iso_time(row.created_at)
+
+
+# --- endpoints -------------------------------------------------------------------------------
+
+
+def test_an_endpoint_asking_for_unknown_events_is_refused_naming_each_of_them(
+    client: Client, ada_sc_headers, account: SurveyAccount, carol_account: SurveyAccount
+):
+    endpoints("https://93.184.215.14", account, carol_account)
+
+    response = client.post(
+        "/survey/api/v1/webhooks",
+        {
+            "url": "https://93.184.215.14/new",
+            "events": ["response.completed", "survey.deleted", "response.created"],
+        },
+        content_type="application/json",
+        **ada_sc_headers,
+    )
+
+    assert response.status_code == 422
+    assert response.json()["error"]["fields"] == {
+        "events": ["Unknown events: response.created, survey.deleted."]
+    }
+    assert WebhookEndpoint.objects.count() == 3
 
 
 # --- the attempt's record --------------------------------------------------------------------

@@ -749,10 +749,8 @@ _lease_checks = GroupCommit()
 _sent_marks = GroupCommit()
 
 
-def _marks_group() -> GroupCommit:
-    if connections[router.db_for_write(OutgoingMessage)].vendor == "postgresql":
-        return _sent_marks
-    return _lease_checks
+def _marks_group(vendor: str) -> GroupCommit:
+    return _sent_marks if vendor == "postgresql" else _lease_checks
 
 
 def _renew_leases(messages: Sequence[OutgoingMessage]) -> list[bool]:
@@ -765,7 +763,7 @@ def _renew_leases(messages: Sequence[OutgoingMessage]) -> list[bool]:
 _asynchronous_commit = threading.local()
 
 
-def _commit_without_waiting_for_the_disk() -> None:
+def _commit_without_waiting_for_the_disk() -> str:
     """On PostgreSQL, this sending thread's commits no longer wait for their WAL to reach
     the disk (synchronous_commit off, set once per database connection).
 
@@ -777,18 +775,20 @@ def _commit_without_waiting_for_the_disk() -> None:
     second (wal_writer_delay) loses the last ones: a renewal lost leaves the lease as the
     heartbeat renewed it, a "sent" mark lost leaves the row to be sent again with the same
     Message-ID: what a worker killed between the final dot and its mark already does.
+    Returns the database's vendor.
     """
     connection = connections[router.db_for_write(OutgoingMessage)]
     if connection.vendor != "postgresql":
-        return
+        return str(connection.vendor)
     connection.ensure_connection()
     if getattr(_asynchronous_commit, "connection", None) is connection.connection:
-        return
+        return "postgresql"
     with connection.cursor() as cursor:
         cursor.execute("SET synchronous_commit TO OFF")
     # Inside a transaction (a test's) the setting goes with its rollback: made again next time.
     if not connection.in_atomic_block:
         _asynchronous_commit.connection = connection.connection
+    return "postgresql"
 
 
 def _mark_all_sent(messages: Sequence[OutgoingMessage]) -> list[bool]:
@@ -857,7 +857,7 @@ def send_outgoing_message(message: OutgoingMessage) -> None:
     if not isinstance(connection, SmtpBackend):
         _send_through_backend(message, email, connection)
         return
-    _commit_without_waiting_for_the_disk()
+    vendor = _commit_without_waiting_for_the_disk()
     delivery = transport.SmtpDelivery(connection, email)
     try:
         delivery.begin()
@@ -875,7 +875,7 @@ def send_outgoing_message(message: OutgoingMessage) -> None:
     except BaseException:
         delivery.abandon()  # the database failed before the dot: the server discards it
         raise
-    if not _marks_group().run_batched(_mark_all_sent, message):
+    if not _marks_group(vendor).run_batched(_mark_all_sent, message):
         logger.warning(
             "Email %s was taken over by another worker while the server took it: "
             "it may arrive twice (same Message-ID)",

@@ -5,6 +5,7 @@ own `as_bytes()` writes for the same message: headers plain or folded and encode
 from __future__ import annotations
 
 import re
+import smtplib
 from collections.abc import Callable
 from email.utils import formataddr
 
@@ -157,6 +158,19 @@ def test_p3_a_recipient_address_is_what_django_would_make_of_it(name, local, dom
     else:
         recipient = f"{name} <{address}>"
     assert outcome(transport.recipient_address, recipient) == outcome(sanitize_address, recipient)
+
+
+@settings(max_examples=400, deadline=None)
+@given(name=names, local=address_parts, domain=domains, as_written=st.booleans())
+def test_p3_the_smtp_path_of_an_address_is_what_smtplib_would_send(name, local, domain, as_written):
+    address = f"{local}@{domain}"
+    if name is None:
+        recipient = address
+    elif address.isascii() and not as_written:
+        recipient = formataddr((name, address))
+    else:
+        recipient = f"{name} <{address}>"
+    assert transport.smtp_path(recipient) == smtplib.quoteaddr(recipient)
 
 
 def outcome(sanitize: Callable[[str, str], str], address: str) -> str | type[Exception]:

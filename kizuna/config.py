@@ -271,24 +271,29 @@ def proxy_ssl_header() -> tuple[str, str] | None:
     return "HTTP_" + name.strip().upper().replace("-", "_"), value.strip()
 
 
+def _sqlite(name: str) -> dict[str, Any]:
+    """An SQLite database as Kizuna runs it, the embedded one or one named by DATABASE_URL."""
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": name,
+        "CONN_MAX_AGE": 600,
+        "OPTIONS": {
+            # WAL lets readers go on while one writer writes; IMMEDIATE takes the
+            # write lock at BEGIN so two writers queue instead of deadlocking.
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": (
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+                "PRAGMA busy_timeout=20000; PRAGMA foreign_keys=ON;"
+            ),
+        },
+    }
+
+
 def database(directory: Path) -> dict[str, Any]:
     raw = env("DATABASE_URL")
     if not raw:
-        return {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(directory / "kizuna.sqlite3"),
-            "CONN_MAX_AGE": 600,
-            "OPTIONS": {
-                # WAL lets readers go on while one writer writes; IMMEDIATE takes the
-                # write lock at BEGIN so two writers queue instead of deadlocking.
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 20,
-                "init_command": (
-                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
-                    "PRAGMA busy_timeout=20000; PRAGMA foreign_keys=ON;"
-                ),
-            },
-        }
+        return _sqlite(str(directory / "kizuna.sqlite3"))
     scheme = raw.partition("://")[0].lower()
     if scheme not in {"postgres", "postgresql", "pgsql", "sqlite"}:
         raise ConfigError(
@@ -303,6 +308,12 @@ def database(directory: Path) -> dict[str, Any]:
         raise ConfigError(
             "DATABASE_URL must be a postgres:// (or postgresql://) or sqlite:/// URL."
         )
+    if engine == "django.db.backends.sqlite3":
+        # A file of one's own (CRM and Survey apart, each on its own SQLite): run as the
+        # embedded one, or its processes' writers fail with "database is locked".
+        if not config.get("NAME") or config["NAME"] == ":memory:":
+            raise ConfigError("DATABASE_URL names no SQLite file: sqlite:////path/to/file.")
+        return _sqlite(str(config["NAME"]))
     if engine == "django.db.backends.postgresql" and not config.get("NAME"):
         raise ConfigError("DATABASE_URL names no database: add it after the last '/'.")
     if engine == "django.db.backends.postgresql":

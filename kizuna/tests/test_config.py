@@ -270,6 +270,33 @@ def test_postgres_urls_get_a_test_database_name_per_run(monkeypatch: pytest.Monk
     assert database["TEST"] == {"NAME": "test_kizuna_abc"}
 
 
+def test_a_sqlite_database_url_runs_as_the_embedded_database_does(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """CRM and Survey apart, each on an SQLite file of its own: without WAL, IMMEDIATE and the
+    busy timeout, a second process writing answers "database is locked" (a 500)."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    embedded = config.database(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'survey.sqlite3'}")
+
+    database = config.database(Path("/nonexistent"))
+
+    assert database["NAME"] == str(tmp_path / "survey.sqlite3")
+    assert {**database, "NAME": embedded["NAME"]} == embedded
+    assert database["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+    assert "PRAGMA journal_mode=WAL;" in database["OPTIONS"]["init_command"]
+    assert "PRAGMA busy_timeout=20000;" in database["OPTIONS"]["init_command"]
+
+
+def test_a_sqlite_database_url_without_a_file_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "sqlite://")
+
+    with pytest.raises(config.ConfigError, match="names no SQLite file"):
+        config.database(Path("/nonexistent"))
+
+
 def test_services_default_to_both_and_accept_either_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KIZUNA_SERVICES", raising=False)
     assert config.services() == ("crm", "survey")

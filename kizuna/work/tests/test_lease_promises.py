@@ -8,6 +8,7 @@ a rework of the worker must keep them green.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -471,3 +472,95 @@ def test_each_row_of_a_group_marked_done_forgets_its_errors_and_a_lost_one_keeps
     assert (taken.status, taken.finished_at) == (WorkStatus.LEASED, None)
     assert ProbeWork.objects.get(pk=other.pk).last_error == "refused"
     assert ProbeWork.objects.get(pk=other.pk).status == WorkStatus.PENDING
+
+
+# claim_due() compiles its SELECT once per thread and shape (a lane thread's first claim of a
+# shape compiles it). These claims start from a thread's empty cache, so that the compiling is
+# under test too, and not only SQL an earlier test of the session compiled.
+
+
+@pytest.fixture
+def first_claims_of_a_thread() -> Iterator[None]:
+    leases._compiled.__dict__.clear()
+    yield
+    leases._compiled.__dict__.clear()
+
+
+def test_a_threads_first_claims_take_what_is_due_first_due_first_and_nothing_else(
+    first_claims_of_a_thread, settings
+):
+    now = timezone.now()
+    register_worker("alive")
+    register_worker("gone")
+    WorkerProcess.objects.filter(worker_id="gone").update(
+        heartbeat_at=now - timedelta(seconds=settings.KIZUNA_WORKER_LEASE_SECONDS + 1)
+    )
+    leased = {"status": WorkStatus.LEASED, "attempts": 1}
+    row("early", next_attempt_at=now - timedelta(seconds=10))
+    row("late", next_attempt_at=now - timedelta(seconds=1))
+    row("future", next_attempt_at=now + timedelta(minutes=1))
+    row(
+        "expired",
+        next_attempt_at=now - timedelta(seconds=5),
+        leased_by="alive",
+        **leased,
+        leased_until=now - timedelta(seconds=1),
+    )
+    row(
+        "held",
+        next_attempt_at=now - timedelta(seconds=20),
+        leased_by="alive",
+        **leased,
+        leased_until=now + timedelta(minutes=1),
+    )
+    row(
+        "orphan",
+        next_attempt_at=now - timedelta(seconds=3),
+        leased_by="gone",
+        **leased,
+        leased_until=now + timedelta(minutes=1),
+    )
+
+    first = leases.claim_due(ProbeWork, worker_id="b", limit=3)
+    second = leases.claim_due(ProbeWork, worker_id="b", limit=3)
+
+    assert [found.key for found in first] == ["early", "expired", "orphan"]
+    assert [found.key for found in second] == ["late"]
+    assert stored(
+        "early",
+        "expired",
+        "future",
+        "held",
+        "late",
+        "orphan",
+        fields=("status", "leased_by", "attempts"),
+    ) == [
+        (WorkStatus.LEASED, "b", 1),
+        (WorkStatus.LEASED, "b", 2),
+        (WorkStatus.PENDING, "", 0),
+        (WorkStatus.LEASED, "alive", 1),
+        (WorkStatus.LEASED, "b", 1),
+        (WorkStatus.LEASED, "b", 2),
+    ]
+    assert first[0].next_attempt_at == ProbeWork.objects.get(key="early").next_attempt_at
+
+
+@pytest.mark.parametrize(
+    ("field", "skipped", "expected"),
+    [
+        ("key", ["k2", "k4"], ["k1", "k3"]),
+        ("key", ["k3"], ["k1", "k2", "k4"]),
+        ("hold_seconds", [1.0, 3.0], ["k2", "k4"]),
+        ("", [], ["k1", "k2", "k3", "k4"]),
+    ],
+    ids=["two-text-keys", "one-text-key", "number-keys", "none"],
+)
+def test_a_threads_first_claim_skipping_some_keys_takes_every_due_row_but_theirs(
+    first_claims_of_a_thread, field, skipped, expected
+):
+    for number in range(1, 5):
+        row(f"k{number}", hold_seconds=float(number))
+
+    rows = leases.claim_due(ProbeWork, worker_id="a", limit=10, skip=(field, skipped))
+
+    assert [found.key for found in rows] == expected

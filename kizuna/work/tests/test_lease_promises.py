@@ -543,6 +543,27 @@ def test_a_threads_first_claims_take_what_is_due_first_due_first_and_nothing_els
         (WorkStatus.LEASED, "b", 2),
     ]
     assert first[0].next_attempt_at == ProbeWork.objects.get(key="early").next_attempt_at
+    assert [found.get_deferred_fields() for found in first] == [set(), set(), set()]  # whole rows
+
+
+def test_a_threads_first_claim_without_a_limit_takes_ten_rows(first_claims_of_a_thread):
+    for number in range(12):
+        row(f"r{number:02}")
+
+    rows = leases.claim_due(ProbeWork, worker_id="a")
+
+    assert [found.key for found in rows] == [f"r{number:02}" for number in range(10)]
+
+
+def test_a_group_of_one_row_is_marked_done_while_held():
+    (alone,) = claimed_rows("a", "alone")
+    (lost,) = claimed_rows("a", "lost")
+    ProbeWork.objects.filter(pk=lost.pk).update(leased_by="b")
+
+    assert leases.mark_each_done([alone]) == [True]
+    assert leases.update_each_if_held([lost], hold_seconds=1.0) == [False]
+
+    assert stored("alone", "lost") == [(WorkStatus.DONE, 0.0), (WorkStatus.LEASED, 0.0)]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,100 @@
+"""What an administrator reads about each delivery the intake refused or kept (E4, issue 14):
+the webhook-id and the reason, as the Survey service sent them, within their columns.
+
+Two organizations with their connections are in the database, so that an event kept on the
+wrong one shows. The rules of recording are in test_intake_rules.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+from standardwebhooks import Webhook
+
+from kizuna.crm.integration.models import Connection, IntakeEvent, IntakeOutcome, SurveyResponse
+from kizuna.crm.models import Lead, Organization
+from kizuna.testing.intake import completed, new_connection, post
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def connection(organization: Organization) -> Connection:
+    return new_connection(organization)
+
+
+@pytest.fixture
+def other_connection(other_organization: Organization) -> Connection:
+    return new_connection(other_organization)
+
+
+@pytest.fixture
+def hana(organization: Organization) -> Lead:
+    return Lead.objects.create(organization=organization, family_name="Hana")
+
+
+def kept() -> list[tuple[int, str, str, str]]:
+    return list(
+        IntakeEvent.objects.order_by("pk").values_list(
+            "connection_id", "event_id", "outcome", "detail"
+        )
+    )
+
+
+def test_a_malformed_signature_header_is_refused_with_the_reason_kept_for_the_admin(
+    connection: Connection, other_connection: Connection, hana: Lead
+):
+    status = post(
+        connection, completed(connection, hana), message_id="msg_1", signature="v1,not base64!"
+    )
+
+    assert status == (401, {"outcome": "bad_signature"})
+    assert kept() == [
+        (
+            connection.pk,
+            "msg_1",
+            IntakeOutcome.BAD_SIGNATURE,
+            "Error('Incorrect padding')",
+        )
+    ]
+
+
+def test_a_delivery_without_a_webhook_id_is_refused_and_kept_without_one(
+    connection: Connection, hana: Lead
+):
+    body = json.dumps(completed(connection, hana)).encode()
+    signed_at = timezone.now()
+    headers = {
+        "webhook-timestamp": str(int(signed_at.timestamp())),
+        "webhook-signature": Webhook(connection.webhook_secret()).sign(
+            "msg_1", signed_at, body.decode()
+        ),
+    }
+
+    page = Client().post(
+        reverse("crm_integration:intake", args=[connection.intake_token]),
+        data=body,
+        content_type="application/json",
+        headers=headers,
+    )
+
+    assert (page.status_code, page.json()) == (401, {"outcome": "bad_signature"})
+    assert kept() == [(connection.pk, "", IntakeOutcome.BAD_SIGNATURE, "Missing required headers")]
+    assert not SurveyResponse.objects.exists()
+
+
+def test_a_webhook_id_longer_than_its_column_is_kept_cut_to_its_first_100_characters(
+    connection: Connection, hana: Lead
+):
+    message_id = "msg_" + "0123456789" * 15
+
+    assert post(connection, completed(connection, hana), message_id=message_id) == (
+        200,
+        {"outcome": "recorded"},
+    )
+
+    assert kept() == [(connection.pk, message_id[:100], IntakeOutcome.RECORDED, "")]

@@ -91,7 +91,9 @@ def commit_without_waiting_for_the_disk(using: str) -> None:
         return
     with connection.cursor() as cursor:
         cursor.execute("SET synchronous_commit TO OFF")
-    done[using] = connection.connection
+    # Inside a transaction (a test's) the setting goes with its rollback: made again next time.
+    if not connection.in_atomic_block:
+        done[using] = connection.connection
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -46,7 +45,7 @@ from kizuna.identity import mailbox
 from kizuna.identity.models import User
 from kizuna.lib import prepared as plain
 from kizuna.lib.group_commit import GroupCommit
-from kizuna.work import leases, wakeup
+from kizuna.work import lanes, leases, wakeup
 from kizuna.work.leases import WorkStatus
 
 logger = logging.getLogger(__name__)
@@ -760,12 +759,10 @@ def _renew_leases(messages: Sequence[OutgoingMessage]) -> list[bool]:
     return leases.update_each_if_held(messages, leased_until=until)
 
 
-_asynchronous_commit = threading.local()
-
-
 def _commit_without_waiting_for_the_disk() -> str:
     """On PostgreSQL, this sending thread's commits no longer wait for their WAL to reach
-    the disk (synchronous_commit off, set once per database connection).
+    the disk (lanes.commit_without_waiting_for_the_disk, which a lane's threads do already;
+    a handler run outside a lane does it here). Returns the database's vendor.
 
     A sending thread commits lease renewals and "sent" marks, several per message; each
     commit waited 4-5 ms for the disk (0.4 ms without, on this machine), and the threads of
@@ -775,20 +772,10 @@ def _commit_without_waiting_for_the_disk() -> str:
     second (wal_writer_delay) loses the last ones: a renewal lost leaves the lease as the
     heartbeat renewed it, a "sent" mark lost leaves the row to be sent again with the same
     Message-ID: what a worker killed between the final dot and its mark already does.
-    Returns the database's vendor.
     """
-    connection = connections[router.db_for_write(OutgoingMessage)]
-    if connection.vendor != "postgresql":
-        return str(connection.vendor)
-    connection.ensure_connection()
-    if getattr(_asynchronous_commit, "connection", None) is connection.connection:
-        return "postgresql"
-    with connection.cursor() as cursor:
-        cursor.execute("SET synchronous_commit TO OFF")
-    # Inside a transaction (a test's) the setting goes with its rollback: made again next time.
-    if not connection.in_atomic_block:
-        _asynchronous_commit.connection = connection.connection
-    return "postgresql"
+    using = router.db_for_write(OutgoingMessage)
+    lanes.commit_without_waiting_for_the_disk(using)
+    return str(connections[using].vendor)
 
 
 def _mark_all_sent(messages: Sequence[OutgoingMessage]) -> list[bool]:

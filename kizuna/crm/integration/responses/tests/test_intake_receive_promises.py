@@ -7,6 +7,7 @@ wrong one shows. The rules of recording are in test_intake_rules.py.
 
 from __future__ import annotations
 
+import datetime
 import json
 
 import pytest
@@ -35,6 +36,10 @@ def other_connection(other_organization: Organization) -> Connection:
 @pytest.fixture
 def hana(organization: Organization) -> Lead:
     return Lead.objects.create(organization=organization, family_name="Hana")
+
+
+def iso(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
 
 
 def kept() -> list[tuple[int, str, str, str]]:
@@ -98,3 +103,24 @@ def test_a_webhook_id_longer_than_its_column_is_kept_cut_to_its_first_100_charac
     )
 
     assert kept() == [(connection.pk, message_id[:100], IntakeOutcome.RECORDED, "")]
+
+
+def test_a_late_delivery_of_a_response_id_another_organization_recorded_is_recorded_here(
+    connection: Connection, other_connection: Connection, hana: Lead, other_organization
+):
+    """A late delivery first looks for its response among those recorded (a backlog's pull
+    went ahead): among this connection's, not another organization's with the same id."""
+    theirs = Lead.objects.create(organization=other_organization, family_name="Sato")
+    assert post(other_connection, completed(other_connection, theirs, response_id="r-1")) == (
+        200,
+        {"outcome": "recorded"},
+    )
+    late = completed(connection, hana, response_id="r-1")
+    late["timestamp"] = iso(timezone.now() - datetime.timedelta(minutes=2))
+
+    assert post(connection, late, message_id="msg_late") == (200, {"outcome": "recorded"})
+
+    assert sorted(SurveyResponse.objects.values_list("connection_id", "lead_id")) == sorted(
+        [(other_connection.pk, theirs.pk), (connection.pk, hana.pk)]
+    )
+    assert kept()[-1] == (connection.pk, "msg_late", IntakeOutcome.RECORDED, "")

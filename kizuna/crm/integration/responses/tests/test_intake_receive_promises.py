@@ -124,3 +124,18 @@ def test_a_late_delivery_of_a_response_id_another_organization_recorded_is_recor
         [(other_connection.pk, theirs.pk), (connection.pk, hana.pk)]
     )
     assert kept()[-1] == (connection.pk, "msg_late", IntakeOutcome.RECORDED, "")
+
+
+def test_the_first_event_a_connection_receives_sets_when_it_last_heard_from_the_survey(
+    connection: Connection, other_connection: Connection, hana: Lead
+):
+    assert connection.last_event_at is None
+    before = timezone.now()
+
+    assert post(connection, completed(connection, hana)) == (200, {"outcome": "recorded"})
+
+    connection.refresh_from_db()
+    other_connection.refresh_from_db()
+    assert connection.last_event_at is not None
+    assert connection.last_event_at >= before
+    assert other_connection.last_event_at is None

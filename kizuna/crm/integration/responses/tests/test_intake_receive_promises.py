@@ -16,9 +16,17 @@ from django.urls import reverse
 from django.utils import timezone
 from standardwebhooks import Webhook
 
-from kizuna.crm.integration.models import Connection, IntakeEvent, IntakeOutcome, SurveyResponse
+from kizuna.crm.integration.models import (
+    Connection,
+    IntakeEvent,
+    IntakeOutcome,
+    Reconciliation,
+    ReconciliationKind,
+    SurveyResponse,
+)
 from kizuna.crm.models import Lead, Organization
 from kizuna.testing.intake import completed, new_connection, post
+from kizuna.work.leases import WorkStatus
 
 pytestmark = pytest.mark.django_db
 
@@ -139,3 +147,85 @@ def test_the_first_event_a_connection_receives_sets_when_it_last_heard_from_the_
     assert connection.last_event_at is not None
     assert connection.last_event_at >= before
     assert other_connection.last_event_at is None
+
+
+def late_delivery(connection: Connection, record: Lead) -> dict[str, object]:
+    """A response.completed whose event happened well before its delivery (a backlog)."""
+    event = completed(connection, record)
+    event["timestamp"] = iso(timezone.now() - datetime.timedelta(minutes=2))
+    return event
+
+
+def periodic(connection: Connection, **fields: object) -> Reconciliation:
+    """The connection's periodic pull; the connection enabled an hour ago, never pulled since
+    (so a late delivery's event is one no pull has covered)."""
+    Connection.objects.filter(pk=connection.pk).update(
+        enabled_at=timezone.now() - datetime.timedelta(hours=1)
+    )
+    return Reconciliation.objects.create(
+        connection=connection, kind=ReconciliationKind.PERIODIC, **fields
+    )
+
+
+def next_attempts() -> dict[tuple[int, str], tuple[str, datetime.datetime]]:
+    return {
+        (row.connection_id, row.kind): (row.status, row.next_attempt_at)
+        for row in Reconciliation.objects.all()
+    }
+
+
+def test_e4_a_late_delivery_brings_forward_only_its_own_connections_periodic_pull(
+    connection: Connection, other_connection: Connection, hana: Lead
+):
+    """The backlog it belongs to is this connection's: another organization's pull, and an
+    administrator's pull of this one waiting for its time, stay as they were."""
+    later = timezone.now() + datetime.timedelta(minutes=10)
+    ours = periodic(connection, next_attempt_at=later)
+    theirs = periodic(other_connection, next_attempt_at=later)
+    requested = Reconciliation.objects.create(
+        connection=connection, kind=ReconciliationKind.REQUESTED, next_attempt_at=later
+    )
+    before = timezone.now()
+
+    assert post(connection, late_delivery(connection, hana)) == (200, {"outcome": "recorded"})
+
+    ours.refresh_from_db()
+    assert before <= ours.next_attempt_at <= timezone.now()
+    assert next_attempts()[(other_connection.pk, ReconciliationKind.PERIODIC)] == (
+        WorkStatus.PENDING,
+        theirs.next_attempt_at,
+    )
+    assert next_attempts()[(connection.pk, ReconciliationKind.REQUESTED)] == (
+        WorkStatus.PENDING,
+        requested.next_attempt_at,
+    )
+
+
+def test_e4_a_late_delivery_leaves_a_pull_that_is_running_or_due_already_as_it_is(
+    connection: Connection, other_connection: Connection, hana: Lead, other_organization
+):
+    """A pull running now (leased) keeps its next time, and one due already is not moved
+    later to now."""
+    running = periodic(
+        connection,
+        status=WorkStatus.LEASED,
+        leased_by="worker-1",
+        leased_until=timezone.now() + datetime.timedelta(minutes=5),
+        next_attempt_at=timezone.now() + datetime.timedelta(minutes=10),
+    )
+    due = periodic(other_connection, next_attempt_at=timezone.now() - datetime.timedelta(minutes=1))
+    theirs = Lead.objects.create(organization=other_organization, family_name="Sato")
+
+    assert post(connection, late_delivery(connection, hana)) == (200, {"outcome": "recorded"})
+    assert post(other_connection, late_delivery(other_connection, theirs)) == (
+        200,
+        {"outcome": "recorded"},
+    )
+
+    assert next_attempts() == {
+        (connection.pk, ReconciliationKind.PERIODIC): (WorkStatus.LEASED, running.next_attempt_at),
+        (other_connection.pk, ReconciliationKind.PERIODIC): (
+            WorkStatus.PENDING,
+            due.next_attempt_at,
+        ),
+    }

@@ -404,6 +404,23 @@ def test_too_long_a_url_or_description_is_refused_naming_both(account):
     assert WebhookEndpoint.objects.count() == 0
 
 
+def test_a_url_and_a_description_as_long_as_their_columns_are_kept(account):
+    """The limits are the columns' sizes: 1,000 characters of URL and 200 of description
+    are allowed, one more is refused (above)."""
+    url = "https://93.184.215.14/" + "x" * 978
+
+    endpoint, _secret = services.create_endpoint(
+        account=account,
+        url=url,
+        events=["response.completed"],
+        description="d" * 200,
+        by=None,
+    )
+
+    stored = WebhookEndpoint.objects.get(pk=endpoint.pk)
+    assert (len(stored.url), len(stored.description)) == (1000, 200)
+
+
 def test_registering_records_who_and_the_description_and_keeps_it_when_none_is_given(
     account, ada_member
 ):

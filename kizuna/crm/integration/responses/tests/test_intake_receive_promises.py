@@ -25,20 +25,10 @@ from kizuna.crm.integration.models import (
     SurveyResponse,
 )
 from kizuna.crm.models import Lead, Organization
-from kizuna.testing.intake import completed, new_connection, post
+from kizuna.testing.intake import completed, post
 from kizuna.work.leases import WorkStatus
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def connection(organization: Organization) -> Connection:
-    return new_connection(organization)
-
-
-@pytest.fixture
-def other_connection(other_organization: Organization) -> Connection:
-    return new_connection(other_organization)
 
 
 @pytest.fixture

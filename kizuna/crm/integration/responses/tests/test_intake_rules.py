@@ -35,17 +35,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def connection(organization: Organization) -> Connection:
-    return new_connection(organization)
-
-
-@pytest.fixture
-def other_connection(other_organization: Organization) -> Connection:
-    """Charlie's organization, connected to the same Survey account."""
-    return new_connection(other_organization)
-
-
-@pytest.fixture
 def leads(organization: Organization, other_organization: Organization) -> dict[str, Lead]:
     made = {}
     for name, owner in (

@@ -39,17 +39,6 @@ TITLE = "ご利用満足度アンケート"  # the example's survey 12
 
 
 @pytest.fixture
-def connection(organization: Organization) -> Connection:
-    return new_connection(organization)
-
-
-@pytest.fixture
-def other_connection(other_organization: Organization) -> Connection:
-    """Charlie's organization, connected to the same Survey account."""
-    return new_connection(other_organization)
-
-
-@pytest.fixture
 def people(organization: Organization, other_organization: Organization) -> dict[str, Any]:
     """Leads and contacts of Ada's organization whose ids coincide (lead 7001 and contact 7001,
     lead 7003 and contact 7003), as a lead's and a contact's do in any database; Ken's lead was

@@ -14,12 +14,14 @@ plain `django_db` would hide. SQLite serializes writers, so a race there proves 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
-from django.db import connection, connections
+from django.db import connection, connections, models, transaction
 
-__all__ = ["require_postgresql", "run_together"]
+__all__ = ["require_postgresql", "row_locked_elsewhere", "run_together"]
 
 
 def require_postgresql(reason: str = "needs PostgreSQL row locks") -> None:
@@ -52,3 +54,32 @@ def run_together(*actions: Callable[[], object]) -> list[BaseException]:
     for thread in threads:
         thread.join(timeout=30)
     return errors
+
+
+@contextmanager
+def row_locked_elsewhere(model: type[models.Model], **lookup: Any) -> Iterator[None]:
+    """Inside the block another connection holds the row of `model` found by `lookup`
+    (SELECT ... FOR UPDATE in an open transaction), as a write in progress would; this
+    connection waits at most 5 s for a lock there, so code that waits fails instead of
+    hanging the test."""
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                model._default_manager.select_for_update().get(**lookup)
+                locked.set()
+                release.wait(timeout=60)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert locked.wait(timeout=60), "the other connection never locked the row"
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '5s'")
+        yield
+    finally:
+        release.set()
+        holder.join()

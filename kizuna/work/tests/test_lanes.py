@@ -9,14 +9,13 @@ another gets "table is locked" at once instead of waiting (kizuna/testing/races.
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 
 from kizuna.testing.processes import wait_for
-from kizuna.testing.races import require_postgresql
+from kizuna.testing.races import require_postgresql, row_locked_elsewhere
 from kizuna.testing.worker import WorkerThread
 from kizuna.work import leases
 from kizuna.work.leases import WorkStatus, claim, mark_done
@@ -111,28 +110,8 @@ def test_p2_renewing_skips_a_row_locked_by_a_write_in_progress_instead_of_waitin
         ProbeWork.objects.create(key=key)
     held = {row.key: row for row in claim(ProbeWork.objects.all(), worker_id="a", limit=10)}
     ProbeWork.objects.update(leased_until=None)
-    locked, release_lock = threading.Event(), threading.Event()
-
-    def write_in_progress() -> None:
-        try:
-            with transaction.atomic():
-                ProbeWork.objects.select_for_update().get(key="busy")
-                locked.set()
-                release_lock.wait(timeout=60)
-        finally:
-            connection.close()
-
-    writer = threading.Thread(target=write_in_progress)
-    writer.start()
-    try:
-        assert locked.wait(timeout=60)
-        with connection.cursor() as cursor:
-            # Waiting for the lock would fail here instead of hanging the test.
-            cursor.execute("SET lock_timeout = '5s'")
+    with row_locked_elsewhere(ProbeWork, key="busy"):
         renewed = leases.renew(ProbeWork, pks=[row.pk for row in held.values()], worker_id="a")
-    finally:
-        release_lock.set()
-        writer.join()
 
     assert renewed == 1
     assert {row.key for row in ProbeWork.objects.exclude(leased_until=None)} == {"free"}

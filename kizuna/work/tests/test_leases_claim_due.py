@@ -4,14 +4,12 @@ Each claim runs the compiled SELECT with its own time, heartbeat cutoff and skip
 the tests claim twice in a row with other values to prove none is kept from the first.
 """
 
-import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection, transaction
 from django.utils import timezone
 
-from kizuna.testing.races import require_postgresql, run_together
+from kizuna.testing.races import require_postgresql, row_locked_elsewhere, run_together
 from kizuna.work import leases
 from kizuna.work.leases import WorkStatus, claim, claim_due
 from kizuna.work.models import ProbeWork, WorkerProcess
@@ -185,28 +183,8 @@ def test_p2_claim_due_skips_a_row_locked_by_another_claim_instead_of_waiting():
     require_postgresql("a lock held by another connection")
     for key in ("busy", "free"):
         row(key)
-    locked, release_lock = threading.Event(), threading.Event()
-
-    def claim_in_progress() -> None:
-        try:
-            with transaction.atomic():
-                ProbeWork.objects.select_for_update().get(key="busy")
-                locked.set()
-                release_lock.wait(timeout=60)
-        finally:
-            connection.close()
-
-    other = threading.Thread(target=claim_in_progress)
-    other.start()
-    try:
-        assert locked.wait(timeout=60)
-        with connection.cursor() as cursor:
-            # Waiting for the lock would fail here instead of hanging the test.
-            cursor.execute("SET lock_timeout = '5s'")
+    with row_locked_elsewhere(ProbeWork, key="busy"):
         rows = claim_due(ProbeWork, worker_id="a", limit=10)
-    finally:
-        release_lock.set()
-        other.join()
 
     assert keys(rows) == ["free"]
 

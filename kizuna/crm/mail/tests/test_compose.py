@@ -85,6 +85,23 @@ def test_the_batch_page_shows_progress_and_htmx_polls_it(ada, ada_client, organi
     assert "<h1>" not in part
 
 
+def test_the_batch_page_of_an_email_written_without_a_template_says_so(ada_client, lead):
+    """Written from blank, or a survey's short default email: "(no template)", not a claim
+    about what the email was."""
+    ada_client.post(
+        reverse("crm_mail:compose"),
+        {"module": "leads", "ids": str(lead.pk), "subject": "S", "body_text": "B"},
+    )
+    url = reverse("crm_mail:batch", args=[SendBatch.objects.get().pk])
+
+    english = ada_client.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    ada_client.cookies["kizuna_language"] = "ja"
+    japanese = ada_client.get(url).content.decode()
+
+    assert "<dd>(no template)</dd>" in english
+    assert "<dd>(テンプレートなし)</dd>" in japanese
+
+
 def test_a_placeholder_error_of_an_extension_queues_nothing(ada_client, lead):
     def refuse(context, key):
         raise extensions.PlaceholderError("The Survey service is unreachable.")

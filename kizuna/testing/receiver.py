@@ -39,6 +39,10 @@ class ReceivedRequest:
     method: str = "POST"
     # The client's end of the connection (address, port): one connection, one value.
     peer: tuple[str, int] = ("", 0)
+    # When its body had arrived, before any scripted delay.
+    received_at: datetime.datetime = field(
+        default_factory=lambda: datetime.datetime.now(datetime.UTC)
+    )
 
 
 @dataclass

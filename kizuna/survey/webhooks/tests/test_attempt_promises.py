@@ -14,10 +14,7 @@ import contextlib
 import datetime
 import logging
 import socket
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.db import connection as database
@@ -29,50 +26,10 @@ from django.utils import timezone, translation
 from kizuna.survey.models import SurveyAccount
 from kizuna.survey.webhooks import services
 from kizuna.survey.webhooks.models import Delivery, DeliveryAttempt, WebhookEndpoint
+from kizuna.testing.receiver import Answer, Receiver
 from kizuna.work.leases import WorkStatus, claim
 
 pytestmark = pytest.mark.django_db
-
-
-class SlowReceiver:
-    """Answers every POST with `status` after `delay_seconds`, noting when each arrived."""
-
-    def __init__(self, *, status: int = 200, delay_seconds: float = 0.0) -> None:
-        self.status, self.delay_seconds = status, delay_seconds
-        self.arrivals: list[datetime.datetime] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                receiver.arrivals.append(timezone.now())
-                self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                time.sleep(receiver.delay_seconds)
-                try:
-                    self.send_response(receiver.status)
-                    self.send_header("Content-Length", "2")
-                    self.end_headers()
-                    self.wfile.write(b"ok")
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client stopped waiting
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-
-@pytest.fixture
-def slow() -> Iterator[SlowReceiver]:
-    receiver = SlowReceiver()
-    thread = threading.Thread(target=receiver.server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield receiver
-    finally:
-        receiver.server.shutdown()
-        receiver.server.server_close()
 
 
 @pytest.fixture
@@ -221,33 +178,33 @@ def test_an_endpoint_asking_for_unknown_events_is_refused_naming_each_of_them(
 
 
 def test_an_accepted_attempt_records_when_it_started_and_how_long_the_endpoint_took(
-    slow: SlowReceiver, account: SurveyAccount, carol_account: SurveyAccount
+    receiver: Receiver, account: SurveyAccount, carol_account: SurveyAccount
 ):
-    slow.delay_seconds = 0.3
-    with reaching(slow.origin):
-        made = endpoints(slow.origin, account, carol_account)
+    receiver.default = Answer(delay_seconds=0.3)
+    with reaching(receiver.origin):
+        made = endpoints(receiver.origin, account, carol_account)
         row = delivery(made["a"], "a-now")
 
         sent = send(row)
 
     assert (sent.status, sent.attempts) == (WorkStatus.DONE, 1)
     [attempt] = DeliveryAttempt.objects.filter(delivery=sent)
-    [arrived] = slow.arrivals
+    [arrived] = [request.received_at for request in receiver.requests]
     assert attempt.status_code == 200
     assert attempt.attempted_at < arrived  # when it was sent, not when the answer came
     assert attempt.duration_ms >= 300  # the receiver waited 0.3 s before answering
 
 
 def test_an_attempt_that_timed_out_records_when_it_started_and_is_tried_again(
-    slow: SlowReceiver,
+    receiver: Receiver,
     account: SurveyAccount,
     carol_account: SurveyAccount,
     caplog: pytest.LogCaptureFixture,
 ):
-    slow.delay_seconds = 3
+    receiver.default = Answer(delay_seconds=3)
     caplog.set_level(logging.INFO)
-    with reaching(slow.origin, timeout=0.5, connect=0.5):
-        made = endpoints(slow.origin, account, carol_account)
+    with reaching(receiver.origin, timeout=0.5, connect=0.5):
+        made = endpoints(receiver.origin, account, carol_account)
         row = delivery(made["a"], "a-now")
 
         sent = send(row)
@@ -255,14 +212,14 @@ def test_an_attempt_that_timed_out_records_when_it_started_and_is_tried_again(
     reason = "No answer within 0.5 seconds (ReadTimeout)."
     assert (sent.status, sent.attempts, sent.last_error) == (WorkStatus.PENDING, 1, reason)
     [attempt] = DeliveryAttempt.objects.filter(delivery=sent)
-    [arrived] = slow.arrivals
+    [arrived] = [request.received_at for request in receiver.requests]
     assert (attempt.status_code, attempt.error) == (None, reason)
     assert attempt.attempted_at < arrived  # when it was sent, not when it gave up
     assert attempt.duration_ms >= 500
     assert webhook_log(caplog) == [
         (
             logging.WARNING,
-            f"Webhook delivery {row.pk} to endpoint {made['a'].pk} ({slow.origin}) failed on "
+            f"Webhook delivery {row.pk} to endpoint {made['a'].pk} ({receiver.origin}) failed on "
             f"attempt 1: {reason}; will retry",
         )
     ]
@@ -298,10 +255,10 @@ def test_an_endpoint_that_accepts_no_connection_is_given_up_at_the_connect_timeo
 
 
 def test_after_an_outage_the_backlog_is_sent_in_the_order_it_fell_due_overdue_first(
-    slow: SlowReceiver, account: SurveyAccount, carol_account: SurveyAccount
+    receiver: Receiver, account: SurveyAccount, carol_account: SurveyAccount
 ):
-    with reaching(slow.origin):
-        made = endpoints(slow.origin, account, carol_account)
+    with reaching(receiver.origin):
+        made = endpoints(receiver.origin, account, carol_account)
         a, c = made["a"], made["c"]
         long_ago = timezone.now() - datetime.timedelta(hours=2)
         WebhookEndpoint.objects.update(failing_since=long_ago, last_failed_at=long_ago)

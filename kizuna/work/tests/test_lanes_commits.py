@@ -77,10 +77,10 @@ def test_p2_on_postgresql_a_lanes_claims_and_handlers_commit_without_waiting_for
 
 
 @pytest.mark.django_db
-def test_p2_on_sqlite_a_lane_thread_changes_nothing_in_its_connection():
-    if connection.vendor != "sqlite":
-        pytest.skip("the SQLite side of the setting")
-
+def test_p2_a_setting_made_inside_a_transaction_is_made_again_next_time():
+    """A rollback undoes SET synchronous_commit (on PostgreSQL): made inside a transaction (a
+    test's, a handler's), it is not remembered for the connection. SQLite has no such setting:
+    nothing is done or remembered there either."""
     lanes.commit_without_waiting_for_the_disk(connection.alias)
 
     assert lanes._asynchronous_commit.__dict__.get(connection.alias) is None

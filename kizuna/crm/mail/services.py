@@ -760,18 +760,11 @@ def _renew_leases(messages: Sequence[OutgoingMessage]) -> list[bool]:
 
 
 def _commit_without_waiting_for_the_disk() -> str:
-    """On PostgreSQL, this sending thread's commits no longer wait for their WAL to reach
-    the disk (lanes.commit_without_waiting_for_the_disk, which a lane's threads do already;
-    a handler run outside a lane does it here). Returns the database's vendor.
-
-    A sending thread commits lease renewals and "sent" marks, several per message; each
-    commit waited 4-5 ms for the disk (0.4 ms without, on this machine), and the threads of
-    the lane queued behind one another's commits (py-spy, 10,000 messages: 77% of their
-    time in the group commit). Every other transaction sees such a commit at once, so the
-    fence is unchanged; only a crash of the database server itself within a fraction of a
-    second (wal_writer_delay) loses the last ones: a renewal lost leaves the lease as the
-    heartbeat renewed it, a "sent" mark lost leaves the row to be sent again with the same
-    Message-ID: what a worker killed between the final dot and its mark already does.
+    """On PostgreSQL, this sending thread's lease renewals and "sent" marks commit without
+    waiting for the disk (lanes.commit_without_waiting_for_the_disk says why that is safe; a
+    lane's threads do it already, a handler run outside a lane does it here): each commit
+    waited 4-5 ms for the disk, and the sending threads spent 77% of their time behind each
+    other's commits (py-spy, 10,000 messages). Returns the database's vendor.
     """
     using = router.db_for_write(OutgoingMessage)
     lanes.commit_without_waiting_for_the_disk(using)

@@ -5,8 +5,8 @@ For each database, in a child process of its own (SQLite in a fresh data dir at 
 size; PostgreSQL, database `bench_survey_results`, at every size):
 
 1. migrates and creates one survey of eleven questions, one of each type;
-2. grows it to each size (one survey per size, kept by --reuse with the database; default
-   100,000 and 1,000,000 responses, about 10 answers each:
+2. grows it to each size (one survey per size, kept by --reuse with the database, and always
+   under `make bench`; default 100,000 and 1,000,000 responses, about 10 answers each:
    one question in ten left unanswered) with COPY on PostgreSQL and executemany on SQLite,
    responses over the last 365 days inserted in time order, then counts them with
    `rebuild_summary` (the `kizuna rebuild_survey_summaries` command; timed);
@@ -766,7 +766,10 @@ def main() -> None:
         env = {**base_env, "KIZUNA_DATA_DIR": tempfile.mkdtemp(prefix="kizuna-bench-results-")}
         migrated_sqlite(Path(env["KIZUNA_DATA_DIR"]))  # a copy of the migrated template
         results["sqlite"] = run_child(sizes[:1], args.repeat, env, mode=mode)
-    with nullcontext(None) if args.no_postgresql else _postgres(args.reuse) as url:
+    # Under `make bench` the grown database is kept from one run to the next, as crm_list's
+    # is: a million responses take minutes to load, and what is measured does not change them.
+    reuse = args.reuse or recording()
+    with nullcontext(None) if args.no_postgresql else _postgres(reuse) as url:
         if url:
             env = {
                 **base_env,

@@ -167,6 +167,71 @@ def test_a_response_without_a_start_time_or_language_is_recorded_without_them(
     assert SurveyResponse.objects.values_list("started_at", "language").get() == (None, "")
 
 
+def test_a_survey_without_a_title_or_portal_name_is_recorded_with_them_empty(
+    connection: Connection, leads: dict[str, Lead]
+):
+    event = completed(connection, leads["hana"])
+    del event["data"]["survey"]["title"]
+    del event["data"]["survey"]["portal"]["name"]
+
+    assert post(connection, event) == (200, {"outcome": "recorded"})
+
+    assert SurveyResponse.objects.values_list("survey_title", "portal_name").get() == ("", "")
+    assert Activity.objects.get().summary == ""
+
+
+def test_an_answer_without_its_question_text_position_or_display_is_recorded_at_position_0(
+    connection: Connection, leads: dict[str, Lead]
+):
+    event = completed(connection, leads["hana"])
+    answer = event["data"]["answers"][2]
+    del answer["question"]["text"], answer["question"]["position"], answer["display"]
+
+    assert post(connection, event) == (200, {"outcome": "recorded"})
+
+    answers = SurveyResponse.objects.get().answers
+    assert [(a["question_id"], a["position"]) for a in answers] == [
+        (101, 0),
+        (103, 0),
+        (102, 1),
+        (104, 3),
+        (105, 4),
+    ]
+    assert (answers[1]["text"], answers[1]["display"]) == ("", "")
+
+
+def test_a_too_long_title_portal_name_and_language_are_stored_cut_to_their_columns(
+    connection: Connection, leads: dict[str, Lead]
+):
+    """On both databases: PostgreSQL refuses a longer value, SQLite would keep it."""
+    event = completed(connection, leads["hana"])
+    event["data"]["survey"]["title"] = "題" * 600
+    event["data"]["survey"]["portal"]["name"] = "窓" * 300
+    event["data"]["language"] = "ja-JP-x-" + "k" * 30
+
+    assert post(connection, event) == (200, {"outcome": "recorded"})
+
+    response = SurveyResponse.objects.get()
+    assert (response.survey_title, response.portal_name, response.language) == (
+        "題" * 300,
+        "窓" * 200,
+        "ja-JP-x-kkkkkkkk",
+    )
+    assert Activity.objects.get().summary == "題" * 300
+
+
+def test_a_too_long_response_id_is_stored_and_on_the_timeline_cut_to_its_column(
+    connection: Connection, leads: dict[str, Lead]
+):
+    response_id = "r" * 100
+    event = completed(connection, leads["hana"], response_id=response_id)
+
+    assert post(connection, event) == (200, {"outcome": "recorded"})
+
+    assert SurveyResponse.objects.get().response_id == "r" * 64
+    assert Activity.objects.get().data["response_id"] == "r" * 64
+
+
 def test_a_converted_leads_response_belongs_to_its_contact_too(
     connection: Connection, organization: Organization, leads: dict[str, Lead]
 ):
@@ -615,6 +680,7 @@ def _broken(event: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[st
     ("path", "value", "detail"),
     [
         (("response_id",), "", "response_id is missing"),
+        (("response_id",), KeyError, "response_id is missing"),
         (
             ("submitted_at",),
             "2026-11-30T02:03:45",
@@ -848,6 +914,8 @@ def _matrix(event: dict[str, Any]) -> dict[str, Any]:
     ("display", "rows"),
     [
         ("価格: 良い; 品質: とても良い", [["価格", "良い"], ["品質", "とても良い"]]),
+        # A column label may hold ": ": a row is cut at its first ": " only.
+        ("価格: 良い: 税込; 品質: とても良い", [["価格", "良い: 税込"], ["品質", "とても良い"]]),
         # A label holding "; " cannot be read back: the keys stand in for the labels.
         ("価格; 税込: 良い; 品質: とても良い", [["price", "good"], ["quality", "excellent"]]),
         ("価格 良い; 品質 とても良い", [["price", "good"], ["quality", "excellent"]]),
@@ -949,11 +1017,14 @@ def test_a_foreign_reference_is_kept_for_the_admin_within_its_column(
     """Another CRM's reference key can be of any length."""
     reference = "crm:" + "k" * 300 + ":lead:1"
     opened = completed(connection, None, event_type="invitation.opened", reference=reference)
+    response = completed(connection, None, reference=reference)
 
     assert post(connection, opened) == (200, {"outcome": "other_connection"})
+    assert post(connection, response) == (200, {"outcome": "other_connection"})
 
     assert events(connection) == [
-        ("invitation.opened", IntakeOutcome.OTHER_CONNECTION, reference[:200])
+        ("invitation.opened", IntakeOutcome.OTHER_CONNECTION, reference[:200]),
+        ("response.completed", IntakeOutcome.OTHER_CONNECTION, reference[:200]),
     ]
 
 

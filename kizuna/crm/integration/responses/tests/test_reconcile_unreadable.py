@@ -1,8 +1,9 @@
 """An item of a pull the CRM cannot read is skipped, said in the log, and the rest of the
-page is still recorded (E4): one bad item never stops reconciliation. The real Survey
-service only lists what it builds from typed columns, so here a scripted HTTP server
-(kizuna.testing.receiver, on loopback) answers GET /responses and /responses/deleted
-as a Survey service of another version might.
+page is still recorded (E4): one bad item, or a page of them, never stops reconciliation,
+and a pull takes what was submitted before its `until`, leaving the rest to the next one
+(D6). The real Survey service only lists what it builds from typed columns, so here a
+scripted HTTP server (kizuna.testing.receiver, on loopback) answers GET /responses and
+/responses/deleted as a Survey service of another version might.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import datetime
 import json
 import logging
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -73,3 +75,81 @@ def test_e4_an_unreadable_item_is_skipped_and_logged_and_the_rest_of_the_page_is
         "Reconciliation skipped a deletion it cannot read: "
         "deleted_at is not a date and time with a time zone: 'yesterday'",
     ]
+
+
+def test_e4_an_unreadable_time_mid_page_is_skipped_and_logged_and_the_rest_is_recorded(
+    organization: Organization,
+    receiver: Receiver,
+    settings: Any,
+    caplog: pytest.LogCaptureFixture,
+):
+    settings.SURVEY_URL = receiver.origin
+    connection: Connection = new_connection(organization)
+    hana = Lead.objects.create(organization=organization, family_name="Hana")
+    first = completed(connection, hana, response_id="r-1")["data"]
+    unreadable = completed(connection, hana, response_id="r-2")["data"]
+    unreadable["submitted_at"] = "yesterday"
+    last = completed(connection, hana, response_id="r-3")["data"]
+    receiver.answer(
+        page([first, unreadable, last]), page([], complete_since="2026-10-01T00:00:00Z")
+    )
+
+    with caplog.at_level(logging.WARNING, logger=intake.logger.name):
+        found = intake.reconcile(
+            connection=connection, until=SUBMITTED + datetime.timedelta(hours=2)
+        )
+
+    assert found == 2
+    assert set(SurveyResponse.objects.values_list("response_id", flat=True)) == {"r-1", "r-3"}
+    assert [
+        record.getMessage() for record in caplog.records if record.name == intake.logger.name
+    ] == [
+        "Reconciliation skipped a response it cannot read: "
+        "submitted_at is not a date and time with a time zone: 'yesterday'"
+    ]
+
+
+def test_e4_a_page_of_unreadable_responses_does_not_end_the_pull_nor_change_its_since(
+    organization: Organization, receiver: Receiver, settings: Any
+):
+    settings.SURVEY_URL = receiver.origin
+    connection: Connection = new_connection(organization)
+    hana = Lead.objects.create(organization=organization, family_name="Hana")
+    unreadable = completed(connection, hana, response_id="r-1")["data"]
+    unreadable["submitted_at"] = None
+    readable = completed(connection, hana, response_id="r-2")["data"]
+    receiver.answer(
+        page([unreadable], next_cursor="page-2"),
+        page([readable]),
+        page([], complete_since="2026-10-01T00:00:00Z"),
+    )
+
+    until = SUBMITTED + datetime.timedelta(hours=2)
+
+    assert intake.reconcile(connection=connection, until=until) == 1
+
+    assert list(SurveyResponse.objects.values_list("response_id", flat=True)) == ["r-2"]
+    asked = [parse_qs(urlsplit(request.path).query) for request in receiver.requests[:2]]
+    assert [query.get("cursor") for query in asked] == [None, ["page-2"]]
+    assert asked[1]["since"] == asked[0]["since"] == [until.isoformat()]
+
+
+def test_d6_a_response_submitted_exactly_at_until_is_left_to_the_next_pull_which_records_it(
+    organization: Organization, receiver: Receiver, settings: Any
+):
+    """A pull takes the responses submitted before its `until` (the disable time for the
+    last one, D6); the next pull starts a little before that `until` and records it."""
+    settings.SURVEY_URL = receiver.origin
+    connection: Connection = new_connection(organization)
+    hana = Lead.objects.create(organization=organization, family_name="Hana")
+    at_until = completed(connection, hana, response_id="r-1")["data"]
+    no_deletions = page([], complete_since="2026-10-01T00:00:00Z")
+    receiver.answer(page([at_until]), no_deletions, page([at_until]), no_deletions)
+
+    assert intake.reconcile(connection=connection, until=SUBMITTED) == 0
+    assert SurveyResponse.objects.count() == 0
+
+    connection.refresh_from_db()
+    later = SUBMITTED + datetime.timedelta(minutes=1)
+    assert intake.reconcile(connection=connection, until=later) == 1
+    assert list(SurveyResponse.objects.values_list("response_id", flat=True)) == ["r-1"]

@@ -1017,14 +1017,26 @@ def test_a_foreign_reference_is_kept_for_the_admin_within_its_column(
     """Another CRM's reference key can be of any length."""
     reference = "crm:" + "k" * 300 + ":lead:1"
     opened = completed(connection, None, event_type="invitation.opened", reference=reference)
-    response = completed(connection, None, reference=reference)
 
     assert post(connection, opened) == (200, {"outcome": "other_connection"})
-    assert post(connection, response) == (200, {"outcome": "other_connection"})
 
     assert events(connection) == [
-        ("invitation.opened", IntakeOutcome.OTHER_CONNECTION, reference[:200]),
-        ("response.completed", IntakeOutcome.OTHER_CONNECTION, reference[:200]),
+        ("invitation.opened", IntakeOutcome.OTHER_CONNECTION, reference[:200])
+    ]
+
+
+def test_a_response_to_a_foreign_reference_is_kept_for_the_admin_within_its_column(
+    connection: Connection, leads: dict[str, Lead]
+):
+    """As an opening's: another CRM's reference key can be of any length."""
+    reference = "crm:" + "k" * 300 + ":lead:1"
+    response = completed(connection, None, reference=reference)
+
+    assert post(connection, response) == (200, {"outcome": "other_connection"})
+
+    assert recorded() == []
+    assert events(connection) == [
+        ("response.completed", IntakeOutcome.OTHER_CONNECTION, reference[:200])
     ]
 
 

@@ -494,9 +494,10 @@ def _section(result: Result) -> list[str]:
     lines.append("")
     if result.rerun_at:
         lines += [
-            f"The {result.rerun} mutants the full run had neither killed nor explained (survived "
-            f"or not reached) "
-            f"were run against the tests of {result.rerun_at} (`--survivors`, "
+            f"The {result.rerun} {'mutant' if result.rerun == 1 else 'mutants'} the full run had "
+            "neither killed nor explained (survived or not reached) "
+            f"{'was' if result.rerun == 1 else 'were'} run against the tests of {result.rerun_at} "
+            "(`--survivors`, "
             f"{result.rerun_seconds} s).",
             "",
         ]

@@ -1,4 +1,5 @@
-"""Each question kind's validation, good and bad input (validate_answer, answer_display)."""
+"""Each question kind's validation, good and bad input (validate_answer, validate_bounds,
+answer_display, answer_labels)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ from django.utils import translation
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kizuna.survey.validation import answer_display, validate_answer
+from kizuna.survey.validation import (
+    answer_display,
+    answer_labels,
+    validate_answer,
+    validate_bounds,
+)
 
 
 @dataclass
@@ -432,3 +438,160 @@ def test_answer_display_falls_back_to_the_stored_value() -> None:
         "Speed: Good; r9: c9"
     )
     assert answer_display(Q("short_text"), {"a": 1}) == "{'a': 1}"
+
+
+# --- validate_bounds: what a respondent keeps between pages ----------------------------------
+
+
+def keeps(question: Q, raw: Any) -> bool:
+    """Whether validate_bounds lets a respondent keep `raw` between pages."""
+    try:
+        validate_bounds(question, raw)
+    except ValidationError:
+        return False
+    return True
+
+
+def bounds_refusal(question: Q, raw: Any) -> tuple[str, list[str]]:
+    with pytest.raises(ValidationError) as caught:
+        validate_bounds(question, raw)
+    with translation.override("en"):
+        return str(caught.value.code), [str(message) for message in caught.value.messages]
+
+
+@pytest.mark.parametrize(("kind", "limit"), [("short_text", 500), ("long_text", 10_000)])
+def test_a_kept_text_may_be_exactly_as_long_as_on_submit_and_not_one_character_more(
+    kind: str, limit: int
+) -> None:
+    assert keeps(Q(kind), ["x" * limit])
+    assert bounds_refusal(Q(kind), ["x" * (limit + 1)]) == (
+        "too_long",
+        [f"Write at most {limit} characters (this answer has {limit + 1})."],
+    )
+
+
+def test_a_kept_answer_of_any_other_kind_is_limited_like_a_short_text() -> None:
+    assert keeps(Q("number"), ["1" * 500])
+    assert bounds_refusal(Q("email"), ["x" * 501])[0] == "too_long"
+
+
+def test_an_unfinished_answer_is_kept_even_when_submit_would_refuse_it() -> None:
+    assert keeps(Q("short_text", is_required=True), [])
+    assert keeps(Q("single_choice", is_required=True, options=CHOICES), ["zzz"])
+    assert keeps(Q("matrix", is_required=True, options=MATRIX), {})
+    assert keeps(Q("short_text"), "a single string is one answer")
+
+
+def test_the_longest_part_of_a_kept_answer_is_the_one_measured() -> None:
+    question = Q("multiple_choice", options=CHOICES)
+
+    assert keeps(question, ["a", "x" * 500])
+    assert bounds_refusal(question, ["a", "x" * 501, "b"]) == (
+        "too_long",
+        ["Write at most 500 characters (this answer has 501)."],
+    )
+
+
+def test_a_kept_multiple_choice_may_pick_every_offered_choice_and_no_more() -> None:
+    question = Q("multiple_choice", options=CHOICES)  # three active choices, one archived
+
+    assert keeps(question, ["a", "b", "c"])
+    assert bounds_refusal(question, ["a", "b", "c", "old"]) == (
+        "invalid_choice",
+        ["Pick only from the offered choices."],
+    )
+
+
+def test_a_kept_one_answer_question_refuses_a_second_answer() -> None:
+    for question in (Q("single_choice", options=CHOICES), Q("short_text"), Q("rating")):
+        assert keeps(question, ["a"])
+        assert bounds_refusal(question, ["a", "b"]) == ("too_many", ["Give one answer only."])
+
+
+def test_a_kept_matrix_is_checked_row_by_row() -> None:
+    question = Q("matrix", options=MATRIX)
+
+    assert keeps(question, {"r1": ["c1"], "r2": "c2"})
+    assert bounds_refusal(question, {"r1": ["c1"], "r2": ["c1", "c2"]}) == (
+        "too_many",
+        ["Give one answer only."],
+    )
+    assert bounds_refusal(question, {"r1": ["c1"], "r2": ["x" * 501]}) == (
+        "too_long",
+        ["Write at most 500 characters (this answer has 501)."],
+    )
+
+
+# --- answer_labels: the labels of an answer as data (webhooks, API) ---------------------------
+
+
+@pytest.mark.parametrize("kind", ["single_choice", "dropdown"])
+def test_a_one_choice_answer_gives_its_key_and_label(kind: str) -> None:
+    assert answer_labels(Q(kind, options=CHOICES), "b") == {
+        "choices": [{"key": "b", "label": "Banana"}],
+        "rows": None,
+    }
+
+
+def test_a_multiple_choice_answer_gives_each_pick_in_stored_order() -> None:
+    assert answer_labels(Q("multiple_choice", options=CHOICES), ["c", "a"]) == {
+        "choices": [{"key": "c", "label": "Cherry"}, {"key": "a", "label": "Apple"}],
+        "rows": None,
+    }
+    assert answer_labels(Q("multiple_choice", options=CHOICES), "b") == {
+        "choices": [{"key": "b", "label": "Banana"}],
+        "rows": None,
+    }
+
+
+def test_choice_labels_include_archived_ones_and_unknown_keys_stand_for_themselves() -> None:
+    unlabelled = Q("dropdown", options={"choices": [{"key": "a"}]})
+
+    assert answer_labels(Q("multiple_choice", options=CHOICES), ["old", "zz", 7]) == {
+        "choices": [
+            {"key": "old", "label": "Durian"},
+            {"key": "zz", "label": "zz"},
+            {"key": "7", "label": "7"},
+        ],
+        "rows": None,
+    }
+    assert answer_labels(unlabelled, "a")["choices"] == [{"key": "a", "label": ""}]
+    assert answer_labels(Q("single_choice", options=CHOICES), "old")["choices"] == [
+        {"key": "old", "label": "Durian"}
+    ]
+
+
+def test_a_matrix_answer_gives_its_rows_in_the_questions_order_then_extra_keys() -> None:
+    options = {
+        **MATRIX,
+        "columns": [*MATRIX["columns"], {"key": "c0", "label": "Awful", "archived": True}],
+    }
+    value = {"r9": "c9", "r2": "c1", "gone": "c0", "r1": "c2"}
+
+    assert answer_labels(Q("matrix", options=options), value) == {
+        "choices": None,
+        "rows": [
+            {"key": "r1", "label": "Speed", "column": {"key": "c2", "label": "Good"}},
+            {"key": "r2", "label": "Price", "column": {"key": "c1", "label": "Bad"}},
+            {"key": "gone", "label": "Taste", "column": {"key": "c0", "label": "Awful"}},
+            {"key": "r9", "label": "r9", "column": {"key": "c9", "label": "c9"}},
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("question", "value"),
+    [
+        (Q("single_choice", options=CHOICES), None),
+        (Q("dropdown", options=CHOICES), None),
+        (Q("multiple_choice", options=CHOICES), None),
+        (Q("matrix", options=MATRIX), None),
+        (Q("matrix", options=MATRIX), "r1"),
+        (Q("short_text"), "a"),
+        (Q("short_text", options=MATRIX), {"r1": "c1"}),
+        (Q("number", options=CHOICES), 3),
+        (Q("rating"), 5),
+    ],
+)
+def test_no_answer_and_other_kinds_have_no_labels(question: Q, value: Any) -> None:
+    assert answer_labels(question, value) == {"choices": None, "rows": None}

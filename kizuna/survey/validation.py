@@ -132,9 +132,10 @@ def validate_bounds(question: QuestionLike, raw: RawAnswer) -> None:
     same as on submit).
     """
     lists = list(raw.values()) if isinstance(raw, Mapping) else [raw]
-    values = [part for value in lists for part in _as_list(value)]
+    # Each answer (each row of a matrix) as submit reads it: trimmed, empty parts dropped.
+    answers = [_strings(_as_list(value)) for value in lists]
     limit = LONG_TEXT_MAX_LENGTH if question.kind == "long_text" else SHORT_TEXT_MAX_LENGTH
-    longest = max((len(str(value)) for value in values), default=0)
+    longest = max((len(part) for parts in answers for part in parts), default=0)
     if longest > limit:
         raise ValidationError(
             _("Write at most %(limit)d characters (this answer has %(length)d)."),
@@ -142,9 +143,10 @@ def validate_bounds(question: QuestionLike, raw: RawAnswer) -> None:
             params={"limit": limit, "length": longest},
         )
     if question.kind == "multiple_choice":
-        if any(len(_as_list(value)) > len(active_choices(question)) for value in lists):
+        # A choice picked twice counts once, as on submit.
+        if any(len(set(parts)) > len(active_choices(question)) for parts in answers):
             raise ValidationError(_("Pick only from the offered choices."), code="invalid_choice")
-    elif any(len(_as_list(value)) > 1 for value in lists):
+    elif any(len(parts) > 1 for parts in answers):
         raise ValidationError(_("Give one answer only."), code="too_many")
 
 

@@ -508,6 +508,27 @@ def test_a_kept_one_answer_question_refuses_a_second_answer() -> None:
         assert bounds_refusal(question, ["a", "b"]) == ("too_many", ["Give one answer only."])
 
 
+def test_a_kept_answer_is_measured_as_submit_reads_it_trimmed_without_empty_parts() -> None:
+    """What submit accepts is kept between pages: spaces around a text, an empty part and a
+    choice picked twice do not count (they did, and refused answers submit takes)."""
+    padded_short, padded_long = " " + "x" * 500, "x" * 10_000 + "\n"
+    assert validate_answer(Q("short_text"), [padded_short]) == "x" * 500
+    assert keeps(Q("short_text"), [padded_short])
+    assert validate_answer(Q("long_text"), [padded_long]) == "x" * 10_000
+    assert keeps(Q("long_text"), [padded_long])
+    assert validate_answer(Q("short_text"), ["a", ""]) == "a"
+    assert keeps(Q("short_text"), ["a", "  "])
+    picked_again = Q("multiple_choice", options=CHOICES)  # three active choices
+    assert validate_answer(picked_again, ["a", "a", "a", "a"]) == ["a"]
+    assert keeps(picked_again, ["a", "a", "a", "a"])
+    assert keeps(Q("matrix", options=MATRIX), {"r1": [" c1 ", ""], "r2": "c2"})
+
+    assert bounds_refusal(Q("short_text"), [" " + "x" * 501 + " "]) == (
+        "too_long",
+        ["Write at most 500 characters (this answer has 501)."],
+    )
+
+
 def test_a_kept_matrix_is_checked_row_by_row() -> None:
     question = Q("matrix", options=MATRIX)
 

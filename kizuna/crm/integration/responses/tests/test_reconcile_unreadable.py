@@ -30,6 +30,11 @@ def page(items: list[dict[str, Any]], **extra: Any) -> Answer:
     return Answer(status=200, body=body, headers=(("Content-Type", "application/json"),))
 
 
+def intake_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What the intake logged, in order."""
+    return [record.getMessage() for record in caplog.records if record.name == intake.logger.name]
+
+
 def test_e4_an_unreadable_item_is_skipped_and_logged_and_the_rest_of_the_page_is_recorded(
     organization: Organization,
     other_organization: Organization,
@@ -68,9 +73,7 @@ def test_e4_an_unreadable_item_is_skipped_and_logged_and_the_rest_of_the_page_is
     assert recorded == {"r-ken": ken.pk, "r-hana": hana.pk}
     assert SurveyResponse.objects.get(response_id="r-ken").deleted_at is not None
     assert SurveyResponse.objects.get(response_id="r-hana").deleted_at is None
-    assert [
-        record.getMessage() for record in caplog.records if record.name == intake.logger.name
-    ] == [
+    assert intake_warnings(caplog) == [
         "Reconciliation skipped a response it cannot read: response_id is missing",
         "Reconciliation skipped a deletion it cannot read: "
         "deleted_at is not a date and time with a time zone: 'yesterday'",
@@ -101,9 +104,7 @@ def test_e4_an_unreadable_time_mid_page_is_skipped_and_logged_and_the_rest_is_re
 
     assert found == 2
     assert set(SurveyResponse.objects.values_list("response_id", flat=True)) == {"r-1", "r-3"}
-    assert [
-        record.getMessage() for record in caplog.records if record.name == intake.logger.name
-    ] == [
+    assert intake_warnings(caplog) == [
         "Reconciliation skipped a response it cannot read: "
         "submitted_at is not a date and time with a time zone: 'yesterday'"
     ]

@@ -19,7 +19,7 @@ import pytest
 from kizuna.crm.integration.models import Connection, SurveyResponse
 from kizuna.crm.integration.responses import services as intake
 from kizuna.crm.models import Lead, Organization
-from kizuna.testing.intake import SUBMITTED, completed, new_connection
+from kizuna.testing.intake import SUBMITTED, completed
 from kizuna.testing.receiver import Answer, Receiver
 
 pytestmark = pytest.mark.django_db
@@ -30,6 +30,18 @@ def page(items: list[dict[str, Any]], **extra: Any) -> Answer:
     return Answer(status=200, body=body, headers=(("Content-Type", "application/json"),))
 
 
+@pytest.fixture(autouse=True)
+def survey_service(settings: Any, receiver: Receiver) -> Receiver:
+    """The scripted server stands in for the Survey service at SURVEY_URL."""
+    settings.SURVEY_URL = receiver.origin
+    return receiver
+
+
+@pytest.fixture
+def hana(organization: Organization) -> Lead:
+    return Lead.objects.create(organization=organization, family_name="Hana")
+
+
 def intake_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     """What the intake logged, in order."""
     return [record.getMessage() for record in caplog.records if record.name == intake.logger.name]
@@ -37,15 +49,12 @@ def intake_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 def test_e4_an_unreadable_item_is_skipped_and_logged_and_the_rest_of_the_page_is_recorded(
     organization: Organization,
-    other_organization: Organization,
+    connection: Connection,
+    other_connection: Connection,
+    hana: Lead,
     receiver: Receiver,
-    settings: Any,
     caplog: pytest.LogCaptureFixture,
 ):
-    settings.SURVEY_URL = receiver.origin
-    connection: Connection = new_connection(organization)
-    new_connection(other_organization)
-    hana = Lead.objects.create(organization=organization, family_name="Hana")
     ken = Lead.objects.create(organization=organization, family_name="Ken")
     unreadable = completed(connection, hana)["data"] | {"response_id": ""}
     readable = completed(connection, ken, response_id="r-ken")["data"]
@@ -81,14 +90,8 @@ def test_e4_an_unreadable_item_is_skipped_and_logged_and_the_rest_of_the_page_is
 
 
 def test_e4_an_unreadable_time_mid_page_is_skipped_and_logged_and_the_rest_is_recorded(
-    organization: Organization,
-    receiver: Receiver,
-    settings: Any,
-    caplog: pytest.LogCaptureFixture,
+    connection: Connection, hana: Lead, receiver: Receiver, caplog: pytest.LogCaptureFixture
 ):
-    settings.SURVEY_URL = receiver.origin
-    connection: Connection = new_connection(organization)
-    hana = Lead.objects.create(organization=organization, family_name="Hana")
     first = completed(connection, hana, response_id="r-1")["data"]
     unreadable = completed(connection, hana, response_id="r-2")["data"]
     unreadable["submitted_at"] = "yesterday"
@@ -111,11 +114,8 @@ def test_e4_an_unreadable_time_mid_page_is_skipped_and_logged_and_the_rest_is_re
 
 
 def test_e4_a_page_of_unreadable_responses_does_not_end_the_pull_nor_change_its_since(
-    organization: Organization, receiver: Receiver, settings: Any
+    connection: Connection, hana: Lead, receiver: Receiver
 ):
-    settings.SURVEY_URL = receiver.origin
-    connection: Connection = new_connection(organization)
-    hana = Lead.objects.create(organization=organization, family_name="Hana")
     unreadable = completed(connection, hana, response_id="r-1")["data"]
     unreadable["submitted_at"] = None
     readable = completed(connection, hana, response_id="r-2")["data"]
@@ -136,13 +136,10 @@ def test_e4_a_page_of_unreadable_responses_does_not_end_the_pull_nor_change_its_
 
 
 def test_d6_a_response_submitted_exactly_at_until_is_left_to_the_next_pull_which_records_it(
-    organization: Organization, receiver: Receiver, settings: Any
+    connection: Connection, hana: Lead, receiver: Receiver
 ):
     """A pull takes the responses submitted before its `until` (the disable time for the
     last one, D6); the next pull starts a little before that `until` and records it."""
-    settings.SURVEY_URL = receiver.origin
-    connection: Connection = new_connection(organization)
-    hana = Lead.objects.create(organization=organization, family_name="Hana")
     at_until = completed(connection, hana, response_id="r-1")["data"]
     no_deletions = page([], complete_since="2026-10-01T00:00:00Z")
     receiver.answer(page([at_until]), no_deletions, page([at_until]), no_deletions)

@@ -347,19 +347,24 @@ def _run_smtp_sink(port: int, path: str) -> None:
     controller.stop()
 
 
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of the one process `pid` (Linux /proc; OSError once it is
+    gone, or when it is another user's and unreadable)."""
+    fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of `pid` and all its living descendants (Linux /proc)."""
     total = 0.0
-    ticks = os.sysconf("SC_CLK_TCK")
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
         if int(entry.name) == pid or _descends_from(int(entry.name), pid):
-            total += (int(fields[11]) + int(fields[12])) / ticks
+            try:
+                total += process_cpu(int(entry.name))
+            except OSError:
+                continue
     return total
 
 

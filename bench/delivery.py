@@ -69,6 +69,7 @@ from _harness import (  # noqa: E402
     load_average,
     machine,
     postgres_database,
+    process_cpu,
     quick,
     record,
     recording,
@@ -194,19 +195,16 @@ def process_cpu_seconds() -> float:
 def database_backends_cpu(database: str) -> dict[int, float]:
     """CPU seconds of each PostgreSQL backend connected to `database` (Linux /proc; the
     server's processes are readable as root or as its user)."""
-    ticks = os.sysconf("SC_CLK_TCK")
     found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            if not title.startswith("postgres: ") or f" {database} " not in title:
-                continue
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if title.startswith("postgres: ") and f" {database} " in title:
+                found[int(entry.name)] = process_cpu(int(entry.name))
         except OSError:
             continue
-        found[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
     return found
 
 

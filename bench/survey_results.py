@@ -55,6 +55,7 @@ from _harness import (
     migrated_sqlite,
     percentile95,
     postgres_database,
+    process_cpu,
     quick,
     recording,
     timed_ms,
@@ -465,10 +466,9 @@ def database_cpu_s() -> float | None:
         cursor.execute("SELECT pg_backend_pid()")
         pid = cursor.fetchone()[0]
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return process_cpu(pid)
     except OSError:
         return None
-    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def stream_export(client: Any, url: str) -> dict[str, Any]:

@@ -118,7 +118,7 @@ class SQLite(Database):
         connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
-        return _SQLiteConnection(connection)
+        return _Connection(connection, "BEGIN IMMEDIATE")
 
     def claim_sql(self, batch: int) -> str:
         return (
@@ -126,33 +126,6 @@ class SQLite(Database):
             f" (SELECT id FROM floor_message WHERE status = 0 ORDER BY id LIMIT {batch})"
             " RETURNING id, sender, recipient, data"
         )
-
-
-class _SQLiteConnection:
-    """sqlite3 in autocommit, with BEGIN IMMEDIATE for the writes of a batch."""
-
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        self.connection = connection
-
-    def __enter__(self) -> _SQLiteConnection:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.connection.close()
-
-    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
-        return self.connection.execute(sql, params)
-
-    def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        self.connection.execute("BEGIN IMMEDIATE")
-        self.connection.executemany(sql, rows)
-
-    def begin(self) -> None:
-        self.connection.execute("BEGIN IMMEDIATE")
-
-    def commit(self) -> None:
-        if self.connection.in_transaction:
-            self.connection.execute("COMMIT")
 
 
 class PostgreSQL(Database):
@@ -164,7 +137,7 @@ class PostgreSQL(Database):
     def connect(self) -> Any:
         import psycopg
 
-        return _PostgreSQLConnection(psycopg.connect(self.url, autocommit=True))
+        return _Connection(psycopg.connect(self.url, autocommit=True), "BEGIN")
 
     def claim_sql(self, batch: int) -> str:
         return (
@@ -174,13 +147,15 @@ class PostgreSQL(Database):
         )
 
 
-class _PostgreSQLConnection:
-    """psycopg in autocommit, with an explicit transaction for the writes of a batch."""
+class _Connection:
+    """A connection in autocommit; the writes of a batch go into one transaction of their own
+    (BEGIN IMMEDIATE on SQLite: the write lock up front)."""
 
-    def __init__(self, connection: Any) -> None:
+    def __init__(self, connection: Any, begin: str) -> None:
         self.connection = connection
+        self.begin_sql = begin
 
-    def __enter__(self) -> _PostgreSQLConnection:
+    def __enter__(self) -> _Connection:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -190,12 +165,11 @@ class _PostgreSQLConnection:
         return self.connection.execute(sql, params)
 
     def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        self.connection.execute("BEGIN")
-        with self.connection.cursor() as cursor:
-            cursor.executemany(sql, rows)
+        self.begin()
+        self.connection.cursor().executemany(sql, rows)
 
     def begin(self) -> None:
-        self.connection.execute("BEGIN")
+        self.connection.execute(self.begin_sql)
 
     def commit(self) -> None:
         self.connection.execute("COMMIT")
@@ -281,7 +255,7 @@ def rounds(
             f" ({baseline_cpu / len(items) * 1000:.2f} ms CPU a message),"
             f" floor {len(items) / floor:,.0f} msg/s"
             f" ({floor_cpu / len(items) * 1000:.2f} ms CPU a message), ratio {ratio:.2f};"
-            f" load {load_average()}",
+            f" {load_average()}",
             flush=True,
         )
     print(f"{name}: floor ratio, median of {args.rounds}: {statistics.median(ratios):.2f}")

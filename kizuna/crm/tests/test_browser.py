@@ -71,6 +71,17 @@ def test_typing_a_search_updates_the_list_in_place(
     assert page.locator('input[name="ids"]:checked').count() == 2
 
 
+def watch_for_errors_and_csp_violations(page: Any) -> list[str]:
+    """watch_for_errors(), and the CSP violations the page itself reports, whatever the
+    console makes of them."""
+    problems = watch_for_errors(page)
+    page.add_init_script(
+        "document.addEventListener('securitypolicyviolation', (event) => console.error("
+        "'CSP violation: ' + event.violatedDirective + ' ' + event.sourceFile));"
+    )
+    return problems
+
+
 def test_searching_filtering_and_sorting_in_place_keeps_to_the_csp(
     live_server: Any, page: Any, organization: Organization, ada_membership: Any
 ) -> None:
@@ -91,12 +102,7 @@ def test_searching_filtering_and_sorting_in_place_keeps_to_the_csp(
         company="Bluewater",
         status="contacted",
     )
-    problems = watch_for_errors(page)
-    # Violations reported by the page itself too, whatever the console makes of them.
-    page.add_init_script(
-        "document.addEventListener('securitypolicyviolation', (event) => console.error("
-        "'CSP violation: ' + event.violatedDirective + ' ' + event.sourceFile));"
-    )
+    problems = watch_for_errors_and_csp_violations(page)
     sign_in(page, live_server, ada_membership.user)
     page.goto(live_server.url + "/crm/leads/")
     page.evaluate("window.stayedOnThePage = true")
@@ -130,11 +136,7 @@ def test_a_style_given_to_a_swapped_element_by_the_browser_is_not_copied_against
     style the CSP refuses (seen in the Survey setup wizard). base.html settles no style."""
     for name, status in (("Abe", "contacted"), ("Kato", "new")):
         make_lead(organization, ada_membership.user, family_name=name, status=status)
-    problems = watch_for_errors(page)
-    page.add_init_script(
-        "document.addEventListener('securitypolicyviolation', (event) => console.error("
-        "'CSP violation: ' + event.violatedDirective));"
-    )
+    problems = watch_for_errors_and_csp_violations(page)
     sign_in(page, live_server, ada_membership.user)
     page.goto(live_server.url + "/crm/leads/")
     page.evaluate("document.getElementById('record-count').style.caretColor = 'transparent'")

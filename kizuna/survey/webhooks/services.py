@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connections, router, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -610,11 +610,20 @@ _bookkeeping = GroupCommit()
 
 
 def _record_all_accepted(accepted: Sequence[tuple[Delivery, DeliveryAttempt]]) -> list[bool]:
-    """Store the attempts and mark the deliveries done, each only if still ours (one INSERT,
-    one UPDATE); whether each was marked. An attempt is stored even when its delivery was
-    taken over: it was made."""
-    prepared.insert([attempt for _delivery, attempt in accepted])
-    return leases.mark_each_done([delivery for delivery, _attempt in accepted])
+    """Store the attempts and mark the deliveries done, each only if still ours; whether each
+    was marked. An attempt is stored even when its delivery was taken over: it was made.
+    On PostgreSQL one statement (the INSERT of the attempts in the fenced UPDATE's WITH
+    clause), elsewhere an INSERT and an UPDATE."""
+    attempts = [attempt for _delivery, attempt in accepted]
+    connection = connections[router.db_for_write(DeliveryAttempt)]
+    fields = [field for field in DeliveryAttempt._meta.concrete_fields if not field.primary_key]
+    insert = prepared.insert_statement(
+        DeliveryAttempt,
+        [field.attname for field in fields],
+        [[field.pre_save(attempt, add=True) for field in fields] for attempt in attempts],
+        connection,
+    )
+    return leases.mark_each_done([delivery for delivery, _attempt in accepted], along_with=insert)
 
 
 def deliver(delivery: Delivery) -> None:

@@ -12,8 +12,11 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from kizuna.lib import prepared
 from kizuna.testing.races import require_postgresql, run_together
 from kizuna.work import leases
 from kizuna.work.leases import WorkStatus, claim, mark_done, run_due_work
@@ -585,3 +588,46 @@ def test_a_threads_first_claim_skipping_some_keys_takes_every_due_row_but_theirs
     rows = leases.claim_due(ProbeWork, worker_id="a", limit=10, skip=(field, skipped))
 
     assert [found.key for found in rows] == expected
+
+
+def effects_inserted(*keys_and_repeats: tuple[str, int]) -> tuple[str, list]:
+    """The INSERT of a ProbeEffect of worker "a" for each (key, repeats): SQL, parameters."""
+    return prepared.insert_statement(
+        ProbeEffect,
+        ["key", "worker_id", "repeats", "created_at"],
+        [[key, "a", repeats, timezone.now()] for key, repeats in keys_and_repeats],
+        connection,
+    )
+
+
+def test_a_write_along_with_the_done_marks_is_made_whether_or_not_its_rows_are_still_held():
+    """A delivery's attempt goes with its "done" mark (along_with): on PostgreSQL in the same
+    statement, elsewhere just before; made even for a row another worker took over."""
+    held, taken = claimed_rows("a", "held", "taken")
+    ProbeWork.objects.filter(pk=taken.pk).update(leased_by="b")
+    along_with = effects_inserted(("held", 0), ("taken", 0))
+
+    with CaptureQueriesContext(connection) as queries:
+        assert leases.mark_each_done([held, taken], along_with=along_with) == [True, False]
+
+    assert [query["sql"].split()[0] for query in queries.captured_queries] == (
+        ["WITH"] if connection.vendor == "postgresql" else ["INSERT", "UPDATE"]
+    )
+    assert effects() == {"held": ("a", 0), "taken": ("a", 0)}
+    fields = ("status", "leased_by")
+    assert stored("held", "taken", fields=fields) == [
+        (WorkStatus.DONE, "a"),
+        (WorkStatus.LEASED, "b"),
+    ]
+    assert (held.status, taken.status) == (WorkStatus.DONE, WorkStatus.LEASED)
+
+
+def test_a_write_along_with_no_row_still_held_is_made_all_the_same():
+    (lost,) = claimed_rows("a", "lost")
+    ProbeWork.objects.filter(pk=lost.pk).update(leased_by="b")
+    along_with = effects_inserted(("lost", 3))
+
+    assert leases.update_each_if_held([lost], along_with=along_with, hold_seconds=1.0) == [False]
+
+    assert effects() == {"lost": ("a", 3)}
+    assert stored("lost") == [(WorkStatus.LEASED, 0.0)]

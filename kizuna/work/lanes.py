@@ -267,6 +267,13 @@ class Lane:
         # Only this dispatcher adds rows in hand: what _choose let run still can (rows that
         # finished meanwhile only left more room).
         now = timezone.now()
+        if rows and self.registration.prepare is not None:
+            try:
+                self.registration.prepare(rows)
+            except Exception:
+                # The rows are leased already: they must run (or wait for their lease). The
+                # handler does without what prepare() would have read.
+                logger.exception("%s: cannot prepare a claim of %d", self.label, len(rows))
         for row in rows:
             with self._lock:
                 self._in_hand[row.pk] = row

@@ -559,6 +559,10 @@ class Registration:
     the other threads to the others. claim_ahead: rows a lane without lane_key claims
     beyond its free threads and keeps queued for them, so that one claim serves many
     rows instead of one claim per finished row (each costs a transaction).
+    prepare: called by a lane with the rows of each claim, after the claim commits and
+    before any of them runs, to read what they all need in one query (a delivery's
+    endpoint) instead of one query per row; the handler must still work without it
+    (run_due_work() and tests call it with rows nobody prepared).
     """
 
     model: type[LeasedWork]
@@ -568,6 +572,7 @@ class Registration:
     lane_key: str | None = None
     per_key_limit: int | None = None
     claim_ahead: int = 0
+    prepare: Callable[[list[Any]], None] | None = None
 
 
 _registry: dict[str, Registration] = {}
@@ -582,6 +587,7 @@ def register(
     lane_key: str | None = None,
     per_key_limit: int | None = None,
     claim_ahead: int = 0,
+    prepare: Callable[[list[W]], None] | None = None,
 ) -> None:
     """Have the worker run `handler(row)` for each due row of `model`.
 
@@ -592,7 +598,7 @@ def register(
     if claim_ahead and lane_key:
         raise ValueError("claim_ahead would hold rows beyond their key's limit")
     _registry[model._meta.label] = Registration(
-        model, handler, batch_size, concurrency, lane_key, per_key_limit, claim_ahead
+        model, handler, batch_size, concurrency, lane_key, per_key_limit, claim_ahead, prepare
     )
 
 

@@ -8,6 +8,7 @@ it or the retry horizon (more than 3 days) is over.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import json
 import logging
@@ -598,6 +599,35 @@ _ENDPOINT: PreparedQuery[WebhookEndpoint] = PreparedQuery(
 )
 
 
+# The endpoint a lane read for a claimed delivery (read_endpoints), kept on the delivery's
+# object until deliver() takes it.
+_CLAIMED_ENDPOINT = "_claimed_endpoint"
+
+
+def read_endpoints(deliveries: Sequence[Delivery]) -> None:
+    """Read the endpoints of a claim's deliveries, once each, for deliver() (the lane's
+    prepare(), run once the claim has committed and before any of them is sent).
+
+    deliver() then checks the endpoint a few milliseconds before its POST instead of just
+    before it: the same guarantee. Nothing stops an endpoint from being disabled (or its
+    URL changed) right after deliver() read it in either case, so a disable racing a
+    delivery already claimed may see that one delivery sent, as before; every delivery
+    claimed after the disable reads the endpoint disabled and is refused, and a delivery
+    of a deleted endpoint is gone with it (deliver() looks it up again only without one).
+    Each delivery gets its own copy, as its own lookup gave it.
+    """
+    # One compiled lookup an endpoint (a claim's rows mostly share one): an ORM query of
+    # them all cost the lane's dispatcher more CPU than a lookup each.
+    endpoints = {
+        endpoint_id: _ENDPOINT.get(endpoint_id)
+        for endpoint_id in dict.fromkeys(delivery.endpoint_id for delivery in deliveries)
+    }
+    for delivery in deliveries:
+        endpoint = endpoints.get(delivery.endpoint_id)
+        if endpoint is not None:
+            delivery.__dict__[_CLAIMED_ENDPOINT] = copy.copy(endpoint)
+
+
 def _record_attempt(delivery: Delivery, **fields: Any) -> None:
     prepared.insert([DeliveryAttempt(delivery=delivery, **fields)])
 
@@ -634,7 +664,7 @@ def deliver(delivery: Delivery) -> None:
     retried with back-off until max_attempts (more than 3 days), then failed
     (dead-lettered, replayable from Settings > Webhooks).
     """
-    endpoint = _ENDPOINT.get(delivery.endpoint_id)
+    endpoint = delivery.__dict__.pop(_CLAIMED_ENDPOINT, None) or _ENDPOINT.get(delivery.endpoint_id)
     if endpoint is None:
         raise WebhookEndpoint.DoesNotExist(f"Endpoint {delivery.endpoint_id} was deleted")
     if not endpoint.is_enabled:

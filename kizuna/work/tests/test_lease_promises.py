@@ -631,3 +631,21 @@ def test_a_write_along_with_no_row_still_held_is_made_all_the_same():
 
     assert effects() == {"lost": ("a", 3)}
     assert stored("lost") == [(WorkStatus.LEASED, 0.0)]
+
+
+def test_a_kind_registers_with_what_prepares_its_claims_only_when_it_gives_one(monkeypatch):
+    monkeypatch.setattr(leases, "_registry", {})
+
+    def handler(found: ProbeWork) -> None:
+        pass
+
+    def prepare(claimed: list[ProbeWork]) -> None:
+        pass
+
+    leases.register(ProbeWork, handler, lane_key="key")
+    assert leases.registrations()[0].prepare is None
+
+    leases.register(ProbeWork, handler, lane_key="key", prepare=prepare)
+    assert leases.registrations() == [
+        leases.Registration(ProbeWork, handler, 10, lane_key="key", prepare=prepare)
+    ]

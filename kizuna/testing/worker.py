@@ -96,3 +96,11 @@ def barrier(worker: RecordingWorker) -> None:
         timeout=60,
         message="the barrier notification arrives",
     )
+
+
+def queued_rows(lane: Lane) -> list[Any]:
+    """The rows a lane's fill() claimed and queued for its threads (taken off its queue)."""
+    rows = []
+    while not lane._queue.empty():
+        rows.append(lane._queue.get())
+    return rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from kizuna.testing.worker import queued_rows
 from kizuna.work.lanes import Lane
 from kizuna.work.leases import Registration, WorkStatus
 from kizuna.work.models import ProbeWork
@@ -17,15 +18,6 @@ def lane_of(prepare, *, threads: int = 3) -> Lane:
     return Lane(
         registration, worker_id="w", threads=threads, poll_seconds=0.05, should_stop=lambda: False
     )
-
-
-def queued(lane: Lane) -> list[ProbeWork]:
-    rows = []
-    while not lane._queue.empty():
-        row = lane._queue.get()
-        assert isinstance(row, ProbeWork)
-        rows.append(row)
-    return rows
 
 
 def test_p2_a_lane_prepares_each_claims_rows_once_already_leased_and_nothing_without_a_claim():
@@ -43,7 +35,7 @@ def test_p2_a_lane_prepares_each_claims_rows_once_already_leased_and_nothing_wit
 
     assert lane.fill() == 3
     assert prepared == [[(f"k{n}", WorkStatus.LEASED, "w") for n in range(3)]]
-    assert [(row.key, row.hold_seconds) for row in queued(lane)] == [
+    assert [(row.key, row.hold_seconds) for row in queued_rows(lane)] == [
         (f"k{n}", 2.0) for n in range(3)
     ]
     lane._in_hand.clear()
@@ -62,5 +54,5 @@ def test_p2_a_claim_whose_preparation_fails_still_runs_its_rows():
     lane = lane_of(prepare)
 
     assert lane.fill() == 2
-    assert sorted(row.key for row in queued(lane)) == ["k0", "k1"]
+    assert sorted(row.key for row in queued_rows(lane)) == ["k0", "k1"]
     assert lane.free_threads() == 1

@@ -19,6 +19,8 @@ from kizuna.survey.models import SurveyAccount
 from kizuna.survey.webhooks import services
 from kizuna.survey.webhooks.models import Delivery, WebhookEndpoint
 from kizuna.testing.receiver import Receiver
+from kizuna.testing.webhooks import endpoint, publish
+from kizuna.testing.worker import queued_rows
 from kizuna.work import lanes, leases
 from kizuna.work.leases import WorkStatus
 
@@ -27,20 +29,6 @@ from kizuna.work.leases import WorkStatus
 def local(receiver: Receiver) -> Iterator[Receiver]:
     with override_settings(KIZUNA_WEBHOOK_ALLOWED_ORIGINS=(receiver.origin,)):
         yield receiver
-
-
-def endpoint(account: SurveyAccount, url: str) -> WebhookEndpoint:
-    made, _secret = services.create_endpoint(
-        account=account, url=url, events=["response.completed"], by=None
-    )
-    return made
-
-
-def publish(account: SurveyAccount, count: int) -> None:
-    for number in range(count):
-        services.publish_event(
-            account=account, event_type="response.completed", payload={"n": number}
-        )
 
 
 def endpoint_reads(queries: CaptureQueriesContext) -> int:
@@ -59,15 +47,6 @@ def webhook_lane() -> lanes.Lane:
     )
 
 
-def queued(lane: lanes.Lane) -> list[Delivery]:
-    rows = []
-    while not lane._queue.empty():
-        row = lane._queue.get()
-        assert isinstance(row, Delivery)
-        rows.append(row)
-    return rows
-
-
 @pytest.mark.django_db
 def test_p2_a_lanes_claim_reads_each_endpoint_once_and_its_deliveries_are_sent_without_a_lookup(
     local: Receiver, account: SurveyAccount, carol_account: SurveyAccount
@@ -80,7 +59,7 @@ def test_p2_a_lanes_claim_reads_each_endpoint_once_and_its_deliveries_are_sent_w
 
     with CaptureQueriesContext(connection) as claiming:
         assert lane.fill() == 4
-    claimed = queued(lane)
+    claimed = queued_rows(lane)
     with CaptureQueriesContext(connection) as sending:
         for delivery in claimed:
             services.deliver(delivery)

@@ -21,10 +21,11 @@ from django.utils import timezone
 
 from kizuna.survey.models import SurveyAccount
 from kizuna.survey.webhooks import services
-from kizuna.survey.webhooks.models import Delivery, DeliveryAttempt, WebhookEndpoint
+from kizuna.survey.webhooks.models import Delivery, DeliveryAttempt
 from kizuna.testing.processes import wait_for
 from kizuna.testing.races import require_postgresql
 from kizuna.testing.receiver import Answer, Receiver
+from kizuna.testing.webhooks import endpoint, publish
 from kizuna.testing.worker import WorkerThread
 from kizuna.work import leases
 from kizuna.work.leases import WorkStatus
@@ -41,23 +42,6 @@ def local(receiver: Receiver) -> Iterator[Receiver]:
         KIZUNA_WEBHOOK_CONNECT_TIMEOUT_SECONDS=60,
     ):
         yield receiver
-
-
-def endpoint(account: SurveyAccount, url: str) -> WebhookEndpoint:
-    made, _secret = services.create_endpoint(
-        account=account, url=url, events=["response.completed"], by=None
-    )
-    return made
-
-
-def publish(account: SurveyAccount, count: int) -> list[Delivery]:
-    return [
-        delivery
-        for number in range(count)
-        for delivery in services.publish_event(
-            account=account, event_type="response.completed", payload={"n": number}
-        )
-    ]
 
 
 def taken_over(row: Delivery, *, by: str) -> Delivery:

@@ -28,6 +28,7 @@ from kizuna.survey.webhooks import services
 from kizuna.survey.webhooks.models import Delivery, WebhookEndpoint
 from kizuna.testing.processes import wait_for
 from kizuna.testing.races import require_postgresql
+from kizuna.testing.webhooks import endpoint, publish
 from kizuna.testing.worker import POLL_ONLY_WHEN_WOKEN, WorkerThread, sleeping_lane
 from kizuna.work import lanes, leases
 from kizuna.work.leases import WorkStatus
@@ -94,20 +95,6 @@ def gated() -> Iterator[GatedReceiver]:
         receiver.release.set()
         receiver.server.shutdown()
         receiver.server.server_close()
-
-
-def endpoint(account: SurveyAccount, url: str) -> WebhookEndpoint:
-    made, _secret = services.create_endpoint(
-        account=account, url=url, events=["response.completed"], by=None
-    )
-    return made
-
-
-def publish(account: SurveyAccount, count: int) -> None:
-    for number in range(count):
-        services.publish_event(
-            account=account, event_type="response.completed", payload={"n": number}
-        )
 
 
 def statuses(endpoint: WebhookEndpoint) -> list[str]:

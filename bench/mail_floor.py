@@ -27,6 +27,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _harness import SmtpSink, load_average, machine, postgres_database, quick  # noqa: E402
+from _harness import (  # noqa: E402
+    SmtpSink,
+    load_average,
+    machine,
+    postgres_database,
+    quick,
+    wait_for,
+)
 from crm_mail_send import Envelope, raw_smtplib  # noqa: E402
 
 BODY = (
@@ -57,96 +66,6 @@ def envelopes(count: int) -> list[Envelope]:
     return made
 
 
-class Database:
-    """A table of queued messages and one of timeline rows, and the three statements."""
-
-    placeholder = "?"
-
-    def connect(self) -> Any:
-        raise NotImplementedError
-
-    def claim_sql(self, batch: int) -> str:
-        raise NotImplementedError
-
-    def fill(self, items: list[Envelope]) -> None:
-        with self.connect() as connection:
-            connection.execute("DROP TABLE IF EXISTS floor_timeline")
-            connection.execute("DROP TABLE IF EXISTS floor_message")
-            connection.execute(
-                "CREATE TABLE floor_message (id INTEGER PRIMARY KEY, status INTEGER NOT NULL,"
-                " leased_by TEXT, sent_at REAL, sender TEXT, recipient TEXT, data BYTEA)".replace(
-                    "BYTEA", self.blob
-                )
-            )
-            connection.execute(
-                "CREATE TABLE floor_timeline (message_id INTEGER NOT NULL, at REAL NOT NULL)"
-            )
-            p = self.placeholder
-            rows = [
-                (number, 0, sender, recipients[0], data)
-                for number, (sender, recipients, data) in enumerate(items)
-            ]
-            self.insert_many(
-                connection,
-                f"INSERT INTO floor_message (id, status, sender, recipient, data)"
-                f" VALUES ({p}, {p}, {p}, {p}, {p})",
-                rows,
-            )
-            connection.commit()
-
-    blob = "BYTEA"
-
-    def insert_many(self, connection: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        connection.executemany(sql, rows)
-
-    def counts(self) -> tuple[int, int]:
-        with self.connect() as connection:
-            sent = connection.execute(
-                "SELECT count(*) FROM floor_message WHERE status = 2"
-            ).fetchone()[0]
-            timeline = connection.execute("SELECT count(*) FROM floor_timeline").fetchone()[0]
-        return sent, timeline
-
-
-class SQLite(Database):
-    blob = "BLOB"
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def connect(self) -> Any:
-        connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
-        return _Connection(connection, "BEGIN IMMEDIATE")
-
-    def claim_sql(self, batch: int) -> str:
-        return (
-            "UPDATE floor_message SET status = 1, leased_by = ? WHERE id IN"
-            f" (SELECT id FROM floor_message WHERE status = 0 ORDER BY id LIMIT {batch})"
-            " RETURNING id, sender, recipient, data"
-        )
-
-
-class PostgreSQL(Database):
-    placeholder = "%s"
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def connect(self) -> Any:
-        import psycopg
-
-        return _Connection(psycopg.connect(self.url, autocommit=True), "BEGIN")
-
-    def claim_sql(self, batch: int) -> str:
-        return (
-            "UPDATE floor_message SET status = 1, leased_by = %s WHERE id IN"
-            f" (SELECT id FROM floor_message WHERE status = 0 ORDER BY id LIMIT {batch}"
-            " FOR UPDATE SKIP LOCKED) RETURNING id, sender, recipient, data"
-        )
-
-
 class _Connection:
     """A connection in autocommit; the writes of a batch go into one transaction of their own
     (BEGIN IMMEDIATE on SQLite: the write lock up front)."""
@@ -164,15 +83,80 @@ class _Connection:
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         return self.connection.execute(sql, params)
 
-    def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        self.begin()
-        self.connection.cursor().executemany(sql, rows)
-
     def begin(self) -> None:
         self.connection.execute(self.begin_sql)
 
     def commit(self) -> None:
         self.connection.execute("COMMIT")
+
+
+@dataclass(frozen=True)
+class Database:
+    """A table of queued messages and one of timeline rows, in SQLite or PostgreSQL: how each
+    spells a parameter, a bytes column and a claim that skips rows another thread holds."""
+
+    connect: Callable[[], _Connection]
+    placeholder: str
+    blob: str
+    skip_locked: str
+
+    def claim_sql(self, batch: int) -> str:
+        p = self.placeholder
+        return (
+            f"UPDATE floor_message SET status = 1, leased_by = {p} WHERE id IN"
+            f" (SELECT id FROM floor_message WHERE status = 0 ORDER BY id LIMIT {batch}"
+            f"{self.skip_locked}) RETURNING id, sender, recipient, data"
+        )
+
+    def fill(self, items: list[Envelope]) -> None:
+        p = self.placeholder
+        with self.connect() as connection:
+            connection.execute("DROP TABLE IF EXISTS floor_timeline")
+            connection.execute("DROP TABLE IF EXISTS floor_message")
+            connection.execute(
+                "CREATE TABLE floor_message (id INTEGER PRIMARY KEY, status INTEGER NOT NULL,"
+                f" leased_by TEXT, sent_at REAL, sender TEXT, recipient TEXT, data {self.blob})"
+            )
+            connection.execute(
+                "CREATE TABLE floor_timeline (message_id INTEGER NOT NULL, at REAL NOT NULL)"
+            )
+            connection.begin()
+            connection.connection.cursor().executemany(
+                f"INSERT INTO floor_message (id, status, sender, recipient, data)"
+                f" VALUES ({p}, {p}, {p}, {p}, {p})",
+                [
+                    (number, 0, sender, recipients[0], data)
+                    for number, (sender, recipients, data) in enumerate(items)
+                ],
+            )
+            connection.commit()
+
+    def counts(self) -> tuple[int, int]:
+        with self.connect() as connection:
+            sent = connection.execute(
+                "SELECT count(*) FROM floor_message WHERE status = 2"
+            ).fetchone()[0]
+            timeline = connection.execute("SELECT count(*) FROM floor_timeline").fetchone()[0]
+        return sent, timeline
+
+
+def sqlite_database(path: Path) -> Database:
+    def connect() -> _Connection:
+        connection = sqlite3.connect(path, timeout=30, isolation_level=None)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        return _Connection(connection, "BEGIN IMMEDIATE")
+
+    return Database(connect, placeholder="?", blob="BLOB", skip_locked="")
+
+
+def postgresql_database(url: str) -> Database:
+    def connect() -> _Connection:
+        import psycopg
+
+        return _Connection(psycopg.connect(url, autocommit=True), "BEGIN")
+
+    return Database(connect, placeholder="%s", blob="BYTEA", skip_locked=" FOR UPDATE SKIP LOCKED")
 
 
 def floor_send(database: Database, port: int, connections: int, batch: int) -> float:
@@ -245,7 +229,12 @@ def rounds(
         floor = floor_send(database, sink.port, args.connections, args.batch)
         floor_cpu = time.process_time() - started_cpu
         sent, timeline = database.counts()
-        held = _wait_held(sink, len(items))
+        wait_for(
+            lambda: sink.count() >= len(items),
+            timeout=60,
+            what="the SMTP server to hold every message",
+        )
+        held = sink.count()
         if (sent, timeline, held) != (len(items), len(items), len(items)):
             raise SystemExit(f"{name}: sent {sent}, timeline {timeline}, server {held}")
         ratio = baseline / floor
@@ -259,13 +248,6 @@ def rounds(
             flush=True,
         )
     print(f"{name}: floor ratio, median of {args.rounds}: {statistics.median(ratios):.2f}")
-
-
-def _wait_held(sink: SmtpSink, count: int) -> int:
-    deadline = time.monotonic() + 60
-    while sink.count() < count and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return sink.count()
 
 
 def main() -> int:
@@ -286,11 +268,13 @@ def main() -> int:
         try:
             chosen = args.databases.split(",")
             if "sqlite" in chosen:
-                rounds("SQLite", SQLite(Path(directory) / "floor.sqlite3"), items, args, sink)
+                rounds(
+                    "SQLite", sqlite_database(Path(directory) / "floor.sqlite3"), items, args, sink
+                )
             if "postgresql" in chosen:
                 with postgres_database("bench_mail_floor") as url:
                     if url is not None:
-                        rounds("PostgreSQL", PostgreSQL(url), items, args, sink)
+                        rounds("PostgreSQL", postgresql_database(url), items, args, sink)
         finally:
             sink.stop()
     return 0

@@ -130,8 +130,8 @@ def test_searching_filtering_and_sorting_in_place_keeps_to_the_csp(
 def test_a_style_given_to_a_swapped_element_by_the_browser_is_not_copied_against_the_csp(
     live_server: Any, page: Any, organization: Organization, ada_membership: Any
 ) -> None:
-    """Browsers' helpers (password managers, autofill, a screenshot hiding the caret) give
-    elements a style through the CSSOM, which the CSP allows. htmx must not copy such a style
+    """A browser or its extensions may give elements a style through the CSSOM (Playwright
+    does when a screenshot hides the caret), which the CSP allows. htmx must not copy such a style
     attribute onto the element that replaces it while settling: that setAttribute is an inline
     style the CSP refuses (seen in the Survey setup wizard). base.html settles no style."""
     for name, status in (("Abe", "contacted"), ("Kato", "new")):

@@ -41,6 +41,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 from _harness import (  # noqa: E402
     SmtpSink,
     cpu_seconds,
+    in_threads,
     kizuna,
     kizuna_env,
     load_average,
@@ -86,16 +88,9 @@ def raw_smtplib(port: int, envelopes: list[Envelope], connections: int) -> float
         except BaseException as error:  # reported by the main thread
             errors.append(error)
 
-    threads = [
-        threading.Thread(target=send, args=(client, part))
-        for client, part in zip(clients, parts, strict=True)
-    ]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    seconds = time.perf_counter() - started
+    seconds = in_threads(
+        [partial(send, client, part) for client, part in zip(clients, parts, strict=True)]
+    )
     for client in clients:
         client.quit()
     if errors:

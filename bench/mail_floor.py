@@ -24,12 +24,12 @@ import sqlite3
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from _harness import (  # noqa: E402
     SmtpSink,
+    in_threads,
     load_average,
     machine,
     postgres_database,
@@ -198,13 +199,7 @@ def floor_send(database: Database, port: int, connections: int, batch: int) -> f
         except BaseException as error:  # reported by the main thread
             errors.append(error)
 
-    threads = [threading.Thread(target=work, args=(number,)) for number in range(connections)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    seconds = time.perf_counter() - started
+    seconds = in_threads([partial(work, number) for number in range(connections)])
     if errors:
         raise errors[0]
     return seconds

@@ -45,7 +45,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +54,7 @@ from _harness import (
     cpu_seconds,
     free_port,
     gunicorn,
+    in_threads,
     kizuna_env,
     machine,
     postgres_database,
@@ -165,17 +165,6 @@ class Tally:
         return ordered[min(len(ordered) - 1, int(len(ordered) * share))] * 1000
 
 
-def in_threads(count: int, work: Callable[[], None]) -> float:
-    """Run `work` in `count` threads; the seconds until all are done."""
-    threads = [threading.Thread(target=work) for _ in range(count)]
-    start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return time.perf_counter() - start
-
-
 def respondents(survey: SurveyForm, total: int, tally: Tally, threads: int = 4) -> None:
     """`total` respondents, each a new browser: GET the form, POST the answers."""
     left = iter(range(total))
@@ -192,7 +181,7 @@ def respondents(survey: SurveyForm, total: int, tally: Tally, threads: int = 4) 
                 began = time.perf_counter()
                 tally.add(survey.post(client, data), time.perf_counter() - began)
 
-    tally.seconds = in_threads(threads, work)
+    tally.seconds = in_threads([work] * threads)
 
 
 def opened_forms(target: Target, client: httpx.Client, count: int) -> list[dict[str, Any]]:
@@ -259,7 +248,7 @@ def paced(target: Target, rate: float, seconds: float, threads: int = 16) -> Tal
             status = target.post(client, data)
             tally.add(status, time.perf_counter() - due)
 
-    tally.seconds = in_threads(threads, work)
+    tally.seconds = in_threads([work] * threads)
     for client, _forms in clients:
         client.close()
     return tally

@@ -635,8 +635,11 @@ def _record_attempt(delivery: Delivery, **fields: Any) -> None:
 # The lane's threads commit their accepted deliveries together: the attempts of a group in
 # one INSERT and their "done" marks in one fenced UPDATE, in one transaction shared by the
 # threads that finished meanwhile (lib/group_commit.py), instead of two commits a delivery.
-# Each thread still goes on only once its own delivery is committed.
-_bookkeeping = GroupCommit()
+# Each thread still goes on only once its own delivery is committed. On PostgreSQL a group's
+# bookkeeping is one statement (_record_all_accepted), atomic by itself: no BEGIN and COMMIT.
+_bookkeeping = GroupCommit(
+    atomic=lambda: connections[router.db_for_write(DeliveryAttempt)].vendor != "postgresql"
+)
 
 
 def _record_all_accepted(accepted: Sequence[tuple[Delivery, DeliveryAttempt]]) -> list[bool]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import datetime
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -183,3 +184,36 @@ def test_a_worker_draining_a_backlog_with_its_threads_delivers_each_once_with_on
         (delivery.pk, 204): 1 for delivery in published
     }
     assert not Delivery.objects.exclude(leased_until=None).exists()
+
+
+def in_a_transaction_seen_by(
+    write_all: Callable[[Sequence[Any]], list[bool]], seen: list[bool]
+) -> Callable[[Sequence[Any]], list[bool]]:
+    """`write_all`, noting whether it ran inside a transaction (an atomic block)."""
+
+    def noting(arguments: Sequence[Any]) -> list[bool]:
+        seen.append(connection.in_atomic_block)
+        return write_all(arguments)
+
+    return noting
+
+
+@pytest.mark.django_db(transaction=True)
+def test_p2_a_group_of_accepted_deliveries_is_recorded_without_begin_and_commit_on_postgresql(
+    account: SurveyAccount,
+):
+    """On PostgreSQL a group's bookkeeping is one statement, atomic by itself: it runs in
+    autocommit, without the BEGIN and COMMIT round trips; SQLite's two statements (the
+    attempts' INSERT and the UPDATE) stay in one transaction."""
+    endpoint(account, "https://93.184.215.14/a")
+    publish(account, 2)
+    rows = leases.claim(Delivery.objects.order_by("pk"), worker_id="a")
+    seen: list[bool] = []
+    record = in_a_transaction_seen_by(services._record_all_accepted, seen)
+
+    marked = [services._bookkeeping.run_batched(record, (row, attempt_of(row))) for row in rows]
+
+    assert marked == [True, True]
+    assert seen == [connection.vendor != "postgresql"] * 2
+    assert Counter(Delivery.objects.values_list("status", flat=True)) == {WorkStatus.DONE: 2}
+    assert DeliveryAttempt.objects.count() == 2

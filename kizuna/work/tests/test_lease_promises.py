@@ -590,6 +590,28 @@ def test_a_threads_first_claim_skipping_some_keys_takes_every_due_row_but_theirs
     assert [found.key for found in rows] == expected
 
 
+def test_a_threads_first_claim_skipping_some_keys_leaves_their_rows_left_by_a_worker_too(
+    first_claims_of_a_thread,
+):
+    """The claim reads pending rows and rows left by their worker in two parts: a skipped
+    key is skipped in both."""
+    now = timezone.now()
+    gone = {
+        "status": WorkStatus.LEASED,
+        "attempts": 1,
+        "leased_by": "gone",
+        "leased_until": now - timedelta(seconds=1),
+    }
+    row("k1-left", hold_seconds=1.0, next_attempt_at=now - timedelta(seconds=9), **gone)
+    row("k2-left", hold_seconds=2.0, next_attempt_at=now - timedelta(seconds=8), **gone)
+    row("k1-pending", hold_seconds=1.0, next_attempt_at=now - timedelta(seconds=7))
+    row("k2-pending", hold_seconds=2.0, next_attempt_at=now - timedelta(seconds=6))
+
+    rows = leases.claim_due(ProbeWork, worker_id="a", limit=10, skip=("hold_seconds", [1.0]))
+
+    assert [found.key for found in rows] == ["k2-left", "k2-pending"]
+
+
 def effects_inserted(*keys_and_repeats: tuple[str, int]) -> tuple[str, list]:
     """The INSERT of a ProbeEffect of worker "a" for each (key, repeats): SQL, parameters."""
     return prepared.insert_statement(

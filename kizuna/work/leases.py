@@ -239,6 +239,25 @@ def _select_due(
     ]
 
 
+def _locked_due(queryset: models.QuerySet[W], *, limit: int, now: datetime) -> list[W]:
+    """due() of `queryset`, locked (SKIP LOCKED), first due first, up to `limit`: in two
+    queries, as _due_select() says why (each reads the index in order)."""
+    from kizuna.work.models import heartbeat_cutoff
+
+    parts = [
+        list(
+            queryset.filter(condition)
+            .select_for_update(skip_locked=True)
+            .order_by("next_attempt_at", "pk")[:limit]
+        )
+        for condition in (
+            _is_pending_due(now),
+            _is_left_by_its_worker(now=now, cutoff=heartbeat_cutoff(now)),
+        )
+    ]
+    return sorted([*parts[0], *parts[1]], key=lambda row: (row.next_attempt_at, row.pk))[:limit]
+
+
 def _runnable(
     queryset: models.QuerySet[W],
     *,
@@ -255,14 +274,7 @@ def _runnable(
     does not go to sleep while other rows are due.
     """
     while True:
-        if select is not None:
-            selected = select()
-        else:
-            selected = list(
-                due(queryset)
-                .select_for_update(skip_locked=True)
-                .order_by("next_attempt_at", "pk")[:limit]
-            )
+        selected = select() if select is not None else _locked_due(queryset, limit=limit, now=now)
         # A worker died during the last allowed attempt: give up instead of running
         # the row once more than max_attempts.
         exhausted = [

@@ -612,6 +612,25 @@ def test_a_threads_first_claim_skipping_some_keys_leaves_their_rows_left_by_a_wo
     assert [found.key for found in rows] == ["k2-left", "k2-pending"]
 
 
+def test_a_claim_takes_pending_rows_and_rows_left_by_a_worker_first_due_first_up_to_its_limit():
+    now = timezone.now()
+    row("pending-early", next_attempt_at=now - timedelta(seconds=9))
+    row(
+        "left",
+        next_attempt_at=now - timedelta(seconds=8),
+        status=WorkStatus.LEASED,
+        attempts=1,
+        leased_by="gone",
+        leased_until=now - timedelta(seconds=1),
+    )
+    row("pending-late", next_attempt_at=now - timedelta(seconds=7))
+
+    rows = claim(ProbeWork.objects.all(), worker_id="b", limit=2)
+
+    assert [found.key for found in rows] == ["pending-early", "left"]
+    assert states()["pending-late"] == (WorkStatus.PENDING, 0, "")
+
+
 def effects_inserted(*keys_and_repeats: tuple[str, int]) -> tuple[str, list]:
     """The INSERT of a ProbeEffect of worker "a" for each (key, repeats): SQL, parameters."""
     return prepared.insert_statement(

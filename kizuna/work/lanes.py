@@ -36,6 +36,14 @@ A kind without keys may claim ahead (Registration.claim_ahead): the lane then ho
 the rows ahead are taken, so that many rows share one claim (the CRM's mail: a claim for
 every row or two cost more CPU than sending the row). Rows ahead are renewed like the
 others and given back, unstarted, when the worker stops.
+
+A kind with a batch handler (Registration.run_many, rows_per_run) runs its rows in batches:
+a runner thread takes the next row from the queue and, without waiting, up to rows_per_run - 1
+more that are queued already, and hands them to run_many together. Its `threads` rows at once
+are then threads // rows_per_run runners of rows_per_run rows each (the CRM's mail: one
+thread sends a batch over several SMTP connections and writes each of its steps in one
+statement, instead of a thread and two group commits a message). Every row of a batch is
+held, renewed and given back as a row alone is.
 """
 
 from __future__ import annotations
@@ -102,6 +110,8 @@ class LaneReport:
 
     label: str
     threads: int
+    runners: int
+    rows_per_run: int
     batch_size: int
     per_key_limit: int | None
     in_hand: int
@@ -132,6 +142,10 @@ class Lane:
             limit = registration.per_key_limit or self.threads // 4
             self.per_key_limit = max(1, min(limit, self.threads))
         self.claim_ahead = 0 if registration.lane_key else registration.claim_ahead
+        self.rows_per_run = 1
+        if registration.run_many is not None:
+            self.rows_per_run = max(1, min(registration.rows_per_run, self.threads))
+        self.runners = max(1, self.threads // self.rows_per_run)
         self.poll_seconds = poll_seconds
         self.should_stop = should_stop
         self.wake = threading.Event()
@@ -284,37 +298,68 @@ class Lane:
 
     # Running --------------------------------------------------------------------------
 
+    def _next_rows(self) -> tuple[list[LeasedWork], bool]:
+        """The next row of the queue (waiting for it) and up to rows_per_run - 1 more that are
+        queued already; and whether the lane is stopping (a None was taken)."""
+        row = self._queue.get()
+        if row is None:
+            return [], True
+        rows = [row]
+        while len(rows) < self.rows_per_run:
+            try:
+                row = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if row is None:
+                return rows, True
+            rows.append(row)
+        return rows, False
+
     def _run_rows(self) -> None:
         try:
-            while (row := self._queue.get()) is not None:
-                close_old_connections()
-                if self.claim_ahead and self.should_stop():
-                    self._give_back_unstarted(row)
-                    continue
-                began = time.monotonic()
-                try:
-                    commit_without_waiting_for_the_disk(self.using)
-                    leases.run_row(self.registration, row)
-                except Exception:
-                    # run_row records the handler's failure; this is the database failing
-                    # while it did (a restart, a cut connection). This worker is alive, so
-                    # the lease would hold the row for long: give it back now, on a new
-                    # connection (the handler may have done its work: handlers are safe
-                    # to run twice). If that fails too, the lease brings it back.
-                    logger.exception("%s %s could not be recorded", self.label, row.pk)
-                    self._give_back(row)
-                finally:
-                    with self._lock:
-                        key = self._forget(row)
-                        if self.per_key_limit is not None:
-                            recent = self._recent_seconds.setdefault(key, deque(maxlen=FAST_RUNS))
-                            recent.append(time.monotonic() - began)
-                        self._ran += 1
-                        refill = len(self._in_hand) < self._refills_at()
-                    if refill:
-                        self.wake.set()
+            stopping = False
+            while not stopping:
+                rows, stopping = self._next_rows()
+                if rows:
+                    self._run(rows)
         finally:
             connections.close_all()
+
+    def _run(self, rows: list[LeasedWork]) -> None:
+        close_old_connections()
+        if self.claim_ahead and self.should_stop():
+            for row in rows:
+                self._give_back_unstarted(row)
+            return
+        began = time.monotonic()
+        try:
+            commit_without_waiting_for_the_disk(self.using)
+            if self.registration.run_many is None:
+                leases.run_row(self.registration, rows[0])
+            else:
+                leases.run_rows(self.registration, rows)
+        except Exception:
+            # run_row(s) records the handler's failure; this is the database failing while
+            # it did (a restart, a cut connection). This worker is alive, so the lease would
+            # hold the rows for long: give them back now, on a new connection (the handler
+            # may have done its work: handlers are safe to run twice). If that fails too,
+            # the lease brings them back.
+            logger.exception(
+                "%s %s could not be recorded", self.label, ", ".join(str(row.pk) for row in rows)
+            )
+            self._give_back(rows)
+        finally:
+            seconds = time.monotonic() - began
+            with self._lock:
+                for row in rows:
+                    key = self._forget(row)
+                    if self.per_key_limit is not None:
+                        recent = self._recent_seconds.setdefault(key, deque(maxlen=FAST_RUNS))
+                        recent.append(seconds)
+                self._ran += len(rows)
+                refill = len(self._in_hand) < self._refills_at()
+            if refill:
+                self.wake.set()
 
     def _give_back_unstarted(self, row: LeasedWork) -> None:
         """A row claimed ahead when the worker stops: back to the table for any worker."""
@@ -334,13 +379,14 @@ class Lane:
             del self._per_key[key]
         return key
 
-    def _give_back(self, row: LeasedWork) -> None:
+    def _give_back(self, rows: list[LeasedWork]) -> None:
         connections.close_all()
-        try:
-            leases.release(row)
-        except Exception:
-            logger.warning("%s %s is left to its lease", self.label, row.pk, exc_info=True)
-            connections.close_all()
+        for row in rows:
+            try:
+                leases.release(row)
+            except Exception:
+                logger.warning("%s %s is left to its lease", self.label, row.pk, exc_info=True)
+                connections.close_all()
 
     def _dispatch(self) -> None:
         try:
@@ -372,7 +418,7 @@ class Lane:
         return self._sleeping.is_set() and not self.wake.is_set()
 
     def start(self) -> None:
-        for number in range(self.threads):
+        for number in range(self.runners):
             runner = threading.Thread(
                 target=self._run_rows, name=f"{self.label}-{number}", daemon=True
             )
@@ -407,6 +453,8 @@ class Lane:
             report = LaneReport(
                 label=self.label,
                 threads=self.threads,
+                runners=self.runners,
+                rows_per_run=self.rows_per_run,
                 batch_size=self.registration.batch_size,
                 per_key_limit=self.per_key_limit,
                 in_hand=len(self._in_hand),
@@ -442,11 +490,13 @@ def log_reports(lanes: list[Lane], *, worker_id: str, elapsed: float) -> None:
     for lane in lanes:
         report = lane.report()
         logger.info(
-            "Worker %s lane %s: %d threads, batches of %d, at most %s per key, "
-            "%d in hand, %d run in the last %d s, lag %.1f s",
+            "Worker %s lane %s: %d rows at once (%d threads of %d), claims of %d, "
+            "at most %s per key, %d in hand, %d run in the last %d s, lag %.1f s",
             worker_id,
             report.label,
             report.threads,
+            report.runners,
+            report.rows_per_run,
             report.batch_size,
             report.per_key_limit if report.per_key_limit is not None else "-",
             report.in_hand,

@@ -1,8 +1,12 @@
 """CRM bulk mail (issue 11, P3): Kizuna's outbox and `kizuna worker` against raw smtplib.
 
 Both send to the same aiosmtpd server (a process of its own on loopback), in the same run,
-with the same number of SMTP connections in parallel (--connections, default: the threads
-of the worker's mail lane):
+with the same number of SMTP connections in parallel (--connections, default: the rows the
+worker's mail lane sends at once, `concurrency` of its registration). The worker's lane runs
+them as threads of several connections each (rows_per_run: one thread begins a message on
+each of its connections, fences them in one statement and sends their dots), so its SMTP
+connections in all are threads x connections per thread = --connections; the benchmark
+counts them that way and prints both factors.
 
 1. Kizuna: `queue_emails()` renders and queues N messages to N leads in one transaction
    (what the compose page runs), then a real `kizuna worker` process, started and idle
@@ -163,7 +167,7 @@ def database_writes_floor(outbox: Any, group: int) -> float:
     """CPU seconds of this process for the database writes the worker cannot do without,
     alone: for every message a lease renewed before its final dot and a "sent" mark with
     its timeline entry after the 250, in groups of `group` messages a transaction each (as
-    the worker's sending threads share them), run from one thread. Counts SQLite's work
+    a sending thread writes its batch), run from one thread. Counts SQLite's work
     (in this process), not PostgreSQL's (its server)."""
     from django.db import transaction
 
@@ -200,13 +204,18 @@ def child(
     from kizuna.work.leases import WorkStatus
 
     call_command("migrate", verbosity=0)
-    lane_threads = next(
-        registration.concurrency
+    mail_registration = next(
+        registration
         for registration in leases.registrations()
         if registration.model is OutgoingMessage
     )
+    lane_threads = mail_registration.concurrency
     connections = connections or lane_threads or 1
     assert connections % processes == 0, "--connections must be a multiple of --workers"
+    # A worker's lane: `connections // processes` rows at once, as threads of rows_per_run
+    # rows, each row of a thread's batch on an SMTP connection of its own (lanes.Lane).
+    per_thread = min(mail_registration.rows_per_run, connections // processes)
+    threads_per_worker = max(1, (connections // processes) // per_thread)
     organization = Organization.objects.create(name="Bench")
     sender = User.objects.create_user("ada@example.com", "x" * 20, full_name="Ada Lovelace")
     leads = Lead.objects.bulk_create(
@@ -307,12 +316,14 @@ def child(
     raw_sink_cpu = cpu_seconds(sink.process.pid) - raw_sink_cpu
     assert sink.count() == count, f"the baseline delivered {sink.count()} of {count}"
     sink.stop()
-    writes_cpu = database_writes_floor(outbox, connections // processes)
+    writes_cpu = database_writes_floor(outbox, per_thread)
 
     return {
         "database": connection.vendor,
         "count": count,
         "connections": connections,
+        "threads_per_worker": threads_per_worker,
+        "connections_per_thread": per_thread,
         "workers": processes,
         "kizuna_seconds": kizuna_seconds,
         "queue_seconds": queued,
@@ -361,11 +372,20 @@ def _processes(result: dict[str, Any]) -> str:
     return f" in {workers} processes ({workers} workers; the baseline in {workers} processes)"
 
 
+def _threads(result: dict[str, Any]) -> str:
+    if "threads_per_worker" not in result:
+        return ""
+    return (
+        f" (a worker: {result['threads_per_worker']} sending thread(s) x "
+        f"{result['connections_per_thread']} connections)"
+    )
+
+
 def describe(result: dict[str, Any]) -> str:
     return (
         f"{result['database']}, {result['count']:,} messages of about "
         f"{result['message_bytes']:,} bytes, {result['connections']} SMTP connections on each "
-        f"side{_processes(result)}: Kizuna {result['kizuna_rate']:,.0f} msg/s "
+        f"side{_processes(result)}{_threads(result)}: Kizuna {result['kizuna_rate']:,.0f} msg/s "
         f"({result['kizuna_seconds']:.1f} s, "
         f"of which queue_emails {result['queue_seconds']:.1f} s), raw smtplib "
         f"{result['raw_rate']:,.0f} msg/s ({result['raw_seconds']:.1f} s): ratio "
@@ -374,7 +394,8 @@ def describe(result: dict[str, Any]) -> str:
         f"{result['baseline_server_cpu_ms_per_message']:.2f} ms); raw smtplib's own CPU "
         f"{result['baseline_client_cpu_ms_per_message']:.2f} ms a message; the worker's "
         f"database writes alone {result['writes_cpu_ms_per_message']:.2f} ms a message "
-        f"(in groups of {result['connections'] // result.get('workers', 1)}); peak RSS of a worker "
+        f"(in groups of {result.get('connections_per_thread', result['connections'])}); "
+        "peak RSS of a worker "
         f"{result['worker_rss_peak_mb']:.0f} MB "
         f"(idle {result['worker_rss_idle_mb']:.0f} MB); {result['load_during']}"
     )

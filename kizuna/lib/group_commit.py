@@ -1,8 +1,8 @@
 """Group commit: the threads of a worker's lane share one transaction for their small writes.
 
-A thread of a lane writes to the database for each row it works on (CRM mail: its lease
-checked and renewed before the final dot, the row marked sent with its timeline entry after
-the 250; a webhook delivery: its attempt and its "done" mark). Committed one by one, each
+A thread of a lane writes to the database for each row it works on (a webhook delivery: its
+attempt and its "done" mark; CRM mail did too, until one sending thread wrote each step of a
+whole batch in one statement of its own). Committed one by one, each
 commit waits on PostgreSQL for the WAL to reach the disk and takes SQLite's write lock. A
 thread hands its write to `GroupCommit.run()` instead: the first one in leads and runs, in
 one transaction, every write handed in meanwhile; the others wait for that commit. Nobody
@@ -20,7 +20,7 @@ rollback: fenced UPDATEs and INSERTs are).
 
 Writes of one kind can share their statements too: `run_batched(write_all, argument)`
 hands the group's arguments of `write_all` to one call, `write_all(arguments)`, which
-returns each one's result in order (one UPDATE for the "sent" marks of eight threads
+returns each one's result in order (one UPDATE for the "done" marks of eight threads
 instead of eight).
 
 A group whose writes are one statement that is atomic by itself (a webhook lane's attempts

@@ -44,7 +44,6 @@ from kizuna.crm.models import Activity, ActivityKind, Contact, Lead, Organizatio
 from kizuna.identity import mailbox
 from kizuna.identity.models import User
 from kizuna.lib import prepared as plain
-from kizuna.lib.group_commit import GroupCommit
 from kizuna.work import lanes, leases, wakeup
 from kizuna.work.leases import WorkStatus
 
@@ -737,23 +736,8 @@ def _mark_sent(message: OutgoingMessage) -> Activity | None:
         return _mark_sent_now(message)
 
 
-# A worker's sending threads commit their lease checks and "sent" marks in groups: a write
-# handed in while another thread's commit runs goes into the next shared transaction
-# (group_commit.py). Each write is still committed before its thread goes on. On PostgreSQL
-# the lease checks and the "sent" marks are two groups, each with its own commit under way:
-# with one, a thread waited behind the other kind's commits too (py-spy: the sending threads
-# waited in the group commit 77% of their time, 10,000 messages). SQLite has one writer at a
-# time (a second group would only queue for its lock): one group there.
-_lease_checks = GroupCommit()
-_sent_marks = GroupCommit()
-
-
-def _marks_group(vendor: str) -> GroupCommit:
-    return _sent_marks if vendor == "postgresql" else _lease_checks
-
-
 def _renew_leases(messages: Sequence[OutgoingMessage]) -> list[bool]:
-    """Renew the leases of a group's messages in one fenced UPDATE; per message, whether
+    """Renew the leases of a batch's messages in one fenced UPDATE; per message, whether
     this worker still held it."""
     until = timezone.now() + timedelta(seconds=OutgoingMessage.lease_seconds)
     return leases.update_each_if_held(messages, leased_until=until)
@@ -772,7 +756,7 @@ def _commit_without_waiting_for_the_disk() -> str:
 
 
 def _mark_all_sent(messages: Sequence[OutgoingMessage]) -> list[bool]:
-    """Mark a group's messages sent with their timeline entries: one fenced UPDATE and one
+    """Mark a batch's messages sent with their timeline entries: one fenced UPDATE and one
     INSERT (the entries of the messages this worker still held)."""
     now = timezone.now()
     marked = leases.update_each_if_held(
@@ -821,46 +805,69 @@ _SENT_ENTRY_FIELDS = (
 )
 
 
-def _still_held(message: OutgoingMessage) -> bool:
-    """Renew the lease just before the final dot: False if another worker took the row."""
-    return _lease_checks.run_batched(_renew_leases, message)
-
-
 def send_outgoing_message(message: OutgoingMessage) -> None:
-    """The worker's handler for one outbox row (see transport.py for the ordering).
+    """The worker's handler for one outbox row: send_outgoing_messages([message])."""
+    send_outgoing_messages([message])
 
-    At least once: the row is marked sent only after the server answered 250 to the final
-    dot, so a worker killed in between leaves the row to be sent again (same Message-ID).
+
+def send_outgoing_messages(messages: Sequence[OutgoingMessage]) -> None:
+    """The worker's handler for a batch of outbox rows, in the order transport.py explains:
+    each message begun on an SMTP connection of its own (all but the final dot), the leases
+    of the batch renewed in one fenced statement, committed, the final dot sent for each
+    message this worker still holds (the others dropped unsent), and the sent ones marked
+    with their timeline entries in one transaction.
+
+    At least once: a row is marked sent only after the server answered 250 to its final dot,
+    so a worker killed in between leaves it to be sent again (same Message-ID). Each message
+    keeps its own outcome: refused for good (5xx, a message that cannot be built) fails it,
+    refused for now (4xx) or a network error retries it later; the others are sent.
     """
-    email = build_email(message)
-    connection = transport.backend()
-    if not isinstance(connection, SmtpBackend):
-        _send_through_backend(message, email, connection)
+    if not messages:
         return
-    vendor = _commit_without_waiting_for_the_disk()
-    delivery = transport.SmtpDelivery(connection, email)
-    try:
-        delivery.begin()
-        if not _still_held(message):
-            # Another worker holds this row now: it sends the message, we must not.
-            delivery.abandon()
-            return
-        delivery.finish()
-    except transport.PermanentSendError as error:
-        _fail(message, error=str(error), retry=False)
+    first = transport.backend()
+    if not isinstance(first, SmtpBackend):
+        for message in messages:
+            _send_through_backend(message, build_email(message), first)
         return
-    except transport.TemporarySendError as error:
-        _fail(message, error=str(error), retry=True)
-        return
-    except BaseException:
-        delivery.abandon()  # the database failed before the dot: the server discards it
-        raise
-    if not _marks_group(vendor).run_batched(_mark_all_sent, message):
-        logger.warning(
-            "Email %s was taken over by another worker while the server took it: "
-            "it may arrive twice (same Message-ID)",
-            message.pk,
+    _commit_without_waiting_for_the_disk()
+    batch = [
+        (message, transport.SmtpDelivery(connection, build_email(message)))
+        for message, connection in zip(
+            messages, transport.smtp_backends(len(messages)), strict=True
         )
+    ]
+    transport.begin_together([delivery for _, delivery in batch])
+    begun = [(message, delivery) for message, delivery in batch if delivery.error is None]
+    try:
+        # One statement, committed by itself (autocommit): a transaction around it cost two
+        # more round trips to PostgreSQL, which the sending thread waits for.
+        held = _renew_leases([message for message, _ in begun])
+    except BaseException:
+        for _, delivery in begun:
+            delivery.abandon()  # the database failed before the dots: the server discards them
+        raise
+    finishing = []
+    for (message, delivery), is_held in zip(begun, held, strict=True):
+        if is_held:
+            finishing.append((message, delivery))
+        else:
+            delivery.abandon()  # another worker holds this row now: it sends the message
+    transport.finish_together([delivery for _, delivery in finishing])
+    sent = [message for message, delivery in finishing if delivery.error is None]
+    if sent:
+        with transaction.atomic():
+            marked = _mark_all_sent(sent)
+        for message, is_marked in zip(sent, marked, strict=True):
+            if not is_marked:
+                logger.warning(
+                    "Email %s was taken over by another worker while the server took it: "
+                    "it may arrive twice (same Message-ID)",
+                    message.pk,
+                )
+    for message, delivery in batch:
+        if delivery.error is not None:
+            retry = isinstance(delivery.error, transport.TemporarySendError)
+            _fail(message, error=str(delivery.error), retry=retry)
 
 
 def _send_through_backend(message: OutgoingMessage, email: EmailMessage, connection: Any) -> None:

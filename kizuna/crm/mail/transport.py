@@ -18,8 +18,15 @@ never lost:
   Kizuna once did) loses the message instead when the worker dies in that window,
   and with four sending threads per worker a kill lands there often.
 
-The SMTP connection is kept open between messages of one process (a worker sends
-batches), and reopened after an error or a quiet minute.
+A worker's sending thread keeps several SMTP connections open (backends()) and sends a
+batch of messages, one on each, step by step together (begin_together(), finish_together()):
+every connection's MAIL FROM is written before the first reply is read, then RCPT TO, DATA
+and the message, then, after one fenced lease renewal for the whole batch, the final dots.
+So one thread keeps the server busy on all its connections, as one thread per connection
+did, without a thread hand-off or a group commit for every message. Each message of a batch
+keeps its own outcome: a refused recipient or a dropped connection fails that message only.
+
+Connections are kept open between batches, and reopened after an error or a quiet minute.
 """
 
 from __future__ import annotations
@@ -31,11 +38,13 @@ import smtplib
 import socket
 import threading
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from email.generator import BytesGenerator
 from email.message import Message
 from email.utils import formatdate
 from io import BytesIO
-from typing import Any
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.core.mail import get_connection
@@ -55,23 +64,48 @@ class TemporarySendError(Exception):
     """The message was not accepted this time (4xx, network): retry later."""
 
 
+@dataclass
+class _Kept:
+    backend: BaseEmailBackend
+    used_at: float
+
+
 def backend() -> BaseEmailBackend:
     """This thread's email backend, kept open between messages."""
-    current: BaseEmailBackend | None = getattr(_local, "backend", None)
+    return backends(1)[0]
+
+
+def backends(count: int) -> list[BaseEmailBackend]:
+    """`count` email backends of this thread (an SMTP connection each), kept open between
+    messages; one unused for a minute is made anew (backend() is the first)."""
+    kept: list[_Kept] = getattr(_local, "kept", None) or []
     now = time.monotonic()
-    if current is not None and now - getattr(_local, "used_at", 0.0) > IDLE_SECONDS:
-        reset()
-        current = None
-    if current is None:
-        current = get_connection(fail_silently=False)
-        _local.backend = current
-    _local.used_at = now
-    return current
+    for number, item in enumerate(kept[:count]):
+        if now - item.used_at > IDLE_SECONDS:
+            if number == 0:
+                _local.cache = None  # a quiet minute: look the senders up again
+            _close(item.backend)
+            item.backend = get_connection(fail_silently=False)
+    while len(kept) < count:
+        kept.append(_Kept(get_connection(fail_silently=False), now))
+    _local.kept = kept
+    for item in kept[:count]:
+        item.used_at = now
+    return [item.backend for item in kept[:count]]
+
+
+def smtp_backends(count: int) -> list[SmtpBackend]:
+    """backends(count), when Django's SMTP backend is the one configured."""
+    found = backends(count)
+    smtp = [backend for backend in found if isinstance(backend, SmtpBackend)]
+    if len(smtp) != len(found):
+        raise TypeError("the configured email backend is not Django's SMTP backend")
+    return smtp
 
 
 def connection_cache() -> dict[Any, Any]:
-    """A dict that lives as long as this thread's backend: what the messages sent over one
-    connection share (the sender's address of a batch), forgotten with the backend."""
+    """A dict that lives as long as this thread's backends: what the messages sent over its
+    connections share (the sender's address of a batch), forgotten with them."""
     cache: dict[Any, Any] | None = getattr(_local, "cache", None)
     if cache is None:
         cache = _local.cache = {}
@@ -79,13 +113,18 @@ def connection_cache() -> dict[Any, Any]:
 
 
 def reset() -> None:
-    """Forget this thread's backend (settings changed, or a non-SMTP backend failed)."""
-    current: BaseEmailBackend | None = getattr(_local, "backend", None)
-    _local.backend = None
+    """Forget this thread's backends (settings changed, or a non-SMTP backend failed)."""
+    kept: list[_Kept] = getattr(_local, "kept", None) or []
+    _local.kept = []
     _local.cache = None
+    for item in kept:
+        _close(item.backend)
+
+
+def _close(current: BaseEmailBackend) -> None:
     if isinstance(current, SmtpBackend):
         reset_backend(current)
-    elif current is not None:
+    else:
         with contextlib.suppress(Exception):  # closing a broken connection
             current.close()
 
@@ -326,14 +365,19 @@ def _part_headers(subtype: str, part: tuple[bytes, bool]) -> str:
 
 
 class SmtpDelivery:
-    """One message on the shared SMTP connection: begin() up to the final dot, then finish()."""
+    """One message on an SMTP connection of its own: begin() up to the final dot, then
+    finish(); begin_together() and finish_together() do the same for several at once."""
 
     def __init__(self, smtp_backend: SmtpBackend, message: EmailMessage) -> None:
         self.smtp_backend = smtp_backend
         self.message = message
+        # What failed this message (begin_together, finish_together); None while it goes on.
+        self.error: PermanentSendError | TemporarySendError | None = None
+        self._envelope_of: tuple[str, list[str], bytes] | None = None
+        self._opened_now = False
 
     def begin(self) -> None:
-        sender, recipients, data = envelope(self.message)
+        sender, recipients, data = self._envelope_of or envelope(self.message)
         for attempt in (1, 2):
             try:
                 self._open()
@@ -355,10 +399,7 @@ class SmtpDelivery:
             if code != 354:
                 connection.rset()
                 raise _classify(code, response)
-            quoted = re.sub(rb"(?m)^\.", b"..", data)
-            if not quoted.endswith(b"\r\n"):
-                quoted += b"\r\n"
-            connection.send(quoted)
+            connection.send(_dot_stuffed(data))
         except (smtplib.SMTPException, OSError) as error:
             reset_backend(self.smtp_backend)
             raise TemporarySendError(f"{type(error).__name__}: {error}") from error
@@ -394,20 +435,180 @@ class SmtpDelivery:
 
     def finish(self) -> None:
         """Send the final dot: from here on the server has the message."""
-        connection = self.smtp_backend.connection
-        assert connection is not None
-        try:
-            connection.send(b".\r\n")
-            code, response = connection.getreply()
-        except (smtplib.SMTPException, OSError) as error:
-            reset_backend(self.smtp_backend)
-            raise TemporarySendError(f"{type(error).__name__}: {error}") from error
-        if code != 250:
-            raise _classify(code, response)
+        self._send_dot()
+        self._read_dot()
 
     def abandon(self) -> None:
         """Drop the connection mid-DATA: the server discards the unterminated message."""
         reset_backend(self.smtp_backend)
+
+    # The steps of begin_together() and finish_together(): each writes one command, or
+    # reads its reply, and raises PermanentSendError or TemporarySendError for this message.
+
+    def _connection(self) -> smtplib.SMTP:
+        connection = self.smtp_backend.connection
+        assert connection is not None
+        return connection
+
+    def _command(self, name: str, argument: str = "") -> None:
+        try:
+            self._connection().putcmd(name, argument)
+        except (smtplib.SMTPException, OSError) as error:
+            self._lost(error)
+
+    def _reply(self, expected: tuple[int, ...], *, first: bool = False) -> None:
+        """Read the reply to this connection's last command; `first`: the first command of
+        the message, where a kept-open connection may turn out closed by the server."""
+        try:
+            code, response = self._connection().getreply()
+        except (smtplib.SMTPException, OSError) as error:
+            if (
+                first
+                and not self._opened_now
+                and isinstance(error, smtplib.SMTPServerDisconnected | ConnectionError)
+            ):
+                reset_backend(self.smtp_backend)
+                raise _BeginAlone from error
+            self._lost(error)
+        if code not in expected:
+            try:
+                self._connection().rset()
+            except (smtplib.SMTPException, OSError):
+                reset_backend(self.smtp_backend)
+            raise _classify(code, response)
+
+    def _lost(self, error: Exception) -> NoReturn:
+        reset_backend(self.smtp_backend)
+        raise TemporarySendError(f"{type(error).__name__}: {error}") from error
+
+    def _send_mail_from(self) -> None:
+        """The message's bytes, its connection (opened if need be) and its MAIL FROM: built
+        one message after the other, so the server works on the first while the next is
+        built."""
+        self._envelope_of = envelope(self.message)
+        sender, _, data = self._envelope_of
+        self._opened_now = self.smtp_backend.connection is None
+        try:
+            self._open()
+            self._connection().ehlo_or_helo_if_needed()
+        except (smtplib.SMTPException, OSError) as error:
+            self._lost(error)
+        connection = self._connection()
+        options = ""
+        if connection.does_esmtp and connection.has_extn("size"):
+            options = f" size={len(data)}"
+        try:
+            connection.putcmd("mail", f"from:{_sender_path(sender)}{options}")
+        except OSError as error:
+            if self._opened_now:
+                self._lost(error)
+            reset_backend(self.smtp_backend)
+            raise _BeginAlone from error
+
+    def _read_mail_from(self) -> None:
+        self._reply((250,), first=True)
+
+    def _send_recipient(self, number: int) -> None:
+        assert self._envelope_of is not None
+        self._command("rcpt", f"TO:{smtp_path(self._envelope_of[1][number])}")
+
+    def _read_recipient(self) -> None:
+        self._reply((250, 251))
+
+    def _send_data(self) -> None:
+        self._command("data")
+
+    def _read_data(self) -> None:
+        assert self._envelope_of is not None
+        self._reply((354,))
+        self._send_raw(_dot_stuffed(self._envelope_of[2]))
+
+    def _send_dot(self) -> None:
+        self._send_raw(b".\r\n")
+
+    def _send_raw(self, data: bytes) -> None:
+        try:
+            self._connection().send(data)
+        except (smtplib.SMTPException, OSError) as error:
+            self._lost(error)
+
+    def _read_dot(self) -> None:
+        try:
+            code, response = self._connection().getreply()
+        except (smtplib.SMTPException, OSError) as error:
+            self._lost(error)
+        if code != 250:
+            raise _classify(code, response)
+
+
+class _BeginAlone(Exception):
+    """A kept-open connection was closed by the server: begin this message alone, anew."""
+
+
+def _dot_stuffed(data: bytes) -> bytes:
+    quoted = re.sub(rb"(?m)^\.", b"..", data)
+    return quoted if quoted.endswith(b"\r\n") else quoted + b"\r\n"
+
+
+def _step(
+    deliveries: list[SmtpDelivery],
+    write: Callable[[SmtpDelivery], None],
+    read: Callable[[SmtpDelivery], None],
+) -> list[SmtpDelivery]:
+    """write() on every delivery's connection, then read() each reply: the deliveries that
+    go on (a failed one keeps its error; one begun again alone has begun already)."""
+    written = []
+    for delivery in deliveries:
+        if _attempt(delivery, write):
+            written.append(delivery)
+    return [delivery for delivery in written if _attempt(delivery, read)]
+
+
+def _attempt(delivery: SmtpDelivery, step: Callable[[SmtpDelivery], None]) -> bool:
+    try:
+        step(delivery)
+    except (PermanentSendError, TemporarySendError) as error:
+        delivery.error = error
+        return False
+    except _BeginAlone:
+        try:
+            delivery.begin()
+        except (PermanentSendError, TemporarySendError) as error:
+            delivery.error = error
+        return False
+    return True
+
+
+def begin_together(deliveries: Sequence[SmtpDelivery]) -> None:
+    """begin() of each delivery, each on its own connection, step by step: every MAIL FROM
+    is written before the first of their replies is read, then each RCPT TO, then DATA and
+    the messages. A delivery that fails keeps its error (.error) and the others go on."""
+    going = _step(list(deliveries), SmtpDelivery._send_mail_from, SmtpDelivery._read_mail_from)
+    most = max((len(_recipients(delivery)) for delivery in going), default=0)
+    for number in range(most):
+        to_this = [delivery for delivery in going if number < len(_recipients(delivery))]
+        others = [delivery for delivery in going if number >= len(_recipients(delivery))]
+        going = others + _step(
+            to_this,
+            functools.partial(SmtpDelivery._send_recipient, number=number),
+            SmtpDelivery._read_recipient,
+        )
+    _step(going, SmtpDelivery._send_data, SmtpDelivery._read_data)
+
+
+def _recipients(delivery: SmtpDelivery) -> list[str]:
+    assert delivery._envelope_of is not None
+    return delivery._envelope_of[1]
+
+
+def finish_together(deliveries: Sequence[SmtpDelivery]) -> None:
+    """finish() of each begun delivery: every final dot is written before the first 250 is
+    read. A delivery that fails keeps its error (.error)."""
+    _step(
+        [delivery for delivery in deliveries if delivery.error is None],
+        SmtpDelivery._send_dot,
+        SmtpDelivery._read_dot,
+    )
 
 
 def reset_backend(smtp_backend: SmtpBackend) -> None:

@@ -120,10 +120,14 @@ class Inbox:
     # Called with the session at RCPT and after a message is taken (before the 250).
     on_rcpt: Callable[[Any], object] | None = None
     on_message: Callable[[Any], None] | None = None
+    # Called with the address at RCPT, before it is answered.
+    on_recipient: Callable[[str], None] | None = None
 
     async def handle_RCPT(self, server, session, envelope, address, options) -> str:
         if self.on_rcpt is not None:
             self.on_rcpt(session)
+        if self.on_recipient is not None:
+            self.on_recipient(address)
         if address in self.refuse_rcpt:
             return self.refuse_rcpt[address]
         envelope.rcpt_tos.append(address)

@@ -152,7 +152,8 @@ def test_outbound_connections_start_only_in_lib_http() -> None:
             if "socket" in names:
                 sockets.add(relative)
 
-    assert set(clients) == {"kizuna/lib/http.py"}
+    # kizuna/lib/http.py speaks HTTP/1.1 on sockets of its own (no client library).
+    assert set(clients) <= {"kizuna/lib/http.py"}
     assert sockets - {"kizuna/lib/http.py"} == set(SOCKET_USERS)
 
 

@@ -240,7 +240,7 @@ def test_post_tries_the_next_checked_address_when_one_refuses(receiver: Receiver
     real = socket.getaddrinfo
 
     def resolve(host, port, *args, **kwargs):
-        if host != "crm.internal":  # httpx resolving the checked address itself
+        if host != "crm.internal":
             return real(host, port, *args, **kwargs)
         return [
             (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.2", port)),

@@ -114,7 +114,7 @@ def test_p2_a_new_connection_closed_without_an_answer_is_a_failure_not_retried(
 ):
     closing_server.answers_per_connection = 0
 
-    with pytest.raises(http.ConnectionFailed, match="RemoteProtocolError"):
+    with pytest.raises(http.ConnectionFailed, match="closed the connection without an answer"):
         post(closing_server)
 
     assert closing_server.requests == [(1, False)]

@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+import certifi
+
 __all__ = [
     "MAX_REQUEST_BYTES",
     "MAX_RESPONSE_BYTES",
@@ -445,7 +447,7 @@ def _request_head(
     if content is not None:
         lines.append(f"Content-Length: {len(content)}")
     lines.append("\r\n")
-    # Like httpx: a header value that is not ASCII raises UnicodeEncodeError (a ValueError).
+    # A header value beyond ASCII raises UnicodeEncodeError (a ValueError), as under httpx.
     return "\r\n".join(lines).encode("ascii")
 
 
@@ -484,8 +486,6 @@ def _default_tls_context() -> ssl.SSLContext:
     process: loading the CA bundle for each request was about 40 % of the time of a webhook
     delivery to a receiver on loopback (bench/integration_intake.py --profile=worker). A
     context is safe to share between threads and requests."""
-    import certifi
-
     if os.environ.get("SSL_CERT_FILE"):
         context = ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
     elif os.environ.get("SSL_CERT_DIR"):

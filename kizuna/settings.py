@@ -287,9 +287,6 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": "INFO"},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
-        # httpx logs every request at INFO with its full URL, which may carry a token:
-        # kizuna.survey.webhooks logs failures itself, naming only the origin.
-        "httpx": {"level": "WARNING"},
     },
 }
 

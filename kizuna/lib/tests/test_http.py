@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from kizuna.lib import http
+from kizuna.lib import http, http_connections
 from kizuna.testing.receiver import Answer, Receiver, tls_receiver
 
 
@@ -484,7 +484,7 @@ def test_the_least_recently_used_connections_beyond_the_bound_are_closed(
     receiver: Receiver, monkeypatch
 ):
     receiver.keep_alive = True
-    monkeypatch.setattr(http, "MAX_POOLS", 1)
+    monkeypatch.setattr(http_connections, "MAX_POOLS", 1)
     by_name = f"http://localhost:{receiver.port}/hook"
     origins = [receiver.origin, f"http://localhost:{receiver.port}"]
 

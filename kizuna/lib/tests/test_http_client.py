@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from kizuna.lib import http
+from kizuna.lib import http, http_connections
 from kizuna.testing.receiver import self_signed_certificate
 
 # What to do with one request on a connection: send bytes, or act on the socket.
@@ -296,7 +296,7 @@ def test_p2_the_request_line_carries_the_path_and_query_percent_encoded_without_
 
 
 def test_p2_at_most_the_bound_of_connections_to_one_address_at_once(server: RawServer, monkeypatch):
-    monkeypatch.setattr(http, "MAX_CONNECTIONS_PER_ADDRESS", 1)
+    monkeypatch.setattr(http_connections, "MAX_CONNECTIONS_PER_ADDRESS", 1)
     server.answer(late(NO_CONTENT, pause=1))
     slow = threading.Thread(target=post, args=(server,), kwargs={"timeout_seconds": 10})
     slow.start()
@@ -313,7 +313,7 @@ def test_p2_at_most_the_bound_of_connections_to_one_address_at_once(server: RawS
 def test_p2_connections_idle_for_the_keep_alive_time_are_closed_by_the_client(
     server: RawServer, monkeypatch
 ):
-    monkeypatch.setattr(http, "KEEPALIVE_SECONDS", 0.1)
+    monkeypatch.setattr(http_connections, "KEEPALIVE_SECONDS", 0.1)
 
     post(server)
 

@@ -78,7 +78,8 @@ MODULES = [
         "leases",
         "kizuna/work/leases.py",
         "kizuna/work/tests/test_lease*.py kizuna/work/tests/test_lanes.py "
-        "kizuna/work/tests/test_claim_ahead.py kizuna/crm/mail/tests/test_sent_marks.py",
+        "kizuna/work/tests/test_claim_ahead.py kizuna/work/tests/test_lane_batches.py "
+        "kizuna/crm/mail/tests/test_sent_marks.py",
     ),
     Module(
         "worker",

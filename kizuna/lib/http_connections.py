@@ -220,16 +220,20 @@ class _Connection:
     def _fill(self, request: Request, size: int, body: bytearray) -> None:
         """Read until the buffer holds `size` bytes; _BodyTimedOut carries `body` so far."""
         while len(self.buffer) < size:
-            try:
-                more = self.receive(request.deadline)
-            except TimeoutError as error:
-                raise _BodyTimedOut(body) from error
-            except OSError as error:
-                raise ConnectionFailed(f"{type(error).__name__}: {error}") from error
-            if not more:
+            if not self._receive_body(request, body):
                 raise ConnectionFailed(
                     "The server closed the connection before the end of its answer."
                 )
+
+    def _receive_body(self, request: Request, body: bytearray) -> bool:
+        """receive() while a body arrives: the time limit is _BodyTimedOut (with `body` so
+        far), a socket error ConnectionFailed; False at the end of the stream."""
+        try:
+            return self.receive(request.deadline)
+        except TimeoutError as error:
+            raise _BodyTimedOut(body) from error
+        except OSError as error:
+            raise ConnectionFailed(f"{type(error).__name__}: {error}") from error
 
     def _take(self, request: Request, body: bytearray, size: int) -> None:
         """Move the next `size` bytes (read as they come) to `body`, cut at the body limit
@@ -296,13 +300,7 @@ class _Connection:
                 return body, False
             body += self.buffer
             self.buffer.clear()
-            try:
-                more = self.receive(request.deadline)
-            except TimeoutError as error:
-                raise _BodyTimedOut(body) from error
-            except OSError as error:
-                raise ConnectionFailed(f"{type(error).__name__}: {error}") from error
-            if not more:
+            if not self._receive_body(request, body):
                 return body, True
 
 

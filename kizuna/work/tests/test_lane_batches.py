@@ -138,3 +138,46 @@ def test_p3_a_lane_renews_every_row_of_its_batches_and_gives_a_batch_back_when_t
         (f"k{number}", WorkStatus.PENDING, 0, "") for number in range(6)
     ]
     assert lane.free_threads() == 3
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ({"run_many": print, "rows_per_run": 3}, (print, 3)),
+        ({"run_many": print}, (print, 1)),
+        ({"run_many": print, "rows_per_run": 0}, (print, 1)),
+        ({"rows_per_run": 5}, (None, 1)),
+    ],
+    ids=["batches-of-3", "batches-of-1-unless-told", "at-least-1", "no-batch-handler"],
+)
+def test_p3_a_kind_registers_its_batch_handler_and_how_many_rows_a_batch_takes(
+    monkeypatch, given, kept
+):
+    """rows_per_run is the batch handler's: a kind without one runs its rows one by one."""
+    monkeypatch.setattr(leases, "_registry", {})
+
+    leases.register(ProbeWork, lambda row: None, **given)
+
+    [registration] = leases.registrations()
+    assert (registration.run_many, registration.rows_per_run) == kept
+
+
+def test_p3_a_round_of_run_due_work_runs_a_batch_kind_in_batches_each_row_once(
+    monkeypatch, due_rows
+):
+    """kizuna worker --batch (run_due_work) hands a kind with a batch handler its claimed rows
+    rows_per_run at a time, each row in one batch only."""
+    batches: list[list[str]] = []
+
+    def run_many(rows: list[ProbeWork]) -> None:
+        batches.append([row.key for row in rows])
+        leases.mark_each_done(rows)
+
+    monkeypatch.setattr(leases, "_registry", {})
+    leases.register(ProbeWork, lambda row: None, batch_size=5, run_many=run_many, rows_per_run=2)
+    register_worker("batches")
+
+    assert leases.run_due_work(worker_id="batches") == 5
+
+    assert batches == [["k0", "k1"], ["k2", "k3"], ["k4"]]
+    assert [status for (status,) in rows_as("status")].count(WorkStatus.DONE) == 5

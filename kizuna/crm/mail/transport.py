@@ -377,32 +377,17 @@ class SmtpDelivery:
         self._opened_now = False
 
     def begin(self) -> None:
-        sender, recipients, data = self._envelope_of or envelope(self.message)
-        for attempt in (1, 2):
-            try:
-                self._open()
-                self._envelope(sender, recipients, len(data))
-                break
-            except smtplib.SMTPServerDisconnected as error:
-                # A kept-open connection the server closed meanwhile: reconnect once.
-                reset_backend(self.smtp_backend)
-                if attempt == 2:
-                    raise TemporarySendError(str(error) or "server disconnected") from error
-            except OSError as error:
-                reset_backend(self.smtp_backend)
-                raise TemporarySendError(f"{type(error).__name__}: {error}") from error
-        connection = self.smtp_backend.connection
-        assert connection is not None
-        try:
-            connection.putcmd("data")
-            code, response = connection.getreply()
-            if code != 354:
-                connection.rset()
-                raise _classify(code, response)
-            connection.send(_dot_stuffed(data))
-        except (smtplib.SMTPException, OSError) as error:
-            reset_backend(self.smtp_backend)
-            raise TemporarySendError(f"{type(error).__name__}: {error}") from error
+        """Everything but the final dot, for this message alone: the steps of
+        begin_together() one after the other (begin_together() runs it on a new connection
+        when a kept-open one turned out closed by the server)."""
+        self._send_mail_from()
+        self._read_mail_from()
+        assert self._envelope_of is not None
+        for number in range(len(self._envelope_of[1])):
+            self._send_recipient(number)
+            self._read_recipient()
+        self._send_data()
+        self._read_data()
 
     def _open(self) -> None:
         if self.smtp_backend.connection is None:
@@ -412,26 +397,6 @@ class SmtpDelivery:
                 # The final dot goes out as a separate small write: without NODELAY,
                 # Nagle holds it until the server's delayed ACK (~40 ms a message).
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def _envelope(self, sender: str, recipients: list[str], size: int) -> None:
-        connection = self.smtp_backend.connection
-        assert connection is not None
-        connection.ehlo_or_helo_if_needed()
-        # smtplib's mail() and rcpt(), with the paths made by smtp_path().
-        options = ""
-        if connection.does_esmtp and connection.has_extn("size"):
-            options = f" size={size}"
-        connection.putcmd("mail", f"from:{_sender_path(sender)}{options}")
-        code, response = connection.getreply()
-        if code != 250:
-            connection.rset()
-            raise _classify(code, response)
-        for recipient in recipients:
-            connection.putcmd("rcpt", f"TO:{smtp_path(recipient)}")
-            code, response = connection.getreply()
-            if code not in (250, 251):
-                connection.rset()
-                raise _classify(code, response)
 
     def finish(self) -> None:
         """Send the final dot: from here on the server has the message."""
@@ -485,7 +450,7 @@ class SmtpDelivery:
         """The message's bytes, its connection (opened if need be) and its MAIL FROM: built
         one message after the other, so the server works on the first while the next is
         built."""
-        self._envelope_of = envelope(self.message)
+        self._envelope_of = self._envelope_of or envelope(self.message)
         sender, _, data = self._envelope_of
         self._opened_now = self.smtp_backend.connection is None
         try:

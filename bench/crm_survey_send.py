@@ -20,6 +20,10 @@ arrived exactly once, and each survey email's row carries the link of the Survey
 invitation made for its lead, no two alike. Warm-up sends of both kinds (imports, first
 connections) run before the clocks.
 
+Also printed: how long the mail lane had nothing left of a send to send while the worker
+prepared its next part (from the rows' queued and sent times); 0 means the sending never
+waited for the preparation.
+
 Figure: the survey send's rate as a share of plain mail's (target >= 70 %), and how many
 invitation API calls it made (target <= 10 for 10,000), counted in the Survey service's
 access log. Worker CPU a message (from /proc) for each side, and the Survey service's.
@@ -88,7 +92,7 @@ def set_up() -> int:
     Membership.objects.create(organization=organization, user=ada, role=Role.ADMINISTRATOR)
     account = create_account(name="Bench surveys", owner=ada)
     survey = Survey.objects.create(
-        portal=account.portals.first(), title="Bench survey", created_by=ada
+        portal=account.portals.get(), title="Bench survey", created_by=ada
     )
     member = AccountMember.objects.get(account=account, user=ada)
     key = get_or_create_key(member=member, by=ada).reveal()
@@ -156,6 +160,37 @@ def send(
     preparation = BatchPreparation.objects.filter(batch=batch).first()
     assert preparation is None or preparation.status == WorkStatus.DONE, preparation
     return batch, queued, seconds
+
+
+def waiting_for_parts(batch: Any) -> tuple[float, int]:
+    """Seconds the mail lane had nothing of this send left to send while the worker was
+    preparing its next part (from the rows' times: a part's rows are queued at one time,
+    and each is marked sent when it is), and how many parts there were."""
+    from kizuna.crm.mail.models import OutgoingMessage
+
+    rows = OutgoingMessage.objects.filter(batch=batch).values_list("next_attempt_at", "sent_at")
+    return idle_between(list(rows))
+
+
+def idle_between(rows: list[tuple[Any, Any]]) -> tuple[float, int]:
+    """Of (queued at, sent at) pairs: the seconds between the moment every row queued so
+    far was sent and the queueing of the next part, summed; and the number of parts.
+
+    >>> idle_between([(0, 1), (0, 2), (5, 6), (3, 4)])
+    (2.0, 3)
+    """
+    last_sent: dict[Any, Any] = {}
+    for queued, sent in rows:
+        assert sent is not None, "a message not marked sent"
+        last_sent[queued] = max(sent, last_sent.get(queued, sent))
+    waited = 0.0
+    done = None
+    for queued in sorted(last_sent):
+        if done is not None and queued > done:
+            gap = queued - done
+            waited += gap.total_seconds() if hasattr(gap, "total_seconds") else float(gap)
+        done = last_sent[queued] if done is None else max(done, last_sent[queued])
+    return waited, len(last_sent)
 
 
 def check_links(batch: Any, survey_id: int) -> None:
@@ -245,7 +280,7 @@ def child(count: int, directory: Path) -> dict[str, Any]:
 
         calls_before = len(invitation_calls())
         before = cpu()
-        _plain, plain_queue, plain_seconds = send(
+        plain, plain_queue, plain_seconds = send(
             count,
             body_text="Dear {{ lead.full_name }}",
             label="p",
@@ -275,6 +310,8 @@ def child(count: int, directory: Path) -> dict[str, Any]:
     assert set(received) == set(rows), "the server's Message-IDs differ from the outbox's"
     assert twice == 0, f"{twice} Message-IDs arrived more than once"
     check_links(survey, survey_id)
+    plain_waited, plain_parts = waiting_for_parts(plain)
+    survey_waited, survey_parts = waiting_for_parts(survey)
 
     plain_rate = count / plain_seconds
     survey_rate = count / survey_seconds
@@ -295,6 +332,10 @@ def child(count: int, directory: Path) -> dict[str, Any]:
         "survey_web_cpu_ms": 1000 * (after[1] - middle[1]) / count,
         "plain_bench_cpu_ms": 1000 * (middle[2] - before[2]) / count,
         "survey_bench_cpu_ms": 1000 * (after[2] - middle[2]) / count,
+        "plain_waited_seconds": plain_waited,
+        "plain_parts": plain_parts,
+        "survey_waited_seconds": survey_waited,
+        "survey_parts": survey_parts,
         "load_before": load_before,
         "load_during": load_during,
     }
@@ -312,7 +353,10 @@ def describe(result: dict[str, Any]) -> str:
         f"{result['survey_web_cpu_ms']:.2f} ms, the sender's process (queue_emails, polling) "
         f"{result['survey_bench_cpu_ms']:.2f} ms against plain's "
         f"{result['plain_bench_cpu_ms']:.2f} ms) = {result['ratio']:.0%} of plain; "
-        f"{result['invitation_calls']} invitation API calls; {result['load_during']}"
+        f"{result['invitation_calls']} invitation API calls; the mail lane waited for the "
+        f"next part {result['plain_waited_seconds']:.1f} s (plain, {result['plain_parts']} "
+        f"parts) and {result['survey_waited_seconds']:.1f} s (survey, "
+        f"{result['survey_parts']} parts); {result['load_during']}"
     )
 
 

@@ -26,7 +26,8 @@ waited for the preparation.
 
 Figure: the survey send's rate as a share of plain mail's (target >= 70 %), and how many
 invitation API calls it made (target <= 10 for 10,000), counted in the Survey service's
-access log. Worker CPU a message (from /proc) for each side, and the Survey service's.
+access log with the time the service took for each. CPU a message (from /proc) of each
+side's worker, Survey service, SMTP server and this process (queue_emails and polling).
 Each database runs in a child process of its own (Django is set up once per process);
 the SQLite figure is recorded as crm.survey_send.rate_vs_plain_mail, PostgreSQL's as
 crm.survey_send.rate_vs_plain_mail.postgresql.
@@ -74,7 +75,9 @@ from _harness import (  # noqa: E402
 PG_DATABASE = "bench_crm_survey_send"
 TARGET_RATIO = 0.70
 FIGURE = "crm.survey_send.rate_vs_plain_mail"
-INVITATIONS_CALL = re.compile(r'"POST /survey/api/v1/surveys/\d+/invitations[ ?]')
+# The Survey service's access log: the request line, the status and the microseconds taken.
+ACCESS_LOG_FORMAT = '"%(r)s" %(s)s %(D)s'
+INVITATIONS_CALL = re.compile(r'"POST /survey/api/v1/surveys/\d+/invitations[ ?][^"]*" \d+ (\d+)$')
 
 
 def set_up() -> int:
@@ -255,16 +258,27 @@ def child(count: int, directory: Path) -> dict[str, Any]:
     web = gunicorn(
         "kizuna.wsgi:application",
         web_port,
-        {**env, "GUNICORN_CMD_ARGS": f"--access-logfile {access_log}"},
+        {
+            **env,
+            "GUNICORN_CMD_ARGS": f"--access-logfile {access_log} "
+            f"--access-logformat '{ACCESS_LOG_FORMAT}'",
+        },
     )
     worker = kizuna(["worker", "--worker-id", "bench-survey"], env, log=directory / "worker.log")
 
-    def invitation_calls() -> list[str]:
+    def invitation_calls() -> list[float]:
+        """The seconds the Survey service took for each invitations call so far."""
         lines = access_log.read_text().splitlines() if access_log.exists() else []
-        return [line for line in lines if INVITATIONS_CALL.search(line)]
+        found = (INVITATIONS_CALL.search(line) for line in lines)
+        return [int(match.group(1)) / 1e6 for match in found if match]
 
-    def cpu() -> tuple[float, float, float]:
-        return cpu_seconds(worker.pid), cpu_seconds(web.pid), time.process_time()
+    def cpu() -> tuple[float, float, float, float]:
+        return (
+            cpu_seconds(worker.pid),
+            cpu_seconds(web.pid),
+            time.process_time(),
+            cpu_seconds(sink.process.pid),
+        )
 
     try:
         wait_up(survey_url + "/survey/api/v1/openapi.json", timeout=120)
@@ -326,6 +340,7 @@ def child(count: int, directory: Path) -> dict[str, Any]:
         "survey_queue_seconds": survey_queue,
         "ratio": survey_rate / plain_rate,
         "invitation_calls": len(calls),
+        "invitation_call_seconds": calls,
         "plain_worker_cpu_ms": 1000 * (middle[0] - before[0]) / count,
         "survey_worker_cpu_ms": 1000 * (after[0] - middle[0]) / count,
         "plain_web_cpu_ms": 1000 * (middle[1] - before[1]) / count,
@@ -336,6 +351,8 @@ def child(count: int, directory: Path) -> dict[str, Any]:
         "plain_parts": plain_parts,
         "survey_waited_seconds": survey_waited,
         "survey_parts": survey_parts,
+        "plain_sink_cpu_ms": 1000 * (middle[3] - before[3]) / count,
+        "survey_sink_cpu_ms": 1000 * (after[3] - middle[3]) / count,
         "load_before": load_before,
         "load_during": load_during,
     }
@@ -352,8 +369,11 @@ def describe(result: dict[str, Any]) -> str:
         f"{result['survey_worker_cpu_ms']:.2f} ms a message, Survey service "
         f"{result['survey_web_cpu_ms']:.2f} ms, the sender's process (queue_emails, polling) "
         f"{result['survey_bench_cpu_ms']:.2f} ms against plain's "
-        f"{result['plain_bench_cpu_ms']:.2f} ms) = {result['ratio']:.0%} of plain; "
-        f"{result['invitation_calls']} invitation API calls; the mail lane waited for the "
+        f"{result['plain_bench_cpu_ms']:.2f} ms, SMTP server {result['survey_sink_cpu_ms']:.2f} "
+        f"ms against {result['plain_sink_cpu_ms']:.2f} ms) = {result['ratio']:.0%} of plain; "
+        f"{result['invitation_calls']} invitation API calls (at the Survey service "
+        f"{', '.join(f'{seconds:.2f}' for seconds in result['invitation_call_seconds'])} s); "
+        "the mail lane waited for the "
         f"next part {result['plain_waited_seconds']:.1f} s (plain, {result['plain_parts']} "
         f"parts) and {result['survey_waited_seconds']:.1f} s (survey, "
         f"{result['survey_parts']} parts); {result['load_during']}"

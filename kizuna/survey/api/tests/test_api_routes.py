@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 from django.core import mail
+from django.db import connection
 from django.test import Client, override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from kizuna.lib import cursors
@@ -530,6 +532,59 @@ def test_invitation_batch_of_exactly_1000_is_accepted(client: Client, world, ada
     assert response.status_code == 200
     assert len(response.json()["invitations"]) == 1000
     assert Invitation.objects.filter(survey=world["survey"]).count() == 1001
+
+
+def queries_of(client: Client, member: AccountMember, method: str, path: str, body: Any = None):
+    """The answer of one call and the number of SQL queries it made."""
+    headers = services_headers(member)
+    client.get(API + "/account", **headers)  # the key's last use is written once
+    with CaptureQueriesContext(connection) as queries:
+        response = call(client, method, path, headers, body)
+    assert response.status_code == 200
+    return response.json(), len(queries)
+
+
+def test_an_invitation_batch_takes_as_many_queries_for_30_invitations_as_for_3(
+    client: Client, world, ada_member
+):
+    survey = world["survey"]
+    path = f"/surveys/{survey.pk}/invitations"
+    # A third of each batch was invited and has responded: its answer names the response.
+    responses = {
+        reference: make_response(survey, reference=reference)
+        for reference in ["few:0", *(f"many:{n}" for n in range(10))]
+    }
+
+    def invite(references: list[str]) -> tuple[list[dict[str, Any]], int]:
+        body = {"invitations": [{"recipient_reference": r} for r in references]}
+        answer, count = queries_of(client, ada_member, "post", path, body)
+        return answer["invitations"], count
+
+    few, few_queries = invite([f"few:{n}" for n in range(3)])
+    many, many_queries = invite([f"many:{n}" for n in range(30)])
+
+    assert many_queries == few_queries
+    assert [i["response_id"] for i in few + many if i["response_id"]] == [
+        str(response.pk) for response in responses.values()
+    ]
+    assert sum(i["created"] for i in few + many) == 2 + 20
+
+
+def test_listing_invitations_takes_as_many_queries_for_30_invitations_as_for_3(
+    client: Client, world, ada_member
+):
+    survey = world["survey"]
+    path = f"/invitations?survey={survey.pk}"
+    for n in range(2):
+        make_response(survey, reference=f"few:{n}")
+    few, few_queries = queries_of(client, ada_member, "get", path)
+    for n in range(27):
+        make_response(survey, reference=f"many:{n}")
+    many, many_queries = queries_of(client, ada_member, "get", path)
+
+    assert (len(few["items"]), len(many["items"])) == (3, 30)
+    assert many_queries == few_queries
+    assert all(item["response_id"] for item in many["items"])
 
 
 def test_invitation_batch_names_each_bad_item_and_writes_nothing(client: Client, world, ada_member):

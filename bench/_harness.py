@@ -366,6 +366,33 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_backends_cpu(connection: Any) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL server process working for `connection`'s database
+    (pg_stat_activity; /proc of the same machine), this connection's own excepted: the
+    database's share of a benchmark, which no client process counts. Empty elsewhere."""
+    if connection.vendor != "postgresql":
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        )
+        pids = [row[0] for row in cursor.fetchall()]
+    found = {}
+    for pid in pids:
+        try:
+            found[pid] = process_cpu(pid)
+        except OSError:
+            continue
+    return found
+
+
+def cpu_since(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two postgres_backends_cpu() readings (a process that
+    started in between counts from zero; one that ended in between is not counted)."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of `pid` and all its living descendants (Linux /proc)."""
     total = 0.0

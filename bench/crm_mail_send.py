@@ -24,7 +24,10 @@ with connections / W threads and connections, so both sides have the same proces
 the same SMTP connections in parallel. W = 1 is the plain single-worker measure.
 
 Figures: P3-sqlite and P3-postgresql (Kizuna's msg/s over the baseline's, target >= 0.7),
-and P5-worker-rss-mb, the worker's peak RSS (VmHWM in /proc) at the end of the send.
+and P5-worker-rss-mb, the worker's peak RSS (VmHWM in /proc) at the end of the send. Printed
+beside them, the CPU a message of each process of the send: the worker's, the SMTP server's,
+and on PostgreSQL the server processes serving the worker's connections (pg_stat_activity,
+/proc), which the two cores share with the others.
 Each database runs in a child process of its own (Django is set up once per process).
 
     .venv/bin/python bench/crm_mail_send.py [--count 10000] [--databases sqlite,postgresql]
@@ -55,12 +58,14 @@ sys.path.insert(0, str(ROOT))
 from _harness import (  # noqa: E402
     SmtpSink,
     cpu_seconds,
+    cpu_since,
     in_threads,
     kizuna,
     kizuna_env,
     load_average,
     machine,
     peak_rss_mb,
+    postgres_backends_cpu,
     postgres_database,
     quick,
     record,
@@ -268,6 +273,7 @@ def child(
         rss_idle = max(peak_rss_mb(worker.pid) for worker in workers)
         load_before = load_average()
         cpu_before = workers_cpu(), cpu_seconds(sink.process.pid)
+        database_before = postgres_backends_cpu(connection)
         started = time.perf_counter()
         batch = services.queue_emails(
             organization=organization,
@@ -291,6 +297,7 @@ def child(
             what="every message marked sent",
         )
         kizuna_seconds = time.perf_counter() - started
+        database_cpu = cpu_since(database_before, postgres_backends_cpu(connection))
         worker_cpu = workers_cpu() - cpu_before[0]
         sink_cpu = cpu_seconds(sink.process.pid) - cpu_before[1]
         rss_peak = max(peak_rss_mb(worker.pid) for worker in workers)
@@ -336,6 +343,7 @@ def child(
         "baseline_server_cpu_ms_per_message": 1000 * raw_sink_cpu / count,
         "baseline_client_cpu_ms_per_message": 1000 * raw_client_cpu / count,
         "writes_cpu_ms_per_message": 1000 * writes_cpu / count,
+        "database_cpu_ms_per_message": 1000 * database_cpu / count,
         "worker_rss_idle_mb": rss_idle,
         "worker_rss_peak_mb": rss_peak,
         "load_before": load_before,
@@ -381,6 +389,15 @@ def _threads(result: dict[str, Any]) -> str:
     )
 
 
+def _database_cpu(result: dict[str, Any]) -> str:
+    if result["database"] != "postgresql":
+        return ""
+    return (
+        f"PostgreSQL's CPU for the worker {result['database_cpu_ms_per_message']:.2f} ms a "
+        "message; "
+    )
+
+
 def describe(result: dict[str, Any]) -> str:
     return (
         f"{result['database']}, {result['count']:,} messages of about "
@@ -395,7 +412,7 @@ def describe(result: dict[str, Any]) -> str:
         f"{result['baseline_client_cpu_ms_per_message']:.2f} ms a message; the worker's "
         f"database writes alone {result['writes_cpu_ms_per_message']:.2f} ms a message "
         f"(in groups of {result.get('connections_per_thread', result['connections'])}); "
-        "peak RSS of a worker "
+        f"{_database_cpu(result)}peak RSS of a worker "
         f"{result['worker_rss_peak_mb']:.0f} MB "
         f"(idle {result['worker_rss_idle_mb']:.0f} MB); {result['load_during']}"
     )

@@ -24,10 +24,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -326,6 +328,13 @@ class SmtpSink:
     def message_ids(self) -> list[str]:
         return self.path.read_text().splitlines()
 
+    def check_each_arrived_once(self, sent: Collection[str]) -> None:
+        """The server holds each of `sent` (Message-IDs) exactly once, and nothing else."""
+        received = Counter(self.message_ids())
+        twice = sum(1 for seen in received.values() if seen > 1)
+        assert set(received) == set(sent), "the server's Message-IDs differ from the outbox's"
+        assert twice == 0, f"{twice} Message-IDs arrived more than once"
+
     def count(self) -> int:
         with self.path.open("rb") as file:
             return sum(chunk.count(b"\n") for chunk in iter(lambda: file.read(1 << 16), b""))
@@ -546,3 +555,23 @@ def ten_question_survey() -> tuple[Any, dict[str, Any]]:
         else:
             form[f"q{question.pk}"] = answer
     return survey, form
+
+
+def child_result(command: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """Run a benchmark's child process; the JSON object of the last line it printed."""
+    done = subprocess.run(command, env=env, cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True)
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def child_in_database(
+    command: list[str], database: str, *, prefix: str, postgres_name: str
+) -> dict[str, Any] | None:
+    """child_result() in a new data dir, on a copy of the migrated SQLite template or, for
+    "postgresql", on a fresh database `postgres_name` (None when PostgreSQL is not reachable)."""
+    directory = str(Path(tempfile.mkdtemp(prefix=prefix)))
+    if database == "postgresql":
+        with postgres_database(postgres_name) as url:
+            if url is None:
+                return None
+            return child_result(command, kizuna_env(directory, DATABASE_URL=url))
+    return child_result(command, kizuna_env(directory))

@@ -42,12 +42,9 @@ import multiprocessing
 import os
 import resource
 import smtplib
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections import Counter
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -57,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 
 from _harness import (  # noqa: E402
     SmtpSink,
+    child_in_database,
     cpu_seconds,
     cpu_since,
     in_threads,
@@ -66,7 +64,6 @@ from _harness import (  # noqa: E402
     machine,
     peak_rss_mb,
     postgres_backends_cpu,
-    postgres_database,
     quick,
     record,
     recording,
@@ -307,11 +304,8 @@ def child(
             stop(worker, timeout=60)
 
     rows = dict(outbox.values_list("message_id", "pk"))
-    received = Counter(sink.message_ids())
-    twice = sum(1 for seen in received.values() if seen > 1)
     assert len(rows) == count, f"{len(rows)} rows for {count} leads"
-    assert set(received) == set(rows), "the server's Message-IDs differ from the outbox's"
-    assert twice == 0, f"{twice} Message-IDs arrived more than once"
+    sink.check_each_arrived_once(rows)
 
     # The baseline: the same bytes, not built in the timing.
     envelopes = [transport.envelope(services.build_email(message)) for message in outbox]
@@ -353,24 +347,13 @@ def child(
 
 
 def run_child(database: str, args: argparse.Namespace) -> dict[str, Any] | None:
-    directory = Path(tempfile.mkdtemp(prefix="kizuna-bench-mail-"))
     command = [sys.executable, __file__, "--child", "--count", str(args.count)]
     command += ["--workers", str(args.workers)]
     if args.connections:
         command += ["--connections", str(args.connections)]
-    extra: dict[str, str] = {}
-    if database == "postgresql":
-        with postgres_database(PG_DATABASE) as url:
-            if url is None:
-                return None
-            extra["DATABASE_URL"] = url
-            return _run(command, kizuna_env(str(directory), **extra))
-    return _run(command, kizuna_env(str(directory)))
-
-
-def _run(command: list[str], env: dict[str, str]) -> dict[str, Any]:
-    done = subprocess.run(command, env=env, cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True)
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    return child_in_database(
+        command, database, prefix="kizuna-bench-mail-", postgres_name=PG_DATABASE
+    )
 
 
 def _processes(result: dict[str, Any]) -> str:

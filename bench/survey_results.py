@@ -37,7 +37,6 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -50,6 +49,7 @@ from typing import Any
 
 from _harness import (
     ROOT,
+    child_result,
     load_one_minute,
     machine,
     migrated_sqlite,
@@ -707,8 +707,7 @@ def run_child(sizes: list[int], repeat: int, env: dict[str, str], *, mode: str) 
         "--mode",
         mode,
     ]
-    done = subprocess.run(command, env=env, cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True)
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    return child_result(command, env)
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, router, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.html import escape
@@ -225,10 +225,6 @@ def _expiry(options: Mapping[str, Any]) -> datetime.datetime:
     return chosen or timezone.now() + datetime.timedelta(days=DEFAULT_EXPIRY_DAYS)
 
 
-def _record_fields(record: Lead | Contact) -> dict[str, Any]:
-    return {"lead": record} if isinstance(record, Lead) else {"contact": record}
-
-
 _ITEM_FIELD = re.compile(r"^invitations\.([0-9]+)\.")
 
 
@@ -353,6 +349,29 @@ def prepare_survey_links(
     }
 
 
+# The CRM's copy of an invitation, column by column, and what a send sets again for a
+# recipient invited before (a retried part, the same survey sent again).
+_INVITATION_COLUMNS = (
+    "connection_id",
+    "organization_id",
+    "lead_id",
+    "contact_id",
+    "survey_id",
+    "survey_title",
+    "recipient_reference",
+    "email",
+    "survey_token",
+    "link",
+    "created_at",
+    "sent_at",
+    "opened_at",
+    "completed_at",
+    "expires_at",
+)
+_ONE_PER_RECIPIENT = ("connection", "survey_id", "recipient_reference")
+_SET_AGAIN = ("survey_title", "email", "survey_token", "link", "sent_at", "expires_at")
+
+
 def _keep_invitations(
     connection: Connection,
     survey: SurveyInfo,
@@ -360,40 +379,86 @@ def _keep_invitations(
     by_reference: Mapping[str, Lead | Contact],
 ) -> None:
     """The CRM's copy of each invitation (one per connection, survey and recipient)."""
+    rows = _invitation_rows(connection, survey, invitations, by_reference)
+    if not rows:
+        return
+    database = connections[router.db_for_write(SurveyInvitation)]
+    with transaction.atomic(using=database.alias):
+        if database.vendor != "postgresql":
+            SurveyInvitation.objects.bulk_create(
+                [
+                    SurveyInvitation(**dict(zip(_INVITATION_COLUMNS, row, strict=True)))
+                    for row in rows
+                ],
+                update_conflicts=True,
+                unique_fields=list(_ONE_PER_RECIPIENT),
+                update_fields=list(_SET_AGAIN),
+                batch_size=500,
+            )
+            return
+        # One statement of a column of values each (UNNEST, as bulk_create does), written
+        # without model objects and reading nothing back: bulk_create built 1,000 objects,
+        # converted each value through its field and read the new ids, about two thirds of
+        # the client's CPU for a part's invitations (62-68 ms against 21-25 ms a 1,000).
+        with database.cursor() as cursor:
+            columns = [list(column) for column in zip(*rows, strict=True)]
+            cursor.execute(_upsert_statement(database), columns)
+
+
+def _invitation_rows(
+    connection: Connection,
+    survey: SurveyInfo,
+    invitations: Sequence[client.Invitation],
+    by_reference: Mapping[str, Lead | Contact],
+) -> list[tuple[Any, ...]]:
+    """Each invitation's values in _INVITATION_COLUMNS' order, sent now."""
     now = timezone.now()
-    with transaction.atomic():
-        SurveyInvitation.objects.bulk_create(
-            [
-                SurveyInvitation(
-                    connection=connection,
-                    organization_id=connection.organization_id,
-                    survey_id=survey.id,
-                    survey_title=survey.title[:300],
-                    recipient_reference=invitation.recipient_reference,
-                    email=invitation.email,
-                    survey_token=invitation.token,
-                    link=invitation.link,
-                    created_at=invitation.created_at,
-                    sent_at=now,
-                    expires_at=invitation.expires_at,
-                    opened_at=invitation.opened_at,
-                    completed_at=invitation.completed_at,
-                    **_record_fields(by_reference[invitation.recipient_reference]),
-                )
-                for invitation in invitations
-            ],
-            update_conflicts=True,
-            unique_fields=["connection", "survey_id", "recipient_reference"],
-            update_fields=[
-                "survey_title",
-                "email",
-                "survey_token",
-                "link",
-                "sent_at",
-                "expires_at",
-            ],
-            batch_size=500,
+    rows = []
+    for invitation in invitations:
+        record = by_reference[invitation.recipient_reference]
+        is_lead = isinstance(record, Lead)
+        rows.append(
+            (
+                connection.pk,
+                connection.organization_id,
+                record.pk if is_lead else None,
+                None if is_lead else record.pk,
+                survey.id,
+                survey.title[:300],
+                invitation.recipient_reference,
+                invitation.email,
+                invitation.token,
+                invitation.link,
+                invitation.created_at,
+                now,
+                invitation.opened_at,
+                invitation.completed_at,
+                invitation.expires_at,
+            )
         )
+    return rows
+
+
+def _upsert_statement(database: Any) -> str:
+    """INSERT ... ON CONFLICT DO UPDATE of SurveyInvitation rows given as one array a column
+    (_INVITATION_COLUMNS), on PostgreSQL."""
+    quote = database.ops.quote_name
+    meta = SurveyInvitation._meta
+    fields = {field.attname: field for field in meta.concrete_fields}
+    by_name = {field.name: field.column for field in meta.concrete_fields}
+    columns = [fields[name] for name in _INVITATION_COLUMNS]
+    # An array of the column's type without its length (varchar, not varchar(300)).
+    arrays = ", ".join(f"%s::{str(field.db_type(database)).split('(')[0]}[]" for field in columns)
+    return (
+        f"INSERT INTO {quote(meta.db_table)} "  # noqa: S608
+        f"({', '.join(quote(field.column) for field in columns)}) "
+        f"SELECT * FROM UNNEST({arrays}) "
+        f"ON CONFLICT ({', '.join(quote(by_name[name]) for name in _ONE_PER_RECIPIENT)}) "
+        "DO UPDATE SET "
+        + ", ".join(
+            f"{quote(by_name[name])} = EXCLUDED.{quote(by_name[name])}" for name in _SET_AGAIN
+        )
+    )
 
 
 def describe_survey_link(organization_id: int, key: str) -> str:

@@ -456,7 +456,11 @@ def mark_all_done(rows: Sequence[LeasedWork], **fields: Any) -> bool:
 
 
 def update_each_if_held(
-    rows: Sequence[LeasedWork], *, along_with: tuple[str, list[Any]] | None = None, **fields: Any
+    rows: Sequence[LeasedWork],
+    *,
+    along_with: tuple[str, list[Any]] | None = None,
+    followed_by: tuple[str, list[Any]] | None = None,
+    **fields: Any,
 ) -> list[bool]:
     """update_if_held() of several rows of one kind in one UPDATE ... RETURNING; per row (in
     order), whether it was still held and so written.
@@ -465,6 +469,11 @@ def update_each_if_held(
     still held (a delivery's attempt, stored even when another worker took the delivery
     over): on PostgreSQL in the same statement (a WITH clause), which saves a lane's group a
     round trip to the database; elsewhere just before it.
+
+    followed_by: PostgreSQL only, a write (SQL, parameters) of the rows written, which it
+    reads, every column, from a WITH clause named `held`, in the same statement (all or
+    nothing even in autocommit, one round trip): CRM mail's "sent" marks and their timeline
+    entries.
 
     The fence is _still_ours(), condition for condition (same holder, same attempt, still
     leased), one IN per claim, so the rows another worker took over are told apart in the
@@ -501,12 +510,24 @@ def update_each_if_held(
     sql = (
         f"UPDATE {connection.ops.quote_name(model._meta.db_table)} "  # noqa: S608
         f"SET {assignments} WHERE ({' OR '.join(claims)}) AND {column('status')} = %s "
-        f"RETURNING {pk}"
+        f"RETURNING {'*' if followed_by else pk}"
     )
+    together = connection.vendor == "postgresql"
+    if followed_by is not None and not together:
+        raise ValueError("followed_by needs PostgreSQL (writes in a WITH clause)")
+    if together and (along_with or followed_by):
+        clauses, first = [], []
+        if along_with is not None:
+            clauses.append(f"along_with AS ({along_with[0]})")
+            first = along_with[1]
+        if followed_by is None:
+            sql, params = f"WITH {', '.join(clauses)} {sql}", [*first, *params]
+        else:
+            clauses += [f"held AS ({sql})", f"followed_by AS ({followed_by[0]})"]
+            sql = f"WITH {', '.join(clauses)} SELECT {pk} FROM held"  # noqa: S608
+            params = [*first, *params, *followed_by[1]]
     with connection.cursor() as cursor:
-        if along_with is not None and connection.vendor == "postgresql":
-            sql, params = f"WITH along_with AS ({along_with[0]}) {sql}", [*along_with[1], *params]
-        elif along_with is not None:
+        if along_with is not None and not together:
             cursor.execute(*along_with)
         cursor.execute(sql, params)
         updated = {row[0] for row in cursor.fetchall()}

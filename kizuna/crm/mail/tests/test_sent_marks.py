@@ -37,6 +37,19 @@ def sent_entries() -> list[tuple[int | None, str]]:
     )
 
 
+def _at_once(messages: list[OutgoingMessage]) -> list[bool]:
+    require_postgresql("the marks in one statement are PostgreSQL's")
+    return services._mark_all_sent_at_once(messages)
+
+
+# Both ways of marking a group sent: an UPDATE and an INSERT in the caller's transaction,
+# and on PostgreSQL both in one statement committed by itself.
+MARKS = [
+    pytest.param(services._mark_all_sent, id="update-then-insert"),
+    pytest.param(_at_once, id="one-statement"),
+]
+
+
 def test_p3_a_group_of_sent_marks_is_one_update_and_one_insert(claimed):
     with CaptureQueriesContext(connection) as queries:
         assert services._mark_all_sent(claimed) == [True, True, True]
@@ -47,12 +60,53 @@ def test_p3_a_group_of_sent_marks_is_one_update_and_one_insert(claimed):
     assert sent_entries() == sorted((row.lead_id, row.subject) for row in claimed)
 
 
-def test_p3_a_message_taken_over_by_another_worker_is_not_marked_and_the_others_are(claimed):
+def test_p3_on_postgresql_a_group_of_sent_marks_is_one_statement(claimed):
+    with CaptureQueriesContext(connection) as queries:
+        assert _at_once(claimed) == [True, True, True]
+
+    assert [query["sql"].split()[0] for query in queries] == ["WITH"]
+    assert set(OutgoingMessage.objects.values_list("status", flat=True)) == {WorkStatus.DONE}
+    assert sent_entries() == sorted((row.lead_id, row.subject) for row in claimed)
+
+
+@pytest.mark.parametrize("mark", MARKS)
+def test_p3_a_sent_mark_s_timeline_entry_names_the_batch_message_address_sender_and_time(
+    claimed, ada, mark
+):
+    # The row's summary, or its subject when it has none, at most 500 characters.
+    long_subject = "件名" * 400
+    OutgoingMessage.objects.filter(pk=claimed[0].pk).update(summary="Survey: 満足度")
+    OutgoingMessage.objects.filter(pk=claimed[1].pk).update(summary="", subject=long_subject)
+    claimed[0].summary = "Survey: 満足度"
+    claimed[1].summary, claimed[1].subject = "", long_subject
+
+    assert mark(claimed) == [True, True, True]
+
+    entries = Activity.objects.filter(kind=ActivityKind.EMAIL_SENT).order_by("lead_id")
+    rows = {row.pk: OutgoingMessage.objects.get(pk=row.pk) for row in claimed}
+    assert [
+        (entry.organization_id, entry.lead_id, entry.contact_id, entry.summary, entry.actor_id)
+        for entry in entries
+    ] == [
+        (row.organization_id, row.lead_id, None, summary, ada.pk)
+        for row, summary in zip(
+            claimed, ["Survey: 満足度", long_subject[:500], claimed[2].summary], strict=True
+        )
+    ]
+    assert [entry.data for entry in entries] == [
+        {"batch": row.batch_id, "message": row.pk, "to": row.to_address} for row in claimed
+    ]
+    assert [entry.created_at for entry in entries] == [rows[row.pk].sent_at for row in claimed]
+    assert all(rows[row.pk].sent_at is not None for row in claimed)
+
+
+@pytest.mark.parametrize("mark", MARKS)
+def test_p3_a_message_taken_over_by_another_worker_is_not_marked_and_the_others_are(claimed, mark):
     taken = claimed[1]
     # Its lease ran out and another worker claimed it: a new attempt under another name.
     OutgoingMessage.objects.filter(pk=taken.pk).update(leased_by="other", attempts=2)
 
-    assert services._mark_all_sent(claimed) == [True, False, True]
+    assert mark(claimed) == [True, False, True]
 
     statuses = dict(OutgoingMessage.objects.values_list("pk", "status"))
     assert statuses == {

@@ -27,7 +27,10 @@ Figures: P3-sqlite and P3-postgresql (Kizuna's msg/s over the baseline's, target
 and P5-worker-rss-mb, the worker's peak RSS (VmHWM in /proc) at the end of the send. Printed
 beside them, the CPU a message of each process of the send: the worker's, the SMTP server's,
 and on PostgreSQL the server processes serving the worker's connections (pg_stat_activity,
-/proc), which the two cores share with the others.
+/proc), which the two cores share with the others; and from them the run's CPU ceiling, the
+highest ratio the machine's cores allow at that CPU a message if nothing ever waited
+(cpu_ceiling()): a ratio under the target with a ceiling under it too is limited by CPU, not
+by waiting.
 Each database runs in a child process of its own (Django is set up once per process).
 
     .venv/bin/python bench/crm_mail_send.py [--count 10000] [--databases sqlite,postgresql]
@@ -343,6 +346,7 @@ def child(
         "load_before": load_before,
         "load_during": load_during,
         "message_bytes": sum(len(data) for _, _, data in envelopes) // count,
+        "cores": os.cpu_count() or 1,
     }
 
 
@@ -381,6 +385,18 @@ def _database_cpu(result: dict[str, Any]) -> str:
     )
 
 
+def cpu_ceiling(result: dict[str, Any]) -> float:
+    """The highest ratio this run's CPU a message allows: the machine's cores spent on nothing
+    but the worker, the SMTP server and (PostgreSQL) the worker's database processes, none of
+    them ever waiting, at the CPU a message each took here; over the baseline's rate."""
+    per_message = (
+        result["worker_cpu_ms_per_message"]
+        + result["server_cpu_ms_per_message"]
+        + result["database_cpu_ms_per_message"]
+    ) / 1000
+    return result.get("cores", 1) / per_message / result["raw_rate"]
+
+
 def describe(result: dict[str, Any]) -> str:
     return (
         f"{result['database']}, {result['count']:,} messages of about "
@@ -389,7 +405,9 @@ def describe(result: dict[str, Any]) -> str:
         f"({result['kizuna_seconds']:.1f} s, "
         f"of which queue_emails {result['queue_seconds']:.1f} s), raw smtplib "
         f"{result['raw_rate']:,.0f} msg/s ({result['raw_seconds']:.1f} s): ratio "
-        f"{result['ratio']:.2f}; worker CPU {result['worker_cpu_ms_per_message']:.2f} ms a "
+        f"{result['ratio']:.2f} (CPU ceiling {cpu_ceiling(result):.2f}: {result.get('cores', 1)} "
+        "cores spent on the worker, the SMTP server and the database at this run's CPU a "
+        f"message, nothing waiting); worker CPU {result['worker_cpu_ms_per_message']:.2f} ms a "
         f"message (SMTP server {result['server_cpu_ms_per_message']:.2f} ms, baseline's "
         f"{result['baseline_server_cpu_ms_per_message']:.2f} ms); raw smtplib's own CPU "
         f"{result['baseline_client_cpu_ms_per_message']:.2f} ms a message; the worker's "

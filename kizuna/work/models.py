@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import ClassVar
 
 from django.conf import settings
 from django.db import models
@@ -81,6 +82,10 @@ class ProbeWork(LeasedWork):
     class Meta:
         verbose_name = _("probe work")
         verbose_name_plural = _("probe work")
+        # The index of claims (kizuna/work/leases.py), as every kind of leased work has one.
+        indexes: ClassVar = [
+            models.Index(fields=["status", "next_attempt_at", "id"], name="work_probe_due_order"),
+        ]
 
     def __str__(self) -> str:
         return self.key

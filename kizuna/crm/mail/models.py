@@ -247,7 +247,9 @@ class OutgoingMessage(LeasedWork):
         verbose_name = _("outgoing email")
         verbose_name_plural = _("outgoing emails")
         indexes: ClassVar = [
-            models.Index(fields=["status", "next_attempt_at"], name="crm_mail_outbox_due"),
+            models.Index(
+                fields=["status", "next_attempt_at", "id"], name="crm_mail_outbox_due_order"
+            ),
             models.Index(fields=["batch", "status"], name="crm_mail_outbox_batch"),
         ]
 
@@ -292,7 +294,9 @@ class BatchPreparation(LeasedWork):
         verbose_name = _("email batch preparation")
         verbose_name_plural = _("email batch preparations")
         indexes: ClassVar = [
-            models.Index(fields=["status", "next_attempt_at"], name="crm_mail_preparation_due"),
+            models.Index(
+                fields=["status", "next_attempt_at", "id"], name="crm_mail_preparation_due_order"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -105,7 +105,9 @@ class Delivery(LeasedWork):
         verbose_name = _("delivery")
         verbose_name_plural = _("deliveries")
         indexes: ClassVar = [
-            models.Index(fields=["status", "next_attempt_at"]),
+            models.Index(
+                fields=["status", "next_attempt_at", "id"], name="survey_delivery_due_order"
+            ),
             models.Index(fields=["endpoint", "-created_at"]),
         ]
 

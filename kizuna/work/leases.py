@@ -604,6 +604,39 @@ def update_each_if_held(
     return held
 
 
+def each_held(rows: Sequence[LeasedWork]) -> list[bool]:
+    """Per row (in order), whether this worker still holds it: update_each_if_held()'s fence,
+    condition for condition, read in one SELECT without writing anything."""
+    if not rows:
+        return []
+    model = type(rows[0])
+    connection = connections[_manager(rows[0]).db]
+    quote = connection.ops.quote_name
+    fields: list[Any] = [
+        model._meta.get_field(name) for name in ("id", "leased_by", "attempts", "status")
+    ]
+    pk, leased_by, attempts, status = (quote(field.column) for field in fields)
+    by_claim: dict[tuple[str, int], list[Any]] = {}
+    for row in rows:
+        by_claim.setdefault((row.leased_by, row.attempts), []).append(row.pk)
+    claims, params = [], []
+    for (holder, attempt), pks in by_claim.items():
+        claims.append(
+            f"({pk} IN ({', '.join(['%s'] * len(pks))}) AND {leased_by} = %s AND {attempts} = %s)"
+        )
+        params += [*pks, holder, attempt]
+    params.append(WorkStatus.LEASED)
+    # IS TRUE: PostgreSQL reads the ids' primary key, not the due index's leased entries.
+    sql = (
+        f"SELECT {pk} FROM {quote(model._meta.db_table)} "  # noqa: S608
+        f"WHERE ({' OR '.join(claims)}) AND ({status} = %s) IS TRUE"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        found = {row[0] for row in cursor.fetchall()}
+    return [row.pk in found for row in rows]
+
+
 def mark_each_done(
     rows: Sequence[LeasedWork], *, along_with: tuple[str, list[Any]] | None = None, **fields: Any
 ) -> list[bool]:

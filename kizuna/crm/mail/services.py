@@ -754,6 +754,29 @@ def _renew_leases(messages: Sequence[OutgoingMessage]) -> list[bool]:
     return leases.update_each_if_held(messages, leased_until=until)
 
 
+def _fence(messages: Sequence[OutgoingMessage]) -> list[bool]:
+    """The fence before a batch's dots: per message, whether this worker still holds its row
+    with at least half a lease left, so that no other worker can take it while the dot is
+    sent.
+
+    The rows whose lease (as this worker last set it) ends sooner are renewed, a fenced
+    UPDATE; the others are only read, the same fence in a SELECT. A batch is sent moments
+    after its claim leased it for a whole lease (and the heartbeat renews every row in hand),
+    so its rows are usually only read: writing each of them once more before its dot left a
+    row version (and an entry in each of the outbox's indexes) a message for nothing.
+    """
+    soon = timezone.now() + timedelta(seconds=OutgoingMessage.lease_seconds / 2)
+    short = [message for message in messages if not _lease_lasts(message, soon)]
+    renewed = dict(zip((message.pk for message in short), _renew_leases(short), strict=True))
+    long = [message for message in messages if message.pk not in renewed]
+    read = dict(zip((message.pk for message in long), leases.each_held(long), strict=True))
+    return [renewed.get(message.pk, read.get(message.pk, False)) for message in messages]
+
+
+def _lease_lasts(message: OutgoingMessage, until: datetime) -> bool:
+    return message.leased_until is not None and message.leased_until >= until
+
+
 def _commit_without_waiting_for_the_disk() -> str:
     """On PostgreSQL, this sending thread's lease renewals and "sent" marks commit without
     waiting for the disk (lanes.commit_without_waiting_for_the_disk says why that is safe; a
@@ -873,10 +896,11 @@ def send_outgoing_message(message: OutgoingMessage) -> None:
 
 def send_outgoing_messages(messages: Sequence[OutgoingMessage]) -> None:
     """The worker's handler for a batch of outbox rows, in the order transport.py explains:
-    each message begun on an SMTP connection of its own (all but the final dot), the leases
-    of the batch renewed in one fenced statement, committed, the final dot sent for each
-    message this worker still holds (the others dropped unsent), and the sent ones marked
-    with their timeline entries in one transaction.
+    each message begun on an SMTP connection of its own (all but the final dot), the batch
+    fenced in one statement (_fence(): its leases read, or renewed where they run short), the
+    final dot sent for each message this worker still holds (the others dropped unsent), and
+    the sent ones marked with their timeline entries in one transaction (on PostgreSQL one
+    statement).
 
     At least once: a row is marked sent only after the server answered 250 to its final dot,
     so a worker killed in between leaves it to be sent again (same Message-ID). Each message
@@ -900,9 +924,9 @@ def send_outgoing_messages(messages: Sequence[OutgoingMessage]) -> None:
     transport.begin_together([delivery for _, delivery in batch])
     begun = [(message, delivery) for message, delivery in batch if delivery.error is None]
     try:
-        # One statement, committed by itself (autocommit): a transaction around it cost two
-        # more round trips to PostgreSQL, which the sending thread waits for.
-        held = _renew_leases([message for message, _ in begun])
+        # One statement (two if some leases run short), in autocommit: a transaction around
+        # a renewal cost two more round trips to PostgreSQL, which the sending thread waits for.
+        held = _fence([message for message, _ in begun])
     except BaseException:
         for _, delivery in begun:
             delivery.abandon()  # the database failed before the dots: the server discards them

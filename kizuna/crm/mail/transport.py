@@ -2,8 +2,8 @@
 
 SMTP has no two-phase commit: a server takes responsibility for a message when it
 answers 250 to the final "." of DATA. `SmtpDelivery.begin()` sends the envelope and
-the whole message but that final dot; the caller then checks (and renews) its lease
-on the row (only the worker holding it may send), `finish()` sends the dot and reads
+the whole message but that final dot; the caller then checks its lease on the row (only
+the worker holding it may send; renewed if it runs short), `finish()` sends the dot and reads
 the 250, and only then is the row committed as sent. So delivery is at least once,
 never lost:
 
@@ -21,7 +21,7 @@ never lost:
 A worker's sending thread keeps several SMTP connections open (backends()) and sends a
 batch of messages, one on each, step by step together (begin_together(), finish_together()):
 every connection's MAIL FROM is written before the first reply is read, then RCPT TO, DATA
-and the message, then, after one fenced lease renewal for the whole batch, the final dots.
+and the message, then, after one fence of the leases for the whole batch, the final dots.
 So one thread keeps the server busy on all its connections, as one thread per connection
 did, without a thread hand-off or a group commit for every message. Each message of a batch
 keeps its own outcome: a refused recipient or a dropped connection fails that message only.

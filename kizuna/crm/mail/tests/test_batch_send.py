@@ -1,5 +1,5 @@
 """A sending thread's batch (issue 11 P3): one thread begins several messages, each on an SMTP
-connection of its own, renews the batch's leases in one fenced statement, sends the final dot
+connection of its own, fences the batch's leases in one statement, sends the final dot
 of each message it still holds, and marks the sent ones in one transaction. A message taken
 over by another worker before its dot is never sent by this one; a refused message fails or
 retries alone, and the rest of its batch is sent."""
@@ -73,17 +73,90 @@ def test_p3_a_message_taken_over_by_another_worker_after_its_begin_is_not_sent_a
         (WorkStatus.DONE, "w"),
     ]
     assert sent_entries() == ["r0@example.com", "r1@example.com", "r3@example.com"]
-    # One fenced renewal for the whole batch before the dots, one "sent" mark after them with
-    # its timeline entries (on PostgreSQL in the same statement).
-    writes = [
+    # One fence for the whole batch before the dots, one "sent" mark after them with its
+    # timeline entries (on PostgreSQL in the same statement).
+    assert outbox_statements(queries) == ["SELECT", *sent_marks()]
+
+
+def outbox_statements(queries) -> list[str]:
+    """The first word of each statement that read or wrote the outbox, or wrote anything."""
+    table = OutgoingMessage._meta.db_table
+    return [
         query["sql"].split()[0]
         for query in queries
         if query["sql"].startswith(("UPDATE", "INSERT", "WITH"))
+        or (query["sql"].startswith("SELECT") and f'FROM "{table}"' in query["sql"])
     ]
-    if connection.vendor == "postgresql":
-        assert writes == ["UPDATE", "WITH"]
-    else:
-        assert writes == ["UPDATE", "UPDATE", "INSERT"]
+
+
+def sent_marks() -> list[str]:
+    return ["WITH"] if connection.vendor == "postgresql" else ["UPDATE", "INSERT"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_p3_a_batch_claimed_moments_ago_is_fenced_by_reading_its_rows_not_writing_them(
+    ada, organization, smtp
+):
+    batch = claimed_batch(organization, ada, 3)
+    leased_until = {row.pk: row.leased_until for row in OutgoingMessage.objects.all()}
+
+    with CaptureQueriesContext(connection) as queries:
+        services.send_outgoing_messages(batch)
+
+    assert received(smtp) == ["r0@example.com", "r1@example.com", "r2@example.com"]
+    # Nothing written before the dots: the fence is a SELECT, the only writes the marks.
+    assert outbox_statements(queries) == ["SELECT", *sent_marks()]
+    table = OutgoingMessage._meta.db_table
+    (fence,) = [
+        query["sql"]
+        for query in queries
+        if query["sql"].startswith("SELECT") and f'FROM "{table}"' in query["sql"]
+    ]
+    assert "leased_by" in fence and "attempts" in fence
+    assert all(leased_until.values())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_p3_a_message_whose_lease_runs_short_is_renewed_before_its_dot_and_the_others_only_read(
+    ada, organization, smtp
+):
+    batch = claimed_batch(organization, ada, 3)
+    # Claimed long ago: less than half a lease left.
+    short = batch[1]
+    short.leased_until = timezone.now() + timedelta(seconds=10)
+    OutgoingMessage.objects.filter(pk=short.pk).update(leased_until=short.leased_until)
+
+    with CaptureQueriesContext(connection) as queries:
+        services.send_outgoing_messages(batch)
+
+    assert received(smtp) == ["r0@example.com", "r1@example.com", "r2@example.com"]
+    assert outbox_statements(queries) == ["UPDATE", "SELECT", *sent_marks()]
+    renewal = next(query["sql"] for query in queries if query["sql"].startswith("UPDATE"))
+    assert "leased_until" in renewal and f"IN ({short.pk})" in renewal
+    assert set(OutgoingMessage.objects.values_list("status", flat=True)) == {WorkStatus.DONE}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_p3_a_message_taken_over_while_its_lease_ran_short_is_not_sent_and_the_others_are(
+    ada, organization, smtp
+):
+    batch = claimed_batch(organization, ada, 3)
+    short = batch[0]
+    short.leased_until = timezone.now() + timedelta(seconds=10)
+    OutgoingMessage.objects.filter(pk=short.pk).update(leased_until=short.leased_until)
+
+    def take_over(address: str) -> None:
+        if address == short.to_address:
+            OutgoingMessage.objects.filter(pk=short.pk).update(
+                leased_by="other", attempts=F("attempts") + 1
+            )
+
+    smtp.on_recipient = take_over
+    services.send_outgoing_messages(batch)
+
+    assert received(smtp) == ["r1@example.com", "r2@example.com"]
+    assert OutgoingMessage.objects.get(pk=short.pk).leased_by == "other"
+    assert sent_entries() == ["r1@example.com", "r2@example.com"]
 
 
 @pytest.mark.django_db(transaction=True)

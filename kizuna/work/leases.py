@@ -519,6 +519,26 @@ def mark_all_done(rows: Sequence[LeasedWork], **fields: Any) -> bool:
     )
 
 
+def _held_condition(
+    rows: Sequence[LeasedWork], column: Callable[[str], str]
+) -> tuple[str, list[Any]]:
+    """_still_ours() of each row as SQL (and its parameters): one IN per claim (holder and
+    attempt), and the status written as _still_leased() does, so that PostgreSQL reads the
+    ids' primary key, not the due index's leased entries."""
+    by_claim: dict[tuple[str, int], list[Any]] = {}
+    for row in rows:
+        by_claim.setdefault((row.leased_by, row.attempts), []).append(row.pk)
+    pk, leased_by, attempts = column("id"), column("leased_by"), column("attempts")
+    claims, params = [], []
+    for (holder, attempt), pks in by_claim.items():
+        claims.append(
+            f"({pk} IN ({', '.join(['%s'] * len(pks))}) AND {leased_by} = %s AND {attempts} = %s)"
+        )
+        params += [*pks, holder, attempt]
+    params.append(WorkStatus.LEASED)
+    return f"({' OR '.join(claims)}) AND ({column('status')} = %s) IS TRUE", params
+
+
 def update_each_if_held(
     rows: Sequence[LeasedWork],
     *,
@@ -560,22 +580,12 @@ def update_each_if_held(
         field.get_db_prep_save(value, connection)
         for field, value in zip(named, fields.values(), strict=True)
     ]
-    by_claim: dict[tuple[str, int], list[Any]] = {}
-    for row in rows:
-        by_claim.setdefault((row.leased_by, row.attempts), []).append(row.pk)
-    pk, leased_by, attempts = column("id"), column("leased_by"), column("attempts")
-    claims = []
-    for (holder, attempt), pks in by_claim.items():
-        claims.append(
-            f"({pk} IN ({', '.join(['%s'] * len(pks))}) AND {leased_by} = %s AND {attempts} = %s)"
-        )
-        params += [*pks, holder, attempt]
-    params.append(WorkStatus.LEASED)
+    pk = column("id")
+    held_sql, held_params = _held_condition(rows, column)
+    params += held_params
     sql = (
         f"UPDATE {connection.ops.quote_name(model._meta.db_table)} "  # noqa: S608
-        # IS TRUE: the ids' primary key is what to read, not the due index (_still_leased()).
-        f"SET {assignments} WHERE ({' OR '.join(claims)}) AND ({column('status')} = %s) IS TRUE "
-        f"RETURNING {'*' if followed_by else pk}"
+        f"SET {assignments} WHERE {held_sql} RETURNING {'*' if followed_by else pk}"
     )
     together = connection.vendor == "postgresql"
     if followed_by is not None and not together:
@@ -611,25 +621,15 @@ def each_held(rows: Sequence[LeasedWork]) -> list[bool]:
         return []
     model = type(rows[0])
     connection = connections[_manager(rows[0]).db]
-    quote = connection.ops.quote_name
-    fields: list[Any] = [
-        model._meta.get_field(name) for name in ("id", "leased_by", "attempts", "status")
-    ]
-    pk, leased_by, attempts, status = (quote(field.column) for field in fields)
-    by_claim: dict[tuple[str, int], list[Any]] = {}
-    for row in rows:
-        by_claim.setdefault((row.leased_by, row.attempts), []).append(row.pk)
-    claims, params = [], []
-    for (holder, attempt), pks in by_claim.items():
-        claims.append(
-            f"({pk} IN ({', '.join(['%s'] * len(pks))}) AND {leased_by} = %s AND {attempts} = %s)"
-        )
-        params += [*pks, holder, attempt]
-    params.append(WorkStatus.LEASED)
-    # IS TRUE: PostgreSQL reads the ids' primary key, not the due index's leased entries.
+
+    def column(name: str) -> str:
+        field: Any = model._meta.get_field(name)
+        return str(connection.ops.quote_name(field.column))
+
+    held_sql, params = _held_condition(rows, column)
     sql = (
-        f"SELECT {pk} FROM {quote(model._meta.db_table)} "  # noqa: S608
-        f"WHERE ({' OR '.join(claims)}) AND ({status} = %s) IS TRUE"
+        f"SELECT {column('id')} FROM {connection.ops.quote_name(model._meta.db_table)} "  # noqa: S608
+        f"WHERE {held_sql}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

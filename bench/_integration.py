@@ -320,14 +320,6 @@ def submit_in_process(world: World, lead_ids: list[int]) -> None:
         )
 
 
-def analyze() -> None:
-    """Fresh planner statistics after a bulk load (what autovacuum does within a minute)."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
-
-
 def backlog_in_bulk(
     world: World, lead_ids: list[int], *, outage: datetime.timedelta | None = None
 ) -> None:

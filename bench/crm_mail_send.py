@@ -57,6 +57,7 @@ sys.path.insert(0, str(ROOT))
 
 from _harness import (  # noqa: E402
     SmtpSink,
+    analyze,
     child_in_database,
     cpu_seconds,
     cpu_since,
@@ -233,6 +234,7 @@ def child(
         )
         for i in range(count)
     )
+    analyze()
 
     sink = SmtpSink(directory)
     env = kizuna_env(

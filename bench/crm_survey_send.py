@@ -53,6 +53,7 @@ sys.path.insert(0, str(ROOT))
 
 from _harness import (  # noqa: E402
     SmtpSink,
+    analyze,
     child_in_database,
     cpu_seconds,
     free_port,
@@ -131,6 +132,7 @@ def send(
         )
         for i in range(count)
     )
+    analyze()
     started = time.perf_counter()
     batch = services.queue_emails(
         organization=organization,

@@ -27,8 +27,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _harness import load_average, machine, quick, record, recording  # noqa: E402
-from _integration import Deployment, analyze, per_database, percentile, set_up_world  # noqa: E402
+from _harness import analyze, load_average, machine, quick, record, recording  # noqa: E402
+from _integration import Deployment, per_database, percentile, set_up_world  # noqa: E402
 
 TARGET_MS = 150.0
 ANSWERS = [

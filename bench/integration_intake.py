@@ -51,10 +51,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _harness import load_average, machine, quick, record, recording, wait_for  # noqa: E402
+from _harness import analyze, load_average, machine, quick, record, recording, wait_for  # noqa: E402
 from _integration import (  # noqa: E402
     Deployment,
-    analyze,
     backlog_in_bulk,
     per_database,
     set_up_world,

@@ -31,11 +31,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _harness import load_average, machine, quick, record, recording  # noqa: E402
+from _harness import analyze, load_average, machine, quick, record, recording  # noqa: E402
 from _integration import (  # noqa: E402
     Deployment,
     World,
-    analyze,
     form_answers,
     per_database,
     percentile,

@@ -170,25 +170,39 @@ def _children_cpu() -> float:
 
 
 def database_writes_floor(outbox: Any, group: int) -> float:
-    """CPU seconds of this process for the database writes the worker cannot do without,
-    alone: for every message a lease renewed before its final dot and a "sent" mark with
-    its timeline entry after the 250, in groups of `group` messages a transaction each (as
-    a sending thread writes its batch), run from one thread. Counts SQLite's work
-    (in this process), not PostgreSQL's (its server)."""
-    from django.db import transaction
+    """CPU seconds of this process for the database work the worker cannot do without,
+    alone: for every message its lease fenced before its final dot and a "sent" mark with
+    its timeline entry after the 250, in groups of `group` messages (as a sending thread
+    does its batch: services._fence(), then the marks as send_outgoing_messages() writes
+    them), run from one thread. Counts SQLite's work (in this process), not PostgreSQL's
+    (its server)."""
+    from datetime import timedelta
+
+    from django.db import connection, transaction
+    from django.utils import timezone
 
     from kizuna.crm.mail import services
+    from kizuna.crm.mail.models import OutgoingMessage
     from kizuna.work.leases import WorkStatus
 
-    outbox.update(status=WorkStatus.LEASED, leased_by="floor", attempts=1, sent_at=None)
+    leased_until = timezone.now() + timedelta(seconds=OutgoingMessage.lease_seconds)
+    outbox.update(
+        status=WorkStatus.LEASED,
+        leased_by="floor",
+        leased_until=leased_until,
+        attempts=1,
+        sent_at=None,
+    )
     rows = list(outbox.order_by("pk"))
     cpu = time.process_time()
     for start in range(0, len(rows), group):
         part = rows[start : start + group]
-        with transaction.atomic():
-            services._renew_leases(part)
-        with transaction.atomic():
-            services._mark_all_sent(part)
+        services._fence(part)
+        if connection.vendor == "postgresql":
+            services._mark_all_sent_at_once(part)
+        else:
+            with transaction.atomic():
+                services._mark_all_sent(part)
     return time.process_time() - cpu
 
 

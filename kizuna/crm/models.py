@@ -335,11 +335,23 @@ class Activity(models.Model):
     """
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    # db_index=False: the indexes (lead, -created_at) and (contact, -created_at) below
+    # serve every lookup by lead or contact, the SET NULL of a deleted record's included.
     lead = models.ForeignKey(
-        Lead, on_delete=models.SET_NULL, null=True, blank=True, related_name="activities"
+        Lead,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="activities",
+        db_index=False,
     )
     contact = models.ForeignKey(
-        Contact, on_delete=models.SET_NULL, null=True, blank=True, related_name="activities"
+        Contact,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="activities",
+        db_index=False,
     )
     kind = models.CharField(_("kind"), max_length=32, choices=ActivityKind.choices)
     summary = models.CharField(_("summary"), max_length=500, blank=True)

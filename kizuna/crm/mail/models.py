@@ -214,7 +214,11 @@ class OutgoingMessage(LeasedWork):
     """
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
-    batch = models.ForeignKey(SendBatch, on_delete=models.CASCADE, related_name="messages")
+    # db_index=False: the index (batch, status) below serves every lookup by batch
+    # (a batch's messages, its progress, the cascade when a batch is deleted).
+    batch = models.ForeignKey(
+        SendBatch, on_delete=models.CASCADE, related_name="messages", db_index=False
+    )
     lead = models.ForeignKey(
         Lead, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -233,8 +237,11 @@ class OutgoingMessage(LeasedWork):
     summary = models.CharField(_("summary"), max_length=500, blank=True)
     body_html = models.TextField(_("body (HTML)"), blank=True)
     body_text = models.TextField(_("body (plain text)"))
-    message_id = models.CharField(_("Message-ID"), max_length=250, unique=True)
-    unsubscribe_token = models.CharField(max_length=64, unique=True)
+    # Unique through the constraints in Meta, not unique=True: on PostgreSQL Django gives a
+    # unique CharField a second, varchar_pattern_ops index for LIKE 'x%' (which nothing
+    # runs), and every row version written (queued, leased, sent) paid an entry in it.
+    message_id = models.CharField(_("Message-ID"), max_length=250)
+    unsubscribe_token = models.CharField(max_length=64)
     # Values in the message only its recipient may read (personal links): the local
     # mailbox hides them in the copy the sender reads.
     recipient_only = models.JSONField(_("recipient-only values"), default=list, blank=True)
@@ -251,6 +258,12 @@ class OutgoingMessage(LeasedWork):
                 fields=["status", "next_attempt_at", "id"], name="crm_mail_outbox_due_order"
             ),
             models.Index(fields=["batch", "status"], name="crm_mail_outbox_batch"),
+        ]
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["message_id"], name="crm_mail_outbox_message_id"),
+            models.UniqueConstraint(
+                fields=["unsubscribe_token"], name="crm_mail_outbox_unsubscribe_token"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -24,6 +24,7 @@ call run_due_work(), one batch of every kind in this thread.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
@@ -519,6 +520,11 @@ def mark_all_done(rows: Sequence[LeasedWork], **fields: Any) -> bool:
     )
 
 
+def _quoted_column(model: type[LeasedWork], connection: Any, name: str) -> str:
+    field: Any = model._meta.get_field(name)
+    return str(connection.ops.quote_name(field.column))
+
+
 def _held_condition(
     rows: Sequence[LeasedWork], column: Callable[[str], str]
 ) -> tuple[str, list[Any]]:
@@ -570,9 +576,7 @@ def update_each_if_held(
     model = type(rows[0])
     connection = connections[_manager(rows[0]).db]
 
-    def column(name: str) -> str:
-        field: Any = model._meta.get_field(name)
-        return str(connection.ops.quote_name(field.column))
+    column = functools.partial(_quoted_column, model, connection)
 
     named: list[Any] = [model._meta.get_field(name) for name in fields]
     assignments = ", ".join(f"{connection.ops.quote_name(field.column)} = %s" for field in named)
@@ -622,9 +626,7 @@ def each_held(rows: Sequence[LeasedWork]) -> list[bool]:
     model = type(rows[0])
     connection = connections[_manager(rows[0]).db]
 
-    def column(name: str) -> str:
-        field: Any = model._meta.get_field(name)
-        return str(connection.ops.quote_name(field.column))
+    column = functools.partial(_quoted_column, model, connection)
 
     held_sql, params = _held_condition(rows, column)
     sql = (

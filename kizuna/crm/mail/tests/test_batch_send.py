@@ -89,6 +89,13 @@ def outbox_statements(queries) -> list[str]:
     ]
 
 
+def shorten_lease(message: OutgoingMessage) -> OutgoingMessage:
+    """As if claimed long ago: less than half a lease left (in the row and in this object)."""
+    message.leased_until = timezone.now() + timedelta(seconds=10)
+    OutgoingMessage.objects.filter(pk=message.pk).update(leased_until=message.leased_until)
+    return message
+
+
 def sent_marks() -> list[str]:
     return ["WITH"] if connection.vendor == "postgresql" else ["UPDATE", "INSERT"]
 
@@ -121,10 +128,7 @@ def test_p3_a_message_whose_lease_runs_short_is_renewed_before_its_dot_and_the_o
     ada, organization, smtp
 ):
     batch = claimed_batch(organization, ada, 3)
-    # Claimed long ago: less than half a lease left.
-    short = batch[1]
-    short.leased_until = timezone.now() + timedelta(seconds=10)
-    OutgoingMessage.objects.filter(pk=short.pk).update(leased_until=short.leased_until)
+    short = shorten_lease(batch[1])
 
     with CaptureQueriesContext(connection) as queries:
         services.send_outgoing_messages(batch)
@@ -141,9 +145,7 @@ def test_p3_a_message_taken_over_while_its_lease_ran_short_is_not_sent_and_the_o
     ada, organization, smtp
 ):
     batch = claimed_batch(organization, ada, 3)
-    short = batch[0]
-    short.leased_until = timezone.now() + timedelta(seconds=10)
-    OutgoingMessage.objects.filter(pk=short.pk).update(leased_until=short.leased_until)
+    short = shorten_lease(batch[0])
 
     def take_over(address: str) -> None:
         if address == short.to_address:

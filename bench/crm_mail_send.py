@@ -173,12 +173,10 @@ def database_writes_floor(outbox: Any, group: int) -> float:
     """CPU seconds of this process for the database work the worker cannot do without,
     alone: for every message its lease fenced before its final dot and a "sent" mark with
     its timeline entry after the 250, in groups of `group` messages (as a sending thread
-    does its batch: services._fence(), then the marks as send_outgoing_messages() writes
-    them), run from one thread. Counts SQLite's work (in this process), not PostgreSQL's
-    (its server)."""
+    does its batch: services._fence(), then services._mark_batch_sent()), run from one
+    thread. Counts SQLite's work (in this process), not PostgreSQL's (its server)."""
     from datetime import timedelta
 
-    from django.db import connection, transaction
     from django.utils import timezone
 
     from kizuna.crm.mail import services
@@ -198,11 +196,7 @@ def database_writes_floor(outbox: Any, group: int) -> float:
     for start in range(0, len(rows), group):
         part = rows[start : start + group]
         services._fence(part)
-        if connection.vendor == "postgresql":
-            services._mark_all_sent_at_once(part)
-        else:
-            with transaction.atomic():
-                services._mark_all_sent(part)
+        services._mark_batch_sent(part)
     return time.process_time() - cpu
 
 

@@ -812,7 +812,7 @@ def _sent_entries_of_held(now: datetime) -> tuple[str, list[Any]]:
         return str(quote(model._meta.get_field(name).column))
 
     entries = ", ".join(column(Activity, name) for name in _SENT_ENTRY_FIELDS)
-    row = {name: column(OutgoingMessage, name) for name in _SENT_ENTRY_SOURCES}
+    row = {field.name: quote(field.column) for field in OutgoingMessage._meta.concrete_fields}
     created_at = Activity._meta.get_field("created_at").get_db_prep_save(now, connection)
     return (
         f"INSERT INTO {quote(Activity._meta.db_table)} ({entries}) "  # noqa: S608
@@ -824,19 +824,6 @@ def _sent_entries_of_held(now: datetime) -> tuple[str, list[Any]]:
     )
 
 
-_SENT_ENTRY_SOURCES = (
-    "organization",
-    "lead",
-    "contact",
-    "summary",
-    "subject",
-    "batch",
-    "id",
-    "to_address",
-    "sender",
-)
-
-
 def _mark_all_sent_at_once(messages: Sequence[OutgoingMessage]) -> list[bool]:
     """PostgreSQL: _mark_all_sent() in one statement, committed by itself (autocommit): the
     fenced UPDATE and the INSERT of the marked rows' timeline entries, all or nothing. One
@@ -844,6 +831,15 @@ def _mark_all_sent_at_once(messages: Sequence[OutgoingMessage]) -> list[bool]:
     UPDATE, INSERT, COMMIT)."""
     now = timezone.now()
     return _marked_sent(messages, now, followed_by=_sent_entries_of_held(now))
+
+
+def _mark_batch_sent(messages: Sequence[OutgoingMessage]) -> list[bool]:
+    """A sending thread's "sent" marks for its batch, committed: on PostgreSQL one statement
+    (_mark_all_sent_at_once()), elsewhere _mark_all_sent() in a transaction of its own."""
+    if connections[router.db_for_write(OutgoingMessage)].vendor == "postgresql":
+        return _mark_all_sent_at_once(messages)
+    with transaction.atomic():
+        return _mark_all_sent(messages)
 
 
 def _mark_all_sent(messages: Sequence[OutgoingMessage]) -> list[bool]:
@@ -914,7 +910,7 @@ def send_outgoing_messages(messages: Sequence[OutgoingMessage]) -> None:
         for message in messages:
             _send_through_backend(message, build_email(message), first)
         return
-    vendor = _commit_without_waiting_for_the_disk()
+    _commit_without_waiting_for_the_disk()
     batch = [
         (message, transport.SmtpDelivery(connection, build_email(message)))
         for message, connection in zip(
@@ -940,11 +936,7 @@ def send_outgoing_messages(messages: Sequence[OutgoingMessage]) -> None:
     transport.finish_together([delivery for _, delivery in finishing])
     sent = [message for message, delivery in finishing if delivery.error is None]
     if sent:
-        if vendor == "postgresql":
-            marked = _mark_all_sent_at_once(sent)
-        else:
-            with transaction.atomic():
-                marked = _mark_all_sent(sent)
+        marked = _mark_batch_sent(sent)
         for message, is_marked in zip(sent, marked, strict=True):
             if not is_marked:
                 logger.warning(

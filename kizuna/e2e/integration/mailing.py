@@ -12,8 +12,10 @@ from django.urls import reverse
 
 from kizuna.crm.integration import client
 from kizuna.crm.integration.client import Credentials
+from kizuna.crm.mail.extensions import PrepareContext
 from kizuna.crm.models import Contact, Organization
 from kizuna.identity.models import User
+from kizuna.survey.models import Survey
 
 LINK = re.compile(r"(https?://[^\s\"<>]+/s/i/([A-Za-z0-9_\-]+)/)")
 
@@ -28,6 +30,20 @@ def make_contacts(organization: Organization, count: int) -> list[Contact]:
         )
         for i in range(count)
     ]
+
+
+def survey_part(organization: Organization, sender: User, survey: Survey) -> PrepareContext:
+    """The first part of a send of contacts with a link to `survey`, as the prepare step
+    hands it to prepare_survey_links()."""
+    return PrepareContext(
+        organization=organization,
+        module="contacts",
+        sender=sender,
+        language="en",
+        keys=frozenset({str(survey.pk)}),
+        batch_key="k",
+        part=0,
+    )
 
 
 def links_in(message: Any) -> list[tuple[str, str]]:

@@ -28,7 +28,6 @@ from kizuna.crm.integration.models import (
 )
 from kizuna.crm.integration.sending import services as sending
 from kizuna.crm.mail import services as mail_services
-from kizuna.crm.mail.extensions import PrepareContext
 from kizuna.crm.mail.models import BatchPreparation, EmailTemplate, OutgoingMessage, SendBatch
 from kizuna.crm.models import Contact, Lead, Organization
 from kizuna.e2e.integration.mailing import (
@@ -37,6 +36,7 @@ from kizuna.e2e.integration.mailing import (
     make_contacts,
     send_page,
     speak,
+    survey_part,
 )
 from kizuna.e2e.integration.respond import enable, run_worker
 from kizuna.identity.models import User
@@ -308,15 +308,7 @@ def test_e2_a_retried_part_creates_no_invitation_twice(
     organization: Organization, ada: User, connection: Connection, ada_survey: Survey
 ) -> None:
     contacts = make_contacts(organization, 3)
-    context = PrepareContext(
-        organization=organization,
-        module="contacts",
-        sender=ada,
-        language="en",
-        keys=frozenset({str(ada_survey.pk)}),
-        batch_key="k",
-        part=0,
-    )
+    context = survey_part(organization, ada, ada_survey)
     first = sending.prepare_survey_links(context, contacts)
     again = sending.prepare_survey_links(context, contacts)
 
@@ -345,15 +337,7 @@ def test_e2_two_organizations_on_one_survey_account_get_references_of_their_own(
         (other_organization, other_contact, charlie),
     ):
         sending.prepare_survey_links(
-            PrepareContext(
-                organization=org,
-                module="contacts",
-                sender=sender,
-                language="en",
-                keys=frozenset({str(ada_survey.pk)}),
-                batch_key="k",
-                part=0,
-            ),
+            survey_part(org, sender, ada_survey),
             [record],
         )
     references = set(Invitation.objects.values_list("recipient_reference", flat=True))

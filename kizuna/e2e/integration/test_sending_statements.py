@@ -16,9 +16,8 @@ from django.test.utils import CaptureQueriesContext
 
 from kizuna.crm.integration.models import Connection, SurveyInvitation
 from kizuna.crm.integration.sending import services as sending
-from kizuna.crm.mail.extensions import PrepareContext
 from kizuna.crm.models import Organization
-from kizuna.e2e.integration.mailing import make_contacts
+from kizuna.e2e.integration.mailing import make_contacts, survey_part
 from kizuna.identity.models import User
 from kizuna.survey.models import Survey
 from kizuna.testing.races import require_postgresql
@@ -31,15 +30,7 @@ def test_p3_a_part_keeps_its_invitations_in_postgresql_in_one_statement_that_rea
 ) -> None:
     require_postgresql("the upsert of a column of values each is PostgreSQL's")
     contacts = make_contacts(organization, 30)
-    context = PrepareContext(
-        organization=organization,
-        module="contacts",
-        sender=ada,
-        language="en",
-        keys=frozenset({str(ada_survey.pk)}),
-        batch_key="k",
-        part=0,
-    )
+    context = survey_part(organization, ada, ada_survey)
     table = f'"{SurveyInvitation._meta.db_table}"'
 
     with CaptureQueriesContext(database) as captured:

@@ -14,6 +14,7 @@ from django.urls import reverse
 from kizuna.crm.mail.models import OutgoingMessage
 from kizuna.crm.mail.tests.conftest import queue_text_email
 from kizuna.crm.models import Activity, Lead
+from kizuna.testing.races import require_postgresql
 
 
 def indexes_of(table: str) -> list[tuple[list[str], bool]]:
@@ -35,8 +36,8 @@ def test_p3_the_outbox_has_one_index_for_message_id_and_one_for_unsubscribe_toke
     assert [unique for columns, unique in indexes if columns == ["unsubscribe_token"]] == [True]
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL index class")
 def test_p3_on_postgresql_the_outbox_has_no_pattern_ops_copy_of_an_index(db: None) -> None:
+    require_postgresql("varchar_pattern_ops is a PostgreSQL index class")
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT indexname FROM pg_indexes WHERE tablename = %s AND indexdef LIKE %s",

@@ -93,6 +93,23 @@ def index_scans(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return [node for node in nodes(plan) if node["Node Type"] == "Index Scan"]
 
 
+def leave_an_orphan_of_a_dead_worker(now, settings) -> None:
+    """Row "orphan", due for 20 s and leased to worker "gone", whose heartbeat is older than
+    a worker's lease: claimable by any other worker."""
+    register_worker("gone")
+    WorkerProcess.objects.filter(worker_id="gone").update(
+        heartbeat_at=now - timedelta(seconds=settings.KIZUNA_WORKER_LEASE_SECONDS + 1)
+    )
+    ProbeWork.objects.create(
+        key="orphan",
+        next_attempt_at=now - timedelta(seconds=20),
+        status=WorkStatus.LEASED,
+        attempts=1,
+        leased_by="gone",
+        leased_until=now + timedelta(minutes=1),
+    )
+
+
 @pytest.mark.postgres
 def test_p3_a_claim_behind_a_bulk_queue_reads_the_due_index_in_order_and_stops_at_its_limit(
     first_claims_of_a_thread,
@@ -141,18 +158,7 @@ def test_p3_a_dead_workers_rows_wait_at_most_a_second_behind_a_backlog_then_go_f
         "pending-0",
         "pending-1",
     ]
-    register_worker("gone")
-    ProbeWork.objects.create(
-        key="orphan",
-        next_attempt_at=now - timedelta(seconds=20),
-        status=WorkStatus.LEASED,
-        attempts=1,
-        leased_by="gone",
-        leased_until=now + timedelta(minutes=1),
-    )
-    WorkerProcess.objects.filter(worker_id="gone").update(
-        heartbeat_at=now - timedelta(seconds=settings.KIZUNA_WORKER_LEASE_SECONDS + 1)
-    )
+    leave_an_orphan_of_a_dead_worker(now, settings)
 
     # Its claim a moment later: pending rows fill the limit, the orphan waits.
     assert [row.key for row in claim_due(ProbeWork, worker_id="b", limit=2)] == [
@@ -175,18 +181,7 @@ def test_p3_a_claim_with_room_to_spare_takes_a_dead_workers_rows_at_once(
     ProbeWork.objects.create(key="pending-0", next_attempt_at=now - timedelta(seconds=10))
     ProbeWork.objects.create(key="pending-1", next_attempt_at=now - timedelta(seconds=9))
     assert len(claim_due(ProbeWork, worker_id="b", limit=1)) == 1
-    register_worker("gone")
-    WorkerProcess.objects.filter(worker_id="gone").update(
-        heartbeat_at=now - timedelta(seconds=settings.KIZUNA_WORKER_LEASE_SECONDS + 1)
-    )
-    ProbeWork.objects.create(
-        key="orphan",
-        next_attempt_at=now - timedelta(seconds=20),
-        status=WorkStatus.LEASED,
-        attempts=1,
-        leased_by="gone",
-        leased_until=now + timedelta(minutes=1),
-    )
+    leave_an_orphan_of_a_dead_worker(now, settings)
 
     # Within the second, but the one pending row leaves room: the orphan is taken now.
     rows = claim_due(ProbeWork, worker_id="b", limit=2)
